@@ -1,0 +1,29 @@
+import { readActive, readHistory } from "../../config/store.ts";
+import { openStore, STORE_HELP, type StoreOptions } from "../options.ts";
+
+export const help = `isthmus versions [--local | --remote] — list the stored configuration versions
+
+Newest first; the active one is marked with *.
+${STORE_HELP}
+
+Example:
+  isthmus versions --remote`;
+
+export async function versions(opts: StoreOptions): Promise<number> {
+  const store = await openStore(opts);
+  try {
+    const [active, history] = await Promise.all([readActive(store), readHistory(store)]);
+    if (history.length === 0) {
+      console.log(`isthmus: no configuration has been applied to ${store.description}`);
+      return 0;
+    }
+    console.log("  VERSION       APPLIED AT                 ACTION    RESOURCES");
+    for (const h of history) {
+      const mark = h.version === active?.version ? "*" : " ";
+      console.log(`${mark} ${h.version.padEnd(13)} ${h.appliedAt.padEnd(26)} ${h.action.padEnd(9)} ${h.resources}`);
+    }
+    return 0;
+  } finally {
+    await store.close();
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * Options shared by the commands that reach a config store.
+ */
+import { kvBinding } from "./wrangler-config.ts";
+import { openLocalStore, openRemoteStore, type ClosableStore } from "./stores.ts";
+import { CliError } from "./files.ts";
+
+export interface StoreOptions {
+  local?: boolean;
+  remote?: boolean;
+  "persist-to"?: string;
+  config?: string;
+  binding?: string;
+}
+
+export const STORE_OPTIONS = {
+  local: { type: "boolean" },
+  remote: { type: "boolean" },
+  "persist-to": { type: "string" },
+  config: { type: "string" },
+  binding: { type: "string" },
+} as const;
+
+export const STORE_HELP = `
+Where the configuration goes:
+  --local              the KV that \`wrangler dev\` / \`isthmus dev\` read (default)
+  --remote             the deployed Workers KV namespace (needs \`wrangler login\` or CLOUDFLARE_API_TOKEN)
+  --persist-to DIR     local state directory (default .wrangler/state, like wrangler)
+  --config FILE        the gateway's wrangler.toml (default ./wrangler.toml)
+  --binding NAME       the KV binding holding the configuration (default CONFIG)`;
+
+export async function openStore(opts: StoreOptions): Promise<ClosableStore> {
+  if (opts.local && opts.remote) throw new CliError("expected only one of --local and --remote", 2);
+  const config = opts.config ?? "wrangler.toml";
+  const binding = opts.binding ?? "CONFIG";
+  if (opts.remote) {
+    kvBinding(config, binding);
+    return openRemoteStore(config, binding);
+  }
+  const { id } = kvBinding(config, binding);
+  return openLocalStore(opts["persist-to"] ?? ".wrangler/state", id);
+}

@@ -1,0 +1,287 @@
+/**
+ * Compiles VirtualService `http[]` entries into rules (the action) and
+ * routes (one per match block, pointing at the rule), with Istio's
+ * validation of conflicting actions.
+ */
+import type { z } from "zod";
+import { durationMs } from "../schema/common.ts";
+import type { Headers as HeadersSchema, HTTPRoute } from "../schema/networking.ts";
+import type { ActionDef, DestinationDef, HeaderOpsDef, HeadersDef, MatchDef, RedirectDef, RuleDef } from "../snapshot.ts";
+import type { Resource } from "../validate.ts";
+import { regexError } from "../../routing/regex.ts";
+import type { Diagnostics, FieldPath } from "./diagnostics.ts";
+import { compileMatch, isCatchAll } from "./matchers.ts";
+import type { ServiceRegistry } from "./services.ts";
+
+export interface CompiledRule {
+  rule: RuleDef;
+  /** One entry per match block (a single catch-all entry when `match` is absent). */
+  routes: { name: string; match: MatchDef }[];
+  catchAll: boolean;
+}
+
+const REDIRECT_CODES = new Set([301, 302, 303, 307, 308]);
+
+/**
+ * Compiles every HTTP rule of a VirtualService. Rules after a catch-all
+ * are unreachable; Istio drops them and so does Isthmus, with a warning.
+ */
+export function compileHttpRules(vs: Resource<"VirtualService">, services: ServiceRegistry, diag: Diagnostics): CompiledRule[] {
+  const out: CompiledRule[] = [];
+  const http = vs.spec.http ?? [];
+  for (let i = 0; i < http.length; i++) {
+    const route = http[i] as HTTPRoute;
+    const compiled = compileRule(vs, route, i, services, diag);
+    if (!compiled) continue;
+    out.push(compiled);
+    if (compiled.catchAll && i < http.length - 1) {
+      diag.warn(vs, ["spec", "http", i + 1], `unreachable: rule ${i} before it matches every request (Istio drops the rules after a catch-all)`);
+      break;
+    }
+  }
+  return out;
+}
+
+function compileRule(vs: Resource<"VirtualService">, route: HTTPRoute, index: number, services: ServiceRegistry, diag: Diagnostics): CompiledRule | undefined {
+  const path: FieldPath = ["spec", "http", index];
+  let ok = true;
+  const fail = (p: FieldPath, message: string) => {
+    ok = false;
+    diag.error(vs, p, message);
+  };
+
+  const actions = (["route", "redirect", "directResponse", "delegate"] as const).filter((k) => route[k] !== undefined);
+  if (actions.length === 0) {
+    fail(path, "expected one of route, redirect, directResponse or delegate");
+    return undefined;
+  }
+  if (actions.length > 1) fail([...path, actions[1] as string], `expected only one of route, redirect, directResponse or delegate, got ${actions.join(" and ")}`);
+  if (route.redirect || route.directResponse) {
+    const kind = route.redirect ? "redirect" : "directResponse";
+    for (const other of ["rewrite", "fault"] as const) {
+      if (route[other] !== undefined) fail([...path, other], `${other} cannot be combined with ${kind}`);
+    }
+  }
+  if (route.mirror && route.mirrors) fail([...path, "mirrors"], "expected only one of mirror and mirrors");
+  if (route.delegate) fail([...path, "delegate"], "delegate is not supported yet; inline the delegated VirtualService's rules");
+
+  const matches: { name: string; match: MatchDef }[] = [];
+  (route.match ?? []).forEach((m, j) => {
+    const compiled = compileMatch(m, [...path, "match", j], fail);
+    if (!compiled) return;
+    matches.push({ name: routeName(route.name, m.name), match: compiled });
+  });
+  if (matches.length === 0 && !(route.match && route.match.length > 0)) matches.push({ name: route.name ?? "", match: {} });
+
+  const action = compileAction(vs, route, path, services, fail);
+  const rule: RuleDef = { source: vs.id, index, action: action ?? { type: "direct", status: 500 } };
+  if (route.name) rule.name = route.name;
+
+  if (route.rewrite) {
+    const rw = route.rewrite;
+    rule.rewrite = {};
+    if (rw.uri !== undefined) rule.rewrite.uri = rw.uri;
+    if (rw.uriRegexRewrite) {
+      const problem = regexError(rw.uriRegexRewrite.match);
+      if (problem) fail([...path, "rewrite", "uriRegexRewrite", "match"], `expected an RE2 regular expression: ${problem}`);
+      rule.rewrite.uriRegex = { match: rw.uriRegexRewrite.match, rewrite: rw.uriRegexRewrite.rewrite };
+    }
+    if (rw.authority !== undefined) rule.rewrite.authority = rw.authority;
+  }
+  if (route.redirect?.prefixRewrite !== undefined || route.rewrite?.uri !== undefined) {
+    (route.match ?? []).forEach((m, j) => {
+      if (m.uri?.regex !== undefined) {
+        fail([...path, "match", j, "uri"], "a prefix rewrite needs exact or prefix uri matches (Envoy cannot rewrite a prefix matched by a regex)");
+      }
+    });
+  }
+
+  const headers = compileHeaders(route.headers, [...path, "headers"], fail);
+  if (headers) {
+    const authority = takeAuthority(headers);
+    if (authority !== undefined) {
+      if (rule.rewrite?.authority !== undefined) fail([...path, "headers"], "authority is set both by rewrite.authority and by a host header operation");
+      rule.rewrite = { ...rule.rewrite, authority };
+    }
+    if (headers.request || headers.response) rule.headers = headers;
+  }
+
+  if (route.timeout !== undefined) {
+    const ms = durationMs(route.timeout);
+    if (ms > 0) rule.timeoutMs = ms;
+  }
+
+  if (!ok || !action) return undefined;
+  return { rule, routes: matches, catchAll: isCatchAll(matches.map((m) => m.match)) };
+}
+
+function routeName(rule: string | undefined, match: string | undefined): string {
+  if (rule && match) return `${rule}.${match}`;
+  return rule ?? match ?? "";
+}
+
+function compileAction(
+  vs: Resource<"VirtualService">,
+  route: HTTPRoute,
+  path: FieldPath,
+  services: ServiceRegistry,
+  fail: (p: FieldPath, message: string) => void,
+): ActionDef | undefined {
+  if (route.redirect) {
+    const r = route.redirect;
+    if (r.uri === undefined && r.authority === undefined && r.scheme === undefined && r.port === undefined && r.prefixRewrite === undefined && r.derivePort === undefined) {
+      fail([...path, "redirect"], "expected at least one of uri, prefixRewrite, authority, scheme, port or derivePort");
+    }
+    if (r.scheme !== undefined && r.scheme !== "http" && r.scheme !== "https") fail([...path, "redirect", "scheme"], `expected http or https, got "${r.scheme}"`);
+    const status = r.redirectCode ?? 301;
+    if (!REDIRECT_CODES.has(status)) fail([...path, "redirect", "redirectCode"], `expected one of 301, 302, 303, 307, 308, got ${status}`);
+    const redirect: RedirectDef = { status };
+    for (const key of ["uri", "prefixRewrite", "authority", "scheme", "port", "derivePort"] as const) {
+      if (r[key] !== undefined) (redirect as unknown as Record<string, unknown>)[key] = r[key];
+    }
+    return { type: "redirect", redirect };
+  }
+  if (route.directResponse) {
+    const d = route.directResponse;
+    const action: ActionDef = { type: "direct", status: d.status };
+    if (d.body?.string !== undefined) action.body = d.body.string;
+    if (d.body?.bytes !== undefined) {
+      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(d.body.bytes) || d.body.bytes.length % 4 !== 0) fail([...path, "directResponse", "body", "bytes"], "expected base64-encoded bytes");
+      action.bodyBase64 = d.body.bytes;
+    }
+    const size = action.body !== undefined ? new TextEncoder().encode(action.body).length : Math.floor(((action.bodyBase64 ?? "").length * 3) / 4);
+    if (size > 1024 * 1024) fail([...path, "directResponse", "body"], "expected a body of at most 1 MB");
+    return action;
+  }
+  if (!route.route) return undefined;
+  return compileDestinations(vs, route.route, [...path, "route"], services, fail);
+}
+
+function compileDestinations(
+  vs: Resource<"VirtualService">,
+  list: NonNullable<HTTPRoute["route"]>,
+  path: FieldPath,
+  services: ServiceRegistry,
+  fail: (p: FieldPath, message: string) => void,
+): ActionDef | undefined {
+  if (list.length === 0) {
+    fail(path, "expected at least one destination");
+    return undefined;
+  }
+  // Istio >= 1.15: weights are relative; a lone destination takes everything;
+  // with several, weight-0 entries are dropped and all-zero is invalid.
+  if (list.length > 1 && list.every((d) => !d.weight)) {
+    fail(path, "expected at least one destination with a weight > 0");
+    return undefined;
+  }
+  const destinations: DestinationDef[] = [];
+  list.forEach((d, i) => {
+    const at: FieldPath = [...path, i, "destination"];
+    const weight = list.length === 1 ? 100 : (d.weight ?? 0);
+    const service = services.resolve(d.destination.host, vs.namespace);
+    if (!service) {
+      fail([...at, "host"], `expected a host declared by a ServiceEntry, got "${d.destination.host}" (the edge only reaches origins listed as ServiceEntry endpoints)`);
+      return;
+    }
+    const port = services.selectPort(service, d.destination.port?.number);
+    if (typeof port === "string") {
+      fail([...at, d.destination.port ? "port" : "host"], port);
+      return;
+    }
+    const subset = d.destination.subset;
+    if (subset !== undefined && !services.subsets(service).includes(subset)) {
+      const known = services.subsets(service);
+      fail([...at, "subset"], `expected a subset defined by a DestinationRule for ${service.host}${known.length ? ` (${known.join(", ")})` : " (none is defined)"}, got "${subset}"`);
+      return;
+    }
+    if (weight === 0) return;
+    const cluster = services.cluster(service, port, subset, d.destination.host.toLowerCase());
+    const def: DestinationDef = { host: service.wildcard ? d.destination.host.toLowerCase() : service.host, port: port.number, cluster: cluster.name, weight };
+    if (subset !== undefined) def.subset = subset;
+    const headers = compileHeaders(d.headers, [...path, i, "headers"], fail);
+    if (headers && (headers.request || headers.response)) {
+      if (takeAuthority(headers) !== undefined) fail([...path, i, "headers"], "set the authority with rewrite.authority; per-destination host rewrites are not supported");
+      def.headers = headers;
+    }
+    destinations.push(def);
+  });
+  return { type: "route", destinations };
+}
+
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/**
+ * Compiles header operations. Istio drops `:`-prefixed keys; `host` in set
+ * becomes the authority rewrite (returned under the `:authority` key and
+ * taken out by takeAuthority). Values may contain `%%` (a literal percent);
+ * Envoy command operators are not supported yet.
+ */
+export function compileHeaders(headers: z.infer<typeof HeadersSchema> | undefined, path: FieldPath, fail: (p: FieldPath, message: string) => void): HeadersDef | undefined {
+  if (!headers) return undefined;
+  const out: HeadersDef = {};
+  for (const side of ["request", "response"] as const) {
+    const ops = headers[side];
+    if (!ops) continue;
+    const def: HeaderOpsDef = {};
+    for (const op of ["set", "add"] as const) {
+      const entries: [string, string][] = [];
+      for (const [rawName, value] of Object.entries(ops[op] ?? {}).sort(([a], [b]) => a.localeCompare(b))) {
+        const name = rawName.toLowerCase();
+        if (name.startsWith(":") && name !== ":authority") continue;
+        if (!HEADER_NAME.test(name.replace(/^:/, ""))) {
+          fail([...path, side, op, rawName], "expected a valid HTTP header name");
+          continue;
+        }
+        const literal = headerValue(value);
+        if (literal === undefined) {
+          fail([...path, side, op, rawName], "expected a literal value (write %% for a percent sign; Envoy %COMMAND% operators are not supported yet)");
+          continue;
+        }
+        if (/[\r\n\0]/.test(literal)) {
+          fail([...path, side, op, rawName], "expected a value without CR, LF or NUL");
+          continue;
+        }
+        if (side === "request" && (name === "host" || name === ":authority")) {
+          if (op === "set") entries.push([":authority", literal]);
+          continue;
+        }
+        entries.push([name, literal]);
+      }
+      if (entries.length) def[op] = entries;
+    }
+    if (ops.remove?.length) {
+      const remove = ops.remove.map((n) => n.toLowerCase()).filter((n) => !n.startsWith(":") && n !== "host");
+      if (remove.length) def.remove = remove;
+    }
+    if (def.set || def.add || def.remove) out[side] = def;
+  }
+  return out.request || out.response ? out : undefined;
+}
+
+/** Removes an authority rewrite hidden in request header ops and returns it. */
+function takeAuthority(headers: HeadersDef): string | undefined {
+  const set = headers.request?.set;
+  const entry = set?.find(([n]) => n === ":authority");
+  if (!entry || !headers.request || !set) return undefined;
+  const rest = set.filter(([n]) => n !== ":authority");
+  if (rest.length) headers.request.set = rest;
+  else delete headers.request.set;
+  if (!headers.request.set && !headers.request.add && !headers.request.remove) delete headers.request;
+  return entry[1];
+}
+
+/** Turns `%%` into `%`; returns undefined when another `%` appears. */
+function headerValue(value: string): string | undefined {
+  let out = "";
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i];
+    if (c !== "%") {
+      out += c;
+      continue;
+    }
+    if (value[i + 1] !== "%") return undefined;
+    out += "%";
+    i++;
+  }
+  return out;
+}

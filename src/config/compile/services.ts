@@ -1,0 +1,277 @@
+/**
+ * The service registry: ServiceEntry hosts, their ports and endpoints, and
+ * the DestinationRules that shape them, resolved into clusters named the
+ * way Istio names them (`outbound|<port>|<subset>|<host>`).
+ */
+import type { ClusterDef, EndpointDef } from "../snapshot.ts";
+import type { TrafficPolicy } from "../schema/networking.ts";
+import type { Resource } from "../validate.ts";
+import type { Diagnostics, FieldPath } from "./diagnostics.ts";
+import { canonicalHost, expandShortName, hostMatches, specificity } from "./hosts.ts";
+
+export interface ServicePort {
+  number: number;
+  name?: string;
+  protocol: string;
+  targetPort?: number;
+}
+
+export interface Service {
+  /** Canonical host pattern from the ServiceEntry. */
+  host: string;
+  namespace: string;
+  resource: Resource<"ServiceEntry">;
+  ports: ServicePort[];
+  wildcard: boolean;
+}
+
+interface MergedRule {
+  resources: Resource<"DestinationRule">[];
+  trafficPolicy?: TrafficPolicy;
+  subsets: Map<string, { labels: Record<string, string>; trafficPolicy?: TrafficPolicy }>;
+}
+
+const TLS_PROTOCOLS = new Set(["HTTPS", "TLS"]);
+
+export class ServiceRegistry {
+  private readonly services = new Map<string, Service>();
+  private readonly rules: Resource<"DestinationRule">[];
+  private readonly mergedRules = new Map<string, MergedRule | undefined>();
+  readonly clusters: Record<string, ClusterDef> = {};
+
+  private readonly diag: Diagnostics;
+
+  constructor(entries: Resource<"ServiceEntry">[], rules: Resource<"DestinationRule">[], diag: Diagnostics) {
+    this.diag = diag;
+    this.rules = rules;
+    for (const entry of entries) this.addEntry(entry);
+    for (const rule of rules) this.checkRule(rule);
+  }
+
+  /** Every registered service, in declaration order. */
+  all(): Service[] {
+    return [...this.services.values()];
+  }
+
+  /**
+   * Finds the service a destination host names, as seen from `namespace`:
+   * exact host, then the short-name expansion, then the most specific wildcard.
+   */
+  resolve(host: string, namespace: string): Service | undefined {
+    const exact = canonicalHost(host);
+    const expanded = expandShortName(host, namespace);
+    const direct = this.services.get(exact) ?? this.services.get(expanded);
+    if (direct) return direct;
+    let best: Service | undefined;
+    for (const service of this.services.values()) {
+      if (!service.wildcard || !hostMatches(service.host, expanded)) continue;
+      if (!best || specificity(service.host) > specificity(best.host)) best = service;
+    }
+    return best;
+  }
+
+  /** The subsets defined for a service by its DestinationRules. */
+  subsets(service: Service): string[] {
+    return [...(this.ruleFor(service)?.subsets.keys() ?? [])];
+  }
+
+  /**
+   * Picks the service port a destination targets: the given number, or the
+   * only port. Returns a message when neither works.
+   */
+  selectPort(service: Service, number: number | undefined): ServicePort | string {
+    if (number !== undefined) {
+      const port = service.ports.find((p) => p.number === number);
+      return port ?? `expected one of the ports of ${service.host} (${service.ports.map((p) => p.number).join(", ")}), got ${number}`;
+    }
+    if (service.ports.length === 1) return service.ports[0] as ServicePort;
+    return `${service.host} has ${service.ports.length} ports (${service.ports.map((p) => p.number).join(", ")}); expected destination.port.number to pick one`;
+  }
+
+  /**
+   * The cluster for (service, port, subset), built on first use. For a
+   * wildcard service, `concreteHost` names the host to connect to; when it
+   * is itself a pattern the address is taken from each request's host.
+   */
+  cluster(service: Service, port: ServicePort, subset: string | undefined, concreteHost: string): ClusterDef {
+    const host = service.wildcard ? concreteHost : service.host;
+    const name = `outbound|${port.number}|${subset ?? ""}|${host}`;
+    const existing = this.clusters[name];
+    if (existing) return existing;
+
+    const rule = this.ruleFor(service);
+    const subsetDef = subset === undefined ? undefined : rule?.subsets.get(subset);
+    const policy = effectivePolicy(rule?.trafficPolicy, subsetDef?.trafficPolicy, port.number);
+    const dynamic = service.wildcard && (host.startsWith("*.") || host.endsWith(".*") || host === "*");
+    const endpoints = this.endpoints(service, port, host).filter((e) =>
+      Object.entries(subsetDef?.labels ?? {}).every(([k, v]) => e.labels[k] === v),
+    );
+    const tlsMode = policy.tls?.mode;
+    const cluster: ClusterDef = {
+      name,
+      service: service.host,
+      source: service.resource.id,
+      namespace: service.namespace,
+      port: port.number,
+      scheme: TLS_PROTOCOLS.has(port.protocol) || tlsMode === "SIMPLE" || tlsMode === "MUTUAL" ? "https" : "http",
+      endpoints: dynamic ? [{ address: "", port: port.targetPort ?? port.number, labels: {}, weight: 1 }] : endpoints,
+      loadBalancer: loadBalancerOf(policy),
+    };
+    if (subset !== undefined) cluster.subset = subset;
+    if (dynamic) cluster.dynamicAddress = true;
+    this.clusters[name] = cluster;
+    return cluster;
+  }
+
+  private endpoints(service: Service, port: ServicePort, host: string): EndpointDef[] {
+    const entry = service.resource.spec;
+    const defaultPort = port.targetPort ?? port.number;
+    if (!entry.endpoints || entry.endpoints.length === 0) {
+      if (entry.resolution === "STATIC") return [];
+      return [{ address: host, port: defaultPort, labels: {}, weight: 1 }];
+    }
+    return entry.endpoints.flatMap((e) => {
+      if (!e.address) return [];
+      const endpoint: EndpointDef = {
+        address: e.address,
+        port: (port.name ? e.ports?.[port.name] : undefined) ?? defaultPort,
+        labels: e.labels ?? {},
+        weight: e.weight && e.weight > 0 ? e.weight : 1,
+      };
+      if (e.locality) endpoint.locality = e.locality;
+      return [endpoint];
+    });
+  }
+
+  private addEntry(entry: Resource<"ServiceEntry">): void {
+    const spec = entry.spec;
+    const ports: ServicePort[] = (spec.ports ?? []).map((p) => {
+      const port: ServicePort = { number: p.number, protocol: (p.protocol ?? "HTTP").toUpperCase() };
+      if (p.name) port.name = p.name;
+      if (p.targetPort) port.targetPort = p.targetPort;
+      return port;
+    });
+    if (ports.length === 0) {
+      this.diag.error(entry, ["spec", "ports"], "expected at least one port (Isthmus needs to know which port to reach the origins on)");
+      return;
+    }
+    spec.endpoints?.forEach((e, i) => {
+      const at: FieldPath = ["spec", "endpoints", i, "address"];
+      if (!e.address) this.diag.error(entry, at, "expected an address: the edge can only reach endpoints by host name or IP");
+      else if (e.address.startsWith("unix://")) this.diag.error(entry, at, "expected a host name or IP address; Unix sockets cannot be reached from the edge");
+      for (const [name] of Object.entries(e.ports ?? {})) {
+        if (!ports.some((p) => p.name === name)) {
+          this.diag.error(entry, ["spec", "endpoints", i, "ports", name], `expected the name of a port in spec.ports (${ports.map((p) => p.name ?? p.number).join(", ")})`);
+        }
+      }
+    });
+    if (spec.resolution === "STATIC" && !spec.endpoints?.length) {
+      this.diag.warn(entry, ["spec", "resolution"], "STATIC resolution with no endpoints: requests for these hosts get 503 no healthy upstream");
+    }
+    spec.hosts.forEach((raw, i) => {
+      const host = expandShortName(raw, entry.namespace);
+      const previous = this.services.get(host);
+      if (previous) {
+        this.diag.error(entry, ["spec", "hosts", i], `host ${host} is already defined by ${previous.resource.id} (${previous.resource.file}:${previous.resource.line})`);
+        return;
+      }
+      this.services.set(host, {
+        host,
+        namespace: entry.namespace,
+        resource: entry,
+        ports,
+        wildcard: host === "*" || host.startsWith("*.") || host.endsWith(".*"),
+      });
+    });
+  }
+
+  private checkRule(rule: Resource<"DestinationRule">): void {
+    const host = expandShortName(rule.spec.host, rule.namespace);
+    const matches = [...this.services.values()].some((s) => hostMatches(host, s.host) || hostMatches(s.host, host));
+    if (!matches) {
+      this.diag.warn(rule, ["spec", "host"], `no ServiceEntry host matches ${host}; this DestinationRule has no effect`);
+    }
+    rule.spec.subsets?.forEach((s, i) => {
+      if (rule.spec.subsets?.findIndex((o) => o.name === s.name) !== i) {
+        this.diag.error(rule, ["spec", "subsets", i, "name"], `duplicate subset name "${s.name}"`);
+      }
+    });
+  }
+
+  /** The DestinationRules for a service merged as Istio merges them. */
+  private ruleFor(service: Service): MergedRule | undefined {
+    if (this.mergedRules.has(service.host)) return this.mergedRules.get(service.host);
+    const candidates = this.rules
+      .map((r) => ({ r, host: expandShortName(r.spec.host, r.namespace) }))
+      .filter(({ host }) => hostMatches(host, service.host));
+    const best = Math.max(-1, ...candidates.map((c) => specificity(c.host)));
+    const chosen = candidates.filter((c) => specificity(c.host) === best).map((c) => c.r);
+    let merged: MergedRule | undefined;
+    for (const rule of chosen) {
+      if (!merged) {
+        merged = { resources: [rule], subsets: new Map() };
+        if (rule.spec.trafficPolicy) merged.trafficPolicy = rule.spec.trafficPolicy;
+      } else {
+        merged.resources.push(rule);
+        if (rule.spec.trafficPolicy) {
+          if (merged.trafficPolicy) {
+            this.diag.warn(rule, ["spec", "trafficPolicy"], `ignored: ${merged.resources[0]?.id} already sets the traffic policy for ${service.host} (Istio keeps the first)`);
+          } else {
+            merged.trafficPolicy = rule.spec.trafficPolicy;
+          }
+        }
+      }
+      rule.spec.subsets?.forEach((s, i) => {
+        if (merged?.subsets.has(s.name)) {
+          if (merged.resources[0] !== rule) this.diag.warn(rule, ["spec", "subsets", i], `ignored: subset "${s.name}" of ${service.host} is already defined (Istio keeps the first)`);
+          return;
+        }
+        const subset: { labels: Record<string, string>; trafficPolicy?: TrafficPolicy } = { labels: s.labels ?? {} };
+        if (s.trafficPolicy) subset.trafficPolicy = s.trafficPolicy;
+        merged?.subsets.set(s.name, subset);
+      });
+    }
+    this.mergedRules.set(service.host, merged);
+    return merged;
+  }
+}
+
+type PolicyParts = Pick<TrafficPolicy, "loadBalancer" | "connectionPool" | "outlierDetection" | "tls">;
+
+/**
+ * Istio's MergeTrafficPolicy: subset fields override top-level ones, and a
+ * matching portLevelSettings entry replaces all four parts (no inheritance).
+ */
+export function effectivePolicy(top: TrafficPolicy | undefined, subset: TrafficPolicy | undefined, port: number): PolicyParts {
+  let merged: PolicyParts = {};
+  for (const layer of [top, subset]) {
+    if (!layer) continue;
+    merged = {
+      loadBalancer: layer.loadBalancer ?? merged.loadBalancer,
+      connectionPool: layer.connectionPool ?? merged.connectionPool,
+      outlierDetection: layer.outlierDetection ?? merged.outlierDetection,
+      tls: layer.tls ?? merged.tls,
+    };
+    const portLevel = layer.portLevelSettings?.find((p) => p.port?.number === port);
+    if (portLevel) {
+      merged = {
+        loadBalancer: portLevel.loadBalancer,
+        connectionPool: portLevel.connectionPool,
+        outlierDetection: portLevel.outlierDetection,
+        tls: portLevel.tls,
+      };
+    }
+  }
+  return merged;
+}
+
+function loadBalancerOf(policy: PolicyParts): ClusterDef["loadBalancer"] {
+  switch (policy.loadBalancer?.simple) {
+    case "ROUND_ROBIN":
+      return "ROUND_ROBIN";
+    case "RANDOM":
+      return "RANDOM";
+    default:
+      return "LEAST_REQUEST";
+  }
+}

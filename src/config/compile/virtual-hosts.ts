@@ -1,0 +1,205 @@
+/**
+ * Decides which hosts the edge serves and with which routes:
+ *
+ * - With no Gateway resources, every VirtualService applies to its hosts.
+ * - With Gateways, a VirtualService applies when its `gateways` names one of
+ *   them, for the hosts it shares with that Gateway's servers (Istio's
+ *   host intersection, honouring the `namespace/host` form).
+ * - Several VirtualServices for one host merge: their rules keep their own
+ *   order, and catch-all rules move to the end (Istio's gateway merge).
+ * - A MESH_EXTERNAL ServiceEntry host (Istio's default location) that no
+ *   VirtualService covers gets Istio's default route to that service, which
+ *   is how the edge serves egress. MESH_INTERNAL hosts are origins behind
+ *   the gateway: only VirtualService routes reach them.
+ */
+import type { HostTable, RouteDef, RuleDef, VirtualHostDef } from "../snapshot.ts";
+import type { Resource } from "../validate.ts";
+import type { Diagnostics } from "./diagnostics.ts";
+import { expandShortName, hostMatches, intersectHosts, specificity } from "./hosts.ts";
+import { compileHttpRules, type CompiledRule } from "./rules.ts";
+import type { Service, ServiceRegistry } from "./services.ts";
+
+interface ServerBinding {
+  gateway: Resource<"Gateway">;
+  /** Namespace part of the server host (`*` for any). */
+  namespace: string;
+  host: string;
+  httpsRedirect: boolean;
+}
+
+interface HostEntry {
+  rules: CompiledRule[];
+  httpsRedirect: boolean;
+}
+
+export interface VirtualHostsResult {
+  hosts: HostTable;
+  virtualHosts: VirtualHostDef[];
+  rules: RuleDef[];
+}
+
+export function buildVirtualHosts(
+  virtualServices: Resource<"VirtualService">[],
+  gateways: Resource<"Gateway">[],
+  gatewayLabels: Record<string, string> | undefined,
+  services: ServiceRegistry,
+  diag: Diagnostics,
+): VirtualHostsResult {
+  const applied = gateways.filter((g) => {
+    const selector = g.spec.selector;
+    if (!gatewayLabels || !selector) return true;
+    return Object.entries(selector).every(([k, v]) => gatewayLabels[k] === v);
+  });
+  const servers = applied.flatMap((g) => bindings(g, diag));
+  const byHost = new Map<string, HostEntry>();
+  const entry = (host: string): HostEntry => {
+    let e = byHost.get(host);
+    if (!e) {
+      e = { rules: [], httpsRedirect: false };
+      byHost.set(host, e);
+    }
+    return e;
+  };
+
+  // Order VirtualServices by creation time when known, then by where they were written.
+  const ordered = [...virtualServices].sort((a, b) => {
+    const ta = a.metadata.creationTimestamp ?? "";
+    const tb = b.metadata.creationTimestamp ?? "";
+    return ta === tb ? 0 : ta < tb ? -1 : 1;
+  });
+
+  for (const vs of ordered) {
+    const hosts = edgeHosts(vs, gateways, applied, servers, diag);
+    if (hosts.length === 0) continue;
+    const compiled = compileHttpRules(vs, services, diag);
+    for (const { host, httpsRedirect } of hosts) {
+      const e = entry(host);
+      e.httpsRedirect ||= httpsRedirect;
+      e.rules.push(...compiled);
+    }
+  }
+
+  // Istio's default route for ServiceEntry hosts no VirtualService covers.
+  for (const service of services.all()) {
+    if (service.resource.spec.location === "MESH_INTERNAL") continue;
+    if ([...byHost.keys()].some((h) => hostMatches(h, service.host))) continue;
+    const rules = defaultRoutes(service, services);
+    const e = entry(service.host);
+    e.rules.push(...rules);
+  }
+
+  const rules: RuleDef[] = [];
+  const virtualHosts: VirtualHostDef[] = [];
+  const hostTable: HostTable = { exact: {}, suffix: [], prefix: [] };
+  const names = [...byHost.keys()].sort((a, b) => specificity(b) - specificity(a) || a.localeCompare(b));
+  for (const name of names) {
+    const e = byHost.get(name) as HostEntry;
+    const ordinary = e.rules.filter((r) => !r.catchAll);
+    const catchAlls = e.rules.filter((r) => r.catchAll);
+    const routes: RouteDef[] = [];
+    for (const compiled of [...ordinary, ...catchAlls]) {
+      const index = rules.indexOf(compiled.rule);
+      const ruleIndex = index >= 0 ? index : rules.push(compiled.rule) - 1;
+      for (const r of compiled.routes) routes.push({ name: r.name, rule: ruleIndex, match: r.match });
+    }
+    const vhost = virtualHosts.push({ name, httpsRedirect: e.httpsRedirect, routes }) - 1;
+    if (name === "*") hostTable.any = vhost;
+    else if (name.startsWith("*.")) hostTable.suffix.push([name.slice(1), vhost]);
+    else if (name.endsWith(".*")) hostTable.prefix.push([name.slice(0, -1), vhost]);
+    else hostTable.exact[name] = vhost;
+  }
+  hostTable.suffix.sort((a, b) => b[0].length - a[0].length);
+  hostTable.prefix.sort((a, b) => b[0].length - a[0].length);
+  return { hosts: hostTable, virtualHosts, rules };
+}
+
+function bindings(gateway: Resource<"Gateway">, diag: Diagnostics): ServerBinding[] {
+  const out: ServerBinding[] = [];
+  gateway.spec.servers?.forEach((server, i) => {
+    server.hosts.forEach((raw, j) => {
+      const slash = raw.indexOf("/");
+      let namespace = "*";
+      let host = raw;
+      if (slash >= 0) {
+        namespace = raw.slice(0, slash);
+        host = raw.slice(slash + 1);
+        if (namespace === ".") namespace = gateway.namespace;
+        if (!namespace || !host) {
+          diag.error(gateway, ["spec", "servers", i, "hosts", j], `expected "host" or "namespace/host", got "${raw}"`);
+          return;
+        }
+      }
+      out.push({ gateway, namespace, host: host.toLowerCase(), httpsRedirect: server.tls?.httpsRedirect === true });
+    });
+  });
+  return out;
+}
+
+/** The hosts a VirtualService serves at the edge, after Gateway binding. */
+function edgeHosts(
+  vs: Resource<"VirtualService">,
+  allGateways: Resource<"Gateway">[],
+  applied: Resource<"Gateway">[],
+  servers: ServerBinding[],
+  diag: Diagnostics,
+): { host: string; httpsRedirect: boolean }[] {
+  const vsHosts = (vs.spec.hosts ?? []).map((h) => expandShortName(h, vs.namespace));
+  if (vsHosts.length === 0) {
+    diag.error(vs, ["spec", "hosts"], "expected at least one host (a VirtualService bound to a gateway needs hosts)");
+    return [];
+  }
+  if (!(vs.spec.http?.length)) {
+    if (vs.spec.tls?.length || vs.spec.tcp?.length) return [];
+    diag.warn(vs, ["spec"], "no http routes; this VirtualService serves nothing at the edge");
+    return [];
+  }
+  if (allGateways.length === 0) return vsHosts.map((host) => ({ host, httpsRedirect: false }));
+
+  const refs = vs.spec.gateways ?? [];
+  if (refs.length === 0 || refs.every((r) => r === "mesh")) {
+    diag.warn(vs, ["spec", "gateways"], "not bound to a Gateway (no gateways means mesh only); ignored at the edge");
+    return [];
+  }
+  const bound: Resource<"Gateway">[] = [];
+  refs.forEach((ref, i) => {
+    if (ref === "mesh") return;
+    const [ns, name] = ref.includes("/") ? (ref.split("/", 2) as [string, string]) : [vs.namespace, ref];
+    const gateway = applied.find((g) => g.namespace === ns && g.name === name);
+    if (gateway) bound.push(gateway);
+    else if (allGateways.some((g) => g.namespace === ns && g.name === name)) return;
+    else diag.warn(vs, ["spec", "gateways", i], `no Gateway ${ns}/${name} is defined; this binding is ignored`);
+  });
+
+  const out = new Map<string, boolean>();
+  for (const server of servers) {
+    if (!bound.includes(server.gateway)) continue;
+    if (server.namespace !== "*" && server.namespace !== vs.namespace) continue;
+    for (const host of vsHosts) {
+      const shared = intersectHosts(host, server.host);
+      if (shared) out.set(shared, (out.get(shared) ?? false) || server.httpsRedirect);
+    }
+  }
+  if (bound.length > 0 && out.size === 0) {
+    diag.warn(vs, ["spec", "hosts"], `none of these hosts is served by Gateway ${bound.map((g) => `${g.namespace}/${g.name}`).join(", ")}; ignored at the edge`);
+  }
+  return [...out].map(([host, httpsRedirect]) => ({ host, httpsRedirect }));
+}
+
+/**
+ * Istio's default route for a service with no VirtualService: every
+ * request for the host goes to the service, on the port the client used
+ * (or the only port).
+ */
+function defaultRoutes(service: Service, services: ServiceRegistry): CompiledRule[] {
+  const ports = service.ports;
+  return ports.map((port, i) => {
+    const cluster = services.cluster(service, port, undefined, service.host);
+    const rule: RuleDef = {
+      source: service.resource.id,
+      index: i,
+      action: { type: "route", destinations: [{ host: service.host, port: port.number, cluster: cluster.name, weight: 100 }] },
+    };
+    const match = ports.length === 1 ? {} : { port: port.number };
+    return { rule, routes: [{ name: "", match }], catchAll: ports.length === 1 };
+  });
+}

@@ -1,0 +1,189 @@
+/**
+ * The compiled Snapshot: plain JSON, immutable, content-addressed. It holds
+ * everything the request path needs, already resolved: the host table,
+ * route tables with matcher descriptors, clusters with their endpoints, and
+ * gateway-wide settings. The Worker turns it into runtime objects once per
+ * isolate (see src/routing/hydrate.ts); nothing here is parsed per request.
+ */
+
+/** Bumped whenever the shape below changes incompatibly. */
+export const SNAPSHOT_FORMAT = 1;
+
+export type PathNormalization = "NONE" | "BASE" | "MERGE_SLASHES" | "DECODE_AND_MERGE_SLASHES";
+
+export interface Snapshot {
+  format: typeof SNAPSHOT_FORMAT;
+  /** Content hash of the rest of the snapshot (12 hex characters). */
+  version: string;
+  settings: GatewaySettings;
+  /** Served host name patterns → index into `virtualHosts`. */
+  hosts: HostTable;
+  virtualHosts: VirtualHostDef[];
+  /** HTTP rules (one per VirtualService `http[]` entry), shared by the routes that use them. */
+  rules: RuleDef[];
+  /** Upstream clusters by name (`outbound|<port>|<subset>|<host>`, as Istio names them). */
+  clusters: Record<string, ClusterDef>;
+  /** One line per resource compiled in, for the admin endpoint and `isthmus versions`. */
+  resources: string[];
+}
+
+export interface GatewaySettings {
+  rootNamespace: string;
+  /** How often an isolate re-reads the active pointer, in ms. */
+  configRefreshMs: number;
+  pathNormalization: PathNormalization;
+  /** REGISTRY_ONLY answers 404 NR for unknown hosts; ALLOW_ANY forwards them as-is. */
+  outboundTrafficPolicy: "REGISTRY_ONLY" | "ALLOW_ANY";
+  limits: RequestLimits;
+  adminPathPrefix: string;
+}
+
+export interface RequestLimits {
+  maxRequestHeadersBytes: number;
+  maxHeadersCount: number;
+  maxUrlBytes: number;
+  maxRequestBodyBytes: number;
+  maxJwtBytes: number;
+}
+
+export interface HostTable {
+  /** `host` (lower case, no port) → virtual host index. */
+  exact: Record<string, number>;
+  /** `*.example.com` patterns as `.example.com`, longest first. */
+  suffix: [suffix: string, vhost: number][];
+  /** `api.*` patterns as `api.`, longest first. */
+  prefix: [prefix: string, vhost: number][];
+  /** The `*` virtual host, if any. */
+  any?: number;
+}
+
+export interface VirtualHostDef {
+  /** The host pattern this virtual host serves, e.g. `bookinfo.local` or `*.example.com`. */
+  name: string;
+  /** Redirect plain-HTTP requests to HTTPS (Gateway `tls.httpsRedirect`). */
+  httpsRedirect: boolean;
+  routes: RouteDef[];
+}
+
+export type StringMatchDef =
+  | { type: "exact"; value: string; ignoreCase?: boolean }
+  | { type: "prefix"; value: string; ignoreCase?: boolean }
+  | { type: "regex"; value: string }
+  | { type: "present" };
+
+export interface HeaderMatchDef {
+  /** Lower-case header name. */
+  name: string;
+  match: StringMatchDef;
+}
+
+export interface ClaimMatchDef {
+  /** Claim path, e.g. `["groups"]` or `["realm_access", "roles"]`. */
+  claim: string[];
+  match: StringMatchDef;
+}
+
+export interface MatchDef {
+  uri?: StringMatchDef;
+  scheme?: StringMatchDef;
+  method?: StringMatchDef;
+  authority?: StringMatchDef;
+  headers?: HeaderMatchDef[];
+  claims?: ClaimMatchDef[];
+  withoutHeaders?: HeaderMatchDef[];
+  queryParams?: { name: string; match: StringMatchDef }[];
+  port?: number;
+}
+
+export interface RouteDef {
+  /** `http.name` + `.` + `match.name` when both are set (Envoy's ROUTE_NAME). */
+  name: string;
+  /** Index into `Snapshot.rules`. */
+  rule: number;
+  match: MatchDef;
+}
+
+export interface HeaderOpsDef {
+  set?: [name: string, value: string][];
+  add?: [name: string, value: string][];
+  remove?: string[];
+}
+
+export interface HeadersDef {
+  request?: HeaderOpsDef;
+  response?: HeaderOpsDef;
+}
+
+export interface DestinationDef {
+  /** Service host as written after resolution (the ServiceEntry host it resolved to). */
+  host: string;
+  subset?: string;
+  port: number;
+  /** Cluster name; absent from `clusters` when the subset is undefined (→ 503 NC). */
+  cluster: string;
+  weight: number;
+  headers?: HeadersDef;
+}
+
+export interface RedirectDef {
+  uri?: string;
+  prefixRewrite?: string;
+  authority?: string;
+  scheme?: string;
+  port?: number;
+  derivePort?: "FROM_PROTOCOL_DEFAULT" | "FROM_REQUEST_PORT";
+  status: number;
+}
+
+export interface RewriteDef {
+  uri?: string;
+  uriRegex?: { match: string; rewrite: string };
+  authority?: string;
+}
+
+export type ActionDef =
+  | { type: "route"; destinations: DestinationDef[] }
+  | { type: "redirect"; redirect: RedirectDef }
+  | { type: "direct"; status: number; body?: string; bodyBase64?: string };
+
+export interface RuleDef {
+  /** `Kind/namespace/name` of the VirtualService (or ServiceEntry for default routes). */
+  source: string;
+  /** Index of this rule in the VirtualService's `http` list. */
+  index: number;
+  name?: string;
+  action: ActionDef;
+  rewrite?: RewriteDef;
+  headers?: HeadersDef;
+  /** Route timeout in ms; absent means no timeout (Istio's default). */
+  timeoutMs?: number;
+}
+
+export interface EndpointDef {
+  /** Host name or IP address to connect to. */
+  address: string;
+  port: number;
+  labels: Record<string, string>;
+  locality?: string;
+  weight: number;
+}
+
+export interface ClusterDef {
+  name: string;
+  /** ServiceEntry host this cluster belongs to. */
+  service: string;
+  /** `Kind/namespace/name` of the ServiceEntry. */
+  source: string;
+  namespace: string;
+  port: number;
+  subset?: string;
+  /** `https` when the port protocol is HTTPS/TLS or the DestinationRule asks for TLS. */
+  scheme: "http" | "https";
+  endpoints: EndpointDef[];
+  /**
+   * True for a wildcard ServiceEntry without endpoints: the single endpoint
+   * has an empty address and each request connects to its own host.
+   */
+  dynamicAddress?: boolean;
+  loadBalancer: "LEAST_REQUEST" | "ROUND_ROBIN" | "RANDOM";
+}

@@ -1,0 +1,45 @@
+/**
+ * The admin endpoints, under GatewayConfig `admin.pathPrefix` (default
+ * `/__isthmus`). They exist only when the ADMIN_TOKEN secret is set, and
+ * every call needs `Authorization: Bearer <ADMIN_TOKEN>`.
+ *
+ *   GET <prefix>/status   the version this isolate serves, when it last
+ *                          checked, and the last load failure
+ *   GET <prefix>/config   the Snapshot this isolate serves
+ */
+import { Hono } from "hono";
+import { bearerAuth } from "hono/bearer-auth";
+import type { SnapshotCache } from "./snapshot-cache.ts";
+import type { RuntimeSnapshot } from "../routing/hydrate.ts";
+
+export interface AdminContext {
+  cache: SnapshotCache;
+  snapshot: RuntimeSnapshot | undefined;
+}
+
+/**
+ * Builds the admin app for a prefix and token.
+ * @example
+ * const app = adminApp("/__isthmus", env.ADMIN_TOKEN);
+ * return app.fetch(request, { cache, snapshot });
+ */
+export function adminApp(prefix: string, token: string): Hono<{ Bindings: AdminContext }> {
+  const app = new Hono<{ Bindings: AdminContext }>().basePath(prefix);
+  app.use("*", bearerAuth({ token }));
+  app.get("/status", (c) => {
+    const status = c.env.cache.status();
+    return c.json({
+      serving: status.version ?? null,
+      loadedAt: status.loadedAt ?? null,
+      checkedAt: status.checkedAt ?? null,
+      lastError: status.lastError ?? null,
+      resources: c.env.snapshot?.snapshot.resources ?? [],
+    });
+  });
+  app.get("/config", (c) => {
+    if (!c.env.snapshot) return c.json({ error: "no configuration has been applied" }, 404);
+    return c.json(c.env.snapshot.snapshot);
+  });
+  app.notFound((c) => c.json({ error: "not found", endpoints: [`${prefix}/status`, `${prefix}/config`] }, 404));
+  return app;
+}

@@ -1,0 +1,46 @@
+/**
+ * RequestFacts: the canonical view of a request that every decision stage
+ * (routing, authorization, rate limiting) reads. Built once by
+ * normalization, so every stage sees the same host, path and headers.
+ */
+
+export interface RequestFacts {
+  method: string;
+  scheme: "http" | "https";
+  /** Lower-case host without port or trailing dot. */
+  host: string;
+  /** The port the client addressed (explicit, else 80/443 by scheme). */
+  port: number;
+  /** `host` plus `:port` when the client sent one: what `authority` matches see. */
+  authority: string;
+  /** Normalized path without the query string. */
+  path: string;
+  /** Raw query string without the `?` (empty when there is none). */
+  query: string;
+  /** Sanitized request headers (spoofable and hop-by-hop headers removed). */
+  headers: Headers;
+  /** The client IP (CF-Connecting-IP on Cloudflare). */
+  remoteIp: string;
+  /** Verified JWT claims, once request authentication ran. */
+  claims?: Record<string, unknown>;
+}
+
+/** The first value of a query parameter, `""` for `?k`, undefined when absent. */
+export function queryParam(facts: RequestFacts, name: string): string | undefined {
+  if (!facts.query) return undefined;
+  for (const part of facts.query.split("&")) {
+    const eq = part.indexOf("=");
+    const key = eq < 0 ? part : part.slice(0, eq);
+    if (safeDecode(key) !== name) continue;
+    return eq < 0 ? "" : safeDecode(part.slice(eq + 1));
+  }
+  return undefined;
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, " "));
+  } catch {
+    return s;
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * Forwarding to one endpoint: builds the upstream request, enforces the
+ * route timeout, and maps failures to Envoy's local replies.
+ */
+import type { ClusterDef, EndpointDef } from "../config/snapshot.ts";
+import { BodyTooLarge, HOP_BY_HOP, limitBody } from "../gateway/hygiene.ts";
+import { badRequest, REPLIES, type LocalReply } from "../gateway/local-reply.ts";
+
+export type Fetch = (request: Request) => Promise<Response>;
+
+export interface UpstreamRequest {
+  method: string;
+  /** Path (already rewritten) and query to send. */
+  path: string;
+  query: string;
+  headers: Headers;
+  body: ReadableStream<Uint8Array> | null;
+  maxBodyBytes: number;
+  timeoutMs?: number;
+}
+
+/** The URL for an endpoint; a dynamic cluster connects to the request's own host. */
+export function endpointUrl(cluster: ClusterDef, endpoint: EndpointDef, requestHost: string, path: string, query: string): string {
+  const address = cluster.dynamicAddress ? requestHost : endpoint.address;
+  const host = address.includes(":") && !address.startsWith("[") ? `[${address}]` : address;
+  return `${cluster.scheme}://${host}:${endpoint.port}${path}${query ? `?${query}` : ""}`;
+}
+
+/**
+ * Sends the request and returns the upstream response (any status), or the
+ * local reply for a timeout (504 UT), a connection failure (503 UF) or an
+ * oversized body (413).
+ */
+export async function forward(fetchFn: Fetch, url: string, req: UpstreamRequest): Promise<{ ok: true; response: Response } | { ok: false; reply: LocalReply }> {
+  const controller = new AbortController();
+  let timedOut = false;
+  const timer =
+    req.timeoutMs !== undefined
+      ? setTimeout(() => {
+          timedOut = true;
+          controller.abort();
+        }, req.timeoutMs)
+      : undefined;
+  const hasBody = req.body !== null && req.method !== "GET" && req.method !== "HEAD";
+  try {
+    const response = await fetchFn(
+      new Request(url, {
+        method: req.method,
+        headers: req.headers,
+        body: hasBody ? limitBody(req.body as ReadableStream<Uint8Array>, req.maxBodyBytes) : null,
+        redirect: "manual",
+        signal: controller.signal,
+      }),
+    );
+    return { ok: true, response };
+  } catch (error) {
+    if (timedOut) return { ok: false, reply: REPLIES.timeout };
+    if (isBodyTooLarge(error)) return { ok: false, reply: badRequest(413, "payload too large") };
+    return { ok: false, reply: REPLIES.connectFailure };
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+  }
+}
+
+function isBodyTooLarge(error: unknown): boolean {
+  if (error instanceof BodyTooLarge) return true;
+  return error instanceof Error && (error.name === "BodyTooLarge" || error.message.includes("exceeds the configured limit"));
+}
+
+/** Copies an upstream response into a mutable one without hop-by-hop headers. */
+export function downstreamResponse(upstream: Response): Response {
+  const headers = new Headers(upstream.headers);
+  for (const name of HOP_BY_HOP) headers.delete(name);
+  return new Response(upstream.body, { status: upstream.status, statusText: upstream.statusText, headers });
+}

@@ -1,0 +1,98 @@
+/**
+ * Turns a Snapshot (plain JSON) into runtime objects: compiled matchers,
+ * route indexes and lookup maps. Runs once per snapshot version per
+ * isolate; after it, nothing is compiled on the request path.
+ */
+import { SNAPSHOT_FORMAT, type ClusterDef, type DestinationDef, type RuleDef, type Snapshot, type StringMatchDef } from "../config/snapshot.ts";
+import { requestMatcher, type RequestMatcher } from "./match.ts";
+import { compileRegex, type Regex } from "./regex.ts";
+import { RouteIndex } from "./route-index.ts";
+
+export interface Rule {
+  def: RuleDef;
+  /** Destinations with cumulative weights, for a weighted pick. */
+  destinations: { def: DestinationDef; upTo: number }[];
+  totalWeight: number;
+  uriRegex?: Regex;
+}
+
+export interface Route {
+  name: string;
+  /** Position in the virtual host's ordered route list. */
+  order: number;
+  rule: Rule;
+  matches: RequestMatcher;
+  /** The uri condition that matched, for prefix rewrites. */
+  uri?: StringMatchDef;
+}
+
+export interface VirtualHost {
+  name: string;
+  httpsRedirect: boolean;
+  routes: Route[];
+  index: RouteIndex;
+}
+
+export interface HostIndex {
+  exact: Map<string, number>;
+  /** `.example.com` → virtual host, for `*.example.com`. */
+  suffix: Map<string, number>;
+  /** `api.` → virtual host, for `api.*`. */
+  prefix: Map<string, number>;
+  any?: number;
+}
+
+export interface RuntimeSnapshot {
+  version: string;
+  snapshot: Snapshot;
+  hosts: HostIndex;
+  virtualHosts: VirtualHost[];
+  clusters: Map<string, ClusterDef>;
+}
+
+export class SnapshotFormatError extends Error {
+  constructor(found: unknown) {
+    super(`snapshot format ${String(found)} is not supported by this gateway build (expected ${SNAPSHOT_FORMAT}); redeploy the Worker or re-apply with a matching CLI`);
+    this.name = "SnapshotFormatError";
+  }
+}
+
+export function hydrate(snapshot: Snapshot): RuntimeSnapshot {
+  if (snapshot.format !== SNAPSHOT_FORMAT) throw new SnapshotFormatError(snapshot.format);
+  const rules = snapshot.rules.map(hydrateRule);
+  const virtualHosts = snapshot.virtualHosts.map((vh): VirtualHost => {
+    const routes = vh.routes.map((r, order): Route => {
+      const route: Route = { name: r.name, order, rule: rules[r.rule] as Rule, matches: requestMatcher(r.match) };
+      if (r.match.uri) route.uri = r.match.uri;
+      return route;
+    });
+    return { name: vh.name, httpsRedirect: vh.httpsRedirect, routes, index: new RouteIndex(vh.routes.map((r) => r.match)) };
+  });
+  const hosts: HostIndex = {
+    exact: new Map(Object.entries(snapshot.hosts.exact)),
+    suffix: new Map(snapshot.hosts.suffix),
+    prefix: new Map(snapshot.hosts.prefix),
+  };
+  if (snapshot.hosts.any !== undefined) hosts.any = snapshot.hosts.any;
+  return {
+    version: snapshot.version,
+    snapshot,
+    hosts,
+    virtualHosts,
+    clusters: new Map(Object.entries(snapshot.clusters)),
+  };
+}
+
+function hydrateRule(def: RuleDef): Rule {
+  const destinations: Rule["destinations"] = [];
+  let total = 0;
+  if (def.action.type === "route") {
+    for (const d of def.action.destinations) {
+      total += d.weight;
+      destinations.push({ def: d, upTo: total });
+    }
+  }
+  const rule: Rule = { def, destinations, totalWeight: total };
+  if (def.rewrite?.uriRegex) rule.uriRegex = compileRegex(def.rewrite.uriRegex.match);
+  return rule;
+}

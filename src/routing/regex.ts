@@ -1,0 +1,77 @@
+/**
+ * RE2 regular expressions (re2js): linear-time matching, so no pattern in a
+ * config can make a request backtrack catastrophically. Istio and Envoy use
+ * RE2 too, so the accepted syntax is the same: no lookaround, no
+ * backreferences.
+ */
+import { RE2JS } from "re2js";
+
+export interface Regex {
+  /** True when the pattern matches the whole input (Envoy's safe_regex semantics). */
+  fullMatch(input: string): boolean;
+  /** Replaces every match, expanding `\1`…`\9` in `template` to capture groups (Envoy's regex_rewrite). */
+  replaceAll(input: string, template: string): string;
+  /** Capture groups of a full match, or undefined when it does not match. */
+  groups(input: string): string[] | undefined;
+}
+
+/**
+ * Compiles an RE2 pattern.
+ * @throws Error with RE2's message when the pattern is not valid RE2 syntax.
+ * @example
+ * compileRegex("/api/v[0-9]+/.*").fullMatch("/api/v2/users") // true
+ */
+export function compileRegex(pattern: string): Regex {
+  const re = RE2JS.compile(pattern);
+  return {
+    fullMatch: (input) => re.matches(input),
+    replaceAll: (input, template) => {
+      const parts = parseTemplate(template);
+      return re.matcher(input).replaceAll((...args: unknown[]) => {
+        let out = "";
+        for (const part of parts) out += typeof part === "string" ? part : String(args[part] ?? "");
+        return out;
+      });
+    },
+    groups: (input) => {
+      const m = re.matcher(input);
+      if (!m.matches()) return undefined;
+      const out: string[] = [];
+      for (let i = 0; i <= m.groupCount(); i++) out.push(m.group(i) ?? "");
+      return out;
+    },
+  };
+}
+
+/** Returns RE2's complaint about a pattern, or undefined when it is valid. */
+export function regexError(pattern: string): string | undefined {
+  try {
+    RE2JS.compile(pattern);
+    return undefined;
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+}
+
+/** Splits an Envoy substitution (`/v2/\1`) into literals and group numbers. */
+function parseTemplate(template: string): (string | number)[] {
+  const parts: (string | number)[] = [];
+  let literal = "";
+  for (let i = 0; i < template.length; i++) {
+    const c = template[i];
+    const next = template[i + 1];
+    if (c === "\\" && next !== undefined && next >= "0" && next <= "9") {
+      if (literal) parts.push(literal);
+      literal = "";
+      parts.push(Number(next));
+      i++;
+    } else if (c === "\\" && next === "\\") {
+      literal += "\\";
+      i++;
+    } else {
+      literal += c;
+    }
+  }
+  if (literal) parts.push(literal);
+  return parts;
+}

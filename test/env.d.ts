@@ -1,0 +1,10 @@
+// Types for `import { env, exports } from "cloudflare:workers"` in the workerd test project.
+declare namespace Cloudflare {
+  interface Env {
+    CONFIG: KVNamespace;
+    ADMIN_TOKEN?: string;
+  }
+  interface GlobalProps {
+    mainModule: typeof import("../src/index.ts");
+  }
+}
