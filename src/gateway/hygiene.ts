@@ -78,25 +78,24 @@ export function sanitizeRequest(request: Request, options: HygieneOptions): Hygi
 }
 
 /**
- * Wraps a request body so that reading more than `max` bytes fails with
- * BodyTooLarge; the forwarder turns that into a 413.
+ * Wraps a request body so that it fails once more than `max` bytes have
+ * been read. `onExceeded` runs first, so the caller can abort the upstream
+ * request (a merely truncated stream would look like a complete, shorter
+ * body to the origin).
  */
-export function limitBody(body: ReadableStream<Uint8Array>, max: number): ReadableStream<Uint8Array> {
+export function limitBody(body: ReadableStream<Uint8Array>, max: number, onExceeded: () => void): ReadableStream<Uint8Array> {
   let seen = 0;
   return body.pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, controller) {
         seen += chunk.byteLength;
-        if (seen > max) controller.error(new BodyTooLarge());
-        else controller.enqueue(chunk);
+        if (seen > max) {
+          onExceeded();
+          controller.error(new Error("request body exceeds the configured limit"));
+        } else {
+          controller.enqueue(chunk);
+        }
       },
     }),
   );
-}
-
-export class BodyTooLarge extends Error {
-  constructor() {
-    super("request body exceeds the configured limit");
-    this.name = "BodyTooLarge";
-  }
 }

@@ -3,7 +3,7 @@
  * route timeout, and maps failures to Envoy's local replies.
  */
 import type { ClusterDef, EndpointDef } from "../config/snapshot.ts";
-import { BodyTooLarge, HOP_BY_HOP, limitBody } from "../gateway/hygiene.ts";
+import { HOP_BY_HOP, limitBody } from "../gateway/hygiene.ts";
 import { badRequest, REPLIES, type LocalReply } from "../gateway/local-reply.ts";
 
 export type Fetch = (request: Request) => Promise<Response>;
@@ -34,6 +34,7 @@ export function endpointUrl(cluster: ClusterDef, endpoint: EndpointDef, requestH
 export async function forward(fetchFn: Fetch, url: string, req: UpstreamRequest): Promise<{ ok: true; response: Response } | { ok: false; reply: LocalReply }> {
   const controller = new AbortController();
   let timedOut = false;
+  let tooLarge = false;
   const timer =
     req.timeoutMs !== undefined
       ? setTimeout(() => {
@@ -42,29 +43,26 @@ export async function forward(fetchFn: Fetch, url: string, req: UpstreamRequest)
         }, req.timeoutMs)
       : undefined;
   const hasBody = req.body !== null && req.method !== "GET" && req.method !== "HEAD";
+  const body = hasBody
+    ? limitBody(req.body as ReadableStream<Uint8Array>, req.maxBodyBytes, () => {
+        tooLarge = true;
+        controller.abort();
+      })
+    : null;
   try {
-    const response = await fetchFn(
-      new Request(url, {
-        method: req.method,
-        headers: req.headers,
-        body: hasBody ? limitBody(req.body as ReadableStream<Uint8Array>, req.maxBodyBytes) : null,
-        redirect: "manual",
-        signal: controller.signal,
-      }),
-    );
+    const response = await fetchFn(new Request(url, { method: req.method, headers: req.headers, body, redirect: "manual", signal: controller.signal }));
+    if (tooLarge) {
+      await response.body?.cancel();
+      return { ok: false, reply: badRequest(413, "payload too large") };
+    }
     return { ok: true, response };
-  } catch (error) {
+  } catch {
+    if (tooLarge) return { ok: false, reply: badRequest(413, "payload too large") };
     if (timedOut) return { ok: false, reply: REPLIES.timeout };
-    if (isBodyTooLarge(error)) return { ok: false, reply: badRequest(413, "payload too large") };
     return { ok: false, reply: REPLIES.connectFailure };
   } finally {
     if (timer !== undefined) clearTimeout(timer);
   }
-}
-
-function isBodyTooLarge(error: unknown): boolean {
-  if (error instanceof BodyTooLarge) return true;
-  return error instanceof Error && (error.name === "BodyTooLarge" || error.message.includes("exceeds the configured limit"));
 }
 
 /** Copies an upstream response into a mutable one without hop-by-hop headers. */

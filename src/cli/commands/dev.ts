@@ -44,7 +44,8 @@ export async function dev(files: string[], opts: DevOptions): Promise<number> {
   const first = await applyFiles(files, storeOptions);
   if (!first) return 1;
 
-  const token = randomUUID();
+  // Tests pin the admin token through the environment; otherwise it is random per run.
+  const token = process.env.ISTHMUS_ADMIN_TOKEN ?? randomUUID();
   const base = `http://127.0.0.1:${port}`;
   const gateway = startWrangler(config, port, persistTo, token);
   const stop = () => {

@@ -1,0 +1,104 @@
+/**
+ * Starts the real gateway for end-to-end tests: `isthmus dev` (wrangler dev
+ * + workerd) on a free port with its own state directory, exactly as a
+ * user runs it. One gateway per test file.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export const ADMIN_TOKEN = "test-admin-token";
+
+export interface Gateway {
+  url: string;
+  port: number;
+  /** Directory holding the config file(s) the gateway watches. */
+  configDir: string;
+  stateDir: string;
+  /** Everything `isthmus dev` printed so far. */
+  output: () => string;
+  /** Rewrites the config and waits until the gateway serves the new version. */
+  reconfigure(yaml: string): Promise<string>;
+  /** Rewrites the config and waits for `isthmus dev` to report errors. */
+  reconfigureInvalid(yaml: string): Promise<string>;
+  admin(path: string): Promise<Response>;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export async function startGateway(yaml: string): Promise<Gateway> {
+  const configDir = mkdtempSync(join(tmpdir(), "isthmus-config-"));
+  const stateDir = mkdtempSync(join(tmpdir(), "isthmus-state-"));
+  const configFile = join(configDir, "config.yaml");
+  writeFileSync(configFile, yaml);
+  const port = await freePort();
+  let out = "";
+  const child: ChildProcess = spawn(process.execPath, ["bin/isthmus.js", "dev", "-f", configDir, "--port", String(port), "--persist-to", stateDir], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ISTHMUS_ADMIN_TOKEN: ADMIN_TOKEN },
+  });
+  child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr?.on("data", (d: Buffer) => (out += d.toString()));
+
+  const waitFor = async (pattern: RegExp, from: number, timeoutMs: number): Promise<RegExpExecArray> => {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const m = pattern.exec(out.slice(from));
+      if (m) return m;
+      if (child.exitCode !== null) throw new Error(`isthmus dev exited (${child.exitCode}):\n${out}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`timed out waiting for ${pattern}:\n${out}`);
+  };
+
+  await waitFor(/isthmus: ready on (\S+) \(config (\w+)\)/, 0, 120_000);
+  const url = `http://127.0.0.1:${port}`;
+  return {
+    url,
+    port,
+    configDir,
+    stateDir,
+    output: () => out,
+    async reconfigure(next) {
+      const from = out.length;
+      writeFileSync(configFile, next);
+      return (await waitFor(/isthmus: applied config (\w+)/, from, 60_000))[1] as string;
+    },
+    async reconfigureInvalid(next) {
+      const from = out.length;
+      writeFileSync(configFile, next);
+      return (await waitFor(/isthmus: \d+ errors?; still serving config (\w+)/, from, 60_000))[1] as string;
+    },
+    admin: (path) => fetch(`${url}/__isthmus${path}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }),
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill("SIGINT");
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(() => {
+            child.kill("SIGKILL");
+            resolve();
+          }, 10_000);
+          child.once("exit", () => {
+            clearTimeout(t);
+            resolve();
+          });
+        });
+      }
+      rmSync(configDir, { recursive: true, force: true });
+      rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
+}
