@@ -6,7 +6,7 @@ import type { Env } from "./env.ts";
 import { adminApp } from "./gateway/admin.ts";
 import { runPipeline, type PipelineDeps } from "./gateway/pipeline.ts";
 import { SnapshotCache } from "./gateway/snapshot-cache.ts";
-import { DEFAULT_SETTINGS } from "./config/compile/settings.ts";
+import { DEFAULT_SETTINGS } from "./config/defaults.ts";
 import { Balancer } from "./routing/balancer.ts";
 
 let cache: SnapshotCache | undefined;

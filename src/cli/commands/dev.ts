@@ -4,7 +4,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { randomUUID } from "node:crypto";
 import { buildConfig } from "../../config/build.ts";
-import { applySnapshot } from "../../config/store.ts";
+import { applySnapshot, readActive } from "../../config/store.ts";
 import { CliError, readSources } from "../files.ts";
 import { openStore } from "../options.ts";
 import { plural, printProblems, summary } from "../output.ts";
@@ -70,7 +70,6 @@ export async function dev(files: string[], opts: DevOptions): Promise<number> {
   }
   console.log(`isthmus: ready on ${base} (config ${first.version})`);
 
-  let serving = first;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let running = Promise.resolve();
   const onChange = () => {
@@ -78,10 +77,9 @@ export async function dev(files: string[], opts: DevOptions): Promise<number> {
     timer = setTimeout(() => {
       running = running.then(async () => {
         try {
-          const next = await applyFiles(files, storeOptions, serving.version);
-          if (!next || next.version === serving.version) return;
+          const next = await applyFiles(files, storeOptions);
+          if (!next?.changed) return;
           await waitForVersion(base, next.adminPrefix, token, next.version, gateway, 60_000);
-          serving = next;
           console.log(`isthmus: applied config ${next.version}`);
         } catch (error) {
           console.error(`isthmus: ${error instanceof Error ? error.message : String(error)}`);
@@ -106,24 +104,31 @@ export async function dev(files: string[], opts: DevOptions): Promise<number> {
 interface Applied {
   version: string;
   adminPrefix: string;
+  /** False when the store already had this version active. */
+  changed: boolean;
 }
 
-async function applyFiles(files: string[], storeOptions: Parameters<typeof openStore>[0], serving?: string): Promise<Applied | undefined> {
+/**
+ * Validates and applies the files to the local store. On errors, reports
+ * which version stays active (read from the store, which `isthmus apply`
+ * may also have changed).
+ */
+async function applyFiles(files: string[], storeOptions: Parameters<typeof openStore>[0]): Promise<Applied | undefined> {
   const result = await buildConfig(readSources(files));
   printProblems(result.problems);
   const { errors } = summary(result.problems);
-  if (errors > 0 || !result.snapshot) {
-    console.error(`isthmus: ${plural(errors, "error")}; ${serving ? `still serving config ${serving}` : "nothing applied"}`);
-    return undefined;
-  }
-  if (result.snapshot.version === serving) return { version: serving, adminPrefix: result.snapshot.settings.adminPathPrefix };
   const store = await openStore(storeOptions);
   try {
-    await applySnapshot(store, result.snapshot, result.sources, new Date());
+    if (errors > 0 || !result.snapshot) {
+      const active = await readActive(store);
+      console.error(`isthmus: ${plural(errors, "error")}; ${active ? `still serving config ${active.version}` : "nothing applied"}`);
+      return undefined;
+    }
+    const outcome = await applySnapshot(store, result.snapshot, result.sources, new Date());
+    return { version: result.snapshot.version, adminPrefix: result.snapshot.settings.adminPathPrefix, changed: outcome.changed };
   } finally {
     await store.close();
   }
-  return { version: result.snapshot.version, adminPrefix: result.snapshot.settings.adminPathPrefix };
 }
 
 function wranglerBin(): string {

@@ -4,7 +4,7 @@
  * validation of conflicting actions.
  */
 import type { z } from "zod";
-import { durationMs } from "../schema/common.ts";
+import { durationMs } from "../duration.ts";
 import type { Headers as HeadersSchema, HTTPRoute } from "../schema/networking.ts";
 import type { ActionDef, DestinationDef, HeaderOpsDef, HeadersDef, MatchDef, RedirectDef, RuleDef } from "../snapshot.ts";
 import type { Resource } from "../validate.ts";

@@ -1,26 +1,11 @@
 /**
  * GatewayConfig → gateway-wide settings, with the documented defaults.
  */
-import { durationMs } from "../schema/common.ts";
+import { durationMs } from "../duration.ts";
+import { DEFAULT_SETTINGS } from "../defaults.ts";
 import type { GatewaySettings } from "../snapshot.ts";
 import type { Resource } from "../validate.ts";
 import type { Diagnostics } from "./diagnostics.ts";
-
-/** Defaults used when GatewayConfig (or a field of it) is absent. Documented in docs/CONFIG.md. */
-export const DEFAULT_SETTINGS: GatewaySettings = {
-  rootNamespace: "istio-system",
-  configRefreshMs: 5_000,
-  pathNormalization: "DECODE_AND_MERGE_SLASHES",
-  outboundTrafficPolicy: "REGISTRY_ONLY",
-  limits: {
-    maxRequestHeadersBytes: 60 * 1024,
-    maxHeadersCount: 100,
-    maxUrlBytes: 16 * 1024,
-    maxRequestBodyBytes: 100 * 1024 * 1024,
-    maxJwtBytes: 8 * 1024,
-  },
-  adminPathPrefix: "/__isthmus",
-};
 
 export function compileSettings(configs: Resource<"GatewayConfig">[], diag: Diagnostics): GatewaySettings {
   const [config, ...extra] = configs;

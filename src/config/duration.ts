@@ -1,0 +1,22 @@
+/**
+ * Go/Istio durations (`250ms`, `5s`, `1m30s`) in milliseconds.
+ */
+
+/** Converts a validated duration string to milliseconds. */
+export function durationMs(value: string): number {
+  const units: Record<string, number> = {
+    ns: 1e-6,
+    us: 1e-3,
+    µs: 1e-3,
+    ms: 1,
+    s: 1000,
+    m: 60_000,
+    h: 3_600_000,
+  };
+  let total = 0;
+  for (const part of value.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) {
+    total += Number(part[1]) * (units[part[2] as string] ?? 0);
+  }
+  return total;
+}
+
