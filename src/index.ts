@@ -38,7 +38,7 @@ export default {
 
     if (!snapshot) return new Response(NO_CONFIG, { status: 503, headers: { "content-type": "text/plain" } });
     try {
-      const { response } = await runPipeline(request, snapshot, deps);
+      const { response } = await runPipeline(request, snapshot, deps, (p) => ctx.waitUntil(p));
       return response;
     } catch (error) {
       console.error(JSON.stringify({ message: "isthmus: unexpected error", error: error instanceof Error ? error.stack : String(error) }));

@@ -10,14 +10,13 @@ export type Fetch = (request: Request) => Promise<Response>;
 
 export interface UpstreamRequest {
   method: string;
-  /** Path (already rewritten) and query to send. */
-  path: string;
-  query: string;
   headers: Headers;
   body: ReadableStream<Uint8Array> | null;
   maxBodyBytes: number;
   timeoutMs?: number;
 }
+
+export type ForwardResult = { ok: true; response: Response } | { ok: false; reply: LocalReply };
 
 /** The URL for an endpoint; a dynamic cluster connects to the request's own host. */
 export function endpointUrl(cluster: ClusterDef, endpoint: EndpointDef, requestHost: string, path: string, query: string): string {
@@ -31,7 +30,7 @@ export function endpointUrl(cluster: ClusterDef, endpoint: EndpointDef, requestH
  * local reply for a timeout (504 UT), a connection failure (503 UF) or an
  * oversized body (413).
  */
-export async function forward(fetchFn: Fetch, url: string, req: UpstreamRequest): Promise<{ ok: true; response: Response } | { ok: false; reply: LocalReply }> {
+export async function forward(fetchFn: Fetch, url: string, req: UpstreamRequest): Promise<ForwardResult> {
   const controller = new AbortController();
   let timedOut = false;
   let tooLarge = false;

@@ -1,0 +1,56 @@
+/**
+ * The per-request context the pipeline stages share, and the dependencies
+ * (fetch, randomness, clocks, ids) injected into them so tests are exact.
+ */
+import type { ClusterDef, DestinationDef, GatewaySettings } from "../config/snapshot.ts";
+import type { Balancer } from "../routing/balancer.ts";
+import type { Fetch } from "../routing/forward.ts";
+import type { Route, RuntimeSnapshot, VirtualHost } from "../routing/hydrate.ts";
+import type { RequestFacts } from "./facts.ts";
+import { toResponse, type LocalReply, type ResponseFlag } from "./local-reply.ts";
+
+/** Everything the pipeline needs from the outside world. */
+export interface PipelineDeps {
+  fetch: Fetch;
+  balancer: Balancer;
+  /** Uniform in [0, 1). */
+  random: () => number;
+  requestId: () => string;
+  /** Milliseconds since the epoch. */
+  now: () => number;
+}
+
+/** What happened to a request, for logs and telemetry. */
+export interface RequestRecord {
+  flags: ResponseFlag[];
+  routeName?: string;
+  cluster?: string;
+  upstreamHost?: string;
+}
+
+/** State that grows as the request moves through the stages. */
+export interface RequestContext {
+  request: Request;
+  snapshot: RuntimeSnapshot;
+  settings: GatewaySettings;
+  deps: PipelineDeps;
+  facts: RequestFacts;
+  record: RequestRecord;
+  /** Schedules work that may outlive the response (ctx.waitUntil). */
+  waitUntil: (promise: Promise<unknown>) => void;
+  vhost?: VirtualHost;
+  route?: Route;
+  destination?: DestinationDef;
+  cluster?: ClusterDef;
+}
+
+export interface PipelineResult {
+  response: Response;
+  record: RequestRecord;
+}
+
+/** Ends the request with a local reply, recording its response flag. */
+export function localReply(reply: LocalReply, record: RequestRecord): PipelineResult {
+  if (reply.flag) record.flags.push(reply.flag);
+  return { response: toResponse(reply), record };
+}

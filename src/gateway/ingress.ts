@@ -1,0 +1,54 @@
+/**
+ * Pipeline stages 1 and 2: hygiene, then normalization into RequestFacts.
+ * After this, every stage and the upstream see the same host, path and
+ * headers.
+ */
+import type { GatewaySettings } from "../config/snapshot.ts";
+import type { PipelineDeps } from "./context.ts";
+import type { RequestFacts } from "./facts.ts";
+import { sanitizeRequest } from "./hygiene.ts";
+import { badRequest, type LocalReply } from "./local-reply.ts";
+import { normalizeHost, normalizePath } from "./normalize.ts";
+
+export type IngressResult = { ok: true; facts: RequestFacts } | { ok: false; reply: LocalReply };
+
+export function ingress(request: Request, settings: GatewaySettings, deps: PipelineDeps): IngressResult {
+  const clean = sanitizeRequest(request, { limits: settings.limits });
+  if (!clean.ok) return clean;
+
+  const url = new URL(request.url);
+  const scheme = url.protocol === "https:" ? "https" : "http";
+  const host = normalizeHost(request.headers.get("host") ?? url.host, scheme);
+  if (!host.ok) return { ok: false, reply: badRequest(400, host.reason) };
+  const path = normalizePath(rawPathOf(request.url), settings.pathNormalization);
+  if (!path.ok) return { ok: false, reply: badRequest(400, path.reason) };
+
+  const headers = clean.headers;
+  const remoteIp = request.headers.get("cf-connecting-ip") ?? "";
+  headers.set("x-request-id", deps.requestId());
+  if (remoteIp) headers.set("x-forwarded-for", remoteIp);
+  headers.set("x-forwarded-proto", scheme);
+  return {
+    ok: true,
+    facts: {
+      method: request.method,
+      scheme,
+      host: host.host,
+      port: host.port,
+      authority: host.authority,
+      path: path.path,
+      query: url.search.slice(1),
+      headers,
+      remoteIp,
+    },
+  };
+}
+
+/** The request path as the runtime's URL parser left it, before our normalization. */
+function rawPathOf(url: string): string {
+  const afterScheme = url.indexOf("//") + 2;
+  const pathStart = url.indexOf("/", afterScheme);
+  if (pathStart < 0) return "/";
+  const queryStart = url.indexOf("?", pathStart);
+  return queryStart < 0 ? url.slice(pathStart) : url.slice(pathStart, queryStart);
+}

@@ -1,0 +1,128 @@
+/**
+ * The routing stages of the pipeline: virtual host, route, edge-answered
+ * actions, upstream selection and forwarding.
+ */
+import { localReply, type PipelineResult, type RequestContext } from "../gateway/context.ts";
+import { REPLIES } from "../gateway/local-reply.ts";
+import { applyHeaderOps, orderedOps } from "./header-ops.ts";
+import { downstreamResponse, endpointUrl, forward } from "./forward.ts";
+import { redirectLocation, replacePrefix } from "./redirect.ts";
+import { findVirtualHost, pickDestination, selectRoute } from "./select.ts";
+
+/** Stage 3: host → virtual host; unknown hosts get 404 NR (or pass through under ALLOW_ANY). */
+export async function selectVirtualHost(ctx: RequestContext): Promise<PipelineResult | undefined> {
+  const { facts, record } = ctx;
+  const vhost = findVirtualHost(ctx.snapshot, facts.host);
+  if (!vhost) {
+    if (ctx.settings.outboundTrafficPolicy === "ALLOW_ANY") return passthrough(ctx);
+    return localReply(REPLIES.noRoute, record);
+  }
+  if (vhost.httpsRedirect && facts.scheme === "http") {
+    const location = redirectLocation({ status: 301, scheme: "https" }, facts, undefined);
+    return localReply({ status: 301, body: "", headers: { location } }, record);
+  }
+  ctx.vhost = vhost;
+  return undefined;
+}
+
+/** Stage 6: the first route whose match holds (pure). */
+export function selectRouteStage(ctx: RequestContext): PipelineResult | undefined {
+  const route = ctx.vhost ? selectRoute(ctx.vhost, ctx.facts) : undefined;
+  if (!route) return localReply(REPLIES.noRoute, ctx.record);
+  ctx.route = route;
+  ctx.record.routeName = route.name;
+  return undefined;
+}
+
+/** Stage 9: redirects and direct responses are answered by the gateway itself. */
+export function answerAtEdge(ctx: RequestContext): PipelineResult | undefined {
+  const route = ctx.route;
+  if (!route) return undefined;
+  const action = route.rule.def.action;
+  let result: PipelineResult | undefined;
+  if (action.type === "redirect") {
+    const location = redirectLocation(action.redirect, ctx.facts, route.uri);
+    result = localReply({ status: action.redirect.status, body: "", headers: { location } }, ctx.record);
+  } else if (action.type === "direct") {
+    const body = action.bodyBase64 !== undefined ? base64Bytes(action.bodyBase64) : action.body;
+    const response = new Response(body ?? null, { status: action.status });
+    if (body !== undefined && body.length > 0) response.headers.set("content-type", "text/plain");
+    result = { response, record: ctx.record };
+  }
+  if (result) applyHeaderOps(result.response.headers, route.rule.def.headers?.response);
+  return result;
+}
+
+/** Stage 10: weighted destination → cluster → endpoint. */
+export function selectUpstream(ctx: RequestContext): PipelineResult | undefined {
+  const rule = ctx.route?.rule;
+  if (!rule) return undefined;
+  const destination = pickDestination(rule, ctx.deps.random());
+  if (!destination) return localReply(REPLIES.noHealthyUpstream, ctx.record);
+  ctx.destination = destination;
+  ctx.record.cluster = destination.cluster;
+  const cluster = ctx.snapshot.clusters.get(destination.cluster);
+  if (!cluster) return localReply(REPLIES.clusterNotFound, ctx.record);
+  ctx.cluster = cluster;
+  return undefined;
+}
+
+/** Stages 11 and 12: rewrite, header operations, timeout, forward, response headers. */
+export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResult> {
+  const { facts, record, deps } = ctx;
+  const route = ctx.route;
+  const cluster = ctx.cluster;
+  const destination = ctx.destination;
+  if (!route || !cluster || !destination) return localReply(REPLIES.noRoute, record);
+  const endpoint = deps.balancer.pick(cluster, cluster.endpoints);
+  if (!endpoint) return localReply(REPLIES.noHealthyUpstream, record);
+
+  const rule = route.rule;
+  let path = facts.path;
+  if (rule.def.rewrite?.uri !== undefined) path = replacePrefix(facts.path, route.uri, rule.def.rewrite.uri);
+  else if (rule.uriRegex && rule.def.rewrite?.uriRegex) path = rule.uriRegex.replaceAll(facts.path, rule.def.rewrite.uriRegex.rewrite);
+  const weighted = rule.destinations.length > 1;
+  const headers = facts.headers;
+  headers.set("x-forwarded-host", rule.def.rewrite?.authority ?? facts.authority);
+  for (const ops of orderedOps("request", rule.def.headers, destination.headers, weighted)) applyHeaderOps(headers, ops);
+
+  record.upstreamHost = `${cluster.dynamicAddress ? facts.host : endpoint.address}:${endpoint.port}`;
+  const done = deps.balancer.begin(cluster, endpoint);
+  const started = deps.now();
+  const result = await forward(deps.fetch, endpointUrl(cluster, endpoint, facts.host, path, facts.query), {
+    method: facts.method,
+    headers,
+    body: ctx.request.body,
+    maxBodyBytes: ctx.settings.limits.maxRequestBodyBytes,
+    ...(rule.def.timeoutMs !== undefined ? { timeoutMs: rule.def.timeoutMs } : {}),
+  });
+  done();
+  if (!result.ok) return localReply(result.reply, record);
+
+  const response = downstreamResponse(result.response);
+  response.headers.set("x-envoy-upstream-service-time", String(Math.max(0, Math.round(deps.now() - started))));
+  for (const ops of orderedOps("response", rule.def.headers, destination.headers, weighted)) applyHeaderOps(response.headers, ops);
+  return { response, record };
+}
+
+/** ALLOW_ANY: an unknown host is forwarded to itself, as Istio's PassthroughCluster does. */
+async function passthrough(ctx: RequestContext): Promise<PipelineResult> {
+  const { facts, record } = ctx;
+  record.cluster = "PassthroughCluster";
+  const url = `${facts.scheme}://${facts.authority}${facts.path}${facts.query ? `?${facts.query}` : ""}`;
+  const result = await forward(ctx.deps.fetch, url, {
+    method: facts.method,
+    headers: facts.headers,
+    body: ctx.request.body,
+    maxBodyBytes: ctx.settings.limits.maxRequestBodyBytes,
+  });
+  if (!result.ok) return localReply(result.reply, record);
+  return { response: downstreamResponse(result.response), record };
+}
+
+function base64Bytes(b64: string): Uint8Array {
+  const binary = atob(b64);
+  const out = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i);
+  return out;
+}
