@@ -3,13 +3,16 @@
  *
  * - LocalStore: the on-disk KV that `wrangler dev` reads (same directory,
  *   same namespace id), written through Miniflare as `wrangler kv --local` does.
- * - RemoteStore: the deployed Workers KV namespace, through `wrangler kv --remote`
- *   (uses your wrangler login or CLOUDFLARE_API_TOKEN).
+ * - Remote stores: the deployed Workers KV namespace. With CLOUDFLARE_API_TOKEN and
+ *   CLOUDFLARE_ACCOUNT_ID set (CI/CD), Isthmus calls the Cloudflare API directly;
+ *   otherwise it runs `wrangler kv key ... --remote`, which uses your `wrangler login`.
+ *   CLOUDFLARE_API_BASE_URL overrides the API address for both, as it does for wrangler.
  */
-import { spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { createRequire } from "node:module";
+import { dirname, join, resolve } from "node:path";
 import type { KeyValueStore } from "../config/store.ts";
 import { CliError } from "./files.ts";
 
@@ -46,20 +49,59 @@ export async function openLocalStore(persistTo: string, namespaceId: string): Pr
   };
 }
 
-/** The deployed KV namespace behind `binding`, through wrangler. */
-export function openRemoteStore(configPath: string, binding: string): ClosableStore {
-  const run = (args: string[]) => {
-    const result = spawnSync("npx", ["wrangler", "kv", "key", ...args, "--binding", binding, "--remote", "--config", configPath], {
-      encoding: "utf8",
-      maxBuffer: 64 * 1024 * 1024,
-    });
-    return result;
+const DEFAULT_API = "https://api.cloudflare.com/client/v4";
+
+/** The deployed KV namespace `namespaceId`, through the Cloudflare REST API. */
+export function openApiStore(namespaceId: string, accountId: string, token: string, base = process.env.CLOUDFLARE_API_BASE_URL ?? DEFAULT_API): ClosableStore {
+  const url = (key: string) => `${base}/accounts/${encodeURIComponent(accountId)}/storage/kv/namespaces/${encodeURIComponent(namespaceId)}/values/${encodeURIComponent(key)}`;
+  const call = async (method: string, key: string, body?: string) => {
+    const res = await fetch(url(key), { method, headers: { authorization: `Bearer ${token}` }, ...(body !== undefined ? { body } : {}), signal: AbortSignal.timeout(30_000) });
+    if (res.status === 404 && method !== "PUT") return null;
+    if (!res.ok) throw new CliError(`Cloudflare API ${method} ${key}: ${res.status} ${apiError(await res.text())}`);
+    return res;
   };
+  return {
+    description: `Workers KV (namespace ${namespaceId}, remote)`,
+    get: async (key) => {
+      const res = await call("GET", key);
+      return res ? res.text() : null;
+    },
+    put: async (key, value) => {
+      await call("PUT", key, value);
+    },
+    delete: async (key) => {
+      await call("DELETE", key);
+    },
+    close: async () => {},
+  };
+}
+
+function apiError(text: string): string {
+  try {
+    const body = JSON.parse(text) as { errors?: { message?: string }[] };
+    return body.errors?.map((e) => e.message).join("; ") || text;
+  } catch {
+    return text.slice(0, 200);
+  }
+}
+
+/** The deployed KV namespace behind `binding`, through `wrangler kv --remote`. */
+export function openRemoteStore(configPath: string, binding: string): ClosableStore {
+  const run = (args: string[]) =>
+    new Promise<{ status: number | null; stdout: string; stderr: string }>((done) => {
+      execFile(
+        process.execPath,
+        [wranglerBin(), "kv", "key", ...args, "--binding", binding, "--remote", "--config", configPath],
+        { encoding: "utf8", maxBuffer: 64 * 1024 * 1024, env: { ...process.env, WRANGLER_SEND_METRICS: "false" } },
+        (error, stdout, stderr) => done({ status: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr }),
+      );
+    });
   return {
     description: `Workers KV (binding ${binding}, remote)`,
     async get(key) {
-      const r = run(["get", key, "--text"]);
-      if (r.status === 0) return r.stdout;
+      const r = await run(["get", key, "--text"]);
+      // wrangler prints the value followed by a newline.
+      if (r.status === 0) return r.stdout.endsWith("\n") ? r.stdout.slice(0, -1) : r.stdout;
       if (/not found|404/i.test(r.stderr + r.stdout)) return null;
       throw new CliError(`wrangler kv key get ${key} failed: ${lastLine(r.stderr || r.stdout)}`);
     },
@@ -68,18 +110,24 @@ export function openRemoteStore(configPath: string, binding: string): ClosableSt
       try {
         const file = join(dir, "value");
         writeFileSync(file, value);
-        const r = run(["put", key, "--path", file]);
+        const r = await run(["put", key, "--path", file]);
         if (r.status !== 0) throw new CliError(`wrangler kv key put ${key} failed: ${lastLine(r.stderr || r.stdout)}`);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
     },
     async delete(key) {
-      const r = run(["delete", key]);
+      const r = await run(["delete", key]);
       if (r.status !== 0 && !/not found|404/i.test(r.stderr + r.stdout)) throw new CliError(`wrangler kv key delete ${key} failed: ${lastLine(r.stderr || r.stdout)}`);
     },
     close: async () => {},
   };
+}
+
+/** The wrangler CLI of this project, run with the current (Node 22) executable. */
+export function wranglerBin(): string {
+  const require = createRequire(import.meta.url);
+  return join(dirname(require.resolve("wrangler/package.json")), "bin", "wrangler.js");
 }
 
 function lastLine(text: string): string {

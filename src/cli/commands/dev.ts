@@ -1,12 +1,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { watch, type FSWatcher } from "node:fs";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
 import { randomUUID } from "node:crypto";
 import { buildConfig } from "../../config/build.ts";
 import { applySnapshot, readActive } from "../../config/store.ts";
 import { CliError, readSources } from "../files.ts";
 import { openStore } from "../options.ts";
+import { wranglerBin } from "../stores.ts";
 import { plural, printProblems, summary } from "../output.ts";
 
 export const help = `isthmus dev -f PATH... [--port N] [--persist-to DIR] — run the gateway locally
@@ -129,11 +128,6 @@ async function applyFiles(files: string[], storeOptions: Parameters<typeof openS
   } finally {
     await store.close();
   }
-}
-
-function wranglerBin(): string {
-  const require = createRequire(import.meta.url);
-  return join(dirname(require.resolve("wrangler/package.json")), "bin", "wrangler.js");
 }
 
 function startWrangler(config: string, port: number, persistTo: string, token: string): ChildProcess {
