@@ -18,6 +18,7 @@ const deps: PipelineDeps = {
   random: Math.random,
   requestId: () => crypto.randomUUID(),
   now: () => Date.now(),
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
 };
 
 const NO_CONFIG =

@@ -16,6 +16,7 @@ export const DEFAULT_SETTINGS: GatewaySettings = {
     maxUrlBytes: 16 * 1024,
     maxRequestBodyBytes: 100 * 1024 * 1024,
     maxJwtBytes: 8 * 1024,
+    maxMirrorBodyBytes: 1024 * 1024,
   },
   adminPathPrefix: "/__isthmus",
 };

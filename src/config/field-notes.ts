@@ -125,14 +125,7 @@ const UNPROTECTED =
  */
 export const NOT_ENFORCED: Record<Kind, FieldRule[]> = {
   VirtualService: [
-    warn("spec.http[].match[].gateways", LATER),
     warn("spec.http[].retries", LATER),
-    warn("spec.http[].fault", LATER),
-    warn("spec.http[].mirror", LATER),
-    warn("spec.http[].mirrors", LATER),
-    warn("spec.http[].mirrorPercentage", LATER),
-    warn("spec.http[].mirrorPercent", LATER),
-    warn("spec.http[].corsPolicy", LATER),
   ],
   DestinationRule: [
     ...pendingTrafficPolicy("spec.trafficPolicy"),

@@ -44,6 +44,8 @@ export interface RequestLimits {
   maxUrlBytes: number;
   maxRequestBodyBytes: number;
   maxJwtBytes: number;
+  /** Mirrored requests with a larger body are skipped (and counted). */
+  maxMirrorBodyBytes: number;
 }
 
 export interface HostTable {
@@ -157,6 +159,42 @@ export interface RuleDef {
   headers?: HeadersDef;
   /** Route timeout in ms; absent means no timeout (Istio's default). */
   timeoutMs?: number;
+  fault?: FaultDef;
+  cors?: CorsDef;
+  /** Requests copied fire-and-forget to other destinations. */
+  mirrors?: MirrorDef[];
+  /** Makes the weighted pick sticky by a hash of a header or cookie (annotation `isthmus.dev/sticky-cohort`). */
+  cohort?: CohortDef;
+}
+
+/** Percentages are 0–100 with Envoy's 0.0001 granularity. */
+export interface FaultDef {
+  delay?: { ms: number; percent: number };
+  abort?: { status: number; grpcStatus?: number; percent: number };
+}
+
+export interface CorsDef {
+  allowOrigins: StringMatchDef[];
+  allowMethods?: string;
+  allowHeaders?: string;
+  exposeHeaders?: string;
+  /** Seconds, as Access-Control-Max-Age wants it. */
+  maxAge?: string;
+  allowCredentials?: boolean;
+  unmatchedPreflights: "FORWARD" | "IGNORE";
+}
+
+export interface MirrorDef {
+  host: string;
+  port: number;
+  subset?: string;
+  cluster: string;
+  percent: number;
+}
+
+export interface CohortDef {
+  header?: string;
+  cookie?: string;
 }
 
 export interface EndpointDef {

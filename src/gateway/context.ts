@@ -8,6 +8,7 @@ import type { Fetch } from "../routing/forward.ts";
 import type { Route, RuntimeSnapshot, VirtualHost } from "../routing/hydrate.ts";
 import type { RequestFacts } from "./facts.ts";
 import { toResponse, type LocalReply, type ResponseFlag } from "./local-reply.ts";
+import type { MirrorOutcome } from "../routing/mirror.ts";
 
 /** Everything the pipeline needs from the outside world. */
 export interface PipelineDeps {
@@ -18,6 +19,8 @@ export interface PipelineDeps {
   requestId: () => string;
   /** Milliseconds since the epoch. */
   now: () => number;
+  /** Waits (fault delays). */
+  sleep: (ms: number) => Promise<void>;
 }
 
 /** What happened to a request, for logs and telemetry. */
@@ -26,6 +29,8 @@ export interface RequestRecord {
   routeName?: string;
   cluster?: string;
   upstreamHost?: string;
+  /** Outcomes of mirrored copies, filled in after the response when they complete. */
+  mirrors?: MirrorOutcome[];
 }
 
 /** State that grows as the request moves through the stages. */
@@ -38,6 +43,12 @@ export interface RequestContext {
   record: RequestRecord;
   /** Schedules work that may outlive the response (ctx.waitUntil). */
   waitUntil: (promise: Promise<unknown>) => void;
+  /**
+   * Changes to make to the response, registered by a stage (e.g. CORS) for
+   * whatever a later stage answers. Replies from earlier stages (an
+   * authorization 403, a fault abort) do not get them, as in Envoy's chain.
+   */
+  responseHooks: ((response: Response) => void)[];
   vhost?: VirtualHost;
   route?: Route;
   destination?: DestinationDef;

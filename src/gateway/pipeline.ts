@@ -7,7 +7,9 @@
  *   ingress (1 hygiene, 2 normalize)
  *   3  virtual host         routing/stages.ts  selectVirtualHost
  *   6  route selection      routing/stages.ts  selectRouteStage
- *   9  route actions        routing/stages.ts  answerAtEdge
+ *   9  fault injection      routing/stages.ts  injectFault
+ *      CORS                 routing/stages.ts  applyCors
+ *      route actions        routing/stages.ts  answerAtEdge
  *   10 upstream selection   routing/stages.ts  selectUpstream
  *   11 forward + 12 response routing/stages.ts forwardUpstream
  *
@@ -15,7 +17,7 @@
  * 8 (rate limiting) are not built yet; nothing stands in for them.
  */
 import type { RuntimeSnapshot } from "../routing/hydrate.ts";
-import { answerAtEdge, forwardUpstream, selectRouteStage, selectUpstream, selectVirtualHost } from "../routing/stages.ts";
+import { answerAtEdge, applyCors, forwardUpstream, injectFault, selectRouteStage, selectUpstream, selectVirtualHost } from "../routing/stages.ts";
 import { localReply, type PipelineDeps, type PipelineResult, type RequestContext } from "./context.ts";
 import { ingress } from "./ingress.ts";
 
@@ -24,7 +26,7 @@ export type { PipelineDeps, PipelineResult, RequestContext } from "./context.ts"
 /** A pipeline stage: a result ends the request, undefined passes it on. */
 export type Stage = (ctx: RequestContext) => PipelineResult | undefined | Promise<PipelineResult | undefined>;
 
-export const STAGES: readonly Stage[] = [selectVirtualHost, selectRouteStage, answerAtEdge, selectUpstream, forwardUpstream];
+export const STAGES: readonly Stage[] = [selectVirtualHost, selectRouteStage, injectFault, applyCors, answerAtEdge, selectUpstream, forwardUpstream];
 
 /**
  * Runs one request through the pipeline against a hydrated snapshot.
@@ -49,10 +51,14 @@ export async function runPipeline(
     facts: entered.facts,
     record,
     waitUntil,
+    responseHooks: [],
   };
   for (const stage of STAGES) {
     const result = await stage(ctx);
-    if (result) return result;
+    if (result) {
+      for (const hook of ctx.responseHooks) hook(result.response);
+      return result;
+    }
   }
   throw new Error("the pipeline ended without a response");
 }

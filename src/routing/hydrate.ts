@@ -7,6 +7,7 @@ import { SNAPSHOT_FORMAT, type ClusterDef, type DestinationDef, type RuleDef, ty
 import { requestMatcher, type RequestMatcher } from "./match.ts";
 import { compileRegex, type Regex } from "./regex.ts";
 import { RouteIndex } from "./route-index.ts";
+import { hydrateCors, type Cors } from "./cors.ts";
 
 export interface Rule {
   def: RuleDef;
@@ -14,6 +15,7 @@ export interface Rule {
   destinations: { def: DestinationDef; upTo: number }[];
   totalWeight: number;
   uriRegex?: Regex;
+  cors?: Cors;
 }
 
 export interface Route {
@@ -94,5 +96,6 @@ function hydrateRule(def: RuleDef): Rule {
   }
   const rule: Rule = { def, destinations, totalWeight: total };
   if (def.rewrite?.uriRegex) rule.uriRegex = compileRegex(def.rewrite.uriRegex.match);
+  if (def.cors) rule.cors = hydrateCors(def.cors);
   return rule;
 }

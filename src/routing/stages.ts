@@ -8,6 +8,13 @@ import { applyHeaderOps, orderedOps } from "./header-ops.ts";
 import { downstreamResponse, endpointUrl, forward } from "./forward.ts";
 import { redirectLocation, replacePrefix } from "./redirect.ts";
 import { findVirtualHost, pickDestination, selectRoute } from "./select.ts";
+import { decideFault } from "./fault.ts";
+import { decideCors } from "./cors.ts";
+import { cohortDraw } from "./cohort.ts";
+import { planMirrors, selectMirrors } from "./mirror.ts";
+
+/** Mirrors without a route timeout give up after this long (ctx.waitUntil has ~30 s after the response). */
+const MIRROR_TIMEOUT_MS = 25_000;
 
 /** Stage 3: host → virtual host; unknown hosts get 404 NR (or pass through under ALLOW_ANY). */
 export async function selectVirtualHost(ctx: RequestContext): Promise<PipelineResult | undefined> {
@@ -34,6 +41,36 @@ export function selectRouteStage(ctx: RequestContext): PipelineResult | undefine
   return undefined;
 }
 
+/** Fault injection: delay (flag DI) and/or abort (flag FI, body `fault filter abort`). */
+export async function injectFault(ctx: RequestContext): Promise<PipelineResult | undefined> {
+  const fault = ctx.route?.rule.def.fault;
+  if (!fault) return undefined;
+  const decision = decideFault(fault, ctx.deps.random);
+  if (decision.delayMs !== undefined) {
+    ctx.record.flags.push("DI");
+    await ctx.deps.sleep(decision.delayMs);
+  }
+  return decision.abort ? localReply(decision.abort, ctx.record) : undefined;
+}
+
+/**
+ * CORS: preflights from allowed origins are answered here (200); actual
+ * requests get the CORS headers on whatever response later stages produce.
+ */
+export function applyCors(ctx: RequestContext): PipelineResult | undefined {
+  const cors = ctx.route?.rule.cors;
+  if (!cors) return undefined;
+  const decision = decideCors(cors, ctx.facts.method, ctx.facts.headers);
+  if (decision.type === "preflight") return { response: new Response(null, { status: 200, headers: decision.headers }), record: ctx.record };
+  if (decision.type === "actual") {
+    const headers = decision.headers;
+    ctx.responseHooks.push((response) => {
+      for (const [k, v] of Object.entries(headers)) response.headers.set(k, v);
+    });
+  }
+  return undefined;
+}
+
 /** Stage 9: redirects and direct responses are answered by the gateway itself. */
 export function answerAtEdge(ctx: RequestContext): PipelineResult | undefined {
   const route = ctx.route;
@@ -57,7 +94,8 @@ export function answerAtEdge(ctx: RequestContext): PipelineResult | undefined {
 export function selectUpstream(ctx: RequestContext): PipelineResult | undefined {
   const rule = ctx.route?.rule;
   if (!rule) return undefined;
-  const destination = pickDestination(rule, ctx.deps.random());
+  const sticky = rule.def.cohort ? cohortDraw(rule.def.cohort, ctx.facts.headers) : undefined;
+  const destination = pickDestination(rule, sticky ?? ctx.deps.random());
   if (!destination) return localReply(REPLIES.noHealthyUpstream, ctx.record);
   ctx.destination = destination;
   ctx.record.cluster = destination.cluster;
@@ -87,12 +125,34 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
   for (const ops of orderedOps("request", rule.def.headers, destination.headers, weighted)) applyHeaderOps(headers, ops);
 
   record.upstreamHost = `${cluster.dynamicAddress ? facts.host : endpoint.address}:${endpoint.port}`;
+  let body = ctx.request.body;
+  const mirrors = rule.def.mirrors ? selectMirrors(rule.def.mirrors, deps.random) : [];
+  if (mirrors.length > 0) {
+    const length = ctx.request.headers.get("content-length");
+    const plan = planMirrors({
+      mirrors,
+      clusters: ctx.snapshot.clusters,
+      balancer: deps.balancer,
+      fetch: deps.fetch,
+      method: facts.method,
+      host: facts.host,
+      path,
+      query: facts.query,
+      headers,
+      body,
+      contentLength: length !== null ? Number(length) : undefined,
+      maxBodyBytes: ctx.settings.limits.maxMirrorBodyBytes,
+      timeoutMs: rule.def.timeoutMs ?? MIRROR_TIMEOUT_MS,
+    });
+    body = plan.primaryBody;
+    ctx.waitUntil(plan.run().then((outcomes) => (record.mirrors = outcomes)));
+  }
   const done = deps.balancer.begin(cluster, endpoint);
   const started = deps.now();
   const result = await forward(deps.fetch, endpointUrl(cluster, endpoint, facts.host, path, facts.query), {
     method: facts.method,
     headers,
-    body: ctx.request.body,
+    body,
     maxBodyBytes: ctx.settings.limits.maxRequestBodyBytes,
     ...(rule.def.timeoutMs !== undefined ? { timeoutMs: rule.def.timeoutMs } : {}),
   });

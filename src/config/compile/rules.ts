@@ -11,12 +11,20 @@ import type { Resource } from "../validate.ts";
 import { regexError } from "../../routing/regex.ts";
 import type { Diagnostics, FieldPath } from "./diagnostics.ts";
 import { compileMatch, isCatchAll } from "./matchers.ts";
+import { compileCohort, compileCors, compileFault, compileMirrors } from "./route-extras.ts";
 import type { ServiceRegistry } from "./services.ts";
+
+export interface CompiledRoute {
+  name: string;
+  match: MatchDef;
+  /** `match.gateways` as `namespace/name` (or `mesh`): the match only applies through those gateways. */
+  gateways?: string[];
+}
 
 export interface CompiledRule {
   rule: RuleDef;
   /** One entry per match block (a single catch-all entry when `match` is absent). */
-  routes: { name: string; match: MatchDef }[];
+  routes: CompiledRoute[];
   catchAll: boolean;
 }
 
@@ -65,11 +73,13 @@ function compileRule(vs: Resource<"VirtualService">, route: HTTPRoute, index: nu
   if (route.mirror && route.mirrors) fail([...path, "mirrors"], "expected only one of mirror and mirrors");
   if (route.delegate) fail([...path, "delegate"], "delegate is not supported yet; inline the delegated VirtualService's rules");
 
-  const matches: { name: string; match: MatchDef }[] = [];
+  const matches: CompiledRoute[] = [];
   (route.match ?? []).forEach((m, j) => {
     const compiled = compileMatch(m, [...path, "match", j], fail);
     if (!compiled) return;
-    matches.push({ name: routeName(route.name, m.name), match: compiled });
+    const entry: CompiledRoute = { name: routeName(route.name, m.name), match: compiled };
+    if (m.gateways?.length) entry.gateways = m.gateways.map((g) => (g === "mesh" || g.includes("/") ? g : `${vs.namespace}/${g}`));
+    matches.push(entry);
   });
   if (matches.length === 0 && !(route.match && route.match.length > 0)) matches.push({ name: route.name ?? "", match: {} });
 
@@ -109,6 +119,20 @@ function compileRule(vs: Resource<"VirtualService">, route: HTTPRoute, index: nu
   if (route.timeout !== undefined) {
     const ms = durationMs(route.timeout);
     if (ms > 0) rule.timeoutMs = ms;
+  }
+  if (route.fault) {
+    const fault = compileFault(route.fault, [...path, "fault"], fail);
+    if (fault) rule.fault = fault;
+  }
+  if (route.corsPolicy) {
+    const cors = compileCors(route.corsPolicy, [...path, "corsPolicy"], fail);
+    if (cors) rule.cors = cors;
+  }
+  const mirrors = compileMirrors(vs, route, path, services, fail);
+  if (mirrors) rule.mirrors = mirrors;
+  if (action?.type === "route" && action.destinations.length > 1) {
+    const cohort = compileCohort(vs, fail);
+    if (cohort) rule.cohort = cohort;
   }
 
   if (!ok || !action) return undefined;

@@ -29,6 +29,7 @@ export function compileSettings(configs: Resource<"GatewayConfig">[], diag: Diag
       maxUrlBytes: limits.maxUrlBytes ?? d.limits.maxUrlBytes,
       maxRequestBodyBytes: limits.maxRequestBodyBytes ?? d.limits.maxRequestBodyBytes,
       maxJwtBytes: limits.maxJwtBytes ?? d.limits.maxJwtBytes,
+      maxMirrorBodyBytes: limits.maxMirrorBodyBytes ?? d.limits.maxMirrorBodyBytes,
     },
     adminPathPrefix: spec.admin?.pathPrefix ?? d.adminPathPrefix,
   };

@@ -17,6 +17,7 @@ import type { Resource } from "../validate.ts";
 import type { Diagnostics } from "./diagnostics.ts";
 import { expandShortName, hostMatches, intersectHosts, specificity } from "./hosts.ts";
 import { compileHttpRules, type CompiledRule } from "./rules.ts";
+import { isCatchAll } from "./matchers.ts";
 import type { Service, ServiceRegistry } from "./services.ts";
 
 interface ServerBinding {
@@ -72,10 +73,15 @@ export function buildVirtualHosts(
     const hosts = edgeHosts(vs, gateways, applied, servers, diag);
     if (hosts.length === 0) continue;
     const compiled = compileHttpRules(vs, services, diag);
-    for (const { host, httpsRedirect } of hosts) {
+    for (const { host, httpsRedirect, through } of hosts) {
       const e = entry(host);
       e.httpsRedirect ||= httpsRedirect;
-      e.rules.push(...compiled);
+      for (const rule of compiled) {
+        // match.gateways: a match block only applies through the gateways it names.
+        const routes = gateways.length === 0 ? rule.routes : rule.routes.filter((r) => !r.gateways || r.gateways.some((g) => through.has(g)));
+        if (routes.length === rule.routes.length) e.rules.push(rule);
+        else if (routes.length > 0) e.rules.push({ ...rule, routes, catchAll: isCatchAll(routes.map((r) => r.match)) });
+      }
     }
   }
 
@@ -142,7 +148,7 @@ function edgeHosts(
   applied: Resource<"Gateway">[],
   servers: ServerBinding[],
   diag: Diagnostics,
-): { host: string; httpsRedirect: boolean }[] {
+): { host: string; httpsRedirect: boolean; through: Set<string> }[] {
   const vsHosts = (vs.spec.hosts ?? []).map((h) => expandShortName(h, vs.namespace));
   if (vsHosts.length === 0) {
     diag.error(vs, ["spec", "hosts"], "expected at least one host (a VirtualService bound to a gateway needs hosts)");
@@ -153,7 +159,7 @@ function edgeHosts(
     diag.warn(vs, ["spec"], "no http routes; this VirtualService serves nothing at the edge");
     return [];
   }
-  if (allGateways.length === 0) return vsHosts.map((host) => ({ host, httpsRedirect: false }));
+  if (allGateways.length === 0) return vsHosts.map((host) => ({ host, httpsRedirect: false, through: new Set<string>() }));
 
   const refs = vs.spec.gateways ?? [];
   if (refs.length === 0 || refs.every((r) => r === "mesh")) {
@@ -170,19 +176,23 @@ function edgeHosts(
     else diag.warn(vs, ["spec", "gateways", i], `no Gateway ${ns}/${name} is defined; this binding is ignored`);
   });
 
-  const out = new Map<string, boolean>();
+  const out = new Map<string, { httpsRedirect: boolean; through: Set<string> }>();
   for (const server of servers) {
     if (!bound.includes(server.gateway)) continue;
     if (server.namespace !== "*" && server.namespace !== vs.namespace) continue;
     for (const host of vsHosts) {
       const shared = intersectHosts(host, server.host);
-      if (shared) out.set(shared, (out.get(shared) ?? false) || server.httpsRedirect);
+      if (!shared) continue;
+      const e = out.get(shared) ?? { httpsRedirect: false, through: new Set<string>() };
+      e.httpsRedirect ||= server.httpsRedirect;
+      e.through.add(`${server.gateway.namespace}/${server.gateway.name}`);
+      out.set(shared, e);
     }
   }
   if (bound.length > 0 && out.size === 0) {
     diag.warn(vs, ["spec", "hosts"], `none of these hosts is served by Gateway ${bound.map((g) => `${g.namespace}/${g.name}`).join(", ")}; ignored at the edge`);
   }
-  return [...out].map(([host, httpsRedirect]) => ({ host, httpsRedirect }));
+  return [...out].map(([host, e]) => ({ host, ...e }));
 }
 
 /**

@@ -94,6 +94,7 @@ export const GatewayConfigSpec = z.strictObject({
       maxUrlBytes: z.number().int().min(64).optional(),
       maxRequestBodyBytes: z.number().int().min(0).optional(),
       maxJwtBytes: z.number().int().min(256).optional(),
+      maxMirrorBodyBytes: z.number().int().min(0).optional(),
     })
     .optional(),
   admin: z.strictObject({ pathPrefix: z.string().regex(/^\/[A-Za-z0-9._~-]+$/, { message: "expected a path such as /__isthmus" }).optional() }).optional(),

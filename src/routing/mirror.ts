@@ -1,0 +1,125 @@
+/**
+ * Request mirroring (Envoy's shadowing): copies of the request go to other
+ * destinations fire-and-forget, in ctx.waitUntil. The primary request never
+ * waits for a mirror, and a mirror's failure, status or slowness never
+ * reaches the client.
+ *
+ * A request body is teed: the mirror's branch is read eagerly into memory
+ * (so it never slows the primary stream) up to `maxBodyBytes`; past that
+ * the mirror is skipped. A Content-Length over the cap skips it up front.
+ */
+import type { ClusterDef, MirrorDef } from "../config/snapshot.ts";
+import type { Balancer } from "./balancer.ts";
+import { endpointUrl, type Fetch } from "./forward.ts";
+
+/** Marks a mirrored request so the shadow service can tell; clients cannot set it (x-isthmus-* is stripped). */
+export const MIRROR_HEADER = "x-isthmus-mirror";
+
+export type MirrorOutcome = { cluster: string; outcome: "sent"; status: number } | { cluster: string; outcome: "skipped-body-too-large" | "failed" | "no-endpoint" };
+
+export interface MirrorPlan {
+  /** The body the primary request must use (a tee branch when mirrors need the body). */
+  primaryBody: ReadableStream<Uint8Array> | null;
+  /** Sends the mirrors; resolves when they are done. Pass it to waitUntil. */
+  run: () => Promise<MirrorOutcome[]>;
+}
+
+export interface MirrorInput {
+  mirrors: readonly MirrorDef[];
+  clusters: ReadonlyMap<string, ClusterDef>;
+  balancer: Balancer;
+  fetch: Fetch;
+  method: string;
+  host: string;
+  path: string;
+  query: string;
+  /** Request headers as sent to the primary upstream (copied, not shared). */
+  headers: Headers;
+  body: ReadableStream<Uint8Array> | null;
+  contentLength: number | undefined;
+  maxBodyBytes: number;
+  timeoutMs: number;
+}
+
+/** Prepares mirrors for one request: tees the body if needed. */
+export function planMirrors(input: MirrorInput): MirrorPlan {
+  const hasBody = input.body !== null && input.method !== "GET" && input.method !== "HEAD";
+  let primaryBody = input.body;
+  let mirrorBody: Promise<Uint8Array | null | "too-large"> = Promise.resolve(null);
+  if (hasBody) {
+    if (input.contentLength !== undefined && input.contentLength > input.maxBodyBytes) {
+      mirrorBody = Promise.resolve("too-large");
+    } else {
+      const [a, b] = (input.body as ReadableStream<Uint8Array>).tee();
+      primaryBody = a;
+      mirrorBody = readCapped(b, input.maxBodyBytes);
+    }
+  }
+  const headers = new Headers(input.headers);
+  headers.set(MIRROR_HEADER, "1");
+  return {
+    primaryBody,
+    run: async () => {
+      const body = await mirrorBody;
+      return Promise.all(
+        input.mirrors.map(async (m): Promise<MirrorOutcome> => {
+          if (body === "too-large") return { cluster: m.cluster, outcome: "skipped-body-too-large" };
+          const cluster = input.clusters.get(m.cluster);
+          const endpoint = cluster ? input.balancer.pick(cluster, cluster.endpoints) : undefined;
+          if (!cluster || !endpoint) return { cluster: m.cluster, outcome: "no-endpoint" };
+          const done = input.balancer.begin(cluster, endpoint);
+          try {
+            const res = await input.fetch(
+              new Request(endpointUrl(cluster, endpoint, input.host, input.path, input.query), {
+                method: input.method,
+                headers,
+                body: body,
+                redirect: "manual",
+                signal: AbortSignal.timeout(input.timeoutMs),
+              }),
+            );
+            await res.body?.cancel();
+            return { cluster: m.cluster, outcome: "sent", status: res.status };
+          } catch {
+            return { cluster: m.cluster, outcome: "failed" };
+          } finally {
+            done();
+          }
+        }),
+      );
+    },
+  };
+}
+
+/** Reads a stream fully if it stays within `max` bytes; cancels it otherwise. */
+async function readCapped(stream: ReadableStream<Uint8Array>, max: number): Promise<Uint8Array | "too-large"> {
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > max) {
+        await reader.cancel();
+        return "too-large";
+      }
+      chunks.push(value);
+    }
+  } catch {
+    return "too-large";
+  }
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.byteLength;
+  }
+  return out;
+}
+
+/** Picks which mirrors fire for a request by their percentages. */
+export function selectMirrors(mirrors: readonly MirrorDef[], random: () => number): MirrorDef[] {
+  return mirrors.filter((m) => m.percent >= 100 || random() * 100 < m.percent);
+}
