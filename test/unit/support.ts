@@ -81,7 +81,7 @@ export async function snapshotOf(...docs: (Doc | string)[]): Promise<Snapshot> {
 }
 
 /** Request facts for the pure matchers, with sensible defaults. */
-export function facts(overrides: Partial<RequestFacts> & { headers?: Headers | Record<string, string> } = {}): RequestFacts {
+export function facts(overrides: Omit<Partial<RequestFacts>, "headers"> & { headers?: Headers | Record<string, string> } = {}): RequestFacts {
   const { headers, ...rest } = overrides;
   return {
     method: "GET",
