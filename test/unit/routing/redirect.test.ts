@@ -32,6 +32,11 @@ describe("redirectLocation", () => {
     expect(location({ scheme: "http" }, "https://app.example.com:443/x")).toBe("http://app.example.com/x");
   });
 
+  it("lets a query string in the redirect uri replace the request's (Envoy path_redirect)", () => {
+    expect(location({ uri: "/new?foo=1" }, "http://app.example.com/old?bar=1")).toBe("http://app.example.com/new?foo=1");
+    expect(location({ uri: "/new" }, "http://app.example.com/old?bar=1")).toBe("http://app.example.com/new?bar=1");
+  });
+
   it("keeps a non-default request port when nothing else changes it", () => {
     expect(location({ uri: "/new" }, "http://app.example.com:8080/old?q=1")).toBe("http://app.example.com:8080/new?q=1");
   });
