@@ -62,7 +62,7 @@ export function lineDiff(a: string[], b: string[]): string[] {
   const out: string[] = [];
   ops.forEach((o, k) => {
     if (keep[k]) out.push(`${o.op} ${o.text}`);
-    else if (keep[k - 1]) out.push("  ...");
+    else if (k === 0 || keep[k - 1]) out.push("  ...");
   });
   return out.filter((line) => line.trim() !== "" && line !== "  " );
 }

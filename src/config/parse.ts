@@ -40,13 +40,26 @@ export function parseYaml(source: SourceFile): { documents: RawDocument[]; probl
           severity: "error",
           file: source.path,
           line: err.linePos?.[0]?.line,
-          message: `invalid YAML: ${err.message.split("\n")[0]}`,
+          message: `invalid YAML: ${yamlMessage(err.message)}`,
         });
       }
       continue;
     }
     if (doc.contents === null) continue;
-    const value: unknown = doc.toJS({ maxAliasCount: 100 });
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: 100 });
+    } catch (err) {
+      // An alias bomb (or an alias to a missing anchor) is bad input, not a crash.
+      const offset = (doc.contents as Node | null)?.range?.[0] ?? 0;
+      problems.push({
+        severity: "error",
+        file: source.path,
+        line: lineCounter.linePos(offset).line,
+        message: `invalid YAML: ${err instanceof Error ? err.message : String(err)}`,
+      });
+      continue;
+    }
     if (value === null || value === undefined) continue;
     const lineOf = (path: readonly (string | number)[]) => locate(doc, path, lineCounter);
     if (isList(value)) {
@@ -64,6 +77,13 @@ export function parseYaml(source: SourceFile): { documents: RawDocument[]; probl
     }
   }
   return { documents, problems };
+}
+
+/** The first line of a yaml error without its trailing "at line L, column C:" (the line is in the prefix already). */
+function yamlMessage(message: string): string {
+  const first = message.split("\n")[0] ?? message;
+  const m = / at line \d+, column (\d+):?$/.exec(first);
+  return m ? `${first.slice(0, m.index)} (column ${m[1]})` : first;
 }
 
 function isList(value: unknown): value is { items: unknown[] } {

@@ -86,18 +86,24 @@ export async function applySnapshot(store: KeyValueStore, snapshot: Snapshot, so
 }
 
 /**
- * Re-activates an earlier version (the previous one by default). Fails
- * when that version's snapshot is no longer stored.
+ * Re-activates an earlier version (the previous one by default), given
+ * in full or by a unique prefix. Fails when that version's snapshot is no
+ * longer stored or the prefix is ambiguous.
  */
 export async function rollback(store: KeyValueStore, now: Date, to?: string): Promise<ApplyOutcome> {
   const active = await readActive(store);
   if (!active) throw new Error("no configuration is active, so there is nothing to roll back");
   const target = to ?? active.previous;
   if (!target) throw new Error(`version ${active.version} has no previous version; pass --to VERSION (see isthmus versions)`);
-  if (target === active.version) return { version: target, changed: false };
   const history = await readHistory(store);
-  const entry = history.find((h) => h.version === target || h.version.startsWith(target));
+  const exact = history.find((h) => h.version === target);
+  const matches = exact ? [exact] : history.filter((h) => h.version.startsWith(target));
+  if (matches.length > 1) {
+    throw new Error(`"${target}" matches several versions (${matches.map((h) => h.version).join(", ")}); give more characters (see isthmus versions)`);
+  }
+  const entry = matches[0];
   const version = entry?.version ?? target;
+  if (version === active.version) return { version, changed: false };
   if (!(await store.get(KEYS.snapshot(version)))) {
     throw new Error(`version ${target} is not stored (only the last ${KEEP_VERSIONS} versions are kept); see isthmus versions`);
   }

@@ -44,11 +44,20 @@ export function ingress(request: Request, settings: GatewaySettings, deps: Pipel
   };
 }
 
-/** The request path as the runtime's URL parser left it, before our normalization. */
+/**
+ * The request path as the runtime's URL parser left it, before our
+ * normalization, without the query and without a fragment (a Request's url
+ * keeps `#...`; Envoy strips it so that routing and authorization never see
+ * it, CVE-2021-32779).
+ */
 function rawPathOf(url: string): string {
   const afterScheme = url.indexOf("//") + 2;
   const pathStart = url.indexOf("/", afterScheme);
   if (pathStart < 0) return "/";
-  const queryStart = url.indexOf("?", pathStart);
-  return queryStart < 0 ? url.slice(pathStart) : url.slice(pathStart, queryStart);
+  let end = url.length;
+  for (const mark of ["?", "#"]) {
+    const at = url.indexOf(mark, pathStart);
+    if (at >= 0 && at < end) end = at;
+  }
+  return url.slice(pathStart, end);
 }

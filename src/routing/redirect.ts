@@ -31,7 +31,8 @@ export function redirectLocation(r: RedirectDef, facts: RequestFacts, uriMatch: 
   if (port === DEFAULT_PORT[scheme]) port = undefined;
 
   const path = r.uri ?? (r.prefixRewrite !== undefined ? replacePrefix(facts.path, uriMatch, r.prefixRewrite) : facts.path);
-  const query = facts.query ? `?${facts.query}` : "";
+  // Envoy's path_redirect: a query string in the redirect uri replaces the request's.
+  const query = r.uri?.includes("?") || !facts.query ? "" : `?${facts.query}`;
   return `${scheme}://${host}${port !== undefined ? `:${port}` : ""}${path}${query}`;
 }
 

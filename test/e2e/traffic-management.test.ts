@@ -272,7 +272,7 @@ ${se("other", [[other, {}]])}
 `;
 
 beforeAll(async () => {
-  [v1, v2, v3, shadow, other] = await Promise.all(["v1", "v2", "v3", "shadow", "other"].map((n) => startOrigin(n)));
+  [v1, v2, v3, shadow, other] = await Promise.all([startOrigin("v1"), startOrigin("v2"), startOrigin("v3"), startOrigin("shadow"), startOrigin("other")]);
   gw = await startGateway(config());
 }, 180_000);
 

@@ -128,6 +128,7 @@ export function isCatchAll(matches: readonly MatchDef[]): boolean {
     const keys = Object.keys(m);
     if (keys.length === 0) return true;
     if (keys.length !== 1 || !m.uri) return false;
-    return (m.uri.type === "prefix" && m.uri.value === "/" && !m.uri.ignoreCase) || (m.uri.type === "regex" && (m.uri.value === ".*" || m.uri.value === "*"));
+    // Case-insensitive `/` still matches every path (Envoy's IsCatchAllRoute ignores case_sensitive).
+    return (m.uri.type === "prefix" && m.uri.value === "/") || (m.uri.type === "regex" && (m.uri.value === ".*" || m.uri.value === "*"));
   });
 }

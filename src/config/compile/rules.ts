@@ -235,9 +235,9 @@ function compileDestinations(
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /**
- * Compiles header operations. Istio drops `:`-prefixed keys; `host` in set
- * becomes the authority rewrite (returned under the `:authority` key and
- * taken out by takeAuthority). Values may contain `%%` (a literal percent);
+ * Compiles header operations. Istio drops `:`-prefixed keys; `host` in
+ * request set or add becomes the authority rewrite (returned under the
+ * `:authority` key and taken out by takeAuthority). Values may contain `%%` (a literal percent);
  * Envoy command operators are not supported yet.
  */
 export function compileHeaders(headers: z.infer<typeof HeadersSchema> | undefined, path: FieldPath, fail: (p: FieldPath, message: string) => void): HeadersDef | undefined {
@@ -247,6 +247,7 @@ export function compileHeaders(headers: z.infer<typeof HeadersSchema> | undefine
     const ops = headers[side];
     if (!ops) continue;
     const def: HeaderOpsDef = {};
+    let addedAuthority: string | undefined;
     for (const op of ["set", "add"] as const) {
       const entries: [string, string][] = [];
       for (const [rawName, value] of Object.entries(ops[op] ?? {}).sort(([a], [b]) => a.localeCompare(b))) {
@@ -265,14 +266,18 @@ export function compileHeaders(headers: z.infer<typeof HeadersSchema> | undefine
           fail([...path, side, op, rawName], "expected a value without CR, LF or NUL");
           continue;
         }
-        if (side === "request" && (name === "host" || name === ":authority")) {
-          if (op === "set") entries.push([":authority", literal]);
+        if (name === "host" || name === ":authority") {
+          // Istio: in request set or add it is the authority rewrite (set wins over add);
+          // in response operations it is dropped, like every internal header.
+          if (side === "request" && op === "set") entries.push([":authority", literal]);
+          else if (side === "request") addedAuthority = literal;
           continue;
         }
         entries.push([name, literal]);
       }
       if (entries.length) def[op] = entries;
     }
+    if (addedAuthority !== undefined && !def.set?.some(([n]) => n === ":authority")) def.set = [...(def.set ?? []), [":authority", addedAuthority]];
     if (ops.remove?.length) {
       const remove = ops.remove.map((n) => n.toLowerCase()).filter((n) => !n.startsWith(":") && n !== "host");
       if (remove.length) def.remove = remove;

@@ -6,7 +6,7 @@
  *   them, for the hosts it shares with that Gateway's servers (Istio's
  *   host intersection, honouring the `namespace/host` form).
  * - Several VirtualServices for one host merge: their rules keep their own
- *   order, and catch-all rules move to the end (Istio's gateway merge).
+ *   order, and catch-all routes move to the end (Istio's gateway merge).
  * - A MESH_EXTERNAL ServiceEntry host (Istio's default location) that no
  *   VirtualService covers gets Istio's default route to that service, which
  *   is how the edge serves egress. MESH_INTERNAL hosts are origins behind
@@ -16,8 +16,8 @@ import type { HostTable, RouteDef, RuleDef, VirtualHostDef } from "../snapshot.t
 import type { Resource } from "../validate.ts";
 import type { Diagnostics } from "./diagnostics.ts";
 import { expandShortName, hostMatches, intersectHosts, specificity } from "./hosts.ts";
-import { compileHttpRules, type CompiledRule } from "./rules.ts";
 import { isCatchAll } from "./matchers.ts";
+import { compileHttpRules, type CompiledRule } from "./rules.ts";
 import type { Service, ServiceRegistry } from "./services.ts";
 
 interface ServerBinding {
@@ -100,13 +100,14 @@ export function buildVirtualHosts(
   const names = [...byHost.keys()].sort((a, b) => specificity(b) - specificity(a) || a.localeCompare(b));
   for (const name of names) {
     const e = byHost.get(name) as HostEntry;
-    const ordinary = e.rules.filter((r) => !r.catchAll);
-    const catchAlls = e.rules.filter((r) => r.catchAll);
+    // Istio's SortVHostRoutes works on routes (one per match block): catch-all
+    // routes move to the end, every other route keeps its place.
+    const all = e.rules.flatMap((compiled) => compiled.routes.map((route) => ({ compiled, route, catchAll: isCatchAll([route.match]) })));
     const routes: RouteDef[] = [];
-    for (const compiled of [...ordinary, ...catchAlls]) {
+    for (const { compiled, route } of [...all.filter((r) => !r.catchAll), ...all.filter((r) => r.catchAll)]) {
       const index = rules.indexOf(compiled.rule);
       const ruleIndex = index >= 0 ? index : rules.push(compiled.rule) - 1;
-      for (const r of compiled.routes) routes.push({ name: r.name, rule: ruleIndex, match: r.match });
+      routes.push({ name: route.name, rule: ruleIndex, match: route.match });
     }
     const vhost = virtualHosts.push({ name, httpsRedirect: e.httpsRedirect, routes }) - 1;
     if (name === "*") hostTable.any = vhost;

@@ -1,53 +1,149 @@
 /**
- * The pipeline inside workerd against a compiled snapshot, for behaviour
- * that needs no origin (answers the gateway gives itself).
+ * The whole pipeline on a compiled snapshot, with fetch, randomness, ids
+ * and the clock injected: what the upstream is asked for and what the
+ * client gets back.
  */
 import { describe, expect, it } from "vitest";
-import { buildConfig } from "../../../src/config/build.ts";
-import { hydrate } from "../../../src/routing/hydrate.ts";
 import { runPipeline, type PipelineDeps } from "../../../src/gateway/pipeline.ts";
 import { Balancer } from "../../../src/routing/balancer.ts";
+import { hydrate } from "../../../src/routing/hydrate.ts";
+import { serviceEntry, snapshotOf, virtualService, type Doc } from "../support.ts";
 
-async function gateway(yaml: string) {
-  const result = await buildConfig([{ path: "test.yaml", text: yaml }]);
-  if (!result.snapshot) throw new Error(result.problems.map((p) => p.message).join("\n"));
-  const snapshot = hydrate(result.snapshot);
-  const deps: PipelineDeps = {
-    fetch: () => Promise.reject(new Error("no origin in this test")),
-    balancer: new Balancer(() => 0),
-    random: () => 0,
-    requestId: () => "00000000-0000-4000-8000-000000000000",
-    now: () => 0,
-    sleep: () => Promise.resolve(),
-  };
-  return (url: string, init?: RequestInit) => runPipeline(new Request(url, init), snapshot, deps);
+interface Upstream {
+  requests: Request[];
+  deps: PipelineDeps;
 }
 
-describe("httpsRedirect", () => {
-  it("sends plain-HTTP requests to the https:// URL, keeping path and query", async () => {
-    const run = await gateway(`
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: gw}
-spec:
-  servers:
-  - port: {number: 80, name: http, protocol: HTTP}
-    hosts: [secure.example.com]
-    tls: {httpsRedirect: true}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: vs}
-spec:
-  hosts: [secure.example.com]
-  gateways: [gw]
-  http:
-  - directResponse: {status: 200}
-`);
-    const http = await run("http://secure.example.com/a/b?c=1");
-    expect(http.response.status).toBe(301);
-    expect(http.response.headers.get("location")).toBe("https://secure.example.com/a/b?c=1");
-    const https = await run("https://secure.example.com/a/b?c=1");
-    expect(https.response.status).toBe(200);
+function upstream(respond: (req: Request) => Promise<Response> = async () => new Response("origin", { headers: { "x-origin": "1" } }), draw = 0): Upstream {
+  const requests: Request[] = [];
+  let clock = 1000;
+  return {
+    requests,
+    deps: {
+      fetch: async (req) => {
+        requests.push(req);
+        clock += 7;
+        return respond(req);
+      },
+      balancer: new Balancer(() => 0),
+      random: () => draw,
+      requestId: () => "rid-1",
+      now: () => clock,
+      sleep: async (ms) => {
+        clock += ms;
+      },
+    },
+  };
+}
+
+const origin = (name: string, address: string, extra: Record<string, unknown> = {}) =>
+  serviceEntry(name, [`${name}.internal`], { location: "MESH_INTERNAL", resolution: "STATIC", ports: [{ number: 8080, name: "http" }], endpoints: [{ address }], ...extra });
+
+async function send(docs: Doc[], url: string, init: RequestInit = {}, up = upstream()) {
+  const runtime = hydrate(await snapshotOf(...docs));
+  const { response, record } = await runPipeline(new Request(url, init), runtime, up.deps);
+  return { response, record, body: await response.text(), sent: up.requests };
+}
+
+describe("runPipeline", () => {
+  it("forwards to the endpoint with the rewritten path, the query and the route's header operations", async () => {
+    const { response, record, body, sent } = await send(
+      [
+        origin("api", "10.0.0.1"),
+        virtualService("v", ["shop.example.com"], [
+          {
+            name: "orders",
+            match: [{ uri: { prefix: "/api/" } }],
+            rewrite: { uri: "/v2/" },
+            headers: { request: { set: { "x-route": "orders" }, remove: ["x-drop"] }, response: { set: { "cache-control": "no-store" } } },
+            route: [{ destination: { host: "api.internal" } }],
+          },
+        ]),
+      ],
+      "http://shop.example.com/api/orders?limit=5",
+      { headers: { "x-drop": "1", "x-keep": "2" } },
+    );
+    expect(sent).toHaveLength(1);
+    expect(sent[0]?.url).toBe("http://10.0.0.1:8080/v2/orders?limit=5");
+    expect(sent[0]?.headers.get("x-route")).toBe("orders");
+    expect(sent[0]?.headers.get("x-drop")).toBeNull();
+    expect(sent[0]?.headers.get("x-keep")).toBe("2");
+    expect(sent[0]?.headers.get("x-request-id")).toBe("rid-1");
+    expect(response.status).toBe(200);
+    expect(body).toBe("origin");
+    expect(response.headers.get("cache-control")).toBe("no-store");
+    expect(response.headers.get("x-envoy-upstream-service-time")).toBe("7");
+    expect(record).toMatchObject({ flags: [], routeName: "orders", cluster: "outbound|8080||api.internal", upstreamHost: "10.0.0.1:8080" });
+  });
+
+  it("applies a regex rewrite with capture groups", async () => {
+    const { sent } = await send(
+      [origin("api", "10.0.0.1"), virtualService("v", ["shop.example.com"], [{ rewrite: { uriRegexRewrite: { match: "^/v([0-9]+)/(.*)$", rewrite: "/\\2/version/\\1" } }, route: [{ destination: { host: "api.internal" } }] }])],
+      "http://shop.example.com/v3/users/7",
+    );
+    expect(sent[0]?.url).toBe("http://10.0.0.1:8080/users/7/version/3");
+  });
+
+  it("lets the route's set win over a weighted destination's, and a single destination's win over the route's", async () => {
+    const route = (weights: number[]) =>
+      virtualService("v", ["shop.example.com"], [
+        {
+          headers: { request: { set: { "x-who": "route" } } },
+          route: weights.map((weight, i) => ({ destination: { host: i === 0 ? "a.internal" : "b.internal" }, weight, headers: { request: { set: { "x-who": `destination-${i}` } } } })),
+        },
+      ]);
+    const weighted = await send([origin("a", "10.0.0.1"), origin("b", "10.0.0.2"), route([1, 1])], "http://shop.example.com/");
+    expect(weighted.sent[0]?.headers.get("x-who")).toBe("route");
+    const single = await send([origin("a", "10.0.0.1"), route([0])], "http://shop.example.com/");
+    expect(single.sent[0]?.headers.get("x-who")).toBe("destination-0");
+  });
+
+  it("picks the weighted destination from the injected draw", async () => {
+    const docs = [
+      origin("a", "10.0.0.1"),
+      origin("b", "10.0.0.2"),
+      virtualService("v", ["shop.example.com"], [{ route: [{ destination: { host: "a.internal" }, weight: 10 }, { destination: { host: "b.internal" }, weight: 90 }] }]),
+    ];
+    expect((await send(docs, "http://shop.example.com/", {}, upstream(undefined, 0.05))).sent[0]?.url).toBe("http://10.0.0.1:8080/");
+    expect((await send(docs, "http://shop.example.com/", {}, upstream(undefined, 0.5))).sent[0]?.url).toBe("http://10.0.0.2:8080/");
+  });
+
+  it("answers Envoy's local replies: 404 NR, 503 UH without endpoints, 503 UF when the connection fails", async () => {
+    const vs = virtualService("v", ["shop.example.com"], [{ match: [{ uri: { prefix: "/api" } }], route: [{ destination: { host: "api.internal" } }] }]);
+    const noRoute = await send([origin("api", "10.0.0.1"), vs], "http://shop.example.com/other");
+    expect([noRoute.response.status, noRoute.body, noRoute.record.flags]).toEqual([404, "", ["NR"]]);
+    const unknownHost = await send([origin("api", "10.0.0.1"), vs], "http://elsewhere.example.com/api");
+    expect([unknownHost.response.status, unknownHost.record.flags]).toEqual([404, ["NR"]]);
+    const empty = await send([origin("api", "10.0.0.1", { endpoints: [] }), vs], "http://shop.example.com/api");
+    expect([empty.response.status, empty.body, empty.record.flags, empty.sent.length]).toEqual([503, "no healthy upstream", ["UH"], 0]);
+    const refused = await send([origin("api", "10.0.0.1"), vs], "http://shop.example.com/api", {}, upstream(() => Promise.reject(new TypeError("connection refused"))));
+    expect([refused.response.status, refused.body, refused.record.flags]).toEqual([503, "upstream connect error or disconnect/reset before headers. reset reason: connection failure", ["UF"]]);
+  });
+
+  it("answers redirects and direct responses at the edge, with the route's response headers", async () => {
+    const docs = [
+      virtualService("v", ["shop.example.com"], [
+        { match: [{ uri: { prefix: "/old" } }], redirect: { prefixRewrite: "/new", redirectCode: 308 } },
+        { match: [{ uri: { exact: "/bytes" } }], directResponse: { status: 200, body: { bytes: "AAEC/w==" } }, headers: { response: { set: { "content-type": "application/octet-stream" } } } },
+        { directResponse: { status: 503, body: { string: "down for maintenance" } } },
+      ]),
+    ];
+    const redirect = await send(docs, "http://shop.example.com/old/page?x=1");
+    expect([redirect.response.status, redirect.response.headers.get("location"), redirect.sent.length]).toEqual([308, "http://shop.example.com/new/page?x=1", 0]);
+    const bytes = await runPipeline(new Request("http://shop.example.com/bytes"), hydrate(await snapshotOf(...docs)), upstream().deps);
+    expect([...new Uint8Array(await bytes.response.arrayBuffer())]).toEqual([0, 1, 2, 255]);
+    expect(bytes.response.headers.get("content-type")).toBe("application/octet-stream");
+    const text = await send(docs, "http://shop.example.com/anything");
+    expect([text.response.status, text.body, text.response.headers.get("content-type")]).toEqual([503, "down for maintenance", "text/plain"]);
+  });
+
+  it("redirects plain HTTP to HTTPS for a Gateway server with httpsRedirect", async () => {
+    const docs = [
+      { apiVersion: "networking.istio.io/v1", kind: "Gateway", metadata: { name: "gw", namespace: "edge" }, spec: { servers: [{ port: { number: 80, name: "http", protocol: "HTTP" }, hosts: ["shop.example.com"], tls: { httpsRedirect: true } }] } },
+      virtualService("v", ["shop.example.com"], [{ directResponse: { status: 200 } }], { gateways: ["edge/gw"] }),
+    ];
+    const plain = await send(docs, "http://shop.example.com/cart?id=1");
+    expect([plain.response.status, plain.response.headers.get("location")]).toEqual([301, "https://shop.example.com/cart?id=1"]);
+    expect((await send(docs, "https://shop.example.com/cart")).response.status).toBe(200);
   });
 });

@@ -1,0 +1,280 @@
+/**
+ * ServiceEntry + DestinationRule → clusters: host resolution, subsets,
+ * ports, endpoints, DestinationRule merging and traffic policy layering.
+ */
+import { describe, expect, it } from "vitest";
+import { effectivePolicy } from "../../../src/config/compile/services.ts";
+import type { TrafficPolicy } from "../../../src/config/schema/networking.ts";
+import type { RuleDef } from "../../../src/config/snapshot.ts";
+import { build, doc, errors, serviceEntry, snapshotOf, virtualService, warnings } from "../support.ts";
+
+const destinationsOf = (rule: RuleDef | undefined) => (rule?.action.type === "route" ? rule.action.destinations : []);
+
+describe("destination hosts", () => {
+  it("must be declared by a ServiceEntry", async () => {
+    const text = [
+      "apiVersion: networking.istio.io/v1",
+      "kind: VirtualService",
+      "metadata: {name: v, namespace: prod}",
+      "spec:",
+      "  hosts: [app.example.com]",
+      "  http:",
+      "  - route:",
+      "    - destination:",
+      "        host: nowhere.example.com",
+      "",
+    ].join("\n");
+    const result = await build(text);
+    expect(errors(result)).toEqual([
+      'config.yaml:9: error: VirtualService/prod/v: spec.http[0].route[0].destination.host: expected a host declared by a ServiceEntry, got "nowhere.example.com" (the edge only reaches origins listed as ServiceEntry endpoints)',
+    ]);
+    expect(result.snapshot).toBeUndefined();
+  });
+
+  it("expands short names to <name>.<namespace>.svc.cluster.local in the VirtualService's namespace", async () => {
+    const se = serviceEntry("reviews", ["reviews.prod.svc.cluster.local"], {}, "prod");
+    const snapshot = await snapshotOf(se, virtualService("v", ["app.example.com"], [{ route: [{ destination: { host: "reviews" } }] }], {}, "prod"));
+    expect(destinationsOf(snapshot.rules[0])).toEqual([{ host: "reviews.prod.svc.cluster.local", port: 80, cluster: "outbound|80||reviews.prod.svc.cluster.local", weight: 100 }]);
+
+    const elsewhere = await build(se, virtualService("v", ["app.example.com"], [{ route: [{ destination: { host: "reviews" } }] }], {}, "staging"));
+    expect(errors(elsewhere)).toEqual([expect.stringMatching(/destination\.host: expected a host declared by a ServiceEntry, got "reviews"/)]);
+  });
+
+  it("resolves a ServiceEntry short name in the ServiceEntry's own namespace", async () => {
+    const snapshot = await snapshotOf(
+      serviceEntry("ratings", ["ratings"], {}, "prod"),
+      virtualService("v", ["app.example.com"], [{ route: [{ destination: { host: "ratings.prod.svc.cluster.local" } }] }], {}, "web"),
+    );
+    expect(Object.keys(snapshot.clusters)).toEqual(["outbound|80||ratings.prod.svc.cluster.local"]);
+  });
+
+  it("matches hosts case-insensitively", async () => {
+    const snapshot = await snapshotOf(serviceEntry("a", ["API.Example.com"]), virtualService("v", ["app.example.com"], [{ route: [{ destination: { host: "api.EXAMPLE.com" } }] }]));
+    expect(destinationsOf(snapshot.rules[0])[0]?.cluster).toBe("outbound|80||api.example.com");
+  });
+
+  it("resolves through a wildcard ServiceEntry, the most specific one winning, and connects to the concrete host", async () => {
+    const snapshot = await snapshotOf(
+      serviceEntry("wide", ["*.example.com"]),
+      serviceEntry("narrow", ["*.api.example.com"], { ports: [{ number: 8080, name: "http" }] }),
+      virtualService("v", ["app.example.com"], [
+        { match: [{ uri: { prefix: "/a" } }], route: [{ destination: { host: "files.example.com" } }] },
+        { route: [{ destination: { host: "v1.api.example.com" } }] },
+      ]),
+    );
+    expect(destinationsOf(snapshot.rules[0])).toEqual([{ host: "files.example.com", port: 80, cluster: "outbound|80||files.example.com", weight: 100 }]);
+    expect(destinationsOf(snapshot.rules[1])).toEqual([{ host: "v1.api.example.com", port: 8080, cluster: "outbound|8080||v1.api.example.com", weight: 100 }]);
+    expect(snapshot.clusters["outbound|80||files.example.com"]).toMatchObject({
+      service: "*.example.com",
+      source: "ServiceEntry/default/wide",
+      endpoints: [{ address: "files.example.com", port: 80, labels: {}, weight: 1 }],
+    });
+    expect(snapshot.clusters["outbound|80||files.example.com"]?.dynamicAddress).toBeUndefined();
+  });
+
+  it("rejects a host declared by two ServiceEntries, naming the first", async () => {
+    const result = await build(serviceEntry("one", ["api.example.com"]), serviceEntry("two", ["other.example.com", "API.example.com"]));
+    expect(errors(result)).toEqual([
+      expect.stringMatching(/^config\.yaml:\d+: error: ServiceEntry\/default\/two: spec\.hosts\[1\]: host api\.example\.com is already defined by ServiceEntry\/default\/one \(config\.yaml:1\)$/),
+    ]);
+  });
+});
+
+describe("destination ports", () => {
+  const twoPorts = serviceEntry("multi", ["multi.example.com"], {
+    ports: [
+      { number: 80, name: "http", protocol: "HTTP" },
+      { number: 443, name: "https", protocol: "HTTPS" },
+    ],
+  });
+
+  it("implies the only port of a service", async () => {
+    const snapshot = await snapshotOf(serviceEntry("a", ["a.example.com"], { ports: [{ number: 9080, name: "http" }] }), virtualService("v", ["app.example.com"], [{ route: [{ destination: { host: "a.example.com" } }] }]));
+    expect(destinationsOf(snapshot.rules[0])[0]).toMatchObject({ port: 9080, cluster: "outbound|9080||a.example.com" });
+  });
+
+  it("needs port.number when the service has several ports", async () => {
+    const result = await build(twoPorts, virtualService("v", ["app.example.com"], [{ route: [{ destination: { host: "multi.example.com" } }] }]));
+    expect(errors(result)).toEqual([
+      expect.stringMatching(/spec\.http\[0\]\.route\[0\]\.destination\.host: multi\.example\.com has 2 ports \(80, 443\); expected destination\.port\.number to pick one$/),
+    ]);
+    const snapshot = await snapshotOf(twoPorts, virtualService("v", ["app.example.com"], [{ route: [{ destination: { host: "multi.example.com", port: { number: 443 } } }] }]));
+    expect(snapshot.clusters["outbound|443||multi.example.com"]).toMatchObject({ port: 443, scheme: "https" });
+  });
+
+  it("rejects a port the service does not have", async () => {
+    const result = await build(twoPorts, virtualService("v", ["app.example.com"], [{ route: [{ destination: { host: "multi.example.com", port: { number: 8080 } } }] }]));
+    expect(errors(result)).toEqual([expect.stringMatching(/destination\.port: expected one of the ports of multi\.example\.com \(80, 443\), got 8080$/)]);
+  });
+
+  it("rejects a ServiceEntry without ports", async () => {
+    const result = await build(doc("ServiceEntry", "s", { hosts: ["a.example.com"] }));
+    expect(errors(result)).toEqual([expect.stringMatching(/ServiceEntry\/default\/s: spec\.ports: expected at least one port/)]);
+  });
+});
+
+describe("endpoints", () => {
+  it("take their port by port name, else the targetPort, else the service port", async () => {
+    const snapshot = await snapshotOf(
+      serviceEntry("a", ["a.internal"], {
+        resolution: "STATIC",
+        location: "MESH_INTERNAL",
+        ports: [{ number: 80, name: "http", targetPort: 8080 }],
+        endpoints: [
+          { address: "10.0.0.1", ports: { http: 9000 }, labels: { version: "v1" }, locality: "us-east/1a", weight: 3 },
+          { address: "10.0.0.2", weight: 0 },
+        ],
+      }),
+      serviceEntry("b", ["b.internal"], { resolution: "STATIC", location: "MESH_INTERNAL", ports: [{ number: 81, name: "web" }], endpoints: [{ address: "10.0.0.3" }] }),
+      virtualService("v", ["app.example.com"], [
+        { match: [{ uri: { prefix: "/b" } }], route: [{ destination: { host: "b.internal" } }] },
+        { route: [{ destination: { host: "a.internal" } }] },
+      ]),
+    );
+    expect(snapshot.clusters["outbound|80||a.internal"]?.endpoints).toEqual([
+      { address: "10.0.0.1", port: 9000, labels: { version: "v1" }, locality: "us-east/1a", weight: 3 },
+      { address: "10.0.0.2", port: 8080, labels: {}, weight: 1 },
+    ]);
+    expect(snapshot.clusters["outbound|81||b.internal"]?.endpoints).toEqual([{ address: "10.0.0.3", port: 81, labels: {}, weight: 1 }]);
+  });
+
+  it("reject a port name that is not in spec.ports, a missing address and a Unix socket", async () => {
+    const result = await build(
+      serviceEntry("a", ["a.internal"], {
+        resolution: "STATIC",
+        endpoints: [{ address: "10.0.0.1", ports: { htp: 9000 } }, { labels: { a: "b" } }, { address: "unix:///var/run/app.sock" }],
+      }),
+    );
+    expect(errors(result).map((e) => e.replace(/^config\.yaml:\d+: error: ServiceEntry\/default\/a: /, ""))).toEqual([
+      "spec.endpoints[0].ports.htp: expected the name of a port in spec.ports (http)",
+      "spec.endpoints[1].address: expected an address: the edge can only reach endpoints by host name or IP",
+      "spec.endpoints[2].address: expected a host name or IP address; Unix sockets cannot be reached from the edge",
+    ]);
+  });
+
+  it("default to the host itself for DNS resolution without endpoints", async () => {
+    const snapshot = await snapshotOf(serviceEntry("httpbin", ["httpbin.org"], { ports: [{ number: 443, name: "https", protocol: "HTTPS" }] }));
+    expect(snapshot.clusters["outbound|443||httpbin.org"]).toMatchObject({ scheme: "https", endpoints: [{ address: "httpbin.org", port: 443, labels: {}, weight: 1 }] });
+  });
+
+  it("are empty for STATIC resolution without endpoints, with a warning", async () => {
+    const result = await build(serviceEntry("a", ["a.example.com"], { resolution: "STATIC" }));
+    expect(warnings(result)).toEqual([expect.stringMatching(/spec\.resolution: STATIC resolution with no endpoints: requests for these hosts get 503 no healthy upstream/)]);
+    expect(result.snapshot?.clusters["outbound|80||a.example.com"]?.endpoints).toEqual([]);
+  });
+});
+
+describe("subsets", () => {
+  const se = serviceEntry("reviews", ["reviews.prod.svc.cluster.local"], {
+    location: "MESH_INTERNAL",
+    resolution: "STATIC",
+    endpoints: [
+      { address: "10.0.0.1", labels: { version: "v1" } },
+      { address: "10.0.0.2", labels: { version: "v2" } },
+      { address: "10.0.0.3", labels: { version: "v2", canary: "true" } },
+    ],
+  }, "prod");
+  const dr = doc("DestinationRule", "reviews", { host: "reviews", subsets: [{ name: "v1", labels: { version: "v1" } }, { name: "v2", labels: { version: "v2" } }] }, "prod");
+  const to = (subset: string) => virtualService("v", ["app.example.com"], [{ route: [{ destination: { host: "reviews", subset } }] }], {}, "prod");
+
+  it("select the endpoints whose labels match", async () => {
+    const snapshot = await snapshotOf(se, dr, to("v2"));
+    expect(destinationsOf(snapshot.rules[0])).toEqual([{ host: "reviews.prod.svc.cluster.local", subset: "v2", port: 80, cluster: "outbound|80|v2|reviews.prod.svc.cluster.local", weight: 100 }]);
+    expect(snapshot.clusters["outbound|80|v2|reviews.prod.svc.cluster.local"]?.endpoints.map((e) => e.address)).toEqual(["10.0.0.2", "10.0.0.3"]);
+  });
+
+  it("must be defined by a DestinationRule for the host", async () => {
+    expect(errors(await build(se, dr, to("v3")))).toEqual([
+      expect.stringMatching(/destination\.subset: expected a subset defined by a DestinationRule for reviews\.prod\.svc\.cluster\.local \(v1, v2\), got "v3"$/),
+    ]);
+    expect(errors(await build(se, to("v1")))).toEqual([expect.stringMatching(/destination\.subset: expected a subset defined by a DestinationRule for reviews\.prod\.svc\.cluster\.local \(none is defined\), got "v1"$/)]);
+  });
+
+  it("may not be defined twice in one DestinationRule", async () => {
+    const twice = doc("DestinationRule", "reviews", { host: "reviews", subsets: [{ name: "v1", labels: { version: "v1" } }, { name: "v1", labels: { version: "v2" } }] }, "prod");
+    expect(errors(await build(se, twice))).toEqual([expect.stringMatching(/DestinationRule\/prod\/reviews: spec\.subsets\[1\]\.name: duplicate subset name "v1"$/)]);
+  });
+
+  it("merge across DestinationRules for one host: the first definition of a subset wins, with a warning", async () => {
+    const second = doc("DestinationRule", "reviews-extra", { host: "reviews.prod.svc.cluster.local", subsets: [{ name: "v2", labels: { canary: "true" } }, { name: "v3", labels: { version: "v3" } }] }, "prod");
+    const result = await build(se, dr, second, to("v2"));
+    expect(errors(result)).toEqual([]);
+    expect(warnings(result)).toEqual([
+      expect.stringMatching(/DestinationRule\/prod\/reviews-extra: spec\.subsets\[0\]: ignored: subset "v2" of reviews\.prod\.svc\.cluster\.local is already defined \(Istio keeps the first\)$/),
+    ]);
+    expect(result.snapshot?.clusters["outbound|80|v2|reviews.prod.svc.cluster.local"]?.endpoints.map((e) => e.address)).toEqual(["10.0.0.2", "10.0.0.3"]);
+    // v3 comes from the second rule and is usable.
+    expect(errors(await build(se, dr, second, to("v3")))).toEqual([]);
+  });
+});
+
+describe("traffic policies", () => {
+  const se = serviceEntry("a", ["a.example.com"], { ports: [{ number: 80, name: "http" }, { number: 8443, name: "tls", protocol: "TLS" }] });
+  const route = (port: number, subset?: string) =>
+    virtualService("v", ["app.example.com"], [{ route: [{ destination: { host: "a.example.com", port: { number: port }, ...(subset ? { subset } : {}) } }] }]);
+
+  it("the first DestinationRule's top-level policy wins, with a warning on the later one", async () => {
+    const first = doc("DestinationRule", "a1", { host: "a.example.com", trafficPolicy: { loadBalancer: { simple: "ROUND_ROBIN" } } });
+    const second = doc("DestinationRule", "a2", { host: "a.example.com", trafficPolicy: { loadBalancer: { simple: "RANDOM" } } });
+    const result = await build(se, first, second, route(80));
+    expect(warnings(result)).toEqual([
+      expect.stringMatching(/DestinationRule\/default\/a2: spec\.trafficPolicy: ignored: DestinationRule\/default\/a1 already sets the traffic policy for a\.example\.com \(Istio keeps the first\)$/),
+    ]);
+    expect(result.snapshot?.clusters["outbound|80||a.example.com"]?.loadBalancer).toBe("ROUND_ROBIN");
+  });
+
+  it("the most specific DestinationRule host applies", async () => {
+    const wide = doc("DestinationRule", "wide", { host: "*.example.com", trafficPolicy: { loadBalancer: { simple: "RANDOM" } } });
+    const exact = doc("DestinationRule", "exact", { host: "a.example.com", trafficPolicy: { loadBalancer: { simple: "ROUND_ROBIN" } } });
+    const snapshot = await snapshotOf(se, wide, exact, route(80));
+    expect(snapshot.clusters["outbound|80||a.example.com"]?.loadBalancer).toBe("ROUND_ROBIN");
+  });
+
+  it("defaults to LEAST_REQUEST and plain http for an HTTP port", async () => {
+    const snapshot = await snapshotOf(se, route(80));
+    expect(snapshot.clusters["outbound|80||a.example.com"]).toMatchObject({ loadBalancer: "LEAST_REQUEST", scheme: "http" });
+    expect((await snapshotOf(se, route(8443))).clusters["outbound|8443||a.example.com"]?.scheme).toBe("https");
+  });
+
+  it("subset fields override the top level field by field; port-level settings replace the whole policy", async () => {
+    const dr = doc("DestinationRule", "a", {
+      host: "a.example.com",
+      trafficPolicy: {
+        loadBalancer: { simple: "RANDOM" },
+        tls: { mode: "SIMPLE" },
+        portLevelSettings: [{ port: { number: 8443 }, loadBalancer: { simple: "ROUND_ROBIN" } }],
+      },
+      subsets: [{ name: "rr", trafficPolicy: { loadBalancer: { simple: "ROUND_ROBIN" } } }, { name: "plain" }],
+    });
+    const clusters = async (port: number, subset?: string) => (await snapshotOf(se, dr, route(port, subset))).clusters;
+    expect((await clusters(80))["outbound|80||a.example.com"]).toMatchObject({ loadBalancer: "RANDOM", scheme: "https" });
+    expect((await clusters(80, "rr"))["outbound|80|rr|a.example.com"]).toMatchObject({ loadBalancer: "ROUND_ROBIN", scheme: "https" });
+    expect((await clusters(80, "plain"))["outbound|80|plain|a.example.com"]).toMatchObject({ loadBalancer: "RANDOM", scheme: "https" });
+  });
+
+  it("effectivePolicy layers top level, top-level port settings, subset and subset port settings as Istio does", () => {
+    const top: TrafficPolicy = {
+      loadBalancer: { simple: "RANDOM" },
+      tls: { mode: "SIMPLE" },
+      outlierDetection: { consecutive5xxErrors: 5 },
+      portLevelSettings: [{ port: { number: 9000 }, connectionPool: { http: { http2MaxRequests: 10 } } }],
+    };
+    const subset: TrafficPolicy = {
+      loadBalancer: { simple: "ROUND_ROBIN" },
+      portLevelSettings: [{ port: { number: 9001 }, tls: { mode: "DISABLE" } }],
+    };
+    expect(effectivePolicy(top, undefined, 80)).toEqual({ loadBalancer: { simple: "RANDOM" }, tls: { mode: "SIMPLE" }, outlierDetection: { consecutive5xxErrors: 5 }, connectionPool: undefined });
+    // A matching port entry replaces all four parts: no inheritance of the top-level ones.
+    expect(effectivePolicy(top, undefined, 9000)).toEqual({ connectionPool: { http: { http2MaxRequests: 10 } }, loadBalancer: undefined, tls: undefined, outlierDetection: undefined });
+    // Subset fields override per field on top of the (port-merged) top level.
+    expect(effectivePolicy(top, subset, 80)).toEqual({ loadBalancer: { simple: "ROUND_ROBIN" }, tls: { mode: "SIMPLE" }, outlierDetection: { consecutive5xxErrors: 5 }, connectionPool: undefined });
+    expect(effectivePolicy(top, subset, 9000)).toEqual({ loadBalancer: { simple: "ROUND_ROBIN" }, connectionPool: { http: { http2MaxRequests: 10 } }, tls: undefined, outlierDetection: undefined });
+    expect(effectivePolicy(top, subset, 9001)).toEqual({ tls: { mode: "DISABLE" }, loadBalancer: undefined, connectionPool: undefined, outlierDetection: undefined });
+    expect(effectivePolicy(undefined, undefined, 80)).toEqual({});
+  });
+
+  it("warns about a DestinationRule whose host no ServiceEntry declares", async () => {
+    const result = await build(se, doc("DestinationRule", "ghost", { host: "ghost.example.com" }));
+    expect(warnings(result)).toEqual([expect.stringMatching(/DestinationRule\/default\/ghost: spec\.host: no ServiceEntry host matches ghost\.example\.com; this DestinationRule has no effect$/)]);
+  });
+});

@@ -1,0 +1,189 @@
+/**
+ * The KV layout and its operations (apply, rollback, history), against an
+ * in-memory KeyValueStore and against the real KV binding in workerd.
+ */
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import type { CanonicalResource } from "../../../src/config/canonical.ts";
+import type { Snapshot } from "../../../src/config/snapshot.ts";
+import { applySnapshot, KEEP_VERSIONS, readActive, readHistory, readSnapshot, readSources, rollback, type KeyValueStore } from "../../../src/config/store.ts";
+import { build } from "../support.ts";
+
+/** A KeyValueStore in memory that records every write, in order. */
+class MemoryStore implements KeyValueStore {
+  readonly data = new Map<string, string>();
+  readonly log: string[] = [];
+  async get(key: string) {
+    return this.data.get(key) ?? null;
+  }
+  async put(key: string, value: string) {
+    this.log.push(`put ${key}`);
+    this.data.set(key, value);
+  }
+  async delete(key: string) {
+    this.log.push(`delete ${key}`);
+    this.data.delete(key);
+  }
+}
+
+/** A distinct snapshot per number (the version is what the store cares about). */
+async function config(n: number): Promise<{ snapshot: Snapshot; sources: CanonicalResource[] }> {
+  const result = await build(`apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec: {hosts: [app.example.com], http: [{directResponse: {status: 200, body: {string: "${n}"}}}]}\n`);
+  return { snapshot: result.snapshot!, sources: result.sources };
+}
+
+const at = (minute: number) => new Date(Date.UTC(2025, 0, 1, 0, minute));
+
+describe("applySnapshot", () => {
+  it("writes the snapshot and its sources before flipping the active pointer", async () => {
+    const store = new MemoryStore();
+    const { snapshot, sources } = await config(1);
+    const outcome = await applySnapshot(store, snapshot, sources, at(0));
+    const v = snapshot.version;
+    expect(outcome).toEqual({ version: v, changed: true });
+    expect(store.log).toEqual([`put snapshot:${v}`, `put source:${v}`, "put active", "put history"]);
+    expect(await readActive(store)).toEqual({ version: v, appliedAt: "2025-01-01T00:00:00.000Z" });
+    expect(await readSnapshot(store, v)).toEqual(snapshot);
+    expect(await readSources(store, v)).toEqual(sources);
+    expect(await readHistory(store)).toEqual([{ version: v, appliedAt: "2025-01-01T00:00:00.000Z", action: "apply", resources: 1 }]);
+  });
+
+  it("records the previous version, newest first in history", async () => {
+    const store = new MemoryStore();
+    const one = await config(1);
+    const two = await config(2);
+    await applySnapshot(store, one.snapshot, one.sources, at(0));
+    const outcome = await applySnapshot(store, two.snapshot, two.sources, at(1));
+    expect(outcome).toEqual({ version: two.snapshot.version, changed: true, previous: one.snapshot.version });
+    expect(await readActive(store)).toEqual({ version: two.snapshot.version, appliedAt: at(1).toISOString(), previous: one.snapshot.version });
+    expect((await readHistory(store)).map((h) => h.version)).toEqual([two.snapshot.version, one.snapshot.version]);
+  });
+
+  it("writes nothing when the version is already active", async () => {
+    const store = new MemoryStore();
+    const one = await config(1);
+    const two = await config(2);
+    await applySnapshot(store, one.snapshot, one.sources, at(0));
+    await applySnapshot(store, two.snapshot, two.sources, at(1));
+    store.log.length = 0;
+    const outcome = await applySnapshot(store, two.snapshot, two.sources, at(2));
+    expect(outcome).toEqual({ version: two.snapshot.version, changed: false, previous: one.snapshot.version });
+    expect(store.log).toEqual([]);
+  });
+
+  it("keeps only the last 20 versions and deletes the snapshots and sources of older ones", async () => {
+    const store = new MemoryStore();
+    const versions: string[] = [];
+    for (let i = 0; i < KEEP_VERSIONS + 3; i++) {
+      const { snapshot, sources } = await config(i);
+      versions.push(snapshot.version);
+      await applySnapshot(store, snapshot, sources, at(i));
+    }
+    expect(KEEP_VERSIONS).toBe(20);
+    const history = await readHistory(store);
+    expect(history.map((h) => h.version)).toEqual(versions.slice(-KEEP_VERSIONS).reverse());
+    for (const old of versions.slice(0, 3)) {
+      expect(store.data.has(`snapshot:${old}`)).toBe(false);
+      expect(store.data.has(`source:${old}`)).toBe(false);
+    }
+    for (const kept of versions.slice(3)) expect(store.data.has(`snapshot:${kept}`)).toBe(true);
+    expect([...store.data.keys()].filter((k) => k.startsWith("snapshot:"))).toHaveLength(KEEP_VERSIONS);
+  });
+
+  it("never deletes the active snapshot, even when it falls out of the history", async () => {
+    const store = new MemoryStore();
+    const first = await config(100);
+    await applySnapshot(store, first.snapshot, first.sources, at(0));
+    // Re-apply the first version after 20 others: it becomes newest again and must survive.
+    for (let i = 0; i < KEEP_VERSIONS; i++) {
+      const { snapshot, sources } = await config(i);
+      await applySnapshot(store, snapshot, sources, at(i + 1));
+    }
+    await applySnapshot(store, first.snapshot, first.sources, at(30));
+    expect((await readActive(store))?.version).toBe(first.snapshot.version);
+    expect(await readSnapshot(store, first.snapshot.version)).toEqual(first.snapshot);
+    expect(await readHistory(store)).toHaveLength(KEEP_VERSIONS);
+  });
+});
+
+describe("rollback", () => {
+  async function storeWith(n: number) {
+    const store = new MemoryStore();
+    const versions: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const { snapshot, sources } = await config(i);
+      versions.push(snapshot.version);
+      await applySnapshot(store, snapshot, sources, at(i));
+    }
+    return { store, versions };
+  }
+
+  it("re-activates the previous version by default, only flipping the pointer", async () => {
+    const { store, versions } = await storeWith(3);
+    store.log.length = 0;
+    const outcome = await rollback(store, at(10));
+    expect(outcome).toEqual({ version: versions[1], changed: true, previous: versions[2] });
+    expect(store.log).toEqual(["put active", "put history"]);
+    expect(await readActive(store)).toEqual({ version: versions[1], appliedAt: at(10).toISOString(), previous: versions[2] });
+    expect((await readHistory(store))[0]).toEqual({ version: versions[1], appliedAt: at(10).toISOString(), action: "rollback", resources: 1 });
+  });
+
+  it("goes to a version given by a unique prefix", async () => {
+    const { store, versions } = await storeWith(3);
+    const outcome = await rollback(store, at(10), versions[0]!.slice(0, 7));
+    expect(outcome).toEqual({ version: versions[0], changed: true, previous: versions[2] });
+    expect((await readActive(store))?.version).toBe(versions[0]);
+  });
+
+  it("does nothing when asked for the active version, even by prefix", async () => {
+    const { store, versions } = await storeWith(2);
+    store.log.length = 0;
+    expect(await rollback(store, at(10), versions[1])).toEqual({ version: versions[1], changed: false });
+    expect(await rollback(store, at(10), versions[1]!.slice(0, 6))).toEqual({ version: versions[1], changed: false });
+    expect(store.log).toEqual([]);
+    expect((await readActive(store))?.previous).toBe(versions[0]);
+  });
+
+  it("refuses a prefix that names several stored versions", async () => {
+    const { store } = await storeWith(1);
+    // Two hand-made entries sharing a prefix (content hashes rarely do).
+    for (const version of ["abc111111111", "abc222222222"]) {
+      await store.put(`snapshot:${version}`, "{}");
+    }
+    const history = await readHistory(store);
+    await store.put("history", JSON.stringify([...history, { version: "abc111111111", appliedAt: at(1).toISOString(), action: "apply", resources: 0 }, { version: "abc222222222", appliedAt: at(2).toISOString(), action: "apply", resources: 0 }]));
+    const before = await readActive(store);
+    await expect(rollback(store, at(10), "abc")).rejects.toThrow(/"abc" matches several versions \(abc111111111, abc222222222\); give more characters/);
+    expect(await readActive(store)).toEqual(before);
+  });
+
+  it("fails clearly with nothing active, no previous version, or an unknown version", async () => {
+    await expect(rollback(new MemoryStore(), at(0))).rejects.toThrow("no configuration is active, so there is nothing to roll back");
+    const { store, versions } = await storeWith(1);
+    await expect(rollback(store, at(1))).rejects.toThrow(`version ${versions[0]} has no previous version; pass --to VERSION (see isthmus versions)`);
+    await expect(rollback(store, at(1), "ffffffffffff")).rejects.toThrow("version ffffffffffff is not stored (only the last 20 versions are kept); see isthmus versions");
+  });
+
+  it("cannot go back to a version whose snapshot was deleted", async () => {
+    const { store, versions } = await storeWith(KEEP_VERSIONS + 1);
+    await expect(rollback(store, at(99), versions[0])).rejects.toThrow(/is not stored \(only the last 20 versions are kept\)/);
+  });
+});
+
+describe("against the real KV binding", () => {
+  it("applies and rolls back through Workers KV", async () => {
+    const kv: KeyValueStore = {
+      get: (key) => env.CONFIG.get(key),
+      put: (key, value) => env.CONFIG.put(key, value),
+      delete: (key) => env.CONFIG.delete(key),
+    };
+    const one = await config(1);
+    const two = await config(2);
+    await applySnapshot(kv, one.snapshot, one.sources, at(0));
+    await applySnapshot(kv, two.snapshot, two.sources, at(1));
+    expect(await env.CONFIG.get("active", "json")).toMatchObject({ version: two.snapshot.version, previous: one.snapshot.version });
+    await rollback(kv, at(2));
+    expect(await env.CONFIG.get("active", "json")).toMatchObject({ version: one.snapshot.version, previous: two.snapshot.version });
+    expect(await env.CONFIG.get(`snapshot:${one.snapshot.version}`, "json")).toEqual(one.snapshot);
+  });
+});

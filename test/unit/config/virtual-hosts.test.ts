@@ -1,0 +1,219 @@
+/**
+ * Which hosts the edge serves with which routes: Gateway binding, host
+ * intersection, merging several VirtualServices for one host, and
+ * ServiceEntry default routes.
+ */
+import { describe, expect, it } from "vitest";
+import { hostMatches, intersectHosts } from "../../../src/config/compile/hosts.ts";
+import type { Snapshot } from "../../../src/config/snapshot.ts";
+import { build, doc, errors, serviceEntry, snapshotOf, virtualService, warnings, type Doc } from "../support.ts";
+
+const internal = serviceEntry("app", ["app.internal"], { location: "MESH_INTERNAL" });
+const direct = (body: string, extra: Record<string, unknown> = {}) => ({ directResponse: { status: 200, body: { string: body } }, ...extra });
+const gateway = (name: string, hosts: string[], namespace = "edge", extra: Record<string, unknown> = {}): Doc =>
+  doc("Gateway", name, { servers: [{ port: { number: 80, name: "http", protocol: "HTTP" }, hosts, ...extra }] }, namespace);
+
+/** host → the bodies of its routes' direct responses, in route order. */
+function served(snapshot: Snapshot): Record<string, string[]> {
+  return Object.fromEntries(
+    snapshot.virtualHosts.map((vh) => [
+      vh.name,
+      vh.routes.map((r) => {
+        const action = snapshot.rules[r.rule]?.action;
+        return action?.type === "direct" ? (action.body ?? "") : action?.type === "route" ? `→${action.destinations.map((d) => d.host).join(",")}` : action?.type ?? "?";
+      }),
+    ]),
+  );
+}
+
+describe("without Gateway resources", () => {
+  it("applies every VirtualService to its hosts", async () => {
+    const snapshot = await snapshotOf(
+      virtualService("a", ["a.example.com", "A2.example.com"], [direct("a")]),
+      virtualService("b", ["*.b.example.com"], [direct("b")], { gateways: ["some-gateway"] }),
+    );
+    expect(served(snapshot)).toEqual({ "a.example.com": ["a"], "a2.example.com": ["a"], "*.b.example.com": ["b"] });
+  });
+
+  it("expands short VirtualService hosts like Istio", async () => {
+    const snapshot = await snapshotOf(virtualService("a", ["reviews"], [direct("a")], {}, "prod"));
+    expect(Object.keys(served(snapshot))).toEqual(["reviews.prod.svc.cluster.local"]);
+  });
+
+  it("needs hosts and http routes", async () => {
+    expect(errors(await build(doc("VirtualService", "v", { http: [direct("x")] })))).toEqual([
+      expect.stringMatching(/VirtualService\/default\/v: spec\.hosts: expected at least one host/),
+    ]);
+    expect(warnings(await build(doc("VirtualService", "v", { hosts: ["a.example.com"] })))).toEqual([
+      expect.stringMatching(/VirtualService\/default\/v: spec: no http routes; this VirtualService serves nothing at the edge$/),
+    ]);
+  });
+});
+
+describe("with Gateway resources", () => {
+  it("ignores a VirtualService without gateways (mesh only), with a warning", async () => {
+    const result = await build(gateway("gw", ["*"]), virtualService("mesh", ["a.example.com"], [direct("mesh")], {}, "edge"), virtualService("mesh2", ["b.example.com"], [direct("mesh2")], { gateways: ["mesh"] }, "edge"));
+    expect(warnings(result)).toEqual([
+      expect.stringMatching(/VirtualService\/edge\/mesh: spec\.gateways: not bound to a Gateway \(no gateways means mesh only\); ignored at the edge$/),
+      expect.stringMatching(/VirtualService\/edge\/mesh2: spec\.gateways: not bound to a Gateway/),
+    ]);
+    expect(served(result.snapshot!)).toEqual({});
+  });
+
+  it("binds by name in the VirtualService's namespace or by namespace/name, and warns about unknown Gateways", async () => {
+    const result = await build(
+      gateway("gw", ["*"], "edge"),
+      virtualService("local", ["a.example.com"], [direct("a")], { gateways: ["gw"] }, "edge"),
+      virtualService("qualified", ["b.example.com"], [direct("b")], { gateways: ["edge/gw"] }, "apps"),
+      virtualService("wrongns", ["c.example.com"], [direct("c")], { gateways: ["gw"] }, "apps"),
+    );
+    expect(served(result.snapshot!)).toEqual({ "a.example.com": ["a"], "b.example.com": ["b"] });
+    expect(warnings(result)).toEqual([expect.stringMatching(/VirtualService\/apps\/wrongns: spec\.gateways\[0\]: no Gateway apps\/gw is defined; this binding is ignored$/)]);
+  });
+
+  it("serves only the hosts the VirtualService shares with the Gateway's servers", async () => {
+    const result = await build(
+      gateway("gw", ["*.example.com", "exact.other.com"]),
+      virtualService("v", ["api.example.com", "exact.other.com", "nope.org", "*.other.com"], [direct("v")], { gateways: ["edge/gw"] }),
+      virtualService("wide", ["*"], [direct("wide")], { gateways: ["edge/gw"] }, "w"),
+      virtualService("none", ["x.org"], [direct("none")], { gateways: ["edge/gw"] }, "n"),
+    );
+    expect(served(result.snapshot!)).toEqual({
+      "api.example.com": ["v"],
+      "exact.other.com": ["v", "wide"],
+      "*.example.com": ["wide"],
+    });
+    expect(warnings(result)).toEqual([expect.stringMatching(/VirtualService\/n\/none: spec\.hosts: none of these hosts is served by Gateway edge\/gw; ignored at the edge$/)]);
+  });
+
+  it("honours the namespace/host form of server hosts", async () => {
+    const snapshot = await snapshotOf(
+      doc("Gateway", "gw", { servers: [{ port: { number: 80, name: "http", protocol: "HTTP" }, hosts: ["prod/*.prod.example.com", "./edge.example.com", "*/any.example.com"] }] }, "edge"),
+      virtualService("p", ["a.prod.example.com", "edge.example.com", "any.example.com"], [direct("prod")], { gateways: ["edge/gw"] }, "prod"),
+      virtualService("q", ["b.prod.example.com", "edge.example.com", "any.example.com"], [direct("edge")], { gateways: ["gw"] }, "edge"),
+    );
+    expect(served(snapshot)).toEqual({ "a.prod.example.com": ["prod"], "edge.example.com": ["edge"], "any.example.com": ["prod", "edge"] });
+  });
+
+  it("rejects a malformed namespace/host server host", async () => {
+    expect(errors(await build(gateway("gw", ["prod/"])))).toEqual([expect.stringMatching(/Gateway\/edge\/gw: spec\.servers\[0\]\.hosts\[0\]: expected "host" or "namespace\/host", got "prod\/"$/)]);
+  });
+
+  it("carries the server's httpsRedirect to the virtual host", async () => {
+    const snapshot = await snapshotOf(
+      gateway("gw", ["secure.example.com"], "edge", { tls: { httpsRedirect: true } }),
+      gateway("plain", ["plain.example.com"]),
+      virtualService("v", ["secure.example.com", "plain.example.com"], [direct("v")], { gateways: ["edge/gw", "edge/plain"] }),
+    );
+    expect(Object.fromEntries(snapshot.virtualHosts.map((v) => [v.name, v.httpsRedirect]))).toEqual({ "plain.example.com": false, "secure.example.com": true });
+  });
+
+  it("applies only the Gateways whose selector matches GatewayConfig.gatewayLabels", async () => {
+    const result = await build(
+      doc("GatewayConfig", "isthmus", { gatewayLabels: { istio: "edge" } }, "istio-system"),
+      gateway("edge-gw", ["a.example.com"], "edge", {}),
+      doc("Gateway", "internal-gw", { selector: { istio: "ingressgateway" }, servers: [{ port: { number: 80, name: "http", protocol: "HTTP" }, hosts: ["b.example.com"] }] }, "edge"),
+      virtualService("a", ["a.example.com"], [direct("a")], { gateways: ["edge/edge-gw"] }),
+      virtualService("b", ["b.example.com"], [direct("b")], { gateways: ["edge/internal-gw"] }),
+    );
+    expect(served(result.snapshot!)).toEqual({ "a.example.com": ["a"] });
+    // Bound to a Gateway of another gateway deployment: not an error, not a warning.
+    expect(warnings(result)).toEqual([]);
+  });
+});
+
+describe("several VirtualServices for one host", () => {
+  it("merge in creation order, each keeping its own order, with catch-all routes moved last", async () => {
+    const older = virtualService("older", ["app.example.com"], [direct("older /a", { match: [{ uri: { prefix: "/a" } }] }), direct("older catch-all")]);
+    const newer = virtualService("newer", ["app.example.com"], [direct("newer /b", { match: [{ uri: { prefix: "/b" } }] }), direct("newer /c", { match: [{ uri: { exact: "/c" } }] })]);
+    (older.metadata as Record<string, unknown>).creationTimestamp = "2024-01-01T00:00:00Z";
+    (newer.metadata as Record<string, unknown>).creationTimestamp = "2024-06-01T00:00:00Z";
+    const snapshot = await snapshotOf(newer, older);
+    expect(served(snapshot)).toEqual({ "app.example.com": ["older /a", "newer /b", "newer /c", "older catch-all"] });
+  });
+
+  it("moves only the catch-all match of a rule, not its other match blocks (Istio sorts Envoy routes)", async () => {
+    const first = virtualService("first", ["app.example.com"], [direct("first", { match: [{ uri: { prefix: "/api" } }, { uri: { prefix: "/" } }] })]);
+    const second = virtualService("second", ["app.example.com"], [direct("second", { match: [{ uri: { prefix: "/api/v2" } }] })]);
+    const snapshot = await snapshotOf(first, second);
+    const vh = snapshot.virtualHosts[0]!;
+    expect(vh.routes.map((r) => [r.match.uri?.type === "prefix" ? r.match.uri.value : "", served(snapshot)["app.example.com"]?.[vh.routes.indexOf(r)]])).toEqual([
+      ["/api", "first"],
+      ["/api/v2", "second"],
+      ["/", "first"],
+    ]);
+  });
+
+  it("share compiled rules between the hosts of one VirtualService", async () => {
+    const snapshot = await snapshotOf(virtualService("v", ["a.example.com", "b.example.com"], [direct("v")]));
+    expect(snapshot.rules).toHaveLength(1);
+    expect(snapshot.virtualHosts.map((v) => v.routes[0]?.rule)).toEqual([0, 0]);
+  });
+});
+
+describe("ServiceEntry default routes", () => {
+  it("route a MESH_EXTERNAL host no VirtualService covers to its service", async () => {
+    const snapshot = await snapshotOf(serviceEntry("httpbin", ["httpbin.org"]), internal);
+    expect(served(snapshot)).toEqual({ "httpbin.org": ["→httpbin.org"] });
+    expect(snapshot.rules[0]).toMatchObject({ source: "ServiceEntry/default/httpbin" });
+    expect(snapshot.virtualHosts[0]?.routes).toEqual([{ name: "", rule: 0, match: {} }]);
+  });
+
+  it("are not made for MESH_INTERNAL hosts or hosts a VirtualService covers", async () => {
+    const snapshot = await snapshotOf(
+      internal,
+      serviceEntry("covered", ["api.example.com"]),
+      serviceEntry("by-wildcard", ["files.example.org"]),
+      virtualService("v", ["api.example.com", "*.example.org"], [{ route: [{ destination: { host: "app.internal" } }] }]),
+    );
+    expect(served(snapshot)).toEqual({ "api.example.com": ["→app.internal"], "*.example.org": ["→app.internal"] });
+  });
+
+  it("match the port for a multi-port service, and connect to the request's host for a wildcard one", async () => {
+    const snapshot = await snapshotOf(
+      serviceEntry("multi", ["multi.example.com"], { ports: [{ number: 80, name: "http" }, { number: 443, name: "https", protocol: "HTTPS" }] }),
+      serviceEntry("wild", ["*.wild.example.com"]),
+    );
+    const multi = snapshot.virtualHosts.find((v) => v.name === "multi.example.com");
+    expect(multi?.routes.map((r) => r.match)).toEqual([{ port: 80 }, { port: 443 }]);
+    expect(snapshot.clusters["outbound|80||*.wild.example.com"]).toMatchObject({ dynamicAddress: true, endpoints: [{ address: "", port: 80, labels: {}, weight: 1 }] });
+  });
+});
+
+describe("the host table", () => {
+  it("files exact, suffix and prefix patterns and *, longest wildcard first", async () => {
+    const snapshot = await snapshotOf(virtualService("v", ["*", "a.example.com", "*.example.com", "*.api.example.com", "api.*", "api.v1.*"], [direct("v")]));
+    const name = (i: number | undefined) => (i === undefined ? undefined : snapshot.virtualHosts[i]?.name);
+    expect(Object.fromEntries(Object.entries(snapshot.hosts.exact).map(([k, v]) => [k, name(v)]))).toEqual({ "a.example.com": "a.example.com" });
+    expect(snapshot.hosts.suffix.map(([s, i]) => [s, name(i)])).toEqual([
+      [".api.example.com", "*.api.example.com"],
+      [".example.com", "*.example.com"],
+    ]);
+    expect(snapshot.hosts.prefix.map(([p, i]) => [p, name(i)])).toEqual([
+      ["api.v1.", "api.v1.*"],
+      ["api.", "api.*"],
+    ]);
+    expect(name(snapshot.hosts.any)).toBe("*");
+  });
+});
+
+describe("host patterns", () => {
+  it("hostMatches: exact, *.suffix (at least one label), prefix.* and *", () => {
+    expect(hostMatches("*", "anything.example.com")).toBe(true);
+    expect(hostMatches("*.example.com", "a.example.com")).toBe(true);
+    expect(hostMatches("*.example.com", "a.b.example.com")).toBe(true);
+    expect(hostMatches("*.example.com", "example.com")).toBe(false);
+    expect(hostMatches("*.example.com", "*.a.example.com")).toBe(true);
+    expect(hostMatches("*.a.example.com", "*.example.com")).toBe(false);
+    expect(hostMatches("api.*", "api.example.com")).toBe(true);
+    expect(hostMatches("api.*", "api.")).toBe(false);
+    expect(hostMatches("a.example.com", "b.example.com")).toBe(false);
+  });
+
+  it("intersectHosts returns the more specific pattern, or nothing", () => {
+    expect(intersectHosts("*.example.com", "api.example.com")).toBe("api.example.com");
+    expect(intersectHosts("api.example.com", "*")).toBe("api.example.com");
+    expect(intersectHosts("*.example.com", "*.api.example.com")).toBe("*.api.example.com");
+    expect(intersectHosts("a.example.com", "b.example.com")).toBeUndefined();
+  });
+});

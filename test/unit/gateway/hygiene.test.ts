@@ -1,0 +1,136 @@
+/**
+ * Ingress hygiene: size limits, request smuggling shapes, and the headers a
+ * client must never be able to send upstream.
+ */
+import { describe, expect, it } from "vitest";
+import { DEFAULT_SETTINGS } from "../../../src/config/defaults.ts";
+import type { RequestLimits } from "../../../src/config/snapshot.ts";
+import { limitBody, sanitizeRequest } from "../../../src/gateway/hygiene.ts";
+
+const limits = (overrides: Partial<RequestLimits> = {}): RequestLimits => ({ ...DEFAULT_SETTINGS.limits, ...overrides });
+const check = (request: Request, overrides: Partial<RequestLimits> = {}, injected?: ReadonlySet<string>) =>
+  sanitizeRequest(request, injected ? { limits: limits(overrides), injected } : { limits: limits(overrides) });
+const rejected = (result: ReturnType<typeof sanitizeRequest>) => (result.ok ? "accepted" : `${result.reply.status} ${result.reply.body} ${result.reply.flag}`);
+
+describe("limits", () => {
+  it("answers 414 for a URL over maxUrlBytes (counted in bytes)", () => {
+    const url = `http://app.example.com/${"a".repeat(100)}`;
+    expect(rejected(check(new Request(url), { maxUrlBytes: url.length }))).toBe("accepted");
+    expect(rejected(check(new Request(`${url}a`), { maxUrlBytes: url.length }))).toBe("414 URI too long DPE");
+    // Non-ASCII is percent-encoded by the URL parser, and the limit counts that.
+    expect(rejected(check(new Request("http://app.example.com/é"), { maxUrlBytes: 27 }))).toBe("414 URI too long DPE");
+  });
+
+  it("answers 431 for too many headers or too many header bytes", () => {
+    const headers = new Headers();
+    for (let i = 0; i < 10; i++) headers.set(`x-h${i}`, "v");
+    expect(rejected(check(new Request("http://a.example.com/", { headers }), { maxHeadersCount: 10 }))).toBe("accepted");
+    headers.set("x-h10", "v");
+    expect(rejected(check(new Request("http://a.example.com/", { headers }), { maxHeadersCount: 10 }))).toBe("431 too many request headers DPE");
+    const big = new Request("http://a.example.com/", { headers: { "x-big": "v".repeat(2000) } });
+    expect(rejected(check(big, { maxRequestHeadersBytes: 1024 }))).toBe("431 request headers too large DPE");
+    expect(rejected(check(big, { maxRequestHeadersBytes: 4096 }))).toBe("accepted");
+  });
+
+  it("answers 413 for a declared body over the limit and 400 for a malformed Content-Length", () => {
+    const post = (contentLength: string) => new Request("http://a.example.com/", { method: "POST", body: "hello", headers: { "content-length": contentLength } });
+    expect(rejected(check(post("5"), { maxRequestBodyBytes: 5 }))).toBe("accepted");
+    expect(rejected(check(post("6"), { maxRequestBodyBytes: 5 }))).toBe("413 payload too large DPE");
+    expect(rejected(check(post("abc")))).toBe("400 invalid content-length DPE");
+    expect(rejected(check(post("-1")))).toBe("400 invalid content-length DPE");
+    expect(rejected(check(post("5, 5")))).toBe("400 invalid content-length DPE");
+  });
+
+  it("cuts a streamed body off once it passes the limit, telling the caller first", async () => {
+    let exceeded = false;
+    const body = new Response("x".repeat(10)).body!;
+    const limited = limitBody(body, 6, () => (exceeded = true));
+    await expect(new Response(limited).text()).rejects.toThrow(/exceeds the configured limit/);
+    expect(exceeded).toBe(true);
+    const fits = limitBody(new Response("x".repeat(6)).body!, 6, () => {
+      throw new Error("must not be called");
+    });
+    expect(await new Response(fits).text()).toBe("xxxxxx");
+  });
+});
+
+describe("request smuggling shapes", () => {
+  it("answers 400 when both Content-Length and Transfer-Encoding are present", () => {
+    const request = new Request("http://a.example.com/", { method: "POST", body: "hello", headers: { "content-length": "5", "transfer-encoding": "chunked" } });
+    expect(rejected(check(request))).toBe("400 both content-length and transfer-encoding are set DPE");
+  });
+
+  it("relies on the runtime to refuse CR, LF and NUL inside header values (checked again here as defence in depth)", () => {
+    for (const value of ["a\r\nx-injected: 1", "a\rb", "a\nb", "a\0b"]) {
+      expect(() => new Headers({ "x-v": value })).toThrow(TypeError);
+    }
+    // Leading and trailing whitespace is trimmed, not an error.
+    expect(new Headers({ "x-v": "\r\n v \t" }).get("x-v")).toBe("v");
+  });
+});
+
+describe("the forwarded header set", () => {
+  const forwarded = (headers: Record<string, string>, injected?: ReadonlySet<string>) => {
+    const result = check(new Request("http://a.example.com/", { headers }), {}, injected);
+    if (!result.ok) throw new Error(rejected(result));
+    return Object.fromEntries(result.headers);
+  };
+
+  it("keeps ordinary end-to-end headers", () => {
+    expect(forwarded({ accept: "*/*", authorization: "Bearer t", cookie: "a=b", "x-custom": "1", "user-agent": "curl", "cf-connecting-ip": "203.0.113.1" })).toEqual({
+      accept: "*/*",
+      authorization: "Bearer t",
+      cookie: "a=b",
+      "x-custom": "1",
+      "user-agent": "curl",
+      "cf-connecting-ip": "203.0.113.1",
+    });
+  });
+
+  it("strips forwarding and identity headers a client could spoof", () => {
+    expect(
+      forwarded({
+        "x-forwarded-for": "10.0.0.1",
+        "x-forwarded-proto": "https",
+        "x-forwarded-host": "admin.internal",
+        "x-forwarded-client-cert": "By=spiffe://cluster.local/ns/x/sa/admin",
+        forwarded: "for=10.0.0.1",
+        "x-real-ip": "10.0.0.1",
+        "x-request-id": "client-chosen",
+        "x-envoy-original-path": "/admin",
+        "x-envoy-internal": "true",
+        "x-isthmus-claims": "{}",
+        "client-cert": ":abc:",
+        "client-cert-chain": ":abc:",
+        "x-ok": "kept",
+      }),
+    ).toEqual({ "x-ok": "kept" });
+  });
+
+  it("strips hop-by-hop headers and every header the Connection header names", () => {
+    expect(
+      forwarded({
+        connection: "keep-alive, X-Secret-Hop",
+        "keep-alive": "timeout=5",
+        "proxy-connection": "keep-alive",
+        te: "trailers",
+        trailer: "x-checksum",
+        upgrade: "websocket",
+        "x-secret-hop": "1",
+        "x-end-to-end": "1",
+      }),
+    ).toEqual({ "x-end-to-end": "1" });
+  });
+
+  it("strips headers Isthmus injects itself", () => {
+    expect(forwarded({ "x-jwt-sub": "admin", "x-ok": "1" }, new Set(["x-jwt-sub"]))).toEqual({ "x-ok": "1" });
+  });
+
+  it("keeps repeated headers as the comma-joined value", () => {
+    const headers = new Headers();
+    headers.append("x-list", "a");
+    headers.append("x-list", "b");
+    const result = check(new Request("http://a.example.com/", { headers }));
+    expect(result.ok && result.headers.get("x-list")).toBe("a, b");
+  });
+});

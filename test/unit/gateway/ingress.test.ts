@@ -1,0 +1,79 @@
+/**
+ * Ingress: hygiene then normalization into the RequestFacts every later
+ * stage (and the upstream) sees.
+ */
+import { describe, expect, it } from "vitest";
+import { DEFAULT_SETTINGS } from "../../../src/config/defaults.ts";
+import type { GatewaySettings, PathNormalization } from "../../../src/config/snapshot.ts";
+import type { PipelineDeps } from "../../../src/gateway/context.ts";
+import { ingress } from "../../../src/gateway/ingress.ts";
+import { Balancer } from "../../../src/routing/balancer.ts";
+
+const deps: PipelineDeps = {
+  fetch: () => Promise.reject(new Error("ingress must not fetch")),
+  balancer: new Balancer(() => 0),
+  random: () => 0,
+  requestId: () => "req-1",
+  now: () => 0,
+  sleep: () => Promise.resolve(),
+};
+const settings = (pathNormalization: PathNormalization = "DECODE_AND_MERGE_SLASHES"): GatewaySettings => ({ ...DEFAULT_SETTINGS, pathNormalization });
+const enter = (url: string, init: RequestInit = {}, mode?: PathNormalization) => ingress(new Request(url, init), settings(mode), deps);
+const factsOf = (url: string, init: RequestInit = {}, mode?: PathNormalization) => {
+  const result = enter(url, init, mode);
+  if (!result.ok) throw new Error(`${result.reply.status} ${result.reply.body}`);
+  return result.facts;
+};
+
+describe("ingress", () => {
+  it("builds the facts from the Host header, the normalized path and the raw query", () => {
+    const f = factsOf("http://app.example.com//api/%2Fv1?b=2&a=%2F", { method: "POST", headers: { host: "App.Example.com:8080" } });
+    expect(f).toMatchObject({ method: "POST", scheme: "http", host: "app.example.com", port: 8080, authority: "app.example.com:8080", path: "/api/v1", query: "b=2&a=%2F" });
+  });
+
+  it("uses the URL's host when there is no Host header, and https defaults", () => {
+    expect(factsOf("https://secure.example.com/x")).toMatchObject({ scheme: "https", host: "secure.example.com", port: 443, authority: "secure.example.com" });
+  });
+
+  it("normalizes per GatewayConfig.pathNormalization", () => {
+    expect(factsOf("http://a.example.com//admin", {}, "BASE").path).toBe("//admin");
+    expect(factsOf("http://a.example.com//admin", {}, "MERGE_SLASHES").path).toBe("/admin");
+    expect(factsOf("http://a.example.com/%2Fadmin", {}, "MERGE_SLASHES").path).toBe("/%2Fadmin");
+    expect(factsOf("http://a.example.com/%2Fadmin").path).toBe("/admin");
+    expect(factsOf("http://a.example.com/public/%2e%2e/admin", {}, "NONE").path).toBe("/admin");
+  });
+
+  it("never lets a fragment reach the path routing and authorization see (Envoy strips it, CVE-2021-32779)", () => {
+    expect(factsOf("http://a.example.com/admin#x").path).toBe("/admin");
+    expect(factsOf("http://a.example.com/admin?q=1#frag")).toMatchObject({ path: "/admin", query: "q=1" });
+    expect(factsOf("http://a.example.com/admin#frag?q=1")).toMatchObject({ path: "/admin", query: "" });
+    expect(factsOf("http://a.example.com/a%2F..#/b", {}, "NONE").path).toBe("/a%2F..");
+  });
+
+  it("replaces x-request-id, sets x-forwarded-for from CF-Connecting-IP and x-forwarded-proto", () => {
+    const f = factsOf("https://a.example.com/", { headers: { "x-request-id": "chosen-by-client", "x-forwarded-for": "10.9.9.9", "x-forwarded-proto": "http", "cf-connecting-ip": "203.0.113.9" } });
+    expect(f.remoteIp).toBe("203.0.113.9");
+    expect(f.headers.get("x-request-id")).toBe("req-1");
+    expect(f.headers.get("x-forwarded-for")).toBe("203.0.113.9");
+    expect(f.headers.get("x-forwarded-proto")).toBe("https");
+  });
+
+  it("does not invent x-forwarded-for without a client IP", () => {
+    const f = factsOf("http://a.example.com/", { headers: { "x-forwarded-for": "10.9.9.9" } });
+    expect(f.remoteIp).toBe("");
+    expect(f.headers.has("x-forwarded-for")).toBe(false);
+  });
+
+  it("answers 400 for a bad Host header or an encoded NUL, and the hygiene status otherwise", () => {
+    const status = (url: string, init: RequestInit = {}) => {
+      const result = enter(url, init);
+      return result.ok ? "ok" : `${result.reply.status} ${result.reply.body}`;
+    };
+    expect(status("http://a.example.com/", { headers: { host: "a.example.com:99999" } })).toBe("400 invalid port in Host header");
+    expect(status("http://a.example.com/", { headers: { host: "bad host" } })).toBe("400 invalid Host header");
+    expect(status("http://a.example.com/x%00.html")).toBe("400 path contains an encoded NUL (%00)");
+    expect(status("http://a.example.com/", { method: "POST", body: "x", headers: { "content-length": "1", "transfer-encoding": "chunked" } })).toBe(
+      "400 both content-length and transfer-encoding are set",
+    );
+  });
+});

@@ -1,0 +1,41 @@
+/**
+ * Snapshot → runtime objects, once per version per isolate.
+ */
+import { describe, expect, it } from "vitest";
+import { hydrate, SnapshotFormatError } from "../../../src/routing/hydrate.ts";
+import { findVirtualHost } from "../../../src/routing/select.ts";
+import { serviceEntry, snapshotOf, virtualService } from "../support.ts";
+
+describe("hydrate", () => {
+  it("builds lookups, cumulative weights and compiled rewrites", async () => {
+    const snapshot = await snapshotOf(
+      serviceEntry("a", ["a.example.com"], { location: "MESH_INTERNAL" }),
+      serviceEntry("b", ["b.example.com"], { location: "MESH_INTERNAL" }),
+      virtualService("v", ["app.example.com", "*.example.org"], [
+        {
+          rewrite: { uriRegexRewrite: { match: "^/v([0-9]+)/(.*)$", rewrite: "/\\2?v=\\1" } },
+          route: [
+            { destination: { host: "a.example.com" }, weight: 20 },
+            { destination: { host: "b.example.com" }, weight: 60 },
+          ],
+        },
+      ]),
+    );
+    const runtime = hydrate(snapshot);
+    expect(runtime.version).toBe(snapshot.version);
+    expect(findVirtualHost(runtime, "app.example.com")?.name).toBe("app.example.com");
+    expect(findVirtualHost(runtime, "x.example.org")?.name).toBe("*.example.org");
+    const rule = runtime.virtualHosts[0]!.routes[0]!.rule;
+    expect(rule.destinations.map((d) => d.upTo)).toEqual([20, 80]);
+    expect(rule.totalWeight).toBe(80);
+    expect(rule.uriRegex?.replaceAll("/v3/users", rule.def.rewrite!.uriRegex!.rewrite)).toBe("/users?v=3");
+    expect([...runtime.clusters.keys()].sort()).toEqual(["outbound|80||a.example.com", "outbound|80||b.example.com"]);
+  });
+
+  it("refuses a snapshot of another format with a message that says what to do", async () => {
+    const snapshot = await snapshotOf(virtualService("v", ["app.example.com"], [{ directResponse: { status: 200 } }]));
+    const future = { ...snapshot, format: 2 } as unknown as typeof snapshot;
+    expect(() => hydrate(future)).toThrow(SnapshotFormatError);
+    expect(() => hydrate(future)).toThrow(/snapshot format 2 is not supported by this gateway build \(expected 1\); redeploy the Worker or re-apply with a matching CLI/);
+  });
+});
