@@ -3,6 +3,7 @@
  * (fetch, randomness, clocks, ids) injected into them so tests are exact.
  */
 import type { ClusterDef, DestinationDef, GatewaySettings } from "../config/snapshot.ts";
+import type { JwksCache } from "../authz/jwt/jwks-cache.ts";
 import type { Balancer } from "../routing/balancer.ts";
 import type { Fetch } from "../routing/forward.ts";
 import type { Route, RuntimeSnapshot, VirtualHost } from "../routing/hydrate.ts";
@@ -18,6 +19,8 @@ export interface PipelineDeps {
   requestId: () => string;
   /** Milliseconds since the epoch. */
   now: () => number;
+  /** The isolate's JWKS cache (created on first use when absent). */
+  jwks?: JwksCache;
 }
 
 /** What happened to a request, for logs and telemetry. */
@@ -26,6 +29,12 @@ export interface RequestRecord {
   routeName?: string;
   cluster?: string;
   upstreamHost?: string;
+  /** `<iss>/<sub>` of the verified JWT, when there is one. */
+  requestPrincipal?: string;
+  /** The verified client-certificate principal, when there is one. */
+  peerPrincipal?: string;
+  /** AUDIT policies that matched, and the shadow (dry-run) verdicts. */
+  authz?: { audit?: string[]; dryRun?: { allow?: string; deny?: string }; deniedBy?: string };
 }
 
 /** State that grows as the request moves through the stages. */
@@ -42,6 +51,12 @@ export interface RequestContext {
   route?: Route;
   destination?: DestinationDef;
   cluster?: ClusterDef;
+  /** ALLOW_ANY: an unknown host is forwarded as is, after the security stages. */
+  passthrough?: boolean;
+  /** Client headers as they were before request authentication changed them (set only when needed later). */
+  preAuthHeaders?: Headers;
+  /** Run on the final response, whatever produced it (e.g. ext-authz headersToDownstreamOnAllow). */
+  onResponse?: ((response: Response) => void)[];
 }
 
 export interface PipelineResult {

@@ -6,16 +6,19 @@
  *
  *   ingress (1 hygiene, 2 normalize)
  *   3  virtual host         routing/stages.ts  selectVirtualHost
+ *   4  peer authentication  authz/stages.ts    authenticatePeer
+ *   5  request authn (JWT)  authz/stages.ts    authenticateRequest
  *   6  route selection      routing/stages.ts  selectRouteStage
+ *   7  authorization        authz/stages.ts    authorize
  *   9  route actions        routing/stages.ts  answerAtEdge
  *   10 upstream selection   routing/stages.ts  selectUpstream
  *   11 forward + 12 response routing/stages.ts forwardUpstream
  *
- * Stages 4–5 (peer and request authentication), 7 (authorization) and
- * 8 (rate limiting) are not built yet; nothing stands in for them.
+ * Stage 8 (rate limiting) is not built yet; nothing stands in for it.
  */
 import type { RuntimeSnapshot } from "../routing/hydrate.ts";
 import { answerAtEdge, forwardUpstream, selectRouteStage, selectUpstream, selectVirtualHost } from "../routing/stages.ts";
+import { authenticatePeer, authenticateRequest, authorize } from "../authz/stages.ts";
 import { localReply, type PipelineDeps, type PipelineResult, type RequestContext } from "./context.ts";
 import { ingress } from "./ingress.ts";
 
@@ -24,7 +27,16 @@ export type { PipelineDeps, PipelineResult, RequestContext } from "./context.ts"
 /** A pipeline stage: a result ends the request, undefined passes it on. */
 export type Stage = (ctx: RequestContext) => PipelineResult | undefined | Promise<PipelineResult | undefined>;
 
-export const STAGES: readonly Stage[] = [selectVirtualHost, selectRouteStage, answerAtEdge, selectUpstream, forwardUpstream];
+export const STAGES: readonly Stage[] = [
+  selectVirtualHost,
+  authenticatePeer,
+  authenticateRequest,
+  selectRouteStage,
+  authorize,
+  answerAtEdge,
+  selectUpstream,
+  forwardUpstream,
+];
 
 /**
  * Runs one request through the pipeline against a hydrated snapshot.
@@ -39,7 +51,7 @@ export async function runPipeline(
   waitUntil: (promise: Promise<unknown>) => void = () => {},
 ): Promise<PipelineResult> {
   const record = { flags: [] };
-  const entered = ingress(request, snapshot.snapshot.settings, deps);
+  const entered = ingress(request, snapshot.snapshot.settings, deps, snapshot.security?.injectedHeaders);
   if (!entered.ok) return localReply(entered.reply, record);
   const ctx: RequestContext = {
     request,
@@ -52,7 +64,9 @@ export async function runPipeline(
   };
   for (const stage of STAGES) {
     const result = await stage(ctx);
-    if (result) return result;
+    if (!result) continue;
+    for (const hook of ctx.onResponse ?? []) hook(result.response);
+    return result;
   }
   throw new Error("the pipeline ended without a response");
 }

@@ -14,8 +14,10 @@ export async function selectVirtualHost(ctx: RequestContext): Promise<PipelineRe
   const { facts, record } = ctx;
   const vhost = findVirtualHost(ctx.snapshot, facts.host);
   if (!vhost) {
-    if (ctx.settings.outboundTrafficPolicy === "ALLOW_ANY") return passthrough(ctx);
-    return localReply(REPLIES.noRoute, record);
+    if (ctx.settings.outboundTrafficPolicy !== "ALLOW_ANY") return localReply(REPLIES.noRoute, record);
+    // Forwarded by forwardUpstream, once the security stages have seen the request.
+    ctx.passthrough = true;
+    return undefined;
   }
   if (vhost.httpsRedirect && facts.scheme === "http") {
     const location = redirectLocation({ status: 301, scheme: "https" }, facts, undefined);
@@ -27,6 +29,7 @@ export async function selectVirtualHost(ctx: RequestContext): Promise<PipelineRe
 
 /** Stage 6: the first route whose match holds (pure). */
 export function selectRouteStage(ctx: RequestContext): PipelineResult | undefined {
+  if (ctx.passthrough) return undefined;
   const route = ctx.vhost ? selectRoute(ctx.vhost, ctx.facts) : undefined;
   if (!route) return localReply(REPLIES.noRoute, ctx.record);
   ctx.route = route;
@@ -57,7 +60,8 @@ export function answerAtEdge(ctx: RequestContext): PipelineResult | undefined {
 export function selectUpstream(ctx: RequestContext): PipelineResult | undefined {
   const rule = ctx.route?.rule;
   if (!rule) return undefined;
-  const destination = pickDestination(rule, ctx.deps.random());
+  // Authorization may already have made the weighted pick (its scope depends on the destination).
+  const destination = ctx.destination ?? pickDestination(rule, ctx.deps.random());
   if (!destination) return localReply(REPLIES.noHealthyUpstream, ctx.record);
   ctx.destination = destination;
   ctx.record.cluster = destination.cluster;
@@ -69,6 +73,7 @@ export function selectUpstream(ctx: RequestContext): PipelineResult | undefined 
 
 /** Stages 11 and 12: rewrite, header operations, timeout, forward, response headers. */
 export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResult> {
+  if (ctx.passthrough) return passthrough(ctx);
   const { facts, record, deps } = ctx;
   const route = ctx.route;
   const cluster = ctx.cluster;
