@@ -73,7 +73,7 @@ async function verifyToken(token: string, candidates: readonly JwtRule[], env: A
 
   // Cache hits: only the cheap checks remain. A hit that fails them falls through to the full path.
   for (const rule of candidates) {
-    const keys = rule.inlineKeys ?? env.jwks.peek(remoteSource(rule.def), env.policy.maxAgeMs);
+    const keys = rule.inlineKeys ?? env.jwks.current(remoteSource(rule.def), rule.def.timeoutMs, env.policy, env.waitUntil);
     const hit = rule.tokens.get(hash, keys, now);
     if (hit && !timeStatus(hit.jwt, now) && audienceAllowed(hit.jwt, rule.def.audiences)) return { ok: true, jwt: hit.jwt, rule };
   }

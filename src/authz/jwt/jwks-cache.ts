@@ -81,22 +81,31 @@ export class JwksCache {
       await this.fetchInto(entry, source, timeoutMs);
       return { ok: true, keys: entry.keys as KeySet };
     }
-    const stale = now - entry.fetchedAt >= policy.refreshMs;
-    const retryable = entry.failedAt === undefined || now - entry.failedAt >= RETRY_AFTER_FAILED_REFRESH_MS;
-    const refreshing = entry.refreshingSince !== undefined && now - entry.refreshingSince < timeoutMs + 5_000;
-    if (stale && retryable && !refreshing) {
-      entry.refreshingSince = now;
-      const e = entry;
-      waitUntil(this.fetchInto(e, source, timeoutMs).finally(() => delete e.refreshingSince));
-    }
+    this.refreshIfStale(entry, source, now, timeoutMs, policy, waitUntil);
     return { ok: true, keys: entry.keys as KeySet };
   }
 
-  /** The keys currently held for a source, without any fetch; undefined once they are older than `maxAgeMs`. */
-  peek(source: JwksSource, maxAgeMs: number): KeySet | undefined {
+  /**
+   * The keys currently held for a source without waiting for any fetch
+   * (undefined once they are older than `maxAgeMs`). Like `keys`, it
+   * starts the background refresh when they are stale: requests served
+   * from the verified-token cache must keep the key set current too.
+   */
+  current(source: JwksSource, timeoutMs: number, policy: JwksPolicy, waitUntil: (p: Promise<unknown>) => void): KeySet | undefined {
     const entry = this.entries.get(sourceId(source));
-    if (!entry?.keys || this.now() - entry.fetchedAt >= maxAgeMs) return undefined;
+    const now = this.now();
+    if (!entry?.keys || now - entry.fetchedAt >= policy.maxAgeMs) return undefined;
+    this.refreshIfStale(entry, source, now, timeoutMs, policy, waitUntil);
     return entry.keys;
+  }
+
+  private refreshIfStale(entry: Entry, source: JwksSource, now: number, timeoutMs: number, policy: JwksPolicy, waitUntil: (p: Promise<unknown>) => void): void {
+    const stale = now - entry.fetchedAt >= policy.refreshMs;
+    const retryable = entry.failedAt === undefined || now - entry.failedAt >= RETRY_AFTER_FAILED_REFRESH_MS;
+    const refreshing = entry.refreshingSince !== undefined && now - entry.refreshingSince < timeoutMs + 5_000;
+    if (!stale || !retryable || refreshing) return;
+    entry.refreshingSince = now;
+    waitUntil(this.fetchInto(entry, source, timeoutMs).finally(() => delete entry.refreshingSince));
   }
 
   /** Fetches into the entry; on failure the previous keys stay. Never throws. */
