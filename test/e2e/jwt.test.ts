@@ -150,6 +150,31 @@ describe("a valid token", () => {
     expect(authenticated.headers["x-jwt-team"]).toBeUndefined();
   });
 
+  it("never lets any identity header a client sends reach the upstream", async () => {
+    const spoofed: Record<string, string> = {
+      "x-jwt-sub": "root",
+      "x-jwt-payload": "e30",
+      "x-jwt-groups": "WyJhZG1pbiJd",
+      "x-forwarded-client-cert": "By=spiffe://x;URI=spiffe://admin",
+      "client-cert": ":Zm9yZ2Vk:",
+      "client-cert-chain": ":Zm9yZ2Vk:",
+      "x-envoy-original-path": "/public",
+      "x-envoy-peer-metadata": "x",
+      "x-isthmus-principal": "admin",
+      "x-forwarded-user": "admin",
+      "x-real-ip": "10.0.0.1",
+      forwarded: "for=10.0.0.1",
+    };
+    for (const headers of [spoofed, { ...spoofed, ...bearer(await idpA.sign({}, { subject: "erin" })) }]) {
+      const got = await received(app, () => get("/", headers));
+      for (const h of Object.keys(spoofed)) {
+        if (h === "x-jwt-sub" && headers.authorization) expect(got.headers[h]).toBe("erin");
+        else if (h === "x-jwt-payload" && headers.authorization) expect(got.headers[h]).not.toBe("e30");
+        else expect(got.headers[h], h).toBeUndefined();
+      }
+    }
+  });
+
   it("without exp is accepted", async () => {
     const token = await idpA.sign({}, { expiresIn: null });
     expect((await get("/private/x", bearer(token))).status).toBe(200);
