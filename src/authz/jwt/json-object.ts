@@ -48,7 +48,8 @@ export function hasDuplicateMembers(text: string): boolean {
       let j = i + 1;
       while (text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
       if (expectKey) {
-        const name = JSON.parse(text.slice(i, j + 1)) as string;
+        const raw = text.slice(i + 1, j);
+        const name = raw.includes("\\") ? (JSON.parse(`"${raw}"`) as string) : raw;
         const seen = stack[stack.length - 1] as Set<string>;
         if (seen.has(name)) return true;
         seen.add(name);
