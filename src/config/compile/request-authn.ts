@@ -8,6 +8,7 @@
 import { durationMs } from "../duration.ts";
 import type { JwtLocationDef, JwtRuleDef } from "../snapshot.ts";
 import type { Resource } from "../validate.ts";
+import { strippedAtIngress } from "../../gateway/hygiene.ts";
 import type { Diagnostics } from "./diagnostics.ts";
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -38,6 +39,9 @@ export function compileJwtRules(ra: Resource<"RequestAuthentication">, diag: Dia
     const locations: JwtLocationDef[] = [];
     rule.fromHeaders?.forEach((h, j) => {
       if (!TOKEN.test(h.name)) diag.error(ra, at("fromHeaders", j, "name"), `expected an HTTP header name, got "${h.name}"`);
+      else if (strippedAtIngress(h.name.toLowerCase())) {
+        diag.warn(ra, at("fromHeaders", j, "name"), `${h.name} is removed from every client request by the gateway's header hygiene, so no token is ever found there`);
+      }
       locations.push({ header: h.name.toLowerCase(), prefix: h.prefix ?? "" });
     });
     for (const p of rule.fromParams ?? []) locations.push({ param: p });
