@@ -16,6 +16,7 @@ let admin: Origin;
 let idpA: Idp;
 let idpB: Idp;
 let stranger: Idp;
+let tenantIdp: Idp;
 
 const HOST = "jwt.test";
 
@@ -82,10 +83,48 @@ spec:
     fromCookies: [session]
     forwardOriginalToken: true
 ---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: tenant, namespace: tenants}
+spec:
+  hosts: [tenant.tenants.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  endpoints: [{address: 127.0.0.1, ports: {http: ${app.port}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: tenant, namespace: tenants}
+spec:
+  hosts: [tenant.jwt.test]
+  http:
+  - route:
+    - destination: {host: tenant.tenants.internal}
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: tenant-jwt, namespace: tenants}
+spec:
+  jwtRules:
+  - issuer: ${tenantIdp.issuer}
+    jwksUri: ${tenantIdp.jwksUri}
+    fromHeaders: [{name: x-tenant-token}]
+    outputClaimToHeaders: [{header: x-tenant-sub, claim: sub}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: tenant-secure, namespace: tenants}
+spec:
+  rules:
+  - to: [{operation: {notPaths: ["/secure/*"]}}]
+  - from: [{source: {requestPrincipals: ["*"]}}]
+---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: private-needs-jwt, namespace: istio-system}
 spec:
+  selector: {matchLabels: {istio: ingressgateway}}
   rules:
   - to: [{operation: {notPaths: ["/private/*"]}}]
   - from: [{source: {requestPrincipals: ["*"]}}]
@@ -93,13 +132,13 @@ spec:
 `;
 
 beforeAll(async () => {
-  [app, admin, idpA, idpB, stranger] = await Promise.all([startOrigin("app"), startOrigin("admin"), startIdp(), startIdp(), startIdp()]);
+  [app, admin, idpA, idpB, stranger, tenantIdp] = await Promise.all([startOrigin("app"), startOrigin("admin"), startIdp(), startIdp(), startIdp(), startIdp()]);
   gw = await startGateway(config());
 }, 180_000);
 
 afterAll(async () => {
   await gw?.stop();
-  await Promise.all([app, admin, idpA, idpB, stranger].map((s) => s?.close()));
+  await Promise.all([app, admin, idpA, idpB, stranger, tenantIdp].map((s) => s?.close()));
 });
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
@@ -259,6 +298,30 @@ describe("configured locations, audiences and forwarding", () => {
   it("finds the keys of an issuer without jwksUri by OIDC discovery", async () => {
     expect(idpB.requests).toContain("/.well-known/openid-configuration");
     expect(idpB.requests).toContain("/discovered/jwks.json");
+  });
+});
+
+describe("a RequestAuthentication scoped to a namespace", () => {
+  const tenant = (path: string, headers: Record<string, string> = {}) => send(gw.url, path, { host: "tenant.jwt.test", headers });
+
+  it("verifies tokens for requests routed to services of that namespace", async () => {
+    const token = await tenantIdp.sign({}, { subject: "t-1" });
+    const got = await received(app, async () => expect((await tenant("/secure/x", { "x-tenant-token": token })).status).toBe(200));
+    expect(got.headers["x-tenant-sub"]).toBe("t-1");
+    expect(got.headers["x-tenant-token"]).toBeUndefined();
+    const bad = await tenant("/secure/x", { "x-tenant-token": `${token.slice(0, -4)}AAAA` });
+    expect(bad.status).toBe(401);
+    expect((await tenant("/secure/x")).status).toBe(403);
+  });
+
+  it("does not apply to other namespaces, whose requests keep the header as sent", async () => {
+    const junk = "not.a.token";
+    const got = await received(app, async () => expect((await get("/", { "x-tenant-token": junk })).status).toBe(200));
+    expect(got.headers["x-tenant-token"]).toBe(junk);
+  });
+
+  it("works together with the gateway-wide rules, which apply everywhere", async () => {
+    expect((await tenant("/secure/y", bearer(await idpA.sign()))).status).toBe(200);
   });
 });
 
