@@ -30,6 +30,10 @@ export interface SecurityScope {
   plan: ExtractionPlan<JwtRule>;
   peerMode: PeerMode;
   layers: PolicyLayer[];
+  /** Across layers, each policy once: CUSTOM policies, AUDIT policies, dry-run DENY policies. */
+  custom: Policy[];
+  audit: Policy[];
+  dryRunDeny: Policy[];
   /** True when this scope has JWT rules beyond the gateway-wide ones (verified after route selection). */
   destinationJwt: boolean;
 }
@@ -61,12 +65,17 @@ export function hydrateSecurity(def: SecurityDef): RuntimeSecurity {
   const gatewayRules = new Set(def.scopes[0]?.jwtRules ?? []);
   const scopes = def.scopes.map((s, index): SecurityScope => {
     const jwtRules = s.jwtRules.map((i) => rules[i] as JwtRule);
+    const layers = s.layers.map((layer) => toLayer(layer.map((i) => policies[i] as Policy)));
+    const once = (pick: (l: PolicyLayer) => Policy[]) => [...new Set(layers.flatMap(pick))];
     return {
       index,
       jwtRules,
       plan: extractionPlan(jwtRules.map((r) => [r, r.def.locations] as const)),
       peerMode: s.peerMode,
-      layers: s.layers.map((layer) => toLayer(layer.map((i) => policies[i] as Policy))),
+      layers,
+      custom: once((l) => l.custom),
+      audit: once((l) => l.audit),
+      dryRunDeny: once((l) => l.dryRunDeny),
       destinationJwt: index !== 0 && s.jwtRules.some((i) => !gatewayRules.has(i)),
     };
   });

@@ -24,7 +24,7 @@ import { JwksCache } from "./jwt/jwks-cache.ts";
 import { applyTokenOutputs } from "./jwt/outputs.ts";
 import { forwardClientCert } from "./peer/client-cert.ts";
 import { readPeer } from "./peer/identity.ts";
-import type { Policy, PolicyInput } from "./policy/engine.ts";
+import type { PolicyInput } from "./policy/engine.ts";
 import { extAuthzError, jwtFailure, PEER_CERTIFICATE_REQUIRED, RBAC_DENIED } from "./replies.ts";
 
 /** Stage 4: who the client certificate says the peer is (no decision yet: the mode depends on the destination). */
@@ -84,7 +84,7 @@ export async function authorize(ctx: RequestContext): Promise<PipelineResult | u
   const custom = await runCustom(ctx, sec, scope, input);
   if (custom) return custom;
 
-  const audit = unique(scope.layers.flatMap((l) => l.audit)).filter((p) => p.matches(input));
+  const audit = scope.audit.filter((p) => p.matches(input));
   const shadow = dryRun(scope, input);
   if (audit.length || shadow) {
     record.authz = { ...record.authz };
@@ -110,7 +110,7 @@ function deny(ctx: RequestContext, policy: string | undefined): PipelineResult {
 
 /** CUSTOM policies: each provider whose policy matches is asked once; any denial ends the request. */
 async function runCustom(ctx: RequestContext, sec: RuntimeSecurity, scope: SecurityScope, input: PolicyInput): Promise<PipelineResult | undefined> {
-  const matched = unique(scope.layers.flatMap((l) => l.custom)).filter((p) => p.matches(input));
+  const matched = scope.custom.filter((p) => p.matches(input));
   const providers = [...new Set(matched.map((p) => p.def.provider as string))];
   for (const name of providers) {
     const provider = sec.extAuthz.get(name);
@@ -150,7 +150,7 @@ async function runCustom(ctx: RequestContext, sec: RuntimeSecurity, scope: Secur
  * of them matches.
  */
 function dryRun(scope: SecurityScope, input: PolicyInput): { allow?: string; deny?: string } | undefined {
-  const denies = unique(scope.layers.flatMap((l) => l.dryRunDeny));
+  const denies = scope.dryRunDeny;
   const allowLayers = scope.layers.filter((l) => l.dryRunAllow.length > 0);
   if (denies.length === 0 && allowLayers.length === 0) return undefined;
   const out: { allow?: string; deny?: string } = {};
@@ -211,8 +211,4 @@ function authnEnv(ctx: RequestContext): AuthnEnv {
   }
   const sec = ctx.snapshot.security as RuntimeSecurity;
   return { jwks, policy: sec.def.jwks, now: deps.now, waitUntil: ctx.waitUntil, maxJwtBytes: ctx.settings.limits.maxJwtBytes };
-}
-
-function unique(policies: Policy[]): Policy[] {
-  return [...new Set(policies)];
 }

@@ -269,6 +269,21 @@ describe("an invalid token", () => {
   });
 });
 
+describe("CORS preflights", () => {
+  it("skip JWT verification (Istio's bypass_cors_preflight) but not authorization", async () => {
+    const preflight = (path: string) =>
+      send(gw.url, path, {
+        host: HOST,
+        method: "OPTIONS",
+        headers: { origin: "https://app.example", "access-control-request-method": "GET", authorization: "Bearer not.a.jwt" },
+      });
+    expect((await preflight("/")).status).toBe(200);
+    const denied = await preflight("/private/x");
+    expect(denied.status).toBe(403);
+    expect(denied.body).toBe("RBAC: access denied");
+  });
+});
+
 describe("configured locations, audiences and forwarding", () => {
   it("reads fromHeaders with its prefix and keeps the token upstream when forwardOriginalToken is set", async () => {
     const token = await idpB.sign({}, { audience: "api://gateway", subject: "dave" });

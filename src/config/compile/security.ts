@@ -68,7 +68,8 @@ export function compileSecurity(inputs: SecurityInputs, diag: Diagnostics): Secu
 
   const gatewayMatches = (selector: Record<string, string>) => Object.entries(selector).every(([k, v]) => labels.get(k)?.has(v) === true);
   const peer = new PeerModes(inputs.peerAuthentications, rootNamespace, gatewayMatches, diag);
-  for (const pa of inputs.peerAuthentications) attach(pa);
+  // Only for its diagnostics (a namespace selector that matches nothing); PeerModes does the mapping.
+  for (const pa of inputs.peerAuthentications) if (pa.namespace !== rootNamespace) attach(pa);
 
   const byIssuer = (a: number, b: number) => {
     const ia = jwtRules[a]?.issuer ?? "";
