@@ -26,7 +26,7 @@ const MESH_IDENTITY =
 class Unusable extends Error {}
 
 /** Compiles one AuthorizationPolicy; undefined when it has errors or is ignored. */
-export function compilePolicy(ap: Resource<"AuthorizationPolicy">, providers: ReadonlySet<string>, diag: Diagnostics): PolicyDef | undefined {
+export function compileAuthorizationPolicy(ap: Resource<"AuthorizationPolicy">, providers: ReadonlySet<string>, diag: Diagnostics): PolicyDef | undefined {
   const action: Action = ap.spec.action ?? "ALLOW";
   const dryRun = ap.metadata.annotations?.["istio.io/dry-run"] === "true";
   const errorsBefore = diag.problems.filter((p) => p.severity === "error").length;

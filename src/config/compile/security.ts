@@ -9,7 +9,7 @@ import { durationMs } from "../duration.ts";
 import type { ClusterDef, JwtRuleDef, PolicyDef, SecurityDef, SecurityScopeDef } from "../snapshot.ts";
 import type { Resource } from "../validate.ts";
 import type { Diagnostics } from "./diagnostics.ts";
-import { compilePolicy } from "./authz-policy.ts";
+import { compileAuthorizationPolicy } from "./authz-policy.ts";
 import { compileExtAuthz } from "./ext-authz.ts";
 import { PeerModes } from "./peer-authn.ts";
 import { compileJwtRules } from "./request-authn.ts";
@@ -60,7 +60,7 @@ export function compileSecurity(inputs: SecurityInputs, diag: Diagnostics): Secu
   const providerNames = new Set(Object.keys(extAuthz));
   for (const ap of inputs.authorizationPolicies) {
     const at = attach(ap);
-    const def = compilePolicy(ap, providerNames, diag);
+    const def = compileAuthorizationPolicy(ap, providerNames, diag);
     if (!def) continue;
     policies.push(def);
     policyAttachments.push(at);
