@@ -7,18 +7,21 @@ import { adminApp } from "./gateway/admin.ts";
 import { runPipeline, type PipelineDeps } from "./gateway/pipeline.ts";
 import { SnapshotCache } from "./gateway/snapshot-cache.ts";
 import { DEFAULT_SETTINGS } from "./config/defaults.ts";
+import { JwksCache } from "./authz/jwt/jwks-cache.ts";
 import { Balancer } from "./routing/balancer.ts";
 
 let cache: SnapshotCache | undefined;
 let admin: { key: string; app: ReturnType<typeof adminApp> } | undefined;
 
+const upstreamFetch = (request: Request) => fetch(request);
 const deps: PipelineDeps = {
-  fetch: (request) => fetch(request),
+  fetch: upstreamFetch,
   balancer: new Balancer(),
   random: Math.random,
   requestId: () => crypto.randomUUID(),
   now: () => Date.now(),
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+  jwks: new JwksCache(upstreamFetch, () => Date.now()),
 };
 
 const NO_CONFIG =

@@ -5,6 +5,9 @@
  * gateway-wide settings. The Worker turns it into runtime objects once per
  * isolate (see src/routing/hydrate.ts); nothing here is parsed per request.
  */
+import type { SecurityDef } from "./snapshot-security.ts";
+
+export type * from "./snapshot-security.ts";
 
 /** Bumped whenever the shape below changes incompatibly. */
 export const SNAPSHOT_FORMAT = 1;
@@ -25,6 +28,8 @@ export interface Snapshot {
   clusters: Record<string, ClusterDef>;
   /** One line per resource compiled in, for the admin endpoint and `isthmus versions`. */
   resources: string[];
+  /** Authentication and authorization; absent when no security resource is configured. */
+  security?: SecurityDef;
 }
 
 export interface GatewaySettings {

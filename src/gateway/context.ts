@@ -3,6 +3,7 @@
  * (fetch, randomness, clocks, ids) injected into them so tests are exact.
  */
 import type { ClusterDef, DestinationDef, GatewaySettings } from "../config/snapshot.ts";
+import type { JwksCache } from "../authz/jwt/jwks-cache.ts";
 import type { Balancer } from "../routing/balancer.ts";
 import type { Fetch } from "../routing/forward.ts";
 import type { Route, RuntimeSnapshot, VirtualHost } from "../routing/hydrate.ts";
@@ -21,6 +22,8 @@ export interface PipelineDeps {
   now: () => number;
   /** Waits (fault delays). */
   sleep: (ms: number) => Promise<void>;
+  /** The isolate's JWKS cache (created on first use when absent). */
+  jwks?: JwksCache;
 }
 
 /** What happened to a request, for logs and telemetry. */
@@ -31,6 +34,12 @@ export interface RequestRecord {
   upstreamHost?: string;
   /** Outcomes of mirrored copies, filled in after the response when they complete. */
   mirrors?: MirrorOutcome[];
+  /** `<iss>/<sub>` of the verified JWT, when there is one. */
+  requestPrincipal?: string;
+  /** The verified client-certificate principal, when there is one. */
+  peerPrincipal?: string;
+  /** AUDIT policies that matched, and the shadow (dry-run) verdicts. */
+  authz?: { audit?: string[]; dryRun?: { allow?: string; deny?: string }; deniedBy?: string };
 }
 
 /** State that grows as the request moves through the stages. */
@@ -53,6 +62,10 @@ export interface RequestContext {
   route?: Route;
   destination?: DestinationDef;
   cluster?: ClusterDef;
+  /** ALLOW_ANY: an unknown host is forwarded as is, after the security stages. */
+  passthrough?: boolean;
+  /** Client headers as they were before request authentication changed them (set only when needed later). */
+  preAuthHeaders?: Headers;
 }
 
 export interface PipelineResult {

@@ -3,6 +3,7 @@
  * (routing, authorization, rate limiting) reads. Built once by
  * normalization, so every stage sees the same host, path and headers.
  */
+import type { PeerIdentity, RequestIdentity } from "../authz/identity.ts";
 
 export interface RequestFacts {
   method: string;
@@ -23,6 +24,10 @@ export interface RequestFacts {
   remoteIp: string;
   /** Verified JWT claims, once request authentication ran. */
   claims?: Record<string, unknown>;
+  /** The verified JWT identity (request.auth.*), once request authentication ran. */
+  auth?: RequestIdentity;
+  /** The client certificate (request.cf.tlsClientAuth), once peer authentication ran. */
+  peer?: PeerIdentity;
 }
 
 /** The first value of a query parameter, `""` for `?k`, undefined when absent. */

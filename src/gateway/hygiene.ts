@@ -19,6 +19,11 @@ const SPOOFABLE_PREFIXES = ["x-forwarded-", "x-envoy-", "x-isthmus-"];
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
+/** True for a (lower-case) header name that ingress hygiene always removes from client requests. */
+export function strippedAtIngress(name: string): boolean {
+  return HOP_BY_HOP.has(name) || SPOOFABLE_EXACT.has(name) || SPOOFABLE_PREFIXES.some((p) => name.startsWith(p));
+}
+
 export type HygieneResult = { ok: true; headers: Headers } | { ok: false; reply: LocalReply };
 
 export interface HygieneOptions {

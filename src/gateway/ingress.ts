@@ -12,8 +12,12 @@ import { normalizeHost, normalizePath } from "./normalize.ts";
 
 export type IngressResult = { ok: true; facts: RequestFacts } | { ok: false; reply: LocalReply };
 
-export function ingress(request: Request, settings: GatewaySettings, deps: PipelineDeps): IngressResult {
-  const clean = sanitizeRequest(request, { limits: settings.limits });
+/**
+ * @param injected lower-case names of headers Isthmus itself sets from verified identities
+ *   (JWT claim and payload headers, ext-authz headers): a client never gets to send them.
+ */
+export function ingress(request: Request, settings: GatewaySettings, deps: PipelineDeps, injected?: ReadonlySet<string>): IngressResult {
+  const clean = sanitizeRequest(request, injected ? { limits: settings.limits, injected } : { limits: settings.limits });
   if (!clean.ok) return clean;
 
   const url = new URL(request.url);

@@ -6,18 +6,21 @@
  *
  *   ingress (1 hygiene, 2 normalize)
  *   3  virtual host         routing/stages.ts  selectVirtualHost
+ *   4  peer authentication  authz/stages.ts    authenticatePeer
+ *   5  request authn (JWT)  authz/stages.ts    authenticateRequest
  *   6  route selection      routing/stages.ts  selectRouteStage
+ *   7  authorization        authz/stages.ts    authorize
  *   9  fault injection      routing/stages.ts  injectFault
  *      CORS                 routing/stages.ts  applyCors
  *      route actions        routing/stages.ts  answerAtEdge
  *   10 upstream selection   routing/stages.ts  selectUpstream
  *   11 forward + 12 response routing/stages.ts forwardUpstream
  *
- * Stages 4–5 (peer and request authentication), 7 (authorization) and
- * 8 (rate limiting) are not built yet; nothing stands in for them.
+ * Stage 8 (rate limiting) is not built yet; nothing stands in for it.
  */
 import type { RuntimeSnapshot } from "../routing/hydrate.ts";
 import { answerAtEdge, applyCors, forwardUpstream, injectFault, selectRouteStage, selectUpstream, selectVirtualHost } from "../routing/stages.ts";
+import { authenticatePeer, authenticateRequest, authorize } from "../authz/stages.ts";
 import { localReply, type PipelineDeps, type PipelineResult, type RequestContext } from "./context.ts";
 import { ingress } from "./ingress.ts";
 
@@ -26,7 +29,18 @@ export type { PipelineDeps, PipelineResult, RequestContext } from "./context.ts"
 /** A pipeline stage: a result ends the request, undefined passes it on. */
 export type Stage = (ctx: RequestContext) => PipelineResult | undefined | Promise<PipelineResult | undefined>;
 
-export const STAGES: readonly Stage[] = [selectVirtualHost, selectRouteStage, injectFault, applyCors, answerAtEdge, selectUpstream, forwardUpstream];
+export const STAGES: readonly Stage[] = [
+  selectVirtualHost,
+  authenticatePeer,
+  authenticateRequest,
+  selectRouteStage,
+  authorize,
+  injectFault,
+  applyCors,
+  answerAtEdge,
+  selectUpstream,
+  forwardUpstream,
+];
 
 /**
  * Runs one request through the pipeline against a hydrated snapshot.
@@ -41,7 +55,7 @@ export async function runPipeline(
   waitUntil: (promise: Promise<unknown>) => void = () => {},
 ): Promise<PipelineResult> {
   const record = { flags: [] };
-  const entered = ingress(request, snapshot.snapshot.settings, deps);
+  const entered = ingress(request, snapshot.snapshot.settings, deps, snapshot.security?.injectedHeaders);
   if (!entered.ok) return localReply(entered.reply, record);
   const ctx: RequestContext = {
     request,
@@ -55,10 +69,9 @@ export async function runPipeline(
   };
   for (const stage of STAGES) {
     const result = await stage(ctx);
-    if (result) {
-      for (const hook of ctx.responseHooks) hook(result.response);
-      return result;
-    }
+    if (!result) continue;
+    for (const hook of ctx.responseHooks) hook(result.response);
+    return result;
   }
   throw new Error("the pipeline ended without a response");
 }

@@ -4,6 +4,7 @@
  * isolate; after it, nothing is compiled on the request path.
  */
 import { SNAPSHOT_FORMAT, type ClusterDef, type DestinationDef, type RuleDef, type Snapshot, type StringMatchDef } from "../config/snapshot.ts";
+import { hydrateSecurity, type RuntimeSecurity } from "../authz/hydrate.ts";
 import { requestMatcher, type RequestMatcher } from "./match.ts";
 import { compileRegex, type Regex } from "./regex.ts";
 import { RouteIndex } from "./route-index.ts";
@@ -50,6 +51,8 @@ export interface RuntimeSnapshot {
   hosts: HostIndex;
   virtualHosts: VirtualHost[];
   clusters: Map<string, ClusterDef>;
+  /** Authentication and authorization (src/authz); absent when none is configured. */
+  security?: RuntimeSecurity;
 }
 
 export class SnapshotFormatError extends Error {
@@ -76,13 +79,15 @@ export function hydrate(snapshot: Snapshot): RuntimeSnapshot {
     prefix: new Map(snapshot.hosts.prefix),
   };
   if (snapshot.hosts.any !== undefined) hosts.any = snapshot.hosts.any;
-  return {
+  const runtime: RuntimeSnapshot = {
     version: snapshot.version,
     snapshot,
     hosts,
     virtualHosts,
     clusters: new Map(Object.entries(snapshot.clusters)),
   };
+  if (snapshot.security) runtime.security = hydrateSecurity(snapshot.security);
+  return runtime;
 }
 
 function hydrateRule(def: RuleDef): Rule {

@@ -3,6 +3,8 @@
  * actions, upstream selection and forwarding.
  */
 import { localReply, type PipelineResult, type RequestContext } from "../gateway/context.ts";
+import type { DestinationDef } from "../config/snapshot.ts";
+import type { Rule } from "./hydrate.ts";
 import { REPLIES } from "../gateway/local-reply.ts";
 import { applyHeaderOps, orderedOps } from "./header-ops.ts";
 import { downstreamResponse, endpointUrl, forward } from "./forward.ts";
@@ -21,8 +23,10 @@ export async function selectVirtualHost(ctx: RequestContext): Promise<PipelineRe
   const { facts, record } = ctx;
   const vhost = findVirtualHost(ctx.snapshot, facts.host);
   if (!vhost) {
-    if (ctx.settings.outboundTrafficPolicy === "ALLOW_ANY") return passthrough(ctx);
-    return localReply(REPLIES.noRoute, record);
+    if (ctx.settings.outboundTrafficPolicy !== "ALLOW_ANY") return localReply(REPLIES.noRoute, record);
+    // Forwarded by forwardUpstream, once the security stages have seen the request.
+    ctx.passthrough = true;
+    return undefined;
   }
   if (vhost.httpsRedirect && facts.scheme === "http") {
     const location = redirectLocation({ status: 301, scheme: "https" }, facts, undefined);
@@ -34,6 +38,7 @@ export async function selectVirtualHost(ctx: RequestContext): Promise<PipelineRe
 
 /** Stage 6: the first route whose match holds (pure). */
 export function selectRouteStage(ctx: RequestContext): PipelineResult | undefined {
+  if (ctx.passthrough) return undefined;
   const route = ctx.vhost ? selectRoute(ctx.vhost, ctx.facts) : undefined;
   if (!route) return localReply(REPLIES.noRoute, ctx.record);
   ctx.route = route;
@@ -90,13 +95,21 @@ export function answerAtEdge(ctx: RequestContext): PipelineResult | undefined {
   return result;
 }
 
+/**
+ * The weighted destination for this request: a hash of the sticky-cohort
+ * key when the rule has one and the request carries it, else a random draw.
+ */
+export function chooseDestination(rule: Rule, ctx: RequestContext): DestinationDef | undefined {
+  const sticky = rule.def.cohort ? cohortDraw(rule.def.cohort, ctx.facts.headers) : undefined;
+  return pickDestination(rule, sticky ?? ctx.deps.random());
+}
+
 /** Stage 10: weighted destination → cluster → endpoint. */
 export function selectUpstream(ctx: RequestContext): PipelineResult | undefined {
   const rule = ctx.route?.rule;
   if (!rule) return undefined;
-  const sticky = rule.def.cohort ? cohortDraw(rule.def.cohort, ctx.facts.headers) : undefined;
-  const destination = pickDestination(rule, sticky ?? ctx.deps.random());
-  if (!destination) return localReply(REPLIES.noHealthyUpstream, ctx.record);
+  // Authorization may already have made the weighted pick (its scope depends on the destination).
+  const destination = ctx.destination ?? chooseDestination(rule, ctx);  if (!destination) return localReply(REPLIES.noHealthyUpstream, ctx.record);
   ctx.destination = destination;
   ctx.record.cluster = destination.cluster;
   const cluster = ctx.snapshot.clusters.get(destination.cluster);
@@ -107,6 +120,7 @@ export function selectUpstream(ctx: RequestContext): PipelineResult | undefined 
 
 /** Stages 11 and 12: rewrite, header operations, timeout, forward, response headers. */
 export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResult> {
+  if (ctx.passthrough) return passthrough(ctx);
   const { facts, record, deps } = ctx;
   const route = ctx.route;
   const cluster = ctx.cluster;

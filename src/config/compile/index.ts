@@ -11,6 +11,7 @@ import type { AnyResource, Resource } from "../validate.ts";
 import type { Kind } from "../kinds.ts";
 import { Diagnostics } from "./diagnostics.ts";
 import { ServiceRegistry } from "./services.ts";
+import { compileSecurity } from "./security.ts";
 import { compileSettings } from "./settings.ts";
 import { buildVirtualHosts } from "./virtual-hosts.ts";
 import { contentVersion } from "./version.ts";
@@ -29,6 +30,18 @@ export async function compile(resources: readonly AnyResource[]): Promise<Compil
   const services = new ServiceRegistry(of("ServiceEntry"), of("DestinationRule"), diag);
   const gatewayConfig = of("GatewayConfig")[0];
   const { hosts, virtualHosts, rules } = buildVirtualHosts(of("VirtualService"), of("Gateway"), gatewayConfig?.spec.gatewayLabels, services, diag);
+  const security = compileSecurity(
+    {
+      requestAuthentications: of("RequestAuthentication"),
+      authorizationPolicies: of("AuthorizationPolicy"),
+      peerAuthentications: of("PeerAuthentication"),
+      gatewayConfig,
+      gateways: of("Gateway"),
+      rootNamespace: settings.rootNamespace,
+      services,
+    },
+    diag,
+  );
 
   if (hasErrors(diag.problems)) return { problems: diag.problems };
 
@@ -41,6 +54,7 @@ export async function compile(resources: readonly AnyResource[]): Promise<Compil
     clusters: sortKeys(services.clusters),
     resources: resources.map((r) => r.id).sort(),
   };
+  if (security) body.security = security;
   const version = await contentVersion(body);
   return { snapshot: { ...body, version }, problems: diag.problems };
 }

@@ -13,7 +13,8 @@ const targeting = {
 
 export const JWTRule = z
   .strictObject({
-    issuer: z.string({ message: "expected jwtRules[].issuer" }).min(1, { message: "expected a non-empty issuer" }),
+    /** Optional since Istio 1.27 when jwksUri (or jwks) is set: tokens from any issuer are then accepted. */
+    issuer: z.string().min(1, { message: "expected a non-empty issuer" }).optional(),
     audiences: z.array(z.string()).optional(),
     jwksUri: z.string().optional(),
     jwks: z.string().optional(),
@@ -24,10 +25,14 @@ export const JWTRule = z
     forwardOriginalToken: z.boolean().optional(),
     outputClaimToHeaders: z.array(z.strictObject({ header: z.string().min(1), claim: z.string().min(1) })).optional(),
     timeout: Duration.optional(),
+    spaceDelimitedClaims: z.array(z.string().min(1)).optional(),
   })
   .superRefine((rule, ctx) => {
     if (rule.jwks !== undefined && rule.jwksUri !== undefined) {
       ctx.addIssue({ code: "custom", message: "expected only one of jwksUri and jwks" });
+    }
+    if (rule.issuer === undefined && rule.jwks === undefined && rule.jwksUri === undefined) {
+      ctx.addIssue({ code: "custom", message: "expected an issuer, or jwksUri when the rule accepts any issuer" });
     }
   });
 export type JWTRule = z.infer<typeof JWTRule>;

@@ -89,28 +89,27 @@ describe("edge caveats", () => {
 });
 
 describe("not enforced yet", () => {
-  it("refuses an AuthorizationPolicy, because ignoring it would let traffic through", async () => {
+  it("refuses a RateLimitPolicy, because ignoring it would let traffic through", async () => {
     const text = [
-      "apiVersion: security.istio.io/v1",
-      "kind: AuthorizationPolicy",
-      "metadata: {name: deny-admin, namespace: istio-system}",
+      "apiVersion: isthmus.dev/v1alpha1",
+      "kind: RateLimitPolicy",
+      "metadata: {name: per-ip, namespace: istio-system}",
       "spec:",
-      "  action: DENY",
       "  rules:",
-      "  - to: [{operation: {paths: [/admin]}}]",
+      "  - {name: r, limits: [{requests: 10, unit: second}]}",
       "",
     ].join("\n");
     const result = await build(text);
     expect(errors(result)).toEqual([
-      "config.yaml:4: error: AuthorizationPolicy/istio-system/deny-admin: spec: AuthorizationPolicy is not enforced yet by this version of Isthmus; refusing to apply it, because the gateway would let through traffic this resource is meant to stop (see docs/CONFIG.md)",
+      "config.yaml:4: error: RateLimitPolicy/istio-system/per-ip: spec: RateLimitPolicy is not enforced yet by this version of Isthmus; refusing to apply it, because the gateway would let through traffic this resource is meant to stop (see docs/CONFIG.md)",
     ]);
     expect(result.snapshot).toBeUndefined();
   });
 
-  it("refuses RequestAuthentication, PeerAuthentication and RateLimitPolicy the same way", async () => {
-    for (const kind of ["RequestAuthentication", "PeerAuthentication", "RateLimitPolicy"]) {
-      const result = await build(doc(kind, "p", {}));
-      expect(errors(result)).toEqual([expect.stringMatching(new RegExp(`: ${kind}/default/p: spec: ${kind} is not enforced yet by this version of Isthmus; refusing to apply it`))]);
+  it("no longer refuses the security kinds, which are enforced", async () => {
+    for (const kind of ["RequestAuthentication", "AuthorizationPolicy", "PeerAuthentication"]) {
+      const result = await build(doc(kind, "p", {}, "istio-system"));
+      expect(errors(result).filter((e) => e.includes("not enforced yet")), kind).toEqual([]);
     }
   });
 

@@ -1,0 +1,196 @@
+/**
+ * The HTTP external authorizer of CUSTOM policies (Istio's
+ * envoyExtAuthzHttp). The check request has the client request's method,
+ * `pathPrefix` + path + query, the client headers named in
+ * `includeRequestHeadersInCheck` (exact, `prefix*` or `*suffix`), the
+ * `includeAdditionalHeadersInCheck` headers, `x-forwarded-host` with the
+ * original authority (a Worker cannot send another Host than the URL's),
+ * and the buffered body when `includeRequestBodyInCheck` asks for it.
+ *
+ * - a 2xx answer allows; `headersToUpstreamOnAllow` are copied onto the
+ *   upstream request and `headersToDownstreamOnAllow` onto the response;
+ * - a 5xx answer, a timeout or a connection failure is an error: allowed
+ *   when `failOpen`, else `statusOnError` (403) with flag UAEX;
+ * - any other answer denies: its status and body go to the client with
+ *   the headers `headersToDownstreamOnDeny` selects (all when unset),
+ *   flag UAEX.
+ *
+ * Envoy allows only on 200; Isthmus allows on any 2xx (docs/CONFIG.md).
+ */
+import type { ClusterDef, ExtAuthzDef } from "../../config/snapshot.ts";
+import type { PipelineDeps } from "../../gateway/context.ts";
+import type { RequestFacts } from "../../gateway/facts.ts";
+import { HOP_BY_HOP } from "../../gateway/hygiene.ts";
+import { endpointUrl } from "../../routing/forward.ts";
+import { anyOf, istioValue, type ValueMatcher } from "../policy/value-match.ts";
+
+export type CheckResult =
+  | { kind: "allow"; upstream: [string, string][]; downstream: [string, string][] }
+  | { kind: "deny"; status: number; body: string; headers: [string, string][] }
+  | { kind: "error"; reason: string };
+
+export interface CheckRequest {
+  facts: RequestFacts;
+  /** The buffered request body, when the provider includes it. */
+  body?: Uint8Array;
+}
+
+const MAX_DENIAL_BODY = 64 * 1024;
+/** Headers always sent to the client with a denial when the provider lists some (Envoy adds these). */
+const DENY_DEFAULTS = ["www-authenticate", "location"];
+
+/** Header-name patterns (exact, `prefix*`, `*suffix`), case-insensitive. */
+export function headerPatterns(patterns: readonly string[]): ValueMatcher {
+  if (patterns.length === 0) return () => false;
+  return anyOf(patterns.map((p) => istioValue(p, true)));
+}
+
+/**
+ * Asks the authorizer about a request.
+ * @example
+ * const result = await checkRequest(provider, cluster, { facts }, deps);
+ */
+export async function checkRequest(provider: ExtAuthzDef, cluster: ClusterDef, req: CheckRequest, deps: PipelineDeps): Promise<CheckResult> {
+  const endpoint = deps.balancer.pick(cluster, cluster.endpoints);
+  if (!endpoint) return { kind: "error", reason: "no endpoint for the authorizer" };
+  const { facts } = req;
+  const url = endpointUrl(cluster, endpoint, facts.host, `${provider.pathPrefix}${facts.path}`, facts.query);
+
+  const include = headerPatterns(provider.includeRequestHeaders);
+  const headers = new Headers();
+  for (const [name, value] of facts.headers) {
+    if (include(name) && !HOP_BY_HOP.has(name) && name !== "content-length" && name !== "host") headers.set(name, value);
+  }
+  for (const [name, value] of provider.additionalHeaders) headers.set(name, value);
+  headers.set("x-forwarded-host", facts.authority);
+  const hasBody = req.body !== undefined && facts.method !== "GET" && facts.method !== "HEAD";
+
+  const controller = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort();
+  }, provider.timeoutMs);
+  let response: Response;
+  try {
+    response = await deps.fetch(new Request(url, { method: facts.method, headers, body: hasBody ? req.body : null, redirect: "manual", signal: controller.signal }));
+  } catch (error) {
+    clearTimeout(timer);
+    return { kind: "error", reason: timedOut ? "timeout" : error instanceof Error ? error.message : String(error) };
+  }
+  try {
+    if (response.status >= 200 && response.status < 300) {
+      await response.body?.cancel();
+      const toUpstream = headerPatterns(provider.headersToUpstreamOnAllow);
+      const toDownstream = headerPatterns(provider.headersToDownstreamOnAllow);
+      const upstream: [string, string][] = [];
+      const downstream: [string, string][] = [];
+      for (const [name, value] of response.headers) {
+        if (HOP_BY_HOP.has(name)) continue;
+        if (toUpstream(name)) upstream.push([name, value]);
+        if (toDownstream(name)) downstream.push([name, value]);
+      }
+      return { kind: "allow", upstream, downstream };
+    }
+    if (response.status >= 500) {
+      await response.body?.cancel();
+      return { kind: "error", reason: `the authorizer answered ${response.status}` };
+    }
+    const body = await readCapped(response, MAX_DENIAL_BODY);
+    const select = provider.headersToDownstreamOnDeny ? headerPatterns([...provider.headersToDownstreamOnDeny, ...DENY_DEFAULTS]) : () => true;
+    const out: [string, string][] = [];
+    for (const [name, value] of response.headers) {
+      if (HOP_BY_HOP.has(name) || name === "content-length" || name === "content-encoding") continue;
+      if (select(name)) out.push([name, value]);
+    }
+    return { kind: "deny", status: response.status, body, headers: out };
+  } catch (error) {
+    return { kind: "error", reason: timedOut ? "timeout" : error instanceof Error ? error.message : String(error) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function readCapped(response: Response, max: number): Promise<string> {
+  const reader = response.body?.getReader();
+  if (!reader) return "";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    size += value.byteLength;
+    if (size >= max) {
+      await reader.cancel();
+      break;
+    }
+  }
+  const all = new Uint8Array(Math.min(size, max));
+  let offset = 0;
+  for (const c of chunks) {
+    const part = c.subarray(0, Math.min(c.byteLength, all.length - offset));
+    all.set(part, offset);
+    offset += part.byteLength;
+    if (offset >= all.length) break;
+  }
+  return new TextDecoder().decode(all);
+}
+
+/**
+ * Reads up to `max` bytes of the request body for the check and returns
+ * them with a stream that replays the whole body upstream.
+ * `tooLarge` when the body is longer and partial messages are not allowed.
+ */
+export async function bufferBody(
+  body: ReadableStream<Uint8Array> | null,
+  max: number,
+  allowPartial: boolean,
+): Promise<{ ok: true; check: Uint8Array; replay: ReadableStream<Uint8Array> | null } | { ok: false; tooLarge: true }> {
+  if (!body) return { ok: true, check: new Uint8Array(0), replay: null };
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  let done = false;
+  while (size <= max) {
+    const r = await reader.read();
+    if (r.done) {
+      done = true;
+      break;
+    }
+    chunks.push(r.value);
+    size += r.value.byteLength;
+  }
+  if (!done && !allowPartial) {
+    await reader.cancel();
+    return { ok: false, tooLarge: true };
+  }
+  const head = new Uint8Array(size);
+  let offset = 0;
+  for (const c of chunks) {
+    head.set(c, offset);
+    offset += c.byteLength;
+  }
+  if (done && size > max && !allowPartial) return { ok: false, tooLarge: true };
+  const check = head.subarray(0, Math.min(size, max));
+  const replay = new ReadableStream<Uint8Array>({
+    start(controller) {
+      if (head.byteLength > 0) controller.enqueue(head);
+      if (done) controller.close();
+    },
+    async pull(controller) {
+      if (done) return;
+      const r = await reader.read();
+      if (r.done) {
+        done = true;
+        controller.close();
+      } else {
+        controller.enqueue(r.value);
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+  return { ok: true, check, replay };
+}

@@ -1,0 +1,132 @@
+/**
+ * Request authentication over a set of JWT rules: the outcome Istio's
+ * generated jwt_authn requirement gives (every provider "or missing"):
+ *
+ * - no token in any location of the rules → continue with no identity;
+ * - every token found must verify against a rule that declared its
+ *   location and names its issuer; otherwise 401 with Envoy's status
+ *   ("Jwt issuer is not configured" when no such rule exists), or 403
+ *   "Audiences in Jwt are not allowed" for an audience mismatch;
+ * - the identity is taken from the first verified token in rule order
+ *   (rules sorted by issuer, then their locations). Istio calls the
+ *   principal of a multi-token request undefined; Isthmus makes it this.
+ */
+import type { JwtRuleDef } from "../../config/snapshot.ts";
+import type { RequestFacts } from "../../gateway/facts.ts";
+import type { RequestIdentity } from "../identity.ts";
+import { extractTokens, type ExtractionPlan } from "./extract.ts";
+import type { JwksCache, JwksPolicy } from "./jwks-cache.ts";
+import type { KeySet } from "./keys.ts";
+import { own, parseJwt, type ParsedJwt } from "./parse.ts";
+import { JWT_STATUS, type JwtStatus } from "./status.ts";
+import { tokenHash, type VerifiedTokens } from "./token-cache.ts";
+import { audienceAllowed, CLOCK_SKEW_SECONDS, signatureStatus, timeStatus } from "./verify.ts";
+
+/** A JWT rule ready for requests: its definition, where its keys come from, its token cache. */
+export interface JwtRule {
+  def: JwtRuleDef;
+  /** Inline keys; absent for remote JWKS. */
+  inlineKeys?: KeySet;
+  tokens: VerifiedTokens;
+  spaceDelimited: ReadonlySet<string>;
+}
+
+export interface AuthnEnv {
+  jwks: JwksCache;
+  policy: JwksPolicy;
+  now: () => number;
+  waitUntil: (p: Promise<unknown>) => void;
+  maxJwtBytes: number;
+}
+
+export interface VerifiedToken {
+  jwt: ParsedJwt;
+  rule: JwtRule;
+  header?: string;
+}
+
+export type AuthnOutcome = { ok: true; verified: VerifiedToken[] } | { ok: false; status: JwtStatus; httpStatus: 401 | 403 };
+
+/**
+ * Authenticates the request against the plan's rules.
+ * @example
+ * const outcome = await authenticate(plan, ctx.facts, env);
+ * if (!outcome.ok) return jwtFailure(outcome, ctx.facts);
+ */
+export async function authenticate(plan: ExtractionPlan<JwtRule>, facts: RequestFacts, env: AuthnEnv): Promise<AuthnOutcome> {
+  const found = extractTokens(plan, facts, env.maxJwtBytes);
+  if (!found.ok) return { ok: false, status: JWT_STATUS.tooLarge, httpStatus: 401 };
+  const verified: VerifiedToken[] = [];
+  for (const t of found.tokens) {
+    const result = await verifyToken(t.token, t.rules, env);
+    if (!result.ok) return { ok: false, status: result.status, httpStatus: result.status === JWT_STATUS.audienceNotAllowed ? 403 : 401 };
+    verified.push(t.header === undefined ? { jwt: result.jwt, rule: result.rule } : { jwt: result.jwt, rule: result.rule, header: t.header });
+  }
+  return { ok: true, verified };
+}
+
+type TokenResult = { ok: true; jwt: ParsedJwt; rule: JwtRule } | { ok: false; status: JwtStatus };
+
+async function verifyToken(token: string, candidates: readonly JwtRule[], env: AuthnEnv): Promise<TokenResult> {
+  const hash = tokenHash(token);
+  const now = env.now();
+
+  // Cache hits: only the cheap checks remain. A hit that fails them falls through to the full path.
+  for (const rule of candidates) {
+    const keys = rule.inlineKeys ?? env.jwks.current(remoteSource(rule.def), rule.def.timeoutMs, env.policy, env.waitUntil);
+    const hit = rule.tokens.get(hash, keys, now);
+    if (hit && !timeStatus(hit.jwt, now) && audienceAllowed(hit.jwt, rule.def.audiences)) return { ok: true, jwt: hit.jwt, rule };
+  }
+
+  const parsed = parseJwt(token);
+  if (!parsed.ok) return parsed;
+  const jwt = parsed.jwt;
+  const matching = candidates.filter((r) => r.def.issuer === undefined || r.def.issuer === jwt.iss);
+  if (matching.length === 0) return { ok: false, status: JWT_STATUS.unknownIssuer };
+
+  let first: JwtStatus | undefined;
+  for (const rule of matching) {
+    const status = await verifyWithRule(jwt, rule, hash, env);
+    if (!status) return { ok: true, jwt, rule };
+    first ??= status;
+  }
+  return { ok: false, status: first as JwtStatus };
+}
+
+async function verifyWithRule(jwt: ParsedJwt, rule: JwtRule, hash: string, env: AuthnEnv): Promise<JwtStatus | undefined> {
+  const time = timeStatus(jwt, env.now());
+  if (time) return time;
+  if (!audienceAllowed(jwt, rule.def.audiences)) return JWT_STATUS.audienceNotAllowed;
+  let keys = rule.inlineKeys;
+  if (!keys) {
+    const result = await env.jwks.keys(remoteSource(rule.def), jwt.kid, rule.def.timeoutMs, env.policy, env.waitUntil);
+    if (!result.ok) return JWT_STATUS.fetchFailed;
+    keys = result.keys;
+  }
+  const status = await signatureStatus(jwt, keys, env.now());
+  if (!status) rule.tokens.set(hash, jwt, keys, env.now(), CLOCK_SKEW_SECONDS * 1000);
+  return status;
+}
+
+function remoteSource(def: JwtRuleDef): { uri: string } | { discovery: string } {
+  const j = def.jwks;
+  return "uri" in j ? { uri: j.uri } : "discovery" in j ? { discovery: j.discovery } : { uri: "" };
+}
+
+/** The request identity from the first verified token. */
+export function identityOf(verified: readonly VerifiedToken[]): RequestIdentity | undefined {
+  const first = verified[0];
+  if (!first) return undefined;
+  const { jwt, rule } = first;
+  const claims: Record<string, unknown> = { ...jwt.payload };
+  for (const name of rule.spaceDelimited) {
+    const v = own(jwt.payload, name);
+    if (typeof v === "string") claims[name] = v.split(" ").filter(Boolean);
+  }
+  const identity: RequestIdentity = { principal: `${jwt.iss ?? ""}/${jwt.sub ?? ""}`, audiences: jwt.audiences, claims };
+  if (jwt.iss !== undefined) identity.iss = jwt.iss;
+  if (jwt.sub !== undefined) identity.sub = jwt.sub;
+  const azp = own(jwt.payload, "azp");
+  if (typeof azp === "string") identity.presenter = azp;
+  return identity;
+}

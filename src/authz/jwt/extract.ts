@@ -1,0 +1,126 @@
+/**
+ * Token extraction from the locations the JWT rules name, as Envoy's
+ * extractor does: a header whose value starts with the configured prefix
+ * (case-sensitive; a header without the prefix holds no token), then the
+ * run of JWT characters after it; query parameters; cookies. Every token
+ * found is returned (they must all verify), and each one is checked
+ * against the size cap before any decoding.
+ */
+import { queryParam, type RequestFacts } from "../../gateway/facts.ts";
+
+/** The places tokens are looked for, deduplicated, with the rules that declared each one. */
+export interface ExtractionPlan<R> {
+  headers: { name: string; prefix: string; rules: R[] }[];
+  params: { name: string; rules: R[] }[];
+  cookies: { name: string; rules: R[] }[];
+}
+
+export interface FoundToken<R> {
+  token: string;
+  /** The rules whose locations hold this token (candidates to verify it). */
+  rules: R[];
+  /** Set for tokens found in a header (the header verification may remove). */
+  header?: string;
+}
+
+export type Extraction<R> = { ok: true; tokens: FoundToken<R>[] } | { ok: false; tooLarge: true };
+
+/** Characters of a compact JWS (base64url plus the dots). */
+const JWT_RUN = /[A-Za-z0-9._-]+/;
+
+/**
+ * Builds the plan for rules given in order, each with its locations.
+ * @example
+ * const plan = extractionPlan([[rule, rule.def.locations]]);
+ */
+export function extractionPlan<R>(rules: readonly [R, readonly ({ header: string; prefix: string } | { param: string } | { cookie: string })[]][]): ExtractionPlan<R> {
+  const plan: ExtractionPlan<R> = { headers: [], params: [], cookies: [] };
+  for (const [rule, locations] of rules) {
+    for (const loc of locations) {
+      if ("header" in loc) {
+        const existing = plan.headers.find((h) => h.name === loc.header && h.prefix === loc.prefix);
+        if (existing) existing.rules.push(rule);
+        else plan.headers.push({ name: loc.header, prefix: loc.prefix, rules: [rule] });
+      } else if ("param" in loc) {
+        const existing = plan.params.find((p) => p.name === loc.param);
+        if (existing) existing.rules.push(rule);
+        else plan.params.push({ name: loc.param, rules: [rule] });
+      } else {
+        const existing = plan.cookies.find((c) => c.name === loc.cookie);
+        if (existing) existing.rules.push(rule);
+        else plan.cookies.push({ name: loc.cookie, rules: [rule] });
+      }
+    }
+  }
+  return plan;
+}
+
+/** Finds every token the plan's locations hold. */
+export function extractTokens<R>(plan: ExtractionPlan<R>, facts: RequestFacts, maxBytes: number): Extraction<R> {
+  const tokens: FoundToken<R>[] = [];
+  const push = (token: string, rules: R[], header?: string): boolean => {
+    if (token.length > maxBytes) return false;
+    tokens.push(header === undefined ? { token, rules } : { token, rules, header });
+    return true;
+  };
+  for (const h of plan.headers) {
+    const value = facts.headers.get(h.name);
+    if (value === null) continue;
+    // Repeated headers arrive comma-joined; JWTs never contain commas, so each part is one candidate.
+    for (const part of value.split(",")) {
+      const trimmed = part.trimStart();
+      if (!trimmed.startsWith(h.prefix)) continue;
+      const rest = trimmed.slice(h.prefix.length);
+      const run = JWT_RUN.exec(rest);
+      if (run && !push(run[0], h.rules, h.name)) return { ok: false, tooLarge: true };
+    }
+  }
+  for (const p of plan.params) {
+    for (const value of queryParams(facts, p.name)) {
+      if (value && !push(value, p.rules)) return { ok: false, tooLarge: true };
+    }
+  }
+  if (plan.cookies.length > 0) {
+    const cookies = parseCookies(facts.headers.get("cookie"));
+    for (const c of plan.cookies) {
+      const value = cookies.get(c.name);
+      if (value && !push(value, c.rules)) return { ok: false, tooLarge: true };
+    }
+  }
+  return { ok: true, tokens };
+}
+
+/** Every value of a query parameter (a token may be sent twice; both must verify). */
+function queryParams(facts: RequestFacts, name: string): string[] {
+  if (!facts.query) return [];
+  if (queryParam(facts, name) === undefined) return [];
+  const out: string[] = [];
+  for (const part of facts.query.split("&")) {
+    const eq = part.indexOf("=");
+    const key = eq < 0 ? part : part.slice(0, eq);
+    if (decode(key) === name) out.push(eq < 0 ? "" : decode(part.slice(eq + 1)));
+  }
+  return out;
+}
+
+function decode(s: string): string {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, " "));
+  } catch {
+    return s;
+  }
+}
+
+function parseCookies(header: string | null): Map<string, string> {
+  const out = new Map<string, string>();
+  if (!header) return out;
+  for (const pair of header.split(";")) {
+    const eq = pair.indexOf("=");
+    if (eq < 0) continue;
+    const name = pair.slice(0, eq).trim();
+    let value = pair.slice(eq + 1).trim();
+    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
+    if (!out.has(name)) out.set(name, value);
+  }
+  return out;
+}

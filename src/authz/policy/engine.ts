@@ -1,0 +1,231 @@
+/**
+ * The AuthorizationPolicy engine, pure: compiled policies (built once per
+ * snapshot) evaluated against the facts of one request. The decision
+ * procedure is Istio's:
+ *
+ * 1. CUSTOM policies whose rules match send the request to their
+ *    authorizer (done by the caller, which does the I/O);
+ * 2. any matching DENY policy → 403 `RBAC: access denied`;
+ * 3. a layer with ALLOW policies of which none matches → 403;
+ * 4. otherwise allowed. AUDIT policies only mark; dry-run policies are
+ *    evaluated in a shadow engine and never change the verdict.
+ */
+import type { PolicyCheckDef, PolicyDef, PolicyRuleDef } from "../../config/snapshot.ts";
+import type { RequestFacts } from "../../gateway/facts.ts";
+import type { PeerIdentity, RequestIdentity } from "../identity.ts";
+import { cidrContains, parseCidr, parseIp } from "./cidr.ts";
+import { isPathTemplate, pathTemplateRegex } from "./path-template.ts";
+import { anyOf, istioValue, type ValueMatcher } from "./value-match.ts";
+
+/** What a policy can read about a request. */
+export interface PolicyInput {
+  facts: RequestFacts;
+  /** The verified peer, when the destination's PeerAuthentication mode lets it count. */
+  peer?: PeerIdentity;
+  identity?: RequestIdentity;
+  /** The client IP as bytes, parsed at most once per request. */
+  clientIp?: Uint8Array | null;
+}
+
+export type Predicate = (input: PolicyInput) => boolean;
+
+export interface Policy {
+  def: PolicyDef;
+  matches: Predicate;
+}
+
+/** Compiles a policy's rules; a policy without rules matches nothing. */
+export function compilePolicy(def: PolicyDef): Policy {
+  const rules = def.rules.map(compileRule);
+  const matches: Predicate = rules.length === 0 ? () => false : (input) => rules.some((r) => r(input));
+  return { def, matches };
+}
+
+function compileRule(def: PolicyRuleDef): Predicate {
+  const all = (checks: PolicyCheckDef[]): Predicate => {
+    const compiled = checks.map(compileCheck);
+    return (input) => compiled.every((c) => c(input));
+  };
+  const from = def.from.map(all);
+  const to = def.to.map(all);
+  const when = all(def.when);
+  return (input) => (from.length === 0 || from.some((p) => p(input))) && (to.length === 0 || to.some((p) => p(input))) && when(input);
+}
+
+/**
+ * One field: some value matches (when `values` is set) and no notValue
+ * matches (when `notValues` is set). An absent attribute matches nothing.
+ */
+export function compileCheck(def: PolicyCheckDef): Predicate {
+  const test = attributeTest(def);
+  const pos = def.values ? test(def.values) : undefined;
+  const neg = def.notValues ? test(def.notValues) : undefined;
+  return (input) => (pos === undefined || pos(input)) && (neg === undefined || !neg(input));
+}
+
+type Test = (values: string[]) => Predicate;
+
+function attributeTest(def: PolicyCheckDef): Test {
+  switch (def.attribute) {
+    case "source.principal":
+      return strings((i) => i.peer?.principal);
+    case "source.namespace":
+      return (values) => {
+        const res = values.map((v) => new RegExp(`^.*/ns/${globToRegex(v)}/.*$`));
+        return (i) => {
+          const p = i.peer?.principal;
+          return p !== undefined && res.some((r) => r.test(p));
+        };
+      };
+    case "source.serviceAccount":
+      return (values) => {
+        const res = values.map((v) => {
+          const [ns, sa] = v.includes("/") ? (v.split("/", 2) as [string, string]) : [def.namespace ?? "", v];
+          return new RegExp(`^spiffe://.+/ns/${escape(ns)}/(.+/|)sa/${escape(sa)}(/.+)?$`);
+        });
+        return (i) => {
+          const p = i.peer?.principal;
+          return p !== undefined && res.some((r) => r.test(p));
+        };
+      };
+    case "source.ip":
+    case "remote.ip":
+      // On Cloudflare the direct peer and the original client are the same: CF-Connecting-IP.
+      return (values) => {
+        const ranges = values.map((v) => parseCidr(v)).filter((c) => c !== undefined);
+        return (i) => {
+          const ip = clientIp(i);
+          return ip !== null && ranges.some((r) => cidrContains(r, ip));
+        };
+      };
+    case "request.auth.principal":
+      return (values) => {
+        const ms = values.map(requestPrincipalMatcher);
+        return (i) => i.identity !== undefined && ms.some((m) => m(i.identity as RequestIdentity));
+      };
+    case "request.auth.audiences":
+      return list((i) => i.identity?.audiences);
+    case "request.auth.presenter":
+      return strings((i) => i.identity?.presenter);
+    case "request.auth.claims": {
+      const path = Array.isArray(def.key) ? def.key : [def.key ?? ""];
+      return list((i) => claimValues(i.identity?.claims, path));
+    }
+    case "request.headers": {
+      const name = typeof def.key === "string" ? def.key : "";
+      return strings((i) => i.facts.headers.get(name) ?? undefined);
+    }
+    case "request.host":
+      return (values) => {
+        const m = anyOf(values.map((v) => istioValue(v, true)));
+        return (i) => m(i.facts.authority);
+      };
+    case "request.method":
+      return strings((i) => i.facts.method);
+    case "request.path":
+      return (values) => {
+        const m = anyOf(
+          values.map((v): ValueMatcher => {
+            if (!isPathTemplate(v)) return istioValue(v);
+            const re = pathTemplateRegex(v);
+            return (p) => re.test(p);
+          }),
+        );
+        return (i) => m(i.facts.path);
+      };
+    case "destination.port":
+      return (values) => {
+        const ports = new Set(values.map(Number));
+        return (i) => ports.has(i.facts.port);
+      };
+    case "connection.sni":
+      // Cloudflare routes a TLS request by its SNI, which is the host the request names.
+      return strings((i) => (i.facts.scheme === "https" ? i.facts.host : undefined));
+  }
+}
+
+function strings(get: (i: PolicyInput) => string | undefined): Test {
+  return (values) => {
+    const m = anyOf(values.map((v) => istioValue(v)));
+    return (i) => {
+      const v = get(i);
+      return v !== undefined && m(v);
+    };
+  };
+}
+
+/** A string attribute, or any element of a list attribute, matches. */
+function list(get: (i: PolicyInput) => readonly unknown[] | undefined): Test {
+  return (values) => {
+    const m = anyOf(values.map((v) => istioValue(v)));
+    return (i) => {
+      const vs = get(i);
+      return vs !== undefined && vs.some((v) => typeof v === "string" && m(v));
+    };
+  };
+}
+
+/** A claim at a nested path as a list: a string claim is one element; numbers and booleans never match. */
+function claimValues(claims: Record<string, unknown> | undefined, path: readonly string[]): readonly unknown[] | undefined {
+  let node: unknown = claims;
+  for (const key of path) {
+    if (typeof node !== "object" || node === null || Array.isArray(node)) return undefined;
+    if (!Object.hasOwn(node, key)) return undefined;
+    node = (node as Record<string, unknown>)[key];
+  }
+  if (typeof node === "string") return [node];
+  if (Array.isArray(node)) return node;
+  return undefined;
+}
+
+/**
+ * Istio's requestPrincipals matcher: the value splits at its last `/` into
+ * issuer and subject (issuers are URLs), `*` needs both non-empty, and a
+ * leading or trailing `*` makes a suffix or prefix match on that side.
+ */
+export function requestPrincipalMatcher(value: string): (id: RequestIdentity) => boolean {
+  const any: ValueMatcher = (v) => v.length > 0;
+  const idx = value.lastIndexOf("/");
+  const found = idx >= 0;
+  const iss = found ? value.slice(0, idx) : value;
+  const sub = found ? value.slice(idx + 1) : "";
+  let matchIss: ValueMatcher;
+  let matchSub: ValueMatcher;
+  if (value === "*") {
+    matchIss = any;
+    matchSub = any;
+  } else if (value.startsWith("*")) {
+    if (found) {
+      matchIss = iss === "*" ? any : (v) => v.endsWith(iss.slice(1));
+      matchSub = (v) => v === sub;
+    } else {
+      matchIss = any;
+      matchSub = (v) => v.endsWith(value.slice(1));
+    }
+  } else if (value.endsWith("*")) {
+    if (found) {
+      matchIss = (v) => v === iss;
+      matchSub = sub === "*" ? any : (v) => v.startsWith(sub.slice(0, -1));
+    } else {
+      matchIss = (v) => v.startsWith(value.slice(0, -1));
+      matchSub = any;
+    }
+  } else {
+    matchIss = (v) => v === iss;
+    matchSub = (v) => v === sub;
+  }
+  return (id) => id.iss !== undefined && id.sub !== undefined && matchIss(id.iss) && matchSub(id.sub);
+}
+
+function clientIp(input: PolicyInput): Uint8Array | null {
+  if (input.clientIp === undefined) input.clientIp = parseIp(input.facts.remoteIp) ?? null;
+  return input.clientIp;
+}
+
+function escape(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+}
+
+function globToRegex(s: string): string {
+  return s.split("*").map(escape).join(".*");
+}

@@ -1,0 +1,38 @@
+/**
+ * Istio's string value forms, used by every AuthorizationPolicy field and
+ * condition: exact `abc`, prefix `abc*`, suffix `*abc`, and `*`, which
+ * matches any non-empty value (Envoy regex `.+`).
+ */
+
+export type ValueMatcher = (value: string) => boolean;
+
+/**
+ * Builds the matcher for one Istio value.
+ *
+ * @example
+ * istioValue("/api/*")("/api/users") // true
+ * istioValue("*")("")                // false: `*` means present and non-empty
+ */
+export function istioValue(pattern: string, ignoreCase = false): ValueMatcher {
+  const p = ignoreCase ? pattern.toLowerCase() : pattern;
+  const norm = ignoreCase ? (v: string) => v.toLowerCase() : (v: string) => v;
+  if (p === "*") return (v) => v.length > 0;
+  if (p.startsWith("*")) {
+    const suffix = p.slice(1);
+    return (v) => norm(v).endsWith(suffix);
+  }
+  if (p.endsWith("*")) {
+    const prefix = p.slice(0, -1);
+    return (v) => norm(v).startsWith(prefix);
+  }
+  return (v) => norm(v) === p;
+}
+
+/** True when any of the matchers accepts the value. */
+export function anyOf(matchers: readonly ValueMatcher[]): ValueMatcher {
+  if (matchers.length === 1) return matchers[0] as ValueMatcher;
+  return (v) => {
+    for (const m of matchers) if (m(v)) return true;
+    return false;
+  };
+}

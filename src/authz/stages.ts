@@ -1,0 +1,214 @@
+/**
+ * The security stages of the pipeline:
+ *
+ *   4  authenticatePeer     the client certificate from request.cf.tlsClientAuth
+ *   5  authenticateRequest  JWTs of the gateway-wide RequestAuthentications,
+ *                           before route selection so `@request.auth.claims`
+ *                           routes see the claims
+ *   7  authorize            after route selection, for the destination:
+ *                           PeerAuthentication mode, destination-scoped JWT
+ *                           rules, then CUSTOM, DENY, ALLOW (AUDIT marks)
+ *
+ * Istio runs CUSTOM ext_authz before jwt_authn; Isthmus runs it after
+ * request authentication (see docs/ARCHITECTURE.md, Security).
+ */
+import { localReply, type PipelineResult, type RequestContext } from "../gateway/context.ts";
+import type { RequestFacts } from "../gateway/facts.ts";
+import { badRequest } from "../gateway/local-reply.ts";
+import { chooseDestination } from "../routing/stages.ts";
+import { bufferBody, checkRequest } from "./ext-authz/client.ts";
+import type { RuntimeSecurity, SecurityScope } from "./hydrate.ts";
+import type { PeerIdentity } from "./identity.ts";
+import { authenticate, identityOf, type AuthnEnv, type VerifiedToken } from "./jwt/authenticate.ts";
+import { JwksCache } from "./jwt/jwks-cache.ts";
+import { applyTokenOutputs } from "./jwt/outputs.ts";
+import { forwardClientCert } from "./peer/client-cert.ts";
+import { readPeer } from "./peer/identity.ts";
+import type { PolicyInput } from "./policy/engine.ts";
+import { extAuthzError, jwtFailure, PEER_CERTIFICATE_REQUIRED, RBAC_DENIED } from "./replies.ts";
+
+/** Stage 4: who the client certificate says the peer is (no decision yet: the mode depends on the destination). */
+export function authenticatePeer(ctx: RequestContext): undefined {
+  const sec = ctx.snapshot.security;
+  if (!sec) return undefined;
+  const peer = readPeer(ctx.request.cf, sec.def.peerCertificate.principal);
+  ctx.facts.peer = peer;
+  // Headers an ext-authz provider may set upstream (by pattern) are never taken from the client.
+  if (sec.upstreamFromAuthorizer) {
+    for (const name of [...ctx.facts.headers.keys()]) if (sec.upstreamFromAuthorizer(name)) ctx.facts.headers.delete(name);
+  }
+  return undefined;
+}
+
+/** Stage 5: the gateway-wide JWT rules. */
+export async function authenticateRequest(ctx: RequestContext): Promise<PipelineResult | undefined> {
+  const sec = ctx.snapshot.security;
+  if (!sec) return undefined;
+  const scope = sec.gateway;
+  if (sec.destinationJwt) ctx.preAuthHeaders = new Headers(ctx.facts.headers);
+  if (scope.jwtRules.length === 0 || isCorsPreflight(ctx.facts)) return undefined;
+  const outcome = await authenticate(scope.plan, ctx.facts, authnEnv(ctx));
+  if (!outcome.ok) return localReply(jwtFailure(outcome.status, outcome.httpStatus, ctx.facts), ctx.record);
+  applyTokenOutputs(ctx.facts.headers, outcome.verified);
+  setIdentity(ctx, outcome.verified);
+  return undefined;
+}
+
+/** Stage 7: everything that depends on the destination, then the policies. */
+export async function authorize(ctx: RequestContext): Promise<PipelineResult | undefined> {
+  const sec = ctx.snapshot.security;
+  if (!sec) return undefined;
+  const { facts, record } = ctx;
+  const scope = destinationScope(ctx, sec);
+
+  const peer = effectivePeer(scope, facts.peer);
+  if (scope.peerMode === "STRICT" && !peer) return localReply(PEER_CERTIFICATE_REQUIRED, record);
+  if (peer?.principal) record.peerPrincipal = peer.principal;
+
+  if (scope.destinationJwt && !isCorsPreflight(facts)) {
+    const source: RequestFacts = { ...facts, headers: ctx.preAuthHeaders ?? facts.headers };
+    const outcome = await authenticate(scope.plan, source, authnEnv(ctx));
+    if (!outcome.ok) return localReply(jwtFailure(outcome.status, outcome.httpStatus, facts), record);
+    const gatewayRules = new Set(sec.gateway.jwtRules);
+    applyTokenOutputs(facts.headers, outcome.verified.filter((v) => !gatewayRules.has(v.rule)));
+    setIdentity(ctx, outcome.verified);
+  }
+
+  if (peer && sec.def.peerCertificate.forwardClientCert === "RFC9440") forwardClientCert(facts.headers, peer);
+  if (scope.layers.length === 0) return undefined;
+
+  const input: PolicyInput = { facts };
+  if (peer) input.peer = peer;
+  if (facts.auth) input.identity = facts.auth;
+
+  const custom = await runCustom(ctx, sec, scope, input);
+  if (custom) return custom;
+
+  const audit = scope.audit.filter((p) => p.matches(input));
+  const shadow = dryRun(scope, input);
+  if (audit.length || shadow) {
+    record.authz = { ...record.authz };
+    if (audit.length) record.authz.audit = audit.map((p) => p.def.source);
+    if (shadow) record.authz.dryRun = shadow;
+    console.log(JSON.stringify({ message: "isthmus: authorization audit", path: facts.path, host: facts.authority, audit: record.authz.audit, dryRun: shadow }));
+  }
+
+  for (const layer of scope.layers) {
+    const denied = layer.deny.find((p) => p.matches(input));
+    if (denied) return deny(ctx, denied.def.source);
+  }
+  for (const layer of scope.layers) {
+    if (layer.allow.length > 0 && !layer.allow.some((p) => p.matches(input))) return deny(ctx, undefined);
+  }
+  return undefined;
+}
+
+function deny(ctx: RequestContext, policy: string | undefined): PipelineResult {
+  ctx.record.authz = { ...ctx.record.authz, deniedBy: policy ?? "no ALLOW policy matched" };
+  return localReply(RBAC_DENIED, ctx.record);
+}
+
+/** CUSTOM policies: each provider whose policy matches is asked once; any denial ends the request. */
+async function runCustom(ctx: RequestContext, sec: RuntimeSecurity, scope: SecurityScope, input: PolicyInput): Promise<PipelineResult | undefined> {
+  const matched = scope.custom.filter((p) => p.matches(input));
+  const providers = [...new Set(matched.map((p) => p.def.provider as string))];
+  for (const name of providers) {
+    const provider = sec.extAuthz.get(name);
+    const cluster = provider ? ctx.snapshot.clusters.get(provider.cluster) : undefined;
+    if (!provider || !cluster) return localReply(extAuthzError(403), ctx.record);
+    let body: Uint8Array | undefined;
+    if (provider.includeRequestBody) {
+      const buffered = await bufferBody(ctx.request.body, provider.includeRequestBody.maxBytes, provider.includeRequestBody.allowPartial);
+      if (!buffered.ok) return localReply(badRequest(413, "payload too large"), ctx.record);
+      body = buffered.check;
+      ctx.request = new Request(ctx.request.url, { method: ctx.request.method, headers: ctx.request.headers, body: buffered.replay });
+    }
+    const result = await checkRequest(provider, cluster, body ? { facts: ctx.facts, body } : { facts: ctx.facts }, ctx.deps);
+    if (result.kind === "deny") {
+      ctx.record.authz = { ...ctx.record.authz, deniedBy: `ext-authz ${name}` };
+      return localReply({ status: result.status, body: result.body, flag: "UAEX", headers: Object.fromEntries(result.headers) }, ctx.record);
+    }
+    if (result.kind === "error") {
+      console.error(JSON.stringify({ message: "isthmus: ext-authz check failed", provider: name, error: result.reason, failOpen: provider.failOpen }));
+      if (provider.failOpen) continue;
+      return localReply(extAuthzError(provider.statusOnError), ctx.record);
+    }
+    for (const [n, v] of result.upstream) ctx.facts.headers.set(n, v);
+    if (result.downstream.length) {
+      ctx.responseHooks.push((response) => {
+        for (const [n, v] of result.downstream) response.headers.append(n, v);
+      });
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Shadow verdicts of dry-run policies, as Istio's shadow RBAC engines
+ * report them: the DENY engine denies when a dry-run DENY policy matches;
+ * the ALLOW engine denies when a layer has dry-run ALLOW policies and none
+ * of them matches.
+ */
+function dryRun(scope: SecurityScope, input: PolicyInput): { allow?: string; deny?: string } | undefined {
+  const denies = scope.dryRunDeny;
+  const allowLayers = scope.layers.filter((l) => l.dryRunAllow.length > 0);
+  if (denies.length === 0 && allowLayers.length === 0) return undefined;
+  const out: { allow?: string; deny?: string } = {};
+  if (denies.length) {
+    const hit = denies.find((p) => p.matches(input));
+    out.deny = hit ? `denied by ${hit.def.source}` : "allowed";
+  }
+  if (allowLayers.length) {
+    const hits = allowLayers.map((l) => l.dryRunAllow.find((p) => p.matches(input)));
+    out.allow = hits.every((h) => h !== undefined) ? `allowed by ${hits.map((h) => h?.def.source).join(", ")}` : "denied";
+  }
+  return out;
+}
+
+/**
+ * The scope for the request's destination. The weighted destination is
+ * chosen here (the same pure pick upstream selection would make), because
+ * namespace- and selector-scoped resources depend on it.
+ */
+function destinationScope(ctx: RequestContext, sec: RuntimeSecurity): SecurityScope {
+  const route = ctx.route;
+  if (!route || route.rule.def.action.type !== "route") return sec.gateway;
+  if (!ctx.destination) {
+    const d = chooseDestination(route.rule, ctx);
+    if (d) ctx.destination = d;
+  }
+  const name = ctx.destination?.cluster;
+  return (name !== undefined ? sec.clusterScopes.get(name) : undefined) ?? sec.gateway;
+}
+
+/** The peer identity that counts for this destination: none under DISABLE, only verified certificates otherwise. */
+function effectivePeer(scope: SecurityScope, peer: PeerIdentity | undefined): PeerIdentity | undefined {
+  if (scope.peerMode === "DISABLE" || !peer?.verified) return undefined;
+  return peer;
+}
+
+function setIdentity(ctx: RequestContext, verified: readonly VerifiedToken[]): void {
+  const identity = identityOf(verified);
+  if (!identity) return;
+  ctx.facts.auth = identity;
+  ctx.facts.claims = identity.claims;
+  ctx.record.requestPrincipal = identity.principal;
+}
+
+/** jwt_authn lets CORS preflights through unauthenticated (Istio sets bypass_cors_preflight). */
+function isCorsPreflight(facts: RequestFacts): boolean {
+  return facts.method === "OPTIONS" && facts.headers.has("origin") && facts.headers.has("access-control-request-method");
+}
+
+const fallbackJwks = new WeakMap<object, JwksCache>();
+
+function authnEnv(ctx: RequestContext): AuthnEnv {
+  const deps = ctx.deps;
+  let jwks = deps.jwks ?? fallbackJwks.get(deps);
+  if (!jwks) {
+    jwks = new JwksCache(deps.fetch, deps.now);
+    fallbackJwks.set(deps, jwks);
+  }
+  const sec = ctx.snapshot.security as RuntimeSecurity;
+  return { jwks, policy: sec.def.jwks, now: deps.now, waitUntil: ctx.waitUntil, maxJwtBytes: ctx.settings.limits.maxJwtBytes };
+}

@@ -1,0 +1,352 @@
+/**
+ * Compiling security resources: what ends up in the snapshot (scopes per
+ * destination, defaults) and the errors and warnings an author sees, each
+ * naming the file, line, resource and field.
+ */
+import { describe, expect, it } from "vitest";
+import { buildConfig } from "../../../src/config/build.ts";
+import type { Problem } from "../../../src/config/problems.ts";
+
+async function build(yaml: string) {
+  return buildConfig([{ path: "security.yaml", text: yaml }]);
+}
+const errors = (problems: Problem[]) => problems.filter((p) => p.severity === "error");
+const warnings = (problems: Problem[]) => problems.filter((p) => p.severity === "warning");
+
+const SERVICE = (ns: string, labels = "app: web") => `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: web, namespace: ${ns}}
+spec:
+  hosts: [web.${ns}.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  endpoints: [{address: 10.0.0.1, labels: {${labels}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: ${ns}}
+spec:
+  hosts: [${ns}.example.com]
+  http:
+  - route: [{destination: {host: web.${ns}.internal}}]
+`;
+
+describe("security resources are enforced, not refused", () => {
+  it("compile without the former not-enforced errors", async () => {
+    const r = await build(`${SERVICE("shop")}
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: istio-system}
+spec:
+  jwtRules: [{issuer: "https://idp.example", jwksUri: "https://idp.example/jwks"}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: shop}
+spec: {}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: mtls, namespace: istio-system}
+spec: {mtls: {mode: STRICT}}
+`);
+    expect(errors(r.problems)).toEqual([]);
+    const sec = r.snapshot?.security;
+    expect(sec?.jwtRules[0]).toMatchObject({
+      issuer: "https://idp.example",
+      audiences: [],
+      jwks: { uri: "https://idp.example/jwks" },
+      locations: [{ header: "authorization", prefix: "Bearer " }, { param: "access_token" }],
+      forwardOriginalToken: false,
+      timeoutMs: 5000,
+      spaceDelimitedClaims: ["scope", "permission"],
+    });
+    expect(sec?.scopes[0]).toEqual({ jwtRules: [0], peerMode: "STRICT", layers: [] });
+    const shop = sec?.clusterScopes["outbound|80||web.shop.internal"];
+    expect(shop).toBeDefined();
+    expect(sec?.scopes[shop as number]).toEqual({ jwtRules: [0], peerMode: "STRICT", layers: [[0]] });
+    expect(sec?.jwks).toEqual({ refreshMs: 1_200_000, maxAgeMs: 86_400_000, unknownKidCooldownMs: 30_000 });
+  });
+
+  it("leaves the snapshot without a security part when nothing is configured", async () => {
+    const r = await build(SERVICE("shop"));
+    expect(r.snapshot?.security).toBeUndefined();
+  });
+
+  it("warns only about the opentelemetry part of extensionProviders", async () => {
+    const r = await build(`
+apiVersion: isthmus.dev/v1alpha1
+kind: GatewayConfig
+metadata: {name: c, namespace: istio-system}
+spec:
+  jwks: {refreshInterval: 5m}
+  peerCertificate: {principal: SHA256_FINGERPRINT}
+  extensionProviders:
+  - name: otel
+    opentelemetry: {endpoint: "https://otel.example"}
+`);
+    expect(warnings(r.problems).map((p) => p.field)).toEqual(["spec.extensionProviders[0].opentelemetry"]);
+  });
+});
+
+describe("the edge mapping", () => {
+  it("scopes namespace policies to services of that namespace and selector policies to matching endpoints", async () => {
+    const r = await build(`${SERVICE("a")}
+---
+${SERVICE("b", "app: api")}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ns-a, namespace: a}
+spec: {rules: [{}]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: api-only, namespace: b}
+spec:
+  selector: {matchLabels: {app: api}}
+  rules: [{}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: unmatched, namespace: b}
+spec:
+  selector: {matchLabels: {app: nothing}}
+  rules: [{}]
+`);
+    const sec = r.snapshot?.security;
+    const layersOf = (cluster: string) => sec?.scopes[sec.clusterScopes[cluster] ?? 0]?.layers.map((l) => l.map((i) => sec.policies[i]?.source));
+    expect(layersOf("outbound|80||web.a.internal")).toEqual([["AuthorizationPolicy/a/ns-a"]]);
+    expect(layersOf("outbound|80||web.b.internal")).toEqual([["AuthorizationPolicy/b/api-only"]]);
+    expect(warnings(r.problems).find((p) => p.resource === "AuthorizationPolicy/b/unmatched")?.message).toMatch(/selects no destination/);
+  });
+
+  it("treats a selector matching the gateway's labels as a gateway policy", async () => {
+    const r = await build(`${SERVICE("a")}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: at-the-edge, namespace: istio-system}
+spec:
+  selector: {matchLabels: {app: istio-ingressgateway}}
+  action: DENY
+  rules: [{}]
+`);
+    expect(r.snapshot?.security?.scopes[0]?.layers).toEqual([[0]]);
+    expect(warnings(r.problems)).toEqual([]);
+  });
+
+  it("supports targetRefs to a ServiceEntry or Service, and refuses selector together with targetRef", async () => {
+    const r = await build(`${SERVICE("a")}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: by-ref, namespace: a}
+spec:
+  targetRefs: [{group: networking.istio.io, kind: ServiceEntry, name: web}]
+  rules: [{}]
+`);
+    const sec = r.snapshot?.security;
+    expect(sec?.clusterScopes["outbound|80||web.a.internal"]).toBeDefined();
+    const both = await build(`
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: both, namespace: a}
+spec:
+  selector: {matchLabels: {app: web}}
+  targetRef: {kind: Service, name: web}
+`);
+    expect(errors(both.problems)[0]).toMatchObject({ resource: "AuthorizationPolicy/a/both", field: "spec.selector", line: 6 });
+  });
+
+  it("composes PeerAuthentication modes mesh → namespace → workload → port", async () => {
+    const r = await build(`${SERVICE("a")}
+---
+${SERVICE("b")}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: mesh, namespace: istio-system}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: ns, namespace: a}
+spec: {mtls: {mode: PERMISSIVE}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: workload, namespace: b}
+spec:
+  selector: {matchLabels: {app: web}}
+  mtls: {mode: DISABLE}
+`);
+    const sec = r.snapshot?.security;
+    const mode = (cluster: string) => sec?.scopes[sec.clusterScopes[cluster] ?? 0]?.peerMode;
+    expect(sec?.scopes[0]?.peerMode).toBe("STRICT");
+    expect(mode("outbound|80||web.a.internal")).toBe("PERMISSIVE");
+    expect(mode("outbound|80||web.b.internal")).toBe("DISABLE");
+  });
+});
+
+describe("errors name the file, line, resource and field", () => {
+  const cases: [string, string, string, RegExp][] = [
+    [
+      "a CUSTOM policy with an unknown provider",
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: ns}
+spec:
+  action: CUSTOM
+  provider: {name: nope}
+  rules: [{}]`,
+      "spec.provider.name",
+      /envoyExtAuthzHttp extensionProviders.*"nope"/,
+    ],
+    [
+      "a provider on a non-CUSTOM policy",
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: ns}
+spec:
+  provider: {name: x}`,
+      "spec.provider",
+      /only allowed with action CUSTOM/,
+    ],
+    [
+      "a bad CIDR",
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: ns}
+spec:
+  rules:
+  - from: [{source: {ipBlocks: ["10.0.0.0/40"]}}]`,
+      "spec.rules[0].from[0].source.ipBlocks",
+      /IP address or CIDR/,
+    ],
+    [
+      "a bad port",
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: ns}
+spec:
+  rules:
+  - to: [{operation: {ports: ["http"]}}]`,
+      "spec.rules[0].to[0].operation.ports",
+      /port number/,
+    ],
+    [
+      "an invalid path template",
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: ns}
+spec:
+  rules:
+  - to: [{operation: {paths: ["/{**}/x/{*}"]}}]`,
+      "spec.rules[0].to[0].operation.paths",
+      /last operator/,
+    ],
+    [
+      "an unknown condition key",
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: ns}
+spec:
+  rules:
+  - when: [{key: request.user, values: ["x"]}]`,
+      "spec.rules[0].when[0].key",
+      /unknown attribute "request.user"/,
+    ],
+    [
+      "portLevelMtls without a selector",
+      `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: p, namespace: ns}
+spec:
+  portLevelMtls: {"8080": {mode: STRICT}}`,
+      "spec.portLevelMtls",
+      /requires a selector/,
+    ],
+    [
+      "an inline JWKS that is not JSON",
+      `apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: r, namespace: ns}
+spec:
+  jwtRules: [{issuer: x, jwks: "{not json"}]`,
+      "spec.jwtRules[0].jwks",
+      /JSON Web Key Set/,
+    ],
+    [
+      "an inline JWKS with an empty HMAC secret",
+      `apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: r, namespace: ns}
+spec:
+  jwtRules: [{issuer: x, jwks: '{"keys":[{"kty":"oct","k":""}]}'}]`,
+      "spec.jwtRules[0].jwks",
+      /empty secret/,
+    ],
+    [
+      "keys by OIDC discovery from an issuer that is not a URL",
+      `apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: r, namespace: ns}
+spec:
+  jwtRules: [{issuer: my-issuer}]`,
+      "spec.jwtRules[0].issuer",
+      /OIDC discovery/,
+    ],
+    [
+      "an authorizer that is not a ServiceEntry host",
+      `apiVersion: isthmus.dev/v1alpha1
+kind: GatewayConfig
+metadata: {name: c, namespace: istio-system}
+spec:
+  extensionProviders:
+  - name: ext
+    envoyExtAuthzHttp: {service: authz.nowhere, port: 9000}`,
+      "spec.extensionProviders[0].envoyExtAuthzHttp.service",
+      /ServiceEntry host/,
+    ],
+  ];
+  for (const [name, yaml, field, message] of cases) {
+    it(name, async () => {
+      const r = await build(yaml);
+      const e = errors(r.problems);
+      expect(e.length, JSON.stringify(r.problems)).toBeGreaterThan(0);
+      expect(e[0]).toMatchObject({ file: "security.yaml", field });
+      expect(e[0]?.line).toBeGreaterThan(0);
+      expect(e[0]?.message).toMatch(message);
+      expect(r.snapshot).toBeUndefined();
+    });
+  }
+
+  it("warns that an ALLOW rule using destination.ip is dropped, and a DENY condition using it is dropped", async () => {
+    const r = await build(`
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: a, namespace: ns}
+spec:
+  rules:
+  - when: [{key: destination.ip, values: ["10.0.0.1"]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: d, namespace: ns}
+spec:
+  action: DENY
+  rules:
+  - to: [{operation: {paths: ["/x"]}}]
+    when: [{key: destination.ip, values: ["10.0.0.1"]}]
+`);
+    expect(errors(r.problems)).toEqual([]);
+    const sec = r.snapshot?.security;
+    expect(sec?.policies[0]?.rules).toEqual([]);
+    expect(sec?.policies[1]?.rules[0]?.when).toEqual([]);
+    expect(warnings(r.problems).map((p) => p.message).join("\n")).toMatch(/ALLOW rule is dropped[\s\S]*condition is dropped/);
+  });
+});

@@ -1,0 +1,261 @@
+/**
+ * The pure JWT core inside workerd: the total parser, duplicate-member
+ * detection, token extraction, key selection, the verified-token cache
+ * and claim outputs.
+ */
+import { describe, expect, it } from "vitest";
+import { exportJWK, generateKeyPair, SignJWT } from "jose";
+import { hasDuplicateMembers, parseJsonObject } from "../../../src/authz/jwt/json-object.ts";
+import { parseJwt } from "../../../src/authz/jwt/parse.ts";
+import { JWT_STATUS } from "../../../src/authz/jwt/status.ts";
+import { extractionPlan, extractTokens } from "../../../src/authz/jwt/extract.ts";
+import { keySetOf, parseJwks } from "../../../src/authz/jwt/keys.ts";
+import { tokenHash, VerifiedTokens } from "../../../src/authz/jwt/token-cache.ts";
+import { signatureStatus, timeStatus } from "../../../src/authz/jwt/verify.ts";
+import { claimHeaderValue } from "../../../src/authz/jwt/outputs.ts";
+import type { RequestFacts } from "../../../src/gateway/facts.ts";
+
+const b64 = (s: string) => {
+  let binary = "";
+  for (const byte of new TextEncoder().encode(s)) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/=+$/, "").replace(/\+/g, "-").replace(/\//g, "_");
+};
+const token = (header: object | string, payload: object | string, sig = "c2ln") =>
+  `${b64(typeof header === "string" ? header : JSON.stringify(header))}.${b64(typeof payload === "string" ? payload : JSON.stringify(payload))}.${sig}`;
+
+describe("parseJwt", () => {
+  it("parses header, payload and registered claims", () => {
+    const r = parseJwt(token({ alg: "RS256", kid: "k" }, { iss: "i", sub: "s", aud: ["a", "b"], exp: 10, nbf: 1, iat: 2 }));
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.jwt).toMatchObject({ alg: "RS256", kid: "k", iss: "i", sub: "s", audiences: ["a", "b"], exp: 10, nbf: 1, iat: 2 });
+  });
+
+  it.each([
+    ["a.b", JWT_STATUS.badFormat],
+    ["a.b.c.d", JWT_STATUS.badFormat],
+    ["", JWT_STATUS.badFormat],
+    [`A.${b64("{}")}.x`, JWT_STATUS.headerBadBase64],
+    [`${b64("nope")}.${b64("{}")}.x`, JWT_STATUS.headerBadJson],
+    [token({ alg: "none" }, {}), JWT_STATUS.headerUnsupportedAlg],
+    [token({ alg: "HS1" }, {}), JWT_STATUS.headerUnsupportedAlg],
+    [token({}, {}), JWT_STATUS.headerBadAlg],
+    [token({ alg: "RS256", kid: 1 }, {}), JWT_STATUS.headerBadKid],
+    [token({ alg: "RS256" }, "[]"), JWT_STATUS.payloadBadJson],
+    [token({ alg: "RS256" }, '{"a":1,"a":2}'), JWT_STATUS.payloadBadJson],
+    [token('{"alg":"RS256","alg":"none"}', {}), JWT_STATUS.headerBadJson],
+    [token({ alg: "RS256" }, { iss: 1 }), JWT_STATUS.issNotString],
+    [token({ alg: "RS256" }, { sub: {} }), JWT_STATUS.subNotString],
+    [token({ alg: "RS256" }, { aud: [1] }), JWT_STATUS.audNotString],
+    [token({ alg: "RS256" }, { exp: "1" }), JWT_STATUS.expNotInteger],
+    [token({ alg: "RS256" }, { nbf: -1 }), JWT_STATUS.nbfOutOfRange],
+    [token({ alg: "RS256" }, { iat: 1e300 }), JWT_STATUS.iatOutOfRange],
+    [token({ alg: "RS256" }, { jti: 5 }), JWT_STATUS.jtiNotString],
+    [token({ alg: "RS256" }, {}, "a"), JWT_STATUS.signatureBadBase64],
+  ])("%s → %s", (input, status) => {
+    expect(parseJwt(input)).toEqual({ ok: false, status });
+  });
+
+  it("never throws, whatever the input", () => {
+    const samples = ["...", "..", ".", "\u0000.\u0000.\u0000", "a".repeat(10_000), `${btoa("\xff\xfe")}.x.y`, token({ alg: "RS256" }, `{"a":${"[".repeat(2000)}${"]".repeat(2000)}}`)];
+    for (let i = 0; i < 300; i++) samples.push(Array.from({ length: 40 }, () => String.fromCharCode(32 + ((i * 7919 + samples.length * 31) % 95))).join(""));
+    for (const s of samples) expect(() => parseJwt(s)).not.toThrow();
+  });
+
+  it("reads claims named like Object.prototype members as plain data", () => {
+    const r = parseJwt(token({ alg: "RS256" }, '{"__proto__":{"admin":true},"constructor":"x"}'));
+    expect(r.ok).toBe(true);
+    if (r.ok) expect(Object.getPrototypeOf(r.jwt.payload)).toBe(Object.prototype);
+  });
+});
+
+describe("duplicate JSON members", () => {
+  it("are found at any depth, after unescaping, and not across objects or in arrays", () => {
+    expect(hasDuplicateMembers('{"a":1,"b":{"c":1,"c":2}}')).toBe(true);
+    expect(hasDuplicateMembers('{"sub":"x","s\\u0075b":"y"}')).toBe(true);
+    expect(hasDuplicateMembers('{"a":{"x":1},"b":{"x":1},"c":["x","x"],"d":[{"x":1},{"x":2}]}')).toBe(false);
+    expect(hasDuplicateMembers('{"a":"{\\"a\\":1}","b":"a"}')).toBe(false);
+    expect(parseJsonObject('{"a":1,"a":1}')).toBeUndefined();
+    expect(parseJsonObject("1")).toBeUndefined();
+  });
+});
+
+describe("token extraction", () => {
+  const facts = (headers: Record<string, string>, query = ""): RequestFacts => ({
+    method: "GET",
+    scheme: "http",
+    host: "h",
+    port: 80,
+    authority: "h",
+    path: "/",
+    query,
+    headers: new Headers(headers),
+    remoteIp: "",
+  });
+  const plan = extractionPlan([
+    ["A", [{ header: "authorization", prefix: "Bearer " }, { param: "access_token" }]],
+    ["B", [{ header: "authorization", prefix: "Bearer " }, { header: "x-jwt", prefix: "" }, { cookie: "session" }]],
+  ]);
+
+  it("dedupes locations and keeps every rule that declared them", () => {
+    expect(plan.headers).toEqual([
+      { name: "authorization", prefix: "Bearer ", rules: ["A", "B"] },
+      { name: "x-jwt", prefix: "", rules: ["B"] },
+    ]);
+  });
+
+  it("takes the run of JWT characters after the prefix, from every repeated value", () => {
+    const r = extractTokens(plan, facts({ authorization: "Bearer  a.b.c trailing, Bearer d.e.f" }), 100);
+    expect(r).toEqual({
+      ok: true,
+      tokens: [
+        { token: "a.b.c", rules: ["A", "B"], header: "authorization" },
+        { token: "d.e.f", rules: ["A", "B"], header: "authorization" },
+      ],
+    });
+  });
+
+  it("ignores a header without the prefix (case-sensitive)", () => {
+    expect(extractTokens(plan, facts({ authorization: "bearer a.b.c" }), 100)).toEqual({ ok: true, tokens: [] });
+  });
+
+  it("reads every value of a query parameter and the first cookie of a name", () => {
+    const r = extractTokens(plan, facts({ cookie: 'x=1; session="s.t.u"; session=other' }, "access_token=p.q.r&access_token=v.w.x"), 100);
+    expect(r.ok && r.tokens.map((t) => t.token)).toEqual(["p.q.r", "v.w.x", "s.t.u"]);
+  });
+
+  it("refuses a token over the cap before anything else", () => {
+    expect(extractTokens(plan, facts({ authorization: `Bearer ${"a".repeat(101)}` }), 100)).toEqual({ ok: false, tooLarge: true });
+  });
+});
+
+describe("key sets", () => {
+  it("select candidates by kid, alg, use and key type (kid is an exact lookup)", () => {
+    const set = keySetOf(
+      [
+        { kty: "RSA", kid: "r1", n: "x", e: "AQAB" },
+        { kty: "RSA", kid: "r2", alg: "RS384", n: "x", e: "AQAB" },
+        { kty: "EC", kid: "e1", crv: "P-256", x: "x", y: "y" },
+        { kty: "RSA", kid: "enc", use: "enc", n: "x", e: "AQAB" },
+        { kty: "oct", kid: "h1", k: "c2VjcmV0" },
+        { kty: "unknown" },
+      ],
+      "",
+    );
+    expect(set?.keys).toHaveLength(5);
+    expect(set?.candidates("RS256", "r1")).toEqual([0]);
+    expect(set?.candidates("RS256", undefined)).toEqual([0]);
+    expect(set?.candidates("RS384", undefined)).toEqual([0, 1]);
+    expect(set?.candidates("ES256", undefined)).toEqual([2]);
+    expect(set?.candidates("ES384", undefined)).toEqual([]);
+    expect(set?.candidates("HS256", "r1")).toEqual([]);
+    expect(set?.candidates("RS256", "../r1")).toEqual([]);
+  });
+
+  it("drop private members of asymmetric keys and reject documents without usable keys", () => {
+    const set = parseJwks(JSON.stringify({ keys: [{ kty: "RSA", n: "x", e: "AQAB", d: "secret", p: "p" }] }));
+    expect(set?.keys[0]).toEqual({ kty: "RSA", n: "x", e: "AQAB" });
+    expect(parseJwks("{}")).toBeUndefined();
+    expect(parseJwks('{"keys":[{"kty":"XYZ"}]}')).toBeUndefined();
+    expect(parseJwks("not json")).toBeUndefined();
+  });
+
+  it("never verify with an empty HMAC secret", async () => {
+    const set = keySetOf([{ kty: "oct", k: "" }], "");
+    const parsed = parseJwt(token({ alg: "HS256" }, {}, "AAAA"));
+    if (!parsed.ok || !set) throw new Error("setup");
+    expect(await signatureStatus(parsed.jwt, set, Date.now())).toBe(JWT_STATUS.verificationFails);
+  });
+
+  it("verify a real signature and import each key once", async () => {
+    const { publicKey, privateKey } = await generateKeyPair("ES256");
+    const jwk = { ...(await exportJWK(publicKey)), kid: "k" };
+    const set = keySetOf([jwk], "");
+    const t = await new SignJWT({ sub: "a" }).setProtectedHeader({ alg: "ES256", kid: "k" }).sign(privateKey);
+    const parsed = parseJwt(t);
+    if (!parsed.ok || !set) throw new Error("setup");
+    expect(await signatureStatus(parsed.jwt, set, Date.now())).toBeUndefined();
+    const first = await set.cryptoKey(0, "ES256");
+    expect(await set.cryptoKey(0, "ES256")).toBe(first);
+    const tampered = parseJwt(`${t.slice(0, t.lastIndexOf(".") + 1)}${b64("x".repeat(64))}`);
+    if (!tampered.ok) throw new Error("setup");
+    expect(await signatureStatus(tampered.jwt, set, Date.now())).toBe(JWT_STATUS.verificationFails);
+  });
+});
+
+describe("time checks", () => {
+  const at = (claims: object) => {
+    const r = parseJwt(token({ alg: "RS256" }, claims));
+    if (!r.ok) throw new Error("setup");
+    return r.jwt;
+  };
+  it("allow 60 s of skew on exp, nbf and iat", () => {
+    const now = 1_000_000_000_000;
+    const s = now / 1000;
+    expect(timeStatus(at({ exp: s - 60 }), now)).toBeUndefined();
+    expect(timeStatus(at({ exp: s - 61 }), now)).toBe(JWT_STATUS.expired);
+    expect(timeStatus(at({ nbf: s + 60 }), now)).toBeUndefined();
+    expect(timeStatus(at({ nbf: s + 61 }), now)).toBe(JWT_STATUS.notYetValid);
+    expect(timeStatus(at({ iat: s + 61 }), now)).toBe(JWT_STATUS.notYetValid);
+    expect(timeStatus(at({}), now)).toBeUndefined();
+  });
+});
+
+describe("the verified-token cache", () => {
+  const jwt = (exp?: number) => {
+    const r = parseJwt(token({ alg: "RS256" }, exp === undefined ? {} : { exp }));
+    if (!r.ok) throw new Error("setup");
+    return r.jwt;
+  };
+  const keys = keySetOf([{ kty: "RSA", n: "x", e: "AQAB" }], "a")!;
+  const rotated = keySetOf([{ kty: "RSA", n: "y", e: "AQAB" }], "b")!;
+
+  it("is keyed by a hash of the token, never the token", () => {
+    expect(tokenHash("a.b.c")).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(tokenHash("a.b.c")).not.toBe(tokenHash("a.b.d"));
+  });
+
+  it("expires entries at exp plus skew, and after 10 minutes without exp", () => {
+    const cache = new VerifiedTokens();
+    cache.set("h", jwt(100), keys, 50_000, 60_000);
+    expect(cache.get("h", keys, 159_999)).toBeDefined();
+    expect(cache.get("h", keys, 160_000)).toBeUndefined();
+    cache.set("n", jwt(), keys, 0, 60_000);
+    expect(cache.get("n", keys, 599_999)).toBeDefined();
+    expect(cache.get("n", keys, 600_000)).toBeUndefined();
+  });
+
+  it("misses once the key set that verified the token is replaced", () => {
+    const cache = new VerifiedTokens();
+    cache.set("h", jwt(), keys, 0, 60_000);
+    expect(cache.get("h", rotated, 1)).toBeUndefined();
+    expect(cache.get("h", keys, 1)).toBeUndefined();
+  });
+
+  it("is bounded, evicting the least recently used entry", () => {
+    const cache = new VerifiedTokens(2);
+    cache.set("a", jwt(), keys, 0, 0);
+    cache.set("b", jwt(), keys, 0, 0);
+    cache.get("a", keys, 1);
+    cache.set("c", jwt(), keys, 0, 0);
+    expect(cache.size).toBe(2);
+    expect(cache.get("b", keys, 1)).toBeUndefined();
+    expect(cache.get("a", keys, 1)).toBeDefined();
+  });
+});
+
+describe("claim headers", () => {
+  it("are written the way Envoy writes them", () => {
+    const payload = { s: "x", n: 42, f: 1.5, t: true, o: { a: [1] }, l: ["a"], nested: { deep: { v: "ok" } }, nul: null };
+    expect(claimHeaderValue(payload, "s")).toBe("x");
+    expect(claimHeaderValue(payload, "n")).toBe("42");
+    expect(claimHeaderValue(payload, "f")).toBe("1.500000");
+    expect(claimHeaderValue(payload, "t")).toBe("true");
+    expect(claimHeaderValue(payload, "o")).toBe(btoa('{"a":[1]}'));
+    expect(claimHeaderValue(payload, "l")).toBe(btoa('["a"]'));
+    expect(claimHeaderValue(payload, "nested.deep.v")).toBe("ok");
+    expect(claimHeaderValue(payload, "nul")).toBeUndefined();
+    expect(claimHeaderValue(payload, "missing.x")).toBeUndefined();
+    expect(claimHeaderValue(payload, "constructor")).toBeUndefined();
+  });
+});
