@@ -6,6 +6,7 @@ import type { Env } from "./env.ts";
 import { adminApp } from "./gateway/admin.ts";
 import { runPipeline, type PipelineDeps } from "./gateway/pipeline.ts";
 import { SnapshotCache } from "./gateway/snapshot-cache.ts";
+import { configSource } from "./gateway/config-source.ts";
 import { DEFAULT_SETTINGS } from "./config/defaults.ts";
 import { Balancer } from "./routing/balancer.ts";
 
@@ -24,9 +25,15 @@ const NO_CONFIG =
   "isthmus: no configuration has been applied to this gateway yet.\n" +
   "Apply one with `npx isthmus apply -f <files>` (add --remote for a deployed gateway).\n";
 
+const NO_STORE = "isthmus: no configuration store is bound to this Worker (expected the KV namespace CONFIG or the service CONFIG_STORE).\n";
+
 export default {
   async fetch(request, env, ctx): Promise<Response> {
-    cache ??= new SnapshotCache(env.CONFIG);
+    if (!cache) {
+      const source = configSource(env);
+      if (!source) return new Response(NO_STORE, { status: 503, headers: { "content-type": "text/plain" } });
+      cache = new SnapshotCache(source);
+    }
     const snapshot = await cache.get((p) => ctx.waitUntil(p));
 
     const prefix = snapshot?.snapshot.settings.adminPathPrefix ?? DEFAULT_SETTINGS.adminPathPrefix;

@@ -5,12 +5,16 @@
  *   same namespace id), written through Miniflare as `wrangler kv --local` does.
  * - RemoteStore: the deployed Workers KV namespace, through `wrangler kv --remote`
  *   (uses your wrangler login or CLOUDFLARE_API_TOKEN).
+ * - DirectoryStore: one file per key in a directory, the store `isthmus serve`
+ *   reads (bare workerd has no file-backed KV).
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { randomUUID } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { KeyValueStore } from "../config/store.ts";
+import { keyToFileName } from "../config/store-files.ts";
 import { CliError } from "./files.ts";
 
 export interface ClosableStore extends KeyValueStore {
@@ -77,6 +81,38 @@ export function openRemoteStore(configPath: string, binding: string): ClosableSt
     async delete(key) {
       const r = run(["delete", key]);
       if (r.status !== 0 && !/not found|404/i.test(r.stderr + r.stdout)) throw new CliError(`wrangler kv key delete ${key} failed: ${lastLine(r.stderr || r.stdout)}`);
+    },
+    close: async () => {},
+  };
+}
+
+/**
+ * The directory store under `dir`: each key is one file (named by
+ * keyToFileName), written to a dotfile first and renamed into place, so a
+ * reader (the gateway) sees either the old value or the new one, never
+ * half a file. Dotfiles are never served by workerd's disk service.
+ */
+export function openDirectoryStore(dir: string): ClosableStore {
+  const root = resolve(dir);
+  mkdirSync(root, { recursive: true });
+  const file = (key: string) => join(root, keyToFileName(key));
+  return {
+    description: `directory store (${dir})`,
+    async get(key) {
+      try {
+        return readFileSync(file(key), "utf8");
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+        throw error;
+      }
+    },
+    async put(key, value) {
+      const temp = join(root, `.${keyToFileName(key)}.${randomUUID()}.tmp`);
+      writeFileSync(temp, value);
+      renameSync(temp, file(key));
+    },
+    async delete(key) {
+      rmSync(file(key), { force: true });
     },
     close: async () => {},
   };
