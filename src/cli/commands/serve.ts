@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { watch, mkdirSync, writeFileSync, type FSWatcher } from "node:fs";
 import { createRequire } from "node:module";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { randomUUID } from "node:crypto";
 import { CliError } from "../files.ts";
 import { stateConfigDir } from "../options.ts";
@@ -51,7 +51,10 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new CliError(`--port: expected a port number, got ${opts.port}`, 2);
   const ip = opts.ip ?? "127.0.0.1";
   const state = resolve(opts.state ?? ".isthmus");
-  const settings = workerSettings(opts.config ?? "wrangler.toml");
+  const wranglerConfig = opts.config ?? "wrangler.toml";
+  const settings = workerSettings(wranglerConfig);
+  // As in wrangler, `main` is relative to the wrangler.toml.
+  const entry = resolve(dirname(wranglerConfig), settings.main);
 
   const storeOptions = { state };
   const first = await applyFiles(files, storeOptions);
@@ -62,7 +65,7 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   mkdirSync(runDir, { recursive: true });
   mkdirSync(durableObjectDir, { recursive: true });
   try {
-    await bundleWorker(settings.main, join(runDir, "worker.js"));
+    await bundleWorker(entry, join(runDir, "worker.js"));
   } catch (error) {
     throw new CliError(`bundling ${settings.main} failed: ${error instanceof Error ? error.message : String(error)}`);
   }
