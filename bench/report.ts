@@ -158,7 +158,11 @@ export function renderReport(info: RunInfo, contenders: Contender[], measurement
     }
     const c = micro.compile10k;
     if (c.routes === 10_000) {
-      targets.push(["Snapshot load of 10,000 routes ≤ 50 ms (JSON.parse + hydrate, at isolate start)", `${c.loadMs.toFixed(1)} ms`, status(c.loadMs <= 50)]);
+      targets.push([
+        "Snapshot load of 10,000 routes ≤ 50 ms (JSON.parse + hydrate, at isolate start)",
+        `${c.firstLoadMs.toFixed(0)} ms first load (cold JIT, as in a fresh isolate); ${c.loadMs.toFixed(0)} ms warm`,
+        status(c.firstLoadMs <= 50),
+      ]);
       targets.push(["memory held by that Snapshot ≤ 10 MB", `${(c.heapBytes / 2 ** 20).toFixed(1)} MiB`, status(c.heapBytes <= 10 * 2 ** 20)]);
     }
   }
@@ -187,8 +191,9 @@ export function renderReport(info: RunInfo, contenders: Contender[], measurement
         `| Snapshot of ${int(micro.compile10k.routes)} routes (${micro.compile10k.hosts} hosts × 20) | value |`,
         "|---|---|",
         `| CLI build (YAML parse + validate + compile), once per apply | ${int(micro.compile10k.buildMs)} ms |`,
-        `| isolate load: JSON.parse | ${micro.compile10k.parseMs.toFixed(1)} ms |`,
-        `| isolate load: hydrate (matchers, regexes, indexes) | ${micro.compile10k.hydrateMs.toFixed(1)} ms |`,
+        `| isolate load, first in the process (cold JIT, as in a fresh isolate): JSON.parse + hydrate | ${micro.compile10k.firstLoadMs.toFixed(1)} ms |`,
+        `| isolate load, warm (median): JSON.parse | ${micro.compile10k.parseMs.toFixed(1)} ms |`,
+        `| isolate load, warm (median): hydrate (matchers, regexes, indexes) | ${micro.compile10k.hydrateMs.toFixed(1)} ms |`,
         `| Snapshot JSON size | ${(micro.compile10k.snapshotBytes / 2 ** 20).toFixed(2)} MiB |`,
         `| heap held by the hydrated Snapshot | ${(micro.compile10k.heapBytes / 2 ** 20).toFixed(1)} MiB |`,
         "",
