@@ -37,7 +37,7 @@ export default {
     const snapshot = await cache.get((p) => ctx.waitUntil(p));
 
     const prefix = snapshot?.snapshot.settings.adminPathPrefix ?? DEFAULT_SETTINGS.adminPathPrefix;
-    if (env.ADMIN_TOKEN && new URL(request.url).pathname.startsWith(`${prefix}/`)) {
+    if (env.ADMIN_TOKEN && pathOf(request.url).startsWith(`${prefix}/`)) {
       const key = `${prefix}|${env.ADMIN_TOKEN}`;
       if (admin?.key !== key) admin = { key, app: adminApp(prefix, env.ADMIN_TOKEN) };
       return admin.app.fetch(request, { cache, snapshot });
@@ -53,3 +53,11 @@ export default {
     }
   },
 } satisfies ExportedHandler<Env>;
+
+/** The path of a serialized absolute URL (request.url), without parsing it again. */
+function pathOf(url: string): string {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  if (start < 0) return "/";
+  const end = url.indexOf("?", start);
+  return end < 0 ? url.slice(start) : url.slice(start, end);
+}
