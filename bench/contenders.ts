@@ -139,6 +139,31 @@ function running(proc: Proc, port: number, requests: RequestSpec[], cleanup: () 
   };
 }
 
+/** Per-call costs of runtime operations inside workerd (bench/workerd-ops), pinned to the SUT core. */
+export async function workerdOps(sutCpu: string): Promise<{ name: string; us: number }[]> {
+  const dir = mkdtempSync(join(tmpdir(), "isthmus-bench-ops-"));
+  const port = await freePort();
+  copyFileSync(resolve("bench/workerd-ops/worker.js"), join(dir, "worker.js"));
+  writeFileSync(
+    join(dir, "ops.capnp"),
+    `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [(name = "main", worker = (modules = [(name = "worker.js", esModule = embed "worker.js")], compatibilityDate = "2026-11-01"))],
+  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
+);
+`,
+  );
+  const proc = startPinned(sutCpu, workerdBinary(), ["serve", join(dir, "ops.capnp")]);
+  try {
+    await waitForPort(port, 20_000, proc);
+    const res = await fetch(`http://127.0.0.1:${port}/`);
+    return (await res.json()) as { name: string; us: number }[];
+  } finally {
+    await stopProc(proc);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** The nginx binary, or undefined when it is not installed. */
 export function nginxBinary(): string | undefined {
   for (const p of ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]) if (existsSync(p)) return p;

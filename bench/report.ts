@@ -109,7 +109,7 @@ function loadTable(all: Row[], title: string, openLoop: boolean, rate?: number):
   return lines.join("\n");
 }
 
-export function renderReport(info: RunInfo, contenders: Contender[], measurements: Measurement[], micro: MicroResults | undefined): string {
+export function renderReport(info: RunInfo, contenders: Contender[], measurements: Measurement[], micro: MicroResults | undefined, ops?: { name: string; us: number }[]): string {
   const sat = rows(contenders, measurements, "saturation");
   const r25 = rows(contenders, measurements, "25%");
   const r50 = rows(contenders, measurements, "50%");
@@ -209,6 +209,17 @@ export function renderReport(info: RunInfo, contenders: Contender[], measurement
       ].join("\n")
     : "## Micro-benchmarks\n\nNot run.";
 
+  const opsSection = ops
+    ? [
+        "## Runtime operations inside workerd",
+        "",
+        `Per call, best of 5 batches of 20,000, on core ${info.sutCpu} (bench/workerd-ops). These are the objects a gateway request creates and the passthrough Worker does not (Isthmus creates one Request, one Response, two Headers, and iterates the request headers once). Their sum is a few µs; bench/NOTES.md has the experiments that locate the rest of the difference.`,
+        "",
+        "| operation | µs per call |",
+        "|---|---|",
+        ...ops.map((o) => `| ${o.name} | ${o.us.toFixed(2)} |`),
+      ].join("\n")
+    : "";
   const notes = existsSync("bench/NOTES.md") ? readFileSync("bench/NOTES.md", "utf8").trim() : "";
   return `# Benchmarks
 
@@ -276,6 +287,8 @@ are not built yet, so no figure here includes their cost.
 ${REALISTIC_FEATURES.map((f) => `| ${f.feature} | ${f.included ? "included" : "**absent**"}: ${f.note} |`).join("\n")}
 
 ${microSection}
+
+${opsSection}
 
 ${notes}
 `;

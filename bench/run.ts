@@ -17,7 +17,7 @@ import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { direct, ensureNginx, isthmusMinimal, isthmusNoTelemetry, isthmusRealistic, nginx, nginxBinary, passthrough, type Contender, type Running } from "./contenders.ts";
+import { workerdOps, direct, ensureNginx, isthmusMinimal, isthmusNoTelemetry, isthmusRealistic, nginx, nginxBinary, passthrough, type Contender, type Running } from "./contenders.ts";
 import { cpuTimeMs, startPinned, stopProc, waitForOutput, type Proc } from "./processes.ts";
 import type { LoadOutput, LoadSpec } from "./load/main.ts";
 import type { MicroResults } from "./micro.ts";
@@ -116,6 +116,16 @@ try {
 }
 
 let micro: MicroResults | undefined;
+let ops: { name: string; us: number }[] | undefined;
+if (!failed) {
+  log("runtime operations in workerd");
+  try {
+    ops = await workerdOps(SUT_CPU);
+  } catch (error) {
+    failed = true;
+    log(`workerd operations failed: ${String(error)}`);
+  }
+}
 if (!failed) {
   log("micro-benchmarks");
   const microProc = spawnSync("taskset", ["-c", SUT_CPU, node, "--expose-gc", "bench/micro.ts", ...(smoke ? ["--smoke"] : [])], { encoding: "utf8", maxBuffer: 64 << 20 });
@@ -131,7 +141,7 @@ log(`load average after: ${info.loadAfter}`);
 const bad = measurements.filter((m) => m.failed > 0 || m.non200 > 0);
 for (const m of bad) log(`${m.contender} (${m.load}, round ${m.round + 1}): ${m.failed} failed, ${m.non200} non-200 of ${m.sent}`);
 if (!failed && measurements.length > 0) {
-  writeFileSync(out, renderReport(info, contenders, measurements, micro));
+  writeFileSync(out, renderReport(info, contenders, measurements, micro, ops));
   log(`wrote ${out}`);
 }
 if (smoke && bad.length > 0) failed = true;
