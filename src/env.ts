@@ -1,9 +1,14 @@
 /**
- * The Worker's bindings (wrangler.toml).
+ * The Worker's bindings (wrangler.toml; `isthmus serve` generates its own).
  */
 export interface Env {
-  /** Workers KV namespace holding snapshots and the active pointer. */
-  CONFIG: KVNamespace;
+  /** Workers KV namespace holding snapshots and the active pointer (Cloudflare, `wrangler dev`). */
+  CONFIG?: KVNamespace;
+  /**
+   * The same store as a directory on local disk, read over a workerd `disk`
+   * service (bare workerd under `isthmus serve`, which has no file-backed KV).
+   */
+  CONFIG_STORE?: Fetcher;
   /** Secret enabling the admin endpoints (`wrangler secret put ADMIN_TOKEN`). */
   ADMIN_TOKEN?: string;
 }

@@ -6,6 +6,7 @@ import type { Env } from "./env.ts";
 import { adminApp } from "./gateway/admin.ts";
 import { runPipeline, type PipelineDeps } from "./gateway/pipeline.ts";
 import { SnapshotCache } from "./gateway/snapshot-cache.ts";
+import { configSource } from "./gateway/config-source.ts";
 import { DEFAULT_SETTINGS } from "./config/defaults.ts";
 import { JwksCache } from "./authz/jwt/jwks-cache.ts";
 import { Balancer } from "./routing/balancer.ts";
@@ -28,13 +29,19 @@ const NO_CONFIG =
   "isthmus: no configuration has been applied to this gateway yet.\n" +
   "Apply one with `npx isthmus apply -f <files>` (add --remote for a deployed gateway).\n";
 
+const NO_STORE = "isthmus: no configuration store is bound to this Worker (expected the KV namespace CONFIG or the service CONFIG_STORE).\n";
+
 export default {
   async fetch(request, env, ctx): Promise<Response> {
-    cache ??= new SnapshotCache(env.CONFIG);
+    if (!cache) {
+      const source = configSource(env);
+      if (!source) return new Response(NO_STORE, { status: 503, headers: { "content-type": "text/plain" } });
+      cache = new SnapshotCache(source);
+    }
     const snapshot = await cache.get((p) => ctx.waitUntil(p));
 
     const prefix = snapshot?.snapshot.settings.adminPathPrefix ?? DEFAULT_SETTINGS.adminPathPrefix;
-    if (env.ADMIN_TOKEN && new URL(request.url).pathname.startsWith(`${prefix}/`)) {
+    if (env.ADMIN_TOKEN && pathOf(request.url).startsWith(`${prefix}/`)) {
       const key = `${prefix}|${env.ADMIN_TOKEN}`;
       if (admin?.key !== key) admin = { key, app: adminApp(prefix, env.ADMIN_TOKEN) };
       return admin.app.fetch(request, { cache, snapshot });
@@ -50,3 +57,11 @@ export default {
     }
   },
 } satisfies ExportedHandler<Env>;
+
+/** The path of a serialized absolute URL (request.url), without parsing it again. */
+function pathOf(url: string): string {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  if (start < 0) return "/";
+  const end = url.indexOf("?", start);
+  return end < 0 ? url.slice(start) : url.slice(start, end);
+}

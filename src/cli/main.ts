@@ -10,6 +10,7 @@ import * as devCmd from "./commands/dev.ts";
 import * as versionsCmd from "./commands/versions.ts";
 import * as diffCmd from "./commands/diff.ts";
 import * as rollbackCmd from "./commands/rollback.ts";
+import * as serveCmd from "./commands/serve.ts";
 
 const USAGE = `isthmus — an Istio-compatible edge gateway on Cloudflare Workers
 
@@ -19,6 +20,7 @@ Commands:
   validate -f PATH...   check configuration (exit 1 on errors)
   apply -f PATH...      validate, compile and activate a configuration
   dev -f PATH...        run the gateway locally with a configuration, re-applying on change
+  serve -f PATH...      run the gateway on bare workerd (self-hosted), state on local disk
   diff -f PATH...       show what apply would change, resource by resource
   versions              list stored configuration versions
   rollback [--to V]     re-activate an earlier version
@@ -36,6 +38,12 @@ const COMMANDS: Record<string, { help: string; options: Record<string, { type: "
     options: { port: { type: "string" }, "persist-to": { type: "string" }, config: { type: "string" } },
     needsFiles: true,
     run: (f, v) => devCmd.dev(f, v),
+  },
+  serve: {
+    help: serveCmd.help,
+    options: { port: { type: "string" }, ip: { type: "string" }, state: { type: "string" }, config: { type: "string" } },
+    needsFiles: true,
+    run: (f, v) => serveCmd.serve(f, v),
   },
   diff: { help: diffCmd.help, options: STORE_OPTIONS, needsFiles: true, run: (f, v) => diffCmd.diff(f, v) },
   versions: { help: versionsCmd.help, options: STORE_OPTIONS, needsFiles: false, run: (_f, v) => versionsCmd.versions(v) },

@@ -2,7 +2,8 @@
  * Options shared by the commands that reach a config store.
  */
 import { kvBinding } from "./wrangler-config.ts";
-import { openApiStore, openLocalStore, openRemoteStore, type ClosableStore } from "./stores.ts";
+import { join } from "node:path";
+import { openApiStore, openDirectoryStore, openLocalStore, openRemoteStore, type ClosableStore } from "./stores.ts";
 import { CliError } from "./files.ts";
 
 export interface StoreOptions {
@@ -11,6 +12,7 @@ export interface StoreOptions {
   "persist-to"?: string;
   config?: string;
   binding?: string;
+  state?: string;
 }
 
 export const STORE_OPTIONS = {
@@ -19,6 +21,7 @@ export const STORE_OPTIONS = {
   "persist-to": { type: "string" },
   config: { type: "string" },
   binding: { type: "string" },
+  state: { type: "string" },
 } as const;
 
 export const STORE_HELP = `
@@ -29,10 +32,12 @@ Where the configuration goes:
                        \`wrangler kv --remote\` (your \`wrangler login\`)
   --persist-to DIR     local state directory (default .wrangler/state, like wrangler)
   --config FILE        the gateway's wrangler.toml (default ./wrangler.toml)
-  --binding NAME       the KV binding holding the configuration (default CONFIG)`;
+  --binding NAME       the KV binding holding the configuration (default CONFIG)
+  --state DIR          the state directory of \`isthmus serve --state DIR\` (self-hosted workerd)`;
 
 export async function openStore(opts: StoreOptions): Promise<ClosableStore> {
-  if (opts.local && opts.remote) throw new CliError("expected only one of --local and --remote", 2);
+  if ([opts.local, opts.remote, opts.state !== undefined].filter(Boolean).length > 1) throw new CliError("expected only one of --local, --remote and --state", 2);
+  if (opts.state !== undefined) return openDirectoryStore(stateConfigDir(opts.state));
   const config = opts.config ?? "wrangler.toml";
   const binding = opts.binding ?? "CONFIG";
   if (opts.remote) {
@@ -44,4 +49,9 @@ export async function openStore(opts: StoreOptions): Promise<ClosableStore> {
   }
   const { id } = kvBinding(config, binding);
   return openLocalStore(opts["persist-to"] ?? ".wrangler/state", id);
+}
+
+/** Where `isthmus serve --state DIR` keeps its configuration store. */
+export function stateConfigDir(state: string): string {
+  return join(state, "config");
 }

@@ -7,13 +7,17 @@
  *   CLOUDFLARE_ACCOUNT_ID set (CI/CD), Isthmus calls the Cloudflare API directly;
  *   otherwise it runs `wrangler kv key ... --remote`, which uses your `wrangler login`.
  *   CLOUDFLARE_API_BASE_URL overrides the API address for both, as it does for wrangler.
+ * - DirectoryStore: one file per key in a directory, the store `isthmus serve`
+ *   reads (bare workerd has no file-backed KV).
  */
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { randomUUID } from "node:crypto";
 import { tmpdir } from "node:os";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import type { KeyValueStore } from "../config/store.ts";
+import { keyToFileName } from "../config/store-files.ts";
 import { CliError } from "./files.ts";
 
 export interface ClosableStore extends KeyValueStore {
@@ -128,6 +132,38 @@ export function openRemoteStore(configPath: string, binding: string): ClosableSt
 export function wranglerBin(): string {
   const require = createRequire(import.meta.url);
   return join(dirname(require.resolve("wrangler/package.json")), "bin", "wrangler.js");
+}
+
+/**
+ * The directory store under `dir`: each key is one file (named by
+ * keyToFileName), written to a dotfile first and renamed into place, so a
+ * reader (the gateway) sees either the old value or the new one, never
+ * half a file. Dotfiles are never served by workerd's disk service.
+ */
+export function openDirectoryStore(dir: string): ClosableStore {
+  const root = resolve(dir);
+  mkdirSync(root, { recursive: true });
+  const file = (key: string) => join(root, keyToFileName(key));
+  return {
+    description: `directory store (${dir})`,
+    async get(key) {
+      try {
+        return readFileSync(file(key), "utf8");
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+        throw error;
+      }
+    },
+    async put(key, value) {
+      const temp = join(root, `.${keyToFileName(key)}.${randomUUID()}.tmp`);
+      writeFileSync(temp, value);
+      renameSync(temp, file(key));
+    },
+    async delete(key) {
+      rmSync(file(key), { force: true });
+    },
+    close: async () => {},
+  };
 }
 
 function lastLine(text: string): string {

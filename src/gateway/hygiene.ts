@@ -41,18 +41,22 @@ export interface HygieneOptions {
  */
 export function sanitizeRequest(request: Request, options: HygieneOptions): HygieneResult {
   const { limits } = options;
-  if (new TextEncoder().encode(request.url).length > limits.maxUrlBytes) {
+  // UTF-16 code units take at most 3 UTF-8 bytes each: only a long URL needs counting.
+  if (request.url.length * 3 > limits.maxUrlBytes && utf8Length(request.url) > limits.maxUrlBytes) {
     return { ok: false, reply: badRequest(414, "URI too long") };
   }
   if (!TOKEN.test(request.method)) return { ok: false, reply: badRequest(400, "invalid method") };
 
+  // One pass over the headers: validate them and note the ones to strip.
   let count = 0;
   let bytes = 0;
+  const strip: string[] = [];
   for (const [name, value] of request.headers) {
     count++;
     bytes += name.length + value.length + 4;
     if (!TOKEN.test(name)) return { ok: false, reply: badRequest(400, "invalid header name") };
     if (/[\r\n\0]/.test(value)) return { ok: false, reply: badRequest(400, "invalid header value") };
+    if (HOP_BY_HOP.has(name) || SPOOFABLE_EXACT.has(name) || SPOOFABLE_PREFIXES.some((p) => name.startsWith(p)) || options.injected?.has(name)) strip.push(name);
   }
   if (count > limits.maxHeadersCount) return { ok: false, reply: badRequest(431, "too many request headers") };
   if (bytes > limits.maxRequestHeadersBytes) return { ok: false, reply: badRequest(431, "request headers too large") };
@@ -66,20 +70,32 @@ export function sanitizeRequest(request: Request, options: HygieneOptions): Hygi
     if (Number(contentLength) > limits.maxRequestBodyBytes) return { ok: false, reply: badRequest(413, "payload too large") };
   }
 
-  const connectionTokens = new Set(
-    (request.headers.get("connection") ?? "")
-      .split(",")
-      .map((t) => t.trim().toLowerCase())
-      .filter(Boolean),
-  );
-  const headers = new Headers();
-  for (const [name, value] of request.headers) {
-    if (HOP_BY_HOP.has(name) || connectionTokens.has(name)) continue;
-    if (SPOOFABLE_EXACT.has(name) || SPOOFABLE_PREFIXES.some((p) => name.startsWith(p))) continue;
-    if (options.injected?.has(name)) continue;
-    headers.append(name, value);
+  // Copy natively, then remove what must not pass (and what `Connection` names as hop-by-hop).
+  const headers = new Headers(request.headers);
+  for (const name of strip) headers.delete(name);
+  const connection = request.headers.get("connection");
+  if (connection) {
+    for (const token of connection.split(",")) {
+      const name = token.trim().toLowerCase();
+      if (name) headers.delete(name);
+    }
   }
   return { ok: true, headers };
+}
+
+/** The UTF-8 length of a string, without encoding it. */
+function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
 }
 
 /**

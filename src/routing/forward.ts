@@ -31,25 +31,28 @@ export function endpointUrl(cluster: ClusterDef, endpoint: EndpointDef, requestH
  * oversized body (413).
  */
 export async function forward(fetchFn: Fetch, url: string, req: UpstreamRequest): Promise<ForwardResult> {
-  const controller = new AbortController();
+  const hasBody = req.body !== null && req.method !== "GET" && req.method !== "HEAD";
+  // Only a timeout or a body limit can abort the upstream request; without either, no controller is needed.
+  const controller = hasBody || req.timeoutMs !== undefined ? new AbortController() : undefined;
   let timedOut = false;
   let tooLarge = false;
   const timer =
     req.timeoutMs !== undefined
       ? setTimeout(() => {
           timedOut = true;
-          controller.abort();
+          controller?.abort();
         }, req.timeoutMs)
       : undefined;
-  const hasBody = req.body !== null && req.method !== "GET" && req.method !== "HEAD";
   const body = hasBody
     ? limitBody(req.body as ReadableStream<Uint8Array>, req.maxBodyBytes, () => {
         tooLarge = true;
-        controller.abort();
+        controller?.abort();
       })
     : null;
   try {
-    const response = await fetchFn(new Request(url, { method: req.method, headers: req.headers, body, redirect: "manual", signal: controller.signal }));
+    const init: RequestInit = { method: req.method, headers: req.headers, body, redirect: "manual" };
+    if (controller) init.signal = controller.signal;
+    const response = await fetchFn(new Request(url, init));
     if (tooLarge) {
       await response.body?.cancel();
       return { ok: false, reply: badRequest(413, "payload too large") };

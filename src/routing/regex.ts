@@ -43,6 +43,31 @@ export function compileRegex(pattern: string): Regex {
   };
 }
 
+/**
+ * The literal text every full match of an RE2 pattern starts with ("" when
+ * there is none to be sure of). Conservative: a pattern with `|` anywhere,
+ * or starting with a group, class, anchor or escape, has none; a literal
+ * followed by `*`, `?` or `{` is dropped, since it may occur zero times.
+ *
+ * @example
+ * literalPrefix("/api/v[0-9]+/.*") // "/api/v"
+ * literalPrefix("/items?")         // "/item"
+ * literalPrefix("/a|/b")           // ""
+ */
+export function literalPrefix(pattern: string): string {
+  if (pattern.includes("|")) return "";
+  let end = 0;
+  while (end < pattern.length && !META.has(pattern[end] as string)) end++;
+  const next = pattern[end];
+  if (next === "*" || next === "?" || next === "{") end = Math.max(0, end - 1);
+  // Keep whole UTF-16 code points: never end between the halves of a surrogate pair.
+  const last = pattern.charCodeAt(end - 1);
+  if (end > 0 && last >= 0xd800 && last <= 0xdbff) end--;
+  return pattern.slice(0, end);
+}
+
+const META = new Set(["\\", ".", "[", "]", "(", ")", "{", "}", "*", "+", "?", "^", "$", "|"]);
+
 /** Returns RE2's complaint about a pattern, or undefined when it is valid. */
 export function regexError(pattern: string): string | undefined {
   try {

@@ -1,7 +1,7 @@
 /**
  * Starts the real gateway for end-to-end tests: `isthmus dev` (wrangler dev
- * + workerd) on a free port with its own state directory, exactly as a
- * user runs it. One gateway per test file.
+ * + workerd) or `isthmus serve` (bare workerd) on a free port with its own
+ * state directory, exactly as a user runs it. One gateway per test file.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -17,14 +17,24 @@ export interface Gateway {
   /** Directory holding the config file(s) the gateway watches. */
   configDir: string;
   stateDir: string;
-  /** Everything `isthmus dev` printed so far. */
+  /** Everything `isthmus dev` / `isthmus serve` printed so far. */
   output: () => string;
   /** Rewrites the config and waits until the gateway serves the new version. */
   reconfigure(yaml: string): Promise<string>;
   /** Rewrites the config and waits for `isthmus dev` to report errors. */
   reconfigureInvalid(yaml: string): Promise<string>;
   admin(path: string): Promise<Response>;
-  stop(): Promise<void>;
+  /** Ctrl-C, then removes the directories (unless keepState). */
+  stop(options?: { keepState?: boolean }): Promise<void>;
+}
+
+export interface StartOptions {
+  /** `dev` (wrangler dev, the default) or `serve` (bare workerd). */
+  command?: "dev" | "serve";
+  /** Reuse a state directory (e.g. one kept by stop({ keepState: true })). */
+  stateDir?: string;
+  /** Extra CLI arguments (e.g. --config for a different wrangler.toml). */
+  args?: string[];
 }
 
 export async function freePort(): Promise<number> {
@@ -39,14 +49,16 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startGateway(yaml: string): Promise<Gateway> {
+export async function startGateway(yaml: string, options: StartOptions = {}): Promise<Gateway> {
+  const command = options.command ?? "dev";
   const configDir = mkdtempSync(join(tmpdir(), "isthmus-config-"));
-  const stateDir = mkdtempSync(join(tmpdir(), "isthmus-state-"));
+  const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), "isthmus-state-"));
   const configFile = join(configDir, "config.yaml");
   writeFileSync(configFile, yaml);
   const port = await freePort();
   let out = "";
-  const child: ChildProcess = spawn(process.execPath, ["bin/isthmus.js", "dev", "-f", configDir, "--port", String(port), "--persist-to", stateDir], {
+  const stateFlag = command === "dev" ? "--persist-to" : "--state";
+  const child: ChildProcess = spawn(process.execPath, ["bin/isthmus.js", command, "-f", configDir, "--port", String(port), stateFlag, stateDir, ...(options.args ?? [])], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, ISTHMUS_ADMIN_TOKEN: ADMIN_TOKEN },
   });
@@ -58,7 +70,7 @@ export async function startGateway(yaml: string): Promise<Gateway> {
     while (Date.now() < deadline) {
       const m = pattern.exec(out.slice(from));
       if (m) return m;
-      if (child.exitCode !== null) throw new Error(`isthmus dev exited (${child.exitCode}):\n${out}`);
+      if (child.exitCode !== null) throw new Error(`isthmus ${command} exited (${child.exitCode}):\n${out}`);
       await new Promise((r) => setTimeout(r, 50));
     }
     throw new Error(`timed out waiting for ${pattern}:\n${out}`);
@@ -83,7 +95,7 @@ export async function startGateway(yaml: string): Promise<Gateway> {
       return (await waitFor(/isthmus: \d+ errors?; still serving config (\w+)/, from, 60_000))[1] as string;
     },
     admin: (path) => fetch(`${url}/__isthmus${path}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }),
-    async stop() {
+    async stop(stopOptions = {}) {
       if (child.exitCode === null) {
         child.kill("SIGINT");
         await new Promise<void>((resolve) => {
@@ -98,7 +110,7 @@ export async function startGateway(yaml: string): Promise<Gateway> {
         });
       }
       rmSync(configDir, { recursive: true, force: true });
-      rmSync(stateDir, { recursive: true, force: true });
+      if (!stopOptions.keepState) rmSync(stateDir, { recursive: true, force: true });
     },
   };
 }

@@ -34,7 +34,7 @@ describe("usage errors exit 2", () => {
     ["a positional argument", ["validate", "x.yaml"], /^isthmus validate: .*positional argument/i],
     ["a missing -f", ["apply"], /^isthmus apply: expected at least one -f PATH/],
     ["a missing option value", ["rollback", "--to"], /^isthmus rollback: Option '--to <value>' argument missing/],
-    ["both --local and --remote", ["versions", "--local", "--remote"], /^isthmus: expected only one of --local and --remote$/m],
+    ["both --local and --remote", ["versions", "--local", "--remote"], /^isthmus: expected only one of --local, --remote and --state$/m],
     ["a bad --port", ["dev", "-f", "examples/bookinfo/config", "--port", "http"], /^isthmus: --port: expected a port number, got http$/m],
   ];
   for (const [what, args, message] of cases) {

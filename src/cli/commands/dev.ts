@@ -100,7 +100,7 @@ export async function dev(files: string[], opts: DevOptions): Promise<number> {
   return code === 0 ? 0 : 1;
 }
 
-interface Applied {
+export interface Applied {
   version: string;
   adminPrefix: string;
   /** False when the store already had this version active. */
@@ -112,7 +112,7 @@ interface Applied {
  * which version stays active (read from the store, which `isthmus apply`
  * may also have changed).
  */
-async function applyFiles(files: string[], storeOptions: Parameters<typeof openStore>[0]): Promise<Applied | undefined> {
+export async function applyFiles(files: string[], storeOptions: Parameters<typeof openStore>[0]): Promise<Applied | undefined> {
   const result = await buildConfig(readSources(files));
   printProblems(result.problems);
   const { errors } = summary(result.problems);
@@ -156,7 +156,7 @@ function startWrangler(config: string, port: number, persistTo: string, token: s
   return child;
 }
 
-function stopProcess(child: ChildProcess): void {
+export function stopProcess(child: ChildProcess): void {
   if (child.exitCode !== null || child.pid === undefined) return;
   try {
     process.kill(-child.pid, "SIGTERM");
@@ -166,11 +166,11 @@ function stopProcess(child: ChildProcess): void {
 }
 
 /** Polls the admin status endpoint until the gateway serves `version`. */
-async function waitForVersion(base: string, prefix: string, token: string, version: string, child: ChildProcess, timeoutMs: number): Promise<void> {
+export async function waitForVersion(base: string, prefix: string, token: string, version: string, child: ChildProcess, timeoutMs: number, name = "wrangler dev"): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = "no answer yet";
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new CliError(`the gateway (wrangler dev) exited with code ${child.exitCode} before serving config ${version}`);
+    if (child.exitCode !== null) throw new CliError(`the gateway (${name}) exited with code ${child.exitCode} before serving config ${version}`);
     try {
       const res = await fetch(`${base}${prefix}/status`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(2_000) });
       if (res.ok) {

@@ -1,0 +1,185 @@
+/**
+ * The systems the benchmark compares, each started pinned to the
+ * system-under-test core and stopped after its runs.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, copyFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { spawnSync } from "node:child_process";
+import { workerdBinary } from "../src/cli/commands/serve.ts";
+import { minimal, realistic, type RequestSpec } from "./configs.ts";
+import { freePort, startPinned, stopProc, waitForOutput, waitForPort, type Proc } from "./processes.ts";
+
+export interface Running {
+  port: number;
+  requests: RequestSpec[];
+  /** The pid whose process tree is the system under test (for CPU time). */
+  pid: number;
+  stop(): Promise<void>;
+}
+
+export interface Contender {
+  id: string;
+  label: string;
+  start(upstreamPort: number, sutCpu: string): Promise<Running>;
+}
+
+const UPSTREAM_REQUEST: RequestSpec[] = [{ host: "upstream.bench", path: "/api/items/7" }];
+
+export const direct: Contender = {
+  id: "direct",
+  label: "direct to the upstream (no proxy)",
+  async start(upstreamPort) {
+    return { port: upstreamPort, requests: UPSTREAM_REQUEST, pid: 0, stop: async () => {} };
+  },
+};
+
+export const passthrough: Contender = {
+  id: "passthrough",
+  label: "bare passthrough Worker on bare workerd",
+  async start(upstreamPort, sutCpu) {
+    const dir = mkdtempSync(join(tmpdir(), "isthmus-bench-passthrough-"));
+    const port = await freePort();
+    copyFileSync(resolve("bench/passthrough/worker.js"), join(dir, "worker.js"));
+    writeFileSync(
+      join(dir, "passthrough.capnp"),
+      `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [
+    (name = "main", worker = (
+      modules = [(name = "worker.js", esModule = embed "worker.js")],
+      compatibilityDate = "2026-11-01",
+      bindings = [(name = "UPSTREAM", text = "http://127.0.0.1:${upstreamPort}")],
+      globalOutbound = "internet")),
+    (name = "internet", network = (allow = ["public", "private", "local"])),
+  ],
+  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
+);
+`,
+    );
+    const proc = startPinned(sutCpu, workerdBinary(), ["serve", join(dir, "passthrough.capnp")]);
+    await waitForPort(port, 20_000, proc);
+    return running(proc, port, UPSTREAM_REQUEST, () => rmSync(dir, { recursive: true, force: true }));
+  },
+};
+
+export const nginx: Contender = {
+  id: "nginx",
+  label: "nginx (Debian) reverse proxy, 1 worker, upstream keepalive",
+  async start(upstreamPort, sutCpu) {
+    const dir = mkdtempSync(join(tmpdir(), "isthmus-bench-nginx-"));
+    const port = await freePort();
+    for (const sub of ["client", "proxy", "fastcgi", "uwsgi", "scgi"]) mkdirSync(join(dir, sub));
+    writeFileSync(
+      join(dir, "nginx.conf"),
+      `daemon off;
+master_process off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log stderr warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/client;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  keepalive_requests 1000000;
+  upstream bench_upstream { server 127.0.0.1:${upstreamPort}; keepalive 64; keepalive_requests 1000000; }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://bench_upstream;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+    }
+  }
+}
+`,
+    );
+    const proc = startPinned(sutCpu, nginxBinary() as string, ["-p", dir, "-c", join(dir, "nginx.conf")]);
+    await waitForPort(port, 20_000, proc);
+    return running(proc, port, UPSTREAM_REQUEST, () => rmSync(dir, { recursive: true, force: true }));
+  },
+};
+
+/** Isthmus on `isthmus serve` (bare workerd) with a given configuration. */
+function isthmus(id: string, label: string, build: (upstreamPort: number) => { yaml: string; requests: RequestSpec[] }): Contender {
+  return {
+    id,
+    label,
+    async start(upstreamPort, sutCpu) {
+      const dir = mkdtempSync(join(tmpdir(), `isthmus-bench-${id}-`));
+      const port = await freePort();
+      const config = build(upstreamPort);
+      mkdirSync(join(dir, "config"));
+      writeFileSync(join(dir, "config", "gateway.yaml"), config.yaml);
+      const proc = startPinned(sutCpu, process.execPath, ["bin/isthmus.js", "serve", "-f", join(dir, "config"), "--port", String(port), "--state", join(dir, "state")]);
+      await waitForOutput(proc, /isthmus: ready on/, 60_000);
+      return running(proc, port, config.requests, () => rmSync(dir, { recursive: true, force: true }));
+    },
+  };
+}
+
+export const isthmusRealistic = isthmus("isthmus", "Isthmus on isthmus serve, realistic config", (p) => realistic(p, { telemetry: true }));
+export const isthmusNoTelemetry = isthmus("isthmus-telemetry-off", "the same, telemetry off", (p) => realistic(p, { telemetry: false }));
+export const isthmusMinimal = isthmus("isthmus-minimal", "Isthmus on isthmus serve, minimal config (one route)", minimal);
+
+function running(proc: Proc, port: number, requests: RequestSpec[], cleanup: () => void): Running {
+  return {
+    port,
+    requests,
+    pid: proc.child.pid as number,
+    async stop() {
+      await stopProc(proc);
+      cleanup();
+    },
+  };
+}
+
+/** Per-call costs of runtime operations inside workerd (bench/workerd-ops), pinned to the SUT core. */
+export async function workerdOps(sutCpu: string): Promise<{ name: string; us: number }[]> {
+  const dir = mkdtempSync(join(tmpdir(), "isthmus-bench-ops-"));
+  const port = await freePort();
+  copyFileSync(resolve("bench/workerd-ops/worker.js"), join(dir, "worker.js"));
+  writeFileSync(
+    join(dir, "ops.capnp"),
+    `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [(name = "main", worker = (modules = [(name = "worker.js", esModule = embed "worker.js")], compatibilityDate = "2026-11-01"))],
+  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
+);
+`,
+  );
+  const proc = startPinned(sutCpu, workerdBinary(), ["serve", join(dir, "ops.capnp")]);
+  try {
+    await waitForPort(port, 20_000, proc);
+    const res = await fetch(`http://127.0.0.1:${port}/`);
+    return (await res.json()) as { name: string; us: number }[];
+  } finally {
+    await stopProc(proc);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The nginx binary, or undefined when it is not installed. */
+export function nginxBinary(): string | undefined {
+  for (const p of ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]) if (existsSync(p)) return p;
+  const which = spawnSync("sh", ["-c", "command -v nginx"], { encoding: "utf8" });
+  return which.status === 0 && which.stdout.trim() ? which.stdout.trim() : undefined;
+}
+
+/** Installs nginx from Debian when it is missing (full runs only). Returns its path, or undefined. */
+export function ensureNginx(log: (s: string) => void): string | undefined {
+  const found = nginxBinary();
+  if (found) return found;
+  log("nginx is not installed; installing the Debian package (apt-get install -y nginx)");
+  const install = () => spawnSync("apt-get", ["install", "-y", "nginx"], { stdio: "ignore", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+  if (install().status !== 0) {
+    spawnSync("apt-get", ["update"], { stdio: "ignore" });
+    install();
+  }
+  return nginxBinary();
+}

@@ -1,0 +1,203 @@
+/**
+ * Micro-benchmarks of the pure core, in Node (V8, as in workerd; Request,
+ * Response and Headers are Node's, which are slower than workerd's native
+ * ones). Run as its own process (`node --expose-gc bench/micro.ts [--smoke]`)
+ * so the harness can pin it to a core; prints MicroResults as JSON.
+ *
+ * Timing inside workerd is not possible: its clocks only advance on I/O.
+ * The gateway's CPU cost inside workerd is measured by the load runs instead
+ * (process CPU time per request, Isthmus minus the passthrough).
+ */
+import { performance } from "node:perf_hooks";
+import { buildConfig } from "../src/config/build.ts";
+import { hydrate, type RuntimeSnapshot } from "../src/routing/hydrate.ts";
+import { lookupHost, selectRoute } from "../src/routing/select.ts";
+import { ingress } from "../src/gateway/ingress.ts";
+import { runPipeline, type PipelineDeps } from "../src/gateway/pipeline.ts";
+import type { RequestFacts } from "../src/gateway/facts.ts";
+import { Balancer } from "../src/routing/balancer.ts";
+import { realistic, routeTable, type BenchConfig, type RequestSpec } from "./configs.ts";
+
+export interface LookupResult {
+  routes: number;
+  shape: string;
+  nsPerLookup: number;
+}
+
+export interface MicroResults {
+  lookups: LookupResult[];
+  compile10k: {
+    routes: number;
+    hosts: number;
+    buildMs: number;
+    /** The first JSON.parse + hydrate in this process (cold JIT, as in a fresh isolate). */
+    firstLoadMs: number;
+    /** Median of later loads (warm JIT), split into parse and hydrate. */
+    loadMs: number;
+    parseMs: number;
+    hydrateMs: number;
+    snapshotBytes: number;
+    heapBytes: number;
+  };
+  pipeline: { routes: number; meanUs: number; p50Us: number; p99Us: number };
+}
+
+const smoke = process.argv.includes("--smoke");
+const gc = (globalThis as { gc?: () => void }).gc ?? (() => {});
+
+async function load(config: BenchConfig): Promise<RuntimeSnapshot> {
+  const result = await buildConfig([{ path: "bench.yaml", text: config.yaml }]);
+  if (!result.snapshot) throw new Error(`bench config does not build: ${JSON.stringify(result.problems.slice(0, 3))}`);
+  return hydrate(result.snapshot);
+}
+
+const deps = (): PipelineDeps => ({
+  fetch: async () => new Response(BODY, { status: 200, headers: { "content-type": "application/json", "content-length": "1024" } }),
+  balancer: new Balancer(),
+  random: Math.random,
+  requestId: () => "00000000-0000-4000-8000-000000000000",
+  now: () => Date.now(),
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+});
+const BODY = "x".repeat(1024);
+
+function toRequest(r: RequestSpec): Request {
+  return new Request(`http://${r.host}${r.path}`, { headers: { host: r.host, ...r.headers } });
+}
+
+function factsFor(runtime: RuntimeSnapshot, requests: RequestSpec[]): RequestFacts[] {
+  return requests.map((r) => {
+    const entered = ingress(toRequest(r), runtime.snapshot.settings, deps());
+    if (!entered.ok) throw new Error(`ingress rejected ${r.path}`);
+    return entered.facts;
+  });
+}
+
+/** ns per (virtual host + route) lookup, cycling through the request set for about `budgetMs`. */
+function timeLookups(runtime: RuntimeSnapshot, facts: RequestFacts[], budgetMs: number): number {
+  let found = 0;
+  const once = (n: number) => {
+    for (let i = 0; i < n; i++) {
+      const f = facts[i % facts.length] as RequestFacts;
+      const vh = runtime.virtualHosts[lookupHost(runtime.hosts, f.host) as number];
+      if (vh && selectRoute(vh, f)) found++;
+    }
+  };
+  // Warm up (JIT) and size the run from a first estimate.
+  let n = facts.length;
+  let t0 = performance.now();
+  once(n);
+  while (performance.now() - t0 < budgetMs / 10) {
+    n *= 2;
+    t0 = performance.now();
+    once(n);
+  }
+  const iterations = Math.max(facts.length, Math.round((n * budgetMs) / Math.max(1e-3, performance.now() - t0)));
+  found = 0;
+  t0 = performance.now();
+  once(iterations);
+  const ns = ((performance.now() - t0) * 1e6) / iterations;
+  if (found !== iterations) throw new Error(`only ${found} of ${iterations} lookups found their route`);
+  return ns;
+}
+
+/**
+ * Each size is timed in several short rounds, interleaved with the other
+ * sizes, and the fastest round is kept: on a shared machine, interference
+ * only ever adds time.
+ */
+async function lookups(): Promise<LookupResult[]> {
+  const out: LookupResult[] = [];
+  const sizes = smoke ? [10, 1_000] : [10, 1_000, 10_000];
+  const rounds = smoke ? 1 : 7;
+  for (const regex of [false, true]) {
+    const cases = [];
+    for (const routes of sizes) {
+      const config = routeTable(8080, { hosts: 1, routesPerHost: routes, regex });
+      const runtime = await load(config);
+      cases.push({ routes, runtime, facts: factsFor(runtime, config.requests), best: Infinity });
+    }
+    for (let round = 0; round < rounds; round++) {
+      for (const c of cases) c.best = Math.min(c.best, timeLookups(c.runtime, c.facts, smoke ? 50 : 200));
+    }
+    for (const c of cases) out.push({ routes: c.routes, shape: regex ? "with regex routes (every 10th)" : "exact and prefix routes", nsPerLookup: c.best });
+  }
+  return out;
+}
+
+async function compile10k(): Promise<MicroResults["compile10k"]> {
+  const hosts = smoke ? 50 : 500;
+  const config = routeTable(8080, { hosts, routesPerHost: 20, regex: true });
+  let t = performance.now();
+  const built = await buildConfig([{ path: "bench.yaml", text: config.yaml }]);
+  const buildMs = performance.now() - t;
+  if (!built.snapshot) throw new Error("10k-route config does not build");
+  const text = JSON.stringify(built.snapshot);
+  t = performance.now();
+  hydrate(JSON.parse(text));
+  const firstLoadMs = performance.now() - t;
+  const parse: number[] = [];
+  const hyd: number[] = [];
+  for (let i = 0; i < (smoke ? 2 : 7); i++) {
+    t = performance.now();
+    const snapshot = JSON.parse(text);
+    parse.push(performance.now() - t);
+    t = performance.now();
+    hydrate(snapshot);
+    hyd.push(performance.now() - t);
+  }
+  // Memory held: heap after a GC with the hydrated snapshot alive, minus without.
+  gc();
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  let held: RuntimeSnapshot | undefined = hydrate(JSON.parse(text));
+  gc();
+  gc();
+  const heapBytes = process.memoryUsage().heapUsed - before;
+  if (held.version !== built.snapshot.version) throw new Error("unreachable");
+  held = undefined;
+  const parseMs = median(parse);
+  const hydrateMs = median(hyd);
+  return { routes: hosts * 20, hosts, buildMs, firstLoadMs, loadMs: parseMs + hydrateMs, parseMs, hydrateMs, snapshotBytes: Buffer.byteLength(text), heapBytes };
+}
+
+/** The whole pipeline per request with I/O replaced by in-memory ends (fetch answers at once). */
+async function pipeline(): Promise<MicroResults["pipeline"]> {
+  const config = realistic(8080);
+  const runtime = await load(config);
+  const d = deps();
+  const iterations = smoke ? 2_000 : 50_000;
+  const run = async (i: number) => {
+    const { response } = await runPipeline(toRequest(config.requests[i % config.requests.length] as RequestSpec), runtime, d);
+    if (response.status !== 200) throw new Error(`pipeline answered ${response.status}`);
+    await response.arrayBuffer();
+  };
+  for (let i = 0; i < Math.min(iterations, 5_000); i++) await run(i);
+  const samples = new Float64Array(iterations);
+  const t0 = performance.now();
+  for (let i = 0; i < iterations; i++) {
+    const t = performance.now();
+    await run(i);
+    samples[i] = (performance.now() - t) * 1000;
+  }
+  const meanUs = ((performance.now() - t0) * 1000) / iterations;
+  samples.sort();
+  return { routes: 1_000, meanUs, p50Us: samples[Math.floor(iterations * 0.5)] as number, p99Us: samples[Math.floor(iterations * 0.99)] as number };
+}
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] as number;
+}
+
+// `--only lookups|compile|pipeline` runs one part (for profiling with --cpu-prof, and before/after checks).
+const only = process.argv[process.argv.indexOf("--only") + 1];
+if (process.argv.includes("--only")) {
+  const part = only === "lookups" ? await lookups() : only === "compile" ? await compile10k() : await pipeline();
+  process.stdout.write(JSON.stringify(part));
+} else {
+  // compile10k first: its first load must find hydrate's code not yet optimized, as a fresh isolate does.
+  const compile = await compile10k();
+  const results: MicroResults = { compile10k: compile, lookups: await lookups(), pipeline: await pipeline() };
+  process.stdout.write(JSON.stringify(results));
+}

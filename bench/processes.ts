@@ -1,0 +1,112 @@
+/**
+ * Small process helpers for the harness: start a child pinned to a core,
+ * wait for a line or a port, read a process's CPU time, stop it.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { connect, createServer } from "node:net";
+
+export interface Proc {
+  child: ChildProcess;
+  output: () => string;
+}
+
+/** Spawns `command args` pinned to `cpus` (taskset -c) in its own process group. */
+export function startPinned(cpus: string, command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Proc {
+  let out = "";
+  const child = spawn("taskset", ["-c", cpus, command, ...args], { stdio: ["ignore", "pipe", "pipe"], detached: true, env });
+  child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr?.on("data", (d: Buffer) => (out += d.toString()));
+  return { child, output: () => out };
+}
+
+export async function waitForOutput(proc: Proc, pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const m = pattern.exec(proc.output());
+    if (m) return m;
+    if (proc.child.exitCode !== null) throw new Error(`process exited (${proc.child.exitCode}):\n${proc.output()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${pattern}:\n${proc.output()}`);
+}
+
+export async function waitForPort(port: number, timeoutMs: number, proc?: Proc): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (proc && proc.child.exitCode !== null) throw new Error(`process exited (${proc.child.exitCode}):\n${proc.output()}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect(port, "127.0.0.1", () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on("error", () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listens on port ${port} after ${timeoutMs} ms${proc ? `:\n${proc.output()}` : ""}`);
+}
+
+/** Stops the process group and waits for the leader to exit. */
+export async function stopProc(proc: Proc): Promise<void> {
+  const { child } = proc;
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  try {
+    process.kill(-child.pid, "SIGINT");
+  } catch {
+    child.kill("SIGINT");
+  }
+  const timer = setTimeout(() => {
+    try {
+      process.kill(-(child.pid as number), "SIGKILL");
+    } catch {
+      child.kill("SIGKILL");
+    }
+  }, 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** User + system CPU time of a process and its descendants, in ms (from /proc). */
+export function cpuTimeMs(pid: number): number {
+  let total = 0;
+  for (const p of [pid, ...descendants(pid)]) {
+    const stat = readProc(`/proc/${p}/stat`);
+    if (!stat) continue;
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    total += Number(fields[11]) + Number(fields[12]); // utime, stime in clock ticks
+  }
+  return (total * 1000) / 100; // USER_HZ is 100 on Linux
+}
+
+/** Every descendant pid of `pid`. */
+export function descendants(pid: number): number[] {
+  const out: number[] = [];
+  const children = readProc(`/proc/${pid}/task/${pid}/children`);
+  for (const c of children?.trim().split(/\s+/).filter(Boolean) ?? []) {
+    out.push(Number(c), ...descendants(Number(c)));
+  }
+  return out;
+}
+
+function readProc(path: string): string | undefined {
+  try {
+    return existsSync(path) ? readFileSync(path, "utf8") : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}

@@ -1,0 +1,295 @@
+/**
+ * Renders docs/BENCHMARKS.md from one run's measurements. Every comparison
+ * is against the passthrough Worker measured in the same run. The
+ * hand-written part (profiling, fixes with before/after, caveats) lives in
+ * bench/NOTES.md and is appended verbatim.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import type { Contender } from "./contenders.ts";
+import { REALISTIC_FEATURES } from "./configs.ts";
+import type { MicroResults } from "./micro.ts";
+
+export interface RunInfo {
+  date: string;
+  command: string;
+  smoke: boolean;
+  rounds: number;
+  durationMs: number;
+  satDurationMs: number;
+  warmupMs: number;
+  cpu: string;
+  memory: string;
+  kernel: string;
+  node: string;
+  workerd: string;
+  nginx: string;
+  commit: string;
+  loadBefore: string;
+  loadAfter: string;
+  genCpu: string;
+  sutCpu: string;
+}
+
+export interface Measurement {
+  contender: string;
+  round: number;
+  /** "saturation", "25%" or "50%". */
+  load: string;
+  rate?: number;
+  sent: number;
+  completed: number;
+  non200: number;
+  failed: number;
+  throughput: number;
+  latenciesUs: number[];
+  cpuUsPerRequest: number;
+}
+
+interface Row {
+  id: string;
+  label: string;
+  throughput: number;
+  throughputs: number[];
+  p50: number;
+  p99: number;
+  p999: number;
+  errors: number;
+  requests: number;
+  cpuUs: number;
+}
+
+const ms = (us: number) => (Number.isFinite(us) ? (us / 1000).toFixed(2) : "–");
+const signedMs = (us: number) => (Number.isFinite(us) ? `${us >= 0 ? "+" : "−"}${Math.abs(us / 1000).toFixed(2)}` : "–");
+const pct = (x: number) => (Number.isFinite(x) ? `${(x * 100).toFixed(0)}%` : "–");
+const int = (x: number) => (Number.isFinite(x) ? Math.round(x).toLocaleString("en-US") : "–");
+
+function rows(contenders: Contender[], measurements: Measurement[], load: string): Row[] {
+  return contenders.flatMap((c) => {
+    const ms = measurements.filter((m) => m.contender === c.id && m.load === load);
+    if (ms.length === 0) return [];
+    const lat = Float64Array.from(ms.flatMap((m) => m.latenciesUs)).sort();
+    const q = (p: number) => (lat.length ? (lat[Math.min(lat.length - 1, Math.ceil(p * lat.length) - 1)] as number) : NaN);
+    const throughputs = ms.map((m) => m.throughput);
+    const requests = ms.reduce((a, m) => a + m.completed, 0);
+    return [
+      {
+        id: c.id,
+        label: c.label,
+        throughput: throughputs.reduce((a, b) => a + b, 0) / throughputs.length,
+        throughputs,
+        p50: q(0.5),
+        p99: q(0.99),
+        p999: q(0.999),
+        errors: ms.reduce((a, m) => a + m.failed + m.non200, 0),
+        requests,
+        cpuUs: ms.reduce((a, m) => a + m.cpuUsPerRequest * m.completed, 0) / Math.max(1, requests),
+      },
+    ];
+  });
+}
+
+function loadTable(all: Row[], title: string, openLoop: boolean, rate?: number): string {
+  const base = all.find((r) => r.id === "passthrough");
+  const lines = [
+    `### ${title}`,
+    "",
+    openLoop
+      ? `Open loop at ${int(rate ?? NaN)} req/s; latency from the intended send time, all rounds pooled.`
+      : "Closed loop, 32 keep-alive connections; throughput is the mean over rounds (each round in brackets); latency is closed-loop (not corrected for coordinated omission) and only indicative.",
+    "",
+    "| contender | throughput (req/s) | vs passthrough | p50 ms | p99 ms | p99.9 ms | Δp50 vs passthrough | Δp99 vs passthrough | errors / requests | SUT CPU µs/req |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+  ];
+  for (const r of all) {
+    const tput = openLoop ? int(r.throughput) : `${int(r.throughput)} (${r.throughputs.map(int).join(", ")})`;
+    lines.push(
+      `| ${r.label} | ${tput} | ${base ? pct(r.throughput / base.throughput) : "–"} | ${ms(r.p50)} | ${ms(r.p99)} | ${ms(r.p999)} | ${base ? signedMs(r.p50 - base.p50) : "–"} | ${base ? signedMs(r.p99 - base.p99) : "–"} | ${int(r.errors)} / ${int(r.requests)} | ${r.id === "direct" ? `${r.cpuUs.toFixed(0)} (upstream)` : r.cpuUs.toFixed(0)} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+export function renderReport(info: RunInfo, contenders: Contender[], measurements: Measurement[], micro: MicroResults | undefined, ops?: { name: string; us: number }[]): string {
+  const sat = rows(contenders, measurements, "saturation");
+  const r25 = rows(contenders, measurements, "25%");
+  const r50 = rows(contenders, measurements, "50%");
+  const rate = (load: string) => measurements.find((m) => m.load === load)?.rate;
+  const find = (rs: Row[], id: string) => rs.find((r) => r.id === id);
+  const pass = { sat: find(sat, "passthrough"), r50: find(r50, "passthrough") };
+  const real = { sat: find(sat, "isthmus"), r50: find(r50, "isthmus") };
+  const minimal = find(sat, "isthmus-minimal");
+  const noTel = find(sat, "isthmus-telemetry-off");
+
+  const status = (ok: boolean) => (ok ? "met" : "**not met**");
+  const asBuilt = (ok: boolean) => `not measurable yet (full pipeline not built); as built: ${ok ? "met" : "**not met**"}`;
+  const targets: string[][] = [];
+  if (pass.sat && real.sat) {
+    const ratio = real.sat.throughput / pass.sat.throughput;
+    targets.push(["Isthmus (realistic config) throughput ≥ 70% of the passthrough Worker's", pct(ratio), asBuilt(ratio >= 0.7)]);
+  }
+  if (pass.r50 && real.r50) {
+    const d50 = real.r50.p50 - pass.r50.p50;
+    const d99 = real.r50.p99 - pass.r50.p99;
+    targets.push(["added p50 ≤ 0.5 ms over the passthrough at 50% load", `${signedMs(d50)} ms`, asBuilt(d50 <= 500)]);
+    targets.push(["added p99 ≤ 3 ms over the passthrough at 50% load", `${signedMs(d99)} ms`, asBuilt(d99 <= 3000)]);
+  }
+  if (pass.sat && minimal) {
+    const ratio = minimal.throughput / pass.sat.throughput;
+    targets.push(["minimal Isthmus throughput ≥ 90% of the passthrough's", pct(ratio), status(ratio >= 0.9)]);
+  }
+  const passCpu = find(r50, "passthrough")?.cpuUs;
+  const realCpu = find(r50, "isthmus")?.cpuUs;
+  if (passCpu !== undefined && realCpu !== undefined) {
+    const gatewayCpu = realCpu - passCpu;
+    const satCpu = pass.sat && real.sat ? real.sat.cpuUs - pass.sat.cpuUs : NaN;
+    targets.push([
+      "gateway CPU per request ≤ 0.25 ms, full pipeline with a cached key",
+      `${(gatewayCpu / 1000).toFixed(3)} ms in workerd at 50% load, ${(satCpu / 1000).toFixed(3)} ms at saturation (CPU/request of Isthmus − passthrough)${micro ? `; ${(micro.pipeline.meanUs / 1000).toFixed(3)} ms mean in the Node pipeline micro-benchmark` : ""}`,
+      asBuilt(gatewayCpu <= 250),
+    ]);
+  }
+  targets.push(["gateway CPU per request ≤ 0.1 ms on a token-cache hit", "–", "not measurable yet (JWT not built)"]);
+  if (micro) {
+    for (const shape of [...new Set(micro.lookups.map((l) => l.shape))]) {
+      const at = (n: number) => micro.lookups.find((l) => l.shape === shape && l.routes === n)?.nsPerLookup;
+      const small = at(10);
+      const large = at(10_000);
+      if (small !== undefined && large !== undefined) targets.push([`route lookup at 10,000 routes ≤ 2× the time at 10 (${shape})`, `${(large / small).toFixed(1)}× (${int(small)} ns → ${int(large)} ns)`, status(large <= 2 * small)]);
+    }
+    const c = micro.compile10k;
+    if (c.routes === 10_000) {
+      targets.push([
+        "Snapshot load of 10,000 routes ≤ 50 ms (JSON.parse + hydrate, at isolate start)",
+        `${c.firstLoadMs.toFixed(0)} ms first load (cold JIT, as in a fresh isolate); ${c.loadMs.toFixed(0)} ms warm`,
+        status(c.firstLoadMs <= 50),
+      ]);
+      targets.push(["memory held by that Snapshot ≤ 10 MB", `${(c.heapBytes / 2 ** 20).toFixed(1)} MiB`, status(c.heapBytes <= 10 * 2 ** 20)]);
+    }
+  }
+  targets.push(["JWT RS256 verify with a cached key ≤ 40 µs", "–", "not measurable yet (JWT not built)"]);
+  targets.push(["JWT token-cache hit ≤ 2 µs", "–", "not measurable yet (JWT not built)"]);
+  targets.push([
+    "telemetry on vs. off: ≤ 5% throughput difference",
+    real.sat && noTel ? `${pct(Math.abs(real.sat.throughput - noTel.throughput) / real.sat.throughput)} between two identical configs (A/A: the noise floor of this run)` : "–",
+    "not measurable yet (OTLP telemetry not built)",
+  ]);
+
+  const microSection = micro
+    ? [
+        "## Micro-benchmarks of the pure core",
+        "",
+        `Node ${info.node} (V8, the engine workerd embeds), pinned to core ${info.sutCpu}. Node's Request/Response/Headers are slower than workerd's native ones, so the pipeline figure is pessimistic; the load runs' *SUT CPU µs/req* column is the in-workerd measure.`,
+        "",
+        "| route lookup (virtual host + first matching route) | 10 routes | 1,000 routes | 10,000 routes |",
+        "|---|---|---|---|",
+        ...[...new Set(micro.lookups.map((l) => l.shape))].map((shape) => {
+          const at = (n: number) => micro.lookups.find((l) => l.shape === shape && l.routes === n)?.nsPerLookup;
+          const ns = (n: number) => (at(n) === undefined ? "–" : `${int(at(n) as number)} ns`);
+          return `| ${shape} | ${ns(10)} | ${ns(1_000)} | ${ns(10_000)} |`;
+        }),
+        "",
+        `| Snapshot of ${int(micro.compile10k.routes)} routes (${micro.compile10k.hosts} hosts × 20) | value |`,
+        "|---|---|",
+        `| CLI build (YAML parse + validate + compile), once per apply | ${int(micro.compile10k.buildMs)} ms |`,
+        `| isolate load, first in the process (cold JIT, as in a fresh isolate): JSON.parse + hydrate | ${micro.compile10k.firstLoadMs.toFixed(1)} ms |`,
+        `| isolate load, warm (median): JSON.parse | ${micro.compile10k.parseMs.toFixed(1)} ms |`,
+        `| isolate load, warm (median): hydrate (matchers, regexes, indexes) | ${micro.compile10k.hydrateMs.toFixed(1)} ms |`,
+        `| Snapshot JSON size | ${(micro.compile10k.snapshotBytes / 2 ** 20).toFixed(2)} MiB |`,
+        `| heap held by the hydrated Snapshot | ${(micro.compile10k.heapBytes / 2 ** 20).toFixed(1)} MiB |`,
+        "",
+        "| pipeline per request, I/O replaced by in-memory ends (realistic config) | mean | p50 | p99 |",
+        "|---|---|---|---|",
+        `| ingress, hygiene, normalization, routing, header operations, forward (to an in-memory fetch) | ${micro.pipeline.meanUs.toFixed(1)} µs | ${micro.pipeline.p50Us.toFixed(1)} µs | ${micro.pipeline.p99Us.toFixed(1)} µs |`,
+        "",
+        "| slot | result |",
+        "|---|---|",
+        "| authorization at 10 / 1,000 policies | not built yet |",
+        "| JWT verify: cold / key cached / token cached | not built yet |",
+        "| pipeline with a cached key / with a token-cache hit | not built yet |",
+      ].join("\n")
+    : "## Micro-benchmarks\n\nNot run.";
+
+  const opsSection = ops
+    ? [
+        "## Runtime operations inside workerd",
+        "",
+        `Per call, best of 5 batches of 20,000, on core ${info.sutCpu} (bench/workerd-ops). These are the objects a gateway request creates and the passthrough Worker does not (Isthmus creates one Request, one Response, two Headers, and iterates the request headers once). Their sum is a few µs; bench/NOTES.md has the experiments that locate the rest of the difference.`,
+        "",
+        "| operation | µs per call |",
+        "|---|---|",
+        ...ops.map((o) => `| ${o.name} | ${o.us.toFixed(2)} |`),
+      ].join("\n")
+    : "";
+  const notes = existsSync("bench/NOTES.md") ? readFileSync("bench/NOTES.md", "utf8").trim() : "";
+  return `# Benchmarks
+
+Generated by \`${info.command}\` on ${info.date}${info.smoke ? " (**smoke run: too short to mean anything**)" : ""}. Re-run with \`npm run bench\`
+(about 8 minutes; needs \`taskset\`; installs nginx from Debian when missing, or pass \`--no-nginx\`).
+The harness is in \`bench/\`; what the realistic config contains is decided in one place, \`bench/configs.ts\`.
+
+## Machine and run
+
+| | |
+|---|---|
+| CPU | ${info.cpu} |
+| memory | ${info.memory} |
+| kernel | ${info.kernel} |
+| Node | ${info.node} |
+| workerd | ${info.workerd} |
+| nginx | ${info.nginx} |
+| Isthmus commit | ${info.commit} |
+| load average before / after (1, 5, 15 min) | ${info.loadBefore} / ${info.loadAfter} |
+| pinning | load generator and upstream on core ${info.genCpu}; every system under test on core ${info.sutCpu} (taskset) |
+| rounds | ${info.rounds}, contenders interleaved (the order rotates each round) |
+| run length | saturation ${info.satDurationMs / 1000} s, open loop ${info.durationMs / 1000} s, each after a ${info.warmupMs / 1000} s warm-up |
+
+The machine is shared (other work ran on it during this run; see the load average), so absolute
+figures are noisy: read the ratios and differences to the passthrough Worker, which were measured in
+the same run, interleaved.
+
+## Method
+
+- **Upstream**: a Node HTTP server answering every request with the same 1 KiB JSON body, keep-alive.
+- **Contenders**: ${contenders.map((c) => c.label).join("; ")}.
+- **Load generator** (\`bench/load/\`): its own small HTTP/1.1 client over keep-alive sockets. *Open loop*:
+  requests are scheduled at a fixed rate and each latency is measured from the request's **intended**
+  send time, so a stall delays every request scheduled during it (no coordinated omission); when all
+  connections are busy it opens more (up to 256) or queues. Timers make sends up to ~1 ms late, which
+  counts in every contender's latency alike. *Saturation*: closed loop on 32 connections.
+- **Rates**: 25% and 50% of the passthrough Worker's saturation throughput in this run.
+- **SUT CPU µs/req**: user + system CPU time of the system under test's processes (from /proc) during the
+  measured window, divided by the requests completed. For *direct* it is the upstream's own CPU.
+- The direct and nginx saturation figures are bounded by core ${info.genCpu}, which runs the generator **and**
+  the upstream; they are lower bounds of what those systems can do.
+
+## Load results
+
+${sat.length ? loadTable(sat, "Saturation", false) : ""}
+
+${r25.length ? loadTable(r25, "25% of the passthrough's saturation", true, rate("25%")) : ""}
+
+${r50.length ? loadTable(r50, "50% of the passthrough's saturation", true, rate("50%")) : ""}
+
+## Targets (issue 7)
+
+| target | measured | status |
+|---|---|---|
+${targets.map((t) => `| ${t.join(" | ")} |`).join("\n")}
+
+"As built" means the pipeline Isthmus has today: ingress hygiene, normalization, virtual host and
+route selection (header and weighted routing), header operations and forwarding. The features below
+are not built yet, so no figure here includes their cost.
+
+## The realistic config
+
+| feature | in this run |
+|---|---|
+${REALISTIC_FEATURES.map((f) => `| ${f.feature} | ${f.included ? "included" : "**absent**"}: ${f.note} |`).join("\n")}
+
+${microSection}
+
+${opsSection}
+
+${notes}
+`;
+}

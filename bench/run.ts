@@ -1,0 +1,197 @@
+/**
+ * `npm run bench`: the benchmark harness. Starts a 1 KiB JSON upstream and
+ * every contender, runs a saturation round then open-loop rounds at 25% and
+ * 50% of the passthrough Worker's saturation, interleaving the contenders
+ * (their order rotates each round), then the micro-benchmarks, and writes
+ * docs/BENCHMARKS.md. The load generator and the upstream run on one core,
+ * every system under test on the other (taskset).
+ *
+ *   npm run bench                 full run (~8 minutes), writes docs/BENCHMARKS.md
+ *   npm run bench -- --smoke      a few seconds per step, nginx skipped, checks that
+ *                                 every contender answered every request with 200
+ *   options: --rounds N  --duration SECONDS  --out FILE  --no-nginx
+ */
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { cpus, loadavg, totalmem, release } from "node:os";
+import { writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { workerdOps, direct, ensureNginx, isthmusMinimal, isthmusNoTelemetry, isthmusRealistic, nginx, nginxBinary, passthrough, type Contender, type Running } from "./contenders.ts";
+import { cpuTimeMs, startPinned, stopProc, waitForOutput, type Proc } from "./processes.ts";
+import type { LoadOutput, LoadSpec } from "./load/main.ts";
+import type { MicroResults } from "./micro.ts";
+import { workerdBinary } from "../src/cli/commands/serve.ts";
+import { renderReport, type Measurement, type RunInfo } from "./report.ts";
+
+const GEN_CPU = "0";
+const SUT_CPU = "1";
+
+const { values } = parseArgs({
+  options: {
+    smoke: { type: "boolean" },
+    rounds: { type: "string" },
+    duration: { type: "string" },
+    out: { type: "string" },
+    "no-nginx": { type: "boolean" },
+  },
+});
+const smoke = values.smoke ?? false;
+const rounds = Number(values.rounds ?? (smoke ? 1 : 2));
+const durationMs = Number(values.duration ?? (smoke ? 1 : 10)) * 1000;
+const satDurationMs = smoke ? 1000 : 5000;
+const warmupMs = smoke ? 300 : 2000;
+const out = values.out ?? (smoke ? join(tmpdir(), "isthmus-bench-smoke.md") : "docs/BENCHMARKS.md");
+const node = process.execPath;
+const log = (s: string) => console.error(`bench: ${s}`);
+
+const info: RunInfo = {
+  date: new Date().toISOString(),
+  command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`,
+  smoke,
+  rounds,
+  durationMs,
+  satDurationMs,
+  warmupMs,
+  cpu: `${cpus()[0]?.model ?? "unknown"} × ${cpus().length}`,
+  memory: `${Math.round(totalmem() / 2 ** 30)} GiB`,
+  kernel: release(),
+  node: process.versions.node,
+  workerd: execFileSync(workerdBinary(), ["--version"], { encoding: "utf8" }).trim(),
+  nginx: "not run",
+  commit: git(["rev-parse", "--short", "HEAD"]) + (git(["status", "--porcelain", "--", "src", "bench"]) ? " (with uncommitted changes)" : ""),
+  loadBefore: loadavg().map((l) => l.toFixed(2)).join(", "),
+  loadAfter: "",
+  genCpu: GEN_CPU,
+  sutCpu: SUT_CPU,
+};
+
+const contenders: Contender[] = [direct, passthrough];
+if (!smoke && !values["no-nginx"]) {
+  const bin = ensureNginx(log);
+  if (bin) {
+    contenders.push(nginx);
+    info.nginx = (spawnSync(bin, ["-v"], { encoding: "utf8" }).stderr || "").trim().replace(/^nginx version: /, "");
+  } else log("nginx could not be installed; it is left out of this run");
+} else if (nginxBinary()) info.nginx = "skipped (smoke)";
+// Telemetry is not built, so in a smoke run the "telemetry off" contender would only repeat the realistic one.
+contenders.push(...(smoke ? [isthmusRealistic, isthmusMinimal] : [isthmusRealistic, isthmusNoTelemetry, isthmusMinimal]));
+
+log(`load average before: ${info.loadBefore}`);
+const upstream: Proc = startPinned(GEN_CPU, node, ["bench/upstream.ts", "0"]);
+const upstreamPort = Number((await waitForOutput(upstream, /listening (\d+)/, 10_000))[1]);
+const running = new Map<string, Running>();
+const measurements: Measurement[] = [];
+let failed = false;
+
+try {
+  log(`starting ${contenders.map((c) => c.id).join(", ")}`);
+  const started = await Promise.allSettled(contenders.map(async (c) => running.set(c.id, await c.start(upstreamPort, SUT_CPU))));
+  for (const s of started) if (s.status === "rejected") throw s.reason;
+  const order = (round: number) => contenders.map((_, i) => contenders[(i + round) % contenders.length] as Contender);
+
+  // Saturation (closed loop, 32 connections).
+  for (let round = 0; round < rounds; round++) {
+    for (const c of order(round)) measurements.push(await measure(c, round, { mode: "closed", connections: 32 }, "saturation"));
+  }
+  const passSat = measurements.filter((m) => m.contender === "passthrough" && m.load === "saturation");
+  const satRps = median(passSat.map((m) => m.throughput));
+  const rates = smoke ? [{ load: "25%", rate: 100 }, { load: "50%", rate: 200 }] : [{ load: "25%", rate: Math.round(satRps * 0.25) }, { load: "50%", rate: Math.round(satRps * 0.5) }];
+  log(`passthrough saturates at ${Math.round(satRps)} req/s; open-loop rates ${rates.map((r) => r.rate).join(", ")} req/s`);
+
+  // Open loop at fixed rates.
+  for (let round = 0; round < rounds; round++) {
+    for (const { load, rate } of rates) {
+      for (const c of order(round)) measurements.push(await measure(c, round, { mode: "open", rate, connections: 16, maxConnections: 256 }, load));
+    }
+  }
+} catch (error) {
+  failed = true;
+  log(`failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+} finally {
+  for (const [id, r] of running) {
+    await r.stop().catch((e: unknown) => log(`stopping ${id}: ${String(e)}`));
+  }
+  await stopProc(upstream);
+}
+
+let micro: MicroResults | undefined;
+let ops: { name: string; us: number }[] | undefined;
+if (!failed) {
+  log("runtime operations in workerd");
+  try {
+    ops = await workerdOps(SUT_CPU);
+  } catch (error) {
+    failed = true;
+    log(`workerd operations failed: ${String(error)}`);
+  }
+}
+if (!failed) {
+  log("micro-benchmarks");
+  const microProc = spawnSync("taskset", ["-c", SUT_CPU, node, "--expose-gc", "bench/micro.ts", ...(smoke ? ["--smoke"] : [])], { encoding: "utf8", maxBuffer: 64 << 20 });
+  if (microProc.status === 0) micro = JSON.parse(microProc.stdout) as MicroResults;
+  else {
+    failed = true;
+    log(`micro-benchmarks failed:\n${microProc.stderr}`);
+  }
+}
+info.loadAfter = loadavg().map((l) => l.toFixed(2)).join(", ");
+log(`load average after: ${info.loadAfter}`);
+
+const bad = measurements.filter((m) => m.failed > 0 || m.non200 > 0);
+for (const m of bad) log(`${m.contender} (${m.load}, round ${m.round + 1}): ${m.failed} failed, ${m.non200} non-200 of ${m.sent}`);
+if (!failed && measurements.length > 0) {
+  writeFileSync(out, renderReport(info, contenders, measurements, micro, ops));
+  log(`wrote ${out}`);
+}
+if (smoke && bad.length > 0) failed = true;
+console.log(failed ? "bench: FAILED" : `bench: ok (${measurements.length} load runs${micro ? ", micro-benchmarks" : ""})`);
+process.exit(failed ? 1 : 0);
+
+async function measure(c: Contender, round: number, load: Omit<LoadSpec, "port" | "requests" | "durationMs" | "warmupMs">, label: string): Promise<Measurement> {
+  const r = running.get(c.id) as Running;
+  const spec: LoadSpec = { ...load, port: r.port, requests: r.requests, durationMs: load.mode === "closed" ? satDurationMs : durationMs, warmupMs: 0 };
+  // Warm up in a separate generator run, so the CPU reading covers only the measured window.
+  await generate(c, { ...spec, durationMs: warmupMs });
+  const pid = r.pid || (upstream.child.pid as number);
+  const cpuBefore = cpuTimeMs(pid);
+  const result = await generate(c, spec);
+  const cpuAfter = cpuTimeMs(pid);
+  const m: Measurement = {
+    contender: c.id,
+    round,
+    load: label,
+    rate: load.rate,
+    sent: result.sent,
+    completed: result.completed,
+    non200: result.non200,
+    failed: result.failed,
+    throughput: (result.completed * 1000) / result.elapsedMs,
+    latenciesUs: result.latenciesUs,
+    cpuUsPerRequest: ((cpuAfter - cpuBefore) * 1000) / Math.max(1, result.completed),
+  };
+  log(`${c.id.padEnd(22)} ${label.padEnd(10)} round ${round + 1}: ${Math.round(m.throughput)} req/s, errors ${m.failed + m.non200}`);
+  return m;
+}
+
+/** Runs the load generator pinned to its core; async, so the contenders' output pipes keep draining. */
+async function generate(c: Contender, spec: LoadSpec): Promise<LoadOutput> {
+  const child = spawn("taskset", ["-c", GEN_CPU, node, "bench/load/main.ts", JSON.stringify(spec)], { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once("close", resolve));
+  if (code !== 0) throw new Error(`load generator failed for ${c.id}: ${stderr}`);
+  return JSON.parse(stdout) as LoadOutput;
+}
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : (s[Math.floor((s.length - 1) / 2)] as number);
+}
+
+function git(args: string[]): string {
+  const r = spawnSync("git", args, { encoding: "utf8" });
+  return r.status === 0 ? r.stdout.trim() : "unknown";
+}

@@ -1,0 +1,158 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { watch, mkdirSync, writeFileSync, type FSWatcher } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join, resolve } from "node:path";
+import { randomUUID } from "node:crypto";
+import { CliError } from "../files.ts";
+import { stateConfigDir } from "../options.ts";
+import { workerSettings } from "../wrangler-config.ts";
+import { bundleWorker } from "../serve/bundle.ts";
+import { workerdConfig } from "../serve/workerd-config.ts";
+import { applyFiles, stopProcess, waitForVersion } from "./dev.ts";
+
+export const help = `isthmus serve -f PATH... [--port N] [--state DIR] — run the gateway on bare workerd
+
+Self-hosted mode: bundles the Worker, writes a workerd configuration and
+runs the \`workerd\` binary directly (no wrangler or Miniflare on the
+request path). The configuration store is a directory on local disk
+(DIR/config) and Durable Objects are stored under DIR/durable-objects, so
+both survive a restart. Prints one line once it serves the configuration:
+
+  isthmus: ready on http://127.0.0.1:8787 (config 3f9c2a1)
+
+Like \`isthmus dev\`, edits to the files are validated and re-applied; a
+configuration with errors is reported and the previous one keeps serving.
+\`isthmus apply --state DIR\` (and versions, diff, rollback) work on the
+same store. Ctrl-C stops workerd.
+
+Options:
+  --port N        port to listen on (default 8787)
+  --ip ADDR       address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
+  --state DIR     state directory (default .isthmus)
+  --config FILE   the gateway's wrangler.toml (default ./wrangler.toml): main,
+                  compatibility date and flags, Durable Object bindings
+
+The admin endpoints use the token in ISTHMUS_ADMIN_TOKEN (random per run
+when unset). See README.md, "Self-hosted: isthmus serve", for what differs
+from Cloudflare.
+
+Example:
+  isthmus serve -f examples/bookinfo/config --port 8080 --state /var/lib/isthmus`;
+
+export interface ServeOptions {
+  port?: string;
+  ip?: string;
+  state?: string;
+  config?: string;
+}
+
+export async function serve(files: string[], opts: ServeOptions): Promise<number> {
+  const port = Number(opts.port ?? "8787");
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new CliError(`--port: expected a port number, got ${opts.port}`, 2);
+  const ip = opts.ip ?? "127.0.0.1";
+  const state = resolve(opts.state ?? ".isthmus");
+  const wranglerConfig = opts.config ?? "wrangler.toml";
+  const settings = workerSettings(wranglerConfig);
+  // As in wrangler, `main` is relative to the wrangler.toml.
+  const entry = resolve(dirname(wranglerConfig), settings.main);
+
+  const storeOptions = { state };
+  const first = await applyFiles(files, storeOptions);
+  if (!first) return 1;
+
+  const runDir = join(state, "run");
+  const durableObjectDir = join(state, "durable-objects");
+  mkdirSync(runDir, { recursive: true });
+  mkdirSync(durableObjectDir, { recursive: true });
+  try {
+    await bundleWorker(entry, join(runDir, "worker.js"));
+  } catch (error) {
+    throw new CliError(`bundling ${settings.main} failed: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  // Tests pin the admin token through the environment; otherwise it is random per run.
+  const token = process.env.ISTHMUS_ADMIN_TOKEN ?? randomUUID();
+  const configFile = join(runDir, "isthmus.capnp");
+  const listen = `${ip.includes(":") ? `[${ip}]` : ip}:${port}`;
+  writeFileSync(
+    configFile,
+    workerdConfig({
+      moduleFile: "worker.js",
+      compatibilityDate: settings.compatibilityDate,
+      compatibilityFlags: settings.compatibilityFlags,
+      listen,
+      configDir: stateConfigDir(state),
+      durableObjectDir,
+      durableObjects: settings.durableObjects,
+      adminToken: token,
+    }),
+    { mode: 0o600 },
+  );
+
+  const gateway = startWorkerd(configFile);
+  const watchers: FSWatcher[] = [];
+  const stop = () => {
+    for (const w of watchers) w.close();
+    stopProcess(gateway);
+  };
+  process.once("SIGINT", () => {
+    stop();
+    process.exit(130);
+  });
+  process.once("SIGTERM", () => {
+    stop();
+    process.exit(143);
+  });
+
+  const base = `http://${ip === "0.0.0.0" || ip === "::" ? "127.0.0.1" : ip.includes(":") ? `[${ip}]` : ip}:${port}`;
+  try {
+    await waitForVersion(base, first.adminPrefix, token, first.version, gateway, 30_000, "workerd");
+  } catch (error) {
+    stop();
+    throw error;
+  }
+  console.log(`isthmus: ready on ${base} (config ${first.version})`);
+
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let running = Promise.resolve();
+  const onChange = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      running = running.then(async () => {
+        try {
+          const next = await applyFiles(files, storeOptions);
+          if (!next?.changed) return;
+          await waitForVersion(base, next.adminPrefix, token, next.version, gateway, 60_000, "workerd");
+          console.log(`isthmus: applied config ${next.version}`);
+        } catch (error) {
+          console.error(`isthmus: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      });
+    }, 250);
+  };
+  for (const path of files) {
+    try {
+      watchers.push(watch(path, { recursive: true }, onChange));
+    } catch {
+      console.error(`isthmus: cannot watch ${path}; changes to it will not be re-applied`);
+    }
+  }
+
+  const code = await new Promise<number>((done) => gateway.once("exit", (c) => done(c ?? 1)));
+  for (const w of watchers) w.close();
+  console.error(`isthmus: the gateway (workerd) exited with code ${code}`);
+  return code === 0 ? 0 : 1;
+}
+
+/** The workerd binary shipped by the `workerd` npm package. */
+export function workerdBinary(): string {
+  const require = createRequire(import.meta.url);
+  return (require("workerd") as { default: string }).default;
+}
+
+function startWorkerd(configFile: string): ChildProcess {
+  // localDisk Durable Object storage is marked experimental in workerd.capnp.
+  return spawn(workerdBinary(), ["serve", "--experimental", configFile], {
+    stdio: ["ignore", "inherit", "inherit"],
+    detached: true,
+  });
+}

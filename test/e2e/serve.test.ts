@@ -1,0 +1,171 @@
+/**
+ * `isthmus serve`: the gateway on bare workerd with its state in a local
+ * directory, in front of real Node origins. Routing, the stripping of edge
+ * headers a client could forge, configuration changes (file edits and
+ * `isthmus apply --state`), an invalid configuration, state that survives
+ * a restart, Ctrl-C, and Durable Objects on local disk.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startGateway, type Gateway } from "../helpers/gateway.ts";
+import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { send } from "../helpers/http.ts";
+import { main } from "../../src/cli/main.ts";
+import { openDirectoryStore } from "../../src/cli/stores.ts";
+import { readActive, readHistory } from "../../src/config/store.ts";
+
+let blue: Origin;
+let green: Origin;
+
+const config = (origin: Origin, extra = "") => `
+apiVersion: isthmus.dev/v1alpha1
+kind: GatewayConfig
+metadata: {name: isthmus, namespace: istio-system}
+spec:
+  configRefreshInterval: 1s
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: app, namespace: prod}
+spec:
+  hosts: [app.example.com]
+  http:
+  - match: [{uri: {prefix: /hello}}]
+    directResponse: {status: 200, body: {string: "hello from ${origin.name}"}}
+  - route:
+    - destination: {host: app.prod.internal}
+      headers: {request: {set: {x-served-by: isthmus}}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: app, namespace: prod}
+spec:
+  hosts: [app.prod.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  endpoints: [{address: 127.0.0.1, ports: {http: ${origin.port}}}]
+${extra}`;
+
+beforeAll(async () => {
+  [blue, green] = await Promise.all([startOrigin("blue"), startOrigin("green")]);
+});
+
+afterAll(async () => {
+  await Promise.all([blue?.close(), green?.close()]);
+});
+
+const originOf = async (gw: Gateway) => (await send(gw.url, "/api", { host: "app.example.com" })).headers["x-origin"];
+
+async function until(check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error("condition not met in time");
+}
+
+describe("isthmus serve", () => {
+  let gw: Gateway;
+  let stateDir: string;
+
+  beforeAll(async () => {
+    gw = await startGateway(config(blue), { command: "serve" });
+    stateDir = gw.stateDir;
+  }, 120_000);
+
+  afterAll(async () => {
+    await gw?.stop();
+  });
+
+  it("routes to the origin, applies header operations and answers unknown hosts with 404 NR", async () => {
+    const res = await send(gw.url, "/api/items?x=1", { host: "app.example.com" });
+    expect(res.status).toBe(200);
+    expect(res.headers["x-origin"]).toBe("blue");
+    const seen = blue.received.at(-1);
+    expect(seen?.url).toBe("/api/items?x=1");
+    expect(seen?.headers["x-served-by"]).toBe("isthmus");
+    expect(seen?.headers["x-forwarded-host"]).toBe("app.example.com");
+
+    const direct = await send(gw.url, "/hello", { host: "app.example.com" });
+    expect(direct.body).toBe("hello from blue");
+
+    const unknown = await send(gw.url, "/", { host: "nobody.example.com" });
+    expect(unknown.status).toBe(404);
+  });
+
+  it("strips client-sent Cloudflare edge headers, so a client cannot forge its IP", async () => {
+    const before = blue.received.length;
+    await send(gw.url, "/api", { host: "app.example.com", headers: { "cf-connecting-ip": "203.0.113.9", "cf-ipcountry": "XX", "true-client-ip": "203.0.113.9" } });
+    const seen = blue.received[before];
+    expect(seen?.headers["x-forwarded-for"]).toBeUndefined();
+    expect(seen?.headers["cf-connecting-ip"]).toBeUndefined();
+    expect(seen?.headers["cf-ipcountry"]).toBeUndefined();
+    expect(seen?.headers["true-client-ip"]).toBeUndefined();
+  });
+
+  it("re-applies an edited file, and keeps serving when the edit is invalid", async () => {
+    const version = await gw.reconfigure(config(green));
+    expect(await originOf(gw)).toBe("green");
+    const active = await readActive(openDirectoryStore(join(stateDir, "config")));
+    expect(active?.version).toBe(version);
+
+    const kept = await gw.reconfigureInvalid(config(green).replace("kind: ServiceEntry", "kind: ServiceEntryy"));
+    expect(kept).toBe(version);
+    expect(await originOf(gw)).toBe("green");
+  });
+
+  it("serves a version written by `isthmus apply --state DIR` within the refresh interval", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "isthmus-apply-"));
+    try {
+      writeFileSync(join(dir, "blue.yaml"), config(blue));
+      expect(await main(["apply", "-f", dir, "--state", stateDir])).toBe(0);
+      await until(async () => (await originOf(gw)) === "blue");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("keeps its configuration store across a restart, and Ctrl-C stops workerd", async () => {
+    const store = openDirectoryStore(join(stateDir, "config"));
+    const history = await readHistory(store);
+    // Newest first: blue (applied again with apply --state), green (the file edit).
+    expect(history.map((h) => h.action)).toEqual(["apply", "apply"]);
+    const greenVersion = history[1]?.version as string;
+
+    const oldUrl = gw.url;
+    await gw.stop({ keepState: true });
+    await expect(send(oldUrl, "/api", { host: "app.example.com" })).rejects.toThrow();
+
+    // Restart on the same state directory with the file that is already active: nothing new is applied.
+    gw = await startGateway(config(blue), { command: "serve", stateDir });
+    expect(await originOf(gw)).toBe("blue");
+    expect((await readHistory(store)).map((h) => h.version)).toEqual(history.map((h) => h.version));
+
+    // Versions stored before the restart can still be rolled back to.
+    expect(await main(["rollback", "--to", greenVersion, "--state", stateDir])).toBe(0);
+    await until(async () => (await originOf(gw)) === "green");
+  });
+});
+
+describe("isthmus serve with a Durable Object class", () => {
+  it("stores Durable Objects on local disk (SQLite-backed), so they survive a restart", async () => {
+    const args = ["--config", "test/fixtures/serve-durable-object/wrangler.toml"];
+    let gw = await startGateway(config(blue), { command: "serve", args });
+    const stateDir = gw.stateDir;
+    try {
+      const counts: string[] = [];
+      for (let i = 0; i < 3; i++) counts.push((await send(gw.url, "/__counter")).body);
+      expect(counts).toEqual(["1", "2", "3"]);
+      expect(await originOf(gw)).toBe("blue");
+      await gw.stop({ keepState: true });
+      gw = await startGateway(config(blue), { command: "serve", args, stateDir });
+      expect((await send(gw.url, "/__counter")).body).toBe("4");
+    } finally {
+      await gw.stop();
+    }
+  }, 120_000);
+});

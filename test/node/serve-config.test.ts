@@ -1,0 +1,93 @@
+/**
+ * The pure parts of `isthmus serve`: key ↔ file-name mapping of the
+ * directory store, and what is read from wrangler.toml.
+ */
+import { describe, expect, it } from "vitest";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileNameToKey, keyToFileName } from "../../src/config/store-files.ts";
+import { openDirectoryStore } from "../../src/cli/stores.ts";
+import { workerSettings } from "../../src/cli/wrangler-config.ts";
+
+describe("directory store file names", () => {
+  it("round-trips every key layout the store uses", () => {
+    for (const key of ["active", "history", "snapshot:3f9c2a1b0c4d", "source:3f9c2a1b0c4d"]) {
+      expect(fileNameToKey(keyToFileName(key))).toBe(key);
+    }
+    expect(keyToFileName("snapshot:3f9c2a1b0c4d")).toBe("snapshot_3a3f9c2a1b0c4d");
+  });
+
+  it("never produces a path separator, a dot or a percent sign, and keeps distinct keys distinct", () => {
+    const keys = ["../etc/passwd", ".hidden", "a/b", "a_3ab", "a:b", "100%", "ünïcode", "a b"];
+    const names = keys.map(keyToFileName);
+    for (const name of names) expect(name).toMatch(/^[A-Za-z0-9_-]+$/);
+    expect(new Set(names).size).toBe(keys.length);
+    for (const key of keys) expect(fileNameToKey(keyToFileName(key))).toBe(key);
+  });
+
+  it("rejects names it did not make", () => {
+    expect(fileNameToKey(".tmp")).toBeUndefined();
+    expect(fileNameToKey("a_zz")).toBeUndefined();
+    expect(fileNameToKey("")).toBeUndefined();
+  });
+
+  it("writes whole files and leaves no temporary files behind", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "isthmus-dirstore-"));
+    try {
+      const store = openDirectoryStore(dir);
+      expect(await store.get("snapshot:abc")).toBeNull();
+      await store.put("snapshot:abc", '{"v":1}');
+      await store.put("snapshot:abc", '{"v":2}');
+      expect(await store.get("snapshot:abc")).toBe('{"v":2}');
+      expect(readdirSync(dir)).toEqual(["snapshot_3aabc"]);
+      await store.delete("snapshot:abc");
+      await store.delete("snapshot:abc");
+      expect(await store.get("snapshot:abc")).toBeNull();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("workerSettings (wrangler.toml)", () => {
+  const read = (toml: string) => {
+    const dir = mkdtempSync(join(tmpdir(), "isthmus-wrangler-"));
+    try {
+      writeFileSync(join(dir, "wrangler.toml"), toml);
+      return workerSettings(join(dir, "wrangler.toml"));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  it("reads the project's own wrangler.toml", () => {
+    const s = workerSettings("wrangler.toml");
+    expect(s.main).toBe("src/index.ts");
+    expect(s.compatibilityDate).toMatch(/^\d{4}-\d{2}-\d{2}$/);
+  });
+
+  it("reads Durable Object bindings in both TOML spellings, marking SQLite-backed classes", () => {
+    const s = read(`main = "w.ts"
+compatibility_date = "2026-11-01"
+compatibility_flags = ["nodejs_compat"]
+durable_objects.bindings = [{ name = "LIMITER", class_name = "RateLimiter" }, { name = "OLD", class_name = "Legacy" }]
+[[migrations]]
+tag = "v1"
+new_classes = ["Legacy"]
+[[migrations]]
+tag = "v2"
+new_sqlite_classes = ["RateLimiter"]
+`);
+    expect(s.compatibilityFlags).toEqual(["nodejs_compat"]);
+    expect(s.durableObjects).toEqual([
+      { binding: "LIMITER", className: "RateLimiter", sql: true },
+      { binding: "OLD", className: "Legacy", sql: false },
+    ]);
+  });
+
+  it("names the file and what is missing", () => {
+    expect(() => read(`compatibility_date = "2026-11-01"`)).toThrow(/wrangler.toml: expected main/);
+    expect(() => read(`main = "w.ts"\ncompatibility_date = "2026-11-01"\n[[durable_objects.bindings]]\nname = "X"\nclass_name = "Y"\nscript_name = "other"`)).toThrow(/names another Worker/);
+  });
+});

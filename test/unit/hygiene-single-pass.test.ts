@@ -1,0 +1,41 @@
+/**
+ * sanitizeRequest after its single-pass rewrite: the headers that pass are
+ * exactly the client's minus hop-by-hop, Connection-named, spoofable and
+ * injected ones; the URL limit counts UTF-8 bytes.
+ */
+import { describe, expect, it } from "vitest";
+import { sanitizeRequest } from "../../src/gateway/hygiene.ts";
+import { DEFAULT_SETTINGS } from "../../src/config/defaults.ts";
+
+const limits = DEFAULT_SETTINGS.limits;
+
+describe("sanitizeRequest", () => {
+  it("keeps ordinary headers and strips hop-by-hop, Connection-named, spoofable and injected ones", () => {
+    const request = new Request("http://app.example.com/", {
+      headers: {
+        accept: "application/json",
+        "x-keep": "yes",
+        connection: "keep-alive, X-Hop-Secret",
+        "keep-alive": "timeout=5",
+        "x-hop-secret": "1",
+        "x-envoy-retry-on": "5xx",
+        "x-forwarded-for": "203.0.113.9",
+        "x-request-id": "spoofed",
+        "x-jwt-claim-sub": "admin",
+      },
+    });
+    const result = sanitizeRequest(request, { limits, injected: new Set(["x-jwt-claim-sub"]) });
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect([...result.headers.keys()].sort()).toEqual(["accept", "x-keep"]);
+    expect(result.headers.get("x-keep")).toBe("yes");
+  });
+
+  it("answers 414 once the URL's UTF-8 length passes the limit, and not before", () => {
+    const small = { ...limits, maxUrlBytes: 40 };
+    const base = "http://a.example.com/"; // 21 bytes
+    expect(sanitizeRequest(new Request(base + "x".repeat(19)), { limits: small }).ok).toBe(true);
+    const over = sanitizeRequest(new Request(base + "x".repeat(20)), { limits: small });
+    expect(over.ok ? 0 : over.reply.status).toBe(414);
+  });
+});
