@@ -272,7 +272,7 @@ ${se("other", [[other, {}]])}
 `;
 
 beforeAll(async () => {
-  [v1, v2, v3, shadow, other] = await Promise.all(["v1", "v2", "v3", "shadow", "other"].map((n) => startOrigin(n)));
+  [v1, v2, v3, shadow, other] = (await Promise.all(["v1", "v2", "v3", "shadow", "other"].map((n) => startOrigin(n)))) as [Origin, Origin, Origin, Origin, Origin];
   gw = await startGateway(config());
 }, 180_000);
 
