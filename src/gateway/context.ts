@@ -9,6 +9,7 @@ import type { Route, RuntimeSnapshot, VirtualHost } from "../routing/hydrate.ts"
 import type { RequestFacts } from "./facts.ts";
 import { toResponse, type LocalReply, type ResponseFlag } from "./local-reply.ts";
 import type { MirrorOutcome } from "../routing/mirror.ts";
+import type { UpstreamState } from "../upstream/state.ts";
 
 /** Everything the pipeline needs from the outside world. */
 export interface PipelineDeps {
@@ -19,8 +20,15 @@ export interface PipelineDeps {
   requestId: () => string;
   /** Milliseconds since the epoch. */
   now: () => number;
-  /** Waits (fault delays). */
+  /** Waits (fault delays, retry backoff). */
   sleep: (ms: number) => Promise<void>;
+  /**
+   * Per-isolate upstream state (outlier detection, circuit breakers, the
+   * shared health view). When absent, one is kept per deps object.
+   */
+  upstreams?: UpstreamState;
+  /** The fetch of a Worker binding by name (`mtls_certificates` bindings for tls MUTUAL). */
+  binding?: (name: string) => Fetch | undefined;
 }
 
 /** What happened to a request, for logs and telemetry. */
@@ -29,6 +37,8 @@ export interface RequestRecord {
   routeName?: string;
   cluster?: string;
   upstreamHost?: string;
+  /** Attempts made to the upstream (1 + retries). */
+  attempts?: number;
   /** Outcomes of mirrored copies, filled in after the response when they complete. */
   mirrors?: MirrorOutcome[];
 }

@@ -8,6 +8,7 @@ import { requestMatcher, type RequestMatcher } from "./match.ts";
 import { compileRegex, type Regex } from "./regex.ts";
 import { RouteIndex } from "./route-index.ts";
 import { hydrateCors, type Cors } from "./cors.ts";
+import { LocalityResolver } from "../upstream/locality.ts";
 
 export interface Rule {
   def: RuleDef;
@@ -50,6 +51,8 @@ export interface RuntimeSnapshot {
   hosts: HostIndex;
   virtualHosts: VirtualHost[];
   clusters: Map<string, ClusterDef>;
+  /** request.cf → the locality the gateway acts as for that request. */
+  locality: LocalityResolver;
 }
 
 export class SnapshotFormatError extends Error {
@@ -82,6 +85,7 @@ export function hydrate(snapshot: Snapshot): RuntimeSnapshot {
     hosts,
     virtualHosts,
     clusters: new Map(Object.entries(snapshot.clusters)),
+    locality: new LocalityResolver(snapshot.settings.locality),
   };
 }
 

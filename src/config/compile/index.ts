@@ -12,6 +12,7 @@ import type { Kind } from "../kinds.ts";
 import { Diagnostics } from "./diagnostics.ts";
 import { ServiceRegistry } from "./services.ts";
 import { compileSettings } from "./settings.ts";
+import { compileGatewayUpstreams } from "./health-checks.ts";
 import { buildVirtualHosts } from "./virtual-hosts.ts";
 import { contentVersion } from "./version.ts";
 
@@ -26,9 +27,10 @@ export async function compile(resources: readonly AnyResource[]): Promise<Compil
   const of = <K extends Kind>(kind: K) => resources.filter((r) => r.kind === kind) as unknown as Resource<K>[];
 
   const settings = compileSettings(of("GatewayConfig"), diag);
-  const services = new ServiceRegistry(of("ServiceEntry"), of("DestinationRule"), diag);
   const gatewayConfig = of("GatewayConfig")[0];
+  const services = new ServiceRegistry(of("ServiceEntry"), of("DestinationRule"), diag, gatewayConfig?.spec.credentials);
   const { hosts, virtualHosts, rules } = buildVirtualHosts(of("VirtualService"), of("Gateway"), gatewayConfig?.spec.gatewayLabels, services, diag);
+  if (gatewayConfig) compileGatewayUpstreams(gatewayConfig, settings, services, diag);
 
   if (hasErrors(diag.problems)) return { problems: diag.problems };
 
