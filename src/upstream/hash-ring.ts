@@ -29,24 +29,25 @@ export function hashOf(value: string): number {
 }
 
 /**
- * Envoy's ring hash: each member gets points proportional to its weight,
- * scaled so that the lightest member gets a whole number of them and the
- * ring has at least `minimumSize` points.
+ * A ring hash: each member gets points in proportion to its weight, and
+ * the ring has at least `minimumSize` points.
+ *
+ * Envoy rescales every member's points whenever the member set changes,
+ * which moves keys between the members that stay. Here the points per
+ * unit of weight come from `referenceWeight` — the total weight of the
+ * cluster's whole endpoint list, which ejections and failed health checks
+ * do not change — so when a member leaves only the keys it held move.
  *
  * @example
  * const ring = buildRing([{ key: "a:80", weight: 1 }, { key: "b:80", weight: 1 }], 1024);
  * ring.pick(hashOf("user-42")) // 0 or 1, the same every time
  */
-export function buildRing(members: readonly HashMember[], minimumSize: number, maximumSize = Math.max(minimumSize, 65_536)): HashTable {
-  const total = members.reduce((n, m) => n + m.weight, 0);
-  const minWeight = Math.min(...members.map((m) => m.weight / total));
-  const scale = Math.min(Math.ceil(minWeight * minimumSize) / minWeight, maximumSize);
+export function buildRing(members: readonly HashMember[], minimumSize: number, referenceWeight = members.reduce((n, m) => n + m.weight, 0)): HashTable {
+  const perWeight = Math.max(1, Math.ceil(minimumSize / Math.max(1, referenceWeight)));
   const points: { hash: number; member: number }[] = [];
-  let target = 0;
-  let current = 0;
   members.forEach((m, i) => {
-    target += (scale * m.weight) / total;
-    for (let n = 0; current < target; n++, current++) points.push({ hash: fnv1a(`${m.key}_${n}`), member: i });
+    const count = Math.max(1, Math.round(m.weight * perWeight));
+    for (let n = 0; n < count; n++) points.push({ hash: fnv1a(`${m.key}_${n}`), member: i });
   });
   points.sort((a, b) => a.hash - b.hash || a.member - b.member);
   const hashes = Uint32Array.from(points, (p) => p.hash);

@@ -153,7 +153,8 @@ function tableFor(cluster: ClusterDef, members: number[]): HashTable {
       const e = cluster.endpoints[m] as EndpointDef;
       return { key: `${e.address}:${e.port}`, weight: e.weight };
     });
-    table = hash?.algorithm === "MAGLEV" ? buildMaglev(entries, hash.size) : buildRing(entries, hash?.size ?? 1024);
+    const reference = cluster.endpoints.reduce((n, e) => n + e.weight, 0);
+    table = hash?.algorithm === "MAGLEV" ? buildMaglev(entries, hash.size) : buildRing(entries, hash?.size ?? 1024, reference);
     cache.tables.set(key, table);
   }
   return table;
