@@ -13,7 +13,7 @@ import { send, type Reply } from "../helpers/http.ts";
 
 let gw: Gateway;
 const o: Record<string, Origin> = {};
-const NAMES = ["r1", "r2", "r3", "e1", "e2", "e3", "p1", "p2", "p3", "t1", "t2", "t3", "slow", "hang1", "hang2", "ok1", "h1", "h2", "h3"] as const;
+const NAMES = ["r1", "r2", "r3", "e1", "e2", "e3", "p1", "p2", "p3", "t1", "t2", "t3", "slow", "hang1", "hang2", "ok1", "h1", "h2", "h3", "d1", "d2", "d3"] as const;
 
 const serviceEntry = (name: string, origins: string[]) => `
 apiVersion: networking.istio.io/v1
@@ -62,6 +62,10 @@ const config = () =>
 
     serviceEntry("plain", ["p1", "p2", "p3"]),
     virtualService("plain", "plain.example.com", "plain"),
+
+    serviceEntry("defaults", ["d1", "d2", "d3"]),
+    virtualService("defaults", "defaults.example.com", "defaults"),
+    destinationRule("defaults", "    outlierDetection: {}"),
 
     serviceEntry("timed", ["t1", "t2", "t3"]),
     virtualService("timed", "timed.example.com", "timed"),
@@ -187,6 +191,16 @@ describe("outlier detection", () => {
     expect(failed).toBeGreaterThan(0.15);
     expect(failed).toBeLessThan(0.5);
     expect(results.find((r) => r.status === 500)?.body).toBe("p3 failed with 500");
+  }, 60_000);
+
+  it("with Envoy's defaults (maxEjectionPercent 10%) never ejects one of three endpoints", async () => {
+    o.d3!.respond(failWith("d3", 500));
+    const results = await load("defaults.example.com", 150);
+    const failed = share(results, (r) => r.status === 500);
+    expect(failed).toBeGreaterThan(0.15);
+    expect(results.slice(-50).some((r) => r.status === 500)).toBe(true);
+    const state = (await (await gw.admin("/upstreams")).json()) as { clusters: Record<string, { endpoints: { endpoint: string; healthy: boolean }[] }> };
+    expect(state.clusters["outbound|80||defaults.edge.internal"]!.endpoints.every((e) => e.healthy)).toBe(true);
   }, 60_000);
 
   it("ejects for baseEjectionTime, then twice as long after a second ejection, and takes a recovered endpoint back", async () => {
