@@ -111,8 +111,9 @@ export class UpstreamState {
     if (!def) return undefined;
     const now = this.now();
     const key = endpointKey(endpoint);
-    const elsewhere = this.ejectedElsewhere(cluster.name, key, now);
-    const ejection = this.detector(cluster, now).observe(key, observation, def, cluster.endpoints.length, now, elsewhere);
+    const detector = this.detector(cluster, now);
+    const elsewhere = this.ejectedElsewhere(cluster.name, key, now, (k) => detector.isEjected(k, def, now));
+    const ejection = detector.observe(key, observation, def, cluster.endpoints.length, now, elsewhere);
     if (ejection) {
       this.log("isthmus: outlier ejected", { cluster: cluster.name, endpoint: key, reason: ejection.reason, until: new Date(ejection.until).toISOString() });
       this.pending.push({ cluster: cluster.name, endpoint: key, until: ejection.until, hostCount: cluster.endpoints.length, maxEjectionPercent: def.maxEjectionPercent });
@@ -155,9 +156,10 @@ export class UpstreamState {
     return d;
   }
 
-  private ejectedElsewhere(cluster: string, except: string, now: number): number {
+  /** Endpoints other isolates ejected that this one has not (those count already). */
+  private ejectedElsewhere(cluster: string, except: string, now: number, ejectedHere: (key: string) => boolean): number {
     let n = 0;
-    for (const [key, until] of this.remoteEjections.get(cluster) ?? []) if (key !== except && until > now) n++;
+    for (const [key, until] of this.remoteEjections.get(cluster) ?? []) if (key !== except && until > now && !ejectedHere(key)) n++;
     return n;
   }
 

@@ -74,3 +74,20 @@ describe("ejections shared through the Durable Object", () => {
     expect(a.healthy(cluster, endpoint(1))).toBe(true);
   });
 });
+
+describe("an isolate's own ejections echoed back by the Durable Object", () => {
+  it("count once towards maxEjectionPercent", async () => {
+    const half: ClusterDef = { ...cluster, name: "outbound|80||half.shop.internal", outlierDetection: { ...cluster.outlierDetection!, maxEjectionPercent: 50 } };
+    const exchange: HealthExchange = { sync: (request) => env.UPSTREAM_HEALTH.getByName("echo").sync(request) };
+    const pending: Promise<unknown>[] = [];
+    const a = new UpstreamState({ exchange, log: () => {} });
+    for (let i = 0; i < 2; i++) a.observe(half, endpoint(0), { type: "status", status: 500 }, (p) => pending.push(p), "test");
+    await Promise.all(pending.splice(0));
+    // The view now lists a's own ejection; a second one (2 of 4 = 50%) is still allowed.
+    for (let i = 0; i < 2; i++) a.observe(half, endpoint(1), { type: "status", status: 500 }, (p) => pending.push(p), "test");
+    await Promise.all(pending.splice(0));
+    expect(a.healthy(half, endpoint(1))).toBe(false);
+    for (let i = 0; i < 2; i++) a.observe(half, endpoint(2), { type: "status", status: 500 }, (p) => pending.push(p), "test");
+    expect(a.healthy(half, endpoint(2))).toBe(true);
+  });
+});
