@@ -149,6 +149,7 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
       clusters: ctx.snapshot.clusters,
       balancer: deps.balancer,
       fetch: deps.fetch,
+      fetchFor: (c) => clusterFetch(c, deps),
       method: facts.method,
       host: facts.host,
       path,

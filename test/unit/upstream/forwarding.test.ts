@@ -57,7 +57,7 @@ async function gateway(yaml: string, behave: Record<string, Behaviour>, extra: P
     const r = await runPipeline(new Request(`http://app.example.com${path}`, init), snapshot, deps, (p) => pending.push(p));
     return { status: r.response.status, body: await r.response.text(), headers: r.response.headers, flags: r.record.flags, attempts: r.record.attempts };
   };
-  return { run, sent, deps };
+  return { run, sent, deps, pending };
 }
 
 const config = ({ endpoints: eps = endpoints(["a", "b", "c"]), route = "", policy = "", annotations = "" } = {}) => `
@@ -355,6 +355,34 @@ describe("mTLS origination", () => {
     expect([res.status, res.body]).toEqual([200, "via binding"]);
     expect(through[0]).toMatch(/^https:\/\/[abc]\.internal:80\/x$/);
     expect(gw.sent).toHaveLength(0);
+  });
+
+  it("mirrors to an mTLS cluster through its binding too", async () => {
+    const yaml = `${config()}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: shadow, namespace: shop}
+spec:
+  hosts: [shadow.shop.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 443, name: https, protocol: HTTP}]
+  endpoints: [{address: shadow.internal}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: shadow, namespace: shop}
+spec:
+  host: shadow.shop.internal
+  trafficPolicy: {tls: {mode: MUTUAL, credentialName: SHADOW_CERT}}
+`.replace("  - route: [{destination: {host: app.shop.internal}}]", "  - route: [{destination: {host: app.shop.internal}}]\n    mirror: {host: shadow.shop.internal}");
+    const through: string[] = [];
+    const gw = await gateway(yaml, {}, { binding: (name) => (name === "SHADOW_CERT" ? async (r) => (through.push(r.url), new Response("shadow")) : undefined) });
+    expect((await gw.run("/m")).status).toBe(200);
+    await Promise.all(gw.pending);
+    expect(through).toEqual(["https://shadow.internal/m"]);
+    expect(gw.sent.map((s) => s.host)).not.toContain("shadow");
   });
 
   it("answers 503 UF when the binding is missing", async () => {
