@@ -14,6 +14,13 @@ type Fail = (path: FieldPath, message: string) => void;
 
 const TOKENS = new Set<string>(RETRY_ON_TOKENS);
 
+/** Tokens Istio accepts whose condition a Worker never sees. */
+const UNOBSERVABLE: Record<string, string> = {
+  "refused-stream": "HTTP/2 stream refusals do not surface through fetch()",
+  "http3-post-connect-failure": "HTTP/3 connection failures do not surface through fetch()",
+  "retriable-headers": "Istio's API has no header list for it",
+};
+
 /**
  * Compiles one HTTPRetry. `attempts: 0` (or absent) disables retries; the
  * other fields then must be absent, as Istio's validation requires.
@@ -22,7 +29,7 @@ const TOKENS = new Set<string>(RETRY_ON_TOKENS);
  * compileRetry({ attempts: 3, retryOn: "5xx,409" }, ["spec", "http", 0, "retries"], fail)
  * // → { attempts: 3, retryOn: ["5xx", "retriable-status-codes"], statusCodes: [409], ... }
  */
-export function compileRetry(retry: z.infer<typeof HTTPRetry>, path: FieldPath, fail: Fail): RetryDef {
+export function compileRetry(retry: z.infer<typeof HTTPRetry>, path: FieldPath, fail: Fail, warn: Fail = () => {}): RetryDef {
   const attempts = retry.attempts ?? 0;
   if (attempts === 0) {
     if (retry.perTryTimeout !== undefined || retry.retryOn !== undefined || retry.retryRemoteLocalities !== undefined) {
@@ -42,6 +49,8 @@ export function compileRetry(retry: z.infer<typeof HTTPRetry>, path: FieldPath, 
         if (!codes.includes(code)) codes.push(code);
       } else if (TOKENS.has(part)) {
         if (!tokens.includes(part)) tokens.push(part);
+        const why = UNOBSERVABLE[part];
+        if (why) warn([...path, "retryOn"], `"${part}" never matches at the edge: ${why}`);
       } else {
         fail([...path, "retryOn"], `"${part}" is not a valid retryOn value; expected HTTP status codes or ${RETRY_ON_TOKENS.join(", ")}`);
       }

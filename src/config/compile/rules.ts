@@ -121,7 +121,7 @@ function compileRule(vs: Resource<"VirtualService">, route: HTTPRoute, index: nu
     const ms = durationMs(route.timeout);
     if (ms > 0) rule.timeoutMs = ms;
   }
-  if (route.retries) rule.retry = compileRetry(route.retries, [...path, "retries"], fail);
+  if (route.retries) rule.retry = compileRetry(route.retries, [...path, "retries"], fail, (p, message) => diag.warn(vs, p, message));
   const nonIdempotent = retryNonIdempotent(vs, fail);
   if (nonIdempotent) rule.retryNonIdempotent = true;
   if (route.fault) {

@@ -39,7 +39,9 @@ export function compileSettings(configs: Resource<"GatewayConfig">[], diag: Diag
       maxRetryBodyBytes: limits.maxRetryBodyBytes ?? d.limits.maxRetryBodyBytes,
     },
     adminPathPrefix: spec.admin?.pathPrefix ?? d.adminPathPrefix,
-    defaultRetry: spec.defaultHttpRetryPolicy ? compileRetry(spec.defaultHttpRetryPolicy, ["spec", "defaultHttpRetryPolicy"], fail) : d.defaultRetry,
+    defaultRetry: spec.defaultHttpRetryPolicy
+      ? compileRetry(spec.defaultHttpRetryPolicy, ["spec", "defaultHttpRetryPolicy"], fail, (path, message) => diag.warn(config, path, message))
+      : d.defaultRetry,
     healthSyncMs: healthSync,
   };
   const locality = compileLocality(spec.locality, fail);

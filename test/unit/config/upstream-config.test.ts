@@ -87,6 +87,12 @@ describe("VirtualService retries", () => {
     ]);
   });
 
+  it("warns about retryOn tokens a Worker can never observe", async () => {
+    expect(await messages(service, route('    retries: {attempts: 2, retryOn: "refused-stream,5xx"}'))).toEqual([
+      'warning spec.http[0].retries.retryOn: "refused-stream" never matches at the edge: HTTP/2 stream refusals do not surface through fetch()',
+    ]);
+  });
+
   it("uses GatewayConfig defaultHttpRetryPolicy for rules without retries", async () => {
     const s = await snapshot(
       service,
