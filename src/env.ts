@@ -1,6 +1,8 @@
 /**
  * The Worker's bindings (wrangler.toml; `isthmus serve` generates its own).
  */
+import type { UpstreamHealth } from "./upstream/health/object.ts";
+
 export interface Env {
   /** Workers KV namespace holding snapshots and the active pointer (Cloudflare, `wrangler dev`). */
   CONFIG?: KVNamespace;
@@ -11,4 +13,6 @@ export interface Env {
   CONFIG_STORE?: Fetcher;
   /** Secret enabling the admin endpoints (`wrangler secret put ADMIN_TOKEN`). */
   ADMIN_TOKEN?: string;
+  /** Shares outlier ejections between isolates and runs active health checks. */
+  UPSTREAM_HEALTH?: DurableObjectNamespace<UpstreamHealth>;
 }

@@ -10,20 +10,36 @@ import { configSource } from "./gateway/config-source.ts";
 import { DEFAULT_SETTINGS } from "./config/defaults.ts";
 import { JwksCache } from "./authz/jwt/jwks-cache.ts";
 import { Balancer } from "./routing/balancer.ts";
+import type { Fetch } from "./routing/forward.ts";
+import { UpstreamState, type HealthExchange } from "./upstream/state.ts";
+
+export { UpstreamHealth } from "./upstream/health/object.ts";
 
 let cache: SnapshotCache | undefined;
 let admin: { key: string; app: ReturnType<typeof adminApp> } | undefined;
+let deps: PipelineDeps | undefined;
 
-const upstreamFetch = (request: Request) => fetch(request);
-const deps: PipelineDeps = {
-  fetch: upstreamFetch,
-  balancer: new Balancer(),
-  random: Math.random,
-  requestId: () => crypto.randomUUID(),
-  now: () => Date.now(),
-  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
-  jwks: new JwksCache(upstreamFetch, () => Date.now()),
-};
+/** The isolate's dependencies, built on its first request (bindings come with the request's env). */
+function isolateDeps(env: Env): PipelineDeps {
+  const namespace = env.UPSTREAM_HEALTH;
+  const exchange: HealthExchange | undefined = namespace ? { sync: (request) => namespace.getByName("isthmus").sync(request) } : undefined;
+  const bindings = env as unknown as Record<string, unknown>;
+  const upstreamFetch = (request: Request) => fetch(request);
+  return {
+    fetch: upstreamFetch,
+    balancer: new Balancer(),
+    random: Math.random,
+    requestId: () => crypto.randomUUID(),
+    now: () => Date.now(),
+    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+    jwks: new JwksCache(upstreamFetch, () => Date.now()),
+    upstreams: new UpstreamState(exchange ? { exchange } : {}),
+    binding: (name): Fetch | undefined => {
+      const b = bindings[name] as { fetch?: unknown } | undefined;
+      return typeof b?.fetch === "function" ? (request) => (b as Fetcher).fetch(request) : undefined;
+    },
+  };
+}
 
 const NO_CONFIG =
   "isthmus: no configuration has been applied to this gateway yet.\n" +
@@ -44,11 +60,12 @@ export default {
     if (env.ADMIN_TOKEN && pathOf(request.url).startsWith(`${prefix}/`)) {
       const key = `${prefix}|${env.ADMIN_TOKEN}`;
       if (admin?.key !== key) admin = { key, app: adminApp(prefix, env.ADMIN_TOKEN) };
-      return admin.app.fetch(request, { cache, snapshot });
+      return admin.app.fetch(request, { cache, snapshot, upstreams: (deps ??= isolateDeps(env)).upstreams });
     }
 
     if (!snapshot) return new Response(NO_CONFIG, { status: 503, headers: { "content-type": "text/plain" } });
     try {
+      deps ??= isolateDeps(env);
       const { response } = await runPipeline(request, snapshot, deps, (p) => ctx.waitUntil(p));
       return response;
     } catch (error) {

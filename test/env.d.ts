@@ -3,6 +3,7 @@ declare namespace Cloudflare {
   interface Env {
     CONFIG: KVNamespace;
     ADMIN_TOKEN?: string;
+    UPSTREAM_HEALTH: DurableObjectNamespace<import("../src/upstream/health/object.ts").UpstreamHealth>;
   }
   interface GlobalProps {
     mainModule: typeof import("../src/index.ts");

@@ -35,7 +35,8 @@ export interface WorkerSettings {
 /**
  * Reads `main`, `compatibility_date`, `compatibility_flags`, the Durable
  * Object bindings (of this Worker's own classes) and which classes are
- * SQLite-backed (`new_sqlite_classes` in `[[migrations]]`).
+ * SQLite-backed (`new_sqlite_classes` in `[[migrations]]`, or
+ * `storage = "sqlite"` in the `[exports.<Class>]` map).
  */
 export function workerSettings(configPath: string): WorkerSettings {
   if (!existsSync(configPath)) throw new CliError(`${configPath}: not found (pass --config PATH to the wrangler.toml of the gateway)`);
@@ -53,6 +54,12 @@ export function workerSettings(configPath: string): WorkerSettings {
   const sqlClasses = new Set<string>();
   for (const migration of asArray(doc.migrations)) {
     for (const name of asArray(field(migration, "new_sqlite_classes"))) if (typeof name === "string") sqlClasses.add(name);
+  }
+  // The newer declarative form: [exports.Class] type = "durable-object", storage = "sqlite".
+  if (typeof doc.exports === "object" && doc.exports !== null) {
+    for (const [name, entry] of Object.entries(doc.exports as Record<string, unknown>)) {
+      if (field(entry, "type") === "durable-object" && field(entry, "storage") === "sqlite") sqlClasses.add(name);
+    }
   }
   const durableObjects: WorkerSettings["durableObjects"] = [];
   for (const b of asArray(field(doc.durable_objects, "bindings"))) {

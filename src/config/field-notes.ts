@@ -124,17 +124,8 @@ const UNPROTECTED =
  * its runtime behaviour lands (docs/CONFIG.md keeps the same list).
  */
 export const NOT_ENFORCED: Record<Kind, FieldRule[]> = {
-  VirtualService: [
-    warn("spec.http[].retries", LATER),
-  ],
-  DestinationRule: [
-    ...pendingTrafficPolicy("spec.trafficPolicy"),
-    ...pendingTrafficPolicy("spec.trafficPolicy.portLevelSettings[]"),
-    ...pendingTrafficPolicy("spec.subsets[].trafficPolicy"),
-    ...pendingTrafficPolicy("spec.subsets[].trafficPolicy.portLevelSettings[]"),
-    warn("spec.trafficPolicy.retryBudget", LATER),
-    warn("spec.subsets[].trafficPolicy.retryBudget", LATER),
-  ],
+  VirtualService: [],
+  DestinationRule: [],
   ServiceEntry: [],
   Gateway: [],
   RequestAuthentication: [],
@@ -142,28 +133,11 @@ export const NOT_ENFORCED: Record<Kind, FieldRule[]> = {
   PeerAuthentication: [],
   Telemetry: [warn("spec", `Telemetry is ${LATER}`)],
   GatewayConfig: [
-    warn("spec.defaultHttpRetryPolicy", LATER),
     warn("spec.extensionProviders[].opentelemetry", LATER),
     warn("spec.telemetry", LATER),
-    warn("spec.locality", LATER),
-    warn("spec.healthChecks", LATER),
-    warn("spec.credentials", LATER),
   ],
   RateLimitPolicy: [error("spec", `RateLimitPolicy ${UNPROTECTED}`)],
 };
-
-function pendingTrafficPolicy(base: string): FieldRule[] {
-  return [
-    warn(`${base}.loadBalancer.consistentHash`, LATER),
-    warn(`${base}.loadBalancer.localityLbSetting`, LATER),
-    warn(`${base}.connectionPool.http.http1MaxPendingRequests`, LATER),
-    warn(`${base}.connectionPool.http.http2MaxRequests`, LATER),
-    warn(`${base}.connectionPool.http.maxRetries`, LATER),
-    warn(`${base}.outlierDetection`, LATER),
-    warn(`${base}.tls.mode`, LATER, (v) => v === "MUTUAL"),
-    warn(`${base}.tls.credentialName`, LATER),
-  ];
-}
 
 export interface FieldNote {
   path: (string | number)[];

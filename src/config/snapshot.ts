@@ -41,6 +41,20 @@ export interface GatewaySettings {
   outboundTrafficPolicy: "REGISTRY_ONLY" | "ALLOW_ANY";
   limits: RequestLimits;
   adminPathPrefix: string;
+  /**
+   * The retry policy of routes whose VirtualService rule has no `retries`:
+   * GatewayConfig `defaultHttpRetryPolicy`, else Istio's built-in default.
+   * Absent in snapshots from older CLIs (the built-in default applies).
+   */
+  defaultRetry?: RetryDef;
+  /** Maps the request's Cloudflare location to the locality it is treated as coming from. */
+  locality?: LocalitySettings;
+  /** GatewayConfig `gatewayLabels`: the gateway's own labels (failoverPriority compares them). */
+  gatewayLabels?: Record<string, string>;
+  /** Active health checks, run by the UpstreamHealth Durable Object. */
+  healthChecks?: HealthCheckDef[];
+  /** How often an isolate exchanges ejections and health with the UpstreamHealth Durable Object, in ms. */
+  healthSyncMs?: number;
 }
 
 export interface RequestLimits {
@@ -51,6 +65,8 @@ export interface RequestLimits {
   maxJwtBytes: number;
   /** Mirrored requests with a larger body are skipped (and counted). */
   maxMirrorBodyBytes: number;
+  /** Request bodies up to this size are buffered so a retry can resend them; larger ones are sent once. */
+  maxRetryBodyBytes?: number;
 }
 
 export interface HostTable {
@@ -170,6 +186,32 @@ export interface RuleDef {
   mirrors?: MirrorDef[];
   /** Makes the weighted pick sticky by a hash of a header or cookie (annotation `isthmus.dev/sticky-cohort`). */
   cohort?: CohortDef;
+  /** The rule's `retries`; absent means the gateway default (`GatewaySettings.defaultRetry`). */
+  retry?: RetryDef;
+  /**
+   * Retry non-idempotent methods (POST, PATCH, ...) after any retriable failure, not only after
+   * failures known to have happened before the request reached the origin (annotation
+   * `isthmus.dev/retry-non-idempotent: "true"`).
+   */
+  retryNonIdempotent?: boolean;
+}
+
+/** A compiled HTTPRetry (Istio's retry.ConvertPolicy). */
+export interface RetryDef {
+  /** Retries after the first attempt; 0 disables retries. */
+  attempts: number;
+  /** Envoy retry_on tokens, e.g. `connect-failure`, `5xx`, `retriable-status-codes`. */
+  retryOn: string[];
+  /** Statuses retried under `retriable-status-codes`. */
+  statusCodes?: number[];
+  perTryTimeoutMs?: number;
+  /** Envoy's fully jittered exponential backoff: base (25 ms) and cap (10 × base). */
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  /** Envoy's previous_priorities (update frequency 2): later retries go to other localities. */
+  retryRemoteLocalities?: boolean;
+  /** `retryIgnorePreviousHosts` as written; absent means on, except for consistent-hash clusters. */
+  previousHosts?: boolean;
 }
 
 /** Percentages are 0–100 with Envoy's 0.0001 granularity. */
@@ -229,4 +271,116 @@ export interface ClusterDef {
    */
   dynamicAddress?: boolean;
   loadBalancer: "LEAST_REQUEST" | "ROUND_ROBIN" | "RANDOM";
+  /** DestinationRule `loadBalancer.consistentHash` (replaces `loadBalancer`). */
+  consistentHash?: ConsistentHashDef;
+  /** Locality-aware load balancing, present when it is in effect for this cluster. */
+  locality?: LocalityLbDef;
+  /** Per-isolate circuit breaker limits (`connectionPool.http`); an absent limit is unlimited. */
+  connectionPool?: ConnectionPoolDef;
+  /** DestinationRule `retryBudget`: caps concurrent retries relative to active requests. */
+  retryBudget?: RetryBudgetDef;
+  outlierDetection?: OutlierDetectionDef;
+  /** Envoy's healthy_panic_threshold in percent; absent means 50 (Envoy's default). */
+  panicThreshold?: number;
+  /** The Worker binding (an `mtls_certificates` binding) that presents the client certificate (`tls.mode: MUTUAL`). */
+  mtlsBinding?: string;
+  /** Index into `GatewaySettings.healthChecks` of the active health check covering this cluster's endpoints. */
+  healthCheck?: number;
+}
+
+export type HashKeyDef =
+  | { type: "header"; name: string }
+  | { type: "cookie"; name: string; path?: string; ttlSeconds?: number; attributes?: [name: string, value?: string][] }
+  | { type: "sourceIp" }
+  | { type: "query"; name: string };
+
+export interface ConsistentHashDef {
+  /** Absent when the DestinationRule names no key: every request hashes to a random point. */
+  key?: HashKeyDef;
+  algorithm: "RING_HASH" | "MAGLEV";
+  /** Ring entries (RING_HASH) or the prime table size (MAGLEV). */
+  size: number;
+}
+
+export interface LocalityLbDef {
+  /** `from` locality pattern → weights per `to` pattern (each list sums to 100). */
+  distribute?: { from: string; to: [locality: string, weight: number][] }[];
+  /** Failover by locality proximity (Istio's default when outlierDetection is set). */
+  failover?: boolean;
+  /** Cross-region failover restrictions: from region → to region. */
+  failoverRules?: { from: string; to: string }[];
+  /** Labels ranking endpoints against the gateway (`label` or `label=value`). */
+  failoverPriority?: string[];
+}
+
+export interface ConnectionPoolDef {
+  /** `http2MaxRequests`: concurrent requests to the cluster from one isolate. */
+  maxRequests?: number;
+  /** `http1MaxPendingRequests`: requests that may wait for a free request slot. */
+  maxPendingRequests?: number;
+  /** `maxRetries`: concurrent retries to the cluster from one isolate. */
+  maxRetries?: number;
+}
+
+export interface RetryBudgetDef {
+  percent: number;
+  minRetryConcurrency: number;
+}
+
+export interface OutlierDetectionDef {
+  /** 0 disables. */
+  consecutive5xxErrors: number;
+  /** 0 disables. */
+  consecutiveGatewayErrors: number;
+  splitExternalLocalOriginErrors: boolean;
+  consecutiveLocalOriginFailures: number;
+  intervalMs: number;
+  baseEjectionTimeMs: number;
+  /** Envoy's max_ejection_time: max(300 s, base). */
+  maxEjectionTimeMs: number;
+  maxEjectionPercent: number;
+}
+
+export interface LocalitySettings {
+  /** The first rule whose match holds gives the locality. */
+  rules: LocalityRuleDef[];
+  default?: string;
+}
+
+/** Every listed field must match (any of its values); an empty rule matches nothing. */
+export interface LocalityRuleDef {
+  /** Cloudflare colo IATA codes (request.cf.colo), upper case. */
+  colos?: string[];
+  /** ISO 3166-1 alpha-2 (request.cf.country), upper case. */
+  countries?: string[];
+  /** Continent codes (request.cf.continent), upper case. */
+  continents?: string[];
+  /** ISO 3166-2 codes `<country>-<region>` (request.cf.country + regionCode), upper case. */
+  regions?: string[];
+  locality: string;
+}
+
+export interface HealthCheckDef {
+  /** `Kind/namespace/name` of the GatewayConfig, for logs. */
+  source: string;
+  /** ServiceEntry host and port checked. */
+  service: string;
+  port: number;
+  path: string;
+  intervalMs: number;
+  timeoutMs: number;
+  /** Inclusive status ranges that count as healthy. */
+  expectedCodes: [low: number, high: number][];
+  healthyThreshold: number;
+  unhealthyThreshold: number;
+  headers?: [name: string, value: string][];
+  /** The endpoints probed. Their key (`address:port`) is what clusters look up. */
+  targets: HealthTargetDef[];
+}
+
+export interface HealthTargetDef {
+  address: string;
+  port: number;
+  scheme: "http" | "https";
+  mtlsBinding?: string;
 }

@@ -6,15 +6,20 @@
  *   GET <prefix>/status   the version this isolate serves, when it last
  *                          checked, and the last load failure
  *   GET <prefix>/config   the Snapshot this isolate serves
+ *   GET <prefix>/upstreams what this isolate knows of each cluster's endpoints:
+ *                          outlier ejections (its own and shared), health
+ *                          checks, circuit breaker counters
  */
 import { Hono } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
 import type { SnapshotCache } from "./snapshot-cache.ts";
 import type { RuntimeSnapshot } from "../routing/hydrate.ts";
+import type { UpstreamState } from "../upstream/state.ts";
 
 export interface AdminContext {
   cache: SnapshotCache;
   snapshot: RuntimeSnapshot | undefined;
+  upstreams?: UpstreamState;
 }
 
 /**
@@ -40,6 +45,14 @@ export function adminApp(prefix: string, token: string): Hono<{ Bindings: AdminC
     if (!c.env.snapshot) return c.json({ error: "no configuration has been applied" }, 404);
     return c.json(c.env.snapshot.snapshot);
   });
-  app.notFound((c) => c.json({ error: "not found", endpoints: [`${prefix}/status`, `${prefix}/config`] }, 404));
+  app.get("/upstreams", (c) => {
+    const { snapshot, upstreams } = c.env;
+    if (!snapshot || !upstreams) return c.json({ error: "no configuration has been applied" }, 404);
+    const clusters = Object.fromEntries(
+      [...snapshot.clusters.values()].map((cluster) => [cluster.name, { limits: upstreams.limits(cluster.name).snapshot(), endpoints: upstreams.describe(cluster) }]),
+    );
+    return c.json({ lastSync: upstreams.lastSync ?? null, clusters });
+  });
+  app.notFound((c) => c.json({ error: "not found", endpoints: [`${prefix}/status`, `${prefix}/config`, `${prefix}/upstreams`] }, 404));
   return app;
 }

@@ -10,6 +10,7 @@ import type { Route, RuntimeSnapshot, VirtualHost } from "../routing/hydrate.ts"
 import type { RequestFacts } from "./facts.ts";
 import { toResponse, type LocalReply, type ResponseFlag } from "./local-reply.ts";
 import type { MirrorOutcome } from "../routing/mirror.ts";
+import type { UpstreamState } from "../upstream/state.ts";
 
 /** Everything the pipeline needs from the outside world. */
 export interface PipelineDeps {
@@ -20,10 +21,17 @@ export interface PipelineDeps {
   requestId: () => string;
   /** Milliseconds since the epoch. */
   now: () => number;
-  /** Waits (fault delays). */
+  /** Waits (fault delays, retry backoff). */
   sleep: (ms: number) => Promise<void>;
   /** The isolate's JWKS cache (created on first use when absent). */
   jwks?: JwksCache;
+  /**
+   * Per-isolate upstream state (outlier detection, circuit breakers, the
+   * shared health view). When absent, one is kept per deps object.
+   */
+  upstreams?: UpstreamState;
+  /** The fetch of a Worker binding by name (`mtls_certificates` bindings for tls MUTUAL). */
+  binding?: (name: string) => Fetch | undefined;
 }
 
 /** What happened to a request, for logs and telemetry. */
@@ -32,6 +40,8 @@ export interface RequestRecord {
   routeName?: string;
   cluster?: string;
   upstreamHost?: string;
+  /** Attempts made to the upstream (1 + retries). */
+  attempts?: number;
   /** Outcomes of mirrored copies, filled in after the response when they complete. */
   mirrors?: MirrorOutcome[];
   /** `<iss>/<sub>` of the verified JWT, when there is one. */

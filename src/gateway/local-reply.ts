@@ -21,6 +21,16 @@ export const REPLIES = {
     body: "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
     flag: "UF",
   },
+  retriedConnectFailure: {
+    status: 503,
+    body: "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: connection failure",
+    flag: "UF",
+  },
+  overflow: {
+    status: 503,
+    body: "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+    flag: "UO",
+  },
   clusterNotFound: { status: 503, body: "", flag: "NC" },
   timeout: { status: 504, body: "upstream request timeout", flag: "UT" },
   rbacDenied: { status: 403, body: "RBAC: access denied" },

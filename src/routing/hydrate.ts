@@ -9,6 +9,7 @@ import { requestMatcher, type RequestMatcher } from "./match.ts";
 import { compileRegex, type Regex } from "./regex.ts";
 import { RouteIndex } from "./route-index.ts";
 import { hydrateCors, type Cors } from "./cors.ts";
+import { LocalityResolver } from "../upstream/locality.ts";
 
 export interface Rule {
   def: RuleDef;
@@ -53,6 +54,8 @@ export interface RuntimeSnapshot {
   clusters: Map<string, ClusterDef>;
   /** Authentication and authorization (src/authz); absent when none is configured. */
   security?: RuntimeSecurity;
+  /** request.cf → the locality the gateway acts as for that request. */
+  locality: LocalityResolver;
 }
 
 export class SnapshotFormatError extends Error {
@@ -85,6 +88,7 @@ export function hydrate(snapshot: Snapshot): RuntimeSnapshot {
     hosts,
     virtualHosts,
     clusters: new Map(Object.entries(snapshot.clusters)),
+    locality: new LocalityResolver(snapshot.settings.locality),
   };
   if (snapshot.security) runtime.security = hydrateSecurity(snapshot.security);
   return runtime;

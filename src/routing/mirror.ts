@@ -29,6 +29,8 @@ export interface MirrorInput {
   clusters: ReadonlyMap<string, ClusterDef>;
   balancer: Balancer;
   fetch: Fetch;
+  /** The fetch for a cluster when it is not the global one (an mTLS binding); undefined skips the mirror. */
+  fetchFor?: (cluster: ClusterDef) => Fetch | undefined;
   method: string;
   host: string;
   path: string;
@@ -67,9 +69,11 @@ export function planMirrors(input: MirrorInput): MirrorPlan {
           const cluster = input.clusters.get(m.cluster);
           const endpoint = cluster ? input.balancer.pick(cluster, cluster.endpoints) : undefined;
           if (!cluster || !endpoint) return { cluster: m.cluster, outcome: "no-endpoint" };
+          const fetchFn = input.fetchFor ? input.fetchFor(cluster) : input.fetch;
+          if (!fetchFn) return { cluster: m.cluster, outcome: "failed" };
           const done = input.balancer.begin(cluster, endpoint);
           try {
-            const res = await input.fetch(
+            const res = await fetchFn(
               new Request(endpointUrl(cluster, endpoint, input.host, input.path, input.query), {
                 method: input.method,
                 headers,

@@ -2,12 +2,19 @@
  * The routing stages of the pipeline: virtual host, route, edge-answered
  * actions, upstream selection and forwarding.
  */
-import { localReply, type PipelineResult, type RequestContext } from "../gateway/context.ts";
-import type { DestinationDef } from "../config/snapshot.ts";
+import { localReply, type PipelineDeps, type PipelineResult, type RequestContext } from "../gateway/context.ts";
+import { badRequest, REPLIES } from "../gateway/local-reply.ts";
+import type { ClusterDef, DestinationDef } from "../config/snapshot.ts";
 import type { Rule } from "./hydrate.ts";
-import { REPLIES } from "../gateway/local-reply.ts";
+import { DEFAULT_SETTINGS } from "../config/defaults.ts";
+import { sendWithRetries } from "../upstream/attempts.ts";
+import { requestHash } from "../upstream/hash-key.ts";
+import { replayableBody, type UpstreamBody } from "../upstream/request-body.ts";
+import { ISTIO_DEFAULT_RETRY } from "../upstream/retry-on.ts";
+import { upstreamsOf } from "../upstream/state.ts";
+import type { CfLocation } from "../upstream/locality.ts";
 import { applyHeaderOps, orderedOps } from "./header-ops.ts";
-import { downstreamResponse, endpointUrl, forward } from "./forward.ts";
+import { downstreamResponse, endpointUrl, forward, type Fetch } from "./forward.ts";
 import { redirectLocation, replacePrefix } from "./redirect.ts";
 import { findVirtualHost, pickDestination, selectRoute } from "./select.ts";
 import { decideFault } from "./fault.ts";
@@ -118,7 +125,11 @@ export function selectUpstream(ctx: RequestContext): PipelineResult | undefined 
   return undefined;
 }
 
-/** Stages 11 and 12: rewrite, header operations, timeout, forward, response headers. */
+/**
+ * Stages 11 and 12: rewrite, header operations, mirrors, then the attempts
+ * (endpoint choice, retries, timeouts, circuit breaking, outlier
+ * detection: src/upstream/), then the response headers.
+ */
 export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResult> {
   if (ctx.passthrough) return passthrough(ctx);
   const { facts, record, deps } = ctx;
@@ -126,8 +137,8 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
   const cluster = ctx.cluster;
   const destination = ctx.destination;
   if (!route || !cluster || !destination) return localReply(REPLIES.noRoute, record);
-  const endpoint = deps.balancer.pick(cluster, cluster.endpoints);
-  if (!endpoint) return localReply(REPLIES.noHealthyUpstream, record);
+  const upstreams = upstreamsOf(deps);
+  upstreams.maybeSync(ctx.snapshot.snapshot, ctx.waitUntil);
 
   const rule = route.rule;
   let path = facts.path;
@@ -138,45 +149,97 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
   headers.set("x-forwarded-host", rule.def.rewrite?.authority ?? facts.authority);
   for (const ops of orderedOps("request", rule.def.headers, destination.headers, weighted)) applyHeaderOps(headers, ops);
 
-  record.upstreamHost = `${cluster.dynamicAddress ? facts.host : endpoint.address}:${endpoint.port}`;
+  const fetchFn = clusterFetch(cluster, deps);
+  if (!fetchFn) return localReply(REPLIES.connectFailure, record);
+
   let body = ctx.request.body;
+  const length = ctx.request.headers.get("content-length");
+  const contentLength = length !== null ? Number(length) : undefined;
   const mirrors = rule.def.mirrors ? selectMirrors(rule.def.mirrors, deps.random) : [];
   if (mirrors.length > 0) {
-    const length = ctx.request.headers.get("content-length");
     const plan = planMirrors({
       mirrors,
       clusters: ctx.snapshot.clusters,
       balancer: deps.balancer,
       fetch: deps.fetch,
+      fetchFor: (c) => clusterFetch(c, deps),
       method: facts.method,
       host: facts.host,
       path,
       query: facts.query,
       headers,
       body,
-      contentLength: length !== null ? Number(length) : undefined,
+      contentLength,
       maxBodyBytes: ctx.settings.limits.maxMirrorBodyBytes,
       timeoutMs: rule.def.timeoutMs ?? MIRROR_TIMEOUT_MS,
     });
     body = plan.primaryBody;
     ctx.waitUntil(plan.run().then((outcomes) => (record.mirrors = outcomes)));
   }
-  const done = deps.balancer.begin(cluster, endpoint);
+
+  const policy = rule.def.retry ?? ctx.settings.defaultRetry ?? ISTIO_DEFAULT_RETRY;
+  const limits = ctx.settings.limits;
+  const upstreamBody: UpstreamBody =
+    policy.attempts > 0
+      ? await replayableBody(body, facts.method, contentLength, limits.maxRetryBodyBytes ?? DEFAULT_SETTINGS.limits.maxRetryBodyBytes ?? 0)
+      : body === null || facts.method === "GET" || facts.method === "HEAD"
+        ? { type: "none" }
+        : { type: "stream", stream: body };
+  if (upstreamBody.type === "bytes" && upstreamBody.bytes.byteLength > limits.maxRequestBodyBytes) return localReply(badRequest(413, "payload too large"), record);
+  const hashKey = cluster.consistentHash ? requestHash(cluster.consistentHash.key, facts, deps.random) : {};
+
   const started = deps.now();
-  const result = await forward(deps.fetch, endpointUrl(cluster, endpoint, facts.host, path, facts.query), {
+  const result = await sendWithRetries({
+    cluster,
+    policy,
+    retryAnyMethod: rule.def.retryNonIdempotent ?? false,
     method: facts.method,
     headers,
-    body,
-    maxBodyBytes: ctx.settings.limits.maxRequestBodyBytes,
+    body: upstreamBody,
+    url: (endpoint) => endpointUrl(cluster, endpoint, facts.host, path, facts.query),
     ...(rule.def.timeoutMs !== undefined ? { timeoutMs: rule.def.timeoutMs } : {}),
+    maxBodyBytes: limits.maxRequestBodyBytes,
+    client: ctx.snapshot.locality.resolve(ctx.request.cf as CfLocation | undefined),
+    gatewayLabels: ctx.settings.gatewayLabels,
+    ...(hashKey.hash !== undefined ? { hash: hashKey.hash } : {}),
+    fetch: fetchFn,
+    state: upstreams,
+    balancer: deps.balancer,
+    random: deps.random,
+    sleep: deps.sleep,
+    waitUntil: ctx.waitUntil,
+    version: ctx.snapshot.version,
   });
-  done();
-  if (!result.ok) return localReply(result.reply, record);
+  record.attempts = result.attempts;
+  if (result.endpoint) record.upstreamHost = `${cluster.dynamicAddress ? facts.host : result.endpoint.address}:${result.endpoint.port}`;
+  if (!result.ok) {
+    const reply = localReply(result.reply, record);
+    record.flags.push(...result.flags);
+    return reply;
+  }
+  record.flags.push(...result.flags);
 
   const response = downstreamResponse(result.response);
   response.headers.set("x-envoy-upstream-service-time", String(Math.max(0, Math.round(deps.now() - started))));
   for (const ops of orderedOps("response", rule.def.headers, destination.headers, weighted)) applyHeaderOps(response.headers, ops);
+  if (hashKey.setCookie) response.headers.append("set-cookie", hashKey.setCookie);
   return { response, record };
+}
+
+/** The fetch for a cluster: global fetch, or the mTLS binding that presents its client certificate. */
+function clusterFetch(cluster: ClusterDef, deps: PipelineDeps): Fetch | undefined {
+  if (!cluster.mtlsBinding) return deps.fetch;
+  const fetchVia = deps.binding?.(cluster.mtlsBinding);
+  if (!fetchVia) {
+    console.error(
+      JSON.stringify({
+        message: "isthmus: the mTLS binding of a cluster is missing; add it to wrangler.toml (mtls_certificates)",
+        cluster: cluster.name,
+        binding: cluster.mtlsBinding,
+      }),
+    );
+  }
+  return fetchVia;
 }
 
 /** ALLOW_ANY: an unknown host is forwarded to itself, as Istio's PassthroughCluster does. */

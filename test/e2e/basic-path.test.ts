@@ -204,10 +204,10 @@ describe("local replies", () => {
     expect(res.status).toBe(404);
   });
 
-  it("answers 503 with Envoy's connect-failure body when the origin refuses the connection (UF)", async () => {
+  it("answers 503 with Envoy's connect-failure body when the origin refuses the connection (UF), after Istio's default 2 retries", async () => {
     const res = await send(gw.url, "/broken", { host: "shop.example.com" });
     expect(res.status).toBe(503);
-    expect(res.body).toBe("upstream connect error or disconnect/reset before headers. reset reason: connection failure");
+    expect(res.body).toBe("upstream connect error or disconnect/reset before headers. retried and the latest reset reason: connection failure");
   });
 
   it("answers 400 for an encoded NUL in the path without calling the origin", async () => {

@@ -11,6 +11,8 @@ export interface Received {
   url: string;
   headers: IncomingHttpHeaders;
   body: string;
+  /** When the request arrived (Date.now()). */
+  at: number;
 }
 
 export interface Origin {
@@ -19,6 +21,10 @@ export interface Origin {
   received: Received[];
   /** Replace how the origin answers (default: 200 JSON echo). */
   respond: (handler: OriginHandler) => void;
+  /** Stops listening (new connections are refused) and drops open ones; the port stays reserved for `accept`. */
+  refuse(): Promise<void>;
+  /** Listens again on the same port after `refuse`. */
+  accept(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -36,22 +42,52 @@ export async function startOrigin(name: string, port = 0): Promise<Origin> {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
-      const r: Received = { method: req.method ?? "", url: req.url ?? "", headers: req.headers, body: Buffer.concat(chunks).toString("utf8") };
+      const r: Received = { method: req.method ?? "", url: req.url ?? "", headers: req.headers, body: Buffer.concat(chunks).toString("utf8"), at: Date.now() };
       received.push(r);
       handler(r, res);
     });
   });
   server.keepAliveTimeout = 30_000;
   await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  const bound = (server.address() as AddressInfo).port;
+  const stop = () =>
+    new Promise<void>((resolve) => {
+      if (!server.listening) return resolve();
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
   return {
     name,
-    port: (server.address() as AddressInfo).port,
+    port: bound,
     received,
     respond: (h) => (handler = h),
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    refuse: stop,
+    accept: () => new Promise<void>((resolve) => server.listen(bound, "127.0.0.1", resolve)),
+    close: stop,
   };
 }
+
+/** Answers every request with `status` (and `x-origin`), like an origin whose application is failing. */
+export const failWith =
+  (name: string, status: number): OriginHandler =>
+  (_req, res) => {
+    res.writeHead(status, { "content-type": "text/plain", "x-origin": name });
+    res.end(`${name} failed with ${status}`);
+  };
+
+/** Destroys the connection after reading the request: a reset before any response. */
+export const resetConnection: OriginHandler = (_req, res) => {
+  res.socket?.destroy();
+};
+
+/** Never answers (until the connection is closed). */
+export const hang: OriginHandler = () => {};
+
+/** Fails with `failing` for the first `n` requests, then answers with `recovered`. */
+export function recoverAfter(n: number, failing: OriginHandler, recovered: OriginHandler): OriginHandler {
+  let seen = 0;
+  return (req, res) => (seen++ < n ? failing(req, res) : recovered(req, res));
+}
+
+/** The echo handler an origin starts with. */
+export const echoAs = (name: string): OriginHandler => echo(name);

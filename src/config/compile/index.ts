@@ -13,6 +13,7 @@ import { Diagnostics } from "./diagnostics.ts";
 import { ServiceRegistry } from "./services.ts";
 import { compileSecurity } from "./security.ts";
 import { compileSettings } from "./settings.ts";
+import { compileGatewayUpstreams } from "./health-checks.ts";
 import { buildVirtualHosts } from "./virtual-hosts.ts";
 import { contentVersion } from "./version.ts";
 
@@ -27,8 +28,8 @@ export async function compile(resources: readonly AnyResource[]): Promise<Compil
   const of = <K extends Kind>(kind: K) => resources.filter((r) => r.kind === kind) as unknown as Resource<K>[];
 
   const settings = compileSettings(of("GatewayConfig"), diag);
-  const services = new ServiceRegistry(of("ServiceEntry"), of("DestinationRule"), diag);
   const gatewayConfig = of("GatewayConfig")[0];
+  const services = new ServiceRegistry(of("ServiceEntry"), of("DestinationRule"), diag, gatewayConfig?.spec.credentials);
   const { hosts, virtualHosts, rules } = buildVirtualHosts(of("VirtualService"), of("Gateway"), gatewayConfig?.spec.gatewayLabels, services, diag);
   const security = compileSecurity(
     {
@@ -42,6 +43,7 @@ export async function compile(resources: readonly AnyResource[]): Promise<Compil
     },
     diag,
   );
+  if (gatewayConfig) compileGatewayUpstreams(gatewayConfig, settings, services, diag);
 
   if (hasErrors(diag.problems)) return { problems: diag.problems };
 

@@ -12,6 +12,7 @@ import { regexError } from "../../routing/regex.ts";
 import type { Diagnostics, FieldPath } from "./diagnostics.ts";
 import { compileMatch, isCatchAll } from "./matchers.ts";
 import { compileCohort, compileCors, compileFault, compileMirrors } from "./route-extras.ts";
+import { compileRetry } from "./retries.ts";
 import type { ServiceRegistry } from "./services.ts";
 
 export interface CompiledRoute {
@@ -120,6 +121,9 @@ function compileRule(vs: Resource<"VirtualService">, route: HTTPRoute, index: nu
     const ms = durationMs(route.timeout);
     if (ms > 0) rule.timeoutMs = ms;
   }
+  if (route.retries) rule.retry = compileRetry(route.retries, [...path, "retries"], fail, (p, message) => diag.warn(vs, p, message));
+  const nonIdempotent = retryNonIdempotent(vs, fail);
+  if (nonIdempotent) rule.retryNonIdempotent = true;
   if (route.fault) {
     const fault = compileFault(route.fault, [...path, "fault"], fail);
     if (fault) rule.fault = fault;
@@ -137,6 +141,16 @@ function compileRule(vs: Resource<"VirtualService">, route: HTTPRoute, index: nu
 
   if (!ok || !action) return undefined;
   return { rule, routes: matches, catchAll: isCatchAll(matches.map((m) => m.match)) };
+}
+
+/** Opts a VirtualService's routes into retrying non-idempotent requests after any retriable failure. */
+export const RETRY_NON_IDEMPOTENT_ANNOTATION = "isthmus.dev/retry-non-idempotent";
+
+function retryNonIdempotent(vs: Resource<"VirtualService">, fail: (p: FieldPath, message: string) => void): boolean {
+  const raw = vs.metadata.annotations?.[RETRY_NON_IDEMPOTENT_ANNOTATION];
+  if (raw === undefined) return false;
+  if (raw !== "true" && raw !== "false") fail(["metadata", "annotations", RETRY_NON_IDEMPOTENT_ANNOTATION], `expected "true" or "false", got "${raw}"`);
+  return raw === "true";
 }
 
 function routeName(rule: string | undefined, match: string | undefined): string {

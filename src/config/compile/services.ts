@@ -8,6 +8,8 @@ import type { TrafficPolicy } from "../schema/networking.ts";
 import type { Resource } from "../validate.ts";
 import type { Diagnostics, FieldPath } from "./diagnostics.ts";
 import { canonicalHost, expandShortName, hostMatches, specificity } from "./hosts.ts";
+import { localityProblem } from "../../upstream/locality.ts";
+import { checkTrafficPolicy, credentialResolver, upstreamPolicy, type CredentialResolver, type PolicyParts } from "./upstream-policy.ts";
 
 export interface ServicePort {
   number: number;
@@ -40,10 +42,21 @@ export class ServiceRegistry {
   readonly clusters: Record<string, ClusterDef> = {};
 
   private readonly diag: Diagnostics;
+  private readonly credentials: CredentialResolver;
 
-  constructor(entries: Resource<"ServiceEntry">[], rules: Resource<"DestinationRule">[], diag: Diagnostics) {
+  /**
+   * @param credentials GatewayConfig `credentials`: DestinationRule
+   *   credentialName → the Worker binding presenting the client certificate.
+   */
+  constructor(
+    entries: Resource<"ServiceEntry">[],
+    rules: Resource<"DestinationRule">[],
+    diag: Diagnostics,
+    credentials?: { credentialName: string; binding: string }[],
+  ) {
     this.diag = diag;
     this.rules = rules;
+    this.credentials = credentialResolver(credentials);
     for (const entry of entries) this.addEntry(entry);
     for (const rule of rules) this.checkRule(rule);
   }
@@ -106,21 +119,37 @@ export class ServiceRegistry {
     const endpoints = this.endpoints(service, port, host).filter((e) =>
       Object.entries(subsetDef?.labels ?? {}).every(([k, v]) => e.labels[k] === v),
     );
-    const tlsMode = policy.tls?.mode;
     const cluster: ClusterDef = {
       name,
       service: service.host,
       source: service.resource.id,
       namespace: service.namespace,
       port: port.number,
-      scheme: TLS_PROTOCOLS.has(port.protocol) || tlsMode === "SIMPLE" || tlsMode === "MUTUAL" ? "https" : "http",
+      scheme: schemeOf(port, policy),
       endpoints: dynamic ? [{ address: "", port: port.targetPort ?? port.number, labels: {}, weight: 1 }] : endpoints,
       loadBalancer: loadBalancerOf(policy),
+      ...upstreamPolicy(policy, this.credentials),
     };
     if (subset !== undefined) cluster.subset = subset;
     if (dynamic) cluster.dynamicAddress = true;
     this.clusters[name] = cluster;
     return cluster;
+  }
+
+  /**
+   * How the gateway reaches a service port without a subset (scheme and
+   * mTLS binding), for health checks; undefined for a wildcard service.
+   */
+  transport(service: Service, port: ServicePort): { scheme: "http" | "https"; mtlsBinding?: string; endpoints: EndpointDef[] } | undefined {
+    if (service.wildcard) return undefined;
+    const policy = effectivePolicy(this.ruleFor(service)?.trafficPolicy, undefined, port.number);
+    const out: { scheme: "http" | "https"; mtlsBinding?: string; endpoints: EndpointDef[] } = {
+      scheme: schemeOf(port, policy),
+      endpoints: this.endpoints(service, port, service.host),
+    };
+    const binding = upstreamPolicy(policy, this.credentials).mtlsBinding;
+    if (binding) out.mtlsBinding = binding;
+    return out;
   }
 
   private endpoints(service: Service, port: ServicePort, host: string): EndpointDef[] {
@@ -159,6 +188,10 @@ export class ServiceRegistry {
       const at: FieldPath = ["spec", "endpoints", i, "address"];
       if (!e.address) this.diag.error(entry, at, "expected an address: the edge can only reach endpoints by host name or IP");
       else if (e.address.startsWith("unix://")) this.diag.error(entry, at, "expected a host name or IP address; Unix sockets cannot be reached from the edge");
+      if (e.locality !== undefined) {
+        const problem = localityProblem(e.locality);
+        if (problem) this.diag.error(entry, ["spec", "endpoints", i, "locality"], problem);
+      }
       for (const [name] of Object.entries(e.ports ?? {})) {
         if (!ports.some((p) => p.name === name)) {
           this.diag.error(entry, ["spec", "endpoints", i, "ports", name], `expected the name of a port in spec.ports (${ports.map((p) => p.name ?? p.number).join(", ")})`);
@@ -196,6 +229,15 @@ export class ServiceRegistry {
         this.diag.error(rule, ["spec", "subsets", i, "name"], `duplicate subset name "${s.name}"`);
       }
     });
+    const error = (path: FieldPath, message: string) => this.diag.error(rule, path, message);
+    const warn = (path: FieldPath, message: string) => this.diag.warn(rule, path, message);
+    const check = (policy: TrafficPolicy | undefined, path: FieldPath) => {
+      if (!policy) return;
+      checkTrafficPolicy(policy, path, this.credentials, error, warn);
+      policy.portLevelSettings?.forEach((p, i) => checkTrafficPolicy(p, [...path, "portLevelSettings", i], this.credentials, error, warn));
+    };
+    check(rule.spec.trafficPolicy, ["spec", "trafficPolicy"]);
+    rule.spec.subsets?.forEach((s, i) => check(s.trafficPolicy, ["spec", "subsets", i, "trafficPolicy"]));
   }
 
   /** The DestinationRules for a service merged as Istio merges them. */
@@ -236,11 +278,10 @@ export class ServiceRegistry {
   }
 }
 
-type PolicyParts = Pick<TrafficPolicy, "loadBalancer" | "connectionPool" | "outlierDetection" | "tls">;
-
 /**
  * Istio's MergeTrafficPolicy: subset fields override top-level ones, and a
  * matching portLevelSettings entry replaces all four parts (no inheritance).
+ * `retryBudget` has no port-level form; the subset's overrides the top level's.
  */
 export function effectivePolicy(top: TrafficPolicy | undefined, subset: TrafficPolicy | undefined, port: number): PolicyParts {
   let merged: PolicyParts = {};
@@ -251,6 +292,7 @@ export function effectivePolicy(top: TrafficPolicy | undefined, subset: TrafficP
       connectionPool: layer.connectionPool ?? merged.connectionPool,
       outlierDetection: layer.outlierDetection ?? merged.outlierDetection,
       tls: layer.tls ?? merged.tls,
+      retryBudget: layer.retryBudget ?? merged.retryBudget,
     };
     const portLevel = layer.portLevelSettings?.find((p) => p.port?.number === port);
     if (portLevel) {
@@ -259,10 +301,16 @@ export function effectivePolicy(top: TrafficPolicy | undefined, subset: TrafficP
         connectionPool: portLevel.connectionPool,
         outlierDetection: portLevel.outlierDetection,
         tls: portLevel.tls,
+        retryBudget: merged.retryBudget,
       };
     }
   }
   return merged;
+}
+
+function schemeOf(port: ServicePort, policy: PolicyParts): "http" | "https" {
+  const mode = policy.tls?.mode;
+  return TLS_PROTOCOLS.has(port.protocol) || mode === "SIMPLE" || mode === "MUTUAL" ? "https" : "http";
 }
 
 function loadBalancerOf(policy: PolicyParts): ClusterDef["loadBalancer"] {

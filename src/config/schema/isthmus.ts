@@ -95,6 +95,7 @@ export const GatewayConfigSpec = z.strictObject({
       maxRequestBodyBytes: z.number().int().min(0).optional(),
       maxJwtBytes: z.number().int().min(256).optional(),
       maxMirrorBodyBytes: z.number().int().min(0).optional(),
+      maxRetryBodyBytes: z.number().int().min(0).optional(),
     })
     .optional(),
   admin: z.strictObject({ pathPrefix: z.string().regex(/^\/[A-Za-z0-9._~-]+$/, { message: "expected a path such as /__isthmus" }).optional() }).optional(),
@@ -130,6 +131,8 @@ export const GatewayConfigSpec = z.strictObject({
     })
     .optional(),
   healthChecks: z.array(HealthCheck).optional(),
+  /** How often each isolate exchanges outlier ejections and health-check results through the UpstreamHealth Durable Object. */
+  healthSyncInterval: Duration.optional(),
   credentials: z
     .array(
       z.strictObject({

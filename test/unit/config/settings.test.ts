@@ -28,6 +28,7 @@ describe("gateway settings", () => {
       }, "istio-system"),
     );
     expect(snapshot.settings).toEqual({
+      ...DEFAULT_SETTINGS,
       rootNamespace: "mesh-root",
       configRefreshMs: 90_000,
       pathNormalization: "BASE",

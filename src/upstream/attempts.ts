@@ -1,0 +1,241 @@
+/**
+ * Sending a request to a cluster: circuit breaker admission, then attempts
+ * (each to an endpoint chosen for it) until one gives a response the retry
+ * policy accepts, retries run out, or the route timeout passes.
+ *
+ * - The route timeout bounds everything: admission, every attempt and the
+ *   backoff between them (504 `upstream request timeout`, flag UT).
+ * - `perTryTimeout` bounds each attempt.
+ * - Every attempt carries `x-envoy-attempt-count`, and its result feeds
+ *   the cluster's outlier detector.
+ * - A retry goes to an endpoint not tried yet when one is available
+ *   (previous hosts; not for consistent-hash clusters unless
+ *   `retryIgnorePreviousHosts` says so), and with `retryRemoteLocalities`
+ *   to other priority levels (Envoy's previous_priorities).
+ * - When retries run out the last response (or local reply) is returned
+ *   with flag URX; a retry refused by the circuit breaker returns it with UO.
+ * - The response bodies of abandoned attempts are cancelled at once: the
+ *   Workers runtime allows six open connections per request.
+ */
+import type { ClusterDef, EndpointDef, RetryDef } from "../config/snapshot.ts";
+import { limitBody } from "../gateway/hygiene.ts";
+import { badRequest, REPLIES, type LocalReply, type ResponseFlag } from "../gateway/local-reply.ts";
+import type { Balancer } from "../routing/balancer.ts";
+import type { Fetch } from "../routing/forward.ts";
+import type { Observation } from "./outlier.ts";
+import { pickEndpoint } from "./picker.ts";
+import type { UpstreamBody } from "./request-body.ts";
+import { backoffMs, excludedLevels, retriable, type AttemptOutcome } from "./retry-policy.ts";
+import type { UpstreamState } from "./state.ts";
+
+export interface AttemptsInput {
+  cluster: ClusterDef;
+  policy: RetryDef;
+  /** Retry non-idempotent methods after any retriable failure. */
+  retryAnyMethod: boolean;
+  method: string;
+  /** Upstream request headers; each attempt sends a copy with its attempt count. */
+  headers: Headers;
+  body: UpstreamBody;
+  url: (endpoint: EndpointDef) => string;
+  /** Route timeout in ms (absent: none). */
+  timeoutMs?: number;
+  /** Cap on a streamed body (a buffered one was measured already). */
+  maxBodyBytes: number;
+  /** The request's locality and the gateway's labels, for locality load balancing. */
+  client: string | undefined;
+  gatewayLabels: Record<string, string> | undefined;
+  /** Consistent-hash key of the request, when the cluster hashes. */
+  hash?: number;
+  fetch: Fetch;
+  state: UpstreamState;
+  balancer: Balancer;
+  random: () => number;
+  sleep: (ms: number) => Promise<void>;
+  waitUntil: (promise: Promise<unknown>) => void;
+  /** Snapshot version, for ejection reports. */
+  version: string;
+}
+
+export type AttemptsResult =
+  | { ok: true; response: Response; endpoint: EndpointDef; attempts: number; flags: ResponseFlag[] }
+  | { ok: false; reply: LocalReply; endpoint?: EndpointDef; attempts: number; flags: ResponseFlag[] };
+
+type Sent =
+  | { kind: "attempt"; outcome: AttemptOutcome; response?: Response }
+  | { kind: "route-timeout" }
+  | { kind: "body-too-large" };
+
+export async function sendWithRetries(input: AttemptsInput): Promise<AttemptsResult> {
+  const route = new AbortController();
+  let current: AbortController | undefined;
+  const routeTimer =
+    input.timeoutMs !== undefined
+      ? setTimeout(() => {
+          route.abort();
+          current?.abort();
+        }, input.timeoutMs)
+      : undefined;
+  const limits = input.state.limits(input.cluster.name);
+  try {
+    const admission = await limits.acquire(input.cluster.connectionPool, route.signal);
+    if (admission === "overflow") return { ok: false, reply: REPLIES.overflow, attempts: 0, flags: [] };
+    if (admission === "timeout") return { ok: false, reply: REPLIES.timeout, attempts: 0, flags: [] };
+    try {
+      return await attempts(input, route.signal, (c) => (current = c));
+    } finally {
+      limits.release();
+    }
+  } finally {
+    if (routeTimer !== undefined) clearTimeout(routeTimer);
+  }
+}
+
+async function attempts(input: AttemptsInput, routeSignal: AbortSignal, track: (c: AbortController) => void): Promise<AttemptsResult> {
+  const { cluster, policy, state } = input;
+  const limits = state.limits(cluster.name);
+  const previousHosts = policy.previousHosts ?? !cluster.consistentHash;
+  const tried = new Set<number>();
+  const levels: number[] = [];
+  const flags: ResponseFlag[] = [];
+  let last: { response?: Response; reply?: LocalReply; endpoint: EndpointDef } | undefined;
+  let holdingRetry = false;
+
+  const finish = (extra?: ResponseFlag): AttemptsResult => {
+    if (holdingRetry) limits.endRetry();
+    if (extra) flags.push(extra);
+    const made = levels.length;
+    if (last?.response) return { ok: true, response: last.response, endpoint: last.endpoint, attempts: made, flags };
+    return { ok: false, reply: last?.reply ?? REPLIES.noHealthyUpstream, ...(last ? { endpoint: last.endpoint } : {}), attempts: made, flags };
+  };
+  const replace = async (next: { response?: Response; reply?: LocalReply; endpoint: EndpointDef }) => {
+    await discard(last?.response);
+    last = next;
+  };
+
+  for (let attempt = 1; ; attempt++) {
+    const pick = pickEndpoint({
+      cluster,
+      client: input.client,
+      gatewayLabels: input.gatewayLabels,
+      healthy: (i) => state.healthy(cluster, cluster.endpoints[i] as EndpointDef),
+      ...(input.hash !== undefined ? { hash: input.hash } : {}),
+      ...(previousHosts ? { exclude: tried } : {}),
+      ...(policy.retryRemoteLocalities ? { excludeLevels: excludedLevels(levels, attempt) } : {}),
+      balancer: input.balancer,
+      random: input.random,
+    });
+    if (!pick) return finish();
+    tried.add(pick.index);
+    levels.push(pick.level);
+    const endpoint = pick.endpoint;
+
+    const controller = new AbortController();
+    track(controller);
+    if (routeSignal.aborted) controller.abort();
+    const done = input.balancer.begin(cluster, endpoint);
+    let sent: Sent;
+    try {
+      sent = await sendOnce(input, endpoint, attempt, controller, routeSignal);
+    } finally {
+      done();
+      if (holdingRetry) limits.endRetry();
+      holdingRetry = false;
+    }
+
+    if (sent.kind === "route-timeout") {
+      state.observe(cluster, endpoint, { type: "timeout" }, input.waitUntil, input.version);
+      await replace({ reply: REPLIES.timeout, endpoint });
+      return finish();
+    }
+    if (sent.kind === "body-too-large") {
+      await replace({ reply: badRequest(413, "payload too large"), endpoint });
+      return finish();
+    }
+    const outcome = sent.outcome;
+    state.observe(cluster, endpoint, observationOf(outcome), input.waitUntil, input.version);
+    if (sent.response) await replace({ response: sent.response, endpoint });
+    else await replace({ reply: outcome.type === "per-try-timeout" ? REPLIES.timeout : attempt > 1 ? REPLIES.retriedConnectFailure : REPLIES.connectFailure, endpoint });
+
+    if (!retriable(policy, outcome, input.method, input.retryAnyMethod)) return finish();
+    if (attempt > policy.attempts) return finish("URX");
+    // A streamed body was consumed by this attempt and cannot be sent again.
+    if (input.body.type === "stream") return finish();
+    if (!limits.tryRetry(cluster.connectionPool, cluster.retryBudget)) return finish("UO");
+    holdingRetry = true;
+    const wait = backoffMs(policy, attempt, input.random);
+    if (wait > 0) await sleepUnlessAborted(input.sleep, wait, routeSignal);
+    if (routeSignal.aborted) {
+      await replace({ reply: REPLIES.timeout, endpoint });
+      return finish();
+    }
+  }
+}
+
+async function sendOnce(input: AttemptsInput, endpoint: EndpointDef, attempt: number, controller: AbortController, routeSignal: AbortSignal): Promise<Sent> {
+  let perTryTimedOut = false;
+  let tooLarge = false;
+  const perTry =
+    input.policy.perTryTimeoutMs !== undefined && input.policy.attempts > 0
+      ? setTimeout(() => {
+          perTryTimedOut = true;
+          controller.abort();
+        }, input.policy.perTryTimeoutMs)
+      : undefined;
+  const headers = new Headers(input.headers);
+  headers.set("x-envoy-attempt-count", String(attempt));
+  let body: BodyInit | null = null;
+  if (input.body.type === "bytes") body = input.body.bytes.slice();
+  else if (input.body.type === "stream") {
+    body = limitBody(input.body.stream, input.maxBodyBytes, () => {
+      tooLarge = true;
+      controller.abort();
+    });
+  }
+  try {
+    const response = await input.fetch(new Request(input.url(endpoint), { method: input.method, headers, body, redirect: "manual", signal: controller.signal }));
+    if (tooLarge) {
+      await discard(response);
+      return { kind: "body-too-large" };
+    }
+    return { kind: "attempt", outcome: { type: "response", status: response.status, headers: response.headers }, response };
+  } catch {
+    if (tooLarge) return { kind: "body-too-large" };
+    if (routeSignal.aborted) return { kind: "route-timeout" };
+    if (perTryTimedOut) return { kind: "attempt", outcome: { type: "per-try-timeout" } };
+    return { kind: "attempt", outcome: { type: "connect-failure" } };
+  } finally {
+    if (perTry !== undefined) clearTimeout(perTry);
+  }
+}
+
+function observationOf(outcome: AttemptOutcome): Observation {
+  switch (outcome.type) {
+    case "response":
+      return { type: "status", status: outcome.status };
+    case "connect-failure":
+      return { type: "connect-failure" };
+    case "per-try-timeout":
+      return { type: "timeout" };
+  }
+}
+
+async function discard(response: Response | undefined): Promise<void> {
+  try {
+    await response?.body?.cancel();
+  } catch {
+    // Already closed or errored: nothing to free.
+  }
+}
+
+function sleepUnlessAborted(sleep: (ms: number) => Promise<void>, ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const onAbort = () => resolve();
+    signal.addEventListener("abort", onAbort, { once: true });
+    void sleep(ms).then(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,229 @@
+/**
+ * mTLS origination (DestinationRule `tls.mode: MUTUAL` + `credentialName`)
+ * against a real Node HTTPS origin that requires and verifies a client
+ * certificate, with a test PKI generated here by openssl.
+ *
+ * In production the credentialName names an `mtls_certificates` binding,
+ * which presents the uploaded certificate. That binding cannot present a
+ * certificate locally (workers-platform.md §1a), and `wrangler dev` cannot
+ * replace it with anything that can, so this test runs the gateway Worker
+ * (bundled as wrangler bundles it) in workerd through Miniflare, with the
+ * binding replaced by a workerd external service that holds the client
+ * keypair — the same code path: `env.<binding>.fetch()`.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:https";
+import { connect } from "node:tls";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { build } from "esbuild";
+import { Miniflare, convertV4MiniflareOptions } from "miniflare";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildConfig } from "../../src/config/build.ts";
+import { applySnapshot, type KeyValueStore } from "../../src/config/store.ts";
+import { send } from "../helpers/http.ts";
+
+interface Pki {
+  ca: string;
+  serverKey: string;
+  serverCert: string;
+  clientKey: string;
+  clientCert: string;
+  strangerKey: string;
+  strangerCert: string;
+}
+
+/** A CA, a server certificate for localhost, a client certificate it signed, and one it did not. */
+function generatePki(dir: string): Pki {
+  const ssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
+  const key = (name: string) => ssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", `${name}.key`);
+  const sign = (name: string, subject: string, ca: string, ext: string) => {
+    key(name);
+    ssl("req", "-new", "-key", `${name}.key`, "-subj", subject, "-out", `${name}.csr`);
+    writeFileSync(join(dir, `${name}.ext`), ext);
+    ssl("x509", "-req", "-in", `${name}.csr`, "-CA", `${ca}.crt`, "-CAkey", `${ca}.key`, "-CAcreateserial", "-days", "2", "-sha256", "-extfile", `${name}.ext`, "-out", `${name}.crt`);
+  };
+  for (const ca of ["ca", "rogue-ca"]) {
+    key(ca);
+    ssl("req", "-x509", "-new", "-key", `${ca}.key`, "-subj", `/CN=Isthmus test ${ca}`, "-days", "2", "-sha256", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-out", `${ca}.crt`);
+  }
+  sign("server", "/CN=localhost", "ca", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
+  sign("client", "/CN=isthmus-gateway", "ca", "extendedKeyUsage=clientAuth\n");
+  sign("stranger", "/CN=stranger", "rogue-ca", "extendedKeyUsage=clientAuth\n");
+  const read = (f: string) => readFileSync(join(dir, f), "utf8");
+  return {
+    ca: read("ca.crt"),
+    serverKey: read("server.key"),
+    serverCert: read("server.crt"),
+    clientKey: read("client.key"),
+    clientCert: read("client.crt"),
+    strangerKey: read("stranger.key"),
+    strangerCert: read("stranger.crt"),
+  };
+}
+
+let dir: string;
+let pki: Pki;
+let origin: Server;
+let port: number;
+let mf: Miniflare;
+const seen: { path: string; clientCn: string; attempt: string | undefined }[] = [];
+/** Handshakes the origin refused, with OpenSSL's reason. */
+const refused: string[] = [];
+
+const config = () => `
+apiVersion: isthmus.dev/v1alpha1
+kind: GatewayConfig
+metadata: {name: isthmus}
+spec:
+  credentials:
+  - {credentialName: payments-client-cert, binding: ORIGIN_CERT}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: payments, namespace: edge}
+spec:
+  hosts: [payments.edge.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 443, name: https, protocol: HTTP}]
+  endpoints:
+  - {address: localhost, ports: {https: ${port}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: payments, namespace: edge}
+spec:
+  host: payments.edge.internal
+  trafficPolicy:
+    tls: {mode: MUTUAL, credentialName: payments-client-cert}
+  subsets:
+  - name: no-cert
+    trafficPolicy:
+      tls: {mode: MUTUAL, credentialName: ORIGIN_NO_CERT}
+  - name: wrong-cert
+    trafficPolicy:
+      tls: {mode: MUTUAL, credentialName: ORIGIN_ROGUE_CERT}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: payments, namespace: edge}
+spec:
+  hosts: [payments.example.com]
+  http:
+  - match: [{uri: {prefix: /no-cert}}]
+    route: [{destination: {host: payments.edge.internal, subset: no-cert}}]
+  - match: [{uri: {prefix: /wrong-cert}}]
+    route: [{destination: {host: payments.edge.internal, subset: wrong-cert}}]
+  - route: [{destination: {host: payments.edge.internal}}]
+`;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "isthmus-mtls-"));
+  pki = generatePki(dir);
+  origin = createServer({ key: pki.serverKey, cert: pki.serverCert, ca: [pki.ca], requestCert: true, rejectUnauthorized: true }, (req, res) => {
+    const cert = (req.socket as import("node:tls").TLSSocket).getPeerCertificate();
+    seen.push({ path: req.url ?? "", clientCn: String(cert.subject?.CN ?? ""), attempt: req.headers["x-envoy-attempt-count"] as string | undefined });
+    res.writeHead(200, { "content-type": "text/plain" });
+    res.end(`hello ${cert.subject?.CN}`);
+  });
+  origin.on("tlsClientError", (error: Error & { code?: string }) => refused.push(error.code ?? error.message));
+  await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", resolve));
+  port = (origin.address() as AddressInfo).port;
+
+  const bundle = join(dir, "worker.js");
+  await build({
+    entryPoints: ["src/index.ts"],
+    outfile: bundle,
+    bundle: true,
+    format: "esm",
+    platform: "neutral",
+    target: "es2022",
+    mainFields: ["module", "main"],
+    conditions: ["workerd", "worker", "browser"],
+    external: ["cloudflare:*", "node:*"],
+    logLevel: "silent",
+  });
+  const external = (keypair?: { privateKey: string; certificateChain: string }) => ({
+    external: {
+      address: `127.0.0.1:${port}`,
+      https: { certificateHost: "localhost", tlsOptions: { ...(keypair ? { keypair } : {}), trustedCertificates: [pki.ca] } },
+    },
+  });
+  mf = new Miniflare(
+    convertV4MiniflareOptions({
+      modules: true,
+      scriptPath: bundle,
+      modulesRoot: dir,
+      compatibilityDate: "2026-11-01",
+      host: "127.0.0.1",
+      port: 0,
+      kvNamespaces: { CONFIG: "config" },
+      durableObjects: { UPSTREAM_HEALTH: { className: "UpstreamHealth", useSQLite: true } },
+      serviceBindings: {
+        ORIGIN_CERT: external({ privateKey: pki.clientKey, certificateChain: pki.clientCert }),
+        ORIGIN_NO_CERT: external(),
+        ORIGIN_ROGUE_CERT: external({ privateKey: pki.strangerKey, certificateChain: pki.strangerCert }),
+      },
+    }),
+  );
+  const built = await buildConfig([{ path: "mtls.yaml", text: config() }]);
+  if (!built.snapshot) throw new Error(built.problems.map((p) => `${p.field}: ${p.message}`).join("\n"));
+  const kv = (await mf.getKVNamespace("CONFIG")) as unknown as KeyValueStore;
+  await applySnapshot(kv, built.snapshot, built.sources, new Date());
+}, 120_000);
+
+afterAll(async () => {
+  await mf?.dispose();
+  await new Promise<void>((resolve) => (origin ? origin.close(() => resolve()) : resolve()));
+  origin?.closeAllConnections();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const get = async (path: string) => {
+  const res = await send((await mf.ready).toString(), path, { host: "payments.example.com" });
+  return { status: res.status, body: res.body };
+};
+
+describe("the test origin", () => {
+  it("refuses a TLS client that presents no certificate", async () => {
+    const failure = await new Promise<string>((resolve) => {
+      const socket = connect({ host: "127.0.0.1", port, servername: "localhost", ca: [pki.ca] }, () => socket.write("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+      socket.on("data", (d) => resolve(`answered: ${d.toString().split("\r\n")[0]}`));
+      socket.on("error", (e) => resolve(`error: ${e.message}`));
+      socket.on("close", () => resolve("closed without an answer"));
+    });
+    expect(failure).not.toMatch(/^answered/);
+  });
+});
+
+describe("DestinationRule tls MUTUAL", () => {
+  it("reaches the origin through the credential's binding, which presents the client certificate", async () => {
+    const refusedBefore = refused.length;
+    const res = await get("/charge");
+    expect(refused.length).toBe(refusedBefore);
+    expect(res).toEqual({ status: 200, body: "hello isthmus-gateway" });
+    expect(seen.at(-1)).toEqual({ path: "/charge", clientCn: "isthmus-gateway", attempt: "1" });
+  }, 30_000);
+
+  it("is refused by the origin when the binding presents no certificate (503 after the default retries)", async () => {
+    const [before, refusedBefore] = [seen.length, refused.length];
+    const res = await get("/no-cert");
+    expect(res.status).toBe(503);
+    expect(res.body).toBe("upstream connect error or disconnect/reset before headers. retried and the latest reset reason: connection failure");
+    expect(seen.length).toBe(before);
+    // One refused handshake per attempt: Istio's default policy retried the connection failure twice.
+    expect(refused.slice(refusedBefore)).toEqual(Array(3).fill("ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE"));
+  }, 30_000);
+
+  it("is refused when the certificate comes from a CA the origin does not trust", async () => {
+    const [before, refusedBefore] = [seen.length, refused.length];
+    const res = await get("/wrong-cert");
+    expect(res.status).toBe(503);
+    expect(seen.length).toBe(before);
+    // Node reports a TLS 1.3 client certificate it rejects as a hang-up during the handshake.
+    expect(refused.slice(refusedBefore)).toEqual(Array(3).fill("ECONNRESET"));
+  }, 30_000);
+});
