@@ -9,6 +9,9 @@ import { SnapshotCache } from "./gateway/snapshot-cache.ts";
 import { DEFAULT_SETTINGS } from "./config/defaults.ts";
 import { JwksCache } from "./authz/jwt/jwks-cache.ts";
 import { Balancer } from "./routing/balancer.ts";
+import { rateLimitEnv } from "./ratelimit/decide.ts";
+
+export { RateLimiter } from "./ratelimit/limiter-object.ts";
 
 let cache: SnapshotCache | undefined;
 let admin: { key: string; app: ReturnType<typeof adminApp> } | undefined;
@@ -41,6 +44,7 @@ export default {
     }
 
     if (!snapshot) return new Response(NO_CONFIG, { status: 503, headers: { "content-type": "text/plain" } });
+    deps.rateLimits ??= rateLimitEnv(env.RATE_LIMITER);
     try {
       const { response } = await runPipeline(request, snapshot, deps, (p) => ctx.waitUntil(p));
       return response;

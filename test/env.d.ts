@@ -3,6 +3,7 @@ declare namespace Cloudflare {
   interface Env {
     CONFIG: KVNamespace;
     ADMIN_TOKEN?: string;
+    RATE_LIMITER: DurableObjectNamespace<import("../src/ratelimit/limiter-object.ts").RateLimiter>;
   }
   interface GlobalProps {
     mainModule: typeof import("../src/index.ts");

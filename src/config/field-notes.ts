@@ -149,7 +149,7 @@ export const NOT_ENFORCED: Record<Kind, FieldRule[]> = {
     warn("spec.healthChecks", LATER),
     warn("spec.credentials", LATER),
   ],
-  RateLimitPolicy: [error("spec", `RateLimitPolicy ${UNPROTECTED}`)],
+  RateLimitPolicy: [],
 };
 
 function pendingTrafficPolicy(base: string): FieldRule[] {

@@ -10,6 +10,7 @@ import type { Route, RuntimeSnapshot, VirtualHost } from "../routing/hydrate.ts"
 import type { RequestFacts } from "./facts.ts";
 import { toResponse, type LocalReply, type ResponseFlag } from "./local-reply.ts";
 import type { MirrorOutcome } from "../routing/mirror.ts";
+import type { RateLimitEnv, RateLimitRecord } from "../ratelimit/decide.ts";
 
 /** Everything the pipeline needs from the outside world. */
 export interface PipelineDeps {
@@ -24,6 +25,8 @@ export interface PipelineDeps {
   sleep: (ms: number) => Promise<void>;
   /** The isolate's JWKS cache (created on first use when absent). */
   jwks?: JwksCache;
+  /** The isolate's rate-limit state and the RateLimiter binding (created on first use when absent, without a binding). */
+  rateLimits?: RateLimitEnv;
 }
 
 /** What happened to a request, for logs and telemetry. */
@@ -40,6 +43,8 @@ export interface RequestRecord {
   peerPrincipal?: string;
   /** AUDIT policies that matched, and the shadow (dry-run) verdicts. */
   authz?: { audit?: string[]; dryRun?: { allow?: string; deny?: string }; deniedBy?: string };
+  /** Every rate-limit decision made for the request (exported with telemetry). */
+  rateLimit?: RateLimitRecord[];
 }
 
 /** State that grows as the request moves through the stages. */

@@ -5,6 +5,7 @@
  */
 import { SNAPSHOT_FORMAT, type ClusterDef, type DestinationDef, type RuleDef, type Snapshot, type StringMatchDef } from "../config/snapshot.ts";
 import { hydrateSecurity, type RuntimeSecurity } from "../authz/hydrate.ts";
+import { hydrateRateLimits, type RuntimeRateLimits } from "../ratelimit/hydrate.ts";
 import { requestMatcher, type RequestMatcher } from "./match.ts";
 import { compileRegex, type Regex } from "./regex.ts";
 import { RouteIndex } from "./route-index.ts";
@@ -53,6 +54,8 @@ export interface RuntimeSnapshot {
   clusters: Map<string, ClusterDef>;
   /** Authentication and authorization (src/authz); absent when none is configured. */
   security?: RuntimeSecurity;
+  /** Rate limits (src/ratelimit); absent when none is configured. */
+  rateLimits?: RuntimeRateLimits;
 }
 
 export class SnapshotFormatError extends Error {
@@ -87,6 +90,7 @@ export function hydrate(snapshot: Snapshot): RuntimeSnapshot {
     clusters: new Map(Object.entries(snapshot.clusters)),
   };
   if (snapshot.security) runtime.security = hydrateSecurity(snapshot.security);
+  if (snapshot.rateLimits) runtime.rateLimits = hydrateRateLimits(snapshot.rateLimits);
   return runtime;
 }
 

@@ -19,7 +19,8 @@ import type { ClusterDef } from "../snapshot.ts";
 import type { AnyResource, Resource } from "../validate.ts";
 import type { Diagnostics } from "./diagnostics.ts";
 
-type SecurityKind = "RequestAuthentication" | "AuthorizationPolicy" | "PeerAuthentication";
+/** The kinds mapped onto traffic this way (RateLimitPolicy uses the same mapping). */
+type AttachableKind = "RequestAuthentication" | "AuthorizationPolicy" | "PeerAuthentication" | "RateLimitPolicy";
 
 export interface Attachment {
   /** Root namespace, no selector: every request. */
@@ -61,7 +62,7 @@ export function gatewayLabels(config: Resource<"GatewayConfig"> | undefined, gat
  * targets that cannot be honoured.
  */
 export function attachment(
-  resource: Resource<SecurityKind>,
+  resource: { [K in AttachableKind]: Resource<K> }[AttachableKind],
   rootNamespace: string,
   labels: GatewayLabels,
   clusters: readonly ClusterDef[],
