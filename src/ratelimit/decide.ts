@@ -11,6 +11,7 @@ import type { AcquireRequest, Grant } from "./bucket-set.ts";
 import type { RuntimeRule } from "./hydrate.ts";
 import { Leases } from "./lease.ts";
 import { LocalBuckets } from "./local-buckets.ts";
+import { Refusals } from "./refusals.ts";
 
 /** The RPC surface of the RateLimiter object, as a stub exposes it. */
 export interface RateLimiterStub {
@@ -28,18 +29,23 @@ export interface RateLimitEnv {
   objects?: RateLimiterNamespace;
   local: LocalBuckets;
   leases: Leases;
+  refusals: Refusals;
 }
 
 export function rateLimitEnv(objects?: RateLimiterNamespace): RateLimitEnv {
-  const env: RateLimitEnv = { local: new LocalBuckets(), leases: new Leases() };
+  const env: RateLimitEnv = { local: new LocalBuckets(), leases: new Leases(), refusals: new Refusals() };
   if (objects) env.objects = objects;
   return env;
 }
 
 export type Outcome = "allowed" | "limited" | "shadow-limited" | "failed-open" | "failed-closed";
 
-/** Where a decision was made. */
-export type DecisionSource = "isolate" | "object" | "lease" | "config";
+/**
+ * Where a decision was made: the isolate's own buckets (LOCAL), the key's
+ * object, a lease of its tokens, a refusal the object made earlier and the
+ * isolate remembers, or the configuration itself (`requests: 0`).
+ */
+export type DecisionSource = "isolate" | "object" | "lease" | "cache" | "config";
 
 export interface RuleDecision {
   rule: RuntimeRule;
@@ -82,6 +88,9 @@ export async function decideGlobal(
   now: () => number,
 ): Promise<Pick<RuleDecision, "outcome" | "source" | "grant" | "held" | "error">> {
   const lease = rule.def.lease;
+  const refusalKey = `${name}|${lease ? "lease" : "exact"}|${JSON.stringify(limits)}`;
+  const remembered = env.refusals.get(refusalKey, now());
+  if (remembered) return { outcome: verdict(rule, false), source: "cache", grant: remembered };
   let returning = 0;
   if (lease) {
     const taken = env.leases.take(name, now());
@@ -90,13 +99,18 @@ export async function decideGlobal(
   }
   if (!env.objects) return failure(rule, "the Worker has no RATE_LIMITER Durable Object binding");
   const request: AcquireRequest = { algorithm: rule.def.algorithm, limits, want: lease ? lease.size : 1, partial: lease !== undefined, returning };
+  const sentAt = now();
   let grant: Grant;
   try {
     grant = await withTimeout(env.objects.getByName(name).acquire(request), rule.def.timeoutMs);
   } catch (error) {
     return failure(rule, error instanceof DecisionTimeout ? error.message : `the rate limiter failed: ${error instanceof Error ? error.message : String(error)}`);
   }
-  if (lease && grant.granted > 1) env.leases.add(name, grant.granted - 1, now() + lease.ttlMs, grant);
+  if (grant.granted === 0) {
+    const ms = lease ? Math.min(grant.retryAfterMs, lease.ttlMs) : grant.retryAfterMs;
+    env.refusals.set(refusalKey, sentAt, sentAt + ms, grant);
+  }
+  if (lease && grant.granted > 1) env.leases.add(name, grant.granted - 1, sentAt + lease.ttlMs, grant);
   const result: Pick<RuleDecision, "outcome" | "source" | "grant" | "held"> = { outcome: verdict(rule, grant.granted > 0), source: "object", grant };
   if (lease) result.held = Math.max(0, grant.granted - 1);
   return result;

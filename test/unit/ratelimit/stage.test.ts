@@ -152,10 +152,14 @@ describe("rate limiting in the pipeline", () => {
     const out = [];
     for (let i = 0; i < 5; i++) out.push(await get(runtime, deps, "/", { "x-user": "frank" }));
     expect(out.map((r) => r.status)).toEqual([200, 200, 429, 429, 429]);
-    // The global rule refused the third (its daily limit), the local one the fifth; the fifth never reached an object.
-    expect(out[2]!.record.rateLimit?.map((r) => [r.rule.split("/")[2], r.outcome])).toEqual([["local", "allowed"], ["global", "limited"]]);
-    expect(out[4]!.record.rateLimit?.map((r) => [r.rule.split("/")[2], r.outcome])).toEqual([["local", "limited"]]);
-    expect(calls.length).toBe(4);
+    // The global rule refused the third (its daily limit); the isolate remembers that refusal for the
+    // fourth, until the object's next token; the local rule refused the fifth, which reached no object.
+    const outcomes = (i: number) => out[i]!.record.rateLimit?.map((r) => [r.rule.split("/")[2], r.outcome, r.source]);
+    expect(outcomes(2)).toEqual([["local", "allowed", "isolate"], ["global", "limited", "object"]]);
+    expect(outcomes(3)).toEqual([["local", "allowed", "isolate"], ["global", "limited", "cache"]]);
+    expect(outcomes(4)).toEqual([["local", "limited", "isolate"]]);
+    expect(calls.length).toBe(3);
+    expect(Number(out[3]!.headers["retry-after"])).toBeGreaterThan(43_000);
     expect(out[2]!.headers["ratelimit-policy"]).toBe('"local";q=4;w=86400, "global.0";q=10;w=1, "global.1";q=2;w=86400');
     expect(out[2]!.headers.ratelimit).toMatch(/^"local";r=1;t=\d+, "global.0";r=\d+;t=\d, "global.1";r=0;t=\d+$/);
   });
