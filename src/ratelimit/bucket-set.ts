@@ -32,6 +32,8 @@ export interface Grant {
   resetMs: number[];
   /** When nothing was granted: ms until a token is available in every bucket (0 otherwise). */
   retryAfterMs: number;
+  /** Ms until `want` tokens are available in every bucket again (when a lease would be granted whole). */
+  wantReadyMs: number;
 }
 
 /**
@@ -60,7 +62,9 @@ export function acquire(previous: BucketSet | undefined, request: AcquireRequest
   if (granted === 0 && want > 0) {
     for (const b of set.buckets) retryAfterMs = Math.max(retryAfterMs, finite(msUntil(b.state, b.limit, 1, now), b.limit.windowMs));
   }
-  return { set, grant: { granted, remaining, resetMs, retryAfterMs } };
+  let wantReadyMs = 0;
+  for (const b of set.buckets) wantReadyMs = Math.max(wantReadyMs, finite(msUntil(b.state, b.limit, want, now), b.limit.windowMs));
+  return { set, grant: { granted, remaining, resetMs, retryAfterMs, wantReadyMs } };
 }
 
 /** Milliseconds until every bucket is full again (then the set can be forgotten). */

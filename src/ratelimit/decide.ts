@@ -89,27 +89,25 @@ export async function decideGlobal(
 ): Promise<Pick<RuleDecision, "outcome" | "source" | "grant" | "held" | "error">> {
   const lease = rule.def.lease;
   const refusalKey = `${name}|${lease ? "lease" : "exact"}|${JSON.stringify(limits)}`;
-  const remembered = env.refusals.get(refusalKey, now());
-  if (remembered) return { outcome: verdict(rule, false), source: "cache", grant: remembered };
-  let returning = 0;
   if (lease) {
     const taken = env.leases.take(name, now());
-    returning = taken.expired;
     if (taken.taken && taken.lease) return { outcome: "allowed", source: "lease", grant: taken.lease.grant, held: taken.lease.tokens };
   }
+  const remembered = env.refusals.get(refusalKey, now());
+  if (remembered) return { outcome: verdict(rule, false), source: "cache", grant: remembered };
   if (!env.objects) return failure(rule, "the Worker has no RATE_LIMITER Durable Object binding");
+  const returning = lease ? env.leases.takeReturns(name) : 0;
   const request: AcquireRequest = { algorithm: rule.def.algorithm, limits, want: lease ? lease.size : 1, partial: lease !== undefined, returning };
   const sentAt = now();
   let grant: Grant;
   try {
     grant = await withTimeout(env.objects.getByName(name).acquire(request), rule.def.timeoutMs);
   } catch (error) {
+    // The object may or may not have taken them back; keeping them out is the side that never over-admits.
     return failure(rule, error instanceof DecisionTimeout ? error.message : `the rate limiter failed: ${error instanceof Error ? error.message : String(error)}`);
   }
-  if (grant.granted === 0) {
-    const ms = lease ? Math.min(grant.retryAfterMs, lease.ttlMs) : grant.retryAfterMs;
-    env.refusals.set(refusalKey, sentAt, sentAt + ms, grant);
-  }
+  if (!lease && grant.granted === 0) env.refusals.set(refusalKey, sentAt, sentAt + grant.retryAfterMs, grant);
+  if (lease && grant.granted < lease.size) env.refusals.set(refusalKey, sentAt, sentAt + Math.min(grant.wantReadyMs, lease.ttlMs), { ...grant, granted: 0 });
   if (lease && grant.granted > 1) env.leases.add(name, grant.granted - 1, sentAt + lease.ttlMs, grant);
   const result: Pick<RuleDecision, "outcome" | "source" | "grant" | "held"> = { outcome: verdict(rule, grant.granted > 0), source: "object", grant };
   if (lease) result.held = Math.max(0, grant.granted - 1);

@@ -3,7 +3,8 @@
  * isolate takes a batch of tokens (`lease.size`) from the object and
  * spends them itself, for at most `lease.ttl`. Tokens still unspent when
  * their lease expires are given back to the object with the isolate's next
- * call for that key.
+ * call for that key (if the key goes quiet in this isolate, they stay out
+ * until the bucket refills: never an over-admission).
  *
  * Every admitted request spends a token the object granted, so over any
  * long run the count is exact. What leases change is *when* tokens are
@@ -28,24 +29,24 @@ interface Lease {
 export interface LeaseTake {
   /** A token was taken from an unexpired lease. */
   taken: boolean;
-  /** Unspent tokens of expired leases, to give back to the object. */
-  expired: number;
   /** The lease the token came from: its grant, and the tokens it still holds. */
   lease?: { grant: Grant; tokens: number };
 }
 
 export class Leases {
   private readonly pools = new Map<string, Lease[]>();
+  /** Unspent tokens of expired leases, waiting for the next call to the key's object. */
+  private readonly returns = new Map<string, number>();
   private readonly capacity: number;
 
   constructor(capacity = LEASES_CAPACITY) {
     this.capacity = capacity;
   }
 
-  /** Spends one token of the oldest unexpired lease for `name`, collecting expired leftovers. */
+  /** Spends one token of the oldest unexpired lease for `name`; expired leases' tokens are set aside to give back. */
   take(name: string, now: number): LeaseTake {
     const pool = this.pools.get(name);
-    if (!pool) return { taken: false, expired: 0 };
+    if (!pool) return { taken: false };
     let expired = 0;
     while (pool.length > 0) {
       const first = pool[0] as Lease;
@@ -53,13 +54,30 @@ export class Leases {
       if (first.expiresAt <= now) expired += first.tokens;
       pool.shift();
     }
+    if (expired > 0) this.giveBackLater(name, expired);
     if (pool.length === 0) {
       this.pools.delete(name);
-      return { taken: false, expired };
+      return { taken: false };
     }
     const lease = pool[0] as Lease;
     lease.tokens -= 1;
-    return { taken: true, expired, lease: { grant: lease.grant, tokens: pool.reduce((n, l) => n + l.tokens, 0) } };
+    return { taken: true, lease: { grant: lease.grant, tokens: pool.reduce((n, l) => n + l.tokens, 0) } };
+  }
+
+  /** The tokens to give back with the next call for `name` (and forgets them: put them back if the call fails). */
+  takeReturns(name: string): number {
+    const n = this.returns.get(name) ?? 0;
+    this.returns.delete(name);
+    return n;
+  }
+
+  giveBackLater(name: string, tokens: number): void {
+    if (tokens <= 0) return;
+    this.returns.set(name, (this.returns.get(name) ?? 0) + tokens);
+    if (this.returns.size > this.capacity) {
+      const oldest = this.returns.keys().next().value;
+      if (oldest !== undefined) this.returns.delete(oldest);
+    }
   }
 
   /** Keeps `tokens` granted by the object until `expiresAt`. */

@@ -5,13 +5,17 @@
  * flooded far above its limit therefore costs its object one call per
  * token, not one per request.
  *
- * This never admits more: the object's buckets gain no token before then
- * (its `retryAfterMs` is the time until every limit has one). Leases are
- * the exception, since other isolates give unused tokens back, so for a
- * lease rule a refusal is remembered for at most the lease's ttl. The
- * entry is keyed by the limits as well, so a configuration change is seen
- * at once. The time is counted from when the call was sent, so clock
- * differences between the isolate and the object only shorten it.
+ * For an exact rule this never admits less: the object's buckets gain no
+ * token before then (its `retryAfterMs` is the time until every limit has
+ * one). For a lease rule, an isolate whose lease came back short (or
+ * empty) waits until a whole lease is ready (`wantReadyMs`, at most the
+ * lease's ttl) before asking again: on a saturated hot key that keeps
+ * object calls near one per lease, at the cost of leaving a lease's worth
+ * of tokens in the bucket a little longer (for other isolates, or for
+ * later: nothing is lost below the burst). The entry is keyed by the
+ * limits as well, so a configuration change is seen at once. The time is
+ * counted from when the call was sent, so clock differences between the
+ * isolate and the object only shorten it.
  */
 import type { Grant } from "./bucket-set.ts";
 
@@ -45,6 +49,7 @@ export class Refusals {
       remaining: r.grant.remaining,
       resetMs: r.grant.resetMs.map((ms) => Math.max(0, ms - elapsed)),
       retryAfterMs: r.until - now,
+      wantReadyMs: Math.max(0, r.grant.wantReadyMs - elapsed),
     };
   }
 

@@ -114,7 +114,8 @@ function blocksAll(limits: readonly LimitDef[]): boolean {
 }
 
 function blockedGrant(limits: readonly LimitDef[]) {
-  return { granted: 0, remaining: limits.map(() => 0), resetMs: limits.map((l) => l.windowMs), retryAfterMs: Math.max(...limits.map((l) => l.windowMs)) };
+  const retryAfterMs = Math.max(...limits.map((l) => l.windowMs));
+  return { granted: 0, remaining: limits.map(() => 0), resetMs: limits.map((l) => l.windowMs), retryAfterMs, wantReadyMs: retryAfterMs };
 }
 
 /** Records every decision; logs shadow refusals and failed decisions. */

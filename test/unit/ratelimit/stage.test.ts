@@ -149,7 +149,7 @@ describe("rate limiting in the pipeline", () => {
       ],
     });
     const { deps, calls } = isolate();
-    const out = [];
+    const out: Awaited<ReturnType<typeof get>>[] = [];
     for (let i = 0; i < 5; i++) out.push(await get(runtime, deps, "/", { "x-user": "frank" }));
     expect(out.map((r) => r.status)).toEqual([200, 200, 429, 429, 429]);
     // The global rule refused the third (its daily limit); the isolate remembers that refusal for the
