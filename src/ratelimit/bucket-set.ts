@@ -99,6 +99,7 @@ function sameLimit(a: LimitDef, b: LimitDef): boolean {
   return a.requests === b.requests && a.windowMs === b.windowMs && a.burst === b.burst;
 }
 
+/** Whole milliseconds, rounded up (a wait is never reported shorter than it is; float dust is ignored). */
 function finite(ms: number, fallback: number): number {
-  return Number.isFinite(ms) ? ms : fallback;
+  return Number.isFinite(ms) ? Math.max(0, Math.ceil(ms - 1e-6)) : fallback;
 }
