@@ -87,6 +87,7 @@ export const EDGE_CAVEATS: Record<Kind, FieldRule[]> = {
   ],
   GatewayConfig: [warn("spec.connectTimeout", "a Worker cannot observe the TCP connect phase of fetch(); use VirtualService timeouts; ignored")],
   RateLimitPolicy: [],
+  EnvoyFilter: [],
 };
 
 function trafficPolicyCaveats(base: string): FieldRule[] {
@@ -150,6 +151,7 @@ export const NOT_ENFORCED: Record<Kind, FieldRule[]> = {
     warn("spec.credentials", LATER),
   ],
   RateLimitPolicy: [],
+  EnvoyFilter: [],
 };
 
 function pendingTrafficPolicy(base: string): FieldRule[] {

@@ -47,6 +47,7 @@ export async function compile(resources: readonly AnyResource[]): Promise<Compil
   const rateLimits = compileRateLimits(
     {
       policies: of("RateLimitPolicy"),
+      envoyFilters: of("EnvoyFilter"),
       gatewayConfig,
       gateways: of("Gateway"),
       rootNamespace: settings.rootNamespace,

@@ -14,16 +14,9 @@ import type { Resource } from "../validate.ts";
 import type { Diagnostics, FieldPath } from "./diagnostics.ts";
 import { bracketed, check, conditionCheck, isUnusable, operationChecks } from "./policy-checks.ts";
 import { attachment, gatewayLabels, type Attachment } from "./security-targets.ts";
+import { translateEnvoyFilters } from "./envoy-filter.ts";
+import { RATE_LIMIT_DEFAULTS, UNIT_MS } from "./rate-limit-defaults.ts";
 import type { ServiceRegistry } from "./services.ts";
-
-export const UNIT_MS = { second: 1_000, minute: 60_000, hour: 3_600_000, day: 86_400_000 } as const;
-
-/** Defaults, documented in docs/CONFIG.md. */
-export const RATE_LIMIT_DEFAULTS = {
-  decisionTimeoutMs: 250,
-  leaseSize: 10,
-  leaseTtlMs: 1_000,
-} as const;
 
 /** Upper bound of `decisionTimeout`: a request should not wait longer on a limiter. */
 const MAX_DECISION_TIMEOUT_MS = 30_000;
@@ -38,8 +31,8 @@ export interface RateLimitInputs {
   services: ServiceRegistry;
   /** Names of the routes in the snapshot, to catch misspelt `match.routes`. */
   routeNames: ReadonlySet<string>;
-  /** Rules translated from other kinds (EnvoyFilter local_ratelimit), with what they apply to. */
-  translated?: { rule: RateLimitRuleDef; attachment: Attachment }[];
+  /** EnvoyFilters: their local_ratelimit patches become LOCAL rules. */
+  envoyFilters: Resource<"EnvoyFilter">[];
 }
 
 export function compileRateLimits(inputs: RateLimitInputs, diag: Diagnostics): RateLimitDef | undefined {
@@ -54,7 +47,7 @@ export function compileRateLimits(inputs: RateLimitInputs, diag: Diagnostics): R
       attachments.push(at);
     }
   }
-  for (const t of inputs.translated ?? []) {
+  for (const t of translateEnvoyFilters(inputs.envoyFilters, inputs.rootNamespace, labels, clusters, diag)) {
     rules.push(t.rule);
     attachments.push(t.attachment);
   }
