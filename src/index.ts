@@ -40,7 +40,7 @@ export default {
     if (env.ADMIN_TOKEN && new URL(request.url).pathname.startsWith(`${prefix}/`)) {
       const key = `${prefix}|${env.ADMIN_TOKEN}`;
       if (admin?.key !== key) admin = { key, app: adminApp(prefix, env.ADMIN_TOKEN) };
-      return admin.app.fetch(request, { cache, snapshot });
+      return admin.app.fetch(request, { cache, snapshot, rateLimits: deps.rateLimits });
     }
 
     if (!snapshot) return new Response(NO_CONFIG, { status: 503, headers: { "content-type": "text/plain" } });

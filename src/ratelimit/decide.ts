@@ -30,10 +30,17 @@ export interface RateLimitEnv {
   local: LocalBuckets;
   leases: Leases;
   refusals: Refusals;
+  /** Decisions this isolate made, by where they were made (admin `/status`): `object` counts Durable Object calls. */
+  decisions: Record<DecisionSource, number>;
 }
 
 export function rateLimitEnv(objects?: RateLimiterNamespace): RateLimitEnv {
-  const env: RateLimitEnv = { local: new LocalBuckets(), leases: new Leases(), refusals: new Refusals() };
+  const env: RateLimitEnv = {
+    local: new LocalBuckets(),
+    leases: new Leases(),
+    refusals: new Refusals(),
+    decisions: { isolate: 0, object: 0, lease: 0, cache: 0, config: 0 },
+  };
   if (objects) env.objects = objects;
   return env;
 }

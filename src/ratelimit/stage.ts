@@ -90,6 +90,7 @@ export async function limitRate(ctx: RequestContext): Promise<PipelineResult | u
     decisions.push(...made);
   }
 
+  for (const d of decisions) env.decisions[d.source]++;
   report(ctx, decisions);
   const limiting = decisions.filter(refuses);
   if (limiting.length > 0) return localReply({ ...REPLIES.rateLimited, headers: limitedHeaders(decisions, limiting) }, record);

@@ -261,5 +261,7 @@ describe("rate limiting in the pipeline", () => {
     expect(out.every((r) => r.status === 200)).toBe(true);
     expect(calls.length).toBe(10);
     expect(out.map((r) => r.record.rateLimit?.[0]?.source).filter((s) => s === "lease").length).toBe(90);
+    // What the admin /status endpoint reports for this isolate.
+    expect(deps.rateLimits?.decisions).toEqual({ isolate: 0, object: 10, lease: 90, cache: 0, config: 0 });
   });
 });
