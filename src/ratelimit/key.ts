@@ -64,6 +64,19 @@ function claimText(claims: Record<string, unknown> | undefined, path: readonly s
 
 const encoder = new TextEncoder();
 
+/** Longer keys of LOCAL rules are hashed; shorter ones are used as they are (no hashing on the local path). */
+const LOCAL_KEY_MAX = 512;
+
+/**
+ * The isolate map key for a LOCAL rule's bucket: the rule and key values
+ * themselves when short (exact: two keys never share a bucket), their
+ * SHA-256 when long (bounded memory).
+ */
+export function localBucketKey(ruleId: string, values: KeyValues): string | Promise<string> {
+  const text = `${ruleId}\u0000${JSON.stringify(values)}`;
+  return text.length <= LOCAL_KEY_MAX ? text : bucketName(ruleId, values);
+}
+
 /**
  * The bucket name for a rule and key values: 64 hex characters.
  *

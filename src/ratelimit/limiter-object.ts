@@ -93,11 +93,10 @@ export class RateLimiter extends DurableObject {
 }
 
 const MAX_LIMITS = 16;
-const MAX_TOKENS = 1_000_000;
 
 /** The object is only reachable from this Worker, but a malformed call must fail loudly, not corrupt a bucket. */
 function checkRequest(r: AcquireRequest): void {
-  const count = (n: unknown) => typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= MAX_TOKENS;
+  const count = (n: unknown) => typeof n === "number" && Number.isSafeInteger(n) && n >= 0;
   const limit = (l: LimitDef) => count(l.requests) && count(l.burst) && typeof l.windowMs === "number" && l.windowMs > 0 && Number.isFinite(l.windowMs);
   const ok =
     (r.algorithm === "TOKEN_BUCKET" || r.algorithm === "GCRA") &&

@@ -25,7 +25,7 @@ import type { PolicyInput } from "../authz/policy/engine.ts";
 import { decideGlobal, decideLocal, rateLimitEnv, type RateLimitEnv, type RateLimitRecord, type RuleDecision } from "./decide.ts";
 import { allowedHeaders, limitedHeaders } from "./headers.ts";
 import { keyOf, limitsFor, rulesFor, type RuntimeRule } from "./hydrate.ts";
-import { bucketName, type KeyValues } from "./key.ts";
+import { bucketName, localBucketKey, type KeyValues } from "./key.ts";
 import type { LimitDef } from "../config/snapshot.ts";
 
 interface Pending {
@@ -64,7 +64,9 @@ export async function limitRate(ctx: RequestContext): Promise<PipelineResult | u
 
   const env = rateLimitState(ctx);
   const decisions: RuleDecision[] = [];
-  const names = await Promise.all(pending.map((p) => (blocksAll(p.limits) ? "" : bucketName(p.rule.def.id, p.values))));
+  const names = await Promise.all(
+    pending.map((p) => (blocksAll(p.limits) ? "" : p.rule.def.scope === "LOCAL" ? localBucketKey(p.rule.def.id, p.values) : bucketName(p.rule.def.id, p.values))),
+  );
 
   const now = ctx.deps.now();
   const global: number[] = [];
