@@ -8,6 +8,7 @@ import { acquire, msUntilFull, refillMs, type AcquireRequest, type BucketSet } f
 import { LocalBuckets } from "../../../src/ratelimit/local-buckets.ts";
 import { Leases } from "../../../src/ratelimit/lease.ts";
 import { Refusals } from "../../../src/ratelimit/refusals.ts";
+import { bucketName, localBucketKey } from "../../../src/ratelimit/key.ts";
 
 const ALGORITHMS = ["TOKEN_BUCKET", "GCRA"] as const;
 const req = (algorithm: (typeof ALGORITHMS)[number], requests: number, windowMs: number, burst = requests, extra: Partial<AcquireRequest> = {}): AcquireRequest => ({
@@ -77,6 +78,17 @@ describe("token bucket and GCRA", () => {
     expect(refillMs([{ requests: 10, windowMs: 1000, burst: 10 }])).toBe(1000);
     expect(refillMs([{ requests: 10, windowMs: 1000, burst: 10 }, { requests: 100, windowMs: 3_600_000, burst: 100 }])).toBe(3_600_000);
     expect(refillMs([{ requests: 10, windowMs: 1000, burst: 30 }])).toBe(3000);
+  });
+});
+
+describe("bucket names", () => {
+  it("names a global bucket by the SHA-256 of rule and key, and a local one by the key itself unless it is long", async () => {
+    expect(await bucketName("ns/p/r", ["alice"])).toMatch(/^[0-9a-f]{64}$/);
+    expect(await bucketName("ns/p/r", ["alice"])).not.toBe(await bucketName("ns/p/r", ["alice", null]));
+    expect(await bucketName("ns/p/r", ["a", "b"])).not.toBe(await bucketName("ns/p/r", ["a,b"]));
+    expect(localBucketKey("ns/p/r", ["alice"])).toBe('ns/p/r\u0000["alice"]');
+    const long = await localBucketKey("ns/p/r", ["x".repeat(600)]);
+    expect(long).toBe(await bucketName("ns/p/r", ["x".repeat(600)]));
   });
 });
 

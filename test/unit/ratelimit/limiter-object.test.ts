@@ -117,6 +117,14 @@ describe("RateLimiter", () => {
     expect(results[3]?.remaining).toEqual([1, 0]);
   });
 
+  it("takes limits far above a million requests (the benchmark's 100M/min once failed every decision)", async () => {
+    const stub = object();
+    const huge = await stub.acquire(one(100_000_000, 60_000));
+    expect([huge.granted, huge.remaining]).toEqual([1, [99_999_999]]);
+    const lease = await stub.acquire({ ...one(100_000_000, 60_000), want: 100, partial: true });
+    expect(lease.granted).toBe(100);
+  });
+
   it("keeps the tokens a bucket holds when its limit changes", async () => {
     const stub = object();
     for (let i = 0; i < 4; i++) await stub.acquire(one(10, DAY));
