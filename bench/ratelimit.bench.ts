@@ -90,7 +90,7 @@ async function localDecisions(): Promise<string[]> {
   const start = performance.now();
   for (let i = 0; i < n; i++) {
     const name = await localBucketKey(local.def.id, [`client-${i % 1000}`]);
-    decideLocal(local, name, local.def.limits, env, Date.now());
+    decideLocal(local, name, local.base, env, Date.now());
   }
   const decision = ((performance.now() - start) * 1000) / n;
 

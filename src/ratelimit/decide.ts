@@ -8,7 +8,7 @@
  */
 import type { LimitDef } from "../config/snapshot.ts";
 import type { AcquireRequest, Grant } from "./bucket-set.ts";
-import type { RuntimeRule } from "./hydrate.ts";
+import type { LimitSet, RuntimeRule } from "./hydrate.ts";
 import { Leases } from "./lease.ts";
 import { LocalBuckets } from "./local-buckets.ts";
 import { Refusals } from "./refusals.ts";
@@ -81,8 +81,8 @@ export interface RateLimitRecord {
 }
 
 /** A request's one token, from the isolate's buckets. */
-export function decideLocal(rule: RuntimeRule, name: string, limits: LimitDef[], env: RateLimitEnv, now: number): Pick<RuleDecision, "outcome" | "source" | "grant"> {
-  const grant = env.local.acquire(name, { algorithm: rule.def.algorithm, limits, want: 1, partial: false, returning: 0 }, now);
+export function decideLocal(rule: RuntimeRule, name: string, set: LimitSet, env: RateLimitEnv, now: number): Pick<RuleDecision, "outcome" | "source" | "grant"> {
+  const grant = env.local.acquire(name, { algorithm: rule.def.algorithm, limits: set.limits, want: 1, partial: false, returning: 0 }, now);
   return { outcome: verdict(rule, grant.granted > 0), source: "isolate", grant };
 }
 
@@ -90,12 +90,13 @@ export function decideLocal(rule: RuntimeRule, name: string, limits: LimitDef[],
 export async function decideGlobal(
   rule: RuntimeRule,
   name: string,
-  limits: LimitDef[],
+  set: LimitSet,
   env: RateLimitEnv,
   now: () => number,
 ): Promise<Pick<RuleDecision, "outcome" | "source" | "grant" | "held" | "error">> {
   const lease = rule.def.lease;
-  const refusalKey = `${name}|${lease ? "lease" : "exact"}|${JSON.stringify(limits)}`;
+  const limits = set.limits;
+  const refusalKey = `${name}|${lease ? "lease" : "exact"}|${set.signature}`;
   if (lease) {
     const taken = env.leases.take(name, now());
     if (taken.taken && taken.lease) return { outcome: "allowed", source: "lease", grant: taken.lease.grant, held: taken.lease.tokens };

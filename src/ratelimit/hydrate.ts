@@ -9,14 +9,23 @@ import { compileCheck, type PolicyInput, type Predicate } from "../authz/policy/
 import { anyOf, istioValue, type ValueMatcher } from "../authz/policy/value-match.ts";
 import { keyReader, type KeyInput, type KeyReader, type KeyValues } from "./key.ts";
 
+/** The limits a key is counted under, with what the request path needs about them precomputed. */
+export interface LimitSet {
+  limits: LimitDef[];
+  /** One quota policy name per limit (`name`, or `name.i` when there are several). */
+  policyNames: string[];
+  /** Identifies the limits (remembered refusals are keyed by it, so a configuration change is seen at once). */
+  signature: string;
+}
+
 export interface RuntimeRule {
   def: RateLimitRuleDef;
   /** `match` and `when` both hold. */
   applies: Predicate;
   readers: KeyReader[];
-  overrides: { part: number; matches: ValueMatcher; limits: LimitDef[] }[];
-  /** One quota policy name per limit of the rule (`name`, or `name.i` when there are several). */
-  policyNames: string[];
+  /** The rule's own limits. */
+  base: LimitSet;
+  overrides: { part: number; matches: ValueMatcher; set: LimitSet }[];
 }
 
 export interface RuntimeRateLimits {
@@ -45,9 +54,13 @@ function hydrateRule(def: RateLimitRuleDef): RuntimeRule {
     def,
     applies,
     readers: def.key.map(keyReader),
-    overrides: def.overrides.map((o) => ({ part: o.part, matches: anyOf(o.values.map((v) => istioValue(v))), limits: o.limits })),
-    policyNames: def.limits.length === 1 ? [def.name] : def.limits.map((_, i) => `${def.name}.${i}`),
+    base: limitSet(def.name, def.limits),
+    overrides: def.overrides.map((o) => ({ part: o.part, matches: anyOf(o.values.map((v) => istioValue(v))), set: limitSet(def.name, o.limits) })),
   };
+}
+
+function limitSet(name: string, limits: LimitDef[]): LimitSet {
+  return { limits, policyNames: limits.length === 1 ? [name] : limits.map((_, i) => `${name}.${i}`), signature: JSON.stringify(limits) };
 }
 
 /** The rules for a request routed to `cluster` (or to no cluster). */
@@ -69,14 +82,12 @@ export function keyOf(rule: RuntimeRule, input: KeyInput): KeyValues | undefined
 }
 
 /** The limits for a key: the first override whose part matches, else the rule's. */
-export function limitsFor(rule: RuntimeRule, values: KeyValues): { limits: LimitDef[]; policyNames: string[] } {
+export function limitsFor(rule: RuntimeRule, values: KeyValues): LimitSet {
   for (const o of rule.overrides) {
     const v = values[o.part];
-    if (typeof v === "string" && o.matches(v)) {
-      return { limits: o.limits, policyNames: o.limits.length === 1 ? [rule.def.name] : o.limits.map((_, i) => `${rule.def.name}.${i}`) };
-    }
+    if (typeof v === "string" && o.matches(v)) return o.set;
   }
-  return { limits: rule.def.limits, policyNames: rule.policyNames };
+  return rule.base;
 }
 
 export type { PolicyInput };

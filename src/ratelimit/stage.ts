@@ -24,15 +24,14 @@ import { chooseDestination } from "../routing/stages.ts";
 import type { PolicyInput } from "../authz/policy/engine.ts";
 import { decideGlobal, decideLocal, rateLimitEnv, type RateLimitEnv, type RateLimitRecord, type RuleDecision } from "./decide.ts";
 import { allowedHeaders, limitedHeaders } from "./headers.ts";
-import { keyOf, limitsFor, rulesFor, type RuntimeRule } from "./hydrate.ts";
+import { keyOf, limitsFor, rulesFor, type LimitSet, type RuntimeRule } from "./hydrate.ts";
 import { bucketName, localBucketKey, type KeyValues } from "./key.ts";
 import type { LimitDef } from "../config/snapshot.ts";
 
 interface Pending {
   rule: RuntimeRule;
   values: KeyValues;
-  limits: LimitDef[];
-  policyNames: string[];
+  set: LimitSet;
 }
 
 export async function limitRate(ctx: RequestContext): Promise<PipelineResult | undefined> {
@@ -58,24 +57,22 @@ export async function limitRate(ctx: RequestContext): Promise<PipelineResult | u
     if (!rule.applies(input)) continue;
     const values = keyOf(rule, keyInput);
     if (!values) continue;
-    pending.push({ rule, values, ...limitsFor(rule, values) });
+    pending.push({ rule, values, set: limitsFor(rule, values) });
   }
   if (pending.length === 0) return undefined;
 
   const env = rateLimitState(ctx);
   const decisions: RuleDecision[] = [];
-  const names = await Promise.all(
-    pending.map((p) => (blocksAll(p.limits) ? "" : p.rule.def.scope === "LOCAL" ? localBucketKey(p.rule.def.id, p.values) : bucketName(p.rule.def.id, p.values))),
-  );
+  const names = await Promise.all(pending.map(bucketOf));
 
   const now = ctx.deps.now();
   const global: number[] = [];
   pending.forEach((p, i) => {
-    const base = { rule: p.rule, limits: p.limits, policyNames: p.policyNames };
-    if (blocksAll(p.limits)) {
-      decisions.push({ ...base, outcome: p.rule.def.mode === "SHADOW" ? "shadow-limited" : "limited", source: "config", grant: blockedGrant(p.limits) });
+    const base = { rule: p.rule, limits: p.set.limits, policyNames: p.set.policyNames };
+    if (blocksAll(p.set.limits)) {
+      decisions.push({ ...base, outcome: p.rule.def.mode === "SHADOW" ? "shadow-limited" : "limited", source: "config", grant: blockedGrant(p.set.limits) });
     } else if (p.rule.def.scope === "LOCAL") {
-      decisions.push({ ...base, ...decideLocal(p.rule, names[i] as string, p.limits, env, now) });
+      decisions.push({ ...base, ...decideLocal(p.rule, names[i] as string, p.set, env, now) });
     } else {
       global.push(i);
     }
@@ -85,8 +82,8 @@ export async function limitRate(ctx: RequestContext): Promise<PipelineResult | u
     const made = await Promise.all(
       global.map(async (i) => {
         const p = pending[i] as Pending;
-        const decided = await decideGlobal(p.rule, names[i] as string, p.limits, env, ctx.deps.now);
-        return { rule: p.rule, limits: p.limits, policyNames: p.policyNames, ...decided };
+        const decided = await decideGlobal(p.rule, names[i] as string, p.set, env, ctx.deps.now);
+        return { rule: p.rule, limits: p.set.limits, policyNames: p.set.policyNames, ...decided };
       }),
     );
     decisions.push(...made);
@@ -105,6 +102,12 @@ export async function limitRate(ctx: RequestContext): Promise<PipelineResult | u
     });
   }
   return undefined;
+}
+
+/** The bucket's name: the object name for GLOBAL rules, the isolate map key for LOCAL ones (none for `requests: 0`). */
+function bucketOf(p: Pending): string | Promise<string> {
+  if (blocksAll(p.set.limits)) return "";
+  return p.rule.def.scope === "LOCAL" ? localBucketKey(p.rule.def.id, p.values) : bucketName(p.rule.def.id, p.values);
 }
 
 function refuses(d: RuleDecision): boolean {
