@@ -2,6 +2,7 @@
  * The Worker's bindings (wrangler.toml; `isthmus serve` generates its own).
  */
 import type { UpstreamHealth } from "./upstream/health/object.ts";
+import type { RateLimiter } from "./ratelimit/limiter-object.ts";
 
 export interface Env {
   /** Workers KV namespace holding snapshots and the active pointer (Cloudflare, `wrangler dev`). */
@@ -15,4 +16,6 @@ export interface Env {
   ADMIN_TOKEN?: string;
   /** Shares outlier ejections between isolates and runs active health checks. */
   UPSTREAM_HEALTH?: DurableObjectNamespace<UpstreamHealth>;
+  /** One RateLimiter Durable Object per key of each GLOBAL rate-limit rule. */
+  RATE_LIMITER?: DurableObjectNamespace<RateLimiter>;
 }

@@ -14,6 +14,9 @@ import type { Fetch } from "./routing/forward.ts";
 import { UpstreamState, type HealthExchange } from "./upstream/state.ts";
 
 export { UpstreamHealth } from "./upstream/health/object.ts";
+import { rateLimitEnv } from "./ratelimit/decide.ts";
+
+export { RateLimiter } from "./ratelimit/limiter-object.ts";
 
 let cache: SnapshotCache | undefined;
 let admin: { key: string; app: ReturnType<typeof adminApp> } | undefined;
@@ -34,6 +37,7 @@ function isolateDeps(env: Env): PipelineDeps {
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
     jwks: new JwksCache(upstreamFetch, () => Date.now()),
     upstreams: new UpstreamState(exchange ? { exchange } : {}),
+    rateLimits: rateLimitEnv(env.RATE_LIMITER),
     binding: (name): Fetch | undefined => {
       const b = bindings[name] as { fetch?: unknown } | undefined;
       return typeof b?.fetch === "function" ? (request) => (b as Fetcher).fetch(request) : undefined;
@@ -60,7 +64,8 @@ export default {
     if (env.ADMIN_TOKEN && pathOf(request.url).startsWith(`${prefix}/`)) {
       const key = `${prefix}|${env.ADMIN_TOKEN}`;
       if (admin?.key !== key) admin = { key, app: adminApp(prefix, env.ADMIN_TOKEN) };
-      return admin.app.fetch(request, { cache, snapshot, upstreams: (deps ??= isolateDeps(env)).upstreams });
+      deps ??= isolateDeps(env);
+      return admin.app.fetch(request, { cache, snapshot, upstreams: deps.upstreams, rateLimits: deps.rateLimits });
     }
 
     if (!snapshot) return new Response(NO_CONFIG, { status: 503, headers: { "content-type": "text/plain" } });

@@ -4,6 +4,7 @@ declare namespace Cloudflare {
     CONFIG: KVNamespace;
     ADMIN_TOKEN?: string;
     UPSTREAM_HEALTH: DurableObjectNamespace<import("../src/upstream/health/object.ts").UpstreamHealth>;
+    RATE_LIMITER: DurableObjectNamespace<import("../src/ratelimit/limiter-object.ts").RateLimiter>;
   }
   interface GlobalProps {
     mainModule: typeof import("../src/index.ts");

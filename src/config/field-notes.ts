@@ -87,6 +87,7 @@ export const EDGE_CAVEATS: Record<Kind, FieldRule[]> = {
   ],
   GatewayConfig: [warn("spec.connectTimeout", "a Worker cannot observe the TCP connect phase of fetch(); use VirtualService timeouts; ignored")],
   RateLimitPolicy: [],
+  EnvoyFilter: [],
 };
 
 function trafficPolicyCaveats(base: string): FieldRule[] {
@@ -136,7 +137,8 @@ export const NOT_ENFORCED: Record<Kind, FieldRule[]> = {
     warn("spec.extensionProviders[].opentelemetry", LATER),
     warn("spec.telemetry", LATER),
   ],
-  RateLimitPolicy: [error("spec", `RateLimitPolicy ${UNPROTECTED}`)],
+  RateLimitPolicy: [],
+  EnvoyFilter: [],
 };
 
 export interface FieldNote {

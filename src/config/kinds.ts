@@ -12,6 +12,7 @@ import {
 import { AuthorizationPolicySpec, PeerAuthenticationSpec, RequestAuthenticationSpec } from "./schema/security.ts";
 import { TelemetrySpec } from "./schema/telemetry.ts";
 import { GatewayConfigSpec, RateLimitPolicySpec } from "./schema/isthmus.ts";
+import { EnvoyFilterSpec } from "./schema/envoy-filter.ts";
 
 export interface KindInfo {
   group: string;
@@ -33,6 +34,8 @@ export const KINDS = {
   Telemetry: { group: "telemetry.istio.io", versions: ["v1", "v1alpha1"], spec: TelemetrySpec },
   GatewayConfig: { group: "isthmus.dev", versions: ["v1alpha1"], spec: GatewayConfigSpec },
   RateLimitPolicy: { group: "isthmus.dev", versions: ["v1alpha1"], spec: RateLimitPolicySpec },
+  /** Read only for its local_ratelimit patches; every other patch is ignored with a warning. */
+  EnvoyFilter: { group: "networking.istio.io", versions: ["v1alpha3"], spec: EnvoyFilterSpec },
 } as const satisfies Record<string, KindInfo>;
 
 export type Kind = keyof typeof KINDS;
@@ -46,7 +49,6 @@ export const IGNORED_ISTIO_KINDS: Record<string, string> = {
   Sidecar: "Sidecar configures in-mesh sidecar proxies; an edge gateway has none",
   WorkloadEntry: "WorkloadEntry registers in-mesh workloads; list edge origins as ServiceEntry endpoints instead",
   WorkloadGroup: "WorkloadGroup templates in-mesh workloads; list edge origins as ServiceEntry endpoints instead",
-  EnvoyFilter: "EnvoyFilter patches Envoy's own configuration, which Isthmus does not run",
   ProxyConfig: "ProxyConfig tunes Envoy proxies, which Isthmus does not run",
   WasmPlugin: "WasmPlugin loads Envoy Wasm extensions, which Isthmus cannot run",
 };

@@ -59,7 +59,9 @@ export type PolicyAttribute =
   | "request.method"
   | "request.path"
   | "destination.port"
-  | "connection.sni";
+  | "connection.sni"
+  /** The route name (RateLimitPolicy `match.routes`; not an AuthorizationPolicy attribute). */
+  | "route.name";
 
 /**
  * One field of a rule: the attribute must match one of `values` (when

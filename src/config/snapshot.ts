@@ -6,8 +6,10 @@
  * isolate (see src/routing/hydrate.ts); nothing here is parsed per request.
  */
 import type { SecurityDef } from "./snapshot-security.ts";
+import type { RateLimitDef } from "./snapshot-ratelimit.ts";
 
 export type * from "./snapshot-security.ts";
+export type * from "./snapshot-ratelimit.ts";
 
 /** Bumped whenever the shape below changes incompatibly. */
 export const SNAPSHOT_FORMAT = 1;
@@ -30,6 +32,8 @@ export interface Snapshot {
   resources: string[];
   /** Authentication and authorization; absent when no security resource is configured. */
   security?: SecurityDef;
+  /** Rate limits (RateLimitPolicy); absent when none is configured. */
+  rateLimits?: RateLimitDef;
 }
 
 export interface GatewaySettings {

@@ -4,7 +4,8 @@
  * every call needs `Authorization: Bearer <ADMIN_TOKEN>`.
  *
  *   GET <prefix>/status   the version this isolate serves, when it last
- *                          checked, and the last load failure
+ *                          checked, the last load failure, and the rate-limit
+ *                          decisions this isolate made by where they were made
  *   GET <prefix>/config   the Snapshot this isolate serves
  *   GET <prefix>/upstreams what this isolate knows of each cluster's endpoints:
  *                          outlier ejections (its own and shared), health
@@ -15,11 +16,13 @@ import { bearerAuth } from "hono/bearer-auth";
 import type { SnapshotCache } from "./snapshot-cache.ts";
 import type { RuntimeSnapshot } from "../routing/hydrate.ts";
 import type { UpstreamState } from "../upstream/state.ts";
+import type { RateLimitEnv } from "../ratelimit/decide.ts";
 
 export interface AdminContext {
   cache: SnapshotCache;
   snapshot: RuntimeSnapshot | undefined;
   upstreams?: UpstreamState;
+  rateLimits?: RateLimitEnv | undefined;
 }
 
 /**
@@ -39,6 +42,7 @@ export function adminApp(prefix: string, token: string): Hono<{ Bindings: AdminC
       checkedAt: status.checkedAt ?? null,
       lastError: status.lastError ?? null,
       resources: c.env.snapshot?.snapshot.resources ?? [],
+      rateLimitDecisions: c.env.rateLimits?.decisions ?? null,
     });
   });
   app.get("/config", (c) => {

@@ -11,6 +11,7 @@ import type { RequestFacts } from "./facts.ts";
 import { toResponse, type LocalReply, type ResponseFlag } from "./local-reply.ts";
 import type { MirrorOutcome } from "../routing/mirror.ts";
 import type { UpstreamState } from "../upstream/state.ts";
+import type { RateLimitEnv, RateLimitRecord } from "../ratelimit/decide.ts";
 
 /** Everything the pipeline needs from the outside world. */
 export interface PipelineDeps {
@@ -32,6 +33,8 @@ export interface PipelineDeps {
   upstreams?: UpstreamState;
   /** The fetch of a Worker binding by name (`mtls_certificates` bindings for tls MUTUAL). */
   binding?: (name: string) => Fetch | undefined;
+  /** The isolate's rate-limit state and the RateLimiter binding (created on first use when absent, without a binding). */
+  rateLimits?: RateLimitEnv;
 }
 
 /** What happened to a request, for logs and telemetry. */
@@ -50,6 +53,8 @@ export interface RequestRecord {
   peerPrincipal?: string;
   /** AUDIT policies that matched, and the shadow (dry-run) verdicts. */
   authz?: { audit?: string[]; dryRun?: { allow?: string; deny?: string }; deniedBy?: string };
+  /** Every rate-limit decision made for the request (exported with telemetry). */
+  rateLimit?: RateLimitRecord[];
 }
 
 /** State that grows as the request moves through the stages. */

@@ -4,7 +4,7 @@
  * clients and dashboards see what an Istio gateway would have sent.
  */
 
-export type ResponseFlag = "NR" | "UH" | "UF" | "UO" | "NC" | "UT" | "URX" | "FI" | "DI" | "RL" | "UAEX" | "DPE" | "DC";
+export type ResponseFlag = "NR" | "UH" | "UF" | "UO" | "NC" | "UT" | "URX" | "FI" | "DI" | "RL" | "RLSE" | "UAEX" | "DPE" | "DC";
 
 export interface LocalReply {
   status: number;
@@ -34,6 +34,8 @@ export const REPLIES = {
   clusterNotFound: { status: 503, body: "", flag: "NC" },
   timeout: { status: 504, body: "upstream request timeout", flag: "UT" },
   rbacDenied: { status: 403, body: "RBAC: access denied" },
+  rateLimited: { status: 429, body: "local_rate_limited", flag: "RL" },
+  rateLimitServiceError: { status: 500, body: "", flag: "RLSE" },
 } as const satisfies Record<string, LocalReply>;
 
 /** A 4xx for a malformed request, with Envoy's downstream-protocol-error flag. */

@@ -10,17 +10,17 @@
  *   5  request authn (JWT)  authz/stages.ts    authenticateRequest
  *   6  route selection      routing/stages.ts  selectRouteStage
  *   7  authorization        authz/stages.ts    authorize
+ *   8  rate limiting        ratelimit/stage.ts limitRate
  *   9  fault injection      routing/stages.ts  injectFault
  *      CORS                 routing/stages.ts  applyCors
  *      route actions        routing/stages.ts  answerAtEdge
  *   10 upstream selection   routing/stages.ts  selectUpstream
  *   11 forward + 12 response routing/stages.ts forwardUpstream
- *
- * Stage 8 (rate limiting) is not built yet; nothing stands in for it.
  */
 import type { RuntimeSnapshot } from "../routing/hydrate.ts";
 import { answerAtEdge, applyCors, forwardUpstream, injectFault, selectRouteStage, selectUpstream, selectVirtualHost } from "../routing/stages.ts";
 import { authenticatePeer, authenticateRequest, authorize } from "../authz/stages.ts";
+import { limitRate } from "../ratelimit/stage.ts";
 import { localReply, type PipelineDeps, type PipelineResult, type RequestContext } from "./context.ts";
 import { ingress } from "./ingress.ts";
 
@@ -35,6 +35,7 @@ export const STAGES: readonly Stage[] = [
   authenticateRequest,
   selectRouteStage,
   authorize,
+  limitRate,
   injectFault,
   applyCors,
   answerAtEdge,

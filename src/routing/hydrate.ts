@@ -5,6 +5,7 @@
  */
 import { SNAPSHOT_FORMAT, type ClusterDef, type DestinationDef, type RuleDef, type Snapshot, type StringMatchDef } from "../config/snapshot.ts";
 import { hydrateSecurity, type RuntimeSecurity } from "../authz/hydrate.ts";
+import { hydrateRateLimits, type RuntimeRateLimits } from "../ratelimit/hydrate.ts";
 import { requestMatcher, type RequestMatcher } from "./match.ts";
 import { compileRegex, type Regex } from "./regex.ts";
 import { RouteIndex } from "./route-index.ts";
@@ -56,6 +57,8 @@ export interface RuntimeSnapshot {
   security?: RuntimeSecurity;
   /** request.cf → the locality the gateway acts as for that request. */
   locality: LocalityResolver;
+  /** Rate limits (src/ratelimit); absent when none is configured. */
+  rateLimits?: RuntimeRateLimits;
 }
 
 export class SnapshotFormatError extends Error {
@@ -91,6 +94,7 @@ export function hydrate(snapshot: Snapshot): RuntimeSnapshot {
     locality: new LocalityResolver(snapshot.settings.locality),
   };
   if (snapshot.security) runtime.security = hydrateSecurity(snapshot.security);
+  if (snapshot.rateLimits) runtime.rateLimits = hydrateRateLimits(snapshot.rateLimits);
   return runtime;
 }
 

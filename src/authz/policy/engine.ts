@@ -25,6 +25,8 @@ export interface PolicyInput {
   identity?: RequestIdentity;
   /** The client IP as bytes, parsed at most once per request. */
   clientIp?: Uint8Array | null;
+  /** The selected route's name (read by RateLimitPolicy `match.routes`). */
+  route?: string;
 }
 
 export type Predicate = (input: PolicyInput) => boolean;
@@ -141,6 +143,8 @@ function attributeTest(def: PolicyCheckDef): Test {
     case "connection.sni":
       // Cloudflare routes a TLS request by its SNI, which is the host the request names.
       return strings((i) => (i.facts.scheme === "https" ? i.facts.host : undefined));
+    case "route.name":
+      return strings((i) => i.route);
   }
 }
 

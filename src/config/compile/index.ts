@@ -12,6 +12,7 @@ import type { Kind } from "../kinds.ts";
 import { Diagnostics } from "./diagnostics.ts";
 import { ServiceRegistry } from "./services.ts";
 import { compileSecurity } from "./security.ts";
+import { compileRateLimits } from "./rate-limit.ts";
 import { compileSettings } from "./settings.ts";
 import { compileGatewayUpstreams } from "./health-checks.ts";
 import { buildVirtualHosts } from "./virtual-hosts.ts";
@@ -45,6 +46,19 @@ export async function compile(resources: readonly AnyResource[]): Promise<Compil
   );
   if (gatewayConfig) compileGatewayUpstreams(gatewayConfig, settings, services, diag);
 
+  const rateLimits = compileRateLimits(
+    {
+      policies: of("RateLimitPolicy"),
+      envoyFilters: of("EnvoyFilter"),
+      gatewayConfig,
+      gateways: of("Gateway"),
+      rootNamespace: settings.rootNamespace,
+      services,
+      routeNames: new Set(virtualHosts.flatMap((vh) => vh.routes.map((r) => r.name)).filter((n) => n !== "")),
+    },
+    diag,
+  );
+
   if (hasErrors(diag.problems)) return { problems: diag.problems };
 
   const body: Omit<Snapshot, "version"> = {
@@ -57,6 +71,7 @@ export async function compile(resources: readonly AnyResource[]): Promise<Compil
     resources: resources.map((r) => r.id).sort(),
   };
   if (security) body.security = security;
+  if (rateLimits) body.rateLimits = rateLimits;
   const version = await contentVersion(body);
   return { snapshot: { ...body, version }, problems: diag.problems };
 }

@@ -19,7 +19,8 @@ import type { ClusterDef } from "../snapshot.ts";
 import type { AnyResource, Resource } from "../validate.ts";
 import type { Diagnostics } from "./diagnostics.ts";
 
-type SecurityKind = "RequestAuthentication" | "AuthorizationPolicy" | "PeerAuthentication";
+/** The kinds mapped onto traffic this way (RateLimitPolicy uses the same mapping). */
+type AttachableKind = "RequestAuthentication" | "AuthorizationPolicy" | "PeerAuthentication" | "RateLimitPolicy";
 
 export interface Attachment {
   /** Root namespace, no selector: every request. */
@@ -61,7 +62,7 @@ export function gatewayLabels(config: Resource<"GatewayConfig"> | undefined, gat
  * targets that cannot be honoured.
  */
 export function attachment(
-  resource: Resource<SecurityKind>,
+  resource: { [K in AttachableKind]: Resource<K> }[AttachableKind],
   rootNamespace: string,
   labels: GatewayLabels,
   clusters: readonly ClusterDef[],
@@ -73,12 +74,30 @@ export function attachment(
     ...(spec.targetRef ? [{ ref: spec.targetRef, path: ["spec", "targetRef"] }] : []),
     ...(spec.targetRefs ?? []).map((ref, i) => ({ ref, path: ["spec", "targetRefs", i] })),
   ];
+  return attachmentOf(resource, selector, refs, ["spec", "selector"], rootNamespace, labels, clusters, diag);
+}
+
+/**
+ * The mapping itself, for a resource whose selector and target references
+ * were read from wherever its kind keeps them (`selectorPath` locates the
+ * selector in messages).
+ */
+export function attachmentOf(
+  resource: AnyResource,
+  selector: Record<string, string> | undefined,
+  refs: { ref: TargetRef; path: (string | number)[] }[],
+  selectorPath: (string | number)[],
+  rootNamespace: string,
+  labels: GatewayLabels,
+  clusters: readonly ClusterDef[],
+  diag: Diagnostics,
+): Attachment {
   const root = resource.namespace === rootNamespace;
   const none: Attachment = { all: false, gateway: false, cluster: () => false, namespaceWide: false, workload: true };
 
   if (refs.length > 0) {
     if (selector) {
-      diag.error(resource, ["spec", "selector"], "expected either selector or targetRef(s), not both (Istio rejects both)");
+      diag.error(resource, selectorPath, "expected either selector or targetRef(s), not both (Istio rejects both)");
       return none;
     }
     return targetRefAttachment(resource, refs, diag);
@@ -95,14 +114,14 @@ export function attachment(
   if (!gateway && !clusters.some(matches)) {
     diag.warn(
       resource,
-      ["spec", "selector"],
+      selectorPath,
       "selects no destination (no ServiceEntry endpoint has these labels) and not the gateway (see GatewayConfig gatewayLabels); it has no effect at the edge",
     );
   }
   return { all: false, gateway, cluster: matches, namespaceWide: false, workload: true };
 }
 
-interface TargetRef {
+export interface TargetRef {
   group?: string;
   kind: string;
   name: string;

@@ -146,10 +146,11 @@ export const GatewayConfigSpec = z.strictObject({
 });
 export type GatewayConfigSpec = z.infer<typeof GatewayConfigSpec>;
 
+/** `requests` per `unit`, with at most `burst` at once (default: `requests`). */
 const RateLimit = z.strictObject({
-  requests: z.number().int().min(0),
+  requests: UInt,
   unit: z.enum(["second", "minute", "hour", "day"]),
-  burst: UInt.optional(),
+  burst: z.number().int({ message: "expected a whole number" }).min(1, { message: "expected a burst of at least 1" }).optional(),
 });
 
 const StringList = z.array(z.string()).optional();
@@ -174,7 +175,16 @@ export const RateLimitRule = z.strictObject({
   key: z.array(z.string().min(1)).optional(),
   missingKey: z.enum(["SKIP", "SHARED"]).optional(),
   limits: z.array(RateLimit).min(1, { message: "expected at least one limit" }),
-  overrides: z.array(z.strictObject({ values: z.array(z.string()).min(1), limits: z.array(RateLimit).min(1) })).optional(),
+  overrides: z
+    .array(
+      z.strictObject({
+        /** The key part the values are compared with (one of `key`); default the first. */
+        part: z.string().min(1).optional(),
+        values: z.array(z.string()).min(1, { message: "expected at least one value" }),
+        limits: z.array(RateLimit).min(1, { message: "expected at least one limit" }),
+      }),
+    )
+    .optional(),
   scope: z.enum(["GLOBAL", "LOCAL"]).optional(),
   mode: z.enum(["ENFORCE", "SHADOW"]).optional(),
   failureMode: z.enum(["OPEN", "CLOSED"]).optional(),
@@ -182,6 +192,7 @@ export const RateLimitRule = z.strictObject({
   algorithm: z.enum(["TOKEN_BUCKET", "GCRA"]).optional(),
   lease: z.strictObject({ enabled: z.boolean().optional(), size: UInt.optional(), ttl: Duration.optional() }).optional(),
 });
+export type RateLimitRule = z.infer<typeof RateLimitRule>;
 
 export const RateLimitPolicySpec = z.strictObject({
   selector: WorkloadSelector.optional(),

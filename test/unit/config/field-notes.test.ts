@@ -89,21 +89,19 @@ describe("edge caveats", () => {
 });
 
 describe("not enforced yet", () => {
-  it("refuses a RateLimitPolicy, because ignoring it would let traffic through", async () => {
+  it("no longer refuses a RateLimitPolicy, which is enforced, and compiles it into the snapshot", async () => {
     const text = [
       "apiVersion: isthmus.dev/v1alpha1",
       "kind: RateLimitPolicy",
       "metadata: {name: per-ip, namespace: istio-system}",
       "spec:",
       "  rules:",
-      "  - {name: r, limits: [{requests: 10, unit: second}]}",
+      "  - {name: r, key: [remote.ip], limits: [{requests: 10, unit: second}]}",
       "",
     ].join("\n");
     const result = await build(text);
-    expect(errors(result)).toEqual([
-      "config.yaml:4: error: RateLimitPolicy/istio-system/per-ip: spec: RateLimitPolicy is not enforced yet by this version of Isthmus; refusing to apply it, because the gateway would let through traffic this resource is meant to stop (see docs/CONFIG.md)",
-    ]);
-    expect(result.snapshot).toBeUndefined();
+    expect(lines(result)).toEqual([]);
+    expect(result.snapshot?.rateLimits?.rules.map((r) => [r.id, r.scope, r.limits])).toEqual([["istio-system/per-ip/r", "GLOBAL", [{ requests: 10, windowMs: 1000, burst: 10 }]]]);
   });
 
   it("no longer refuses the security kinds, which are enforced", async () => {

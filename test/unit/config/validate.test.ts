@@ -31,6 +31,7 @@ const MINIMAL: Record<keyof typeof KINDS, string> = {
   Telemetry: "{}",
   GatewayConfig: "{}",
   RateLimitPolicy: "{}",
+  EnvoyFilter: "{}",
 };
 
 const API_VERSIONS: [keyof typeof KINDS, string[]][] = [
@@ -44,6 +45,7 @@ const API_VERSIONS: [keyof typeof KINDS, string[]][] = [
   ["Telemetry", ["telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"]],
   ["GatewayConfig", ["isthmus.dev/v1alpha1"]],
   ["RateLimitPolicy", ["isthmus.dev/v1alpha1"]],
+  ["EnvoyFilter", ["networking.istio.io/v1alpha3"]],
 ];
 
 describe("kinds and apiVersions", () => {
@@ -96,7 +98,8 @@ describe("kinds and apiVersions", () => {
   });
 
   it("ignores in-mesh-only Istio kinds with a warning that says why, and builds the rest", async () => {
-    for (const kind of ["Sidecar", "EnvoyFilter", "WorkloadEntry", "WorkloadGroup", "ProxyConfig", "WasmPlugin"]) {
+    // EnvoyFilter is read for its local_ratelimit patches; the others are ignored at compile time (test/unit/ratelimit/envoy-filter.test.ts).
+    for (const kind of ["Sidecar", "WorkloadEntry", "WorkloadGroup", "ProxyConfig", "WasmPlugin"]) {
       const { resources, problems } = validate(`apiVersion: networking.istio.io/v1alpha3\nkind: ${kind}\nmetadata: {name: x, namespace: prod}\nspec: {anything: goes}\n`);
       expect(resources).toEqual([]);
       expect(problems).toHaveLength(1);

@@ -1,0 +1,105 @@
+/**
+ * The buckets of one key: one per limit of the rule (e.g. 10/s and
+ * 1000/h), decided together. A request is admitted only when every bucket
+ * holds a token, and then takes one from each, so the strictest limit
+ * decides and a refused request spends nothing. Pure: the Durable Object
+ * (global scope) and the isolate (local scope) both run it.
+ */
+import type { LimitDef } from "../config/snapshot.ts";
+import { convert, fullBucket, giveBack, isFull, msUntil, msUntilNextToken, take, wholeTokens, type Algorithm, type BucketState } from "./algorithms.ts";
+
+export interface BucketSet {
+  algorithm: Algorithm;
+  buckets: { limit: LimitDef; state: BucketState }[];
+}
+
+export interface AcquireRequest {
+  algorithm: Algorithm;
+  limits: LimitDef[];
+  /** Tokens wanted: 1 for one request, the lease size for a lease. */
+  want: number;
+  /** Grant fewer than `want` when that is all there is (a lease); otherwise all or nothing. */
+  partial: boolean;
+  /** Unused tokens of an earlier lease, given back before anything is taken. */
+  returning: number;
+}
+
+export interface Grant {
+  granted: number;
+  /** Per limit: whole tokens left after the grant. */
+  remaining: number[];
+  /** Per limit: ms until the next token (0 when the bucket is full). */
+  resetMs: number[];
+  /** When nothing was granted: ms until a token is available in every bucket (0 otherwise). */
+  retryAfterMs: number;
+  /** Ms until `want` tokens are available in every bucket again (when a lease would be granted whole). */
+  wantReadyMs: number;
+}
+
+/**
+ * Gives back, then takes, at `now`. Buckets whose limit changed since the
+ * last call keep the tokens they held (capped at the new burst).
+ *
+ * @example
+ * const { set, grant } = acquire(undefined, { algorithm: "TOKEN_BUCKET", limits: [{ requests: 10, windowMs: 1000, burst: 10 }], want: 1, partial: false, returning: 0 }, Date.now());
+ * grant.granted // 1
+ */
+export function acquire(previous: BucketSet | undefined, request: AcquireRequest, now: number): { set: BucketSet; grant: Grant } {
+  const set = reconcile(previous, request.algorithm, request.limits, now);
+  if (request.returning > 0) {
+    for (const b of set.buckets) b.state = giveBack(b.state, b.limit, request.returning, now);
+  }
+  let available = Number.POSITIVE_INFINITY;
+  for (const b of set.buckets) available = Math.min(available, wholeTokens(b.state, b.limit, now));
+  const want = Math.max(0, Math.floor(request.want));
+  const granted = request.partial ? Math.min(want, available) : available >= want ? want : 0;
+  if (granted > 0) {
+    for (const b of set.buckets) b.state = take(b.state, b.limit, granted, now);
+  }
+  const remaining = set.buckets.map((b) => wholeTokens(b.state, b.limit, now));
+  const resetMs = set.buckets.map((b) => finite(msUntilNextToken(b.state, b.limit, now), b.limit.windowMs));
+  let retryAfterMs = 0;
+  if (granted === 0 && want > 0) {
+    for (const b of set.buckets) retryAfterMs = Math.max(retryAfterMs, finite(msUntil(b.state, b.limit, 1, now), b.limit.windowMs));
+  }
+  let wantReadyMs = 0;
+  for (const b of set.buckets) wantReadyMs = Math.max(wantReadyMs, finite(msUntil(b.state, b.limit, want, now), b.limit.windowMs));
+  return { set, grant: { granted, remaining, resetMs, retryAfterMs, wantReadyMs } };
+}
+
+/** Milliseconds until every bucket is full again (then the set can be forgotten). */
+export function msUntilFull(set: BucketSet, now: number): number {
+  let ms = 0;
+  for (const b of set.buckets) ms = Math.max(ms, finite(msUntil(b.state, b.limit, b.limit.burst, now), 0));
+  return ms;
+}
+
+export function allFull(set: BucketSet, now: number): boolean {
+  return set.buckets.every((b) => isFull(b.state, b.limit, now));
+}
+
+/** The longest time any bucket of the set takes to refill from empty, in ms. */
+export function refillMs(limits: readonly LimitDef[]): number {
+  let ms = 0;
+  for (const l of limits) if (l.requests > 0) ms = Math.max(ms, (l.burst * l.windowMs) / l.requests);
+  return ms;
+}
+
+function reconcile(previous: BucketSet | undefined, algorithm: Algorithm, limits: readonly LimitDef[], now: number): BucketSet {
+  const buckets = limits.map((limit, i) => {
+    const old = previous?.buckets[i];
+    if (!old) return { limit, state: fullBucket(algorithm, limit, now) };
+    if (previous.algorithm === algorithm && sameLimit(old.limit, limit)) return { limit, state: old.state };
+    return { limit, state: convert(old.state, old.limit, limit, algorithm, now) };
+  });
+  return { algorithm, buckets };
+}
+
+function sameLimit(a: LimitDef, b: LimitDef): boolean {
+  return a.requests === b.requests && a.windowMs === b.windowMs && a.burst === b.burst;
+}
+
+/** Whole milliseconds, rounded up (a wait is never reported shorter than it is; float dust is ignored). */
+function finite(ms: number, fallback: number): number {
+  return Number.isFinite(ms) ? Math.max(0, Math.ceil(ms - 1e-6)) : fallback;
+}

@@ -1,0 +1,150 @@
+/**
+ * Decisions for one rule and one key: LOCAL in the isolate's buckets,
+ * GLOBAL through the key's Durable Object (directly, or through a lease),
+ * bounded by the rule's decision timeout. A GLOBAL decision that cannot be
+ * made — the object throws, is overloaded or unreachable, answers too late,
+ * or the binding is missing — becomes `failed-open` (admitted) or
+ * `failed-closed` by the rule's failureMode.
+ */
+import type { LimitDef } from "../config/snapshot.ts";
+import type { AcquireRequest, Grant } from "./bucket-set.ts";
+import type { LimitSet, RuntimeRule } from "./hydrate.ts";
+import { Leases } from "./lease.ts";
+import { LocalBuckets } from "./local-buckets.ts";
+import { Refusals } from "./refusals.ts";
+
+/** The RPC surface of the RateLimiter object, as a stub exposes it. */
+export interface RateLimiterStub {
+  acquire(request: AcquireRequest): Promise<Grant>;
+}
+
+/** A Durable Object namespace binding (env.RATE_LIMITER) satisfies it. */
+export interface RateLimiterNamespace {
+  getByName(name: string): RateLimiterStub;
+}
+
+/** The isolate's rate-limit state and the object binding; lives as long as the isolate. */
+export interface RateLimitEnv {
+  /** Absent when the Worker has no RATE_LIMITER binding: GLOBAL decisions then fail (by failureMode). */
+  objects?: RateLimiterNamespace;
+  local: LocalBuckets;
+  leases: Leases;
+  refusals: Refusals;
+  /** Decisions this isolate made, by where they were made (admin `/status`): `object` counts Durable Object calls. */
+  decisions: Record<DecisionSource, number>;
+}
+
+export function rateLimitEnv(objects?: RateLimiterNamespace): RateLimitEnv {
+  const env: RateLimitEnv = {
+    local: new LocalBuckets(),
+    leases: new Leases(),
+    refusals: new Refusals(),
+    decisions: { isolate: 0, object: 0, lease: 0, cache: 0, config: 0 },
+  };
+  if (objects) env.objects = objects;
+  return env;
+}
+
+export type Outcome = "allowed" | "limited" | "shadow-limited" | "failed-open" | "failed-closed";
+
+/**
+ * Where a decision was made: the isolate's own buckets (LOCAL), the key's
+ * object, a lease of its tokens, a refusal the object made earlier and the
+ * isolate remembers, or the configuration itself (`requests: 0`).
+ */
+export type DecisionSource = "isolate" | "object" | "lease" | "cache" | "config";
+
+export interface RuleDecision {
+  rule: RuntimeRule;
+  limits: LimitDef[];
+  policyNames: string[];
+  outcome: Outcome;
+  source: DecisionSource;
+  /** The bucket's numbers, when a decision was made (none when it failed). */
+  grant?: Grant;
+  /** Lease mode: tokens this isolate still holds for the key (counted in `remaining` for headers). */
+  held?: number;
+  error?: string;
+}
+
+/** What the request record keeps of a decision (exported with telemetry). */
+export interface RateLimitRecord {
+  /** `<ns>/<policy>/<rule>`. */
+  rule: string;
+  scope: "GLOBAL" | "LOCAL";
+  mode: "ENFORCE" | "SHADOW";
+  outcome: Outcome;
+  source: DecisionSource;
+  /** Whole tokens left in the strictest bucket, when known. */
+  remaining?: number;
+  error?: string;
+}
+
+/** A request's one token, from the isolate's buckets. */
+export function decideLocal(rule: RuntimeRule, name: string, set: LimitSet, env: RateLimitEnv, now: number): Pick<RuleDecision, "outcome" | "source" | "grant"> {
+  const grant = env.local.acquire(name, { algorithm: rule.def.algorithm, limits: set.limits, want: 1, partial: false, returning: 0 }, now);
+  return { outcome: verdict(rule, grant.granted > 0), source: "isolate", grant };
+}
+
+/** A request's one token, from the key's Durable Object or a lease of its tokens. */
+export async function decideGlobal(
+  rule: RuntimeRule,
+  name: string,
+  set: LimitSet,
+  env: RateLimitEnv,
+  now: () => number,
+): Promise<Pick<RuleDecision, "outcome" | "source" | "grant" | "held" | "error">> {
+  const lease = rule.def.lease;
+  const limits = set.limits;
+  const refusalKey = `${name}|${lease ? "lease" : "exact"}|${set.signature}`;
+  if (lease) {
+    const taken = env.leases.take(name, now());
+    if (taken.taken && taken.lease) return { outcome: "allowed", source: "lease", grant: taken.lease.grant, held: taken.lease.tokens };
+  }
+  const remembered = env.refusals.get(refusalKey, now());
+  if (remembered) return { outcome: verdict(rule, false), source: "cache", grant: remembered };
+  if (!env.objects) return failure(rule, "the Worker has no RATE_LIMITER Durable Object binding");
+  const returning = lease ? env.leases.takeReturns(name) : 0;
+  const request: AcquireRequest = { algorithm: rule.def.algorithm, limits, want: lease ? lease.size : 1, partial: lease !== undefined, returning };
+  const sentAt = now();
+  let grant: Grant;
+  try {
+    grant = await withTimeout(env.objects.getByName(name).acquire(request), rule.def.timeoutMs);
+  } catch (error) {
+    // The object may or may not have taken them back; keeping them out is the side that never over-admits.
+    return failure(rule, error instanceof DecisionTimeout ? error.message : `the rate limiter failed: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  if (!lease && grant.granted === 0) env.refusals.set(refusalKey, sentAt, sentAt + grant.retryAfterMs, grant);
+  if (lease && grant.granted < lease.size) env.refusals.set(refusalKey, sentAt, sentAt + Math.min(grant.wantReadyMs, lease.ttlMs), { ...grant, granted: 0 });
+  if (lease && grant.granted > 1) env.leases.add(name, grant.granted - 1, sentAt + lease.ttlMs, grant);
+  const result: Pick<RuleDecision, "outcome" | "source" | "grant" | "held"> = { outcome: verdict(rule, grant.granted > 0), source: "object", grant };
+  if (lease) result.held = Math.max(0, grant.granted - 1);
+  return result;
+}
+
+function verdict(rule: RuntimeRule, admitted: boolean): Outcome {
+  if (admitted) return "allowed";
+  return rule.def.mode === "SHADOW" ? "shadow-limited" : "limited";
+}
+
+function failure(rule: RuntimeRule, error: string): Pick<RuleDecision, "outcome" | "source" | "error"> {
+  // A shadow rule never blocks, whatever its failureMode.
+  const closed = rule.def.failureMode === "CLOSED" && rule.def.mode === "ENFORCE";
+  return { outcome: closed ? "failed-closed" : "failed-open", source: "object", error };
+}
+
+export class DecisionTimeout extends Error {
+  constructor(ms: number) {
+    super(`the rate limiter did not answer within ${ms}ms`);
+    this.name = "DecisionTimeout";
+  }
+}
+
+/** Races a promise against a timer of its own (no timer or signal is shared between requests). */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DecisionTimeout(ms)), ms);
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,78 @@
+/**
+ * Rate-limit response fields:
+ *
+ * - IETF (draft-ietf-httpapi-ratelimit-headers): one item per limit,
+ *   `RateLimit-Policy: "<name>";q=<requests>;w=<window s>` and
+ *   `RateLimit: "<name>";r=<remaining>;t=<s until the next token>`;
+ * - DRAFT_VERSION_03 (Envoy's `x-ratelimit-*`): the limit closest to
+ *   exhaustion, `X-RateLimit-Limit: <q>, <q>;w=<w>, …`,
+ *   `X-RateLimit-Remaining`, `X-RateLimit-Reset`;
+ * - and on a 429, always `Retry-After` (RFC 9110) and
+ *   `x-envoy-ratelimited: true`, as Envoy's rate limit filters send.
+ */
+import type { LimitDef } from "../config/snapshot.ts";
+import type { RuleDecision } from "./decide.ts";
+
+/** Fields for a 429: `limiting` are the enforced decisions that refused the request. */
+export function limitedHeaders(decisions: readonly RuleDecision[], limiting: readonly RuleDecision[]): Record<string, string> {
+  let retryMs = 0;
+  for (const d of limiting) retryMs = Math.max(retryMs, d.grant?.retryAfterMs ?? 0);
+  const headers: Record<string, string> = { "retry-after": String(Math.max(1, Math.ceil(retryMs / 1000))), "x-envoy-ratelimited": "true" };
+  Object.assign(headers, quotaHeaders(decisions.filter((d) => d.rule.def.mode === "ENFORCE")));
+  for (const d of limiting) for (const [name, value] of d.rule.def.headers.onLimited ?? []) headers[name] = value;
+  return headers;
+}
+
+/** Fields for an admitted request: only rules whose policy asks for them (`responseHeaders.onAllowed`). */
+export function allowedHeaders(decisions: readonly RuleDecision[]): Record<string, string> {
+  return quotaHeaders(decisions.filter((d) => d.rule.def.mode === "ENFORCE" && d.rule.def.headers.onAllowed));
+}
+
+interface Item {
+  name: string;
+  limit: LimitDef;
+  remaining: number;
+  resetS: number;
+}
+
+function quotaHeaders(decisions: readonly RuleDecision[]): Record<string, string> {
+  const ietf: Item[] = [];
+  const draft: Item[] = [];
+  for (const d of decisions) {
+    const grant = d.grant;
+    if (!grant || d.rule.def.headers.format === "NONE") continue;
+    const items = d.limits.map((limit, i): Item => ({
+      name: d.policyNames[i] ?? d.rule.def.name,
+      limit,
+      remaining: (grant.remaining[i] ?? 0) + (d.held ?? 0),
+      resetS: Math.ceil((grant.resetMs[i] ?? 0) / 1000),
+    }));
+    (d.rule.def.headers.format === "IETF" ? ietf : draft).push(...items);
+  }
+  const out: Record<string, string> = {};
+  if (ietf.length > 0) {
+    out["ratelimit-policy"] = ietf.map((it) => `${sfString(it.name)};q=${quota(it.limit).q};w=${quota(it.limit).w}`).join(", ");
+    out.ratelimit = ietf.map((it) => `${sfString(it.name)};r=${it.remaining};t=${it.resetS}`).join(", ");
+  }
+  if (draft.length > 0) {
+    let closest = draft[0] as Item;
+    for (const it of draft) {
+      if (it.remaining < closest.remaining || (it.remaining === closest.remaining && it.resetS > closest.resetS)) closest = it;
+    }
+    out["x-ratelimit-limit"] = [String(quota(closest.limit).q), ...draft.map((it) => `${quota(it.limit).q};w=${quota(it.limit).w}`)].join(", ");
+    out["x-ratelimit-remaining"] = String(closest.remaining);
+    out["x-ratelimit-reset"] = String(closest.resetS);
+  }
+  return out;
+}
+
+/** Quota and window as whole numbers: a window that is not whole seconds is stated per second. */
+function quota(limit: LimitDef): { q: number; w: number } {
+  if (limit.windowMs % 1000 === 0) return { q: limit.requests, w: limit.windowMs / 1000 };
+  return { q: Math.floor((limit.requests * 1000) / limit.windowMs), w: 1 };
+}
+
+/** A Structured Field string (RFC 8941 §3.3.3). */
+function sfString(s: string): string {
+  return `"${s.replace(/[^\x20-\x7e]/g, "?").replace(/["\\]/g, (c) => `\\${c}`)}"`;
+}

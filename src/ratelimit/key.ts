@@ -1,0 +1,91 @@
+/**
+ * Keys: the request attributes a rule counts by, and the bucket name they
+ * make. A bucket is identified by the rule (`<ns>/<policy>/<rule>`) and
+ * the values of its key parts; its name is the SHA-256 of both, so Durable
+ * Object names and isolate map keys have a fixed size and carry no client
+ * data (IP addresses, API keys) in clear.
+ */
+import type { KeyPartDef } from "../config/snapshot.ts";
+import type { RequestFacts } from "../gateway/facts.ts";
+
+/** One value per key part; null is a missing part counted under the shared bucket (`missingKey: SHARED`). */
+export type KeyValues = (string | null)[];
+
+/** What a key part can read. */
+export interface KeyInput {
+  facts: RequestFacts;
+  /** The selected route's name. */
+  route?: string | undefined;
+}
+
+export type KeyReader = (input: KeyInput) => string | undefined;
+
+/** Compiles a key part into a reader (once per snapshot). */
+export function keyReader(part: KeyPartDef): KeyReader {
+  switch (part.attribute) {
+    case "remote.ip":
+      return (i) => i.facts.remoteIp || undefined;
+    case "request.headers": {
+      const name = typeof part.key === "string" ? part.key : "";
+      return (i) => i.facts.headers.get(name) ?? undefined;
+    }
+    case "request.auth.principal":
+      // Istio's request.auth.principal needs both iss and sub.
+      return (i) => (i.facts.auth?.iss && i.facts.auth.sub ? i.facts.auth.principal : undefined);
+    case "request.auth.claims": {
+      const path = Array.isArray(part.key) ? part.key : [part.key ?? ""];
+      return (i) => claimText(i.facts.auth?.claims, path);
+    }
+    case "request.host":
+      return (i) => i.facts.host;
+    case "request.method":
+      return (i) => i.facts.method;
+    case "request.path":
+      return (i) => i.facts.path;
+    case "route":
+      return (i) => i.route || undefined;
+  }
+}
+
+/**
+ * A claim as key text: strings as they are, numbers and booleans in their
+ * JSON form, lists and objects as JSON (so `["a","b"]` is one key).
+ */
+function claimText(claims: Record<string, unknown> | undefined, path: readonly string[]): string | undefined {
+  let node: unknown = claims;
+  for (const key of path) {
+    if (typeof node !== "object" || node === null || Array.isArray(node) || !Object.hasOwn(node, key)) return undefined;
+    node = (node as Record<string, unknown>)[key];
+  }
+  if (typeof node === "string") return node;
+  if (node === undefined || node === null) return undefined;
+  return JSON.stringify(node);
+}
+
+const encoder = new TextEncoder();
+
+/** Longer keys of LOCAL rules are hashed; shorter ones are used as they are (no hashing on the local path). */
+const LOCAL_KEY_MAX = 512;
+
+/**
+ * The isolate map key for a LOCAL rule's bucket: the rule and key values
+ * themselves when short (exact: two keys never share a bucket), their
+ * SHA-256 when long (bounded memory).
+ */
+export function localBucketKey(ruleId: string, values: KeyValues): string | Promise<string> {
+  const text = `${ruleId}\u0000${JSON.stringify(values)}`;
+  return text.length <= LOCAL_KEY_MAX ? text : bucketName(ruleId, values);
+}
+
+/**
+ * The bucket name for a rule and key values: 64 hex characters.
+ *
+ * @example
+ * await bucketName("istio-system/api/per-user", ["alice"]) // "5b1c…"
+ */
+export async function bucketName(ruleId: string, values: KeyValues): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", encoder.encode(`${ruleId}\u0000${JSON.stringify(values)}`));
+  let hex = "";
+  for (const byte of new Uint8Array(digest)) hex += byte.toString(16).padStart(2, "0");
+  return hex;
+}

@@ -1,0 +1,158 @@
+/**
+ * Stage 8 of the pipeline: rate limiting, after authorization (so keys can
+ * use the verified identity and the destination is known) and before
+ * fault injection and the route's actions.
+ *
+ * 1. The rules of the request's scope (gateway rules, plus those of the
+ *    destination cluster) whose `match` and `when` hold, and whose key the
+ *    request has (or counts under the shared bucket).
+ * 2. LOCAL rules first, in the isolate: a cheap pre-filter. When an
+ *    enforced one refuses, no Durable Object is asked.
+ * 3. GLOBAL rules, in parallel, each through its key's Durable Object.
+ * 4. Any enforced refusal → 429 `local_rate_limited` (flag RL) with
+ *    Retry-After and the quota fields; otherwise a GLOBAL decision that
+ *    failed closed → 500 (flag RLSE, Envoy's failure_mode_deny); otherwise
+ *    the request goes on, and quota fields are added to its response when
+ *    the policy asks for them.
+ *
+ * Every decision is recorded on the request record; shadow refusals are
+ * also logged.
+ */
+import { localReply, type PipelineResult, type RequestContext } from "../gateway/context.ts";
+import { REPLIES } from "../gateway/local-reply.ts";
+import { chooseDestination } from "../routing/stages.ts";
+import type { PolicyInput } from "../authz/policy/engine.ts";
+import { decideGlobal, decideLocal, rateLimitEnv, type RateLimitEnv, type RateLimitRecord, type RuleDecision } from "./decide.ts";
+import { allowedHeaders, limitedHeaders } from "./headers.ts";
+import { keyOf, limitsFor, rulesFor, type LimitSet, type RuntimeRule } from "./hydrate.ts";
+import { bucketName, localBucketKey, type KeyValues } from "./key.ts";
+import type { LimitDef } from "../config/snapshot.ts";
+
+interface Pending {
+  rule: RuntimeRule;
+  values: KeyValues;
+  set: LimitSet;
+}
+
+export async function limitRate(ctx: RequestContext): Promise<PipelineResult | undefined> {
+  const rl = ctx.snapshot.rateLimits;
+  if (!rl) return undefined;
+  const { facts, record } = ctx;
+  const route = ctx.route;
+  if (route && route.rule.def.action.type === "route" && !ctx.destination) {
+    const d = chooseDestination(route.rule, ctx);
+    if (d) ctx.destination = d;
+  }
+  const rules = rulesFor(rl, ctx.destination?.cluster);
+  if (rules.length === 0) return undefined;
+
+  const input: PolicyInput = { facts };
+  if (facts.auth) input.identity = facts.auth;
+  if (record.peerPrincipal && facts.peer) input.peer = facts.peer;
+  if (record.routeName !== undefined) input.route = record.routeName;
+  const keyInput = { facts, route: record.routeName };
+
+  const pending: Pending[] = [];
+  for (const rule of rules) {
+    if (!rule.applies(input)) continue;
+    const values = keyOf(rule, keyInput);
+    if (!values) continue;
+    pending.push({ rule, values, set: limitsFor(rule, values) });
+  }
+  if (pending.length === 0) return undefined;
+
+  const env = rateLimitState(ctx);
+  const decisions: RuleDecision[] = [];
+  const names = await Promise.all(pending.map(bucketOf));
+
+  const now = ctx.deps.now();
+  const global: number[] = [];
+  pending.forEach((p, i) => {
+    const base = { rule: p.rule, limits: p.set.limits, policyNames: p.set.policyNames };
+    if (blocksAll(p.set.limits)) {
+      decisions.push({ ...base, outcome: p.rule.def.mode === "SHADOW" ? "shadow-limited" : "limited", source: "config", grant: blockedGrant(p.set.limits) });
+    } else if (p.rule.def.scope === "LOCAL") {
+      decisions.push({ ...base, ...decideLocal(p.rule, names[i] as string, p.set, env, now) });
+    } else {
+      global.push(i);
+    }
+  });
+
+  if (!decisions.some(refuses)) {
+    const made = await Promise.all(
+      global.map(async (i) => {
+        const p = pending[i] as Pending;
+        const decided = await decideGlobal(p.rule, names[i] as string, p.set, env, ctx.deps.now);
+        return { rule: p.rule, limits: p.set.limits, policyNames: p.set.policyNames, ...decided };
+      }),
+    );
+    decisions.push(...made);
+  }
+
+  for (const d of decisions) env.decisions[d.source]++;
+  report(ctx, decisions);
+  const limiting = decisions.filter(refuses);
+  if (limiting.length > 0) return localReply({ ...REPLIES.rateLimited, headers: limitedHeaders(decisions, limiting) }, record);
+  if (decisions.some((d) => d.outcome === "failed-closed")) return localReply(REPLIES.rateLimitServiceError, record);
+
+  const headers = allowedHeaders(decisions);
+  if (Object.keys(headers).length > 0) {
+    ctx.responseHooks.push((response) => {
+      for (const [name, value] of Object.entries(headers)) response.headers.set(name, value);
+    });
+  }
+  return undefined;
+}
+
+/** The bucket's name: the object name for GLOBAL rules, the isolate map key for LOCAL ones (none for `requests: 0`). */
+function bucketOf(p: Pending): string | Promise<string> {
+  if (blocksAll(p.set.limits)) return "";
+  return p.rule.def.scope === "LOCAL" ? localBucketKey(p.rule.def.id, p.values) : bucketName(p.rule.def.id, p.values);
+}
+
+function refuses(d: RuleDecision): boolean {
+  return d.outcome === "limited";
+}
+
+/** `requests: 0` refuses everything without asking anyone. */
+function blocksAll(limits: readonly LimitDef[]): boolean {
+  return limits.some((l) => l.requests === 0);
+}
+
+function blockedGrant(limits: readonly LimitDef[]) {
+  const retryAfterMs = Math.max(...limits.map((l) => l.windowMs));
+  return { granted: 0, remaining: limits.map(() => 0), resetMs: limits.map((l) => l.windowMs), retryAfterMs, wantReadyMs: retryAfterMs };
+}
+
+/** Records every decision; logs shadow refusals and failed decisions. */
+function report(ctx: RequestContext, decisions: readonly RuleDecision[]): void {
+  const records = decisions.map((d): RateLimitRecord => {
+    const r: RateLimitRecord = { rule: d.rule.def.id, scope: d.rule.def.scope, mode: d.rule.def.mode, outcome: d.outcome, source: d.source };
+    if (d.grant) r.remaining = Math.min(...d.grant.remaining) + (d.held ?? 0);
+    if (d.error) r.error = d.error;
+    return r;
+  });
+  ctx.record.rateLimit = [...(ctx.record.rateLimit ?? []), ...records];
+  const { facts } = ctx;
+  for (const r of records) {
+    if (r.outcome === "shadow-limited") {
+      console.log(JSON.stringify({ message: "isthmus: rate limit (shadow)", rule: r.rule, outcome: r.outcome, host: facts.authority, path: facts.path }));
+    } else if (r.error) {
+      console.error(JSON.stringify({ message: "isthmus: rate limit decision failed", rule: r.rule, outcome: r.outcome, error: r.error }));
+    }
+  }
+}
+
+const fallbackState = new WeakMap<object, RateLimitEnv>();
+
+/** The isolate's state: from the deps (the Worker sets it with its binding), else one per deps object, without a binding. */
+function rateLimitState(ctx: RequestContext): RateLimitEnv {
+  const deps = ctx.deps;
+  if (deps.rateLimits) return deps.rateLimits;
+  let env = fallbackState.get(deps);
+  if (!env) {
+    env = rateLimitEnv();
+    fallbackState.set(deps, env);
+  }
+  return env;
+}

@@ -1,0 +1,193 @@
+/**
+ * EnvoyFilter local_ratelimit patches translated into LOCAL rules, with the
+ * shapes Istio's documentation uses; what does not map is reported.
+ */
+import { describe, expect, it } from "vitest";
+import { runPipeline, type PipelineDeps } from "../../../src/gateway/pipeline.ts";
+import { rateLimitEnv } from "../../../src/ratelimit/decide.ts";
+import { Balancer } from "../../../src/routing/balancer.ts";
+import { hydrate } from "../../../src/routing/hydrate.ts";
+import { build, errors, snapshotOf, warnings } from "../support.ts";
+
+const productpage = `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: productpage, namespace: bookinfo}
+spec:
+  hosts: [productpage.bookinfo.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  endpoints: [{address: 10.0.0.1, labels: {app: productpage}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: bookinfo, namespace: bookinfo}
+spec:
+  hosts: [bookinfo.test]
+  http:
+  - name: health
+    match: [{uri: {exact: /health}}]
+    directResponse: {status: 200, body: {string: "healthy"}}
+  - name: pages
+    route: [{destination: {host: productpage.bookinfo.internal}}]
+`;
+
+/** The local rate limit example of Istio's "Enabling Rate Limits using Envoy" task. */
+const istioExample = (value = "") => `
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: filter-local-ratelimit-svc, namespace: bookinfo}
+spec:
+  workloadSelector:
+    labels: {app: productpage}
+  configPatches:
+  - applyTo: HTTP_FILTER
+    match:
+      context: SIDECAR_INBOUND
+      listener:
+        filterChain:
+          filter: {name: "envoy.filters.network.http_connection_manager"}
+    patch:
+      operation: INSERT_BEFORE
+      value:
+        name: envoy.filters.http.local_ratelimit
+        typed_config:
+          "@type": type.googleapis.com/udpa.type.v1.TypedStruct
+          type_url: type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+          value:
+            stat_prefix: http_local_rate_limiter
+            token_bucket: {max_tokens: 4, tokens_per_fill: 4, fill_interval: 60s}
+            filter_enabled:
+              runtime_key: local_rate_limit_enabled
+              default_value: {numerator: 100, denominator: HUNDRED}
+            filter_enforced:
+              runtime_key: local_rate_limit_enforced
+              default_value: {numerator: 100, denominator: HUNDRED}
+            response_headers_to_add:
+            - append_action: APPEND_IF_EXISTS_OR_ADD
+              header: {key: x-local-rate-limit, value: 'true'}${value}`;
+
+const deps = (): PipelineDeps => ({
+  fetch: async () => new Response("page"),
+  balancer: new Balancer(() => 0),
+  random: () => 0,
+  requestId: () => "rid",
+  now: () => 1_000,
+  sleep: async () => {},
+  rateLimits: rateLimitEnv(),
+});
+
+describe("EnvoyFilter local_ratelimit", () => {
+  it("translates Istio's example into a LOCAL rule for the selected workload, enforced with its 429 headers", async () => {
+    const result = await build(productpage, istioExample());
+    expect([errors(result), warnings(result)]).toEqual([[], []]);
+    const rule = result.snapshot?.rateLimits?.rules[0];
+    expect(rule).toMatchObject({
+      source: "EnvoyFilter/bookinfo/filter-local-ratelimit-svc",
+      name: "http_local_rate_limiter",
+      scope: "LOCAL",
+      mode: "ENFORCE",
+      key: [],
+      limits: [{ requests: 4, windowMs: 60_000, burst: 4 }],
+      headers: { format: "NONE", onAllowed: false, onLimited: [["x-local-rate-limit", "true"]] },
+    });
+    const runtime = hydrate(result.snapshot!);
+    const isolate = deps();
+    const statuses: number[] = [];
+    let last: Response | undefined;
+    for (let i = 0; i < 5; i++) {
+      last = (await runPipeline(new Request("http://bookinfo.test/productpage"), runtime, isolate)).response;
+      statuses.push(last.status);
+    }
+    expect(statuses).toEqual([200, 200, 200, 200, 429]);
+    expect([await last?.text(), last?.headers.get("x-local-rate-limit")]).toEqual(["local_rate_limited", "true"]);
+    // Traffic that does not reach productpage (a direct response) is not limited by the workload's filter.
+    expect((await runPipeline(new Request("http://bookinfo.test/health"), runtime, isolate)).response.status).toBe(200);
+  });
+
+  it("maps filter_enforced 0% to SHADOW, skips a filter that is not enabled, and warns about partial percentages", async () => {
+    const enforcedOff = istioExample().replace("default_value: {numerator: 100, denominator: HUNDRED}\n            response", "default_value: {numerator: 0, denominator: HUNDRED}\n            response");
+    expect((await snapshotOf(productpage, enforcedOff)).rateLimits?.rules[0]?.mode).toBe("SHADOW");
+    const notEnabled = istioExample().replace(/ *filter_enabled:\n.*\n.*\n/, "");
+    const skipped = await build(productpage, notEnabled);
+    expect(skipped.snapshot?.rateLimits).toBeUndefined();
+    expect(warnings(skipped)).toEqual([expect.stringMatching(/filter_enabled: is 0% \(Envoy's default when unset\), so this local rate limit does nothing/)]);
+    const partial = await build(productpage, istioExample().replace("numerator: 100, denominator: HUNDRED}\n            filter_enforced", "numerator: 5000, denominator: TEN_THOUSAND}\n            filter_enforced"));
+    expect(warnings(partial)).toEqual([expect.stringMatching(/filter_enabled: partial filter_enabled \(50%\) has no edge equivalent; treated as 100%$/)]);
+  });
+
+  it("translates a per-route configuration into one bucket per route, narrowed to the gateway virtual host and route named", async () => {
+    const filter = `
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: per-route, namespace: istio-system}
+spec:
+  configPatches:
+  - applyTo: HTTP_ROUTE
+    match:
+      context: GATEWAY
+      routeConfiguration:
+        vhost:
+          name: "bookinfo.test:80"
+          route: {name: pages, action: ANY}
+    patch:
+      operation: MERGE
+      value:
+        typed_per_filter_config:
+          envoy.filters.http.local_ratelimit:
+            "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+            stat_prefix: pages
+            token_bucket: {max_tokens: 2, tokens_per_fill: 1, fill_interval: 1s}
+            filter_enabled: {default_value: {numerator: 100}}
+            filter_enforced: {default_value: {numerator: 100}}
+            enable_x_ratelimit_headers: DRAFT_VERSION_03`;
+    const snapshot = await snapshotOf(productpage, filter);
+    const rl = snapshot.rateLimits!;
+    expect(rl.rules[0]).toMatchObject({
+      match: [{ attribute: "request.host", values: ["bookinfo.test", "bookinfo.test:*"] }, { attribute: "route.name", values: ["pages"] }],
+      key: [{ attribute: "route" }],
+      limits: [{ requests: 1, windowMs: 1000, burst: 2 }],
+      headers: { format: "DRAFT_VERSION_03", onAllowed: true },
+    });
+    expect(rl.scopes[0]).toEqual([0]);
+    const runtime = hydrate(snapshot);
+    const isolate = deps();
+    const replies = [];
+    for (let i = 0; i < 3; i++) replies.push((await runPipeline(new Request("http://bookinfo.test/p"), runtime, isolate)).response);
+    expect(replies.map((r) => r.status)).toEqual([200, 200, 429]);
+    expect([replies[0]?.headers.get("x-ratelimit-limit"), replies[0]?.headers.get("x-ratelimit-remaining")]).toEqual(["1, 1;w=1", "1"]);
+  });
+
+  it("refuses what would change which requests are limited, and ignores every other patch with a warning", async () => {
+    const descriptors = istioExample(`
+            descriptors:
+            - entries: [{key: user, value: alice}]
+              token_bucket: {max_tokens: 1, fill_interval: 60s}`);
+    expect(errors(await build(productpage, descriptors))).toEqual([
+      expect.stringMatching(/EnvoyFilter\/bookinfo\/filter-local-ratelimit-svc: spec\.configPatches\[0\]\.patch\.value\.typed_config\.value\.descriptors: descriptors need the route's rate_limits actions/),
+    ]);
+    const cluster = istioExample(`
+            local_cluster_rate_limit: {}`);
+    expect(errors(await build(productpage, cluster))).toEqual([expect.stringMatching(/local_cluster_rate_limit: shares one bucket across the gateway's replicas/)]);
+    const tooFast = istioExample().replace("fill_interval: 60s", "fill_interval: 0.01s");
+    expect(errors(await build(productpage, tooFast))).toEqual([expect.stringMatching(/token_bucket\.fill_interval: expected a duration of at least 50ms/)]);
+
+    const other = `
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: lua, namespace: istio-system}
+spec:
+  configPatches:
+  - applyTo: HTTP_FILTER
+    patch: {operation: INSERT_BEFORE, value: {name: envoy.filters.http.lua, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua}}}`;
+    const ignored = await build(other);
+    expect(errors(ignored)).toEqual([]);
+    expect(warnings(ignored)).toEqual([
+      "config.yaml:3: warning: EnvoyFilter/istio-system/lua: kind: ignored: EnvoyFilter patches Envoy's own configuration, which Isthmus does not run (only envoy.filters.http.local_ratelimit is translated, into LOCAL rate limits; see docs/CONFIG.md)",
+    ]);
+    const outbound = await build(productpage, istioExample().replace("context: SIDECAR_INBOUND", "context: SIDECAR_OUTBOUND"));
+    expect(warnings(outbound)).toEqual([expect.stringMatching(/match\.context: SIDECAR_OUTBOUND limits traffic leaving mesh workloads, which never passes the edge; ignored/)]);
+    expect(outbound.snapshot?.rateLimits).toBeUndefined();
+  });
+});
