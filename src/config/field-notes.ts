@@ -132,11 +132,8 @@ export const NOT_ENFORCED: Record<Kind, FieldRule[]> = {
   RequestAuthentication: [],
   AuthorizationPolicy: [],
   PeerAuthentication: [],
-  Telemetry: [warn("spec", `Telemetry is ${LATER}`)],
-  GatewayConfig: [
-    warn("spec.extensionProviders[].opentelemetry", LATER),
-    warn("spec.telemetry", LATER),
-  ],
+  Telemetry: [],
+  GatewayConfig: [],
   RateLimitPolicy: [],
   EnvoyFilter: [],
 };
