@@ -41,6 +41,8 @@ export interface MirrorInput {
   contentLength: number | undefined;
   maxBodyBytes: number;
   timeoutMs: number;
+  /** Adds headers to the copy sent to the i-th mirror (trace context); each mirror then gets its own headers. */
+  decorate?: (headers: Headers, index: number) => void;
 }
 
 /** Prepares mirrors for one request: tees the body if needed. */
@@ -64,7 +66,7 @@ export function planMirrors(input: MirrorInput): MirrorPlan {
     run: async () => {
       const body = await mirrorBody;
       return Promise.all(
-        input.mirrors.map(async (m): Promise<MirrorOutcome> => {
+        input.mirrors.map(async (m, index): Promise<MirrorOutcome> => {
           if (body === "too-large") return { cluster: m.cluster, outcome: "skipped-body-too-large" };
           const cluster = input.clusters.get(m.cluster);
           const endpoint = cluster ? input.balancer.pick(cluster, cluster.endpoints) : undefined;
@@ -72,11 +74,16 @@ export function planMirrors(input: MirrorInput): MirrorPlan {
           const fetchFn = input.fetchFor ? input.fetchFor(cluster) : input.fetch;
           if (!fetchFn) return { cluster: m.cluster, outcome: "failed" };
           const done = input.balancer.begin(cluster, endpoint);
+          let sent = headers;
+          if (input.decorate) {
+            sent = new Headers(headers);
+            input.decorate(sent, index);
+          }
           try {
             const res = await fetchFn(
               new Request(endpointUrl(cluster, endpoint, input.host, input.path, input.query), {
                 method: input.method,
-                headers,
+                headers: sent,
                 body: body,
                 redirect: "manual",
                 signal: AbortSignal.timeout(input.timeoutMs),

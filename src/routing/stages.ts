@@ -21,6 +21,7 @@ import { decideFault } from "./fault.ts";
 import { decideCors } from "./cors.ts";
 import { cohortDraw } from "./cohort.ts";
 import { planMirrors, selectMirrors } from "./mirror.ts";
+import { attemptObserver, mirrorDecorator } from "../telemetry/tracing.ts";
 
 /** Mirrors without a route timeout give up after this long (ctx.waitUntil has ~30 s after the response). */
 const MIRROR_TIMEOUT_MS = 25_000;
@@ -151,12 +152,15 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
 
   const fetchFn = clusterFetch(cluster, deps);
   if (!fetchFn) return localReply(REPLIES.connectFailure, record);
+  // Decides the trace (and marks x-request-id) before any copy of the headers is made.
+  const observer = attemptObserver(ctx);
 
   let body = ctx.request.body;
   const length = ctx.request.headers.get("content-length");
   const contentLength = length !== null ? Number(length) : undefined;
   const mirrors = rule.def.mirrors ? selectMirrors(rule.def.mirrors, deps.random) : [];
   if (mirrors.length > 0) {
+    const decorate = mirrorDecorator(ctx);
     const plan = planMirrors({
       mirrors,
       clusters: ctx.snapshot.clusters,
@@ -172,9 +176,15 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
       contentLength,
       maxBodyBytes: ctx.settings.limits.maxMirrorBodyBytes,
       timeoutMs: rule.def.timeoutMs ?? MIRROR_TIMEOUT_MS,
+      ...(decorate ? { decorate } : {}),
     });
     body = plan.primaryBody;
-    ctx.waitUntil(plan.run().then((outcomes) => (record.mirrors = outcomes)));
+    if (observer) record.mirrorsStarted = deps.now();
+    record.mirrorsDone = plan.run().then((outcomes) => {
+      record.mirrors = outcomes;
+      if (observer) record.mirrorsEnded = deps.now();
+    });
+    ctx.waitUntil(record.mirrorsDone);
   }
 
   const policy = rule.def.retry ?? ctx.settings.defaultRetry ?? ISTIO_DEFAULT_RETRY;
@@ -209,9 +219,13 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
     sleep: deps.sleep,
     waitUntil: ctx.waitUntil,
     version: ctx.snapshot.version,
+    ...(observer ? { observer } : {}),
   });
   record.attempts = result.attempts;
-  if (result.endpoint) record.upstreamHost = `${cluster.dynamicAddress ? facts.host : result.endpoint.address}:${result.endpoint.port}`;
+  if (result.endpoint) {
+    record.upstreamHost = `${cluster.dynamicAddress ? facts.host : result.endpoint.address}:${result.endpoint.port}`;
+    record.upstreamEndpoint = result.endpoint;
+  }
   if (!result.ok) {
     const reply = localReply(result.reply, record);
     record.flags.push(...result.flags);
@@ -220,7 +234,8 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
   record.flags.push(...result.flags);
 
   const response = downstreamResponse(result.response);
-  response.headers.set("x-envoy-upstream-service-time", String(Math.max(0, Math.round(deps.now() - started))));
+  record.upstreamServiceTimeMs = Math.max(0, Math.round(deps.now() - started));
+  response.headers.set("x-envoy-upstream-service-time", String(record.upstreamServiceTimeMs));
   for (const ops of orderedOps("response", rule.def.headers, destination.headers, weighted)) applyHeaderOps(response.headers, ops);
   if (hashKey.setCookie) response.headers.append("set-cookie", hashKey.setCookie);
   return { response, record };
@@ -247,12 +262,16 @@ async function passthrough(ctx: RequestContext): Promise<PipelineResult> {
   const { facts, record } = ctx;
   record.cluster = "PassthroughCluster";
   const url = `${facts.scheme}://${facts.authority}${facts.path}${facts.query ? `?${facts.query}` : ""}`;
+  const observer = attemptObserver(ctx);
+  observer?.sending(1, { address: facts.host, port: facts.port, labels: {}, weight: 1 }, url, facts.headers);
   const result = await forward(ctx.deps.fetch, url, {
     method: facts.method,
     headers: facts.headers,
     body: ctx.request.body,
     maxBodyBytes: ctx.settings.limits.maxRequestBodyBytes,
   });
+  observer?.ended(1, result.ok ? { status: result.response.status } : { failure: result.reply.flag === "UT" ? "route-timeout" : "connect-failure" }, undefined);
+  record.upstreamHost = `${facts.host}:${facts.port}`;
   if (!result.ok) return localReply(result.reply, record);
   return { response: downstreamResponse(result.response), record };
 }
