@@ -243,7 +243,9 @@ class Parser {
     this.i++;
     let key: string | undefined;
     for (;;) {
-      if (this.peek(".") && this.tokens[this.i + 1]?.kind === "id" && !["startsWith", "endsWith", "contains"].includes(this.tokens[this.i + 1]?.value as string)) {
+      const next = this.tokens[this.i + 2];
+      const isCall = next?.kind === "op" && next.value === "(";
+      if (this.peek(".") && this.tokens[this.i + 1]?.kind === "id" && !isCall) {
         parts.push((this.tokens[this.i + 1] as Token).value as string);
         this.i += 2;
         continue;

@@ -94,13 +94,16 @@ export function readIncoming(headers: Headers): IncomingContext | undefined {
   return parseTraceparent(headers.get("traceparent"), headers.get("tracestate")) ?? parseB3Single(headers.get("b3")) ?? parseB3Multi(headers);
 }
 
-/** `n` random bytes as lower-case hex, never all zero. */
+/** `n` random bytes as lower-case hex, never all zero (an invalid id): an all-zero draw ends in 01. */
 export function randomHex(bytes: number, random: () => number): string {
-  for (;;) {
-    let out = "";
-    for (let i = 0; i < bytes; i++) out += ((random() * 256) | 0).toString(16).padStart(2, "0");
-    if (!/^0+$/.test(out)) return out;
+  let out = "";
+  let zero = true;
+  for (let i = 0; i < bytes; i++) {
+    const b = (random() * 256) | 0;
+    if (b !== 0) zero = false;
+    out += b < 16 ? `0${b.toString(16)}` : b.toString(16);
   }
+  return zero ? `${out.slice(0, -2)}01` : out;
 }
 
 /**

@@ -85,6 +85,15 @@ export function compileTelemetry(inputs: TelemetryInputs, diag: Diagnostics): Te
   const names = new Map(providers.map((p, i) => [p.name.toLowerCase(), i]));
   const otherProviders = new Set((config?.spec.extensionProviders ?? []).filter((p) => !p.opentelemetry).map((p) => p.name.toLowerCase()));
   const merger = new PlanMerger(providers, names, otherProviders, diag);
+  if (providers.length === 0) {
+    for (const t of inputs.telemetries) {
+      for (const field of ["tracing", "metrics"] as const) {
+        if ((t.spec[field]?.length ?? 0) > 0) {
+          diag.warn(t, ["spec", field], `has no effect: GatewayConfig defines no opentelemetry provider (extensionProviders[].opentelemetry) to send ${field === "tracing" ? "spans" : "metrics"} to`);
+        }
+      }
+    }
+  }
 
   const plans: TelemetryPlanDef[] = [];
   const keys = new Map<string, number>();
