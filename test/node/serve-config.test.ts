@@ -91,3 +91,32 @@ new_sqlite_classes = ["RateLimiter"]
     expect(() => read(`main = "w.ts"\ncompatibility_date = "2026-11-01"\n[[durable_objects.bindings]]\nname = "X"\nclass_name = "Y"\nscript_name = "other"`)).toThrow(/names another Worker/);
   });
 });
+
+describe("secrets for isthmus serve", () => {
+  it("reads a .dev.vars-style file as wrangler does", async () => {
+    const { parseEnvFile } = await import("../../src/cli/commands/serve.ts");
+    expect(parseEnvFile(["# OTLP exporter", "OTLP_TOKEN=Bearer abc # trailing comment", 'QUOTED="a b\\nc"', "SINGLE='x=y'", "export EXPORTED=1", "not a line", ""].join("\n"))).toEqual({
+      OTLP_TOKEN: "Bearer abc",
+      QUOTED: "a b\nc",
+      SINGLE: "x=y",
+      EXPORTED: "1",
+    });
+  });
+
+  it("binds each variable as a text binding, never overriding ADMIN_TOKEN", async () => {
+    const { workerdConfig } = await import("../../src/cli/serve/workerd-config.ts");
+    const text = workerdConfig({
+      moduleFile: "worker.js",
+      compatibilityDate: "2026-11-01",
+      compatibilityFlags: [],
+      listen: "127.0.0.1:8787",
+      configDir: "/c",
+      durableObjectDir: "/d",
+      durableObjects: [],
+      adminToken: "t",
+      vars: { OTLP_TOKEN: 'Bearer "x"', ADMIN_TOKEN: "ignored" },
+    });
+    expect(text).toContain('(name = "OTLP_TOKEN", text = "Bearer \\"x\\"")');
+    expect(text.match(/ADMIN_TOKEN/g)?.length).toBe(1);
+  });
+});

@@ -23,6 +23,9 @@ Options:
   --port N           port to listen on (default 8787)
   --persist-to DIR   local state directory (default .wrangler/state)
   --config FILE      the gateway's wrangler.toml (default ./wrangler.toml)
+  --env-file FILE    secrets and variables for the Worker (KEY=VALUE lines), such as
+                     the OTLP exporter header secrets; passed to wrangler dev
+                     (which otherwise reads .dev.vars beside the wrangler.toml)
 
 Example:
   isthmus dev -f examples/bookinfo --port 8787`;
@@ -31,6 +34,7 @@ export interface DevOptions {
   port?: string;
   "persist-to"?: string;
   config?: string;
+  "env-file"?: string;
 }
 
 export async function dev(files: string[], opts: DevOptions): Promise<number> {
@@ -46,7 +50,7 @@ export async function dev(files: string[], opts: DevOptions): Promise<number> {
   // Tests pin the admin token through the environment; otherwise it is random per run.
   const token = process.env.ISTHMUS_ADMIN_TOKEN ?? randomUUID();
   const base = `http://127.0.0.1:${port}`;
-  const gateway = startWrangler(config, port, persistTo, token);
+  const gateway = startWrangler(config, port, persistTo, token, opts["env-file"]);
   const stop = () => {
     for (const w of watchers) w.close();
     stopProcess(gateway);
@@ -130,7 +134,7 @@ export async function applyFiles(files: string[], storeOptions: Parameters<typeo
   }
 }
 
-function startWrangler(config: string, port: number, persistTo: string, token: string): ChildProcess {
+function startWrangler(config: string, port: number, persistTo: string, token: string, envFile: string | undefined): ChildProcess {
   const args = [
     wranglerBin(),
     "dev",
@@ -147,6 +151,7 @@ function startWrangler(config: string, port: number, persistTo: string, token: s
     "--show-interactive-dev-session=false",
     "--log-level",
     "warn",
+    ...(envFile ? ["--env-file", envFile] : []),
   ];
   const child = spawn(process.execPath, args, {
     stdio: ["ignore", "inherit", "inherit"],
