@@ -4,7 +4,7 @@
  */
 import type { ClaimMatchDef, HeaderMatchDef, MatchDef, StringMatchDef } from "../config/snapshot.ts";
 import { queryParam, type RequestFacts } from "../gateway/facts.ts";
-import { compileRegex } from "./regex.ts";
+import { lazyRegex } from "./regex.ts";
 
 export type StringMatcher = (value: string | undefined) => boolean;
 
@@ -26,7 +26,7 @@ export function stringMatcher(def: StringMatchDef): StringMatcher {
       }
       return (v) => v !== undefined && v.startsWith(def.value);
     case "regex": {
-      const re = compileRegex(def.value);
+      const re = lazyRegex(def.value);
       return (v) => v !== undefined && re.fullMatch(v);
     }
   }

@@ -11,6 +11,7 @@
 import type { ClusterDef, MirrorDef } from "../config/snapshot.ts";
 import type { Balancer } from "./balancer.ts";
 import { endpointUrl, type Fetch } from "./forward.ts";
+import { concatBytes } from "../gateway/bytes.ts";
 
 /** Marks a mirrored request so the shadow service can tell; clients cannot set it (x-isthmus-* is stripped). */
 export const MIRROR_HEADER = "x-isthmus-mirror";
@@ -121,13 +122,7 @@ async function readCapped(stream: ReadableStream<Uint8Array>, max: number): Prom
   } catch {
     return "too-large";
   }
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.byteLength;
-  }
-  return out;
+  return concatBytes(chunks, size);
 }
 
 /** Picks which mirrors fire for a request by their percentages. */

@@ -22,7 +22,34 @@ export interface Regex {
  * compileRegex("/api/v[0-9]+/.*").fullMatch("/api/v2/users") // true
  */
 export function compileRegex(pattern: string): Regex {
-  const re = RE2JS.compile(pattern);
+  return wrap(RE2JS.compile(pattern));
+}
+
+/**
+ * A regex compiled on its first use and kept. Patterns in a Snapshot were
+ * checked by the CLI; should one still fail to compile (a Snapshot written
+ * by something else), it matches nothing and the failure is logged once.
+ */
+export function lazyRegex(pattern: string): Regex {
+  let compiled: Regex | undefined;
+  const get = (): Regex => {
+    if (compiled) return compiled;
+    try {
+      compiled = compileRegex(pattern);
+    } catch (error) {
+      console.error(JSON.stringify({ message: "isthmus: invalid regex in the snapshot; it matches nothing", pattern, error: error instanceof Error ? error.message : String(error) }));
+      compiled = { fullMatch: () => false, replaceAll: (input) => input, groups: () => undefined };
+    }
+    return compiled;
+  };
+  return {
+    fullMatch: (input) => get().fullMatch(input),
+    replaceAll: (input, template) => get().replaceAll(input, template),
+    groups: (input) => get().groups(input),
+  };
+}
+
+function wrap(re: RE2JS): Regex {
   return {
     fullMatch: (input) => re.matches(input),
     replaceAll: (input, template) => {

@@ -5,6 +5,7 @@
  * request buffer limit for the same reason); a larger body is streamed and
  * the request gets one attempt.
  */
+import { concatBytes } from "../gateway/bytes.ts";
 
 export type UpstreamBody =
   | { type: "none" }
@@ -37,7 +38,7 @@ export async function replayableBody(body: ReadableStream<Uint8Array> | null, me
     size += value.byteLength;
     if (size > cap) return { type: "stream", stream: resume(chunks, reader) };
   }
-  return { type: "bytes", bytes: concat(chunks, size) };
+  return { type: "bytes", bytes: concatBytes(chunks, size) };
 }
 
 /** A stream of `head` followed by whatever `reader` still has. */
@@ -57,15 +58,4 @@ function resume(head: Uint8Array[], reader: ReadableStreamDefaultReader<Uint8Arr
       return reader.cancel(reason);
     },
   });
-}
-
-function concat(chunks: Uint8Array[], size: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0] as Uint8Array;
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.byteLength;
-  }
-  return out;
 }

@@ -3,7 +3,7 @@
  * on 127.0.0.1:8787, the ready line, the README's curl tour, and Ctrl-C
  * stopping everything it started.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { send } from "../helpers/http.ts";
@@ -73,6 +73,22 @@ describe("npm start", () => {
     expect((await send(GATEWAY, "/", { host: "nope.local" })).status).toBe(404);
     expect((await send(GATEWAY, "//static/../productpage", { host: "bookinfo.local" })).status).toBe(200);
     expect((await send(GATEWAY, "/productpage", { host: "BOOKINFO.local." })).status).toBe(200);
+  });
+
+  it("protects the product API with a JWT and a per-user rate limit, as the README tour shows", async () => {
+    // A fresh user: the demo keeps Durable Object state in .wrangler/state between runs.
+    const token = execFileSync("npm", ["run", "-s", "demo:token", "--", `tour-${Date.now()}`], { encoding: "utf8" }).trim();
+    expect((await send(GATEWAY, "/api/v1/products", { host: "bookinfo.local" })).status).toBe(403);
+    expect((await send(GATEWAY, "/api/v1/products", { host: "bookinfo.local", headers: { authorization: `Bearer ${token}x` } })).status).toBe(401);
+    const statuses: number[] = [];
+    let last;
+    for (let i = 0; i < 6; i++) {
+      last = await send(GATEWAY, "/api/v1/products", { host: "bookinfo.local", headers: { authorization: `Bearer ${token}` } });
+      statuses.push(last.status);
+    }
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
+    expect(last?.headers["retry-after"]).toMatch(/^\d+$/);
+    expect(last?.headers["ratelimit-policy"]).toBe('"api-per-user";q=5;w=60');
   });
 
   it("stops everything it started on Ctrl-C", async () => {

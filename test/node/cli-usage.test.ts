@@ -54,7 +54,7 @@ describe("isthmus validate", () => {
     const { code, stdout, stderr } = await isthmus(["validate", "-f", "examples/bookinfo/config"]);
     expect(stderr).toBe("");
     expect(code).toBe(0);
-    expect(stdout).toMatch(/^isthmus: 8 resources valid; config [0-9a-f]{12}\n$/);
+    expect(stdout).toMatch(/^isthmus: 11 resources valid; config [0-9a-f]{12}\n$/);
   });
 
   it("prints one line per problem naming file:line, and exits 1", async () => {

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, readFileSync, watch, mkdirSync, writeFileSync, type FSWatcher } from "node:fs";
+import { existsSync, readFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { randomUUID } from "node:crypto";
@@ -8,7 +8,7 @@ import { stateConfigDir } from "../options.ts";
 import { workerSettings } from "../wrangler-config.ts";
 import { bundleWorker } from "../serve/bundle.ts";
 import { workerdConfig } from "../serve/workerd-config.ts";
-import { applyFiles, stopProcess, waitForVersion } from "./dev.ts";
+import { applyFiles, superviseGateway } from "../supervise.ts";
 
 export const help = `isthmus serve -f PATH... [--port N] [--state DIR] — run the gateway on bare workerd
 
@@ -97,58 +97,8 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   );
 
   const gateway = startWorkerd(configFile);
-  const watchers: FSWatcher[] = [];
-  const stop = () => {
-    for (const w of watchers) w.close();
-    stopProcess(gateway);
-  };
-  process.once("SIGINT", () => {
-    stop();
-    process.exit(130);
-  });
-  process.once("SIGTERM", () => {
-    stop();
-    process.exit(143);
-  });
-
   const base = `http://${ip === "0.0.0.0" || ip === "::" ? "127.0.0.1" : ip.includes(":") ? `[${ip}]` : ip}:${port}`;
-  try {
-    await waitForVersion(base, first.adminPrefix, token, first.version, gateway, 30_000, "workerd");
-  } catch (error) {
-    stop();
-    throw error;
-  }
-  console.log(`isthmus: ready on ${base} (config ${first.version})`);
-
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let running = Promise.resolve();
-  const onChange = () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => {
-      running = running.then(async () => {
-        try {
-          const next = await applyFiles(files, storeOptions);
-          if (!next?.changed) return;
-          await waitForVersion(base, next.adminPrefix, token, next.version, gateway, 60_000, "workerd");
-          console.log(`isthmus: applied config ${next.version}`);
-        } catch (error) {
-          console.error(`isthmus: ${error instanceof Error ? error.message : String(error)}`);
-        }
-      });
-    }, 250);
-  };
-  for (const path of files) {
-    try {
-      watchers.push(watch(path, { recursive: true }, onChange));
-    } catch {
-      console.error(`isthmus: cannot watch ${path}; changes to it will not be re-applied`);
-    }
-  }
-
-  const code = await new Promise<number>((done) => gateway.once("exit", (c) => done(c ?? 1)));
-  for (const w of watchers) w.close();
-  console.error(`isthmus: the gateway (workerd) exited with code ${code}`);
-  return code === 0 ? 0 : 1;
+  return superviseGateway({ files, storeOptions, first, gateway, name: "workerd", base, token, readyTimeoutMs: 30_000 });
 }
 
 /**

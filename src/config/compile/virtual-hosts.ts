@@ -95,6 +95,7 @@ export function buildVirtualHosts(
   }
 
   const rules: RuleDef[] = [];
+  const ruleIndexOf = new Map<RuleDef, number>();
   const virtualHosts: VirtualHostDef[] = [];
   const hostTable: HostTable = { exact: {}, suffix: [], prefix: [] };
   const names = [...byHost.keys()].sort((a, b) => specificity(b) - specificity(a) || a.localeCompare(b));
@@ -105,8 +106,11 @@ export function buildVirtualHosts(
     const all = e.rules.flatMap((compiled) => compiled.routes.map((route) => ({ compiled, route, catchAll: isCatchAll([route.match]) })));
     const routes: RouteDef[] = [];
     for (const { compiled, route } of [...all.filter((r) => !r.catchAll), ...all.filter((r) => r.catchAll)]) {
-      const index = rules.indexOf(compiled.rule);
-      const ruleIndex = index >= 0 ? index : rules.push(compiled.rule) - 1;
+      let ruleIndex = ruleIndexOf.get(compiled.rule);
+      if (ruleIndex === undefined) {
+        ruleIndex = rules.push(compiled.rule) - 1;
+        ruleIndexOf.set(compiled.rule, ruleIndex);
+      }
       routes.push({ name: route.name, rule: ruleIndex, match: route.match });
     }
     const vhost = virtualHosts.push({ name, httpsRedirect: e.httpsRedirect, routes }) - 1;

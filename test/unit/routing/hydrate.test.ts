@@ -38,4 +38,24 @@ describe("hydrate", () => {
     expect(() => hydrate(future)).toThrow(SnapshotFormatError);
     expect(() => hydrate(future)).toThrow(/snapshot format 2 is not supported by this gateway build \(expected 1\); redeploy the Worker or re-apply with a matching CLI/);
   });
+
+  it("builds a virtual host's routes only when a request first reaches it, and then keeps them", async () => {
+    const snapshot = await snapshotOf(
+      virtualService("v", ["a.example.com", "b.example.com"], [{ match: [{ uri: { regex: "/x/[0-9]+" } }], directResponse: { status: 200 } }]),
+    );
+    const runtime = hydrate(snapshot);
+    const a = findVirtualHost(runtime, "a.example.com")!;
+    const first = a.routes;
+    expect(a.routes).toBe(first);
+    expect(first[0]!.matches({ path: "/x/12" } as Parameters<(typeof first)[0]["matches"]>[0])).toBe(true);
+  });
+
+  it("makes a regex that does not compile (a snapshot not written by the CLI) match nothing instead of failing requests", async () => {
+    const snapshot = await snapshotOf(virtualService("v", ["a.example.com"], [{ match: [{ uri: { regex: "/ok/.*" } }], directResponse: { status: 200 } }]));
+    const broken = structuredClone(snapshot);
+    broken.virtualHosts[0]!.routes[0]!.match.uri = { type: "regex", value: "(?=lookahead)" };
+    const runtime = hydrate(broken);
+    const route = findVirtualHost(runtime, "a.example.com")!.routes[0]!;
+    expect(route.matches({ path: "(?=lookahead)" } as Parameters<typeof route.matches>[0])).toBe(false);
+  });
 });

@@ -1,0 +1,147 @@
+/**
+ * Running a local gateway process (`isthmus dev` on wrangler, `isthmus serve`
+ * on workerd): apply the files, wait until the gateway serves them, print
+ * the ready line, re-apply on change, and stop the process on Ctrl-C.
+ */
+import type { ChildProcess } from "node:child_process";
+import { watch, type FSWatcher } from "node:fs";
+import { buildConfig } from "../config/build.ts";
+import { applySnapshot, readActive } from "../config/store.ts";
+import { CliError, readSources } from "./files.ts";
+import { openStore } from "./options.ts";
+import { plural, printProblems, summary } from "./output.ts";
+
+export interface Supervised {
+  files: string[];
+  storeOptions: Parameters<typeof openStore>[0];
+  /** The first configuration, already applied. */
+  first: Applied;
+  gateway: ChildProcess;
+  /** What the gateway is, for messages (`wrangler dev`, `workerd`). */
+  name: string;
+  /** Base URL the admin endpoint answers on. */
+  base: string;
+  token: string;
+  readyTimeoutMs: number;
+}
+
+/**
+ * Waits for the gateway to serve the first configuration, prints
+ * `isthmus: ready on <base> (config <version>)`, then re-applies the files
+ * whenever they change until the gateway exits. Returns the exit code.
+ */
+export async function superviseGateway(s: Supervised): Promise<number> {
+  const watchers: FSWatcher[] = [];
+  const stop = () => {
+    for (const w of watchers) w.close();
+    stopProcess(s.gateway);
+  };
+  process.once("SIGINT", () => {
+    stop();
+    process.exit(130);
+  });
+  process.once("SIGTERM", () => {
+    stop();
+    process.exit(143);
+  });
+
+  try {
+    await waitForVersion(s.base, s.first.adminPrefix, s.token, s.first.version, s.gateway, s.readyTimeoutMs, s.name);
+  } catch (error) {
+    stop();
+    throw error;
+  }
+  console.log(`isthmus: ready on ${s.base} (config ${s.first.version})`);
+
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let running = Promise.resolve();
+  const onChange = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      running = running.then(async () => {
+        try {
+          const next = await applyFiles(s.files, s.storeOptions);
+          if (!next?.changed) return;
+          await waitForVersion(s.base, next.adminPrefix, s.token, next.version, s.gateway, 60_000, s.name);
+          console.log(`isthmus: applied config ${next.version}`);
+        } catch (error) {
+          console.error(`isthmus: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      });
+    }, 250);
+  };
+  for (const path of s.files) {
+    try {
+      watchers.push(watch(path, { recursive: true }, onChange));
+    } catch {
+      console.error(`isthmus: cannot watch ${path}; changes to it will not be re-applied`);
+    }
+  }
+
+  const code = await new Promise<number>((done) => s.gateway.once("exit", (c) => done(c ?? 1)));
+  for (const w of watchers) w.close();
+  console.error(`isthmus: the gateway (${s.name}) exited with code ${code}`);
+  return code === 0 ? 0 : 1;
+}
+
+export interface Applied {
+  version: string;
+  adminPrefix: string;
+  /** False when the store already had this version active. */
+  changed: boolean;
+}
+
+/**
+ * Validates and applies the files to the local store. On errors, reports
+ * which version stays active (read from the store, which `isthmus apply`
+ * may also have changed).
+ */
+export async function applyFiles(files: string[], storeOptions: Parameters<typeof openStore>[0]): Promise<Applied | undefined> {
+  const result = await buildConfig(readSources(files));
+  printProblems(result.problems);
+  const { errors } = summary(result.problems);
+  const store = await openStore(storeOptions);
+  try {
+    if (errors > 0 || !result.snapshot) {
+      const active = await readActive(store);
+      console.error(`isthmus: ${plural(errors, "error")}; ${active ? `still serving config ${active.version}` : "nothing applied"}`);
+      return undefined;
+    }
+    const outcome = await applySnapshot(store, result.snapshot, result.sources, new Date());
+    return { version: result.snapshot.version, adminPrefix: result.snapshot.settings.adminPathPrefix, changed: outcome.changed };
+  } finally {
+    await store.close();
+  }
+}
+
+export function stopProcess(child: ChildProcess): void {
+  if (child.exitCode !== null || child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, "SIGTERM");
+  } catch {
+    child.kill("SIGTERM");
+  }
+}
+
+/** Polls the admin status endpoint until the gateway serves `version`. */
+export async function waitForVersion(base: string, prefix: string, token: string, version: string, child: ChildProcess, timeoutMs: number, name = "wrangler dev"): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "no answer yet";
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new CliError(`the gateway (${name}) exited with code ${child.exitCode} before serving config ${version}`);
+    try {
+      const res = await fetch(`${base}${prefix}/status`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(2_000) });
+      if (res.ok) {
+        const status = (await res.json()) as { serving: string | null; lastError: { message: string } | null };
+        if (status.serving === version) return;
+        last = status.lastError ? `load error: ${status.lastError.message}` : `serving ${status.serving ?? "nothing"}`;
+      } else {
+        last = `status ${res.status}`;
+      }
+    } catch (error) {
+      last = error instanceof Error ? error.message : String(error);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new CliError(`the gateway did not serve config ${version} within ${Math.round(timeoutMs / 1000)}s (${last})`);
+}
