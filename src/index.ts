@@ -86,6 +86,7 @@ export default {
     try {
       deps ??= isolateDeps(env);
       const waitUntil = (p: Promise<unknown>) => ctx.waitUntil(p);
+      telemetry?.serving(snapshot);
       const result = await runPipeline(request, snapshot, deps, waitUntil);
       return telemetry && snapshot.telemetry ? telemetry.observe(request, result, snapshot, waitUntil) : result.response;
     } catch (error) {

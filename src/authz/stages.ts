@@ -15,7 +15,6 @@
 import { localReply, type PipelineResult, type RequestContext } from "../gateway/context.ts";
 import type { RequestFacts } from "../gateway/facts.ts";
 import { badRequest } from "../gateway/local-reply.ts";
-import { chooseDestination } from "../routing/stages.ts";
 import { bufferBody, checkRequest } from "./ext-authz/client.ts";
 import type { RuntimeSecurity, SecurityScope } from "./hydrate.ts";
 import type { PeerIdentity } from "./identity.ts";
@@ -204,17 +203,12 @@ function dryRun(scope: SecurityScope, input: PolicyInput): { allow?: string; den
 }
 
 /**
- * The scope for the request's destination. The weighted destination is
- * chosen here (the same pure pick upstream selection would make), because
- * namespace- and selector-scoped resources depend on it.
+ * The scope for the request's destination (route selection made the
+ * weighted pick): namespace- and selector-scoped resources depend on it.
  */
 function destinationScope(ctx: RequestContext, sec: RuntimeSecurity): SecurityScope {
   const route = ctx.route;
   if (!route || route.rule.def.action.type !== "route") return sec.gateway;
-  if (!ctx.destination) {
-    const d = chooseDestination(route.rule, ctx);
-    if (d) ctx.destination = d;
-  }
   const name = ctx.destination?.cluster;
   return (name !== undefined ? sec.clusterScopes.get(name) : undefined) ?? sec.gateway;
 }

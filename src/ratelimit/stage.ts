@@ -20,7 +20,6 @@
  */
 import { localReply, type PipelineResult, type RequestContext } from "../gateway/context.ts";
 import { REPLIES } from "../gateway/local-reply.ts";
-import { chooseDestination } from "../routing/stages.ts";
 import type { PolicyInput } from "../authz/policy/engine.ts";
 import { decideGlobal, decideLocal, rateLimitEnv, type RateLimitEnv, type RateLimitRecord, type RuleDecision } from "./decide.ts";
 import { allowedHeaders, limitedHeaders } from "./headers.ts";
@@ -39,11 +38,6 @@ export async function limitRate(ctx: RequestContext): Promise<PipelineResult | u
   const rl = ctx.snapshot.rateLimits;
   if (!rl) return undefined;
   const { facts, record } = ctx;
-  const route = ctx.route;
-  if (route && route.rule.def.action.type === "route" && !ctx.destination) {
-    const d = chooseDestination(route.rule, ctx);
-    if (d) ctx.destination = d;
-  }
   const rules = rulesFor(rl, ctx.destination?.cluster);
   if (rules.length === 0) return undefined;
 

@@ -51,6 +51,16 @@ export function selectRouteStage(ctx: RequestContext): PipelineResult | undefine
   if (!route) return localReply(REPLIES.noRoute, ctx.record);
   ctx.route = route;
   ctx.record.routeName = route.name;
+  // Envoy picks the weighted cluster when it resolves the route, so the
+  // cluster is known to authorization, rate limits and the access log
+  // (UPSTREAM_CLUSTER) even when a later stage answers the request.
+  if (route.rule.def.action.type === "route") {
+    const destination = chooseDestination(route.rule, ctx);
+    if (destination) {
+      ctx.destination = destination;
+      ctx.record.cluster = destination.cluster;
+    }
+  }
   return undefined;
 }
 
@@ -116,10 +126,9 @@ export function chooseDestination(rule: Rule, ctx: RequestContext): DestinationD
 export function selectUpstream(ctx: RequestContext): PipelineResult | undefined {
   const rule = ctx.route?.rule;
   if (!rule) return undefined;
-  // Authorization may already have made the weighted pick (its scope depends on the destination).
-  const destination = ctx.destination ?? chooseDestination(rule, ctx);  if (!destination) return localReply(REPLIES.noHealthyUpstream, ctx.record);
-  ctx.destination = destination;
-  ctx.record.cluster = destination.cluster;
+  // Route selection made the weighted pick.
+  const destination = ctx.destination;
+  if (!destination) return localReply(REPLIES.noHealthyUpstream, ctx.record);
   const cluster = ctx.snapshot.clusters.get(destination.cluster);
   if (!cluster) return localReply(REPLIES.clusterNotFound, ctx.record);
   ctx.cluster = cluster;

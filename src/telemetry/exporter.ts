@@ -61,6 +61,8 @@ export class Exporter {
   private finished = 0;
   private lastFlush: number;
   private flushingSince: number | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
   private scheduledAt: number | undefined;
   private readonly warned = new Set<string>();
   /** Exports sent and failed since the isolate started (admin view, tests). */
@@ -118,25 +120,55 @@ export class Exporter {
     });
   }
 
-  /** Sends everything buffered. At most one flush runs at a time. */
-  async flush(def: TelemetryDef, resource: Resource): Promise<void> {
+  /**
+   * Sends everything buffered. At most one flush runs at a time: a call
+   * made while one runs returns that flush's promise, and data buffered
+   * meanwhile is sent by a follow-up flush as soon as it ends (so a slow or
+   * hanging collector does not strand the data of the last requests).
+   */
+  flush(def: TelemetryDef, resource: Resource): Promise<void> {
     const now = this.deps.now();
-    if (this.flushingSince !== undefined && now - this.flushingSince < STALE_FLUSH_MS) return;
+    if (this.running && this.flushingSince !== undefined && now - this.flushingSince < STALE_FLUSH_MS) {
+      this.again = true;
+      return this.running;
+    }
+    const run = this.flushLoop(def, resource);
+    this.running = run;
+    return run;
+  }
+
+  private async flushLoop(def: TelemetryDef, resource: Resource): Promise<void> {
+    try {
+      do {
+        this.again = false;
+        await this.flushOnce(def, resource);
+      } while (this.again && this.hasData());
+    } finally {
+      this.flushingSince = undefined;
+      this.running = undefined;
+    }
+  }
+
+  private hasData(): boolean {
+    for (const b of this.buffers.values()) {
+      if (b.spans.length > 0 || b.logs.length > 0 || !b.metrics.empty || b.dropped.traces + b.dropped.metrics + b.dropped.logs > 0) return true;
+    }
+    return false;
+  }
+
+  private async flushOnce(def: TelemetryDef, resource: Resource): Promise<void> {
+    const now = this.deps.now();
     this.flushingSince = now;
     this.finished = 0;
     this.lastFlush = now;
     const deadline = now + FLUSH_BUDGET_MS;
-    try {
-      const sends: Promise<void>[] = [];
-      for (const provider of def.providers) {
-        const b = this.buffers.get(provider.name);
-        if (!b) continue;
-        sends.push(this.flushProvider(provider, b, def, resource, deadline));
-      }
-      await Promise.all(sends);
-    } finally {
-      this.flushingSince = undefined;
+    const sends: Promise<void>[] = [];
+    for (const provider of def.providers) {
+      const b = this.buffers.get(provider.name);
+      if (!b) continue;
+      sends.push(this.flushProvider(provider, b, def, resource, deadline));
     }
+    await Promise.all(sends);
   }
 
   private async flushProvider(provider: OtlpProviderDef, b: ProviderBuffers, def: TelemetryDef, resource: Resource, deadline: number): Promise<void> {

@@ -47,6 +47,16 @@ export class Telemetry {
   }
 
   /**
+   * Notes the snapshot a request is about to be served with, so that what
+   * happens during the request but outside it (the JWKS fetch its token
+   * triggers) is counted under that snapshot's telemetry.
+   */
+  serving(snapshot: RuntimeSnapshot): void {
+    const telemetry = snapshot.telemetry;
+    if (telemetry && this.current?.telemetry !== telemetry) this.current = { telemetry, version: snapshot.version };
+  }
+
+  /**
    * Reports a request once its response has been sent. Returns the
    * response to give the client (the same one, its body metered).
    */

@@ -134,6 +134,22 @@ describe("OTLP export failures", () => {
     expect(logs.some((l) => l.message.includes("telemetry export failed"))).toBe(true);
   });
 
+  it("sends what was buffered during a hanging export, and that export's dropped count, as soon as it ends, with no further request", async () => {
+    const { def, provider } = telemetryDef({ timeoutMs: 300 }, { exportRetries: 0 });
+    const exporter = new Exporter(deps());
+    rx.setMode({ type: "hang" });
+    exporter.addSpans(provider, 100, [span]);
+    const first = exporter.flush(def, resource);
+    await new Promise((r) => setTimeout(r, 50));
+    rx.setMode({ type: "ok" });
+    // The last request of a burst finishes while the hanging export runs: its flush joins that one.
+    exporter.metrics(provider, 100).add("istio_requests_total", "x", () => [], 1);
+    const joined = exporter.flush(def, resource);
+    await Promise.all([first, joined]);
+    expect(pointsOf(rx.exports).find((p) => p.name === "istio_requests_total")?.value).toBe(1);
+    expect(pointsOf(rx.exports).find((p) => p.name === "isthmus_telemetry_dropped_total")).toMatchObject({ value: 1, attributes: { signal: "traces" } });
+  });
+
   it("bounds what it buffers while exports cannot keep up", async () => {
     const { def, provider } = telemetryDef();
     const exporter = new Exporter(deps());
