@@ -71,6 +71,16 @@ spec:
 ---
 apiVersion: telemetry.istio.io/v1
 kind: Telemetry
+metadata: {name: principals, namespace: shop}
+spec:
+  metrics:
+  - overrides:
+    - match: {metric: REQUEST_COUNT}
+      tagOverrides:
+        request_principal: {value: "request.auth.principal"}
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
 metadata: {name: quiet, namespace: quiet}
 spec:
   tracing: [{randomSamplingPercentage: 0}]
@@ -363,10 +373,12 @@ describe("metrics", () => {
     expect(responseBytes.reduce((n, p) => n + (p.sum ?? 0), 0)).toBeGreaterThan(bodies + 20 * 50);
   });
 
-  it("labels the destination version with the subset and the cluster with the locality's region, and counts rate-limit decisions", async () => {
+  it("labels the destination version with the subset, the cluster with the locality's region and, where a Telemetry asks, the request principal; counts rate-limit decisions", async () => {
     for (let i = 0; i < 3; i++) expect((await shop(`/api/m${i}`)).status).toBe(200);
     const point = await rx.waitFor(() => pointsOf(rx.exports).find((p) => p.name === "istio_requests_total" && p.attributes.destination_service === "app.shop.internal" && p.attributes.response_code === "200"));
     expect(point.attributes).toMatchObject({ destination_version: "v1", destination_app: "shop", destination_cluster: "aws", destination_service_namespace: "shop" });
+    // The shop namespace's Telemetry labels requests with the verified JWT principal.
+    expect(point.attributes.request_principal).toBe(`${idp.issuer}/alice`);
     await rx.waitFor(() => pointsOf(rx.exports).some((p) => p.name === "isthmus_rate_limit_decisions_total" && p.attributes.rule === "shop/ceiling/all" && p.attributes.outcome === "allowed"));
     await rx.waitFor(() => pointsOf(rx.exports).some((p) => p.name === "isthmus_jwks_fetches_total" && p.attributes.outcome === "success"));
     await rx.waitFor(() => pointsOf(rx.exports).some((p) => p.name === "isthmus_config_version_info"));
