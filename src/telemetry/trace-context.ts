@@ -24,6 +24,8 @@ export interface TraceContext {
   spanId: string;
   parentSpanId?: string;
   sampled: boolean;
+  /** Sampled because the client sent `x-client-trace-id` (Envoy's client-forced trace). */
+  forced?: boolean;
   traceState?: string;
 }
 
@@ -111,12 +113,26 @@ export function randomHex(bytes: number, random: () => number): string {
  * its sampling decision (parent-based); otherwise a new root sampled at
  * `samplingPercent`.
  */
-export function startTrace(incoming: IncomingContext | undefined, samplingPercent: number, random: () => number): TraceContext {
-  const sampled = incoming?.sampled ?? (samplingPercent >= 100 || (samplingPercent > 0 && random() * 100 < samplingPercent));
+export function startTrace(incoming: IncomingContext | undefined, samplingPercent: number, random: () => number, clientForced = false): TraceContext {
+  const sampledByRate = () => samplingPercent >= 100 || (samplingPercent > 0 && random() * 100 < samplingPercent);
+  // A parent's decision wins (Envoy's OpenTelemetry tracer follows the parent's flag); without one, a
+  // client trace id forces the trace (Envoy's client_sampling, 100% by default), else the rate decides.
+  const forced = incoming?.sampled === undefined && clientForced;
+  const sampled = incoming?.sampled ?? (forced || sampledByRate());
   const trace: TraceContext = { traceId: incoming?.traceId ?? randomHex(16, random), spanId: randomHex(8, random), sampled };
+  if (forced) trace.forced = true;
   if (incoming) trace.parentSpanId = incoming.parentSpanId;
   if (incoming?.traceState) trace.traceState = incoming.traceState;
   return trace;
+}
+
+/**
+ * Whether the client asked for a trace with `x-client-trace-id` (Envoy
+ * honours it from external clients; `x-envoy-force-trace` only from
+ * internal ones, so the edge ignores it).
+ */
+export function clientForcedTrace(headers: Headers): boolean {
+  return (headers.get("x-client-trace-id") ?? "") !== "";
 }
 
 /** The headers carrying the trace to an upstream, whose parent is `spanId` (the attempt's or the mirror's span). */
@@ -139,9 +155,10 @@ export function propagate(headers: Headers, trace: TraceContext, spanId: string,
 
 /**
  * Envoy's UUID request id carries the trace decision in its 14th hex digit
- * (the UUID version position): `9` sampled, `4` not (envoy.extensions.request_id.uuid).
+ * (the UUID version position): `9` sampled, `b` forced by the client
+ * (`x-client-trace-id`), `4` not (envoy.extensions.request_id.uuid).
  */
-export function markRequestId(requestId: string, sampled: boolean): string {
+export function markRequestId(requestId: string, sampled: boolean, forced = false): string {
   if (requestId.length !== 36 || requestId[8] !== "-") return requestId;
-  return `${requestId.slice(0, 14)}${sampled ? "9" : "4"}${requestId.slice(15)}`;
+  return `${requestId.slice(0, 14)}${forced && sampled ? "b" : sampled ? "9" : "4"}${requestId.slice(15)}`;
 }

@@ -300,6 +300,17 @@ describe("traces", () => {
     expect(seen).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
   });
 
+  it("traces a request the client forces with x-client-trace-id, even at 0%, and marks x-request-id `b` as Envoy does", async () => {
+    const reply = await send(gw.url, "/forced", { host: "quiet.test", headers: { "x-client-trace-id": "debug-session-7" } });
+    expect(reply.status).toBe(200);
+    const seen = burst.received.at(-1)?.headers;
+    const [, traceId, , flags] = String(seen?.traceparent).split("-");
+    expect(flags).toBe("01");
+    expect(String(seen?.["x-request-id"])[14]).toBe("b");
+    const server = await rx.waitFor(() => spansOfTrace(traceId as string).find((s) => s.kind === 2));
+    expect(attrs(server)["url.path"]).toBe("/forced");
+  });
+
   it("one CLIENT span per attempt, with the retry number, and the retry count metric", async () => {
     const trace = "3".repeat(32);
     const reply = await shop("/flaky", { traceparent: `00-${trace}-${PARENT}-01` });

@@ -3,7 +3,7 @@
  * sampling decision, what goes upstream, and Envoy's mark in x-request-id.
  */
 import { describe, expect, it } from "vitest";
-import { markRequestId, parseB3Multi, parseB3Single, parseTraceparent, propagate, readIncoming, startTrace } from "../../../src/telemetry/trace-context.ts";
+import { clientForcedTrace, markRequestId, parseB3Multi, parseB3Single, parseTraceparent, propagate, readIncoming, startTrace } from "../../../src/telemetry/trace-context.ts";
 
 const TRACE = "0af7651916cd43dd8448eb211c80319c";
 const SPAN = "b7ad6b7169203331";
@@ -141,5 +141,16 @@ describe("x-request-id", () => {
     expect(markRequestId(id, true)).toBe("73a3eef2-3012-9367-8f91-6331b6b1162d");
     expect(markRequestId(markRequestId(id, true), false)).toBe(id);
     expect(markRequestId("not-a-uuid", true)).toBe("not-a-uuid");
+    // A trace the client forced with x-client-trace-id: `b`.
+    expect(markRequestId(id, true, true)).toBe("73a3eef2-3012-b367-8f91-6331b6b1162d");
+  });
+
+  it("traces a request whose client sent x-client-trace-id, whatever the rate, unless a parent decided", () => {
+    const forced = startTrace(undefined, 0, seq(0.9), true);
+    expect(forced).toMatchObject({ sampled: true, forced: true });
+    expect(startTrace({ traceId: TRACE, parentSpanId: SPAN, sampled: false }, 0, seq(0.5), true)).toMatchObject({ sampled: false });
+    expect(startTrace({ traceId: TRACE, parentSpanId: SPAN, sampled: false }, 0, seq(0.5), true).forced).toBeUndefined();
+    expect(clientForcedTrace(new Headers({ "x-client-trace-id": "abc" }))).toBe(true);
+    expect(clientForcedTrace(new Headers({ "x-envoy-force-trace": "true" }))).toBe(false);
   });
 });
