@@ -4,10 +4,11 @@
  */
 import { localReply, type PipelineDeps, type PipelineResult, type RequestContext } from "../gateway/context.ts";
 import { badRequest, REPLIES } from "../gateway/local-reply.ts";
-import type { ClusterDef, DestinationDef } from "../config/snapshot.ts";
+import type { ClusterDef, DestinationDef, EndpointDef } from "../config/snapshot.ts";
 import type { Rule } from "./hydrate.ts";
 import { DEFAULT_SETTINGS } from "../config/defaults.ts";
 import { sendWithRetries } from "../upstream/attempts.ts";
+import { pickEndpoint } from "../upstream/picker.ts";
 import { requestHash } from "../upstream/hash-key.ts";
 import { replayableBody, type UpstreamBody } from "../upstream/request-body.ts";
 import { ISTIO_DEFAULT_RETRY } from "../upstream/retry-on.ts";
@@ -168,12 +169,22 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
   const length = ctx.request.headers.get("content-length");
   const contentLength = length !== null ? Number(length) : undefined;
   const mirrors = rule.def.mirrors ? selectMirrors(rule.def.mirrors, deps.random) : [];
+  const client = ctx.snapshot.locality.resolve(ctx.request.cf as CfLocation | undefined);
   if (mirrors.length > 0) {
     const decorate = mirrorDecorator(ctx);
     const plan = planMirrors({
       mirrors,
       clusters: ctx.snapshot.clusters,
       balancer: deps.balancer,
+      pick: (c) =>
+        pickEndpoint({
+          cluster: c,
+          client,
+          gatewayLabels: ctx.settings.gatewayLabels,
+          healthy: (i) => upstreams.healthy(c, c.endpoints[i] as EndpointDef),
+          balancer: deps.balancer,
+          random: deps.random,
+        })?.endpoint,
       fetch: deps.fetch,
       fetchFor: (c) => clusterFetch(c, deps),
       method: facts.method,
@@ -218,7 +229,7 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
     url: (endpoint) => endpointUrl(cluster, endpoint, facts.host, path, facts.query),
     ...(rule.def.timeoutMs !== undefined ? { timeoutMs: rule.def.timeoutMs } : {}),
     maxBodyBytes: limits.maxRequestBodyBytes,
-    client: ctx.snapshot.locality.resolve(ctx.request.cf as CfLocation | undefined),
+    client,
     gatewayLabels: ctx.settings.gatewayLabels,
     ...(hashKey.hash !== undefined ? { hash: hashKey.hash } : {}),
     fetch: fetchFn,
