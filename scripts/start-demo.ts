@@ -12,4 +12,5 @@ try {
   console.error(`isthmus demo: could not start the bookinfo origins on ports 9080-9085: ${error instanceof Error ? error.message : String(error)}`);
   process.exit(1);
 }
-process.exit(await main(["dev", "-f", "examples/bookinfo/config", "--port", port]));
+// Extra arguments go to `isthmus dev`, e.g. `npm start -- -f examples/telemetry/isthmus-telemetry.yaml --env-file ...`.
+process.exit(await main(["dev", "-f", "examples/bookinfo/config", "--port", port, ...process.argv.slice(2)]));

@@ -15,12 +15,14 @@ import { UpstreamState, type HealthExchange } from "./upstream/state.ts";
 
 export { UpstreamHealth } from "./upstream/health/object.ts";
 import { rateLimitEnv } from "./ratelimit/decide.ts";
+import { Telemetry } from "./telemetry/telemetry.ts";
 
 export { RateLimiter } from "./ratelimit/limiter-object.ts";
 
 let cache: SnapshotCache | undefined;
 let admin: { key: string; app: ReturnType<typeof adminApp> } | undefined;
 let deps: PipelineDeps | undefined;
+let telemetry: Telemetry | undefined;
 
 /** The isolate's dependencies, built on its first request (bindings come with the request's env). */
 function isolateDeps(env: Env): PipelineDeps {
@@ -28,14 +30,26 @@ function isolateDeps(env: Env): PipelineDeps {
   const exchange: HealthExchange | undefined = namespace ? { sync: (request) => namespace.getByName("isthmus").sync(request) } : undefined;
   const bindings = env as unknown as Record<string, unknown>;
   const upstreamFetch = (request: Request) => fetch(request);
+  const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+  telemetry = new Telemetry({
+    fetch: upstreamFetch,
+    now: () => Date.now(),
+    sleep,
+    random: Math.random,
+    secret: (name) => (typeof bindings[name] === "string" ? (bindings[name] as string) : undefined),
+    log: (message, fields) => console.error(JSON.stringify({ message, ...fields })),
+  });
+  const jwks = new JwksCache(upstreamFetch, () => Date.now());
+  const isolateTelemetry = telemetry;
+  jwks.onFetch = (source, ok) => isolateTelemetry.jwksFetch(source, ok);
   return {
     fetch: upstreamFetch,
     balancer: new Balancer(),
     random: Math.random,
     requestId: () => crypto.randomUUID(),
     now: () => Date.now(),
-    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
-    jwks: new JwksCache(upstreamFetch, () => Date.now()),
+    sleep,
+    jwks,
     upstreams: new UpstreamState(exchange ? { exchange } : {}),
     rateLimits: rateLimitEnv(env.RATE_LIMITER),
     binding: (name): Fetch | undefined => {
@@ -71,8 +85,10 @@ export default {
     if (!snapshot) return new Response(NO_CONFIG, { status: 503, headers: { "content-type": "text/plain" } });
     try {
       deps ??= isolateDeps(env);
-      const { response } = await runPipeline(request, snapshot, deps, (p) => ctx.waitUntil(p));
-      return response;
+      const waitUntil = (p: Promise<unknown>) => ctx.waitUntil(p);
+      telemetry?.serving(snapshot);
+      const result = await runPipeline(request, snapshot, deps, waitUntil);
+      return telemetry && snapshot.telemetry ? telemetry.observe(request, result, snapshot, waitUntil) : result.response;
     } catch (error) {
       console.error(JSON.stringify({ message: "isthmus: unexpected error", error: error instanceof Error ? error.stack : String(error) }));
       return new Response("isthmus: internal error\n", { status: 500, headers: { "content-type": "text/plain" } });

@@ -30,6 +30,9 @@ const REVIEWS = [
   { reviewer: "Reviewer2", text: "Absolutely fun and entertaining. The play lacks thematic depth when compared to other plays by Shakespeare." },
 ];
 
+/** The headers Istio's tracing docs ask applications to propagate. */
+const TRACE_HEADERS = ["x-request-id", "traceparent", "tracestate", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags"];
+
 const json = (value: unknown) => ({ type: "application/json", body: JSON.stringify(value) });
 
 export function startOrigins(gateway: string, host = "127.0.0.1"): Promise<Server[]> {
@@ -37,8 +40,11 @@ export function startOrigins(gateway: string, host = "127.0.0.1"): Promise<Serve
   const viaGateway = (path: string, req: IncomingMessage) =>
     new Promise<Record<string, unknown>>((resolve, reject) => {
       const headers: Record<string, string> = { host: "bookinfo.local" };
-      const user = req.headers["end-user"];
-      if (typeof user === "string") headers["end-user"] = user;
+      // What Istio asks every application to forward, so one trace covers the whole page.
+      for (const name of ["end-user", ...TRACE_HEADERS]) {
+        const value = req.headers[name];
+        if (typeof value === "string") headers[name] = value;
+      }
       const out = request(`${gateway}${path}`, { headers, timeout: 5_000 }, (res) => {
         let body = "";
         res.setEncoding("utf8");
@@ -87,7 +93,7 @@ export function startOrigins(gateway: string, host = "127.0.0.1"): Promise<Serve
         user: req.headers["end-user"] ?? null,
         details,
         reviews: revs,
-        seenByProductpage: { path: url.pathname + url.search, requestId: req.headers["x-request-id"] ?? null },
+        seenByProductpage: { path: url.pathname + url.search, requestId: req.headers["x-request-id"] ?? null, traceparent: req.headers.traceparent ?? null },
       };
       return json(page);
     },

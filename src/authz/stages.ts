@@ -15,7 +15,6 @@
 import { localReply, type PipelineResult, type RequestContext } from "../gateway/context.ts";
 import type { RequestFacts } from "../gateway/facts.ts";
 import { badRequest } from "../gateway/local-reply.ts";
-import { chooseDestination } from "../routing/stages.ts";
 import { bufferBody, checkRequest } from "./ext-authz/client.ts";
 import type { RuntimeSecurity, SecurityScope } from "./hydrate.ts";
 import type { PeerIdentity } from "./identity.ts";
@@ -26,6 +25,8 @@ import { forwardClientCert } from "./peer/client-cert.ts";
 import { readPeer } from "./peer/identity.ts";
 import type { PolicyInput } from "./policy/engine.ts";
 import { extAuthzError, jwtFailure, PEER_CERTIFICATE_REQUIRED, RBAC_DENIED } from "./replies.ts";
+import { endStage, startStage } from "../telemetry/record.ts";
+import type { JwtStatus } from "./jwt/status.ts";
 
 /** Stage 4: who the client certificate says the peer is (no decision yet: the mode depends on the destination). */
 export function authenticatePeer(ctx: RequestContext): undefined {
@@ -47,28 +48,61 @@ export async function authenticateRequest(ctx: RequestContext): Promise<Pipeline
   const scope = sec.gateway;
   if (sec.destinationJwt) ctx.preAuthHeaders = new Headers(ctx.facts.headers);
   if (scope.jwtRules.length === 0 || isCorsPreflight(ctx.facts)) return undefined;
+  const start = startStage(ctx);
   const outcome = await authenticate(scope.plan, ctx.facts, authnEnv(ctx));
-  if (!outcome.ok) return localReply(jwtFailure(outcome.status, outcome.httpStatus, ctx.facts), ctx.record);
+  if (!outcome.ok) {
+    endStage(ctx, "authentication", start, { "isthmus.authn.result": "denied", "isthmus.authn.status": outcome.status });
+    return jwtDenied(ctx, outcome.status, outcome.httpStatus);
+  }
   applyTokenOutputs(ctx.facts.headers, outcome.verified);
   setIdentity(ctx, outcome.verified);
+  endStage(ctx, "authentication", start, authnAttributes(ctx));
   return undefined;
 }
 
-/** Stage 7: everything that depends on the destination, then the policies. */
+function jwtDenied(ctx: RequestContext, status: JwtStatus, httpStatus: 401 | 403): PipelineResult {
+  ctx.record.details = `jwt_authn_access_denied{${status.replace(/ /g, "_")}}`;
+  return localReply(jwtFailure(status, httpStatus, ctx.facts), ctx.record);
+}
+
+function authnAttributes(ctx: RequestContext): Record<string, string> {
+  const principal = ctx.record.requestPrincipal;
+  return principal ? { "isthmus.authn.result": "verified", "isthmus.authn.principal": principal } : { "isthmus.authn.result": "no token" };
+}
+
+/** Stage 7, timed: the authorization span covers destination-scoped JWT rules, CUSTOM, DENY and ALLOW. */
 export async function authorize(ctx: RequestContext): Promise<PipelineResult | undefined> {
+  const start = ctx.snapshot.security ? startStage(ctx) : undefined;
+  const result = await authorizeRequest(ctx);
+  if (start !== undefined) {
+    const deniedBy = ctx.record.authz?.deniedBy;
+    endStage(ctx, "authorization", start, {
+      "isthmus.authz.result": result ? "denied" : "allowed",
+      ...(deniedBy ? { "isthmus.authz.denied_by": deniedBy } : {}),
+      ...(result ? { "http.response.status_code": result.response.status } : {}),
+    });
+  }
+  return result;
+}
+
+/** Stage 7: everything that depends on the destination, then the policies. */
+async function authorizeRequest(ctx: RequestContext): Promise<PipelineResult | undefined> {
   const sec = ctx.snapshot.security;
   if (!sec) return undefined;
   const { facts, record } = ctx;
   const scope = destinationScope(ctx, sec);
 
   const peer = effectivePeer(scope, facts.peer);
-  if (scope.peerMode === "STRICT" && !peer) return localReply(PEER_CERTIFICATE_REQUIRED, record);
+  if (scope.peerMode === "STRICT" && !peer) {
+    record.details = "peer_authentication_required";
+    return localReply(PEER_CERTIFICATE_REQUIRED, record);
+  }
   if (peer?.principal) record.peerPrincipal = peer.principal;
 
   if (scope.destinationJwt && !isCorsPreflight(facts)) {
     const source: RequestFacts = { ...facts, headers: ctx.preAuthHeaders ?? facts.headers };
     const outcome = await authenticate(scope.plan, source, authnEnv(ctx));
-    if (!outcome.ok) return localReply(jwtFailure(outcome.status, outcome.httpStatus, facts), record);
+    if (!outcome.ok) return jwtDenied(ctx, outcome.status, outcome.httpStatus);
     const gatewayRules = new Set(sec.gateway.jwtRules);
     applyTokenOutputs(facts.headers, outcome.verified.filter((v) => !gatewayRules.has(v.rule)));
     setIdentity(ctx, outcome.verified);
@@ -105,6 +139,7 @@ export async function authorize(ctx: RequestContext): Promise<PipelineResult | u
 
 function deny(ctx: RequestContext, policy: string | undefined): PipelineResult {
   ctx.record.authz = { ...ctx.record.authz, deniedBy: policy ?? "no ALLOW policy matched" };
+  ctx.record.details = `rbac_access_denied_matched_policy[${policy ?? "none"}]`;
   return localReply(RBAC_DENIED, ctx.record);
 }
 
@@ -126,11 +161,13 @@ async function runCustom(ctx: RequestContext, sec: RuntimeSecurity, scope: Secur
     const result = await checkRequest(provider, cluster, body ? { facts: ctx.facts, body } : { facts: ctx.facts }, ctx.deps);
     if (result.kind === "deny") {
       ctx.record.authz = { ...ctx.record.authz, deniedBy: `ext-authz ${name}` };
+      ctx.record.details = "ext_authz_denied";
       return localReply({ status: result.status, body: result.body, flag: "UAEX", headers: Object.fromEntries(result.headers) }, ctx.record);
     }
     if (result.kind === "error") {
       console.error(JSON.stringify({ message: "isthmus: ext-authz check failed", provider: name, error: result.reason, failOpen: provider.failOpen }));
       if (provider.failOpen) continue;
+      ctx.record.details = "ext_authz_error";
       return localReply(extAuthzError(provider.statusOnError), ctx.record);
     }
     for (const [n, v] of result.upstream) ctx.facts.headers.set(n, v);
@@ -166,17 +203,12 @@ function dryRun(scope: SecurityScope, input: PolicyInput): { allow?: string; den
 }
 
 /**
- * The scope for the request's destination. The weighted destination is
- * chosen here (the same pure pick upstream selection would make), because
- * namespace- and selector-scoped resources depend on it.
+ * The scope for the request's destination (route selection made the
+ * weighted pick): namespace- and selector-scoped resources depend on it.
  */
 function destinationScope(ctx: RequestContext, sec: RuntimeSecurity): SecurityScope {
   const route = ctx.route;
   if (!route || route.rule.def.action.type !== "route") return sec.gateway;
-  if (!ctx.destination) {
-    const d = chooseDestination(route.rule, ctx);
-    if (d) ctx.destination = d;
-  }
   const name = ctx.destination?.cluster;
   return (name !== undefined ? sec.clusterScopes.get(name) : undefined) ?? sec.gateway;
 }

@@ -35,13 +35,13 @@ const COMMANDS: Record<string, { help: string; options: Record<string, { type: "
   apply: { help: applyCmd.help, options: STORE_OPTIONS, needsFiles: true, run: (f, v) => applyCmd.apply(f, v) },
   dev: {
     help: devCmd.help,
-    options: { port: { type: "string" }, "persist-to": { type: "string" }, config: { type: "string" } },
+    options: { port: { type: "string" }, "persist-to": { type: "string" }, config: { type: "string" }, "env-file": { type: "string" } },
     needsFiles: true,
     run: (f, v) => devCmd.dev(f, v),
   },
   serve: {
     help: serveCmd.help,
-    options: { port: { type: "string" }, ip: { type: "string" }, state: { type: "string" }, config: { type: "string" } },
+    options: { port: { type: "string" }, ip: { type: "string" }, state: { type: "string" }, config: { type: "string" }, "env-file": { type: "string" } },
     needsFiles: true,
     run: (f, v) => serveCmd.serve(f, v),
   },

@@ -11,17 +11,26 @@ export interface KvBinding {
   id: string;
 }
 
-/** The `[[kv_namespaces]]` entry for `binding` in a wrangler.toml. */
+/**
+ * The KV namespace bound as `binding` in a wrangler.toml, in either TOML
+ * form (`[[kv_namespaces]]` blocks or `kv_namespaces = [{ ... }]`).
+ */
 export function kvBinding(configPath: string, binding: string): KvBinding {
-  if (!existsSync(configPath)) throw new CliError(`${configPath}: not found (pass --config PATH to the wrangler.toml of the gateway)`);
-  const text = readFileSync(configPath, "utf8");
-  for (const block of text.split(/^\s*\[\[kv_namespaces\]\]\s*$/m).slice(1)) {
-    const body = block.split(/^\s*\[/m)[0] ?? "";
-    const name = /^\s*binding\s*=\s*"([^"]+)"/m.exec(body)?.[1];
-    const id = /^\s*id\s*=\s*"([^"]+)"/m.exec(body)?.[1];
-    if (name === binding && id) return { binding, id };
+  const doc = readToml(configPath);
+  for (const entry of asArray(doc.kv_namespaces)) {
+    const id = field(entry, "id");
+    if (field(entry, "binding") === binding && typeof id === "string" && id !== "") return { binding, id };
   }
-  throw new CliError(`${configPath}: no [[kv_namespaces]] entry with binding = "${binding}" and an id`);
+  throw new CliError(`${configPath}: no kv_namespaces entry with binding = "${binding}" and an id`);
+}
+
+function readToml(configPath: string): Record<string, unknown> {
+  if (!existsSync(configPath)) throw new CliError(`${configPath}: not found (pass --config PATH to the wrangler.toml of the gateway)`);
+  try {
+    return parseToml(readFileSync(configPath, "utf8")) as Record<string, unknown>;
+  } catch (error) {
+    throw new CliError(`${configPath}: ${error instanceof Error ? error.message : String(error)}`);
+  }
 }
 
 /** What `isthmus serve` takes from wrangler.toml to run the same Worker on bare workerd. */
@@ -39,13 +48,7 @@ export interface WorkerSettings {
  * `storage = "sqlite"` in the `[exports.<Class>]` map).
  */
 export function workerSettings(configPath: string): WorkerSettings {
-  if (!existsSync(configPath)) throw new CliError(`${configPath}: not found (pass --config PATH to the wrangler.toml of the gateway)`);
-  let doc: Record<string, unknown>;
-  try {
-    doc = parseToml(readFileSync(configPath, "utf8")) as Record<string, unknown>;
-  } catch (error) {
-    throw new CliError(`${configPath}: ${error instanceof Error ? error.message : String(error)}`);
-  }
+  const doc = readToml(configPath);
   const main = doc.main;
   const date = doc.compatibility_date;
   if (typeof main !== "string") throw new CliError(`${configPath}: expected main = "<path of the Worker entry>"`);

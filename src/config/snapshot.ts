@@ -7,9 +7,11 @@
  */
 import type { SecurityDef } from "./snapshot-security.ts";
 import type { RateLimitDef } from "./snapshot-ratelimit.ts";
+import type { TelemetryDef } from "./snapshot-telemetry.ts";
 
 export type * from "./snapshot-security.ts";
 export type * from "./snapshot-ratelimit.ts";
+export type * from "./snapshot-telemetry.ts";
 
 /** Bumped whenever the shape below changes incompatibly. */
 export const SNAPSHOT_FORMAT = 1;
@@ -34,6 +36,8 @@ export interface Snapshot {
   security?: SecurityDef;
   /** Rate limits (RateLimitPolicy); absent when none is configured. */
   rateLimits?: RateLimitDef;
+  /** Telemetry (OTLP exporters, Telemetry resources); absent when nothing is reported. */
+  telemetry?: TelemetryDef;
 }
 
 export interface GatewaySettings {

@@ -2,7 +2,7 @@
  * The per-request context the pipeline stages share, and the dependencies
  * (fetch, randomness, clocks, ids) injected into them so tests are exact.
  */
-import type { ClusterDef, DestinationDef, GatewaySettings } from "../config/snapshot.ts";
+import type { ClusterDef, DestinationDef, EndpointDef, GatewaySettings } from "../config/snapshot.ts";
 import type { JwksCache } from "../authz/jwt/jwks-cache.ts";
 import type { Balancer } from "../routing/balancer.ts";
 import type { Fetch } from "../routing/forward.ts";
@@ -12,6 +12,8 @@ import { toResponse, type LocalReply, type ResponseFlag } from "./local-reply.ts
 import type { MirrorOutcome } from "../routing/mirror.ts";
 import type { UpstreamState } from "../upstream/state.ts";
 import type { RateLimitEnv, RateLimitRecord } from "../ratelimit/decide.ts";
+import type { AttemptTiming, StageTiming } from "../telemetry/record.ts";
+import type { TraceContext } from "../telemetry/trace-context.ts";
 
 /** Everything the pipeline needs from the outside world. */
 export interface PipelineDeps {
@@ -55,6 +57,26 @@ export interface RequestRecord {
   authz?: { audit?: string[]; dryRun?: { allow?: string; deny?: string }; deniedBy?: string };
   /** Every rate-limit decision made for the request (exported with telemetry). */
   rateLimit?: RateLimitRecord[];
+  /** deps.now() when the pipeline started. */
+  startedAt?: number;
+  /** Timings of the authentication, authorization and rate-limit stages (only when telemetry is configured). */
+  stages?: StageTiming[];
+  /** Every upstream attempt (only when telemetry is configured). */
+  upstreamAttempts?: AttemptTiming[];
+  /** The endpoint of the last attempt. */
+  upstreamEndpoint?: EndpointDef;
+  /** The request's trace, once decided (when the traffic has tracing). */
+  trace?: TraceContext;
+  /** Mirror CLIENT span ids, one per mirror sent (when traced). */
+  mirrorSpans?: string[];
+  /** When mirrors started, and a promise that settles when their outcomes are in `mirrors`. */
+  mirrorsStarted?: number;
+  mirrorsDone?: Promise<unknown>;
+  mirrorsEnded?: number;
+  /** Milliseconds from the first attempt to the upstream response headers (x-envoy-upstream-service-time). */
+  upstreamServiceTimeMs?: number;
+  /** Envoy's RESPONSE_CODE_DETAILS for replies the gateway made, when the flag does not say it. */
+  details?: string;
 }
 
 /** State that grows as the request moves through the stages. */
@@ -86,6 +108,8 @@ export interface RequestContext {
 export interface PipelineResult {
   response: Response;
   record: RequestRecord;
+  /** The request's context (absent when ingress refused the request). */
+  context?: RequestContext;
 }
 
 /** Ends the request with a local reply, recording its response flag. */

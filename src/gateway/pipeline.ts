@@ -21,7 +21,7 @@ import type { RuntimeSnapshot } from "../routing/hydrate.ts";
 import { answerAtEdge, applyCors, forwardUpstream, injectFault, selectRouteStage, selectUpstream, selectVirtualHost } from "../routing/stages.ts";
 import { authenticatePeer, authenticateRequest, authorize } from "../authz/stages.ts";
 import { limitRate } from "../ratelimit/stage.ts";
-import { localReply, type PipelineDeps, type PipelineResult, type RequestContext } from "./context.ts";
+import { localReply, type PipelineDeps, type PipelineResult, type RequestContext, type RequestRecord } from "./context.ts";
 import { ingress } from "./ingress.ts";
 
 export type { PipelineDeps, PipelineResult, RequestContext } from "./context.ts";
@@ -55,7 +55,7 @@ export async function runPipeline(
   deps: PipelineDeps,
   waitUntil: (promise: Promise<unknown>) => void = () => {},
 ): Promise<PipelineResult> {
-  const record = { flags: [] };
+  const record: RequestRecord = { flags: [], startedAt: deps.now() };
   const entered = ingress(request, snapshot.snapshot.settings, deps, snapshot.security?.injectedHeaders);
   if (!entered.ok) return localReply(entered.reply, record);
   const ctx: RequestContext = {
@@ -72,6 +72,7 @@ export async function runPipeline(
     const result = await stage(ctx);
     if (!result) continue;
     for (const hook of ctx.responseHooks) hook(result.response);
+    result.context = ctx;
     return result;
   }
   throw new Error("the pipeline ended without a response");

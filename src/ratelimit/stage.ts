@@ -20,13 +20,13 @@
  */
 import { localReply, type PipelineResult, type RequestContext } from "../gateway/context.ts";
 import { REPLIES } from "../gateway/local-reply.ts";
-import { chooseDestination } from "../routing/stages.ts";
 import type { PolicyInput } from "../authz/policy/engine.ts";
 import { decideGlobal, decideLocal, rateLimitEnv, type RateLimitEnv, type RateLimitRecord, type RuleDecision } from "./decide.ts";
 import { allowedHeaders, limitedHeaders } from "./headers.ts";
 import { keyOf, limitsFor, rulesFor, type LimitSet, type RuntimeRule } from "./hydrate.ts";
 import { bucketName, localBucketKey, type KeyValues } from "./key.ts";
 import type { LimitDef } from "../config/snapshot.ts";
+import { endStage, startStage } from "../telemetry/record.ts";
 
 interface Pending {
   rule: RuntimeRule;
@@ -38,11 +38,6 @@ export async function limitRate(ctx: RequestContext): Promise<PipelineResult | u
   const rl = ctx.snapshot.rateLimits;
   if (!rl) return undefined;
   const { facts, record } = ctx;
-  const route = ctx.route;
-  if (route && route.rule.def.action.type === "route" && !ctx.destination) {
-    const d = chooseDestination(route.rule, ctx);
-    if (d) ctx.destination = d;
-  }
   const rules = rulesFor(rl, ctx.destination?.cluster);
   if (rules.length === 0) return undefined;
 
@@ -61,6 +56,7 @@ export async function limitRate(ctx: RequestContext): Promise<PipelineResult | u
   }
   if (pending.length === 0) return undefined;
 
+  const start = startStage(ctx);
   const env = rateLimitState(ctx);
   const decisions: RuleDecision[] = [];
   const names = await Promise.all(pending.map(bucketOf));
@@ -92,8 +88,14 @@ export async function limitRate(ctx: RequestContext): Promise<PipelineResult | u
   for (const d of decisions) env.decisions[d.source]++;
   report(ctx, decisions);
   const limiting = decisions.filter(refuses);
+  const failedClosed = decisions.some((d) => d.outcome === "failed-closed");
+  endStage(ctx, "rate_limit", start, {
+    "isthmus.ratelimit.result": limiting.length > 0 ? "limited" : failedClosed ? "failed-closed" : "allowed",
+    "isthmus.ratelimit.decisions": decisions.length,
+    "isthmus.ratelimit.object_calls": decisions.filter((d) => d.source === "object").length,
+  });
   if (limiting.length > 0) return localReply({ ...REPLIES.rateLimited, headers: limitedHeaders(decisions, limiting) }, record);
-  if (decisions.some((d) => d.outcome === "failed-closed")) return localReply(REPLIES.rateLimitServiceError, record);
+  if (failedClosed) return localReply(REPLIES.rateLimitServiceError, record);
 
   const headers = allowedHeaders(decisions);
   if (Object.keys(headers).length > 0) {

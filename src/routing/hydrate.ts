@@ -18,6 +18,7 @@ import { lazyRegex, type Regex } from "./regex.ts";
 import { RouteIndex } from "./route-index.ts";
 import { hydrateCors, type Cors } from "./cors.ts";
 import { LocalityResolver } from "../upstream/locality.ts";
+import { hydrateTelemetry, type RuntimeTelemetry } from "../telemetry/hydrate.ts";
 
 export interface Rule {
   def: RuleDef;
@@ -103,6 +104,8 @@ export interface RuntimeSnapshot {
   locality: LocalityResolver;
   /** Rate limits (src/ratelimit); absent when none is configured. */
   rateLimits?: RuntimeRateLimits;
+  /** Telemetry plans (src/telemetry); absent when nothing is reported. */
+  telemetry?: RuntimeTelemetry;
 }
 
 export class SnapshotFormatError extends Error {
@@ -133,6 +136,7 @@ export function hydrate(snapshot: Snapshot): RuntimeSnapshot {
   };
   if (snapshot.security) runtime.security = hydrateSecurity(snapshot.security);
   if (snapshot.rateLimits) runtime.rateLimits = hydrateRateLimits(snapshot.rateLimits);
+  if (snapshot.telemetry) runtime.telemetry = hydrateTelemetry(snapshot.telemetry);
   return runtime;
 }
 

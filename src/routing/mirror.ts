@@ -8,7 +8,7 @@
  * (so it never slows the primary stream) up to `maxBodyBytes`; past that
  * the mirror is skipped. A Content-Length over the cap skips it up front.
  */
-import type { ClusterDef, MirrorDef } from "../config/snapshot.ts";
+import type { ClusterDef, EndpointDef, MirrorDef } from "../config/snapshot.ts";
 import type { Balancer } from "./balancer.ts";
 import { endpointUrl, type Fetch } from "./forward.ts";
 import { concatBytes } from "../gateway/bytes.ts";
@@ -29,6 +29,12 @@ export interface MirrorInput {
   mirrors: readonly MirrorDef[];
   clusters: ReadonlyMap<string, ClusterDef>;
   balancer: Balancer;
+  /**
+   * The endpoint a copy goes to: the cluster's own load balancing, with the
+   * same health, outlier ejections and locality as primary requests (Envoy
+   * shadows through the cluster's load balancer).
+   */
+  pick: (cluster: ClusterDef) => EndpointDef | undefined;
   fetch: Fetch;
   /** The fetch for a cluster when it is not the global one (an mTLS binding); undefined skips the mirror. */
   fetchFor?: (cluster: ClusterDef) => Fetch | undefined;
@@ -42,6 +48,8 @@ export interface MirrorInput {
   contentLength: number | undefined;
   maxBodyBytes: number;
   timeoutMs: number;
+  /** Adds headers to the copy sent to the i-th mirror (trace context); each mirror then gets its own headers. */
+  decorate?: (headers: Headers, index: number) => void;
 }
 
 /** Prepares mirrors for one request: tees the body if needed. */
@@ -65,19 +73,24 @@ export function planMirrors(input: MirrorInput): MirrorPlan {
     run: async () => {
       const body = await mirrorBody;
       return Promise.all(
-        input.mirrors.map(async (m): Promise<MirrorOutcome> => {
+        input.mirrors.map(async (m, index): Promise<MirrorOutcome> => {
           if (body === "too-large") return { cluster: m.cluster, outcome: "skipped-body-too-large" };
           const cluster = input.clusters.get(m.cluster);
-          const endpoint = cluster ? input.balancer.pick(cluster, cluster.endpoints) : undefined;
+          const endpoint = cluster ? input.pick(cluster) : undefined;
           if (!cluster || !endpoint) return { cluster: m.cluster, outcome: "no-endpoint" };
           const fetchFn = input.fetchFor ? input.fetchFor(cluster) : input.fetch;
           if (!fetchFn) return { cluster: m.cluster, outcome: "failed" };
           const done = input.balancer.begin(cluster, endpoint);
+          let sent = headers;
+          if (input.decorate) {
+            sent = new Headers(headers);
+            input.decorate(sent, index);
+          }
           try {
             const res = await fetchFn(
               new Request(endpointUrl(cluster, endpoint, input.host, input.path, input.query), {
                 method: input.method,
-                headers,
+                headers: sent,
                 body: body,
                 redirect: "manual",
                 signal: AbortSignal.timeout(input.timeoutMs),

@@ -4,10 +4,11 @@
  */
 import { localReply, type PipelineDeps, type PipelineResult, type RequestContext } from "../gateway/context.ts";
 import { badRequest, REPLIES } from "../gateway/local-reply.ts";
-import type { ClusterDef, DestinationDef } from "../config/snapshot.ts";
+import type { ClusterDef, DestinationDef, EndpointDef } from "../config/snapshot.ts";
 import type { Rule } from "./hydrate.ts";
 import { DEFAULT_SETTINGS } from "../config/defaults.ts";
 import { sendWithRetries } from "../upstream/attempts.ts";
+import { pickEndpoint } from "../upstream/picker.ts";
 import { requestHash } from "../upstream/hash-key.ts";
 import { replayableBody, type UpstreamBody } from "../upstream/request-body.ts";
 import { ISTIO_DEFAULT_RETRY } from "../upstream/retry-on.ts";
@@ -21,6 +22,7 @@ import { decideFault } from "./fault.ts";
 import { decideCors } from "./cors.ts";
 import { cohortDraw } from "./cohort.ts";
 import { planMirrors, selectMirrors } from "./mirror.ts";
+import { attemptObserver, mirrorDecorator } from "../telemetry/tracing.ts";
 
 /** Mirrors without a route timeout give up after this long (ctx.waitUntil has ~30 s after the response). */
 const MIRROR_TIMEOUT_MS = 25_000;
@@ -50,6 +52,16 @@ export function selectRouteStage(ctx: RequestContext): PipelineResult | undefine
   if (!route) return localReply(REPLIES.noRoute, ctx.record);
   ctx.route = route;
   ctx.record.routeName = route.name;
+  // Envoy picks the weighted cluster when it resolves the route, so the
+  // cluster is known to authorization, rate limits and the access log
+  // (UPSTREAM_CLUSTER) even when a later stage answers the request.
+  if (route.rule.def.action.type === "route") {
+    const destination = chooseDestination(route.rule, ctx);
+    if (destination) {
+      ctx.destination = destination;
+      ctx.record.cluster = destination.cluster;
+    }
+  }
   return undefined;
 }
 
@@ -115,10 +127,9 @@ export function chooseDestination(rule: Rule, ctx: RequestContext): DestinationD
 export function selectUpstream(ctx: RequestContext): PipelineResult | undefined {
   const rule = ctx.route?.rule;
   if (!rule) return undefined;
-  // Authorization may already have made the weighted pick (its scope depends on the destination).
-  const destination = ctx.destination ?? chooseDestination(rule, ctx);  if (!destination) return localReply(REPLIES.noHealthyUpstream, ctx.record);
-  ctx.destination = destination;
-  ctx.record.cluster = destination.cluster;
+  // Route selection made the weighted pick.
+  const destination = ctx.destination;
+  if (!destination) return localReply(REPLIES.noHealthyUpstream, ctx.record);
   const cluster = ctx.snapshot.clusters.get(destination.cluster);
   if (!cluster) return localReply(REPLIES.clusterNotFound, ctx.record);
   ctx.cluster = cluster;
@@ -151,16 +162,29 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
 
   const fetchFn = clusterFetch(cluster, deps);
   if (!fetchFn) return localReply(REPLIES.connectFailure, record);
+  // Decides the trace (and marks x-request-id) before any copy of the headers is made.
+  const observer = attemptObserver(ctx);
 
   let body = ctx.request.body;
   const length = ctx.request.headers.get("content-length");
   const contentLength = length !== null ? Number(length) : undefined;
   const mirrors = rule.def.mirrors ? selectMirrors(rule.def.mirrors, deps.random) : [];
+  const client = ctx.snapshot.locality.resolve(ctx.request.cf as CfLocation | undefined);
   if (mirrors.length > 0) {
+    const decorate = mirrorDecorator(ctx);
     const plan = planMirrors({
       mirrors,
       clusters: ctx.snapshot.clusters,
       balancer: deps.balancer,
+      pick: (c) =>
+        pickEndpoint({
+          cluster: c,
+          client,
+          gatewayLabels: ctx.settings.gatewayLabels,
+          healthy: (i) => upstreams.healthy(c, c.endpoints[i] as EndpointDef),
+          balancer: deps.balancer,
+          random: deps.random,
+        })?.endpoint,
       fetch: deps.fetch,
       fetchFor: (c) => clusterFetch(c, deps),
       method: facts.method,
@@ -172,9 +196,15 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
       contentLength,
       maxBodyBytes: ctx.settings.limits.maxMirrorBodyBytes,
       timeoutMs: rule.def.timeoutMs ?? MIRROR_TIMEOUT_MS,
+      ...(decorate ? { decorate } : {}),
     });
     body = plan.primaryBody;
-    ctx.waitUntil(plan.run().then((outcomes) => (record.mirrors = outcomes)));
+    if (observer) record.mirrorsStarted = deps.now();
+    record.mirrorsDone = plan.run().then((outcomes) => {
+      record.mirrors = outcomes;
+      if (observer) record.mirrorsEnded = deps.now();
+    });
+    ctx.waitUntil(record.mirrorsDone);
   }
 
   const policy = rule.def.retry ?? ctx.settings.defaultRetry ?? ISTIO_DEFAULT_RETRY;
@@ -199,7 +229,7 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
     url: (endpoint) => endpointUrl(cluster, endpoint, facts.host, path, facts.query),
     ...(rule.def.timeoutMs !== undefined ? { timeoutMs: rule.def.timeoutMs } : {}),
     maxBodyBytes: limits.maxRequestBodyBytes,
-    client: ctx.snapshot.locality.resolve(ctx.request.cf as CfLocation | undefined),
+    client,
     gatewayLabels: ctx.settings.gatewayLabels,
     ...(hashKey.hash !== undefined ? { hash: hashKey.hash } : {}),
     fetch: fetchFn,
@@ -209,9 +239,13 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
     sleep: deps.sleep,
     waitUntil: ctx.waitUntil,
     version: ctx.snapshot.version,
+    ...(observer ? { observer } : {}),
   });
   record.attempts = result.attempts;
-  if (result.endpoint) record.upstreamHost = `${cluster.dynamicAddress ? facts.host : result.endpoint.address}:${result.endpoint.port}`;
+  if (result.endpoint) {
+    record.upstreamHost = `${cluster.dynamicAddress ? facts.host : result.endpoint.address}:${result.endpoint.port}`;
+    record.upstreamEndpoint = result.endpoint;
+  }
   if (!result.ok) {
     const reply = localReply(result.reply, record);
     record.flags.push(...result.flags);
@@ -220,7 +254,8 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
   record.flags.push(...result.flags);
 
   const response = downstreamResponse(result.response);
-  response.headers.set("x-envoy-upstream-service-time", String(Math.max(0, Math.round(deps.now() - started))));
+  record.upstreamServiceTimeMs = Math.max(0, Math.round(deps.now() - started));
+  response.headers.set("x-envoy-upstream-service-time", String(record.upstreamServiceTimeMs));
   for (const ops of orderedOps("response", rule.def.headers, destination.headers, weighted)) applyHeaderOps(response.headers, ops);
   if (hashKey.setCookie) response.headers.append("set-cookie", hashKey.setCookie);
   return { response, record };
@@ -247,12 +282,16 @@ async function passthrough(ctx: RequestContext): Promise<PipelineResult> {
   const { facts, record } = ctx;
   record.cluster = "PassthroughCluster";
   const url = `${facts.scheme}://${facts.authority}${facts.path}${facts.query ? `?${facts.query}` : ""}`;
+  const observer = attemptObserver(ctx);
+  observer?.sending(1, { address: facts.host, port: facts.port, labels: {}, weight: 1 }, url, facts.headers);
   const result = await forward(ctx.deps.fetch, url, {
     method: facts.method,
     headers: facts.headers,
     body: ctx.request.body,
     maxBodyBytes: ctx.settings.limits.maxRequestBodyBytes,
   });
+  observer?.ended(1, result.ok ? { status: result.response.status } : { failure: result.reply.flag === "UT" ? "route-timeout" : "connect-failure" }, undefined);
+  record.upstreamHost = `${facts.host}:${facts.port}`;
   if (!result.ok) return localReply(result.reply, record);
   return { response: downstreamResponse(result.response), record };
 }

@@ -22,7 +22,7 @@ import { limitBody } from "../gateway/hygiene.ts";
 import { badRequest, REPLIES, type LocalReply, type ResponseFlag } from "../gateway/local-reply.ts";
 import type { Balancer } from "../routing/balancer.ts";
 import type { Fetch } from "../routing/forward.ts";
-import type { Observation } from "./outlier.ts";
+import type { Ejection, Observation } from "./outlier.ts";
 import { pickEndpoint } from "./picker.ts";
 import type { UpstreamBody } from "./request-body.ts";
 import { backoffMs, excludedLevels, retriable, type AttemptOutcome } from "./retry-policy.ts";
@@ -55,6 +55,18 @@ export interface AttemptsInput {
   waitUntil: (promise: Promise<unknown>) => void;
   /** Snapshot version, for ejection reports. */
   version: string;
+  /** Told about each attempt (telemetry: timings, trace context headers); absent costs nothing. */
+  observer?: AttemptObserver;
+}
+
+/** What one attempt ended with. */
+export type AttemptEnd = { status: number } | { failure: "connect-failure" | "per-try-timeout" | "route-timeout" | "body-too-large" };
+
+export interface AttemptObserver {
+  /** Just before an attempt is sent; may add headers to it (trace context). */
+  sending(attempt: number, endpoint: EndpointDef, url: string, headers: Headers): void;
+  /** When it has ended, with the ejection it caused, if any. */
+  ended(attempt: number, end: AttemptEnd, ejection: Ejection | undefined): void;
 }
 
 export type AttemptsResult =
@@ -144,16 +156,19 @@ async function attempts(input: AttemptsInput, routeSignal: AbortSignal, track: (
     }
 
     if (sent.kind === "route-timeout") {
-      state.observe(cluster, endpoint, { type: "timeout" }, input.waitUntil, input.version);
+      const ejection = state.observe(cluster, endpoint, { type: "timeout" }, input.waitUntil, input.version);
+      input.observer?.ended(attempt, { failure: "route-timeout" }, ejection);
       await replace({ reply: REPLIES.timeout, endpoint });
       return finish();
     }
     if (sent.kind === "body-too-large") {
+      input.observer?.ended(attempt, { failure: "body-too-large" }, undefined);
       await replace({ reply: badRequest(413, "payload too large"), endpoint });
       return finish();
     }
     const outcome = sent.outcome;
-    state.observe(cluster, endpoint, observationOf(outcome), input.waitUntil, input.version);
+    const ejection = state.observe(cluster, endpoint, observationOf(outcome), input.waitUntil, input.version);
+    input.observer?.ended(attempt, outcome.type === "response" ? { status: outcome.status } : { failure: outcome.type }, ejection);
     if (sent.response) await replace({ response: sent.response, endpoint });
     else await replace({ reply: outcome.type === "per-try-timeout" ? REPLIES.timeout : attempt > 1 ? REPLIES.retriedConnectFailure : REPLIES.connectFailure, endpoint });
 
@@ -184,6 +199,8 @@ async function sendOnce(input: AttemptsInput, endpoint: EndpointDef, attempt: nu
       : undefined;
   const headers = new Headers(input.headers);
   headers.set("x-envoy-attempt-count", String(attempt));
+  const url = input.url(endpoint);
+  input.observer?.sending(attempt, endpoint, url, headers);
   let body: BodyInit | null = null;
   if (input.body.type === "bytes") body = input.body.bytes.slice();
   else if (input.body.type === "stream") {
@@ -193,7 +210,7 @@ async function sendOnce(input: AttemptsInput, endpoint: EndpointDef, attempt: nu
     });
   }
   try {
-    const response = await input.fetch(new Request(input.url(endpoint), { method: input.method, headers, body, redirect: "manual", signal: controller.signal }));
+    const response = await input.fetch(new Request(url, { method: input.method, headers, body, redirect: "manual", signal: controller.signal }));
     if (tooLarge) {
       await discard(response);
       return { kind: "body-too-large" };

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileNameToKey, keyToFileName } from "../../src/config/store-files.ts";
 import { openDirectoryStore } from "../../src/cli/stores.ts";
-import { workerSettings } from "../../src/cli/wrangler-config.ts";
+import { kvBinding, workerSettings } from "../../src/cli/wrangler-config.ts";
 
 describe("directory store file names", () => {
   it("round-trips every key layout the store uses", () => {
@@ -89,5 +89,65 @@ new_sqlite_classes = ["RateLimiter"]
   it("names the file and what is missing", () => {
     expect(() => read(`compatibility_date = "2026-11-01"`)).toThrow(/wrangler.toml: expected main/);
     expect(() => read(`main = "w.ts"\ncompatibility_date = "2026-11-01"\n[[durable_objects.bindings]]\nname = "X"\nclass_name = "Y"\nscript_name = "other"`)).toThrow(/names another Worker/);
+  });
+});
+
+describe("secrets for isthmus serve", () => {
+  it("reads a .dev.vars-style file as wrangler does", async () => {
+    const { parseEnvFile } = await import("../../src/cli/commands/serve.ts");
+    expect(parseEnvFile(["# OTLP exporter", "OTLP_TOKEN=Bearer abc # trailing comment", 'QUOTED="a b\\nc"', "SINGLE='x=y'", "export EXPORTED=1", "not a line", ""].join("\n"))).toEqual({
+      OTLP_TOKEN: "Bearer abc",
+      QUOTED: "a b\nc",
+      SINGLE: "x=y",
+      EXPORTED: "1",
+    });
+  });
+
+  it("binds each variable as a text binding, never overriding ADMIN_TOKEN", async () => {
+    const { workerdConfig } = await import("../../src/cli/serve/workerd-config.ts");
+    const text = workerdConfig({
+      moduleFile: "worker.js",
+      compatibilityDate: "2026-11-01",
+      compatibilityFlags: [],
+      listen: "127.0.0.1:8787",
+      configDir: "/c",
+      durableObjectDir: "/d",
+      durableObjects: [],
+      adminToken: "t",
+      vars: { OTLP_TOKEN: 'Bearer "x"', ADMIN_TOKEN: "ignored" },
+    });
+    expect(text).toContain('(name = "OTLP_TOKEN", text = "Bearer \\"x\\"")');
+    expect(text.match(/ADMIN_TOKEN/g)?.length).toBe(1);
+  });
+});
+
+describe("the CONFIG KV namespace in wrangler.toml", () => {
+  const withToml = (text: string, check: (path: string) => void) => {
+    const dir = mkdtempSync(join(tmpdir(), "isthmus-toml-"));
+    try {
+      const path = join(dir, "wrangler.toml");
+      writeFileSync(path, text);
+      check(path);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  it("is found in the [[kv_namespaces]] block form and in the inline-array form", () => {
+    withToml('name = "gw"\n[[kv_namespaces]]\nbinding = "OTHER"\nid = "o1"\n\n[[kv_namespaces]]\nbinding = "CONFIG"\nid = "c1"\n', (path) => {
+      expect(kvBinding(path, "CONFIG")).toEqual({ binding: "CONFIG", id: "c1" });
+    });
+    withToml('name = "gw"\nkv_namespaces = [\n  { binding = "CONFIG", id = "c2" },\n]\n', (path) => {
+      expect(kvBinding(path, "CONFIG")).toEqual({ binding: "CONFIG", id: "c2" });
+    });
+  });
+
+  it("names the file and the binding when there is none, or the file is not TOML", () => {
+    withToml('name = "gw"\n[[kv_namespaces]]\nbinding = "OTHER"\nid = "o1"\n', (path) => {
+      expect(() => kvBinding(path, "CONFIG")).toThrow(`${path}: no kv_namespaces entry with binding = "CONFIG" and an id`);
+    });
+    withToml('name = "gw\n', (path) => {
+      expect(() => kvBinding(path, "CONFIG")).toThrow(path);
+    });
   });
 });

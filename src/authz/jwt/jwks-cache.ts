@@ -52,6 +52,8 @@ export class JwksCache {
   private readonly entries = new Map<string, Entry>();
   private readonly fetchFn: Fetch;
   private readonly now: () => number;
+  /** Told about every fetch (telemetry counts them); `source` is the JWKS URL or `oidc:<issuer>`. */
+  onFetch?: (source: string, ok: boolean) => void;
 
   constructor(fetchFn: Fetch, now: () => number) {
     this.fetchFn = fetchFn;
@@ -123,8 +125,10 @@ export class JwksCache {
         entry.fetchedAt = this.now();
       }
       delete entry.failedAt;
+      this.onFetch?.("uri" in source ? source.uri : `oidc:${source.discovery}`, true);
     } catch (error) {
       entry.failedAt = this.now();
+      this.onFetch?.("uri" in source ? source.uri : `oidc:${source.discovery}`, false);
       console.error(
         JSON.stringify({
           message: "isthmus: JWKS fetch failed",

@@ -19,6 +19,9 @@ Options:
   --port N           port to listen on (default 8787)
   --persist-to DIR   local state directory (default .wrangler/state)
   --config FILE      the gateway's wrangler.toml (default ./wrangler.toml)
+  --env-file FILE    secrets and variables for the Worker (KEY=VALUE lines), such as
+                     the OTLP exporter header secrets; passed to wrangler dev
+                     (which otherwise reads .dev.vars beside the wrangler.toml)
 
 Example:
   isthmus dev -f examples/bookinfo --port 8787`;
@@ -27,6 +30,7 @@ export interface DevOptions {
   port?: string;
   "persist-to"?: string;
   config?: string;
+  "env-file"?: string;
 }
 
 export async function dev(files: string[], opts: DevOptions): Promise<number> {
@@ -41,11 +45,11 @@ export async function dev(files: string[], opts: DevOptions): Promise<number> {
 
   // Tests pin the admin token through the environment; otherwise it is random per run.
   const token = process.env.ISTHMUS_ADMIN_TOKEN ?? randomUUID();
-  const gateway = startWrangler(config, port, persistTo, token);
+  const gateway = startWrangler(config, port, persistTo, token, opts["env-file"]);
   return superviseGateway({ files, storeOptions, first, gateway, name: "wrangler dev", base: `http://127.0.0.1:${port}`, token, readyTimeoutMs: 90_000 });
 }
 
-function startWrangler(config: string, port: number, persistTo: string, token: string): ChildProcess {
+function startWrangler(config: string, port: number, persistTo: string, token: string, envFile: string | undefined): ChildProcess {
   const args = [
     wranglerBin(),
     "dev",
@@ -62,6 +66,7 @@ function startWrangler(config: string, port: number, persistTo: string, token: s
     "--show-interactive-dev-session=false",
     "--log-level",
     "warn",
+    ...(envFile ? ["--env-file", envFile] : []),
   ];
   const child = spawn(process.execPath, args, {
     stdio: ["ignore", "inherit", "inherit"],

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { randomUUID } from "node:crypto";
@@ -31,6 +31,9 @@ Options:
   --state DIR     state directory (default .isthmus)
   --config FILE   the gateway's wrangler.toml (default ./wrangler.toml): main,
                   compatibility date and flags, Durable Object bindings
+  --env-file FILE secrets and variables for the Worker (KEY=VALUE lines), such as
+                  the OTLP exporter header secrets (default: .dev.vars beside the
+                  wrangler.toml, when it exists, as wrangler dev reads it)
 
 The admin endpoints use the token in ISTHMUS_ADMIN_TOKEN (random per run
 when unset). See README.md, "Self-hosted: isthmus serve", for what differs
@@ -44,6 +47,7 @@ export interface ServeOptions {
   ip?: string;
   state?: string;
   config?: string;
+  "env-file"?: string;
 }
 
 export async function serve(files: string[], opts: ServeOptions): Promise<number> {
@@ -69,6 +73,9 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   } catch (error) {
     throw new CliError(`bundling ${settings.main} failed: ${error instanceof Error ? error.message : String(error)}`);
   }
+  const envFile = opts["env-file"] ?? join(dirname(wranglerConfig), ".dev.vars");
+  if (opts["env-file"] !== undefined && !existsSync(envFile)) throw new CliError(`--env-file: ${envFile} does not exist`, 2);
+  const vars = existsSync(envFile) ? parseEnvFile(readFileSync(envFile, "utf8")) : {};
   // Tests pin the admin token through the environment; otherwise it is random per run.
   const token = process.env.ISTHMUS_ADMIN_TOKEN ?? randomUUID();
   const configFile = join(runDir, "isthmus.capnp");
@@ -84,6 +91,7 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
       durableObjectDir,
       durableObjects: settings.durableObjects,
       adminToken: token,
+      vars,
     }),
     { mode: 0o600 },
   );
@@ -93,6 +101,27 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   return superviseGateway({ files, storeOptions, first, gateway, name: "workerd", base, token, readyTimeoutMs: 30_000 });
 }
 
+/**
+ * A dotenv file as wrangler reads `.dev.vars`: `KEY=VALUE` lines, `#`
+ * comments, values optionally in single or double quotes (`\n` in double quotes).
+ */
+export function parseEnvFile(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (!line || line.startsWith("#")) continue;
+    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
+    if (!m) continue;
+    let value = (m[2] as string).trim();
+    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1).replace(/\\n/g, "\n");
+    else if (value.length >= 2 && value.startsWith("'") && value.endsWith("'")) value = value.slice(1, -1);
+    else value = value.replace(/\s+#.*$/, "");
+    out[m[1] as string] = value;
+  }
+  return out;
+}
+
+/** The workerd binary shipped by the `workerd` npm package. */
 export function workerdBinary(): string {
   const require = createRequire(import.meta.url);
   return (require("workerd") as { default: string }).default;

@@ -31,6 +31,8 @@ export interface WorkerdConfigInput {
   durableObjects: DurableObjectBinding[];
   /** Enables the admin endpoints. */
   adminToken?: string;
+  /** Secrets and variables (text bindings), e.g. OTLP exporter header secrets. */
+  vars?: Record<string, string>;
 }
 
 /**
@@ -48,6 +50,7 @@ export const EDGE_HEADERS = ["cf-connecting-ip", "cf-ipcountry", "cf-ray", "cf-v
 export function workerdConfig(input: WorkerdConfigInput): string {
   const bindings = [`(name = "CONFIG_STORE", service = "config-store")`];
   if (input.adminToken !== undefined) bindings.push(`(name = "ADMIN_TOKEN", text = ${str(input.adminToken)})`);
+  for (const [name, value] of Object.entries(input.vars ?? {})) if (name !== "ADMIN_TOKEN") bindings.push(`(name = ${str(name)}, text = ${str(value)})`);
   for (const d of input.durableObjects) bindings.push(`(name = ${str(d.binding)}, durableObjectNamespace = (className = ${str(d.className)}))`);
   const namespaces = input.durableObjects.map(
     (d) => `(className = ${str(d.className)}, uniqueKey = ${str(`isthmus-${d.className}`)}${d.sql ? ", enableSql = true" : ""})`,

@@ -13,6 +13,7 @@ import { Diagnostics } from "./diagnostics.ts";
 import { ServiceRegistry } from "./services.ts";
 import { compileSecurity } from "./security.ts";
 import { compileRateLimits } from "./rate-limit.ts";
+import { compileTelemetry } from "./telemetry.ts";
 import { compileSettings } from "./settings.ts";
 import { compileGatewayUpstreams } from "./health-checks.ts";
 import { buildVirtualHosts } from "./virtual-hosts.ts";
@@ -59,6 +60,11 @@ export async function compile(resources: readonly AnyResource[]): Promise<Compil
     diag,
   );
 
+  const telemetry = compileTelemetry(
+    { telemetries: of("Telemetry"), gatewayConfig, gateways: of("Gateway"), rootNamespace: settings.rootNamespace, services },
+    diag,
+  );
+
   if (hasErrors(diag.problems)) return { problems: diag.problems };
 
   const body: Omit<Snapshot, "version"> = {
@@ -72,6 +78,7 @@ export async function compile(resources: readonly AnyResource[]): Promise<Compil
   };
   if (security) body.security = security;
   if (rateLimits) body.rateLimits = rateLimits;
+  if (telemetry) body.telemetry = telemetry;
   const version = await contentVersion(body);
   return { snapshot: { ...body, version }, problems: diag.problems };
 }

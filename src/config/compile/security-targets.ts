@@ -19,8 +19,8 @@ import type { ClusterDef } from "../snapshot.ts";
 import type { AnyResource, Resource } from "../validate.ts";
 import type { Diagnostics } from "./diagnostics.ts";
 
-/** The kinds mapped onto traffic this way (RateLimitPolicy uses the same mapping). */
-type AttachableKind = "RequestAuthentication" | "AuthorizationPolicy" | "PeerAuthentication" | "RateLimitPolicy";
+/** The kinds mapped onto traffic this way (RateLimitPolicy and Telemetry use the same mapping). */
+type AttachableKind = "RequestAuthentication" | "AuthorizationPolicy" | "PeerAuthentication" | "RateLimitPolicy" | "Telemetry";
 
 export interface Attachment {
   /** Root namespace, no selector: every request. */

@@ -122,6 +122,8 @@ export const GatewayConfigSpec = z.strictObject({
       flushRequests: UInt.optional(),
       maxSeries: UInt.optional(),
       exportRetries: UInt.optional(),
+      /** Trace context formats written upstream (OTEL_PROPAGATORS names); every format is read. */
+      propagators: z.array(z.enum(["tracecontext", "b3", "b3multi"])).optional(),
     })
     .optional(),
   locality: z

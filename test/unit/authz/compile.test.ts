@@ -76,7 +76,7 @@ spec: {mtls: {mode: STRICT}}
     expect(r.snapshot?.security).toBeUndefined();
   });
 
-  it("warns only about the opentelemetry part of extensionProviders", async () => {
+  it("accepts an opentelemetry provider beside the security fields without a warning (telemetry is acted on)", async () => {
     const r = await build(`
 apiVersion: isthmus.dev/v1alpha1
 kind: GatewayConfig
@@ -88,7 +88,8 @@ spec:
   - name: otel
     opentelemetry: {endpoint: "https://otel.example"}
 `);
-    expect(warnings(r.problems).map((p) => p.field)).toEqual(["spec.extensionProviders[0].opentelemetry"]);
+    expect(warnings(r.problems).map((p) => p.field)).toEqual([]);
+    expect(r.snapshot?.telemetry?.providers.map((p) => p.name)).toEqual(["otel"]);
   });
 });
 

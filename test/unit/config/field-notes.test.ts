@@ -111,7 +111,7 @@ describe("not enforced yet", () => {
     }
   });
 
-  it("accepts Telemetry, not acted on yet, with a warning", async () => {
+  it("acts on Telemetry; without an OTLP provider its tracing has nothing to report to, which is said", async () => {
     const result = await build(
       serviceEntry("a", ["a.example.com"]),
       virtualService("v", ["a.example.com"], [{ route: [{ destination: { host: "a.example.com" } }] }]),
@@ -119,7 +119,7 @@ describe("not enforced yet", () => {
     );
     expect(errors(result)).toEqual([]);
     expect(warnings(result).map((w) => w.replace(/^config\.yaml:\d+: /, ""))).toEqual([
-      "warning: Telemetry/istio-system/t: spec: Telemetry is accepted but not acted on yet by this version of Isthmus (see the status table in docs/CONFIG.md)",
+      "warning: Telemetry/istio-system/t: spec.tracing: has no effect: GatewayConfig defines no opentelemetry provider (extensionProviders[].opentelemetry) to send spans to",
     ]);
     expect(result.snapshot).toBeDefined();
   });

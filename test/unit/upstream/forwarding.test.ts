@@ -274,6 +274,44 @@ describe("outlier detection", () => {
   });
 });
 
+describe("mirrors", () => {
+  it("go through the shadow cluster's own load balancing: an ejected endpoint gets no copies", async () => {
+    const yaml = `${config()}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: shadow, namespace: shop}
+spec:
+  hosts: [shadow.shop.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  endpoints: [{address: s1.internal}, {address: s2.internal}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: shadow, namespace: shop}
+spec:
+  host: shadow.shop.internal
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 50}
+`.replace(
+      "  http:\n  - route: [{destination: {host: app.shop.internal}}]",
+      "  http:\n  - match: [{uri: {prefix: /direct}}]\n    retries: {attempts: 0}\n    route: [{destination: {host: shadow.shop.internal}}]\n  - route: [{destination: {host: app.shop.internal}}]\n    mirror: {host: shadow.shop.internal}",
+    );
+    const gw = await gateway(yaml, { s1: () => new Response("s1 down", { status: 503 }) });
+    // Direct traffic to the shadow service finds s1 failing: it is ejected.
+    for (let i = 0; i < 4; i++) await gw.run("/direct");
+    expect(gw.sent.filter((s) => s.host === "s1")).toHaveLength(1);
+    const before = gw.sent.length;
+    for (let i = 0; i < 10; i++) expect((await gw.run("/m")).status).toBe(200);
+    await Promise.all(gw.pending);
+    const copies = gw.sent.slice(before).filter((s) => s.host.startsWith("s"));
+    expect(copies.map((s) => s.host)).toEqual(Array(10).fill("s2"));
+  });
+});
+
 describe("consistent hashing", () => {
   const hashed = (key: string) => `    loadBalancer: {consistentHash: {${key}}}`;
 

@@ -1,0 +1,186 @@
+/**
+ * A finished request, as every telemetry signal sees it: status, Envoy
+ * response flags and details, sizes on the wire and times. Built once per
+ * request after its response body has been sent, off the request's path.
+ */
+import type { RequestContext, RequestRecord } from "../gateway/context.ts";
+import type { AttributeReader } from "./expression.ts";
+
+export interface Completed {
+  request: Request;
+  context?: RequestContext;
+  record: RequestRecord;
+  response: Response;
+  /** 0 when the client went away before the response was sent (flag DC). */
+  status: number;
+  /** Envoy's short flags, comma-joined, or `-`. */
+  flags: string;
+  details: string;
+  method: string;
+  host: string;
+  /** Path as routed (normalized), without the query. */
+  path: string;
+  query: string;
+  scheme: "http" | "https";
+  protocol: string;
+  start: number;
+  end: number;
+  durationMs: number;
+  requestBytes: number;
+  requestBodyBytes: number;
+  responseBytes: number;
+  responseBodyBytes: number;
+  grpc: boolean;
+  grpcStatus: string;
+}
+
+const FLAG_DETAILS: Record<string, string> = {
+  NR: "route_not_found",
+  UH: "no_healthy_upstream",
+  UF: "upstream_reset_before_response_started{connection_failure}",
+  UO: "upstream_reset_before_response_started{overflow}",
+  NC: "cluster_not_found",
+  UT: "upstream_response_timeout",
+  FI: "fault_filter_abort",
+  RL: "local_rate_limited",
+  RLSE: "rate_limiter_error",
+  UAEX: "ext_authz_denied",
+  DPE: "http1.codec_error",
+  DC: "downstream_remote_disconnect",
+};
+
+/** Envoy's RESPONSE_CODE_DETAILS for the request. */
+export function responseCodeDetails(record: RequestRecord, fromUpstream: boolean): string {
+  if (record.details) return record.details;
+  for (const flag of record.flags) {
+    const detail = FLAG_DETAILS[flag];
+    if (detail && flag !== "URX" && flag !== "DI") return detail;
+  }
+  return fromUpstream ? "via_upstream" : "direct_response";
+}
+
+/** The HTTP/1.1 size of a header block: `name: value\r\n` per header. */
+export function headerBytes(headers: Headers): number {
+  let n = 0;
+  for (const [name, value] of headers) n += name.length + value.length + 4;
+  return n;
+}
+
+const REASON_LENGTH: Record<number, number> = { 200: 2, 404: 9, 503: 19 };
+
+/** Builds the view of a finished request. */
+export function completeRequest(input: {
+  request: Request;
+  context?: RequestContext;
+  record: RequestRecord;
+  response: Response;
+  end: number;
+  responseBodyBytes: number;
+  disconnected: boolean;
+}): Completed {
+  const { request, context, record, response } = input;
+  const facts = context?.facts;
+  if (input.disconnected && !record.flags.includes("DC")) record.flags.push("DC");
+  const url = facts ? undefined : new URL(request.url);
+  const path = facts?.path ?? url?.pathname ?? "/";
+  const query = facts ? facts.query : (url?.search.slice(1) ?? "");
+  const fromUpstream = record.upstreamServiceTimeMs !== undefined;
+  const contentLength = request.headers.get("content-length");
+  const requestBodyBytes = contentLength !== null && /^\d+$/.test(contentLength) ? Number(contentLength) : 0;
+  const protocol = (request.cf as { httpProtocol?: string } | undefined)?.httpProtocol ?? "HTTP/1.1";
+  // Request line + headers + blank line + body, as HTTP/1.1 puts them on the wire.
+  const requestBytes = request.method.length + path.length + (query ? query.length + 1 : 0) + 11 + headerBytes(request.headers) + 2 + requestBodyBytes;
+  const status = input.disconnected && input.responseBodyBytes === 0 ? 0 : response.status;
+  const responseBytes = 15 + (REASON_LENGTH[response.status] ?? 8) + headerBytes(response.headers) + 2 + input.responseBodyBytes;
+  const contentType = response.headers.get("content-type") ?? "";
+  const grpc = contentType.startsWith("application/grpc");
+  const start = record.startedAt ?? input.end;
+  return {
+    request,
+    ...(context ? { context } : {}),
+    record,
+    response,
+    status,
+    flags: record.flags.length > 0 ? record.flags.join(",") : "-",
+    details: responseCodeDetails(record, fromUpstream),
+    method: request.method,
+    host: facts?.authority ?? url?.host ?? "",
+    path,
+    query,
+    scheme: facts?.scheme ?? (url?.protocol === "https:" ? "https" : "http"),
+    protocol,
+    start,
+    end: input.end,
+    durationMs: Math.max(0, input.end - start),
+    requestBytes,
+    requestBodyBytes,
+    responseBytes,
+    responseBodyBytes: input.responseBodyBytes,
+    grpc,
+    grpcStatus: grpc ? (response.headers.get("grpc-status") ?? "") : "",
+  };
+}
+
+/** The attributes the CEL subset reads (src/telemetry/expression.ts), for one finished request. */
+export function attributesOf(c: Completed): AttributeReader {
+  const facts = c.context?.facts;
+  const headers = facts?.headers ?? c.request.headers;
+  return (name, key) => {
+    switch (name) {
+      case "request.path":
+        return c.query ? `${c.path}?${c.query}` : c.path;
+      case "request.url_path":
+        return c.path;
+      case "request.host":
+        return c.host;
+      case "request.scheme":
+        return c.scheme;
+      case "request.method":
+        return c.method;
+      case "request.headers":
+        return headers.get(key as string);
+      case "request.useragent":
+        return headers.get("user-agent");
+      case "request.id":
+        return headers.get("x-request-id");
+      case "request.protocol":
+        return c.protocol;
+      case "request.query":
+        return c.query;
+      case "request.size":
+        return c.requestBodyBytes;
+      case "request.total_size":
+        return c.requestBytes;
+      case "request.duration":
+        return c.durationMs;
+      case "request.auth.principal":
+        return c.record.requestPrincipal;
+      case "response.code":
+        return c.status;
+      case "response.code_details":
+        return c.details;
+      case "response.grpc_status":
+        return c.grpcStatus === "" ? null : Number(c.grpcStatus);
+      case "response.headers":
+        return c.response.headers.get(key as string);
+      case "response.size":
+        return c.responseBodyBytes;
+      case "response.total_size":
+        return c.responseBytes;
+      case "source.address":
+        return facts?.remoteIp || c.request.headers.get("cf-connecting-ip");
+      case "upstream.address":
+        return c.record.upstreamHost;
+      case "xds.route_name":
+        return c.record.routeName;
+      case "xds.cluster_name":
+        return c.record.cluster;
+      case "connection.mtls":
+        return c.record.peerPrincipal !== undefined;
+      case "connection.requested_server_name":
+        return c.scheme === "https" ? (facts?.host ?? null) : null;
+      default:
+        return null;
+    }
+  };
+}

@@ -1,0 +1,76 @@
+/**
+ * The Snapshot's telemetry part → runtime plans: filter and tag
+ * expressions parsed once, per-plan flags, the plan lookup by cluster.
+ * Runs once per snapshot per isolate.
+ */
+import type { IstioMetric, TelemetryDef, TelemetryPlanDef } from "../config/snapshot-telemetry.ts";
+import { evaluate, parseExpression, tagValue, type AttributeReader, type Node } from "./expression.ts";
+
+export interface TagOverride {
+  tag: string;
+  /** Absent: the label is removed. */
+  value?: (read: AttributeReader) => string;
+}
+
+export interface RuntimePlan {
+  def: TelemetryPlanDef;
+  /** Anything to report for this traffic (metrics, spans or access logs). */
+  active: boolean;
+  metrics: boolean;
+  disabled: ReadonlySet<IstioMetric>;
+  disabledCustom: ReadonlySet<string>;
+  /** Label changes per metric; absent when the metric keeps Istio's labels. */
+  tags: Partial<Record<IstioMetric, TagOverride[]>>;
+  accessLog: boolean;
+  /** True when the request should be logged (always true without a filter). */
+  logFilter: (read: AttributeReader) => boolean;
+}
+
+export interface RuntimeTelemetry {
+  def: TelemetryDef;
+  plans: RuntimePlan[];
+  /** The plan for traffic routed to a cluster (plan 0 without one). */
+  planFor(cluster: string | undefined): RuntimePlan;
+}
+
+export function hydrateTelemetry(def: TelemetryDef): RuntimeTelemetry {
+  const plans = def.plans.map(hydratePlan);
+  const byCluster = new Map(Object.entries(def.clusterPlans).map(([name, i]) => [name, plans[i] as RuntimePlan]));
+  const fallback = plans[0] as RuntimePlan;
+  return {
+    def,
+    plans,
+    planFor: (cluster) => (cluster !== undefined ? (byCluster.get(cluster) ?? fallback) : fallback),
+  };
+}
+
+function compiled(source: string): Node {
+  const parsed = parseExpression(source);
+  // Compile already rejected invalid expressions; a snapshot from elsewhere fails loudly here, once.
+  if (!parsed.ok) throw new Error(`telemetry expression "${source}": ${parsed.error}`);
+  return parsed.node;
+}
+
+function hydratePlan(def: TelemetryPlanDef): RuntimePlan {
+  const metrics = def.metrics.providers.length > 0;
+  const accessLog = def.accessLog.console || def.accessLog.providers.length > 0;
+  const tags: RuntimePlan["tags"] = {};
+  for (const [metric, overrides] of Object.entries(def.metrics.tags) as [IstioMetric, NonNullable<TelemetryPlanDef["metrics"]["tags"][IstioMetric]>][]) {
+    tags[metric] = overrides.map((o): TagOverride => {
+      if ("remove" in o) return { tag: o.tag };
+      const node = compiled(o.value);
+      return { tag: o.tag, value: (read) => tagValue(evaluate(node, read)) };
+    });
+  }
+  const filter = def.accessLog.filter !== undefined ? compiled(def.accessLog.filter) : undefined;
+  return {
+    def,
+    active: metrics || accessLog || def.tracing !== undefined,
+    metrics,
+    disabled: new Set(def.metrics.disabled),
+    disabledCustom: new Set(def.metrics.disabledCustom),
+    tags,
+    accessLog,
+    logFilter: filter ? (read) => evaluate(filter, read) === true : () => true,
+  };
+}

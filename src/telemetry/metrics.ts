@@ -1,0 +1,171 @@
+/**
+ * Metrics aggregated in the isolate between two exports, with delta
+ * temporality: each export reports what happened since the previous one
+ * and starts again from zero, so no isolate has to keep state forever, and
+ * many isolates (each its own `service.instance.id`) add up.
+ *
+ * Memory is bounded: at most `maxSeries` series are held. A measurement
+ * that would open one more is folded into one overflow series of its
+ * metric (attribute `otel.metric.overflow: true`, the OpenTelemetry SDK's
+ * convention), and the folds are counted in `isthmus_telemetry_series_folded_total`.
+ */
+import { attr, DELTA, type HistogramDataPoint, type KeyValue, type Metric, type Millis, type NumberDataPoint } from "./otlp/model.ts";
+import { ENVOY_BUCKETS, ISTHMUS_METRIC } from "./metric-names.ts";
+
+interface CounterSeries {
+  kind: "counter";
+  name: string;
+  attributes: KeyValue[];
+  value: number;
+}
+
+interface GaugeSeries {
+  kind: "gauge";
+  name: string;
+  attributes: KeyValue[];
+  value: number;
+}
+
+interface HistogramSeries {
+  kind: "histogram";
+  name: string;
+  attributes: KeyValue[];
+  buckets: number[];
+  count: number;
+  sum: number;
+  min: number;
+  max: number;
+}
+
+type Series = CounterSeries | GaugeSeries | HistogramSeries;
+
+const OVERFLOW: KeyValue[] = [attr("otel.metric.overflow", true)];
+
+/** Units of the metrics that have one (OTLP `unit`, UCUM). */
+const UNITS: Record<string, string> = {
+  istio_request_duration_milliseconds: "ms",
+  istio_request_bytes: "By",
+  istio_response_bytes: "By",
+};
+
+export class MetricsStore {
+  private series = new Map<string, Series>();
+  private folded = 0;
+  private readonly maxSeries: number;
+  /** Start of the current delta interval. */
+  private since: Millis;
+
+  constructor(maxSeries: number, now: Millis) {
+    this.maxSeries = maxSeries;
+    this.since = now;
+  }
+
+  /** Series held now (for tests and the admin view). */
+  get size(): number {
+    return this.series.size;
+  }
+
+  /**
+   * Adds to a counter. `key` identifies the series among the metric's
+   * series; `attributes` builds its attributes, called only for a new series.
+   */
+  add(name: string, key: string, attributes: () => KeyValue[], value = 1): void {
+    const s = this.find(name, key, attributes, "counter") as CounterSeries;
+    s.value += value;
+  }
+
+  /** Sets a gauge to its last value in the interval. */
+  set(name: string, key: string, attributes: () => KeyValue[], value: number): void {
+    const s = this.find(name, key, attributes, "gauge") as GaugeSeries;
+    s.value = value;
+  }
+
+  /** Records a value in a histogram with Envoy's default buckets. */
+  record(name: string, key: string, attributes: () => KeyValue[], value: number): void {
+    const s = this.find(name, key, attributes, "histogram") as HistogramSeries;
+    s.count++;
+    s.sum += value;
+    if (value < s.min) s.min = value;
+    if (value > s.max) s.max = value;
+    let i = 0;
+    while (i < ENVOY_BUCKETS.length && value > (ENVOY_BUCKETS[i] as number)) i++;
+    s.buckets[i] = (s.buckets[i] as number) + 1;
+  }
+
+  private find(name: string, key: string, attributes: () => KeyValue[], kind: Series["kind"]): Series {
+    const full = `${name}\u0000${key}`;
+    let s = this.series.get(full);
+    if (s) return s;
+    let attrs: KeyValue[];
+    let id = full;
+    if (this.series.size >= this.maxSeries) {
+      this.folded++;
+      id = `${name}\u0000\u0001overflow`;
+      const overflow = this.series.get(id);
+      if (overflow) return overflow;
+      attrs = OVERFLOW;
+    } else {
+      attrs = attributes();
+    }
+    const created: Series =
+      kind === "histogram"
+        ? { kind, name, attributes: attrs, buckets: new Array<number>(ENVOY_BUCKETS.length + 1).fill(0), count: 0, sum: 0, min: Infinity, max: -Infinity }
+        : { kind, name, attributes: attrs, value: 0 };
+    this.series.set(id, created);
+    return created;
+  }
+
+  /** True when nothing was measured since the last collection. */
+  get empty(): boolean {
+    return this.series.size === 0 && this.folded === 0;
+  }
+
+  /** The interval's metrics as OTLP, then starts a new interval. */
+  collect(now: Millis): Metric[] {
+    const start = this.since;
+    const byName = new Map<string, Metric>();
+    const metricOf = (s: Series): Metric => {
+      let m = byName.get(s.name);
+      if (!m) {
+        m = { name: s.name };
+        const unit = UNITS[s.name];
+        if (unit) m.unit = unit;
+        if (s.kind === "histogram") m.histogram = { dataPoints: [], aggregationTemporality: DELTA };
+        else if (s.kind === "gauge") m.gauge = { dataPoints: [] };
+        else m.sum = { dataPoints: [], aggregationTemporality: DELTA, isMonotonic: true };
+        byName.set(s.name, m);
+      }
+      return m;
+    };
+    for (const s of this.series.values()) {
+      const m = metricOf(s);
+      if (s.kind === "histogram") {
+        const p: HistogramDataPoint = {
+          attributes: s.attributes,
+          startTimeUnixNano: start,
+          timeUnixNano: now,
+          count: s.count,
+          sum: s.sum,
+          bucketCounts: s.buckets,
+          explicitBounds: ENVOY_BUCKETS,
+          min: s.min,
+          max: s.max,
+        };
+        m.histogram?.dataPoints.push(p);
+      } else {
+        const p: NumberDataPoint = { attributes: s.attributes, startTimeUnixNano: start, timeUnixNano: now, asInt: s.value };
+        (s.kind === "gauge" ? m.gauge : m.sum)?.dataPoints.push(p);
+      }
+    }
+    if (this.folded > 0) {
+      byName.set(ISTHMUS_METRIC.foldedSeries, {
+        name: ISTHMUS_METRIC.foldedSeries,
+        sum: { dataPoints: [{ attributes: [], startTimeUnixNano: start, timeUnixNano: now, asInt: this.folded }], aggregationTemporality: DELTA, isMonotonic: true },
+      });
+    }
+    this.series = new Map();
+    this.folded = 0;
+    this.since = now;
+    return [...byName.values()];
+  }
+}

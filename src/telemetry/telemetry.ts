@@ -1,0 +1,222 @@
+/**
+ * The isolate's telemetry: after the pipeline has answered, `observe`
+ * measures the response body as it streams to the client; once it is
+ * complete, the request is reported — Istio's metrics, spans when traced,
+ * the access log — off the request's path, in its `waitUntil`. Nothing
+ * here can change a response or delay it: the only change is that the
+ * body passes through a counting stream.
+ *
+ * @example
+ * const telemetry = new Telemetry({ fetch, now: Date.now, sleep, random: Math.random, secret: (n) => env[n], log });
+ * return telemetry.observe(request, result, snapshot, (p) => ctx.waitUntil(p));
+ */
+import type { PipelineResult } from "../gateway/context.ts";
+import type { RuntimeSnapshot } from "../routing/hydrate.ts";
+import type { IstioMetric, OtlpProviderDef } from "../config/snapshot-telemetry.ts";
+import { accessLogEntry, accessLogRecord } from "./access-log.ts";
+import { attributesOf, completeRequest, type Completed } from "./completed.ts";
+import { Exporter, type ExporterDeps } from "./exporter.ts";
+import type { RuntimePlan, RuntimeTelemetry } from "./hydrate.ts";
+import { istioLabelValues } from "./istio-labels.ts";
+import { ISTHMUS_METRIC, ISTIO_LABELS, ISTIO_METRIC_NAMES } from "./metric-names.ts";
+import type { MetricsStore } from "./metrics.ts";
+import { attr, type KeyValue, type Resource } from "./otlp/model.ts";
+import { buildSpans } from "./spans.ts";
+import { clientForcedTrace, randomHex, readIncoming, startTrace } from "./trace-context.ts";
+
+export interface TelemetryDeps extends ExporterDeps {
+  /** Writes an access-log line (console.log in the Worker). */
+  write?: (line: string) => void;
+}
+
+const METRICS: IstioMetric[] = ["REQUEST_COUNT", "REQUEST_DURATION", "REQUEST_SIZE", "RESPONSE_SIZE"];
+
+export class Telemetry {
+  readonly exporter: Exporter;
+  private readonly deps: TelemetryDeps;
+  private readonly instanceId: string;
+  private colo: string | undefined;
+  private resource: { def: object; value: Resource } | undefined;
+  /** The telemetry of the snapshot last served, for metrics not tied to a request (JWKS fetches). */
+  private current: { telemetry: RuntimeTelemetry; version: string } | undefined;
+
+  constructor(deps: TelemetryDeps) {
+    this.deps = deps;
+    this.exporter = new Exporter(deps);
+    this.instanceId = `${randomHex(8, deps.random)}-${randomHex(8, deps.random)}`;
+  }
+
+  /**
+   * Notes the snapshot a request is about to be served with, so that what
+   * happens during the request but outside it (the JWKS fetch its token
+   * triggers) is counted under that snapshot's telemetry.
+   */
+  serving(snapshot: RuntimeSnapshot): void {
+    const telemetry = snapshot.telemetry;
+    if (telemetry && this.current?.telemetry !== telemetry) this.current = { telemetry, version: snapshot.version };
+  }
+
+  /**
+   * Reports a request once its response has been sent. Returns the
+   * response to give the client (the same one, its body metered).
+   */
+  observe(request: Request, result: PipelineResult, snapshot: RuntimeSnapshot, waitUntil: (promise: Promise<unknown>) => void): Response {
+    const telemetry = snapshot.telemetry;
+    if (!telemetry) return result.response;
+    this.current = { telemetry, version: snapshot.version };
+    this.colo ??= (request.cf as { colo?: string } | undefined)?.colo;
+    const plan = telemetry.planFor(result.context?.cluster?.name);
+    if (!plan.active) return result.response;
+    const { response, done } = meterBody(result.response);
+    const mirrors = result.record.mirrorsDone;
+    waitUntil(
+      done.then(async ({ bytes, disconnected }) => {
+        const end = this.deps.now();
+        if (mirrors) await mirrors.catch(() => {});
+        const completed = completeRequest({ request, ...(result.context ? { context: result.context } : {}), record: result.record, response, end, responseBodyBytes: bytes, disconnected });
+        this.report(completed, telemetry, plan, snapshot.version);
+        return this.exporter.finishedRequest(telemetry.def, this.resourceFor(telemetry));
+      }),
+    );
+    return response;
+  }
+
+  /** A JWKS fetch by the isolate's cache (counted under the gateway-wide plan). */
+  jwksFetch(source: string, ok: boolean): void {
+    const current = this.current;
+    if (!current) return;
+    const plan = current.telemetry.plans[0] as RuntimePlan;
+    for (const store of this.stores(current.telemetry, plan, ISTHMUS_METRIC.jwksFetches)) {
+      const outcome = ok ? "success" : "failure";
+      store.add(ISTHMUS_METRIC.jwksFetches, `${source}|${outcome}`, () => [attr("source", source), attr("outcome", outcome)]);
+    }
+  }
+
+  private resourceFor(telemetry: RuntimeTelemetry): Resource {
+    const def = telemetry.def.settings;
+    if (this.resource?.def === def) return this.resource.value;
+    const attributes: KeyValue[] = Object.entries(def.resourceAttributes).map(([k, v]) => attr(k, v));
+    const has = (k: string) => k in def.resourceAttributes;
+    if (!has("service.instance.id")) attributes.push(attr("service.instance.id", this.instanceId));
+    if (!has("cloud.provider")) attributes.push(attr("cloud.provider", "cloudflare"));
+    if (!has("cloud.platform")) attributes.push(attr("cloud.platform", "cloudflare_workers"));
+    if (!has("cloud.region") && this.colo) attributes.push(attr("cloud.region", this.colo));
+    this.resource = { def, value: { attributes } };
+    return this.resource.value;
+  }
+
+  /** The metrics stores of the plan's providers (none when the metric is disabled there). */
+  private stores(telemetry: RuntimeTelemetry, plan: RuntimePlan, custom?: string): MetricsStore[] {
+    if (!plan.metrics || (custom !== undefined && plan.disabledCustom.has(custom))) return [];
+    const max = telemetry.def.settings.maxSeries;
+    return plan.def.metrics.providers.map((i) => this.exporter.metrics(telemetry.def.providers[i] as OtlpProviderDef, max));
+  }
+
+  private report(c: Completed, telemetry: RuntimeTelemetry, plan: RuntimePlan, version: string): void {
+    const def = telemetry.def;
+    if (plan.metrics) this.recordMetrics(c, telemetry, plan, version);
+
+    const tracing = plan.def.tracing;
+    if (tracing) {
+      // Requests answered before any upstream call decide their trace here.
+      const headers = c.context?.facts.headers ?? c.request.headers;
+      const trace = (c.record.trace ??= startTrace(readIncoming(headers), tracing.samplingPercent, this.deps.random, clientForcedTrace(headers)));
+      if (trace.sampled) {
+        const provider = def.providers[tracing.provider] as OtlpProviderDef;
+        const spans = buildSpans({ completed: c, trace, customTags: tracing.customTags, environment: this.deps.secret, random: this.deps.random, configVersion: version });
+        this.exporter.addSpans(provider, def.settings.maxSeries, spans);
+      }
+    }
+
+    if (plan.accessLog && plan.logFilter(attributesOf(c))) {
+      const entry = accessLogEntry(c);
+      const line = JSON.stringify(entry);
+      if (plan.def.accessLog.console) (this.deps.write ?? console.log)(line);
+      for (const i of plan.def.accessLog.providers) {
+        this.exporter.addLog(def.providers[i] as OtlpProviderDef, def.settings.maxSeries, accessLogRecord(entry, line, c));
+      }
+    }
+  }
+
+  private recordMetrics(c: Completed, telemetry: RuntimeTelemetry, plan: RuntimePlan, version: string): void {
+    const stores = this.stores(telemetry, plan);
+    if (stores.length === 0) return;
+    const values = istioLabelValues(c, telemetry.def.settings);
+    const baseKey = values.join("\u0001");
+    const base = () => ISTIO_LABELS.map((name, i) => attr(name, values[i] as string));
+    let read: ReturnType<typeof attributesOf> | undefined;
+    const record = c.record;
+    for (const metric of METRICS) {
+      if (plan.disabled.has(metric)) continue;
+      const name = ISTIO_METRIC_NAMES[metric];
+      let key = baseKey;
+      let attributes = base;
+      const overrides = plan.tags[metric];
+      if (overrides) {
+        read ??= attributesOf(c);
+        const labels = new Map<string, string>(ISTIO_LABELS.map((n, i) => [n, values[i] as string]));
+        for (const o of overrides) {
+          if (o.value) labels.set(o.tag, o.value(read));
+          else labels.delete(o.tag);
+        }
+        key = [...labels].map(([k, v]) => `${k}=${v}`).join("\u0001");
+        attributes = () => [...labels].map(([k, v]) => attr(k, v));
+      }
+      for (const store of stores) {
+        if (metric === "REQUEST_COUNT") store.add(name, key, attributes);
+        else if (metric === "REQUEST_DURATION") store.record(name, key, attributes, c.durationMs);
+        else if (metric === "REQUEST_SIZE") store.record(name, key, attributes, c.requestBytes);
+        else store.record(name, key, attributes, c.responseBytes);
+      }
+    }
+
+    const cluster = record.cluster ?? "unknown";
+    const count = (metric: string, key: string, labels: () => KeyValue[], value = 1) => {
+      for (const store of this.stores(telemetry, plan, metric)) store.add(metric, key, labels, value);
+    };
+    for (const d of record.rateLimit ?? []) {
+      count(ISTHMUS_METRIC.rateLimitDecisions, `${d.rule}|${d.scope}|${d.mode}|${d.outcome}|${d.source}`, () => [
+        attr("rule", d.rule),
+        attr("scope", d.scope),
+        attr("mode", d.mode),
+        attr("outcome", d.outcome),
+        attr("source", d.source),
+      ]);
+    }
+    if ((record.attempts ?? 0) > 1) count(ISTHMUS_METRIC.retries, cluster, () => [attr("upstream_cluster", cluster)], (record.attempts as number) - 1);
+    for (const a of record.upstreamAttempts ?? []) {
+      const reason = a.ejected;
+      if (reason) count(ISTHMUS_METRIC.outlierEjections, `${cluster}|${a.endpoint}|${reason}`, () => [attr("upstream_cluster", cluster), attr("endpoint", a.endpoint), attr("reason", reason)]);
+    }
+    for (const m of record.mirrors ?? []) {
+      const code = m.outcome === "sent" ? String(m.status) : "0";
+      count(ISTHMUS_METRIC.mirrors, `${m.cluster}|${m.outcome}|${code}`, () => [attr("upstream_cluster", m.cluster), attr("outcome", m.outcome), attr("response_code", code)]);
+    }
+    for (const store of this.stores(telemetry, plan, ISTHMUS_METRIC.configVersion)) {
+      store.set(ISTHMUS_METRIC.configVersion, version, () => [attr("version", version)], 1);
+    }
+  }
+}
+
+/**
+ * Passes the body through a counting stream. `done` settles when the body
+ * has been sent (or at once without a body), with its size and whether the
+ * client went away first.
+ */
+export function meterBody(response: Response): { response: Response; done: Promise<{ bytes: number; disconnected: boolean }> } {
+  const body = response.body;
+  // A WebSocket upgrade keeps its own Response (its socket would be lost in a copy).
+  if (!body || response.status === 101 || response.webSocket) return { response, done: Promise.resolve({ bytes: 0, disconnected: false }) };
+  let bytes = 0;
+  const counter = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      bytes += chunk.byteLength;
+      controller.enqueue(chunk);
+    },
+  });
+  const done = body.pipeTo(counter.writable).then(
+    () => ({ bytes, disconnected: false }),
+    () => ({ bytes, disconnected: true }),
+  );
+  return { response: new Response(counter.readable, { status: response.status, statusText: response.statusText, headers: response.headers }), done };
+}

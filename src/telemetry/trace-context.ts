@@ -1,0 +1,164 @@
+/**
+ * Trace context at the edge (semantics reference §5.4): reading W3C
+ * `traceparent`/`tracestate` and B3 (single `b3` and multi `x-b3-*`
+ * headers), the sampling decision (parent-based, else the configured
+ * rate), the headers written upstream, and the sampling mark Envoy puts in
+ * `x-request-id`.
+ *
+ * Pure: randomness is injected.
+ */
+import type { Propagator } from "../config/snapshot-telemetry.ts";
+
+/** What the client sent: a parent to join, and its sampling decision when it made one. */
+export interface IncomingContext {
+  traceId: string;
+  parentSpanId: string;
+  /** Undefined when the parent deferred the decision (B3 without a sampled flag). */
+  sampled?: boolean;
+  traceState?: string;
+}
+
+export interface TraceContext {
+  traceId: string;
+  /** The gateway's SERVER span. */
+  spanId: string;
+  parentSpanId?: string;
+  sampled: boolean;
+  /** Sampled because the client sent `x-client-trace-id` (Envoy's client-forced trace). */
+  forced?: boolean;
+  traceState?: string;
+}
+
+const HEX32 = /^[0-9a-f]{32}$/;
+const HEX16 = /^[0-9a-f]{16}$/;
+const ZERO32 = "0".repeat(32);
+const ZERO16 = "0".repeat(16);
+/** W3C: vendors must propagate at least 512 characters of tracestate; longer values are dropped. */
+const MAX_TRACESTATE = 512;
+
+/**
+ * W3C traceparent (https://www.w3.org/TR/trace-context/): `00-<32 hex>-<16 hex>-<2 hex>`,
+ * lower case, ids not all zero, version not `ff`; a higher version is read by its first four fields.
+ */
+export function parseTraceparent(value: string | null, traceState?: string | null): IncomingContext | undefined {
+  if (!value) return undefined;
+  const v = value.trim();
+  const parts = v.split("-");
+  if (parts.length < 4) return undefined;
+  const [version, traceId, spanId, flags] = parts as [string, string, string, string];
+  if (!/^[0-9a-f]{2}$/.test(version) || version === "ff") return undefined;
+  if (version === "00" && (parts.length !== 4 || v.length !== 55)) return undefined;
+  if (!HEX32.test(traceId) || traceId === ZERO32 || !HEX16.test(spanId) || spanId === ZERO16 || !/^[0-9a-f]{2}$/.test(flags)) return undefined;
+  const out: IncomingContext = { traceId, parentSpanId: spanId, sampled: (parseInt(flags, 16) & 1) === 1 };
+  const state = traceState?.trim();
+  if (state && state.length <= MAX_TRACESTATE) out.traceState = state;
+  return out;
+}
+
+/** B3 single header: `<trace>-<span>[-<sampled>[-<parent>]]`, or only the sampling state (`0`, `1`, `d`) — which has no parent to join. */
+export function parseB3Single(value: string | null): IncomingContext | undefined {
+  if (!value) return undefined;
+  const parts = value.trim().toLowerCase().split("-");
+  if (parts.length < 2) return undefined;
+  const [traceId, spanId, sampled] = parts as [string, string, string | undefined];
+  const out = b3Context(traceId, spanId);
+  if (!out) return undefined;
+  if (sampled !== undefined) {
+    if (sampled === "1" || sampled === "d") out.sampled = true;
+    else if (sampled === "0") out.sampled = false;
+    else return undefined;
+  }
+  return out;
+}
+
+/** B3 multi headers: x-b3-traceid, x-b3-spanid, x-b3-sampled (`1`/`0`, or `true`/`false`), x-b3-flags (`1` = debug, sampled). */
+export function parseB3Multi(headers: Headers): IncomingContext | undefined {
+  const traceId = headers.get("x-b3-traceid");
+  const spanId = headers.get("x-b3-spanid");
+  if (!traceId || !spanId) return undefined;
+  const out = b3Context(traceId.trim().toLowerCase(), spanId.trim().toLowerCase());
+  if (!out) return undefined;
+  const sampled = headers.get("x-b3-sampled")?.trim().toLowerCase();
+  if (headers.get("x-b3-flags")?.trim() === "1" || sampled === "1" || sampled === "true") out.sampled = true;
+  else if (sampled === "0" || sampled === "false") out.sampled = false;
+  return out;
+}
+
+function b3Context(traceId: string, spanId: string): IncomingContext | undefined {
+  // 64-bit B3 trace ids are widened to 128 bits with leading zeros.
+  const trace = /^[0-9a-f]{16}$/.test(traceId) ? `${ZERO16}${traceId}` : traceId;
+  if (!HEX32.test(trace) || trace === ZERO32 || !HEX16.test(spanId) || spanId === ZERO16) return undefined;
+  return { traceId: trace, parentSpanId: spanId };
+}
+
+/** The client's trace context: traceparent first, then `b3`, then the `x-b3-*` headers. */
+export function readIncoming(headers: Headers): IncomingContext | undefined {
+  return parseTraceparent(headers.get("traceparent"), headers.get("tracestate")) ?? parseB3Single(headers.get("b3")) ?? parseB3Multi(headers);
+}
+
+/** `n` random bytes as lower-case hex, never all zero (an invalid id): an all-zero draw ends in 01. */
+export function randomHex(bytes: number, random: () => number): string {
+  let out = "";
+  let zero = true;
+  for (let i = 0; i < bytes; i++) {
+    const b = (random() * 256) | 0;
+    if (b !== 0) zero = false;
+    out += b < 16 ? `0${b.toString(16)}` : b.toString(16);
+  }
+  return zero ? `${out.slice(0, -2)}01` : out;
+}
+
+/**
+ * The request's trace: joins the client's trace when it sent one and follows
+ * its sampling decision (parent-based); otherwise a new root sampled at
+ * `samplingPercent`.
+ */
+export function startTrace(incoming: IncomingContext | undefined, samplingPercent: number, random: () => number, clientForced = false): TraceContext {
+  const sampledByRate = () => samplingPercent >= 100 || (samplingPercent > 0 && random() * 100 < samplingPercent);
+  // A parent's decision wins (Envoy's OpenTelemetry tracer follows the parent's flag); without one, a
+  // client trace id forces the trace (Envoy's client_sampling, 100% by default), else the rate decides.
+  const forced = incoming?.sampled === undefined && clientForced;
+  const sampled = incoming?.sampled ?? (forced || sampledByRate());
+  const trace: TraceContext = { traceId: incoming?.traceId ?? randomHex(16, random), spanId: randomHex(8, random), sampled };
+  if (forced) trace.forced = true;
+  if (incoming) trace.parentSpanId = incoming.parentSpanId;
+  if (incoming?.traceState) trace.traceState = incoming.traceState;
+  return trace;
+}
+
+/**
+ * Whether the client asked for a trace with `x-client-trace-id` (Envoy
+ * honours it from external clients; `x-envoy-force-trace` only from
+ * internal ones, so the edge ignores it).
+ */
+export function clientForcedTrace(headers: Headers): boolean {
+  return (headers.get("x-client-trace-id") ?? "") !== "";
+}
+
+/** The headers carrying the trace to an upstream, whose parent is `spanId` (the attempt's or the mirror's span). */
+export function propagate(headers: Headers, trace: TraceContext, spanId: string, propagators: readonly Propagator[]): void {
+  const flag = trace.sampled ? "1" : "0";
+  if (propagators.includes("tracecontext")) {
+    headers.set("traceparent", `00-${trace.traceId}-${spanId}-0${flag}`);
+    if (trace.traceState) headers.set("tracestate", trace.traceState);
+    else headers.delete("tracestate");
+  }
+  if (propagators.includes("b3")) headers.set("b3", `${trace.traceId}-${spanId}-${flag}-${trace.spanId}`);
+  if (propagators.includes("b3multi")) {
+    headers.set("x-b3-traceid", trace.traceId);
+    headers.set("x-b3-spanid", spanId);
+    headers.set("x-b3-parentspanid", trace.spanId);
+    headers.set("x-b3-sampled", flag);
+    headers.delete("x-b3-flags");
+  }
+}
+
+/**
+ * Envoy's UUID request id carries the trace decision in its 14th hex digit
+ * (the UUID version position): `9` sampled, `b` forced by the client
+ * (`x-client-trace-id`), `4` not (envoy.extensions.request_id.uuid).
+ */
+export function markRequestId(requestId: string, sampled: boolean, forced = false): string {
+  if (requestId.length !== 36 || requestId[8] !== "-") return requestId;
+  return `${requestId.slice(0, 14)}${forced && sampled ? "b" : sampled ? "9" : "4"}${requestId.slice(15)}`;
+}

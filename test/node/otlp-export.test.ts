@@ -1,0 +1,164 @@
+/**
+ * The OTLP exporter against a real OTLP/HTTP receiver that decodes with the
+ * official schema: what it sends (protobuf and JSON), its headers from
+ * secrets, and its bounded behaviour when the collector fails or hangs.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { Exporter, type ExporterDeps } from "../../src/telemetry/exporter.ts";
+import type { OtlpProviderDef, TelemetryDef } from "../../src/config/snapshot.ts";
+import { attr, type Resource } from "../../src/telemetry/otlp/model.ts";
+import { logsOf, pointsOf, resourceOf, spansOf, startOtlpReceiver, type OtlpReceiver } from "../helpers/otlp-receiver.ts";
+
+let rx: OtlpReceiver;
+beforeAll(async () => {
+  rx = await startOtlpReceiver();
+});
+afterAll(() => rx.close());
+beforeEach(() => {
+  rx.exports.length = 0;
+  rx.attempts.length = 0;
+  rx.setMode({ type: "ok" });
+});
+
+const logs: { message: string; fields: Record<string, unknown> }[] = [];
+const deps = (): ExporterDeps => ({
+  fetch: (request) => fetch(request),
+  now: Date.now,
+  sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+  random: Math.random,
+  secret: (name) => ({ OTLP_TOKEN: "Bearer s3cret" })[name],
+  log: (message, fields) => logs.push({ message, fields }),
+});
+
+function telemetryDef(provider: Partial<OtlpProviderDef> = {}, settings: Partial<TelemetryDef["settings"]> = {}): { def: TelemetryDef; provider: OtlpProviderDef } {
+  const p: OtlpProviderDef = { name: "otel", endpoint: rx.url, protocol: "http/protobuf", headers: [["authorization", "OTLP_TOKEN"]], timeoutMs: 2_000, signals: ["traces", "metrics"], ...provider };
+  return {
+    provider: p,
+    def: {
+      providers: [p],
+      settings: { resourceAttributes: { "service.name": "isthmus" }, flushIntervalMs: 5_000, flushRequests: 500, maxSeries: 100, exportRetries: 2, propagators: ["tracecontext"], sourceWorkload: "isthmus", sourceNamespace: "istio-system", ...settings },
+      plans: [],
+      clusterPlans: {},
+    },
+  };
+}
+
+const resource: Resource = { attributes: [attr("service.name", "isthmus"), attr("service.instance.id", "abc")] };
+const span = {
+  traceId: "0af7651916cd43dd8448eb211c80319c",
+  spanId: "b7ad6b7169203331",
+  parentSpanId: "00f067aa0ba902b7",
+  name: "app.shop.internal:80/*",
+  kind: 2,
+  startTimeUnixNano: 1_760_000_000_000,
+  endTimeUnixNano: 1_760_000_000_042,
+  attributes: [attr("http.response.status_code", 200), attr("http.request.method", "GET")],
+  status: { code: 0 },
+};
+
+describe.each(["http/protobuf", "http/json"] as const)("OTLP export over %s", (protocol) => {
+  it("sends spans, metrics and logs the official schema decodes, with the header from the secret", async () => {
+    const { def, provider } = telemetryDef({ protocol });
+    const exporter = new Exporter(deps());
+    exporter.addSpans(provider, 100, [span]);
+    const store = exporter.metrics(provider, 100);
+    store.add("istio_requests_total", "200", () => [attr("response_code", "200")], 3);
+    store.record("istio_request_duration_milliseconds", "200", () => [attr("response_code", "200")], 42);
+    exporter.addLog(provider, 100, { timeUnixNano: 1_760_000_000_000, observedTimeUnixNano: 1_760_000_000_001, severityNumber: 9, severityText: "INFO", body: { stringValue: "{}" }, attributes: [attr("response_code", 200)], traceId: span.traceId, spanId: span.spanId });
+    await exporter.flush(def, resource);
+
+    expect(rx.exports.map((e) => [e.signal, e.contentType, e.headers.authorization])).toEqual([
+      ["traces", protocol === "http/json" ? "application/json" : "application/x-protobuf", "Bearer s3cret"],
+      ["metrics", protocol === "http/json" ? "application/json" : "application/x-protobuf", "Bearer s3cret"],
+      ["logs", protocol === "http/json" ? "application/json" : "application/x-protobuf", "Bearer s3cret"],
+    ]);
+    expect(resourceOf(rx.exports[0] as never)).toEqual({ "service.name": "isthmus", "service.instance.id": "abc" });
+    const [got] = spansOf(rx.exports);
+    expect(got).toMatchObject({
+      traceId: span.traceId,
+      spanId: span.spanId,
+      parentSpanId: span.parentSpanId,
+      name: span.name,
+      kind: 2,
+      startTimeUnixNano: "1760000000000000000",
+      endTimeUnixNano: "1760000000042000000",
+    });
+    const points = pointsOf(rx.exports);
+    expect(points.find((p) => p.name === "istio_requests_total")).toMatchObject({ value: 3, temporality: 1, attributes: { response_code: "200" } });
+    const hist = points.find((p) => p.name === "istio_request_duration_milliseconds");
+    expect(hist).toMatchObject({ value: 1, sum: 42, temporality: 1 });
+    expect(hist?.bucketCounts?.length).toBe((hist?.explicitBounds?.length ?? 0) + 1);
+    expect(hist?.bucketCounts?.[5]).toBe(1);
+    expect(logsOf(rx.exports)[0]).toMatchObject({ severityNumber: 9, body: { stringValue: "{}" }, traceId: span.traceId, spanId: span.spanId });
+  });
+});
+
+describe("OTLP export failures", () => {
+  it("retries 503 a bounded number of times, then counts the items as dropped and reports them with the next metrics", async () => {
+    const { def, provider } = telemetryDef({}, { exportRetries: 2 });
+    const exporter = new Exporter(deps());
+    rx.setMode({ type: "fail", status: 503 });
+    exporter.addSpans(provider, 100, [span, { ...span, spanId: "1111111111111111" }]);
+    await exporter.flush(def, resource);
+    expect(rx.attempts.filter((a) => a.signal === "traces").length).toBe(3);
+    expect(exporter.stats).toMatchObject({ failed: 1, dropped: 2 });
+
+    rx.setMode({ type: "ok" });
+    exporter.metrics(provider, 100).add("istio_requests_total", "x", () => [], 1);
+    await exporter.flush(def, resource);
+    expect(pointsOf(rx.exports).find((p) => p.name === "isthmus_telemetry_dropped_total")).toMatchObject({ value: 2, attributes: { signal: "traces", provider: "otel" } });
+  });
+
+  it("does not retry a status the OTLP specification calls permanent", async () => {
+    const { def, provider } = telemetryDef();
+    const exporter = new Exporter(deps());
+    rx.setMode({ type: "fail", status: 400 });
+    exporter.addSpans(provider, 100, [span]);
+    await exporter.flush(def, resource);
+    expect(rx.attempts.length).toBe(1);
+    expect(exporter.stats.dropped).toBe(1);
+  });
+
+  it("gives up on a hanging collector after timeout × (1 + retries), within the flush budget", async () => {
+    const { def, provider } = telemetryDef({ timeoutMs: 300 }, { exportRetries: 1 });
+    const exporter = new Exporter(deps());
+    rx.setMode({ type: "hang" });
+    exporter.addSpans(provider, 100, [span]);
+    const started = Date.now();
+    await exporter.flush(def, resource);
+    const took = Date.now() - started;
+    expect(rx.attempts.length).toBe(2);
+    expect(took).toBeGreaterThanOrEqual(600);
+    expect(took).toBeLessThan(5_000);
+    expect(exporter.stats.dropped).toBe(1);
+    expect(logs.some((l) => l.message.includes("telemetry export failed"))).toBe(true);
+  });
+
+  it("sends what was buffered during a hanging export, and that export's dropped count, as soon as it ends, with no further request", async () => {
+    const { def, provider } = telemetryDef({ timeoutMs: 300 }, { exportRetries: 0 });
+    const exporter = new Exporter(deps());
+    rx.setMode({ type: "hang" });
+    exporter.addSpans(provider, 100, [span]);
+    const first = exporter.flush(def, resource);
+    await new Promise((r) => setTimeout(r, 50));
+    rx.setMode({ type: "ok" });
+    // The last request of a burst finishes while the hanging export runs: its flush joins that one.
+    exporter.metrics(provider, 100).add("istio_requests_total", "x", () => [], 1);
+    const joined = exporter.flush(def, resource);
+    await Promise.all([first, joined]);
+    expect(pointsOf(rx.exports).find((p) => p.name === "istio_requests_total")?.value).toBe(1);
+    expect(pointsOf(rx.exports).find((p) => p.name === "isthmus_telemetry_dropped_total")).toMatchObject({ value: 1, attributes: { signal: "traces" } });
+  });
+
+  it("bounds what it buffers while exports cannot keep up", async () => {
+    const { def, provider } = telemetryDef();
+    const exporter = new Exporter(deps());
+    const many = Array.from({ length: 5_000 }, (_, i) => ({ ...span, spanId: (i + 1).toString(16).padStart(16, "0") }));
+    exporter.addSpans(provider, 100, many);
+    await exporter.flush(def, resource);
+    expect(spansOf(rx.exports).length).toBe(4_096);
+    exporter.metrics(provider, 100).add("istio_requests_total", "x", () => [], 1);
+    await exporter.flush(def, resource);
+    expect(pointsOf(rx.exports).find((p) => p.name === "isthmus_telemetry_dropped_total")?.value).toBe(904);
+  });
+});

@@ -1,0 +1,225 @@
+/**
+ * Telemetry compile: GatewayConfig providers and settings with their
+ * defaults, the problems a user sees, and Istio's precedence when
+ * Telemetry resources at several levels shape the same traffic.
+ */
+import { describe, expect, it } from "vitest";
+import type { Snapshot, TelemetryPlanDef } from "../../../src/config/snapshot.ts";
+import { build, doc, errors, serviceEntry, snapshotOf, virtualService, warnings } from "../support.ts";
+
+const provider = (extra: Record<string, unknown> = {}, name = "otel") => ({ name, opentelemetry: { endpoint: "http://collector.example:4318", ...extra } });
+const gatewayConfig = (spec: Record<string, unknown> = {}) => doc("GatewayConfig", "gw", { extensionProviders: [provider()], ...spec }, "istio-system");
+const telemetry = (name: string, spec: Record<string, unknown>, namespace = "istio-system") => doc("Telemetry", name, spec, namespace);
+
+/** Two services: shop/app (endpoints labelled app: app, version v1/v2, subsets v1/v2) and web/site. */
+const traffic = [
+  serviceEntry("app", ["app.shop.internal"], { location: "MESH_INTERNAL", resolution: "STATIC", endpoints: [{ address: "10.0.0.1", labels: { app: "app", version: "v1" } }, { address: "10.0.0.2", labels: { app: "app", version: "v2" } }] }, "shop"),
+  doc("DestinationRule", "app", { host: "app.shop.internal", subsets: [{ name: "v1", labels: { version: "v1" } }, { name: "v2", labels: { version: "v2" } }] }, "shop"),
+  virtualService("app", ["app.example.com"], [{ route: [{ destination: { host: "app.shop.internal", subset: "v1" }, weight: 50 }, { destination: { host: "app.shop.internal", subset: "v2" }, weight: 50 }] }], {}, "shop"),
+  serviceEntry("site", ["site.web.internal"], { location: "MESH_INTERNAL" }, "web"),
+  virtualService("site", ["site.example.com"], [{ route: [{ destination: { host: "site.web.internal" } }] }], {}, "web"),
+];
+
+function planOf(snapshot: Snapshot, cluster?: string): TelemetryPlanDef {
+  const t = snapshot.telemetry;
+  if (!t) throw new Error("no telemetry in the snapshot");
+  const i = cluster !== undefined ? (t.clusterPlans[cluster] ?? 0) : 0;
+  return t.plans[i] as TelemetryPlanDef;
+}
+
+const V1 = "outbound|80|v1|app.shop.internal";
+const V2 = "outbound|80|v2|app.shop.internal";
+const SITE = "outbound|80||site.web.internal";
+
+describe("Telemetry compile: providers and settings", () => {
+  it("fills in every default; providers receive traces and metrics unless told otherwise", async () => {
+    const snapshot = await snapshotOf(gatewayConfig(), ...traffic);
+    expect(snapshot.telemetry?.providers).toEqual([
+      { name: "otel", endpoint: "http://collector.example:4318", protocol: "http/protobuf", headers: [], timeoutMs: 10_000, signals: ["traces", "metrics"] },
+    ]);
+    expect(snapshot.telemetry?.settings).toEqual({
+      resourceAttributes: { "service.name": "isthmus" },
+      flushIntervalMs: 5_000,
+      flushRequests: 500,
+      maxSeries: 2_000,
+      exportRetries: 2,
+      propagators: ["tracecontext"],
+      sourceWorkload: "isthmus",
+      sourceNamespace: "istio-system",
+    });
+    // Istio's defaults: 1% sampling; metrics on; no access log.
+    expect(planOf(snapshot)).toEqual({
+      tracing: { provider: 0, samplingPercent: 1, customTags: [] },
+      metrics: { providers: [0], disabled: [], disabledCustom: [], tags: {} },
+      accessLog: { console: false, providers: [] },
+    });
+  });
+
+  it("reports nothing at all without providers or access logging", async () => {
+    const snapshot = await snapshotOf(...traffic);
+    expect(snapshot.telemetry).toBeUndefined();
+  });
+
+  it("refuses values a Worker cannot honour, naming the field", async () => {
+    const result = await build(
+      doc(
+        "GatewayConfig",
+        "gw",
+        {
+          extensionProviders: [provider({ headers: [{ name: "authorization", secret: "my token" }], timeout: "40s" }), provider({}, "envoy")],
+          telemetry: { flushInterval: "60s", maxSeries: 5, exportRetries: 9 },
+        },
+        "istio-system",
+      ),
+    );
+    const errs = errors(result).join("\n");
+    expect(errs).toMatch(/extensionProviders\[0\]\.opentelemetry\.headers\[0\]\.secret: expected the name of a Worker secret/);
+    expect(errs).toMatch(/extensionProviders\[0\]\.opentelemetry\.timeout: expected a duration between 1ms and 25s/);
+    expect(errs).toMatch(/extensionProviders\[1\]\.name: "envoy" is the name of an Istio built-in provider/);
+    expect(errs).toMatch(/telemetry\.flushInterval: expected a duration between 1s and 25s/);
+    expect(errs).toMatch(/telemetry\.maxSeries: expected between 10 and 100000/);
+    expect(errs).toMatch(/telemetry\.exportRetries: expected at most 5/);
+  });
+
+  it("no longer warns that telemetry fields are not acted on", async () => {
+    const result = await build(gatewayConfig({ telemetry: { flushInterval: "2s" } }), telemetry("mesh", { tracing: [{ randomSamplingPercentage: 10 }] }), ...traffic);
+    expect(warnings(result).join("\n")).not.toMatch(/not acted on/);
+  });
+});
+
+describe("Telemetry compile: precedence", () => {
+  it("root namespace → namespace → workload, later levels overriding field by field", async () => {
+    const snapshot = await snapshotOf(
+      gatewayConfig(),
+      ...traffic,
+      telemetry("mesh", { tracing: [{ randomSamplingPercentage: 10, customTags: { env: { literal: { value: "prod" } } } }] }),
+      telemetry("shop", { tracing: [{ randomSamplingPercentage: 50 }] }, "shop"),
+      telemetry("v2", { selector: { matchLabels: { version: "v2" } }, tracing: [{ customTags: { tier: { header: { name: "X-Tier", defaultValue: "free" } } } }] }, "shop"),
+    );
+    expect(planOf(snapshot).tracing).toEqual({ provider: 0, samplingPercent: 10, customTags: [{ tag: "env", literal: "prod" }] });
+    expect(planOf(snapshot, SITE).tracing?.samplingPercent).toBe(10);
+    expect(planOf(snapshot, V1).tracing).toEqual({ provider: 0, samplingPercent: 50, customTags: [{ tag: "env", literal: "prod" }] });
+    // customTags replace (a shallow merge, as Istio's); the sampling rate is inherited.
+    expect(planOf(snapshot, V2).tracing).toEqual({ provider: 0, samplingPercent: 50, customTags: [{ tag: "tier", header: "x-tier", defaultValue: "free" }] });
+  });
+
+  it("keeps the oldest Telemetry of a level and warns about the others", async () => {
+    const older = { ...telemetry("a", { tracing: [{ randomSamplingPercentage: 20 }] }), metadata: { name: "a", namespace: "istio-system", creationTimestamp: "2024-01-01T00:00:00Z" } };
+    const newer = { ...telemetry("b", { tracing: [{ randomSamplingPercentage: 80 }] }), metadata: { name: "b", namespace: "istio-system", creationTimestamp: "2025-01-01T00:00:00Z" } };
+    const result = await build(gatewayConfig(), ...traffic, newer, older);
+    expect(planOf(result.snapshot as Snapshot).tracing?.samplingPercent).toBe(20);
+    expect(warnings(result).join("\n")).toMatch(/Telemetry\/istio-system\/b: metadata\.name: ignored: Telemetry\/istio-system\/a is the older mesh-wide/);
+  });
+
+  it("a Telemetry selecting the gateway's labels applies to all traffic", async () => {
+    const snapshot = await snapshotOf(gatewayConfig(), ...traffic, telemetry("gw", { selector: { matchLabels: { istio: "ingressgateway" } }, tracing: [{ randomSamplingPercentage: 100 }] }));
+    expect(planOf(snapshot).tracing?.samplingPercent).toBe(100);
+    expect(planOf(snapshot, SITE).tracing?.samplingPercent).toBe(100);
+  });
+
+  it("disableSpanReporting turns tracing off for that traffic only", async () => {
+    const snapshot = await snapshotOf(gatewayConfig(), ...traffic, telemetry("web", { tracing: [{ disableSpanReporting: true }] }, "web"));
+    expect(planOf(snapshot).tracing).toBeDefined();
+    expect(planOf(snapshot, SITE).tracing).toBeUndefined();
+  });
+
+  it("a provider name GatewayConfig does not define leaves tracing off, with a warning", async () => {
+    const result = await build(gatewayConfig(), ...traffic, telemetry("mesh", { tracing: [{ providers: [{ name: "zipkin" }] }] }));
+    expect(planOf(result.snapshot as Snapshot).tracing).toBeUndefined();
+    expect(warnings(result).join("\n")).toMatch(/tracing\[0\]\.providers\[0\]\.name: GatewayConfig defines no opentelemetry provider named "zipkin"/);
+  });
+
+  it("warns that SERVER-only entries do not apply to a gateway", async () => {
+    const result = await build(gatewayConfig(), ...traffic, telemetry("mesh", { tracing: [{ match: { mode: "SERVER" }, randomSamplingPercentage: 100 }] }));
+    expect(planOf(result.snapshot as Snapshot).tracing?.samplingPercent).toBe(1);
+    expect(warnings(result).join("\n")).toMatch(/tracing\[0\]\.match\.mode: applies to SERVER only/);
+  });
+});
+
+describe("Telemetry compile: metrics", () => {
+  it("overrides accumulate: disable a metric, drop and add labels", async () => {
+    const snapshot = await snapshotOf(
+      gatewayConfig(),
+      ...traffic,
+      telemetry("mesh", { metrics: [{ providers: [{ name: "prometheus" }], overrides: [{ match: { metric: "REQUEST_SIZE" }, disabled: true }] }] }),
+      telemetry(
+        "shop",
+        { metrics: [{ overrides: [{ match: { metric: "REQUEST_COUNT" }, tagOverrides: { request_host: { value: "request.host" }, source_principal: { operation: "REMOVE" } } }] }] },
+        "shop",
+      ),
+    );
+    expect(planOf(snapshot).metrics).toEqual({ providers: [0], disabled: ["REQUEST_SIZE"], disabledCustom: [], tags: {} });
+    expect(planOf(snapshot, V1).metrics).toEqual({
+      providers: [0],
+      disabled: ["REQUEST_SIZE"],
+      disabledCustom: [],
+      tags: { REQUEST_COUNT: [{ tag: "request_host", value: "request.host" }, { tag: "source_principal", remove: true }] },
+    });
+  });
+
+  it("ALL_METRICS disabled at the root turns metrics off; a namespace override turns them back on there", async () => {
+    const snapshot = await snapshotOf(
+      gatewayConfig(),
+      ...traffic,
+      telemetry("mesh", { metrics: [{ overrides: [{ match: { metric: "ALL_METRICS" }, disabled: true }] }] }),
+      telemetry("web", { metrics: [{ overrides: [{ match: { metric: "REQUEST_DURATION" }, disabled: false }] }] }, "web"),
+    );
+    expect(planOf(snapshot).metrics.providers).toEqual([]);
+    expect(planOf(snapshot, V1).metrics.providers).toEqual([]);
+    expect(planOf(snapshot, SITE).metrics.providers).toEqual([0]);
+  });
+
+  it("refuses a tag value outside the supported expressions and names Isthmus metrics for customMetric", async () => {
+    const result = await build(
+      gatewayConfig(),
+      ...traffic,
+      telemetry("mesh", {
+        metrics: [
+          {
+            overrides: [
+              { match: { metric: "REQUEST_COUNT" }, tagOverrides: { x: { value: "filter_state['wasm.upstream_peer']" } } },
+              { match: { customMetric: "isthmus_mirror_requests_total" }, disabled: true },
+              { match: { customMetric: "my_metric" }, disabled: true },
+              { match: { metric: "TCP_SENT_BYTES" }, disabled: true },
+            ],
+          },
+        ],
+      }),
+    );
+    expect(errors(result).join("\n")).toMatch(/overrides\[0\]\.tagOverrides\.x\.value: expected an expression of the supported CEL subset/);
+    const warns = warnings(result).join("\n");
+    expect(warns).toMatch(/overrides\[2\]\.match\.customMetric: no metric named "my_metric"/);
+    expect(warns).toMatch(/overrides\[3\]\.match\.metric: TCP_SENT_BYTES is a TCP or gRPC streaming metric/);
+  });
+});
+
+describe("Telemetry compile: access logging", () => {
+  it("is off by default, on with Istio's envoy provider (the console), with a filter", async () => {
+    const snapshot = await snapshotOf(gatewayConfig(), ...traffic, telemetry("mesh", { accessLogging: [{ providers: [{ name: "envoy" }], filter: { expression: "response.code >= 400" } }] }));
+    expect(planOf(snapshot).accessLog).toEqual({ console: true, providers: [], filter: "response.code >= 400" });
+  });
+
+  it("an entry naming no provider logs to the console when no provider lists the logs signal, else to those providers", async () => {
+    const console = await snapshotOf(...traffic, telemetry("mesh", { accessLogging: [{}] }));
+    expect(planOf(console).accessLog).toEqual({ console: true, providers: [] });
+    const otlp = await snapshotOf(doc("GatewayConfig", "gw", { extensionProviders: [provider({ signals: ["logs"] })] }, "istio-system"), ...traffic, telemetry("mesh", { accessLogging: [{}] }));
+    expect(planOf(otlp).accessLog).toEqual({ console: false, providers: [0] });
+  });
+
+  it("a namespace can turn access logs off for its traffic", async () => {
+    const snapshot = await snapshotOf(
+      gatewayConfig(),
+      ...traffic,
+      telemetry("mesh", { accessLogging: [{ providers: [{ name: "envoy" }] }] }),
+      telemetry("web", { accessLogging: [{ disabled: true }] }, "web"),
+    );
+    expect(planOf(snapshot).accessLog.console).toBe(true);
+    expect(planOf(snapshot, SITE).accessLog.console).toBe(false);
+    expect(planOf(snapshot, V1).accessLog.console).toBe(true);
+  });
+
+  it("refuses a filter outside the supported expressions", async () => {
+    const result = await build(...traffic, telemetry("mesh", { accessLogging: [{ filter: { expression: "response.code >= 400 &&" } }] }));
+    expect(errors(result).join("\n")).toMatch(/Telemetry\/istio-system\/mesh: spec\.accessLogging\[0\]\.filter\.expression: expected an expression of the supported CEL subset/);
+  });
+});

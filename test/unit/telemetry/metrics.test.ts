@@ -1,0 +1,76 @@
+/**
+ * The isolate's metric aggregation: Envoy's buckets, delta intervals, and
+ * the cardinality cap that folds overflow into one series and counts it.
+ */
+import { describe, expect, it } from "vitest";
+import { MetricsStore } from "../../../src/telemetry/metrics.ts";
+import { attr } from "../../../src/telemetry/otlp/model.ts";
+import { ENVOY_BUCKETS } from "../../../src/telemetry/metric-names.ts";
+
+const labels = (code: string) => () => [attr("response_code", code)];
+
+describe("MetricsStore", () => {
+  it("counts per series and reports delta sums", () => {
+    const store = new MetricsStore(100, 1_000);
+    store.add("istio_requests_total", "200", labels("200"));
+    store.add("istio_requests_total", "200", labels("200"));
+    store.add("istio_requests_total", "503", labels("503"));
+    const [metric] = store.collect(2_000);
+    expect(metric?.name).toBe("istio_requests_total");
+    expect(metric?.sum?.aggregationTemporality).toBe(1);
+    expect(metric?.sum?.isMonotonic).toBe(true);
+    expect(metric?.sum?.dataPoints.map((p) => [p.attributes[0]?.value, p.asInt, p.startTimeUnixNano, p.timeUnixNano])).toEqual([
+      [{ stringValue: "200" }, 2, 1_000, 2_000],
+      [{ stringValue: "503" }, 1, 1_000, 2_000],
+    ]);
+    // The next interval starts where this one ended, from zero.
+    expect(store.empty).toBe(true);
+    store.add("istio_requests_total", "200", labels("200"));
+    const next = store.collect(3_000)[0]?.sum?.dataPoints[0];
+    expect([next?.asInt, next?.startTimeUnixNano, next?.timeUnixNano]).toEqual([1, 2_000, 3_000]);
+  });
+
+  it("puts values in Envoy's default buckets, a value on a bound in that bound's bucket", () => {
+    const store = new MetricsStore(100, 0);
+    for (const v of [0, 0.5, 0.7, 5, 42, 3_600_000, 9_999_999]) store.record("istio_request_duration_milliseconds", "k", labels("200"), v);
+    const p = store.collect(1)[0]?.histogram?.dataPoints[0];
+    expect(p?.explicitBounds).toEqual(ENVOY_BUCKETS);
+    expect(p?.bucketCounts.length).toBe(ENVOY_BUCKETS.length + 1);
+    const expected = new Array(ENVOY_BUCKETS.length + 1).fill(0);
+    expected[0] = 2; // 0, 0.5 (≤ 0.5)
+    expected[1] = 1; // 0.7
+    expected[2] = 1; // 5
+    expected[5] = 1; // 42 (≤ 50)
+    expected[18] = 1; // 3,600,000
+    expected[19] = 1; // above the last bound
+    expect(p?.bucketCounts).toEqual(expected);
+    expect([p?.count, p?.sum, p?.min, p?.max]).toEqual([7, 0 + 0.5 + 0.7 + 5 + 42 + 3_600_000 + 9_999_999, 0, 9_999_999]);
+  });
+
+  it("folds series beyond the cap into one overflow series per metric and counts the folds", () => {
+    const store = new MetricsStore(10, 0);
+    let built = 0;
+    for (let i = 0; i < 25; i++) {
+      store.add("istio_requests_total", `path-${i}`, () => {
+        built++;
+        return [attr("path", `/p${i}`)];
+      });
+    }
+    expect(built).toBe(10);
+    const metrics = store.collect(1);
+    const requests = metrics.find((m) => m.name === "istio_requests_total");
+    expect(requests?.sum?.dataPoints.length).toBe(11);
+    const overflow = requests?.sum?.dataPoints.find((p) => p.attributes[0]?.key === "otel.metric.overflow");
+    expect(overflow?.asInt).toBe(15);
+    expect(metrics.find((m) => m.name === "isthmus_telemetry_series_folded_total")?.sum?.dataPoints[0]?.asInt).toBe(15);
+    // Memory is given back with the interval.
+    expect(store.size).toBe(0);
+  });
+
+  it("keeps the last value of a gauge", () => {
+    const store = new MetricsStore(10, 0);
+    store.set("isthmus_config_version_info", "v1", () => [attr("version", "v1")], 1);
+    store.set("isthmus_config_version_info", "v1", () => [attr("version", "v1")], 1);
+    expect(store.collect(1)[0]?.gauge?.dataPoints.map((p) => p.asInt)).toEqual([1]);
+  });
+});

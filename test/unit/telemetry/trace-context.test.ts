@@ -1,0 +1,156 @@
+/**
+ * Trace context at the edge: what is accepted as a parent (W3C, B3), the
+ * sampling decision, what goes upstream, and Envoy's mark in x-request-id.
+ */
+import { describe, expect, it } from "vitest";
+import { clientForcedTrace, markRequestId, parseB3Multi, parseB3Single, parseTraceparent, propagate, readIncoming, startTrace } from "../../../src/telemetry/trace-context.ts";
+
+const TRACE = "0af7651916cd43dd8448eb211c80319c";
+const SPAN = "b7ad6b7169203331";
+
+/** A deterministic random source cycling through the given values. */
+const seq = (...values: number[]) => {
+  let i = 0;
+  return () => values[i++ % values.length] as number;
+};
+
+describe("traceparent", () => {
+  it("reads version 00 with the sampled flag", () => {
+    expect(parseTraceparent(`00-${TRACE}-${SPAN}-01`)).toEqual({ traceId: TRACE, parentSpanId: SPAN, sampled: true });
+    expect(parseTraceparent(`00-${TRACE}-${SPAN}-00`)).toEqual({ traceId: TRACE, parentSpanId: SPAN, sampled: false });
+    // Other flag bits do not change the sampled bit.
+    expect(parseTraceparent(`00-${TRACE}-${SPAN}-03`)?.sampled).toBe(true);
+  });
+
+  it("rejects what the W3C specification says a receiver must ignore", () => {
+    for (const bad of [
+      `00-${TRACE.toUpperCase()}-${SPAN}-01`,
+      `00-${"0".repeat(32)}-${SPAN}-01`,
+      `00-${TRACE}-${"0".repeat(16)}-01`,
+      `ff-${TRACE}-${SPAN}-01`,
+      `00-${TRACE}-${SPAN}-01-extra`,
+      `00-${TRACE.slice(2)}-${SPAN}-01`,
+      `0-${TRACE}-${SPAN}-01`,
+      `00-${TRACE}-${SPAN}-1`,
+      "garbage",
+    ]) {
+      expect(parseTraceparent(bad), bad).toBeUndefined();
+    }
+  });
+
+  it("reads a future version by its first four fields", () => {
+    expect(parseTraceparent(`01-${TRACE}-${SPAN}-01-future-stuff`)).toEqual({ traceId: TRACE, parentSpanId: SPAN, sampled: true });
+  });
+
+  it("keeps tracestate with a valid traceparent, up to 512 characters", () => {
+    expect(parseTraceparent(`00-${TRACE}-${SPAN}-01`, "vendor=abc")?.traceState).toBe("vendor=abc");
+    expect(parseTraceparent(`00-${TRACE}-${SPAN}-01`, `v=${"x".repeat(600)}`)?.traceState).toBeUndefined();
+  });
+});
+
+describe("B3", () => {
+  it("reads the single header with and without the sampling state", () => {
+    expect(parseB3Single(`${TRACE}-${SPAN}-1`)).toEqual({ traceId: TRACE, parentSpanId: SPAN, sampled: true });
+    expect(parseB3Single(`${TRACE}-${SPAN}-d`)?.sampled).toBe(true);
+    expect(parseB3Single(`${TRACE}-${SPAN}-0-aaaaaaaaaaaaaaaa`)?.sampled).toBe(false);
+    expect(parseB3Single(`${TRACE}-${SPAN}`)).toEqual({ traceId: TRACE, parentSpanId: SPAN });
+    expect(parseB3Single("0")).toBeUndefined();
+  });
+
+  it("widens 64-bit trace ids to 128 bits", () => {
+    expect(parseB3Single(`463ac35c9f6413ad-${SPAN}-1`)?.traceId).toBe("0000000000000000463ac35c9f6413ad");
+  });
+
+  it("reads the multi headers; x-b3-flags: 1 means sampled", () => {
+    expect(parseB3Multi(new Headers({ "x-b3-traceid": TRACE, "x-b3-spanid": SPAN, "x-b3-sampled": "0" }))?.sampled).toBe(false);
+    expect(parseB3Multi(new Headers({ "x-b3-traceid": TRACE, "x-b3-spanid": SPAN, "x-b3-flags": "1" }))?.sampled).toBe(true);
+    expect(parseB3Multi(new Headers({ "x-b3-traceid": TRACE }))).toBeUndefined();
+  });
+
+  it("prefers traceparent over b3 over x-b3-*", () => {
+    const other = "1".repeat(32);
+    const headers = new Headers({ traceparent: `00-${TRACE}-${SPAN}-01`, b3: `${other}-${SPAN}-1`, "x-b3-traceid": other, "x-b3-spanid": SPAN });
+    expect(readIncoming(headers)?.traceId).toBe(TRACE);
+    headers.delete("traceparent");
+    expect(readIncoming(headers)?.traceId).toBe(other);
+  });
+});
+
+describe("sampling", () => {
+  it("follows a parent's decision whatever the rate (parent-based)", () => {
+    expect(startTrace({ traceId: TRACE, parentSpanId: SPAN, sampled: true }, 0, seq(0.5)).sampled).toBe(true);
+    expect(startTrace({ traceId: TRACE, parentSpanId: SPAN, sampled: false }, 100, seq(0.5)).sampled).toBe(false);
+  });
+
+  it("joins the parent's trace with a new span of its own", () => {
+    const trace = startTrace({ traceId: TRACE, parentSpanId: SPAN, sampled: true, traceState: "a=b" }, 1, seq(0.1, 0.2, 0.3));
+    expect(trace.traceId).toBe(TRACE);
+    expect(trace.parentSpanId).toBe(SPAN);
+    expect(trace.spanId).toMatch(/^[0-9a-f]{16}$/);
+    expect(trace.spanId).not.toBe(SPAN);
+    expect(trace.traceState).toBe("a=b");
+  });
+
+  it("samples a new root at the configured rate", () => {
+    // random() * 100 < percent: 0.009 → 0.9 < 1 sampled; 0.011 → 1.1, not.
+    expect(startTrace(undefined, 1, seq(0.009, 0.5)).sampled).toBe(true);
+    expect(startTrace(undefined, 1, seq(0.011, 0.5)).sampled).toBe(false);
+    expect(startTrace(undefined, 0, seq(0)).sampled).toBe(false);
+    // Even a random source stuck at 0 gives valid (non-zero) ids.
+    expect(startTrace(undefined, 0, seq(0)).traceId).toBe(`${"0".repeat(30)}01`);
+    const root = startTrace(undefined, 100, Math.random);
+    expect(root.sampled).toBe(true);
+    expect(root.traceId).toMatch(/^[0-9a-f]{32}$/);
+    expect(root.parentSpanId).toBeUndefined();
+  });
+
+  it("defers to the rate when a B3 parent made no decision", () => {
+    const parent = parseB3Single(`${TRACE}-${SPAN}`);
+    expect(startTrace(parent, 100, seq(0.5)).sampled).toBe(true);
+    expect(startTrace(parent, 0, seq(0.5)).sampled).toBe(false);
+  });
+});
+
+describe("propagation", () => {
+  const trace = { traceId: TRACE, spanId: "1111111111111111", parentSpanId: SPAN, sampled: true, traceState: "v=1" };
+
+  it("writes traceparent with the attempt's span as parent, and tracestate", () => {
+    const h = new Headers({ tracestate: "old" });
+    propagate(h, trace, "2222222222222222", ["tracecontext"]);
+    expect(h.get("traceparent")).toBe(`00-${TRACE}-2222222222222222-01`);
+    expect(h.get("tracestate")).toBe("v=1");
+    expect(h.get("b3")).toBeNull();
+  });
+
+  it("writes B3 single and multi headers when configured", () => {
+    const h = new Headers({ "x-b3-flags": "1" });
+    propagate(h, { ...trace, sampled: false }, "2222222222222222", ["b3", "b3multi"]);
+    expect(h.get("traceparent")).toBeNull();
+    expect(h.get("b3")).toBe(`${TRACE}-2222222222222222-0-1111111111111111`);
+    expect(h.get("x-b3-traceid")).toBe(TRACE);
+    expect(h.get("x-b3-spanid")).toBe("2222222222222222");
+    expect(h.get("x-b3-parentspanid")).toBe("1111111111111111");
+    expect(h.get("x-b3-sampled")).toBe("0");
+    expect(h.get("x-b3-flags")).toBeNull();
+  });
+});
+
+describe("x-request-id", () => {
+  it("carries the sampling decision in the 14th hex digit, as Envoy's UUID request ids do", () => {
+    const id = "73a3eef2-3012-4367-8f91-6331b6b1162d";
+    expect(markRequestId(id, true)).toBe("73a3eef2-3012-9367-8f91-6331b6b1162d");
+    expect(markRequestId(markRequestId(id, true), false)).toBe(id);
+    expect(markRequestId("not-a-uuid", true)).toBe("not-a-uuid");
+    // A trace the client forced with x-client-trace-id: `b`.
+    expect(markRequestId(id, true, true)).toBe("73a3eef2-3012-b367-8f91-6331b6b1162d");
+  });
+
+  it("traces a request whose client sent x-client-trace-id, whatever the rate, unless a parent decided", () => {
+    const forced = startTrace(undefined, 0, seq(0.9), true);
+    expect(forced).toMatchObject({ sampled: true, forced: true });
+    expect(startTrace({ traceId: TRACE, parentSpanId: SPAN, sampled: false }, 0, seq(0.5), true)).toMatchObject({ sampled: false });
+    expect(startTrace({ traceId: TRACE, parentSpanId: SPAN, sampled: false }, 0, seq(0.5), true).forced).toBeUndefined();
+    expect(clientForcedTrace(new Headers({ "x-client-trace-id": "abc" }))).toBe(true);
+    expect(clientForcedTrace(new Headers({ "x-envoy-force-trace": "true" }))).toBe(false);
+  });
+});
