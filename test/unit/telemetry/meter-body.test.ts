@@ -1,0 +1,55 @@
+/**
+ * meterBody inside workerd: the body reaches the client unchanged, and
+ * telemetry learns when it has been sent, how big it was, and whether the
+ * client went away first.
+ */
+import { describe, expect, it } from "vitest";
+import { meterBody } from "../../../src/telemetry/telemetry.ts";
+
+const streamOf = (chunks: string[]) =>
+  new ReadableStream<Uint8Array>({
+    start(controller) {
+      for (const c of chunks) controller.enqueue(new TextEncoder().encode(c));
+      controller.close();
+    },
+  });
+
+describe("meterBody", () => {
+  it("passes a body of declared length through natively, keeping its Content-Length", async () => {
+    const upstream = new Response(streamOf(["hello ", "world"]), { status: 201, headers: { "content-length": "11", "x-a": "1" } });
+    const { response, done } = meterBody(upstream);
+    expect(response.status).toBe(201);
+    expect(response.headers.get("content-length")).toBe("11");
+    expect(response.headers.get("x-a")).toBe("1");
+    expect(await response.text()).toBe("hello world");
+    expect(await done).toEqual({ bytes: 11, disconnected: false });
+  });
+
+  it("counts a body without a declared length as it streams", async () => {
+    const { response, done } = meterBody(new Response(streamOf(["abc", "defg"])));
+    expect(await response.text()).toBe("abcdefg");
+    expect(await done).toEqual({ bytes: 7, disconnected: false });
+  });
+
+  it("reports a client that goes away before the end", async () => {
+    for (const headers of [{ "content-length": "9" }, {}] as Record<string, string>[]) {
+      let pull = 0;
+      const slow = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (pull++ < 2) controller.enqueue(new TextEncoder().encode("abc"));
+          else return new Promise(() => {});
+        },
+      });
+      const { response, done } = meterBody(new Response(slow, { headers }));
+      const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+      await reader.read();
+      await reader.cancel("client went away");
+      expect({ headers, ...(await done) }).toMatchObject({ headers, disconnected: true });
+    }
+  });
+
+  it("settles at once for a response without a body", async () => {
+    const { done } = meterBody(new Response(null, { status: 204 }));
+    expect(await done).toEqual({ bytes: 0, disconnected: false });
+  });
+});
