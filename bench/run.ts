@@ -197,7 +197,8 @@ async function measure(c: Contender, round: number, load: Omit<LoadSpec, "port" 
 
 /** Runs the load generator pinned to its core; async, so the contenders' output pipes keep draining. */
 async function generate(c: Contender, spec: LoadSpec): Promise<LoadOutput> {
-  const child = spawn("taskset", ["-c", GEN_CPU, node, "bench/load/main.ts", JSON.stringify(spec)], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn("taskset", ["-c", GEN_CPU, node, "bench/load/main.ts"], { stdio: ["pipe", "pipe", "pipe"] });
+  child.stdin.end(JSON.stringify(spec));
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
