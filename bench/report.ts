@@ -152,7 +152,7 @@ export function renderReport(info: RunInfo, contenders: Contender[], measurement
     // Every bench request carries one of a few tokens, so after the warm-up each one is a verified-token cache hit.
     const gatewayCpu = realCpu - passCpu;
     const satCpu = pass.sat && real.sat ? real.sat.cpuUs - pass.sat.cpuUs : NaN;
-    const measured = `${(gatewayCpu / 1000).toFixed(3)} ms in workerd at 50% load, ${(satCpu / 1000).toFixed(3)} ms at saturation (CPU/request of the realistic Isthmus, telemetry on, − the passthrough's; includes the rate limit's Durable Object calls, which run in the same workerd process)`;
+    const measured = `${(gatewayCpu / 1000).toFixed(3)} ms in workerd at 50% load, ${(satCpu / 1000).toFixed(3)} ms at saturation (CPU/request of the realistic Isthmus, telemetry on, − the passthrough's; includes the rate limit's Durable Object calls, which run in the same workerd process; the cost of each feature is broken down in bench/NOTES.md)`;
     targets.push(["gateway CPU per request ≤ 0.1 ms on a token-cache hit", measured, status(gatewayCpu <= 100)]);
     const verify = workerdVerify ?? (micro ? micro.jwt.keyCachedUs - micro.jwt.tokenCachedUs : NaN);
     const withVerify = gatewayCpu + verify;
@@ -227,7 +227,7 @@ export function renderReport(info: RunInfo, contenders: Contender[], measurement
         "|---|---|---|---|",
         `| ingress, hygiene, normalization, JWT (token-cache hit), routing, 20 AuthorizationPolicies, GLOBAL rate limit (bucket logic in memory), retry policy, header operations, forward (to an in-memory fetch), telemetry (metrics, 1% spans, ${int(micro.pipeline.telemetryExports)} OTLP exports to an in-memory collector) | ${micro.pipeline.meanUs.toFixed(1)} µs | ${micro.pipeline.p50Us.toFixed(1)} µs | ${micro.pipeline.p99Us.toFixed(1)} µs |`,
         "",
-        "The rate limit's key is a SHA-256 (`crypto.subtle.digest`), which Node dispatches to its thread pool (about 30 µs per call, mostly dispatch); workerd computes it inline, so this figure overstates the in-workerd cost more than the one above it did.",
+        "The rate limit's key is a SHA-256 (`crypto.subtle.digest`), which Node dispatches to its thread pool (about 30 µs per call, mostly dispatch); workerd computes it in a few µs (see Runtime operations inside workerd), so this figure overstates that step's in-workerd cost.",
         "",
         `| JWT, RS256 (RSA-2048), through the gateway's authentication code | µs per request |`,
         "|---|---|",
@@ -242,7 +242,7 @@ export function renderReport(info: RunInfo, contenders: Contender[], measurement
     ? [
         "## Runtime operations inside workerd",
         "",
-        `Per call, best of 5 batches of 20,000, on core ${info.sutCpu} (bench/workerd-ops). These are the objects a gateway request creates and the passthrough Worker does not (Isthmus creates one Request, one Response, two Headers, and iterates the request headers once). Their sum is a few µs; bench/NOTES.md has the experiments that locate the rest of the difference.`,
+        `Per call, best of 5 batches of 20,000, on core ${info.sutCpu} (bench/workerd-ops). The synchronous ones are the objects a gateway request creates and the passthrough Worker does not (Isthmus creates one Request, one Response, two Headers, and iterates the request headers once); their sum is a few µs, and bench/NOTES.md has the experiments that locate the rest of the difference. The two WebCrypto calls (awaited one at a time, batches of 500 and 5,000) are an RS256 signature check (what a token that is not yet cached costs) and the SHA-256 of a rate-limit key.`,
         "",
         "| operation | µs per call |",
         "|---|---|",
@@ -314,7 +314,7 @@ a client with a session are); the cost of a signature check is measured separate
 | feature | in this run |
 |---|---|
 ${REALISTIC_FEATURES.map((f) => `| ${f.feature} | ${f.included ? "included" : "**absent**"}: ${f.note} |`).join("\n")}
-${otlp ? `\nOver the whole run the OTLP sink received ${(["traces", "metrics", "logs"] as const).map((k) => `${int(otlp[k].exports)} ${k} exports (${int(otlp[k].bytes / 1024)} KiB)`).join(", ")} from the telemetry-on gateway${otlp.jwksFetches !== undefined ? `, and the JWKS was fetched ${otlp.jwksFetches} times (once per gateway isolate, then cached)` : ""}.\n` : ""}
+${otlp ? `\nOver the whole run the OTLP sink received ${(["traces", "metrics", "logs"] as const).map((k) => `${int(otlp[k].exports)} ${k} exports (${int(otlp[k].bytes / 1024)} KiB)`).join(", ")} from the telemetry-on gateway${otlp.jwksFetches !== undefined ? `; the JWKS server was asked ${otlp.jwksFetches} times by the two realistic gateways (once per isolate; the keys are then cached)` : ""}.\n` : ""}
 ${microSection}
 
 ${opsSection}
