@@ -3,12 +3,16 @@
  * every contender, runs a saturation round then open-loop rounds at 25% and
  * 50% of the passthrough Worker's saturation, interleaving the contenders
  * (their order rotates each round), then the micro-benchmarks, and writes
- * docs/BENCHMARKS.md. The load generator and the upstream run on one core,
- * every system under test on the other (taskset).
+ * docs/BENCHMARKS.md. The load generator, the upstream and the OTLP sink
+ * run on one core, every system under test on the other (taskset); the
+ * JWKS server runs in this process (asked once per gateway isolate).
+ * Before measuring, each realistic gateway must show that its security is
+ * on (a bench request 200, without its token 403, forged 401).
  *
  *   npm run bench                 full run (~8 minutes), writes docs/BENCHMARKS.md
  *   npm run bench -- --smoke      a few seconds per step, nginx skipped, checks that
  *                                 every contender answered every request with 200
+ *                                 and that the telemetry-on gateway exported metrics
  *   options: --rounds N  --duration SECONDS  --out FILE  --no-nginx
  */
 import { execFileSync, spawn, spawnSync } from "node:child_process";
