@@ -40,7 +40,7 @@ export const REALISTIC_FEATURES: Feature[] = [
     included: true,
     note: "6 root-namespace DENY policies (admin paths, methods, a debug header, requests without a principal, banned principals, an IP block), 1 ALLOW selecting the ingress gateway (hosts and methods), 10 namespace ALLOW policies (one per 5 hosts: hosts or path prefixes, methods, request principals, an x-tenant header rule), 2 namespace DENY (write methods; a `groups` claim) and 1 never-matching ALLOW (a canary header); every bench request passes both layers",
   },
-  { feature: "a retry policy", included: true, note: "every route: `retries: {attempts: 2, perTryTimeout: 2s, retryOn: 5xx,reset,connect-failure,refused-stream}`; the upstream always answers 200, so every request succeeds on its first try" },
+  { feature: "a retry policy", included: true, note: "every route: `retries: {attempts: 2, perTryTimeout: 2s, retryOn: 5xx,reset,connect-failure}`; the upstream always answers 200, so every request succeeds on its first try" },
   {
     feature: "a global rate limit with a high ceiling (RateLimitPolicy)",
     included: true,
@@ -193,7 +193,7 @@ export function routeTable(upstreamPort: number, shape: RouteTableShape): BenchC
         k % 5 === 2
           ? `[{destination: {host: ${service}, subset: v1}, weight: 90}, {destination: {host: ${service}, subset: v2}, weight: 10}]`
           : `[{destination: {host: ${service}, subset: v1}}]`;
-      const retries = shape.retries ? `\n    retries: {attempts: 2, perTryTimeout: 2s, retryOn: "5xx,reset,connect-failure,refused-stream"}` : "";
+      const retries = shape.retries ? `\n    retries: {attempts: 2, perTryTimeout: 2s, retryOn: "5xx,reset,connect-failure"}` : "";
       routes.push(`  - name: r${k}\n    match: [{uri: ${uri}${header}}]\n    route: ${destination}${retries}`);
     }
     docs.push(`apiVersion: networking.istio.io/v1
