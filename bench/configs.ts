@@ -1,10 +1,11 @@
 /**
  * The configurations the benchmark runs Isthmus with, and the requests sent
- * to each. `realistic` is the one place that builds the realistic config:
- * as a feature lands (JWT, authorization, rate limits, retries, OTLP),
- * add its resources here, flip its entry in REALISTIC_FEATURES to
- * "included", and the next `npm run bench` measures it.
+ * to each. `realistic` is the one place that builds the realistic config
+ * (routes, retries, JWT, authorization, a global rate limit, OTLP
+ * telemetry); REALISTIC_FEATURES says what it contains and why, and is
+ * printed in the report.
  */
+import { BENCH_USERS } from "./idp.ts";
 
 export interface RequestSpec {
   host: string;
@@ -24,29 +25,138 @@ export interface Feature {
   note: string;
 }
 
-/** What the issue's realistic config asks for, and what of it exists in Isthmus today. */
+/** What the issue's realistic config asks for, and how `realistic` builds each part. */
 export const REALISTIC_FEATURES: Feature[] = [
   { feature: "1,000 routes over 50 hosts (exact, prefix and regex uri matches)", included: true, note: "50 VirtualServices × 20 http routes" },
   { feature: "header routing", included: true, note: "every 4th route also matches a request header" },
   { feature: "weighted routing", included: true, note: "every 5th route splits 90/10 across DestinationRule subsets v1/v2" },
-  { feature: "RS256 JWT against a local JWKS (RequestAuthentication)", included: false, note: "not built yet" },
-  { feature: "20 AuthorizationPolicies", included: false, note: "not built yet" },
-  { feature: "a retry policy", included: false, note: "not built yet (retries are accepted with a warning and not enforced, so they are left out)" },
-  { feature: "a global rate limit with a high ceiling (RateLimitPolicy)", included: false, note: "not built yet" },
-  { feature: "OTLP export to a local receiver (Telemetry)", included: false, note: "not built yet; 'telemetry off' therefore runs the identical config (an A/A control)" },
+  {
+    feature: "RS256 JWT against a local JWKS (RequestAuthentication)",
+    included: true,
+    note: `one gateway-wide rule (root namespace) with \`jwksUri\` on a local server the harness starts; RSA-2048 key; every request carries a Bearer token of one of ${BENCH_USERS} users, so after the first request per user every check is a verified-token cache hit (the JWKS is fetched once per isolate)`,
+  },
+  {
+    feature: "20 AuthorizationPolicies",
+    included: true,
+    note: "6 root-namespace DENY policies (admin paths, methods, a debug header, requests without a principal, banned principals, an IP block), 1 ALLOW selecting the ingress gateway (hosts and methods), 10 namespace ALLOW policies (one per 5 hosts: hosts or path prefixes, methods, request principals, an x-tenant header rule), 2 namespace DENY (write methods; a `groups` claim) and 1 never-matching ALLOW (a canary header); every bench request passes both layers",
+  },
+  { feature: "a retry policy", included: true, note: "every route: `retries: {attempts: 2, perTryTimeout: 2s, retryOn: 5xx,reset,connect-failure}`; the upstream always answers 200, so every request succeeds on its first try" },
+  {
+    feature: "a global rate limit with a high ceiling (RateLimitPolicy)",
+    included: true,
+    note: "one GLOBAL rule (Durable Objects), keyed by `request.auth.principal` (one object per user), 1,000,000 requests per minute each: nothing is limited, and because a minute limit refills slower than 1/s the object writes its bucket to SQLite on every decision, as in production",
+  },
+  {
+    feature: "OTLP export to a local receiver (Telemetry)",
+    included: true,
+    note: "'telemetry on': an OTLP/HTTP (protobuf) provider for traces, metrics and logs, exported to a local sink process on the generator core; a root-namespace Telemetry with 1% trace sampling (Istio's default), Istio's standard metrics on, and access logs only for errors (`response.code >= 400`), as a production mesh runs; flushes every 5 s or 500 requests (the defaults). 'telemetry off': the same config without the provider and the Telemetry",
+  },
 ];
 
 const HOSTS = 50;
 const ROUTES_PER_HOST = 20;
+/** Hosts per namespace ALLOW policy (HOSTS / HOST_GROUP = 10 policies). */
+const HOST_GROUP = 5;
+
+/** What the realistic config points at besides the upstream. */
+export interface RealisticOptions {
+  telemetry: boolean;
+  /** The issuer, its JWKS URL and the tokens to send (bench/idp.ts). */
+  jwt: { issuer: string; jwksUri: string; tokens: string[] };
+  /** OTLP/HTTP base URL of the collector; required when `telemetry`. */
+  otlpEndpoint?: string;
+}
 
 /**
- * 1,000 routes over 50 hosts in front of one upstream port (see routeTable).
+ * The realistic config: 1,000 routes over 50 hosts in front of one
+ * upstream port (see routeTable) with retries on every route, plus JWT
+ * authentication, 20 AuthorizationPolicies, a GLOBAL rate limit and, with
+ * `telemetry`, OTLP export (see REALISTIC_FEATURES). Every request it
+ * returns is expected to be answered 200 by the upstream.
  *
- * @param telemetry reserved for the Telemetry resource once OTLP export exists
+ * @example
+ * const config = realistic(8080, { telemetry: true, jwt: await benchKeys("http://127.0.0.1:9000"), otlpEndpoint: "http://127.0.0.1:4318" });
  */
-export function realistic(upstreamPort: number, options: { telemetry: boolean } = { telemetry: true }): BenchConfig {
-  void options.telemetry; // No Telemetry kind is enforced yet: both variants are identical (see REALISTIC_FEATURES).
-  return routeTable(upstreamPort, { hosts: HOSTS, routesPerHost: ROUTES_PER_HOST, regex: true });
+export function realistic(upstreamPort: number, options: RealisticOptions): BenchConfig {
+  const table = routeTable(upstreamPort, { hosts: HOSTS, routesPerHost: ROUTES_PER_HOST, regex: true, retries: true });
+  const { tokens, issuer, jwksUri } = options.jwt;
+  if (tokens.length === 0) throw new Error("realistic: at least one token is needed");
+  const requests = table.requests.map((r, i) => ({ ...r, headers: { ...r.headers, authorization: `Bearer ${tokens[i % tokens.length]}` } }));
+  const docs = [table.yaml.trimEnd(), ...security(issuer, jwksUri)];
+  if (options.telemetry) {
+    if (!options.otlpEndpoint) throw new Error("realistic: telemetry needs an otlpEndpoint");
+    docs.push(...telemetry(options.otlpEndpoint));
+  }
+  return { yaml: docs.join("\n---\n") + "\n", requests };
+}
+
+/** RequestAuthentication, the 20 AuthorizationPolicies and the RateLimitPolicy. */
+function security(issuer: string, jwksUri: string): string[] {
+  const root = (kind: string, name: string, spec: string) => `apiVersion: ${kind === "RateLimitPolicy" ? "isthmus.dev/v1alpha1" : "security.istio.io/v1"}\nkind: ${kind}\nmetadata: {name: ${name}, namespace: istio-system}\nspec:\n${spec}`;
+  const bench = (kind: string, name: string, spec: string) => `apiVersion: security.istio.io/v1\nkind: ${kind}\nmetadata: {name: ${name}, namespace: bench}\nspec:\n${spec}`;
+  const docs = [
+    root("RequestAuthentication", "jwt", `  jwtRules:\n  - {issuer: "${issuer}", jwksUri: "${jwksUri}", audiences: [bench-api]}`),
+    // Root namespace: the gateway layer and every destination.
+    root("AuthorizationPolicy", "deny-admin-paths", `  action: DENY\n  rules: [{to: [{operation: {paths: ["/admin", "/admin/*", "*/.git/*", "*.php"]}}]}]`),
+    root("AuthorizationPolicy", "deny-methods", `  action: DENY\n  rules: [{to: [{operation: {methods: [TRACE, CONNECT]}}]}]`),
+    root("AuthorizationPolicy", "deny-debug-header", `  action: DENY\n  rules: [{when: [{key: "request.headers[x-debug-override]", values: ["*"]}]}]`),
+    root("AuthorizationPolicy", "require-jwt", `  action: DENY\n  rules: [{from: [{source: {notRequestPrincipals: ["*"]}}]}]`),
+    root("AuthorizationPolicy", "deny-banned-users", `  action: DENY\n  rules: [{from: [{source: {requestPrincipals: ["${issuer}/banned-1", "${issuer}/banned-2"]}}]}]`),
+    root("AuthorizationPolicy", "deny-bad-ips", `  action: DENY\n  rules: [{from: [{source: {remoteIpBlocks: ["203.0.113.0/24", "198.51.100.7"]}}]}]`),
+    // The gateway itself.
+    root(
+      "AuthorizationPolicy",
+      "gateway-allow",
+      `  selector: {matchLabels: {istio: ingressgateway}}\n  action: ALLOW\n  rules: [{to: [{operation: {hosts: ["*.bench.example.com"], methods: [GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS]}}]}]`,
+    ),
+  ];
+  // Namespace `bench`: the destination layer. One ALLOW per group of hosts, alternating host and path matches.
+  for (let g = 0; g < HOSTS / HOST_GROUP; g++) {
+    const hs = Array.from({ length: HOST_GROUP }, (_, i) => g * HOST_GROUP + i);
+    const to = g % 2 === 0 ? `hosts: [${hs.map((h) => `"s${h}.bench.example.com"`).join(", ")}]` : `paths: [${hs.map((h) => `"/s${h}/*"`).join(", ")}]`;
+    docs.push(
+      bench(
+        "AuthorizationPolicy",
+        `tenants-${g}`,
+        `  action: ALLOW\n  rules:\n  - from: [{source: {requestPrincipals: ["${issuer}/user-*"]}}]\n    to: [{operation: {${to}, methods: [GET, HEAD]}}]\n  - to: [{operation: {${to}, methods: [POST]}}]\n    when: [{key: "request.headers[x-tenant]", values: ["t*"]}, {key: "request.auth.claims[scope]", values: [write]}]`,
+      ),
+    );
+  }
+  docs.push(bench("AuthorizationPolicy", "deny-writes-to-items", `  action: DENY\n  rules: [{to: [{operation: {methods: [PUT, PATCH, DELETE], paths: ["*/items/*"]}}]}]`));
+  docs.push(bench("AuthorizationPolicy", "deny-suspended", `  action: DENY\n  rules: [{when: [{key: "request.auth.claims[groups]", values: [suspended]}]}]`));
+  docs.push(bench("AuthorizationPolicy", "canary-testers", `  action: ALLOW\n  rules: [{to: [{operation: {paths: ["*/item"]}}], when: [{key: "request.headers[x-canary]", values: ["1"]}]}]`));
+  docs.push(
+    root(
+      "RateLimitPolicy",
+      "per-user",
+      `  rules:\n  - name: per-user\n    key: ["request.auth.principal"]\n    limits: [{requests: 1000000, unit: minute}]`,
+    ),
+  );
+  return docs;
+}
+
+/** The OTLP provider (GatewayConfig) and a production-like root Telemetry. */
+function telemetry(endpoint: string): string[] {
+  return [
+    `apiVersion: isthmus.dev/v1alpha1
+kind: GatewayConfig
+metadata: {name: isthmus, namespace: istio-system}
+spec:
+  extensionProviders:
+  - name: otel
+    opentelemetry:
+      endpoint: "${endpoint}"
+      signals: [traces, metrics, logs]`,
+    `apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  tracing: [{providers: [{name: otel}], randomSamplingPercentage: 1}]
+  metrics: [{providers: [{name: otel}]}]
+  accessLogging:
+  - providers: [{name: otel}]
+    filter: {expression: "response.code >= 400"}`,
+  ];
 }
 
 export interface RouteTableShape {
@@ -54,6 +164,8 @@ export interface RouteTableShape {
   routesPerHost: number;
   /** Every 10th route matches its uri by regex (else by prefix). */
   regex: boolean;
+  /** Every route carries an explicit retry policy. */
+  retries?: boolean;
 }
 
 /**
@@ -81,7 +193,8 @@ export function routeTable(upstreamPort: number, shape: RouteTableShape): BenchC
         k % 5 === 2
           ? `[{destination: {host: ${service}, subset: v1}, weight: 90}, {destination: {host: ${service}, subset: v2}, weight: 10}]`
           : `[{destination: {host: ${service}, subset: v1}}]`;
-      routes.push(`  - name: r${k}\n    match: [{uri: ${uri}${header}}]\n    route: ${destination}`);
+      const retries = shape.retries ? `\n    retries: {attempts: 2, perTryTimeout: 2s, retryOn: "5xx,reset,connect-failure"}` : "";
+      routes.push(`  - name: r${k}\n    match: [{uri: ${uri}${header}}]\n    route: ${destination}${retries}`);
     }
     docs.push(`apiVersion: networking.istio.io/v1
 kind: VirtualService

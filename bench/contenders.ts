@@ -8,6 +8,7 @@ import { join, resolve } from "node:path";
 import { spawnSync } from "node:child_process";
 import { workerdBinary } from "../src/cli/commands/serve.ts";
 import { minimal, realistic, type RequestSpec } from "./configs.ts";
+import type { BenchKeys } from "./idp.ts";
 import { freePort, startPinned, stopProc, waitForOutput, waitForPort, type Proc } from "./processes.ts";
 
 export interface Running {
@@ -18,10 +19,19 @@ export interface Running {
   stop(): Promise<void>;
 }
 
+/** The servers every contender may point at, started by the harness on the generator core (or, for the JWKS, in the harness). */
+export interface BenchEnv {
+  upstreamPort: number;
+  /** The issuer, JWKS URL and tokens (bench/idp.ts). */
+  idp: BenchKeys;
+  /** OTLP/HTTP base URL of the sink (bench/otlp-sink.ts). */
+  otlpEndpoint: string;
+}
+
 export interface Contender {
   id: string;
   label: string;
-  start(upstreamPort: number, sutCpu: string): Promise<Running>;
+  start(env: BenchEnv, sutCpu: string): Promise<Running>;
 }
 
 const UPSTREAM_REQUEST: RequestSpec[] = [{ host: "upstream.bench", path: "/api/items/7" }];
@@ -29,7 +39,7 @@ const UPSTREAM_REQUEST: RequestSpec[] = [{ host: "upstream.bench", path: "/api/i
 export const direct: Contender = {
   id: "direct",
   label: "direct to the upstream (no proxy)",
-  async start(upstreamPort) {
+  async start({ upstreamPort }) {
     return { port: upstreamPort, requests: UPSTREAM_REQUEST, pid: 0, stop: async () => {} };
   },
 };
@@ -37,7 +47,7 @@ export const direct: Contender = {
 export const passthrough: Contender = {
   id: "passthrough",
   label: "bare passthrough Worker on bare workerd",
-  async start(upstreamPort, sutCpu) {
+  async start({ upstreamPort }, sutCpu) {
     const dir = mkdtempSync(join(tmpdir(), "isthmus-bench-passthrough-"));
     const port = await freePort();
     copyFileSync(resolve("bench/passthrough/worker.js"), join(dir, "worker.js"));
@@ -66,7 +76,7 @@ const config :Workerd.Config = (
 export const nginx: Contender = {
   id: "nginx",
   label: "nginx (Debian) reverse proxy, 1 worker, upstream keepalive",
-  async start(upstreamPort, sutCpu) {
+  async start({ upstreamPort }, sutCpu) {
     const dir = mkdtempSync(join(tmpdir(), "isthmus-bench-nginx-"));
     const port = await freePort();
     for (const sub of ["client", "proxy", "fastcgi", "uwsgi", "scgi"]) mkdirSync(join(dir, sub));
@@ -106,14 +116,14 @@ http {
 };
 
 /** Isthmus on `isthmus serve` (bare workerd) with a given configuration. */
-function isthmus(id: string, label: string, build: (upstreamPort: number) => { yaml: string; requests: RequestSpec[] }): Contender {
+function isthmus(id: string, label: string, build: (env: BenchEnv) => { yaml: string; requests: RequestSpec[] }): Contender {
   return {
     id,
     label,
-    async start(upstreamPort, sutCpu) {
+    async start(env, sutCpu) {
       const dir = mkdtempSync(join(tmpdir(), `isthmus-bench-${id}-`));
       const port = await freePort();
-      const config = build(upstreamPort);
+      const config = build(env);
       mkdirSync(join(dir, "config"));
       writeFileSync(join(dir, "config", "gateway.yaml"), config.yaml);
       const proc = startPinned(sutCpu, process.execPath, ["bin/isthmus.js", "serve", "-f", join(dir, "config"), "--port", String(port), "--state", join(dir, "state")]);
@@ -123,9 +133,9 @@ function isthmus(id: string, label: string, build: (upstreamPort: number) => { y
   };
 }
 
-export const isthmusRealistic = isthmus("isthmus", "Isthmus on isthmus serve, realistic config", (p) => realistic(p, { telemetry: true }));
-export const isthmusNoTelemetry = isthmus("isthmus-telemetry-off", "the same, telemetry off", (p) => realistic(p, { telemetry: false }));
-export const isthmusMinimal = isthmus("isthmus-minimal", "Isthmus on isthmus serve, minimal config (one route)", minimal);
+export const isthmusRealistic = isthmus("isthmus", "Isthmus on isthmus serve, realistic config", (e) => realistic(e.upstreamPort, { telemetry: true, jwt: e.idp, otlpEndpoint: e.otlpEndpoint }));
+export const isthmusNoTelemetry = isthmus("isthmus-telemetry-off", "the same, telemetry off", (e) => realistic(e.upstreamPort, { telemetry: false, jwt: e.idp }));
+export const isthmusMinimal = isthmus("isthmus-minimal", "Isthmus on isthmus serve, minimal config (one route)", (e) => minimal(e.upstreamPort));
 
 function running(proc: Proc, port: number, requests: RequestSpec[], cleanup: () => void): Running {
   return {

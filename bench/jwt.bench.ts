@@ -1,100 +1,12 @@
 /**
- * Micro-benchmark of request authentication: the cost of one request's
- * JWT check through the same code the gateway runs (extraction, parse,
- * verification with jose and an imported CryptoKey), with a cold
- * verified-token cache (every token new) and with a warm one (the same
- * token again). Run with `npm run bench:jwt`; it is not part of `npm test`.
- *
- * Node's WebCrypto dispatches each verify to a thread pool (~30 µs,
- * performance-security-anchors §2.1) where workerd runs it inline, so the
- * cold numbers here are an upper bound for the gateway; the cache hit
- * uses no WebCrypto at all.
+ * `npm run bench:jwt`: request authentication cost per algorithm (see
+ * bench/jwt-measure.ts); not part of `npm test`.
  */
-import { exportJWK, generateKeyPair, SignJWT } from "jose";
-import { authenticate, type AuthnEnv, type JwtRule } from "../src/authz/jwt/authenticate.ts";
-import { extractionPlan } from "../src/authz/jwt/extract.ts";
-import { JwksCache } from "../src/authz/jwt/jwks-cache.ts";
-import { keySetOf } from "../src/authz/jwt/keys.ts";
-import { VerifiedTokens } from "../src/authz/jwt/token-cache.ts";
-import type { JwtRuleDef } from "../src/config/snapshot.ts";
-import type { RequestFacts } from "../src/gateway/facts.ts";
+import { measureJwt, type JwtCosts } from "./jwt-measure.ts";
 
-const ISSUER = "https://idp.bench";
-const TOKENS = 300;
-const HITS = 20_000;
-
-async function setup(alg: string) {
-  const { publicKey, privateKey } = await generateKeyPair(alg, alg === "EdDSA" ? { crv: "Ed25519" } : {});
-  const jwk = { ...(await exportJWK(publicKey)), kid: "k1", alg };
-  const def: JwtRuleDef = {
-    source: "RequestAuthentication/bench/jwt",
-    index: 0,
-    issuer: ISSUER,
-    audiences: [],
-    jwks: { keys: [jwk] },
-    locations: [{ header: "authorization", prefix: "Bearer " }],
-    forwardOriginalToken: false,
-    outputClaimToHeaders: [],
-    timeoutMs: 5000,
-    spaceDelimitedClaims: ["scope", "permission"],
-  };
-  const rule: JwtRule = { def, inlineKeys: keySetOf([jwk], "bench"), tokens: new VerifiedTokens(), spaceDelimited: new Set(def.spaceDelimitedClaims) };
-  const tokens: string[] = [];
-  for (let i = 0; i < TOKENS; i++) {
-    tokens.push(
-      await new SignJWT({ n: i, scope: "read write", groups: ["a", "b"] })
-        .setProtectedHeader({ alg, kid: "k1" })
-        .setIssuer(ISSUER)
-        .setSubject(`user-${i}`)
-        .setAudience("api")
-        .setIssuedAt()
-        .setExpirationTime("1h")
-        .sign(privateKey),
-    );
-  }
-  return { rule, tokens };
-}
-
-function facts(token: string): RequestFacts {
-  return { method: "GET", scheme: "https", host: "h", port: 443, authority: "h", path: "/", query: "", headers: new Headers({ authorization: `Bearer ${token}` }), remoteIp: "" };
-}
-
-const env: AuthnEnv = {
-  jwks: new JwksCache(() => Promise.reject(new Error("no remote JWKS in the benchmark")), Date.now),
-  policy: { refreshMs: 1_200_000, maxAgeMs: 86_400_000, unknownKidCooldownMs: 30_000 },
-  now: Date.now,
-  waitUntil: () => {},
-  maxJwtBytes: 8192,
-};
-
-async function measure(alg: string): Promise<[string, string, string]> {
-  const { rule, tokens } = await setup(alg);
-  const plan = extractionPlan([[rule, rule.def.locations]]);
-  const requests = tokens.map(facts);
-  // Warm up the key import and the JIT, then clear the token cache.
-  for (const f of requests.slice(0, 20)) await authenticate(plan, f, env);
-  rule.tokens = new VerifiedTokens();
-
-  let start = performance.now();
-  for (const f of requests) {
-    const r = await authenticate(plan, f, env);
-    if (!r.ok || r.verified.length !== 1) throw new Error("verification failed");
-  }
-  const cold = ((performance.now() - start) * 1000) / requests.length;
-
-  const hit = requests[0] as RequestFacts;
-  start = performance.now();
-  for (let i = 0; i < HITS; i++) {
-    const r = await authenticate(plan, hit, env);
-    if (!r.ok) throw new Error("verification failed");
-  }
-  const warm = ((performance.now() - start) * 1000) / HITS;
-  return [alg, cold.toFixed(1), warm.toFixed(2)];
-}
-
-const rows: [string, string, string][] = [];
-for (const alg of ["RS256", "ES256", "EdDSA"]) rows.push(await measure(alg));
-console.log(`Node ${process.version}, ${TOKENS} distinct tokens (cold), ${HITS} repeats of one token (cached)\n`);
+const rows: JwtCosts[] = [];
+for (const alg of ["RS256", "ES256", "EdDSA"]) rows.push(await measureJwt(alg));
+console.log(`Node ${process.version}, ${rows[0]?.tokens} distinct tokens (cold), ${rows[0]?.hits} repeats of one token (cached)\n`);
 console.log("| alg | cold: µs per request | verified-token cache hit: µs per request |");
 console.log("|---|---:|---:|");
-for (const [alg, cold, warm] of rows) console.log(`| ${alg} | ${cold} | ${warm} |`);
+for (const r of rows) console.log(`| ${r.alg} | ${r.keyCachedUs.toFixed(1)} | ${r.tokenCachedUs.toFixed(2)} |`);

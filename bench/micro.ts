@@ -16,7 +16,13 @@ import { ingress } from "../src/gateway/ingress.ts";
 import { runPipeline, type PipelineDeps } from "../src/gateway/pipeline.ts";
 import type { RequestFacts } from "../src/gateway/facts.ts";
 import { Balancer } from "../src/routing/balancer.ts";
+import { JwksCache } from "../src/authz/jwt/jwks-cache.ts";
+import { rateLimitEnv, type RateLimiterNamespace } from "../src/ratelimit/decide.ts";
+import { acquire, type BucketSet } from "../src/ratelimit/bucket-set.ts";
+import { Telemetry } from "../src/telemetry/telemetry.ts";
 import { realistic, routeTable, type BenchConfig, type RequestSpec } from "./configs.ts";
+import { benchKeys } from "./idp.ts";
+import { measureJwt, type JwtCosts } from "./jwt-measure.ts";
 
 export interface LookupResult {
   routes: number;
@@ -39,7 +45,9 @@ export interface MicroResults {
     snapshotBytes: number;
     heapBytes: number;
   };
-  pipeline: { routes: number; meanUs: number; p50Us: number; p99Us: number };
+  pipeline: { routes: number; meanUs: number; p50Us: number; p99Us: number; telemetryExports: number };
+  /** RS256 through the gateway's authentication code (bench/jwt-measure.ts), in Node. */
+  jwt: JwtCosts;
 }
 
 const smoke = process.argv.includes("--smoke");
@@ -161,15 +169,61 @@ async function compile10k(): Promise<MicroResults["compile10k"]> {
   return { routes: hosts * 20, hosts, buildMs, firstLoadMs, loadMs: parseMs + hydrateMs, parseMs, hydrateMs, snapshotBytes: Buffer.byteLength(text), heapBytes };
 }
 
-/** The whole pipeline per request with I/O replaced by in-memory ends (fetch answers at once). */
+/**
+ * The RateLimiter objects' bucket logic (bucket-set.ts, what each object
+ * runs) in memory, one bucket set per object name: the GLOBAL decision
+ * without the Durable Object call and its storage write.
+ */
+function memoryLimiters(): RateLimiterNamespace {
+  const sets = new Map<string, BucketSet>();
+  return {
+    getByName: (name) => ({
+      acquire: async (request) => {
+        const { set, grant } = acquire(sets.get(name), request, Date.now());
+        sets.set(name, set);
+        return grant;
+      },
+    }),
+  };
+}
+
+/**
+ * The whole realistic pipeline per request, as the Worker runs it
+ * (src/index.ts), with I/O replaced by in-memory ends: the upstream and the
+ * JWKS answer at once, the rate limit's objects are in memory, and OTLP
+ * exports go to a fetch that discards them. The token of every request is
+ * in the verified-token cache after the warm-up (one token per bench user).
+ * Telemetry's after-response work (metrics, the 1% of spans, flushes every
+ * 500 requests) runs concurrently, as under waitUntil, within the timed
+ * loop, so the mean carries its amortized cost.
+ */
 async function pipeline(): Promise<MicroResults["pipeline"]> {
-  const config = realistic(8080);
+  const keys = await benchKeys("https://idp.bench.example");
+  const config = realistic(8080, { telemetry: true, jwt: keys, otlpEndpoint: "http://otlp.bench.example" });
   const runtime = await load(config);
-  const d = deps();
+  let exports = 0;
+  const fetch = async (request: Request) => {
+    if (request.url === keys.jwksUri) return Response.json(keys.jwks);
+    if (request.url.startsWith("http://otlp.bench.example/")) {
+      exports++;
+      await request.arrayBuffer();
+      return new Response(null, { status: 200 });
+    }
+    return new Response(BODY, { status: 200, headers: { "content-type": "application/json", "content-length": "1024" } });
+  };
+  const now = () => Date.now();
+  const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+  const d: PipelineDeps = { ...deps(), fetch, jwks: new JwksCache(fetch, now), rateLimits: rateLimitEnv(memoryLimiters()) };
+  const telemetry = new Telemetry({ fetch, now, sleep, random: Math.random, secret: () => undefined, log: (message, fields) => console.error(JSON.stringify({ message, ...fields })) });
   const iterations = smoke ? 2_000 : 50_000;
+  const pending: Promise<unknown>[] = [];
+  const waitUntil = (p: Promise<unknown>) => void pending.push(p);
   const run = async (i: number) => {
-    const { response } = await runPipeline(toRequest(config.requests[i % config.requests.length] as RequestSpec), runtime, d);
-    if (response.status !== 200) throw new Error(`pipeline answered ${response.status}`);
+    const request = toRequest(config.requests[i % config.requests.length] as RequestSpec);
+    telemetry.serving(runtime);
+    const result = await runPipeline(request, runtime, d, waitUntil);
+    const response = telemetry.observe(request, result, runtime, waitUntil);
+    if (response.status !== 200) throw new Error(`pipeline answered ${response.status} for ${request.url}: ${await response.text()}`);
     await response.arrayBuffer();
   };
   for (let i = 0; i < Math.min(iterations, 5_000); i++) await run(i);
@@ -182,7 +236,14 @@ async function pipeline(): Promise<MicroResults["pipeline"]> {
   }
   const meanUs = ((performance.now() - t0) * 1000) / iterations;
   samples.sort();
-  return { routes: 1_000, meanUs, p50Us: samples[Math.floor(iterations * 0.5)] as number, p99Us: samples[Math.floor(iterations * 0.99)] as number };
+  await Promise.all(pending); // the after-response work, as waitUntil would (a scheduled flush sleeps until its interval)
+  if (exports === 0) throw new Error("the pipeline exported no telemetry");
+  return { routes: 1_000, meanUs, p50Us: samples[Math.floor(iterations * 0.5)] as number, p99Us: samples[Math.floor(iterations * 0.99)] as number, telemetryExports: exports };
+}
+
+/** RS256: a new token each time (key imported and cached) and a verified-token cache hit; best of rounds. */
+function jwt(): Promise<JwtCosts> {
+  return smoke ? measureJwt("RS256", 100, 5_000, 1) : measureJwt("RS256", 300, 20_000, 5);
 }
 
 function median(values: number[]): number {
@@ -190,14 +251,14 @@ function median(values: number[]): number {
   return s[Math.floor(s.length / 2)] as number;
 }
 
-// `--only lookups|compile|pipeline` runs one part (for profiling with --cpu-prof, and before/after checks).
+// `--only lookups|compile|pipeline|jwt` runs one part (for profiling with --cpu-prof, and before/after checks).
 const only = process.argv[process.argv.indexOf("--only") + 1];
 if (process.argv.includes("--only")) {
-  const part = only === "lookups" ? await lookups() : only === "compile" ? await compile10k() : await pipeline();
+  const part = only === "lookups" ? await lookups() : only === "compile" ? await compile10k() : only === "jwt" ? await jwt() : await pipeline();
   process.stdout.write(JSON.stringify(part));
 } else {
   // compile10k first: its first load must find hydrate's code not yet optimized, as a fresh isolate does.
   const compile = await compile10k();
-  const results: MicroResults = { compile10k: compile, lookups: await lookups(), pipeline: await pipeline() };
+  const results: MicroResults = { compile10k: compile, lookups: await lookups(), pipeline: await pipeline(), jwt: await jwt() };
   process.stdout.write(JSON.stringify(results));
 }

@@ -3,12 +3,16 @@
  * every contender, runs a saturation round then open-loop rounds at 25% and
  * 50% of the passthrough Worker's saturation, interleaving the contenders
  * (their order rotates each round), then the micro-benchmarks, and writes
- * docs/BENCHMARKS.md. The load generator and the upstream run on one core,
- * every system under test on the other (taskset).
+ * docs/BENCHMARKS.md. The load generator, the upstream and the OTLP sink
+ * run on one core, every system under test on the other (taskset); the
+ * JWKS server runs in this process (asked once per gateway isolate).
+ * Before measuring, each realistic gateway must show that its security is
+ * on (a bench request 200, without its token 403, forged 401).
  *
  *   npm run bench                 full run (~8 minutes), writes docs/BENCHMARKS.md
  *   npm run bench -- --smoke      a few seconds per step, nginx skipped, checks that
  *                                 every contender answered every request with 200
+ *                                 and that the telemetry-on gateway exported metrics
  *   options: --rounds N  --duration SECONDS  --out FILE  --no-nginx
  */
 import { execFileSync, spawn, spawnSync } from "node:child_process";
@@ -17,12 +21,15 @@ import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { workerdOps, direct, ensureNginx, isthmusMinimal, isthmusNoTelemetry, isthmusRealistic, nginx, nginxBinary, passthrough, type Contender, type Running } from "./contenders.ts";
+import { startBenchIdp } from "./idp.ts";
+import type { RequestSpec } from "./configs.ts";
+import { send } from "../test/helpers/http.ts";
+import { workerdOps, direct, ensureNginx, isthmusMinimal, isthmusNoTelemetry, isthmusRealistic, nginx, nginxBinary, passthrough, type BenchEnv, type Contender, type Running } from "./contenders.ts";
 import { cpuTimeMs, startPinned, stopProc, waitForOutput, type Proc } from "./processes.ts";
 import type { LoadOutput, LoadSpec } from "./load/main.ts";
 import type { MicroResults } from "./micro.ts";
 import { workerdBinary } from "../src/cli/commands/serve.ts";
-import { renderReport, type Measurement, type RunInfo } from "./report.ts";
+import { renderReport, type Measurement, type OtlpStats, type RunInfo } from "./report.ts";
 
 const GEN_CPU = "0";
 const SUT_CPU = "1";
@@ -74,20 +81,25 @@ if (!smoke && !values["no-nginx"]) {
     info.nginx = (spawnSync(bin, ["-v"], { encoding: "utf8" }).stderr || "").trim().replace(/^nginx version: /, "");
   } else log("nginx could not be installed; it is left out of this run");
 } else if (nginxBinary()) info.nginx = "skipped (smoke)";
-// Telemetry is not built, so in a smoke run the "telemetry off" contender would only repeat the realistic one.
-contenders.push(...(smoke ? [isthmusRealistic, isthmusMinimal] : [isthmusRealistic, isthmusNoTelemetry, isthmusMinimal]));
+contenders.push(isthmusRealistic, isthmusNoTelemetry, isthmusMinimal);
 
 log(`load average before: ${info.loadBefore}`);
 const upstream: Proc = startPinned(GEN_CPU, node, ["bench/upstream.ts", "0"]);
 const upstreamPort = Number((await waitForOutput(upstream, /listening (\d+)/, 10_000))[1]);
+const sink: Proc = startPinned(GEN_CPU, node, ["bench/otlp-sink.ts", "0"]);
+const otlpEndpoint = `http://127.0.0.1:${(await waitForOutput(sink, /listening (\d+)/, 10_000))[1]}`;
+const idp = await startBenchIdp();
+const env: BenchEnv = { upstreamPort, idp, otlpEndpoint };
+let otlp: OtlpStats | undefined;
 const running = new Map<string, Running>();
 const measurements: Measurement[] = [];
 let failed = false;
 
 try {
   log(`starting ${contenders.map((c) => c.id).join(", ")}`);
-  const started = await Promise.allSettled(contenders.map(async (c) => running.set(c.id, await c.start(upstreamPort, SUT_CPU))));
+  const started = await Promise.allSettled(contenders.map(async (c) => running.set(c.id, await c.start(env, SUT_CPU))));
   for (const s of started) if (s.status === "rejected") throw s.reason;
+  for (const c of [isthmusRealistic, isthmusNoTelemetry]) await checkEnforced(c.id, running.get(c.id) as Running);
   const order = (round: number) => contenders.map((_, i) => contenders[(i + round) % contenders.length] as Contender);
 
   // Saturation (closed loop, 32 connections).
@@ -112,7 +124,20 @@ try {
   for (const [id, r] of running) {
     await r.stop().catch((e: unknown) => log(`stopping ${id}: ${String(e)}`));
   }
+  // Read after the gateways stopped: their last flush has then been sent.
+  otlp = await fetch(`${otlpEndpoint}/stats`)
+    .then((r) => r.json() as Promise<OtlpStats>)
+    .catch(() => undefined);
+  if (otlp) otlp.jwksFetches = idp.jwksFetches();
+  await stopProc(sink);
+  await idp.close();
   await stopProc(upstream);
+}
+if (otlp) log(`OTLP sink received: ${(["traces", "metrics", "logs"] as const).map((s) => `${s} ${otlp?.[s].exports} exports (${otlp?.[s].bytes} bytes)`).join(", ")}; JWKS fetched ${otlp.jwksFetches} times`);
+// Telemetry on must have reached the collector: metrics are exported at every flush.
+if (!failed && !(otlp && otlp.metrics.exports > 0)) {
+  failed = true;
+  log("the OTLP sink received no metrics export from the telemetry-on gateway");
 }
 
 let micro: MicroResults | undefined;
@@ -141,7 +166,7 @@ log(`load average after: ${info.loadAfter}`);
 const bad = measurements.filter((m) => m.failed > 0 || m.non200 > 0);
 for (const m of bad) log(`${m.contender} (${m.load}, round ${m.round + 1}): ${m.failed} failed, ${m.non200} non-200 of ${m.sent}`);
 if (!failed && measurements.length > 0) {
-  writeFileSync(out, renderReport(info, contenders, measurements, micro, ops));
+  writeFileSync(out, renderReport(info, contenders, measurements, micro, ops, otlp));
   log(`wrote ${out}`);
 }
 if (smoke && bad.length > 0) failed = true;
@@ -176,7 +201,8 @@ async function measure(c: Contender, round: number, load: Omit<LoadSpec, "port" 
 
 /** Runs the load generator pinned to its core; async, so the contenders' output pipes keep draining. */
 async function generate(c: Contender, spec: LoadSpec): Promise<LoadOutput> {
-  const child = spawn("taskset", ["-c", GEN_CPU, node, "bench/load/main.ts", JSON.stringify(spec)], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn("taskset", ["-c", GEN_CPU, node, "bench/load/main.ts"], { stdio: ["pipe", "pipe", "pipe"] });
+  child.stdin.end(JSON.stringify(spec));
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -184,6 +210,30 @@ async function generate(c: Contender, spec: LoadSpec): Promise<LoadOutput> {
   const code = await new Promise<number | null>((resolve) => child.once("close", resolve));
   if (code !== 0) throw new Error(`load generator failed for ${c.id}: ${stderr}`);
   return JSON.parse(stdout) as LoadOutput;
+}
+
+/**
+ * The realistic config's security must be on, not just out of the way: a
+ * bench request passes (200), the same request without its token is
+ * refused by authorization (403), and with a forged signature by
+ * authentication (401).
+ */
+async function checkEnforced(id: string, r: Running): Promise<void> {
+  const spec = r.requests[0] as RequestSpec;
+  const base = `http://127.0.0.1:${r.port}`;
+  const { authorization, ...rest } = spec.headers ?? {};
+  const [head, body] = (authorization ?? "").split(".");
+  const forged = `${head}.${body}.${Buffer.from("not the signature").toString("base64url")}`;
+  const cases: [string, Record<string, string>, number][] = [
+    ["with its token", spec.headers ?? {}, 200],
+    ["without a token", rest, 403],
+    ["with a forged signature", { ...rest, authorization: forged }, 401],
+  ];
+  for (const [what, headers, expected] of cases) {
+    const reply = await send(base, spec.path, { host: spec.host, headers });
+    if (reply.status !== expected) throw new Error(`${id}: a bench request ${what} got ${reply.status} (expected ${expected}): ${reply.body}`);
+  }
+  log(`${id}: a bench request passes; without a token 403, with a forged signature 401`);
 }
 
 function median(values: number[]): number {

@@ -1,7 +1,8 @@
 /**
  * The load generator as its own process, so the harness can pin it to a
  * core (taskset) apart from the system under test. Reads a LoadSpec as JSON
- * from argv[2], prints a LoadOutput as JSON on stdout.
+ * from stdin (the realistic requests carry tokens: too long for one
+ * argument), prints a LoadOutput as JSON on stdout.
  */
 import { getRequest } from "./connection.ts";
 import { closedLoop, openLoop, type RunResult } from "./generator.ts";
@@ -24,7 +25,9 @@ export interface LoadOutput extends Omit<RunResult, "latencies"> {
   latenciesUs: number[];
 }
 
-const spec = JSON.parse(process.argv[2] ?? "{}") as LoadSpec;
+const chunks: Buffer[] = [];
+for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+const spec = JSON.parse(Buffer.concat(chunks).toString("utf8") || "{}") as LoadSpec;
 const target = { port: spec.port, requests: spec.requests.map((r) => getRequest(r.host, r.path, r.headers)) };
 const run = (durationMs: number): Promise<RunResult> =>
   spec.mode === "open"
