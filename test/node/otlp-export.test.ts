@@ -93,6 +93,25 @@ describe.each(["http/protobuf", "http/json"] as const)("OTLP export over %s", (p
   });
 });
 
+describe("OTLP protobuf encoding of repeated attributes", () => {
+  it("decodes every series' labels exactly, across exports, when the same label pairs repeat (they are encoded once and reused)", async () => {
+    const { def, provider } = telemetryDef();
+    const exporter = new Exporter(deps());
+    const labels = (i: number) => [attr("reporter", "source"), attr("destination_service", `s${i % 7}.internal`), attr("response_code", String(200 + (i % 3))), attr("n", i), attr("ok", i % 2 === 0)];
+    for (let round = 0; round < 2; round++) {
+      const store = exporter.metrics(provider, 1000);
+      for (let i = 0; i < 40; i++) store.add("istio_requests_total", String(i), () => labels(i), i + 1);
+      await exporter.flush(def, resource);
+    }
+    const points = pointsOf(rx.exports).filter((p) => p.name === "istio_requests_total");
+    expect(points).toHaveLength(80);
+    for (const p of points) {
+      const i = (p.value as number) - 1;
+      expect(p.attributes).toEqual({ reporter: "source", destination_service: `s${i % 7}.internal`, response_code: String(200 + (i % 3)), n: i, ok: i % 2 === 0 });
+    }
+  });
+});
+
 describe("OTLP export failures", () => {
   it("retries 503 a bounded number of times, then counts the items as dropped and reports them with the next metrics", async () => {
     const { def, provider } = telemetryDef({}, { exportRetries: 2 });

@@ -7,9 +7,21 @@
  * @example
  * const body = encodeProtobuf(TRACES_REQUEST, request); // Uint8Array for application/x-protobuf
  */
-import type { Field, Message } from "./schema.ts";
+import { KeyValue, type Field, type Message } from "./schema.ts";
 
 const utf8 = new TextEncoder();
+
+/**
+ * Encoded string-valued attributes by key and value. An export repeats
+ * the same few hundred label pairs in every data point (Istio's 25 labels
+ * per series), so they are encoded once per isolate. Bounded: cleared when full.
+ */
+const ATTRIBUTES = new Map<string, Uint8Array>();
+const MAX_CACHED_ATTRIBUTES = 8192;
+
+/** Writers for nested messages, one per depth, reused (a nested message is copied into its parent at once). */
+const nested: Writer[] = [];
+let depth = 0;
 
 class Writer {
   private buf = new Uint8Array(256);
@@ -95,10 +107,16 @@ function hexBytes(hex: string): Uint8Array {
 function writeField(w: Writer, field: Field, value: unknown): void {
   const type = field.type;
   if (typeof type === "function") {
-    const sub = new Writer();
-    writeMessage(sub, type(), value as Record<string, unknown>);
+    if (type === KeyValue) {
+      const cached = stringAttribute(value as { key: string; value: { stringValue?: unknown } });
+      if (cached) {
+        w.tag(field.no, 2);
+        w.bytes(cached);
+        return;
+      }
+    }
     w.tag(field.no, 2);
-    w.bytes(sub.written());
+    w.bytes(encodeNested(type(), value as Record<string, unknown>));
     return;
   }
   switch (type) {
@@ -150,6 +168,33 @@ function writeField(w: Writer, field: Field, value: unknown): void {
       return;
     }
   }
+}
+
+/** A nested message's bytes, valid until the next nested message of the same depth is written. */
+function encodeNested(schema: Message, value: Record<string, unknown>): Uint8Array {
+  const sub = (nested[depth] ??= new Writer());
+  sub.length = 0;
+  depth++;
+  try {
+    writeMessage(sub, schema, value);
+  } finally {
+    depth--;
+  }
+  return sub.written();
+}
+
+/** The encoded KeyValue of a string-valued attribute, from the cache; undefined for other values. */
+function stringAttribute(kv: { key: string; value: { stringValue?: unknown } }): Uint8Array | undefined {
+  const v = kv.value;
+  if (typeof v?.stringValue !== "string" || Object.keys(v).length !== 1) return undefined;
+  const id = `${kv.key}\u0000${v.stringValue}`;
+  let bytes = ATTRIBUTES.get(id);
+  if (!bytes) {
+    bytes = encodeNested(KeyValue(), kv as unknown as Record<string, unknown>).slice();
+    if (ATTRIBUTES.size >= MAX_CACHED_ATTRIBUTES) ATTRIBUTES.clear();
+    ATTRIBUTES.set(id, bytes);
+  }
+  return bytes;
 }
 
 function writeMessage(w: Writer, schema: Message, value: Record<string, unknown>): void {

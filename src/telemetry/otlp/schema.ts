@@ -43,7 +43,8 @@ function message(build: () => Message): () => Message {
   return () => (built ??= build());
 }
 
-const KeyValue = message(() => [
+/** An attribute: the encoder keeps the bytes of string-valued ones (metric labels repeat in every export). */
+export const KeyValue = message(() => [
   { no: 1, name: "key", type: "string" },
   { no: 2, name: "value", type: AnyValue },
 ]);
