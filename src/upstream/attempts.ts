@@ -79,22 +79,25 @@ type Sent =
   | { kind: "body-too-large" };
 
 export async function sendWithRetries(input: AttemptsInput): Promise<AttemptsResult> {
-  const route = new AbortController();
+  // Abort signals cost workerd real work per fetch, so they exist only when something can abort:
+  // a route timeout here, a per-try timeout or a streamed body per attempt (sendOnce).
+  const route = input.timeoutMs !== undefined ? new AbortController() : undefined;
   let current: AbortController | undefined;
   const routeTimer =
     input.timeoutMs !== undefined
       ? setTimeout(() => {
-          route.abort();
+          route?.abort();
           current?.abort();
         }, input.timeoutMs)
       : undefined;
+  const routeSignal = route?.signal;
   const limits = input.state.limits(input.cluster.name);
   try {
-    const admission = await limits.acquire(input.cluster.connectionPool, route.signal);
+    const admission = await limits.acquire(input.cluster.connectionPool, routeSignal);
     if (admission === "overflow") return { ok: false, reply: REPLIES.overflow, attempts: 0, flags: [] };
     if (admission === "timeout") return { ok: false, reply: REPLIES.timeout, attempts: 0, flags: [] };
     try {
-      return await attempts(input, route.signal, (c) => (current = c));
+      return await attempts(input, routeSignal, (c) => (current = c));
     } finally {
       limits.release();
     }
@@ -103,7 +106,7 @@ export async function sendWithRetries(input: AttemptsInput): Promise<AttemptsRes
   }
 }
 
-async function attempts(input: AttemptsInput, routeSignal: AbortSignal, track: (c: AbortController) => void): Promise<AttemptsResult> {
+async function attempts(input: AttemptsInput, routeSignal: AbortSignal | undefined, track: (c: AbortController) => void): Promise<AttemptsResult> {
   const { cluster, policy, state } = input;
   const limits = state.limits(cluster.name);
   const previousHosts = policy.previousHosts ?? !cluster.consistentHash;
@@ -142,9 +145,12 @@ async function attempts(input: AttemptsInput, routeSignal: AbortSignal, track: (
     levels.push(pick.level);
     const endpoint = pick.endpoint;
 
-    const controller = new AbortController();
-    track(controller);
-    if (routeSignal.aborted) controller.abort();
+    const abortable = routeSignal !== undefined || (input.policy.perTryTimeoutMs !== undefined && input.policy.attempts > 0) || input.body.type === "stream";
+    const controller = abortable ? new AbortController() : undefined;
+    if (controller) {
+      track(controller);
+      if (routeSignal?.aborted) controller.abort();
+    }
     const done = input.balancer.begin(cluster, endpoint);
     let sent: Sent;
     try {
@@ -180,21 +186,21 @@ async function attempts(input: AttemptsInput, routeSignal: AbortSignal, track: (
     holdingRetry = true;
     const wait = backoffMs(policy, attempt, input.random);
     if (wait > 0) await sleepUnlessAborted(input.sleep, wait, routeSignal);
-    if (routeSignal.aborted) {
+    if (routeSignal?.aborted) {
       await replace({ reply: REPLIES.timeout, endpoint });
       return finish();
     }
   }
 }
 
-async function sendOnce(input: AttemptsInput, endpoint: EndpointDef, attempt: number, controller: AbortController, routeSignal: AbortSignal): Promise<Sent> {
+async function sendOnce(input: AttemptsInput, endpoint: EndpointDef, attempt: number, controller: AbortController | undefined, routeSignal: AbortSignal | undefined): Promise<Sent> {
   let perTryTimedOut = false;
   let tooLarge = false;
   const perTry =
     input.policy.perTryTimeoutMs !== undefined && input.policy.attempts > 0
       ? setTimeout(() => {
           perTryTimedOut = true;
-          controller.abort();
+          controller?.abort();
         }, input.policy.perTryTimeoutMs)
       : undefined;
   const headers = new Headers(input.headers);
@@ -206,11 +212,13 @@ async function sendOnce(input: AttemptsInput, endpoint: EndpointDef, attempt: nu
   else if (input.body.type === "stream") {
     body = limitBody(input.body.stream, input.maxBodyBytes, () => {
       tooLarge = true;
-      controller.abort();
+      controller?.abort();
     });
   }
   try {
-    const response = await input.fetch(new Request(url, { method: input.method, headers, body, redirect: "manual", signal: controller.signal }));
+    const init: RequestInit = { method: input.method, headers, body, redirect: "manual" };
+    if (controller) init.signal = controller.signal;
+    const response = await input.fetch(new Request(url, init));
     if (tooLarge) {
       await discard(response);
       return { kind: "body-too-large" };
@@ -218,7 +226,7 @@ async function sendOnce(input: AttemptsInput, endpoint: EndpointDef, attempt: nu
     return { kind: "attempt", outcome: { type: "response", status: response.status, headers: response.headers }, response };
   } catch {
     if (tooLarge) return { kind: "body-too-large" };
-    if (routeSignal.aborted) return { kind: "route-timeout" };
+    if (routeSignal?.aborted) return { kind: "route-timeout" };
     if (perTryTimedOut) return { kind: "attempt", outcome: { type: "per-try-timeout" } };
     return { kind: "attempt", outcome: { type: "connect-failure" } };
   } finally {
@@ -245,7 +253,8 @@ async function discard(response: Response | undefined): Promise<void> {
   }
 }
 
-function sleepUnlessAborted(sleep: (ms: number) => Promise<void>, ms: number, signal: AbortSignal): Promise<void> {
+function sleepUnlessAborted(sleep: (ms: number) => Promise<void>, ms: number, signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return sleep(ms);
   if (signal.aborted) return Promise.resolve();
   return new Promise<void>((resolve) => {
     const onAbort = () => resolve();
