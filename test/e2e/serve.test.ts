@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startGateway, type Gateway } from "../helpers/gateway.ts";
+import { freePort, startGateway, type Gateway } from "../helpers/gateway.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 import { send } from "../helpers/http.ts";
 import { main } from "../../src/cli/main.ts";
@@ -71,9 +71,11 @@ async function until(check: () => Promise<boolean>, timeoutMs = 15_000): Promise
 describe("isthmus serve", () => {
   let gw: Gateway;
   let stateDir: string;
+  let inspectorPort: number;
 
   beforeAll(async () => {
-    gw = await startGateway(config(blue), { command: "serve" });
+    inspectorPort = await freePort();
+    gw = await startGateway(config(blue), { command: "serve", args: ["--inspector-addr", `127.0.0.1:${inspectorPort}`] });
     stateDir = gw.stateDir;
   }, 120_000);
 
@@ -127,6 +129,12 @@ describe("isthmus serve", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("opens workerd's V8 inspector on --inspector-addr, for DevTools and CPU profiles", async () => {
+    const targets = (await (await fetch(`http://127.0.0.1:${inspectorPort}/json/list`)).json()) as { id: string; webSocketDebuggerUrl: string }[];
+    expect(targets).toEqual([expect.objectContaining({ id: "isthmus", webSocketDebuggerUrl: expect.stringContaining(`:${inspectorPort}/isthmus`) })]);
+    expect(await main(["serve", "-f", "examples/bookinfo/config", "--inspector-addr", "nonsense"])).toBe(2);
   });
 
   it("keeps its configuration store across a restart, and Ctrl-C stops workerd", async () => {

@@ -34,6 +34,10 @@ Options:
   --env-file FILE secrets and variables for the Worker (KEY=VALUE lines), such as
                   the OTLP exporter header secrets (default: .dev.vars beside the
                   wrangler.toml, when it exists, as wrangler dev reads it)
+  --inspector-addr ADDR
+                  open workerd's V8 inspector on ADDR (host:port) to debug or
+                  CPU-profile the gateway with Chrome DevTools or any CDP client;
+                  never on a public address
 
 The admin endpoints use the token in ISTHMUS_ADMIN_TOKEN (random per run
 when unset). See README.md, "Self-hosted: isthmus serve", for what differs
@@ -48,12 +52,15 @@ export interface ServeOptions {
   state?: string;
   config?: string;
   "env-file"?: string;
+  "inspector-addr"?: string;
 }
 
 export async function serve(files: string[], opts: ServeOptions): Promise<number> {
   const port = Number(opts.port ?? "8787");
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new CliError(`--port: expected a port number, got ${opts.port}`, 2);
   const ip = opts.ip ?? "127.0.0.1";
+  const inspector = opts["inspector-addr"];
+  if (inspector !== undefined && !/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(inspector)) throw new CliError(`--inspector-addr: expected host:port, got ${inspector}`, 2);
   const state = resolve(opts.state ?? ".isthmus");
   const wranglerConfig = opts.config ?? "wrangler.toml";
   const settings = workerSettings(wranglerConfig);
@@ -96,7 +103,7 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
     { mode: 0o600 },
   );
 
-  const gateway = startWorkerd(configFile);
+  const gateway = startWorkerd(configFile, inspector);
   const base = `http://${ip === "0.0.0.0" || ip === "::" ? "127.0.0.1" : ip.includes(":") ? `[${ip}]` : ip}:${port}`;
   return superviseGateway({ files, storeOptions, first, gateway, name: "workerd", base, token, readyTimeoutMs: 30_000 });
 }
@@ -127,9 +134,10 @@ export function workerdBinary(): string {
   return (require("workerd") as { default: string }).default;
 }
 
-function startWorkerd(configFile: string): ChildProcess {
+function startWorkerd(configFile: string, inspector: string | undefined): ChildProcess {
   // localDisk Durable Object storage is marked experimental in workerd.capnp.
-  return spawn(workerdBinary(), ["serve", "--experimental", configFile], {
+  const args = ["serve", "--experimental", ...(inspector ? [`--inspector-addr=${inspector}`] : []), configFile];
+  return spawn(workerdBinary(), args, {
     stdio: ["ignore", "inherit", "inherit"],
     detached: true,
   });

@@ -4,7 +4,7 @@
  * client went away first.
  */
 import { describe, expect, it } from "vitest";
-import { meterBody } from "../../../src/telemetry/telemetry.ts";
+import { meterBody, SMALL_BODY_BYTES } from "../../../src/telemetry/telemetry.ts";
 
 const streamOf = (chunks: string[]) =>
   new ReadableStream<Uint8Array>({
@@ -15,14 +15,24 @@ const streamOf = (chunks: string[]) =>
   });
 
 describe("meterBody", () => {
-  it("passes a body of declared length through natively, keeping its Content-Length", async () => {
+  it("leaves a small body of declared length untouched and reports its declared size", async () => {
     const upstream = new Response(streamOf(["hello ", "world"]), { status: 201, headers: { "content-length": "11", "x-a": "1" } });
     const { response, done } = meterBody(upstream);
-    expect(response.status).toBe(201);
-    expect(response.headers.get("content-length")).toBe("11");
-    expect(response.headers.get("x-a")).toBe("1");
-    expect(await response.text()).toBe("hello world");
+    expect(response).toBe(upstream);
     expect(await done).toEqual({ bytes: 11, disconnected: false });
+    expect(await response.text()).toBe("hello world");
+  });
+
+  it("passes a large body of declared length through natively, keeping its Content-Length", async () => {
+    const chunk = "x".repeat(SMALL_BODY_BYTES);
+    const upstream = new Response(streamOf([chunk, "tail"]), { status: 201, headers: { "content-length": String(SMALL_BODY_BYTES + 4), "x-a": "1" } });
+    const { response, done } = meterBody(upstream);
+    expect(response).not.toBe(upstream);
+    expect(response.status).toBe(201);
+    expect(response.headers.get("content-length")).toBe(String(SMALL_BODY_BYTES + 4));
+    expect(response.headers.get("x-a")).toBe("1");
+    expect((await response.text()).length).toBe(SMALL_BODY_BYTES + 4);
+    expect(await done).toEqual({ bytes: SMALL_BODY_BYTES + 4, disconnected: false });
   });
 
   it("counts a body without a declared length as it streams", async () => {
@@ -32,7 +42,7 @@ describe("meterBody", () => {
   });
 
   it("reports a client that goes away before the end", async () => {
-    for (const headers of [{ "content-length": "9" }, {}] as Record<string, string>[]) {
+    for (const headers of [{ "content-length": String(SMALL_BODY_BYTES + 9) }, {}] as Record<string, string>[]) {
       let pull = 0;
       const slow = new ReadableStream<Uint8Array>({
         pull(controller) {
