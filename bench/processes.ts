@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
+import type { LoadOutput, LoadSpec } from "./load/main.ts";
 
 export interface Proc {
   child: ChildProcess;
@@ -109,4 +110,20 @@ export async function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * Runs the load generator (bench/load/main.ts) pinned to `cpu` with `spec`
+ * on stdin; async, so the contenders' output pipes keep draining.
+ */
+export async function runLoad(cpu: string, spec: LoadSpec, label: string): Promise<LoadOutput> {
+  const child = spawn("taskset", ["-c", cpu, process.execPath, "bench/load/main.ts"], { stdio: ["pipe", "pipe", "pipe"] });
+  child.stdin.end(JSON.stringify(spec));
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once("close", resolve));
+  if (code !== 0) throw new Error(`load generator failed for ${label}: ${stderr}`);
+  return JSON.parse(stdout) as LoadOutput;
 }

@@ -10,7 +10,6 @@
  * `.cpuprofile` (open it in Chrome DevTools) and prints the top functions by
  * self and by inclusive time.
  */
-import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,7 +17,7 @@ import { parseArgs } from "node:util";
 import { minimal, realistic } from "./configs.ts";
 import { startBenchIdp } from "./idp.ts";
 import type { LoadOutput, LoadSpec } from "./load/main.ts";
-import { freePort, startPinned, stopProc, waitForOutput } from "./processes.ts";
+import { freePort, runLoad, startPinned, stopProc, waitForOutput } from "./processes.ts";
 
 const GEN_CPU = "0";
 const SUT_CPU = "1";
@@ -66,14 +65,8 @@ async function cdp(url: string): Promise<{ call: (method: string, params?: objec
   };
 }
 
-async function generate(spec: LoadSpec): Promise<LoadOutput> {
-  const child = spawn("taskset", ["-c", GEN_CPU, node, "bench/load/main.ts"], { stdio: ["pipe", "pipe", "inherit"] });
-  child.stdin.end(JSON.stringify(spec));
-  let stdout = "";
-  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-  const code = await new Promise<number | null>((resolve) => child.once("close", resolve));
-  if (code !== 0) throw new Error("the load generator failed");
-  return JSON.parse(stdout) as LoadOutput;
+function generate(spec: LoadSpec): Promise<LoadOutput> {
+  return runLoad(GEN_CPU, spec, which);
 }
 
 /** Self and inclusive time by function, in percent of the busy (non-idle) samples. */

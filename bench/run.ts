@@ -15,7 +15,7 @@
  *                                 and that the telemetry-on gateway exported metrics
  *   options: --rounds N  --duration SECONDS  --out FILE  --no-nginx
  */
-import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { cpus, loadavg, totalmem, release } from "node:os";
 import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -25,7 +25,7 @@ import { startBenchIdp } from "./idp.ts";
 import type { RequestSpec } from "./configs.ts";
 import { send } from "../test/helpers/http.ts";
 import { workerdOps, direct, ensureNginx, isthmusMinimal, isthmusNoTelemetry, isthmusRealistic, nginx, nginxBinary, passthrough, type BenchEnv, type Contender, type Running } from "./contenders.ts";
-import { cpuTimeMs, startPinned, stopProc, waitForOutput, type Proc } from "./processes.ts";
+import { cpuTimeMs, runLoad, startPinned, stopProc, waitForOutput, type Proc } from "./processes.ts";
 import type { LoadOutput, LoadSpec } from "./load/main.ts";
 import type { MicroResults } from "./micro.ts";
 import { workerdBinary } from "../src/cli/commands/serve.ts";
@@ -199,17 +199,8 @@ async function measure(c: Contender, round: number, load: Omit<LoadSpec, "port" 
   return m;
 }
 
-/** Runs the load generator pinned to its core; async, so the contenders' output pipes keep draining. */
-async function generate(c: Contender, spec: LoadSpec): Promise<LoadOutput> {
-  const child = spawn("taskset", ["-c", GEN_CPU, node, "bench/load/main.ts"], { stdio: ["pipe", "pipe", "pipe"] });
-  child.stdin.end(JSON.stringify(spec));
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-  const code = await new Promise<number | null>((resolve) => child.once("close", resolve));
-  if (code !== 0) throw new Error(`load generator failed for ${c.id}: ${stderr}`);
-  return JSON.parse(stdout) as LoadOutput;
+function generate(c: Contender, spec: LoadSpec): Promise<LoadOutput> {
+  return runLoad(GEN_CPU, spec, c.id);
 }
 
 /**

@@ -4,6 +4,7 @@
  */
 import { localReply, type PipelineDeps, type PipelineResult, type RequestContext } from "../gateway/context.ts";
 import { badRequest, REPLIES } from "../gateway/local-reply.ts";
+import { declaredLength } from "../gateway/content-length.ts";
 import type { ClusterDef, DestinationDef, EndpointDef } from "../config/snapshot.ts";
 import type { Rule } from "./hydrate.ts";
 import { DEFAULT_SETTINGS } from "../config/defaults.ts";
@@ -118,7 +119,7 @@ export function answerAtEdge(ctx: RequestContext): PipelineResult | undefined {
  * The weighted destination for this request: a hash of the sticky-cohort
  * key when the rule has one and the request carries it, else a random draw.
  */
-export function chooseDestination(rule: Rule, ctx: RequestContext): DestinationDef | undefined {
+function chooseDestination(rule: Rule, ctx: RequestContext): DestinationDef | undefined {
   const sticky = rule.def.cohort ? cohortDraw(rule.def.cohort, ctx.facts.headers) : undefined;
   return pickDestination(rule, sticky ?? ctx.deps.random());
 }
@@ -166,8 +167,7 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
   const observer = attemptObserver(ctx);
 
   let body = ctx.request.body;
-  const length = ctx.request.headers.get("content-length");
-  const contentLength = length !== null ? Number(length) : undefined;
+  const contentLength = declaredLength(ctx.request.headers);
   const mirrors = rule.def.mirrors ? selectMirrors(rule.def.mirrors, deps.random) : [];
   const client = ctx.snapshot.locality.resolve(ctx.request.cf as CfLocation | undefined);
   if (mirrors.length > 0) {

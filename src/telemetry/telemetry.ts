@@ -11,6 +11,7 @@
  * return telemetry.observe(request, result, snapshot, (p) => ctx.waitUntil(p));
  */
 import type { PipelineResult } from "../gateway/context.ts";
+import { declaredLength } from "../gateway/content-length.ts";
 import type { RuntimeSnapshot } from "../routing/hydrate.ts";
 import type { IstioMetric, OtlpProviderDef } from "../config/snapshot-telemetry.ts";
 import { accessLogEntry, accessLogRecord } from "./access-log.ts";
@@ -63,7 +64,7 @@ export class Telemetry {
   observe(request: Request, result: PipelineResult, snapshot: RuntimeSnapshot, waitUntil: (promise: Promise<unknown>) => void): Response {
     const telemetry = snapshot.telemetry;
     if (!telemetry) return result.response;
-    this.current = { telemetry, version: snapshot.version };
+    this.serving(snapshot);
     this.colo ??= (request.cf as { colo?: string } | undefined)?.colo;
     const plan = telemetry.planFor(result.context?.cluster?.name);
     if (!plan.active) return result.response;
@@ -198,6 +199,9 @@ export class Telemetry {
   }
 }
 
+/** Bodies of declared length up to this are reported when the response starts (see meterBody). */
+export const SMALL_BODY_BYTES = 65_536;
+
 /**
  * Lets telemetry know when the body has been sent. `done` settles when it
  * has (or at once without a body), with its size and whether the client
@@ -246,13 +250,4 @@ export function meterBody(response: Response): { response: Response; done: Promi
     () => ({ bytes, disconnected: true }),
   );
   return { response: new Response(counter.readable, response), done };
-}
-
-/** Bodies of declared length up to this are reported when the response starts (see meterBody). */
-export const SMALL_BODY_BYTES = 65_536;
-
-function declaredLength(headers: Headers): number | undefined {
-  const value = headers.get("content-length");
-  if (value === null || !/^\d{1,15}$/.test(value)) return undefined;
-  return Number(value);
 }

@@ -1,0 +1,13 @@
+/**
+ * The body length a message declares.
+ *
+ * @example
+ * declaredLength(new Headers({ "content-length": "1024" })); // 1024
+ */
+
+/** The Content-Length of a request or response as a number; undefined when absent or not a plain decimal. */
+export function declaredLength(headers: Headers): number | undefined {
+  const value = headers.get("content-length");
+  if (value === null || !/^\d{1,15}$/.test(value)) return undefined;
+  return Number(value);
+}
