@@ -19,7 +19,7 @@ import type { JwksCache, JwksPolicy } from "./jwks-cache.ts";
 import type { KeySet } from "./keys.ts";
 import { own, parseJwt, type ParsedJwt } from "./parse.ts";
 import { JWT_STATUS, type JwtStatus } from "./status.ts";
-import { tokenHash, type VerifiedTokens } from "./token-cache.ts";
+import type { VerifiedTokens } from "./token-cache.ts";
 import { audienceAllowed, CLOCK_SKEW_SECONDS, signatureStatus, timeStatus } from "./verify.ts";
 
 /** A JWT rule ready for requests: its definition, where its keys come from, its token cache. */
@@ -68,13 +68,12 @@ export async function authenticate(plan: ExtractionPlan<JwtRule>, facts: Request
 type TokenResult = { ok: true; jwt: ParsedJwt; rule: JwtRule } | { ok: false; status: JwtStatus };
 
 async function verifyToken(token: string, candidates: readonly JwtRule[], env: AuthnEnv): Promise<TokenResult> {
-  const hash = tokenHash(token);
   const now = env.now();
 
   // Cache hits: only the cheap checks remain. A hit that fails them falls through to the full path.
   for (const rule of candidates) {
     const keys = rule.inlineKeys ?? env.jwks.current(remoteSource(rule.def), rule.def.timeoutMs, env.policy, env.waitUntil);
-    const hit = rule.tokens.get(hash, keys, now);
+    const hit = rule.tokens.get(token, keys, now);
     if (hit && !timeStatus(hit.jwt, now) && audienceAllowed(hit.jwt, rule.def.audiences)) return { ok: true, jwt: hit.jwt, rule };
   }
 
@@ -86,14 +85,14 @@ async function verifyToken(token: string, candidates: readonly JwtRule[], env: A
 
   let first: JwtStatus | undefined;
   for (const rule of matching) {
-    const status = await verifyWithRule(jwt, rule, hash, env);
+    const status = await verifyWithRule(jwt, rule, token, env);
     if (!status) return { ok: true, jwt, rule };
     first ??= status;
   }
   return { ok: false, status: first as JwtStatus };
 }
 
-async function verifyWithRule(jwt: ParsedJwt, rule: JwtRule, hash: string, env: AuthnEnv): Promise<JwtStatus | undefined> {
+async function verifyWithRule(jwt: ParsedJwt, rule: JwtRule, token: string, env: AuthnEnv): Promise<JwtStatus | undefined> {
   const time = timeStatus(jwt, env.now());
   if (time) return time;
   if (!audienceAllowed(jwt, rule.def.audiences)) return JWT_STATUS.audienceNotAllowed;
@@ -104,7 +103,7 @@ async function verifyWithRule(jwt: ParsedJwt, rule: JwtRule, hash: string, env: 
     keys = result.keys;
   }
   const status = await signatureStatus(jwt, keys, env.now());
-  if (!status) rule.tokens.set(hash, jwt, keys, env.now(), CLOCK_SKEW_SECONDS * 1000);
+  if (!status) rule.tokens.set(token, jwt, keys, env.now(), CLOCK_SKEW_SECONDS * 1000);
   return status;
 }
 

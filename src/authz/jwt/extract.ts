@@ -25,8 +25,8 @@ export interface FoundToken<R> {
 
 export type Extraction<R> = { ok: true; tokens: FoundToken<R>[] } | { ok: false; tooLarge: true };
 
-/** Characters of a compact JWS (base64url plus the dots). */
-const JWT_RUN = /[A-Za-z0-9._-]+/;
+/** Characters of a compact JWS (base64url plus the dots); global, so a search can start after the prefix. */
+const JWT_RUN = /[A-Za-z0-9._-]+/g;
 
 /**
  * Builds the plan for rules given in order, each with its locations.
@@ -58,33 +58,33 @@ export function extractionPlan<R>(rules: readonly [R, readonly ({ header: string
 /** Finds every token the plan's locations hold. */
 export function extractTokens<R>(plan: ExtractionPlan<R>, facts: RequestFacts, maxBytes: number): Extraction<R> {
   const tokens: FoundToken<R>[] = [];
-  const push = (token: string, rules: R[], header?: string): boolean => {
-    if (token.length > maxBytes) return false;
-    tokens.push(header === undefined ? { token, rules } : { token, rules, header });
-    return true;
-  };
   for (const h of plan.headers) {
     const value = facts.headers.get(h.name);
     if (value === null) continue;
     // Repeated headers arrive comma-joined; JWTs never contain commas, so each part is one candidate.
-    for (const part of value.split(",")) {
+    for (const part of value.includes(",") ? value.split(",") : [value]) {
       const trimmed = part.trimStart();
       if (!trimmed.startsWith(h.prefix)) continue;
-      const rest = trimmed.slice(h.prefix.length);
-      const run = JWT_RUN.exec(rest);
-      if (run && !push(run[0], h.rules, h.name)) return { ok: false, tooLarge: true };
+      JWT_RUN.lastIndex = h.prefix.length;
+      const run = JWT_RUN.exec(trimmed);
+      if (!run) continue;
+      if (run[0].length > maxBytes) return { ok: false, tooLarge: true };
+      tokens.push({ token: run[0], rules: h.rules, header: h.name });
     }
   }
   for (const p of plan.params) {
     for (const value of queryParams(facts, p.name)) {
-      if (value && !push(value, p.rules)) return { ok: false, tooLarge: true };
+      if (value.length > maxBytes) return { ok: false, tooLarge: true };
+      if (value) tokens.push({ token: value, rules: p.rules });
     }
   }
   if (plan.cookies.length > 0) {
     const cookies = parseCookies(facts.headers.get("cookie"));
     for (const c of plan.cookies) {
       const value = cookies.get(c.name);
-      if (value && !push(value, c.rules)) return { ok: false, tooLarge: true };
+      if (value === undefined) continue;
+      if (value.length > maxBytes) return { ok: false, tooLarge: true };
+      if (value) tokens.push({ token: value, rules: c.rules });
     }
   }
   return { ok: true, tokens };

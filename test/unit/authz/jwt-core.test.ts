@@ -10,7 +10,7 @@ import { parseJwt } from "../../../src/authz/jwt/parse.ts";
 import { JWT_STATUS } from "../../../src/authz/jwt/status.ts";
 import { extractionPlan, extractTokens } from "../../../src/authz/jwt/extract.ts";
 import { keySetOf, parseJwks } from "../../../src/authz/jwt/keys.ts";
-import { tokenHash, VerifiedTokens } from "../../../src/authz/jwt/token-cache.ts";
+import { VerifiedTokens } from "../../../src/authz/jwt/token-cache.ts";
 import { signatureStatus, timeStatus } from "../../../src/authz/jwt/verify.ts";
 import { claimHeaderValue } from "../../../src/authz/jwt/outputs.ts";
 import type { RequestFacts } from "../../../src/gateway/facts.ts";
@@ -115,6 +115,13 @@ describe("token extraction", () => {
     });
   });
 
+  it("starts the run after a prefix made of JWT characters, whatever header came before", () => {
+    const custom = extractionPlan([["C", [{ header: "x-a", prefix: "tok" }, { header: "x-b", prefix: "Bearer " }]]]);
+    const r = extractTokens(custom, facts({ "x-a": "tokabc.def", "x-b": "Bearer !!, Bearer g.h.i" }), 100);
+    expect(r.ok && r.tokens.map((t) => t.token)).toEqual(["abc.def", "g.h.i"]);
+    expect(extractTokens(custom, facts({ "x-a": "tok" }), 100)).toEqual({ ok: true, tokens: [] });
+  });
+
   it("ignores a header without the prefix (case-sensitive)", () => {
     expect(extractTokens(plan, facts({ authorization: "bearer a.b.c" }), 100)).toEqual({ ok: true, tokens: [] });
   });
@@ -210,9 +217,13 @@ describe("the verified-token cache", () => {
   const keys = keySetOf([{ kty: "RSA", n: "x", e: "AQAB" }], "a")!;
   const rotated = keySetOf([{ kty: "RSA", n: "y", e: "AQAB" }], "b")!;
 
-  it("is keyed by a hash of the token, never the token", () => {
-    expect(tokenHash("a.b.c")).toMatch(/^[A-Za-z0-9_-]{43}$/);
-    expect(tokenHash("a.b.c")).not.toBe(tokenHash("a.b.d"));
+  it("is keyed by the whole token: one character more or less is a miss", () => {
+    const cache = new VerifiedTokens();
+    cache.set("a.b.c", jwt(), keys, 0, 60_000);
+    expect(cache.get("a.b.c", keys, 1)).toBeDefined();
+    expect(cache.get("a.b.d", keys, 1)).toBeUndefined();
+    expect(cache.get("a.b.c ", keys, 1)).toBeUndefined();
+    expect(cache.get("a.b.", keys, 1)).toBeUndefined();
   });
 
   it("expires entries at exp plus skew, and after 10 minutes without exp", () => {
