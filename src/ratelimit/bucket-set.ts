@@ -6,7 +6,7 @@
  * (global scope) and the isolate (local scope) both run it.
  */
 import type { LimitDef } from "../config/snapshot.ts";
-import { convert, fullBucket, giveBack, isFull, msUntil, msUntilNextToken, take, wholeTokens, type Algorithm, type BucketState } from "./algorithms.ts";
+import { available, convert, fullBucket, giveBack, isFull, msUntil, msUntilNextToken, take, wholeTokens, type Algorithm, type BucketState } from "./algorithms.ts";
 
 export interface BucketSet {
   algorithm: Algorithm;
@@ -76,6 +76,52 @@ export function msUntilFull(set: BucketSet, now: number): number {
 
 export function allFull(set: BucketSet, now: number): boolean {
   return set.buckets.every((b) => isFull(b.state, b.limit, now));
+}
+
+/**
+ * The share of a bucket's burst that a persisted state spends ahead of the
+ * live count (rounded down, so a burst under 100 reserves nothing and is
+ * written on every change). See `floorFor` and limiter-object.ts.
+ */
+export const PERSIST_RESERVE = 0.01;
+
+/** Float slack when comparing token counts. */
+const EPSILON = 1e-9;
+
+/**
+ * The state to store for `set` at `now`: every bucket with
+ * `floor(burst × PERSIST_RESERVE)` more tokens taken than the live count
+ * has spent. Loaded after a restart it is a floor under the true count
+ * (it can only refuse more, never admit more), and while the live count
+ * stays at or above it (`floorHolds`) nothing needs writing.
+ *
+ * @example
+ * floorFor(set, now) // a burst of 1,000 with 990 left is stored as 980
+ */
+export function floorFor(set: BucketSet, now: number): BucketSet {
+  return {
+    algorithm: set.algorithm,
+    buckets: set.buckets.map((b) => ({ limit: b.limit, state: take(b.state, b.limit, Math.floor(b.limit.burst * PERSIST_RESERVE), now) })),
+  };
+}
+
+/**
+ * True when a stored state (`floor`; none stored means every bucket full)
+ * is still a valid floor under the live `set` at `now`: the same algorithm
+ * and limits, and in every bucket no more tokens than the live count and
+ * at most the reserve fewer (tokens given back by a lease widen the gap).
+ * Both refill at the same rate up to the same burst, so a floor that holds
+ * now holds until the live count spends or takes back again.
+ */
+export function floorHolds(floor: BucketSet | undefined, set: BucketSet, now: number): boolean {
+  if (!floor) return allFull(set, now);
+  if (floor.algorithm !== set.algorithm || floor.buckets.length !== set.buckets.length) return false;
+  return set.buckets.every((b, i) => {
+    const f = floor.buckets[i];
+    if (f === undefined || !sameLimit(f.limit, b.limit)) return false;
+    const gap = available(b.state, b.limit, now) - available(f.state, f.limit, now);
+    return gap >= -EPSILON && gap <= Math.floor(b.limit.burst * PERSIST_RESERVE) + EPSILON;
+  });
 }
 
 /** The longest time any bucket of the set takes to refill from empty, in ms. */

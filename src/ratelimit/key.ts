@@ -77,15 +77,28 @@ export function localBucketKey(ruleId: string, values: KeyValues): string | Prom
   return text.length <= LOCAL_KEY_MAX ? text : bucketName(ruleId, values);
 }
 
+/** Names already computed in this isolate for keys up to LOCAL_KEY_MAX (a warm key skips the digest); the oldest goes first when full. */
+const names = new Map<string, string>();
+const NAMES_MAX = 10_000;
+
 /**
  * The bucket name for a rule and key values: 64 hex characters.
  *
  * @example
  * await bucketName("istio-system/api/per-user", ["alice"]) // "5b1c…"
  */
-export async function bucketName(ruleId: string, values: KeyValues): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", encoder.encode(`${ruleId}\u0000${JSON.stringify(values)}`));
+export function bucketName(ruleId: string, values: KeyValues): string | Promise<string> {
+  const text = `${ruleId}\u0000${JSON.stringify(values)}`;
+  return names.get(text) ?? digestName(text);
+}
+
+async function digestName(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", encoder.encode(text));
   let hex = "";
   for (const byte of new Uint8Array(digest)) hex += byte.toString(16).padStart(2, "0");
+  if (text.length <= LOCAL_KEY_MAX) {
+    if (names.size >= NAMES_MAX) names.delete(names.keys().next().value as string);
+    names.set(text, hex);
+  }
   return hex;
 }

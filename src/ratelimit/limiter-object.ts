@@ -10,31 +10,48 @@
  * for a limit of N, exactly N are admitted.
  *
  * Persistence: buckets that take longer than a second to refill (any
- * minute, hour or day limit) are written with the synchronous SQLite-backed
- * KV API before the reply leaves the object (the output gate holds it), so
- * the count survives eviction, restarts and deploys. Faster buckets live in
- * memory only: losing one costs at most one extra burst. An alarm set for
- * when every bucket is full again deletes the stored state, so idle keys
- * cost no storage.
+ * minute, hour or day limit) survive eviction, restarts and deploys. What
+ * is stored is a floor under the live count: the buckets with 1% of their
+ * burst spent ahead (`floorFor`). It is written with the synchronous
+ * SQLite-backed KV API before the reply leaves the object (the output gate
+ * holds it) whenever the live count drops below the stored floor, so a
+ * restart can only ever find fewer tokens than there were — at most 1% of
+ * the burst fewer — never more. A burst under 100 reserves nothing and is
+ * written on every admission (exact); a burst of 1,000,000 is written once
+ * per 10,000 admissions instead of on each, and a refusal never writes.
+ * Faster buckets live in memory only: losing one costs at most one extra
+ * burst. An alarm a minute after every bucket is full again deletes the
+ * stored state, so idle keys cost no storage.
  */
 import { DurableObject } from "cloudflare:workers";
 import type { LimitDef } from "../config/snapshot.ts";
-import { acquire, allFull, msUntilFull, refillMs, type AcquireRequest, type BucketSet, type Grant } from "./bucket-set.ts";
+import { acquire, allFull, floorHolds, floorFor, msUntilFull, refillMs, type AcquireRequest, type BucketSet, type Grant } from "./bucket-set.ts";
 
 /** Buckets refilling faster than this (ms, empty to full) are not persisted. */
 export const PERSIST_AFTER_MS = 1_000;
 
 const STATE_KEY = "buckets";
-/** Margin after the computed full time, so the alarm does not wake a moment too early. */
-const ALARM_SLACK_MS = 1_000;
+/**
+ * How long after its buckets are full again a key's state is deleted. The
+ * margin keeps a busy key with a high limit — nearly full all the time —
+ * from being deleted and written again every second or two (`deleteAll`
+ * costs milliseconds), at the price of idle keys holding their few bytes a
+ * minute longer.
+ */
+const CLEANUP_DELAY_MS = 60_000;
 
+/** What storage holds under STATE_KEY. */
 interface Stored {
+  /** A floor under the live buckets (see `floorFor`). */
   set: BucketSet;
   /** When the cleanup alarm is set for (ms since the epoch), if it is. */
   alarmAt?: number;
 }
 
 export class RateLimiter extends DurableObject {
+  /** The live count (undefined: every bucket full). */
+  private buckets: BucketSet | undefined;
+  /** What storage holds (undefined: nothing, which reads as every bucket full). */
   private stored: Stored | undefined;
   private loaded = false;
 
@@ -48,47 +65,52 @@ export class RateLimiter extends DurableObject {
   acquire(request: AcquireRequest): Grant {
     checkRequest(request);
     const now = Date.now();
-    const previous = this.load();
-    const { set, grant } = acquire(previous?.set, request, now);
-    const stored: Stored = { set };
-    if (previous?.alarmAt !== undefined) stored.alarmAt = previous.alarmAt;
-    this.stored = stored;
-    if (refillMs(request.limits) > PERSIST_AFTER_MS) this.persist(stored, now);
+    this.load();
+    const { set, grant } = acquire(this.buckets, request, now);
+    this.buckets = set;
+    if (refillMs(request.limits) > PERSIST_AFTER_MS && !floorHolds(this.stored?.set, set, now)) this.persist(set, now);
     return grant;
   }
 
   override async alarm(): Promise<void> {
-    const stored = this.load();
-    if (!stored) return;
+    this.load();
     const now = Date.now();
-    if (allFull(stored.set, now)) {
+    if (!this.buckets || allFull(this.buckets, now)) {
+      this.buckets = undefined;
       this.stored = undefined;
       await this.ctx.storage.deleteAll();
       return;
     }
-    const at = now + msUntilFull(stored.set, now) + ALARM_SLACK_MS;
-    stored.alarmAt = at;
-    this.ctx.storage.kv.put(STATE_KEY, stored);
+    const at = now + msUntilFull(this.buckets, now) + CLEANUP_DELAY_MS;
+    if (this.stored) {
+      this.stored = { ...this.stored, alarmAt: at };
+      this.ctx.storage.kv.put(STATE_KEY, this.stored);
+    }
     await this.ctx.storage.setAlarm(at);
   }
 
-  private load(): Stored | undefined {
-    if (!this.loaded) {
-      this.stored = this.ctx.storage.kv.get<Stored>(STATE_KEY);
-      this.loaded = true;
-    }
-    return this.stored;
+  private load(): void {
+    if (this.loaded) return;
+    this.stored = this.ctx.storage.kv.get<Stored>(STATE_KEY);
+    this.buckets = this.stored?.set;
+    this.loaded = true;
   }
 
-  private persist(stored: Stored, now: number): void {
-    if (stored.alarmAt === undefined || stored.alarmAt <= now) {
-      const at = now + msUntilFull(stored.set, now) + ALARM_SLACK_MS;
+  /** Stores a new floor under `set`; the cleanup alarm is set unless one is still pending. */
+  private persist(set: BucketSet, now: number): void {
+    const stored: Stored = { set: floorFor(set, now) };
+    const pending = this.stored?.alarmAt;
+    if (pending !== undefined && pending > now) {
+      stored.alarmAt = pending;
+    } else {
+      const at = now + msUntilFull(stored.set, now) + CLEANUP_DELAY_MS;
       stored.alarmAt = at;
       this.ctx.storage.setAlarm(at).catch((error: unknown) => {
         console.error(JSON.stringify({ message: "isthmus: rate limiter could not set its cleanup alarm", error: String(error) }));
       });
     }
     this.ctx.storage.kv.put(STATE_KEY, stored);
+    this.stored = stored;
   }
 }
 

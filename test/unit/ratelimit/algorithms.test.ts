@@ -90,6 +90,14 @@ describe("bucket names", () => {
     const long = await localBucketKey("ns/p/r", ["x".repeat(600)]);
     expect(long).toBe(await bucketName("ns/p/r", ["x".repeat(600)]));
   });
+
+  it("remembers a warm key's name (no digest the second time) and gives the same name", async () => {
+    const first = await bucketName("ns/p/memo", ["bob"]);
+    const again = bucketName("ns/p/memo", ["bob"]);
+    expect(again).toBe(first);
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode('ns/p/memo\u0000["bob"]')));
+    expect(first).toBe([...digest].map((b) => b.toString(16).padStart(2, "0")).join(""));
+  });
 });
 
 describe("isolate state", () => {

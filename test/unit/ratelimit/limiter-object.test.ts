@@ -22,6 +22,13 @@ const one = (requests: number, windowMs: number, burst = requests): AcquireReque
   returning: 0,
 });
 
+/** Tokens of the first bucket in what the object stored (token-bucket state). */
+function tokensOf(stored: unknown): number {
+  const state = (stored as { set: { buckets: { state: { tokens: number } }[] } }).set.buckets[0]?.state;
+  if (!state) throw new Error("nothing stored");
+  return state.tokens;
+}
+
 describe("RateLimiter", () => {
   it("admits exactly the limit in sequence, then refuses with the time until the next token", async () => {
     for (const algorithm of ["TOKEN_BUCKET", "GCRA"] as const) {
@@ -56,6 +63,36 @@ describe("RateLimiter", () => {
     const after = [];
     for (let i = 0; i < 3; i++) after.push((await stub.acquire(one(5, 3_600_000))).granted);
     expect(after).toEqual([1, 1, 0]);
+  });
+
+  it("stores a floor 1% of a large burst under the live count, rewritten only when the count passes it", async () => {
+    const stub = object();
+    const floors: number[] = [];
+    for (let i = 0; i < 25; i++) {
+      await stub.acquire(one(1_000, 3_600_000));
+      floors.push(await runInDurableObject(stub, (_, state) => Math.floor(tokensOf(state.storage.kv.get("buckets")))));
+    }
+    // 1 request: live 999, floor 989; 11 requests later live 988 passes it: floor 978; then 967.
+    expect([...new Set(floors)]).toEqual([989, 978, 967]);
+    expect(floors.filter((f) => f === 989).length).toBe(11);
+  });
+
+  it("resumes after an eviction from the stored floor: never more tokens than it had, at most 1% of the burst fewer", async () => {
+    const stub = object();
+    for (let i = 0; i < 15; i++) await stub.acquire(one(1_000, 3_600_000));
+    // Live count 985; the floor written at the 12th request is 978.
+    await evictDurableObject(stub);
+    expect((await stub.acquire(one(1_000, 3_600_000))).remaining).toEqual([977]);
+  });
+
+  it("writes nothing when it refuses", async () => {
+    const stub = object();
+    for (let i = 0; i < 5; i++) await stub.acquire(one(5, 3_600_000));
+    const before = await runInDurableObject(stub, (_, state) => JSON.stringify(state.storage.kv.get("buckets")));
+    await scheduler.wait(20);
+    for (let i = 0; i < 3; i++) expect((await stub.acquire(one(5, 3_600_000))).granted).toBe(0);
+    // A write would have stored the bucket counted at the later time.
+    expect(await runInDurableObject(stub, (_, state) => JSON.stringify(state.storage.kv.get("buckets")))).toBe(before);
   });
 
   it("keeps buckets that refill within a second in memory only (an eviction refills them)", async () => {
