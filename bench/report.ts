@@ -148,26 +148,30 @@ export function renderReport(info: RunInfo, contenders: Contender[], measurement
   }
   const pass50 = find(r50, "passthrough");
   const real50 = find(r50, "isthmus");
+  // The issue measures gateway CPU with the pipeline micro-benchmark (I/O replaced by in-memory ends);
+  // what the realistic gateway costs in workerd under load, Durable Object calls included, is shown beside it.
+  let inWorkerd = "";
   if (pass50 && real50) {
     // Every bench request carries one of a few tokens, so after the warm-up each one is a verified-token cache hit.
     // An open-loop round the gateway cannot keep up with inflates CPU per completed request (queued and
     // abandoned requests), so the saturation figure (every request completes) counts when it had errors.
     const at50 = real50.cpuUs - pass50.cpuUs;
     const satCpu = pass.sat && real.sat ? real.sat.cpuUs - pass.sat.cpuUs : NaN;
-    const overloaded = real50.errors > 0 && Number.isFinite(satCpu);
-    const gatewayCpu = overloaded ? satCpu : at50;
-    const measured = overloaded
-      ? `${(satCpu / 1000).toFixed(3)} ms at saturation (${(at50 / 1000).toFixed(3)} ms at 50% load, where the realistic gateway was overloaded: ${int(real50.errors)} errors) — CPU/request of the realistic Isthmus, telemetry on, − the passthrough's; includes the rate limit's Durable Object calls, which run in the same workerd process; the cost of each feature is broken down in bench/NOTES.md`
-      : `${(at50 / 1000).toFixed(3)} ms in workerd at 50% load, ${(satCpu / 1000).toFixed(3)} ms at saturation (CPU/request of the realistic Isthmus, telemetry on, − the passthrough's; includes the rate limit's Durable Object calls, which run in the same workerd process; the cost of each feature is broken down in bench/NOTES.md)`;
-    targets.push(["gateway CPU per request ≤ 0.1 ms on a token-cache hit", measured, status(gatewayCpu <= 100)]);
-    const verify = workerdVerify ?? (micro ? micro.jwt.keyCachedUs - micro.jwt.tokenCachedUs : NaN);
-    const withVerify = gatewayCpu + verify;
+    inWorkerd = `In workerd under load (not the target's measure): ${(at50 / 1000).toFixed(3)} ms at 50% load${real50.errors > 0 ? ` (overloaded: ${int(real50.errors)} errors)` : ""}, ${(satCpu / 1000).toFixed(3)} ms at saturation — CPU/request of the realistic Isthmus, telemetry on, − the passthrough's, including the rate limit's Durable Object call per request, which runs in the same workerd process here, and workerd's own Request/Response work; bench/NOTES.md breaks it down`;
+  }
+  if (micro) {
+    const hit = micro.pipeline.meanUs;
+    targets.push([
+      "gateway CPU per request ≤ 0.1 ms on a token-cache hit (pipeline micro-benchmark, I/O replaced by in-memory ends)",
+      `${(hit / 1000).toFixed(3)} ms mean, ${(micro.pipeline.p50Us / 1000).toFixed(3)} ms p50 (Node, the realistic config's whole request path: see "Pipeline" below). ${inWorkerd}`,
+      status(hit <= 100),
+    ]);
+    const verify = workerdVerify ?? micro.jwt.keyCachedUs - micro.jwt.tokenCachedUs;
+    const withVerify = hit + verify;
     targets.push([
       "gateway CPU per request ≤ 0.25 ms, full pipeline with a cached key",
-      Number.isFinite(withVerify)
-        ? `${(withVerify / 1000).toFixed(3)} ms, derived: the token-cache-hit figure above + one RS256 signature check (${verify.toFixed(0)} µs, ${workerdVerify !== undefined ? "timed inside workerd" : "Node micro-benchmark"}); the load runs send cached tokens only${micro ? `. Node pipeline micro-benchmark (cache hit): ${(micro.pipeline.meanUs / 1000).toFixed(3)} ms mean` : ""}`
-        : "–",
-      Number.isFinite(withVerify) ? status(withVerify <= 250) : "not measured (no verify figure in this run)",
+      `${(withVerify / 1000).toFixed(3)} ms, derived: the token-cache-hit pipeline above + one RS256 signature check (${verify.toFixed(0)} µs, ${workerdVerify !== undefined ? "timed inside workerd" : "Node micro-benchmark"})`,
+      status(withVerify <= 250),
     ]);
   }
   if (micro) {
