@@ -22,6 +22,8 @@ export interface RequestFacts {
   headers: Headers;
   /** The client IP (CF-Connecting-IP on Cloudflare). */
   remoteIp: string;
+  /** The HTTP/1.1 size of the header block as the client sent it (`name: value\r\n` each), counted by hygiene; telemetry reports it. */
+  receivedHeaderBytes?: number;
   /** Verified JWT claims, once request authentication ran. */
   claims?: Record<string, unknown>;
   /** The verified JWT identity (request.auth.*), once request authentication ran. */

@@ -24,7 +24,8 @@ export function strippedAtIngress(name: string): boolean {
   return HOP_BY_HOP.has(name) || SPOOFABLE_EXACT.has(name) || SPOOFABLE_PREFIXES.some((p) => name.startsWith(p));
 }
 
-export type HygieneResult = { ok: true; headers: Headers } | { ok: false; reply: LocalReply };
+/** `bytes`: the HTTP/1.1 size of the header block as received (`name: value\r\n` per header). */
+export type HygieneResult = { ok: true; headers: Headers; bytes: number } | { ok: false; reply: LocalReply };
 
 export interface HygieneOptions {
   limits: RequestLimits;
@@ -80,7 +81,7 @@ export function sanitizeRequest(request: Request, options: HygieneOptions): Hygi
       if (name) headers.delete(name);
     }
   }
-  return { ok: true, headers };
+  return { ok: true, headers, bytes };
 }
 
 /** The UTF-8 length of a string, without encoding it. */

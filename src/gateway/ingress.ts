@@ -44,6 +44,7 @@ export function ingress(request: Request, settings: GatewaySettings, deps: Pipel
       query: url.search.slice(1),
       headers,
       remoteIp,
+      receivedHeaderBytes: clean.bytes,
     },
   };
 }

@@ -89,7 +89,7 @@ export function completeRequest(input: {
   const requestBodyBytes = declaredLength(request.headers) ?? 0;
   const protocol = (request.cf as { httpProtocol?: string } | undefined)?.httpProtocol ?? "HTTP/1.1";
   // Request line + headers + blank line + body, as HTTP/1.1 puts them on the wire.
-  const requestBytes = request.method.length + path.length + (query ? query.length + 1 : 0) + 11 + headerBytes(request.headers) + 2 + requestBodyBytes;
+  const requestBytes = request.method.length + path.length + (query ? query.length + 1 : 0) + 11 + (facts?.receivedHeaderBytes ?? headerBytes(request.headers)) + 2 + requestBodyBytes;
   const status = input.disconnected && input.responseBodyBytes === 0 ? 0 : response.status;
   const responseBytes = 15 + (REASON_LENGTH[response.status] ?? 8) + headerBytes(response.headers) + 2 + input.responseBodyBytes;
   const contentType = response.headers.get("content-type") ?? "";

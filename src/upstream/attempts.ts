@@ -34,7 +34,12 @@ export interface AttemptsInput {
   /** Retry non-idempotent methods after any retriable failure. */
   retryAnyMethod: boolean;
   method: string;
-  /** Upstream request headers; each attempt sends a copy with its attempt count. */
+  /**
+   * Upstream request headers. Each attempt sets its attempt count (and the
+   * observer its trace context) on them just before its Request is built,
+   * which copies them: no attempt sees another's values, and no extra copy
+   * is made (a header copy costs ~15 µs of workerd CPU per request).
+   */
   headers: Headers;
   body: UpstreamBody;
   url: (endpoint: EndpointDef) => string;
@@ -203,7 +208,7 @@ async function sendOnce(input: AttemptsInput, endpoint: EndpointDef, attempt: nu
           controller?.abort();
         }, input.policy.perTryTimeoutMs)
       : undefined;
-  const headers = new Headers(input.headers);
+  const headers = input.headers;
   headers.set("x-envoy-attempt-count", String(attempt));
   const url = input.url(endpoint);
   input.observer?.sending(attempt, endpoint, url, headers);

@@ -1,0 +1,35 @@
+/**
+ * istio_request_bytes counts the request as it came in on the wire: request
+ * line, the client's header block (counted once, by hygiene, before any
+ * header is stripped or added) and the body.
+ */
+import { describe, expect, it } from "vitest";
+import { sanitizeRequest } from "../../../src/gateway/hygiene.ts";
+import { completeRequest, headerBytes } from "../../../src/telemetry/completed.ts";
+import type { RequestContext } from "../../../src/gateway/context.ts";
+import type { RequestFacts } from "../../../src/gateway/facts.ts";
+
+const limits = { maxUrlBytes: 16_384, maxHeadersCount: 100, maxRequestHeadersBytes: 61_440, maxRequestBodyBytes: 1_000_000 };
+
+describe("request size on the wire", () => {
+  it("is counted by hygiene from the headers as received, spoofable ones included", () => {
+    const request = new Request("http://app.example.com/a", { headers: { "x-tenant": "t1", "x-forwarded-for": "6.6.6.6", authorization: "Bearer abc" } });
+    const clean = sanitizeRequest(request, { limits: limits as never });
+    if (!clean.ok) throw new Error("rejected");
+    // host is not among a constructed Request's headers: 3 headers, `name: value\r\n` each.
+    expect(clean.bytes).toBe("x-tenant: t1\r\n".length + "x-forwarded-for: 6.6.6.6\r\n".length + "authorization: Bearer abc\r\n".length);
+    expect(clean.bytes).toBe(headerBytes(request.headers));
+    expect(clean.headers.has("x-forwarded-for")).toBe(false);
+  });
+
+  it("uses hygiene's count, not the headers the gateway ended up with", () => {
+    const request = new Request("http://app.example.com/items?x=1", { method: "POST", headers: { "content-length": "5", a: "b" }, body: "hello" });
+    const facts = { path: "/items", query: "x=1", headers: new Headers({ a: "b", "x-request-id": "added-by-the-gateway" }), receivedHeaderBytes: 1_000 } as Partial<RequestFacts>;
+    const context = { facts } as unknown as RequestContext;
+    const c = completeRequest({ request, context, record: { flags: [] }, response: new Response("ok"), end: 1, responseBodyBytes: 2, disconnected: false });
+    // "POST /items?x=1 HTTP/1.1\r\n" + headers + "\r\n" + body
+    expect(c.requestBytes).toBe("POST".length + "/items".length + "?x=1".length + 11 + 1_000 + 2 + 5);
+    const without = completeRequest({ request, record: { flags: [] }, response: new Response("ok"), end: 1, responseBodyBytes: 2, disconnected: false });
+    expect(without.requestBytes).toBe("POST".length + "/items".length + "?x=1".length + 11 + headerBytes(request.headers) + 2 + 5);
+  });
+});
