@@ -57,17 +57,56 @@ function destinationValues(cluster: ClusterDef | undefined, endpoint: EndpointDe
   return v;
 }
 
-/** The label values of a finished request. */
-export function istioLabelValues(c: Completed, settings: TelemetrySettingsDef): LabelValues {
+/**
+ * A small number per distinct content of a cached label-value array, so a
+ * request's series key stays short. Equal contents share a number (two
+ * clusters of one service on different ports have the same labels and must
+ * be one series); the content is joined once per array, when first seen.
+ */
+const ids = new WeakMap<string[], number>();
+const byContent = new Map<string, number>();
+/** Bound on remembered contents (configurations come and go); past it the memory starts over with new numbers. */
+const MAX_CONTENTS = 50_000;
+let lastId = 0;
+
+function idOf(values: string[]): number {
+  let id = ids.get(values);
+  if (id === undefined) {
+    const content = values.join("\u0001");
+    id = byContent.get(content);
+    if (id === undefined) {
+      if (byContent.size >= MAX_CONTENTS) byContent.clear();
+      byContent.set(content, (id = ++lastId));
+    }
+    ids.set(values, id);
+  }
+  return id;
+}
+
+/** A finished request's Istio labels: a short key that identifies the values, and the values themselves. */
+export interface IstioLabels {
+  /** Equal for two requests exactly when their label values are equal (for one configuration). */
+  key: string;
+  values(): LabelValues;
+}
+
+/**
+ * The labels of a finished request. The key is built from the identities
+ * of the cached source and destination parts plus the per-request values
+ * (a few dozen characters instead of the ~300 of all 25 values), and the
+ * values are only assembled when a new series needs them.
+ */
+export function istioLabels(c: Completed, settings: TelemetrySettingsDef): IstioLabels {
   const ctx = c.context;
   const passthrough = c.record.cluster === "PassthroughCluster" ? ctx?.facts.host : undefined;
-  return [
-    ...sourceValues(settings),
-    ...destinationValues(ctx?.cluster, c.record.upstreamEndpoint, passthrough),
-    c.grpc ? "grpc" : "http",
-    c.flags,
-    UNKNOWN,
-    String(c.status),
-    c.grpcStatus,
-  ];
+  const source = sourceValues(settings);
+  const destination = destinationValues(ctx?.cluster, c.record.upstreamEndpoint, passthrough);
+  const protocol = c.grpc ? "grpc" : "http";
+  const status = String(c.status);
+  // A passthrough's destination is built per request (its host); the host itself identifies it.
+  const destinationKey = ctx?.cluster ? String(idOf(destination)) : `p:${passthrough ?? ""}`;
+  return {
+    key: `${idOf(source)}\u0001${destinationKey}\u0001${protocol}\u0001${c.flags}\u0001${status}\u0001${c.grpcStatus}`,
+    values: () => [...source, ...destination, protocol, c.flags, UNKNOWN, status, c.grpcStatus],
+  };
 }

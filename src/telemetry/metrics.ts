@@ -4,6 +4,11 @@
  * and starts again from zero, so no isolate has to keep state forever, and
  * many isolates (each its own `service.instance.id`) add up.
  *
+ * A series measured in an interval is kept (zeroed) for the next one, so a
+ * steady request mix reuses its series and their attributes instead of
+ * building them again after every export; a series the next interval does
+ * not measure is dropped when that interval is collected.
+ *
  * Memory is bounded: at most `maxSeries` series are held. A measurement
  * that would open one more is folded into one overflow series of its
  * metric (attribute `otel.metric.overflow: true`, the OpenTelemetry SDK's
@@ -16,6 +21,8 @@ interface CounterSeries {
   kind: "counter";
   name: string;
   attributes: KeyValue[];
+  /** Measured in the current interval. */
+  touched: boolean;
   value: number;
 }
 
@@ -23,6 +30,8 @@ interface GaugeSeries {
   kind: "gauge";
   name: string;
   attributes: KeyValue[];
+  /** Measured in the current interval. */
+  touched: boolean;
   value: number;
 }
 
@@ -30,6 +39,8 @@ interface HistogramSeries {
   kind: "histogram";
   name: string;
   attributes: KeyValue[];
+  /** Measured in the current interval. */
+  touched: boolean;
   buckets: number[];
   count: number;
   sum: number;
@@ -49,8 +60,9 @@ const UNITS: Record<string, string> = {
 };
 
 export class MetricsStore {
-  private series = new Map<string, Series>();
+  private readonly series = new Map<string, Series>();
   private folded = 0;
+  private measured = false;
   private readonly maxSeries: number;
   /** Start of the current delta interval. */
   private since: Millis;
@@ -93,31 +105,38 @@ export class MetricsStore {
   }
 
   private find(name: string, key: string, attributes: () => KeyValue[], kind: Series["kind"]): Series {
+    this.measured = true;
     const full = `${name}\u0000${key}`;
-    let s = this.series.get(full);
-    if (s) return s;
+    const s = this.series.get(full);
+    if (s) {
+      s.touched = true;
+      return s;
+    }
     let attrs: KeyValue[];
     let id = full;
     if (this.series.size >= this.maxSeries) {
       this.folded++;
       id = `${name}\u0000\u0001overflow`;
       const overflow = this.series.get(id);
-      if (overflow) return overflow;
+      if (overflow) {
+        overflow.touched = true;
+        return overflow;
+      }
       attrs = OVERFLOW;
     } else {
       attrs = attributes();
     }
     const created: Series =
       kind === "histogram"
-        ? { kind, name, attributes: attrs, buckets: new Array<number>(ENVOY_BUCKETS.length + 1).fill(0), count: 0, sum: 0, min: Infinity, max: -Infinity }
-        : { kind, name, attributes: attrs, value: 0 };
+        ? { kind, name, attributes: attrs, touched: true, buckets: emptyBuckets(), count: 0, sum: 0, min: Infinity, max: -Infinity }
+        : { kind, name, attributes: attrs, touched: true, value: 0 };
     this.series.set(id, created);
     return created;
   }
 
   /** True when nothing was measured since the last collection. */
   get empty(): boolean {
-    return this.series.size === 0 && this.folded === 0;
+    return !this.measured && this.folded === 0;
   }
 
   /** The interval's metrics as OTLP, then starts a new interval. */
@@ -137,7 +156,11 @@ export class MetricsStore {
       }
       return m;
     };
-    for (const s of this.series.values()) {
+    for (const [id, s] of this.series) {
+      if (!s.touched) {
+        this.series.delete(id);
+        continue;
+      }
       const m = metricOf(s);
       if (s.kind === "histogram") {
         const p: HistogramDataPoint = {
@@ -152,10 +175,18 @@ export class MetricsStore {
           max: s.max,
         };
         m.histogram?.dataPoints.push(p);
+        // The data point keeps the old bucket array; the next interval counts in a new one.
+        s.buckets = emptyBuckets();
+        s.count = 0;
+        s.sum = 0;
+        s.min = Infinity;
+        s.max = -Infinity;
       } else {
         const p: NumberDataPoint = { attributes: s.attributes, startTimeUnixNano: start, timeUnixNano: now, asInt: s.value };
         (s.kind === "gauge" ? m.gauge : m.sum)?.dataPoints.push(p);
+        s.value = 0;
       }
+      s.touched = false;
     }
     if (this.folded > 0) {
       byName.set(ISTHMUS_METRIC.foldedSeries, {
@@ -163,9 +194,13 @@ export class MetricsStore {
         sum: { dataPoints: [{ attributes: [], startTimeUnixNano: start, timeUnixNano: now, asInt: this.folded }], aggregationTemporality: DELTA, isMonotonic: true },
       });
     }
-    this.series = new Map();
     this.folded = 0;
+    this.measured = false;
     this.since = now;
     return [...byName.values()];
   }
+}
+
+function emptyBuckets(): number[] {
+  return new Array<number>(ENVOY_BUCKETS.length + 1).fill(0);
 }

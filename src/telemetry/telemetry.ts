@@ -18,7 +18,7 @@ import { accessLogEntry, accessLogRecord } from "./access-log.ts";
 import { attributesOf, completeRequest, type Completed } from "./completed.ts";
 import { Exporter, type ExporterDeps } from "./exporter.ts";
 import type { RuntimePlan, RuntimeTelemetry } from "./hydrate.ts";
-import { istioLabelValues } from "./istio-labels.ts";
+import { istioLabels, type LabelValues } from "./istio-labels.ts";
 import { ISTHMUS_METRIC, ISTIO_LABELS, ISTIO_METRIC_NAMES } from "./metric-names.ts";
 import type { MetricsStore } from "./metrics.ts";
 import { attr, type KeyValue, type Resource } from "./otlp/model.ts";
@@ -142,9 +142,14 @@ export class Telemetry {
   private recordMetrics(c: Completed, telemetry: RuntimeTelemetry, plan: RuntimePlan, version: string): void {
     const stores = this.stores(telemetry, plan);
     if (stores.length === 0) return;
-    const values = istioLabelValues(c, telemetry.def.settings);
-    const baseKey = values.join("\u0001");
-    const base = () => ISTIO_LABELS.map((name, i) => attr(name, values[i] as string));
+    const labels = istioLabels(c, telemetry.def.settings);
+    let held: LabelValues | undefined;
+    const values = () => (held ??= labels.values());
+    const baseKey = labels.key;
+    const base = () => {
+      const v = values();
+      return ISTIO_LABELS.map((name, i) => attr(name, v[i] as string));
+    };
     let read: ReturnType<typeof attributesOf> | undefined;
     const record = c.record;
     for (const metric of METRICS) {
@@ -155,13 +160,14 @@ export class Telemetry {
       const overrides = plan.tags[metric];
       if (overrides) {
         read ??= attributesOf(c);
-        const labels = new Map<string, string>(ISTIO_LABELS.map((n, i) => [n, values[i] as string]));
+        const v = values();
+        const tags = new Map<string, string>(ISTIO_LABELS.map((n, i) => [n, v[i] as string]));
         for (const o of overrides) {
-          if (o.value) labels.set(o.tag, o.value(read));
-          else labels.delete(o.tag);
+          if (o.value) tags.set(o.tag, o.value(read));
+          else tags.delete(o.tag);
         }
-        key = [...labels].map(([k, v]) => `${k}=${v}`).join("\u0001");
-        attributes = () => [...labels].map(([k, v]) => attr(k, v));
+        key = [...tags].map(([k, t]) => `${k}=${t}`).join("\u0001");
+        attributes = () => [...tags].map(([k, t]) => attr(k, t));
       }
       for (const store of stores) {
         if (metric === "REQUEST_COUNT") store.add(name, key, attributes);

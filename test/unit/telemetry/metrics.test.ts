@@ -63,7 +63,37 @@ describe("MetricsStore", () => {
     const overflow = requests?.sum?.dataPoints.find((p) => p.attributes[0]?.key === "otel.metric.overflow");
     expect(overflow?.asInt).toBe(15);
     expect(metrics.find((m) => m.name === "isthmus_telemetry_series_folded_total")?.sum?.dataPoints[0]?.asInt).toBe(15);
-    // Memory is given back with the interval.
+    // Memory is given back once an interval passes without the series.
+    expect(store.size).toBe(11);
+    expect(store.collect(2)).toEqual([]);
+    expect(store.size).toBe(0);
+  });
+
+  it("keeps a series measured in one interval for the next: built once, each interval its own delta", () => {
+    const store = new MetricsStore(100, 0);
+    let built = 0;
+    const attributes = () => {
+      built++;
+      return [attr("response_code", "200")];
+    };
+    store.add("istio_requests_total", "200", attributes);
+    store.record("istio_request_duration_milliseconds", "200", attributes, 7);
+    const first = store.collect(1);
+    store.add("istio_requests_total", "200", attributes, 3);
+    store.record("istio_request_duration_milliseconds", "200", attributes, 2_000);
+    const second = store.collect(2);
+    expect(built).toBe(2);
+    const point = (metrics: typeof first, name: string) => metrics.find((m) => m.name === name);
+    expect(point(second, "istio_requests_total")?.sum?.dataPoints[0]?.asInt).toBe(3);
+    const h = point(second, "istio_request_duration_milliseconds")?.histogram?.dataPoints[0];
+    expect([h?.count, h?.sum, h?.min, h?.max, h?.startTimeUnixNano]).toEqual([1, 2_000, 2_000, 2_000, 1]);
+    // What the first export carries is not changed by the second interval's measurements.
+    expect(point(first, "istio_requests_total")?.sum?.dataPoints[0]?.asInt).toBe(1);
+    const h1 = point(first, "istio_request_duration_milliseconds")?.histogram?.dataPoints[0];
+    expect([h1?.count, h1?.sum, h1?.bucketCounts.reduce((a, b) => a + b, 0)]).toEqual([1, 7, 1]);
+    // An interval without measurements exports nothing and forgets the series.
+    expect(store.empty).toBe(true);
+    expect(store.collect(3)).toEqual([]);
     expect(store.size).toBe(0);
   });
 
