@@ -60,7 +60,11 @@ const UNITS: Record<string, string> = {
 };
 
 export class MetricsStore {
-  private readonly series = new Map<string, Series>();
+  /** Series by metric name, then by the caller's key. */
+  private readonly series = new Map<string, Map<string, Series>>();
+  /** The overflow series of each metric that has one. */
+  private readonly overflow = new Map<string, Series>();
+  private count = 0;
   private folded = 0;
   private measured = false;
   private readonly maxSeries: number;
@@ -74,7 +78,7 @@ export class MetricsStore {
 
   /** Series held now (for tests and the admin view). */
   get size(): number {
-    return this.series.size;
+    return this.count + this.overflow.size;
   }
 
   /**
@@ -106,31 +110,23 @@ export class MetricsStore {
 
   private find(name: string, key: string, attributes: () => KeyValue[], kind: Series["kind"]): Series {
     this.measured = true;
-    const full = `${name}\u0000${key}`;
-    const s = this.series.get(full);
-    if (s) {
-      s.touched = true;
-      return s;
+    let byKey = this.series.get(name);
+    if (!byKey) this.series.set(name, (byKey = new Map()));
+    const known = byKey.get(key);
+    if (known) {
+      known.touched = true;
+      return known;
     }
-    let attrs: KeyValue[];
-    let id = full;
-    if (this.series.size >= this.maxSeries) {
+    if (this.size >= this.maxSeries) {
       this.folded++;
-      id = `${name}\u0000\u0001overflow`;
-      const overflow = this.series.get(id);
-      if (overflow) {
-        overflow.touched = true;
-        return overflow;
-      }
-      attrs = OVERFLOW;
-    } else {
-      attrs = attributes();
+      let overflow = this.overflow.get(name);
+      if (!overflow) this.overflow.set(name, (overflow = newSeries(kind, name, OVERFLOW)));
+      overflow.touched = true;
+      return overflow;
     }
-    const created: Series =
-      kind === "histogram"
-        ? { kind, name, attributes: attrs, touched: true, buckets: emptyBuckets(), count: 0, sum: 0, min: Infinity, max: -Infinity }
-        : { kind, name, attributes: attrs, touched: true, value: 0 };
-    this.series.set(id, created);
+    const created = newSeries(kind, name, attributes());
+    byKey.set(key, created);
+    this.count++;
     return created;
   }
 
@@ -156,11 +152,8 @@ export class MetricsStore {
       }
       return m;
     };
-    for (const [id, s] of this.series) {
-      if (!s.touched) {
-        this.series.delete(id);
-        continue;
-      }
+    const report = (s: Series): boolean => {
+      if (!s.touched) return false;
       const m = metricOf(s);
       if (s.kind === "histogram") {
         const p: HistogramDataPoint = {
@@ -187,6 +180,19 @@ export class MetricsStore {
         s.value = 0;
       }
       s.touched = false;
+      return true;
+    };
+    // A series the interval did not measure is dropped; the others stay, zeroed, for the next.
+    for (const [name, byKey] of this.series) {
+      for (const [key, s] of byKey) {
+        if (!report(s)) {
+          byKey.delete(key);
+          this.count--;
+        }
+      }
+      const overflow = this.overflow.get(name);
+      if (overflow && !report(overflow)) this.overflow.delete(name);
+      if (byKey.size === 0 && !this.overflow.has(name)) this.series.delete(name);
     }
     if (this.folded > 0) {
       byName.set(ISTHMUS_METRIC.foldedSeries, {
@@ -203,4 +209,10 @@ export class MetricsStore {
 
 function emptyBuckets(): number[] {
   return new Array<number>(ENVOY_BUCKETS.length + 1).fill(0);
+}
+
+function newSeries(kind: Series["kind"], name: string, attributes: KeyValue[]): Series {
+  return kind === "histogram"
+    ? { kind, name, attributes, touched: true, buckets: emptyBuckets(), count: 0, sum: 0, min: Infinity, max: -Infinity }
+    : { kind, name, attributes, touched: true, value: 0 };
 }

@@ -18,6 +18,8 @@ const utf8 = new TextEncoder();
  */
 const ATTRIBUTES = new Map<string, Uint8Array>();
 const MAX_CACHED_ATTRIBUTES = 8192;
+/** The same bytes by attribute object (attribute objects are never modified once built). */
+const BY_OBJECT = new WeakMap<object, Uint8Array>();
 
 /** Writers for nested messages, one per depth, reused (a nested message is copied into its parent at once). */
 const nested: Writer[] = [];
@@ -185,6 +187,9 @@ function encodeNested(schema: Message, value: Record<string, unknown>): Uint8Arr
 
 /** The encoded KeyValue of a string-valued attribute, from the cache; undefined for other values. */
 function stringAttribute(kv: { key: string; value: { stringValue?: unknown } }): Uint8Array | undefined {
+  // Metric series keep their attribute objects from one export to the next: found by identity first.
+  const known = BY_OBJECT.get(kv);
+  if (known) return known;
   const v = kv.value;
   if (typeof v?.stringValue !== "string" || Object.keys(v).length !== 1) return undefined;
   const id = `${kv.key}\u0000${v.stringValue}`;
@@ -194,6 +199,7 @@ function stringAttribute(kv: { key: string; value: { stringValue?: unknown } }):
     if (ATTRIBUTES.size >= MAX_CACHED_ATTRIBUTES) ATTRIBUTES.clear();
     ATTRIBUTES.set(id, bytes);
   }
+  BY_OBJECT.set(kv, bytes);
   return bytes;
 }
 
