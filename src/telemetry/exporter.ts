@@ -63,6 +63,8 @@ export class Exporter {
   private flushingSince: number | undefined;
   private running: Promise<void> | undefined;
   private again = false;
+  /** A flush asked for while one ran wanted metrics too. */
+  private againWithMetrics = false;
   private scheduledAt: number | undefined;
   private readonly warned = new Set<string>();
   /** Exports sent and failed since the isolate started (admin view, tests). */
@@ -110,7 +112,11 @@ export class Exporter {
     this.finished++;
     const now = this.deps.now();
     const settings = def.settings;
-    if (this.finished >= settings.flushRequests || now - this.lastFlush >= settings.flushIntervalMs) return this.flush(def, resource);
+    if (now - this.lastFlush >= settings.flushIntervalMs) return this.flush(def, resource);
+    // A count-triggered export carries the buffered spans and log records (memory that grows with
+    // traffic); metrics are aggregated, bounded by maxSeries, and go every flushInterval (an export
+    // of Istio's series is hundreds of KiB, so sending it every few hundred requests cost ~10 µs each).
+    if (this.finished >= settings.flushRequests && this.hasEvents()) return this.flush(def, resource, false);
     if (this.scheduledAt !== undefined && now - this.scheduledAt < settings.flushIntervalMs + 5_000) return Promise.resolve();
     this.scheduledAt = now;
     const wait = Math.max(0, this.lastFlush + settings.flushIntervalMs - now);
@@ -126,22 +132,26 @@ export class Exporter {
    * meanwhile is sent by a follow-up flush as soon as it ends (so a slow or
    * hanging collector does not strand the data of the last requests).
    */
-  flush(def: TelemetryDef, resource: Resource): Promise<void> {
+  flush(def: TelemetryDef, resource: Resource, metrics = true): Promise<void> {
     const now = this.deps.now();
     if (this.running && this.flushingSince !== undefined && now - this.flushingSince < STALE_FLUSH_MS) {
       this.again = true;
+      this.againWithMetrics ||= metrics;
       return this.running;
     }
-    const run = this.flushLoop(def, resource);
+    const run = this.flushLoop(def, resource, metrics);
     this.running = run;
     return run;
   }
 
-  private async flushLoop(def: TelemetryDef, resource: Resource): Promise<void> {
+  private async flushLoop(def: TelemetryDef, resource: Resource, metrics: boolean): Promise<void> {
+    let withMetrics = metrics;
     try {
       do {
         this.again = false;
-        await this.flushOnce(def, resource);
+        this.againWithMetrics = false;
+        await this.flushOnce(def, resource, withMetrics);
+        withMetrics = this.againWithMetrics;
       } while (this.again && this.hasData());
     } finally {
       this.flushingSince = undefined;
@@ -156,22 +166,28 @@ export class Exporter {
     return false;
   }
 
-  private async flushOnce(def: TelemetryDef, resource: Resource): Promise<void> {
+  /** True when spans or log records are buffered. */
+  private hasEvents(): boolean {
+    for (const b of this.buffers.values()) if (b.spans.length > 0 || b.logs.length > 0) return true;
+    return false;
+  }
+
+  private async flushOnce(def: TelemetryDef, resource: Resource, metrics: boolean): Promise<void> {
     const now = this.deps.now();
     this.flushingSince = now;
     this.finished = 0;
-    this.lastFlush = now;
+    if (metrics) this.lastFlush = now;
     const deadline = now + FLUSH_BUDGET_MS;
     const sends: Promise<void>[] = [];
     for (const provider of def.providers) {
       const b = this.buffers.get(provider.name);
       if (!b) continue;
-      sends.push(this.flushProvider(provider, b, def, resource, deadline));
+      sends.push(this.flushProvider(provider, b, def, resource, deadline, metrics));
     }
     await Promise.all(sends);
   }
 
-  private async flushProvider(provider: OtlpProviderDef, b: ProviderBuffers, def: TelemetryDef, resource: Resource, deadline: number): Promise<void> {
+  private async flushProvider(provider: OtlpProviderDef, b: ProviderBuffers, def: TelemetryDef, resource: Resource, deadline: number, withMetrics: boolean): Promise<void> {
     const spans = b.spans;
     const logs = b.logs;
     b.spans = [];
@@ -183,7 +199,7 @@ export class Exporter {
         b.dropped[signal] = 0;
       }
     }
-    const metrics = b.metrics.empty ? [] : b.metrics.collect(now);
+    const metrics = !withMetrics || b.metrics.empty ? [] : b.metrics.collect(now);
     const jobs: Promise<void>[] = [];
     if (spans.length > 0) {
       jobs.push(this.send(provider, "traces", TRACES_REQUEST, { resourceSpans: [{ resource, scopeSpans: [{ scope: SCOPE, spans }] }] }, spans.length, b, def, deadline));

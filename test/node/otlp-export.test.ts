@@ -181,3 +181,26 @@ describe("OTLP export failures", () => {
     expect(pointsOf(rx.exports).find((p) => p.name === "isthmus_telemetry_dropped_total")?.value).toBe(904);
   });
 });
+
+describe("OTLP export timing", () => {
+  it("sends spans after flushRequests requests, and metrics only every flushInterval", async () => {
+    let now = 1_000_000;
+    const { def, provider } = telemetryDef({}, { flushRequests: 3, flushIntervalMs: 5_000 });
+    const exporter = new Exporter({ ...deps(), now: () => now, sleep: () => new Promise(() => {}) });
+    const request = () => {
+      exporter.metrics(provider, 100).add("istio_requests_total", "200", () => [attr("response_code", "200")]);
+      return exporter.finishedRequest(def, resource);
+    };
+    exporter.addSpans(provider, 100, [span]);
+    await Promise.race([Promise.all([request(), request(), request()]), new Promise((r) => setTimeout(r, 1_000))]);
+    expect(rx.exports.map((e) => e.signal)).toEqual(["traces"]);
+    // Without buffered spans or logs, the request count alone sends nothing.
+    await Promise.race([Promise.all([request(), request(), request()]), new Promise((r) => setTimeout(r, 300))]);
+    expect(rx.exports.map((e) => e.signal)).toEqual(["traces"]);
+    // Once the interval has passed, the next request sends the metrics of all seven.
+    now += 5_000;
+    await request();
+    expect(rx.exports.map((e) => e.signal)).toEqual(["traces", "metrics"]);
+    expect(pointsOf(rx.exports).find((p) => p.name === "istio_requests_total")?.value).toBe(7);
+  });
+});
