@@ -242,34 +242,45 @@ async function pipeline(): Promise<MicroResults["pipeline"]> {
     await run(i);
     await passthrough(i);
   }
-  // Blocks of the two interleaved, so machine noise falls on both alike.
+  // Blocks of the two interleaved, so machine noise falls on both alike; several rounds, and the
+  // fastest round's means are kept (on a shared machine interference only adds time), as for the
+  // lookups and the JWT figures. p50 and p99 pool every round.
   const BLOCK = 1_000;
-  const samples = new Float64Array(iterations);
-  let pipelineMs = 0;
-  let endsMs = 0;
-  for (let start = 0; start < iterations; start += BLOCK) {
-    const end = Math.min(iterations, start + BLOCK);
-    let t0 = performance.now();
-    for (let i = start; i < end; i++) {
-      const t = performance.now();
-      await run(i);
-      samples[i] = (performance.now() - t) * 1000;
+  const rounds = smoke ? 1 : 5;
+  const perRound = Math.ceil(iterations / rounds);
+  const samples = new Float64Array(perRound * rounds);
+  let meanUs = Infinity;
+  let endsUs = Infinity;
+  for (let round = 0; round < rounds; round++) {
+    let pipelineMs = 0;
+    let endsMs = 0;
+    for (let start = round * perRound; start < (round + 1) * perRound; start += BLOCK) {
+      const end = Math.min((round + 1) * perRound, start + BLOCK);
+      let t0 = performance.now();
+      for (let i = start; i < end; i++) {
+        const t = performance.now();
+        await run(i);
+        samples[i] = (performance.now() - t) * 1000;
+      }
+      pipelineMs += performance.now() - t0;
+      t0 = performance.now();
+      for (let i = start; i < end; i++) await passthrough(i);
+      endsMs += performance.now() - t0;
     }
-    pipelineMs += performance.now() - t0;
-    t0 = performance.now();
-    for (let i = start; i < end; i++) await passthrough(i);
-    endsMs += performance.now() - t0;
+    const roundMean = (pipelineMs * 1000) / perRound;
+    if (roundMean < meanUs) {
+      meanUs = roundMean;
+      endsUs = (endsMs * 1000) / perRound;
+    }
   }
-  const meanUs = (pipelineMs * 1000) / iterations;
-  const endsUs = (endsMs * 1000) / iterations;
   samples.sort();
   await Promise.all(pending); // the after-response work, as waitUntil would (a scheduled flush sleeps until its interval)
   if (exports === 0) throw new Error("the pipeline exported no telemetry");
   return {
     routes: 1_000,
     meanUs,
-    p50Us: samples[Math.floor(iterations * 0.5)] as number,
-    p99Us: samples[Math.floor(iterations * 0.99)] as number,
+    p50Us: samples[Math.floor(samples.length * 0.5)] as number,
+    p99Us: samples[Math.floor(samples.length * 0.99)] as number,
     endsUs,
     gatewayUs: meanUs - endsUs,
     telemetryExports: exports,

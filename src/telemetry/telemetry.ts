@@ -146,9 +146,11 @@ export class Telemetry {
     let held: LabelValues | undefined;
     const values = () => (held ??= labels.values());
     const baseKey = labels.key;
+    // One attribute list for the request's new series of every Istio metric (never modified once built).
+    let baseAttributes: KeyValue[] | undefined;
     const base = () => {
       const v = values();
-      return ISTIO_LABELS.map((name, i) => attr(name, v[i] as string));
+      return (baseAttributes ??= ISTIO_LABELS.map((name, i) => attr(name, v[i] as string)));
     };
     let read: ReturnType<typeof attributesOf> | undefined;
     const record = c.record;
