@@ -50,7 +50,7 @@ export interface MicroResults {
    * passthrough (the client's Request, one in-memory upstream fetch, reading the body);
    * gatewayUs = meanUs − endsUs, the gateway's own CPU per request.
    */
-  pipeline: { routes: number; meanUs: number; p50Us: number; p99Us: number; endsUs: number; gatewayUs: number; telemetryExports: number };
+  pipeline: { routes: number; meanUs: number; p50Us: number; p99Us: number; endsUs: number; gatewayUs: number; rounds: number; telemetryExports: number };
   /** RS256 through the gateway's authentication code (bench/jwt-measure.ts), in Node. */
   jwt: JwtCosts;
 }
@@ -283,6 +283,7 @@ async function pipeline(): Promise<MicroResults["pipeline"]> {
     p99Us: samples[Math.floor(samples.length * 0.99)] as number,
     endsUs,
     gatewayUs: meanUs - endsUs,
+    rounds,
     telemetryExports: exports,
   };
 }

@@ -164,7 +164,7 @@ export function renderReport(info: RunInfo, contenders: Contender[], measurement
     const hit = pl.gatewayUs;
     targets.push([
       "gateway CPU per request ≤ 0.1 ms on a token-cache hit (pipeline micro-benchmark, I/O replaced by in-memory ends)",
-      `${(hit / 1000).toFixed(3)} ms: the realistic config's whole request path in Node, ${(pl.meanUs / 1000).toFixed(3)} ms mean per request, minus ${(pl.endsUs / 1000).toFixed(3)} ms for the in-memory ends alone (the client's Request, the upstream's Response, reading the body; timed in interleaved blocks, fastest of 5 rounds, as the load runs subtract the passthrough; see "Micro-benchmarks"). ${inWorkerd}`,
+      `${(hit / 1000).toFixed(3)} ms: the realistic config's whole request path in Node, ${(pl.meanUs / 1000).toFixed(3)} ms mean per request, minus ${(pl.endsUs / 1000).toFixed(3)} ms for the in-memory ends alone (the client's Request, the upstream's Response, reading the body; timed in interleaved blocks, fastest of ${pl.rounds} round${pl.rounds === 1 ? "" : "s"}, as the load runs subtract the passthrough; see "Micro-benchmarks"). ${inWorkerd}`,
       status(hit <= 100),
     ]);
     const verify = workerdVerify ?? micro.jwt.keyCachedUs - micro.jwt.tokenCachedUs;
@@ -238,7 +238,7 @@ export function renderReport(info: RunInfo, contenders: Contender[], measurement
         `| ingress, hygiene, normalization, JWT (token-cache hit), routing, 20 AuthorizationPolicies, GLOBAL rate limit (bucket logic in memory), retry policy, header operations, forward (to an in-memory fetch), telemetry (metrics, 1% spans, ${int(micro.pipeline.telemetryExports)} OTLP exports to an in-memory collector) | ${micro.pipeline.meanUs.toFixed(1)} µs | ${micro.pipeline.p50Us.toFixed(1)} µs | ${micro.pipeline.p99Us.toFixed(1)} µs |`,
         `| the in-memory ends alone (the client's Request, one fetch to the in-memory upstream, reading the body), interleaved with the above in blocks of 1,000 | ${micro.pipeline.endsUs.toFixed(1)} µs | | |`,
         "",
-        "Both means are those of the fastest of 5 rounds (10,000 requests each); p50 and p99 pool every round.",
+        `Both means are those of the fastest of ${micro.pipeline.rounds} round${micro.pipeline.rounds === 1 ? "" : "s"}; p50 and p99 pool every round.`,
         `| **the gateway's own CPU per request** (the first row − the second) | **${micro.pipeline.gatewayUs.toFixed(1)} µs** | | |`,
         "",
         "The mean carries the amortized after-response work (telemetry's metric aggregation and OTLP encoding) and garbage collection, which is why it is well above the p50. The rate limit's key is a SHA-256 (`crypto.subtle.digest`, ~30 µs in Node, a few µs in workerd) computed once per key and isolate; later requests reuse it.",
