@@ -20,7 +20,7 @@ export type Algorithm = "TOKEN_BUCKET" | "GCRA";
 export type BucketState = { tokens: number; at: number } | { tat: number };
 
 /** Float slack, so that 50 × 1.0 taken from 50.0 leaves a usable 0 and not -1e-15. */
-const EPSILON = 1e-9;
+export const EPSILON = 1e-9;
 
 /** Tokens per ms. */
 export function rateOf(limit: LimitDef): number {

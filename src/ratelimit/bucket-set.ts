@@ -6,7 +6,7 @@
  * (global scope) and the isolate (local scope) both run it.
  */
 import type { LimitDef } from "../config/snapshot.ts";
-import { available, convert, fullBucket, giveBack, isFull, msUntil, msUntilNextToken, take, wholeTokens, type Algorithm, type BucketState } from "./algorithms.ts";
+import { available, convert, EPSILON, fullBucket, giveBack, isFull, msUntil, msUntilNextToken, take, wholeTokens, type Algorithm, type BucketState } from "./algorithms.ts";
 
 export interface BucketSet {
   algorithm: Algorithm;
@@ -85,8 +85,10 @@ export function allFull(set: BucketSet, now: number): boolean {
  */
 export const PERSIST_RESERVE = 0.01;
 
-/** Float slack when comparing token counts. */
-const EPSILON = 1e-9;
+/** Tokens a stored floor spends ahead of the live count in a bucket of this limit. */
+function reserveOf(limit: LimitDef): number {
+  return Math.floor(limit.burst * PERSIST_RESERVE);
+}
 
 /**
  * The state to store for `set` at `now`: every bucket with
@@ -101,7 +103,7 @@ const EPSILON = 1e-9;
 export function floorFor(set: BucketSet, now: number): BucketSet {
   return {
     algorithm: set.algorithm,
-    buckets: set.buckets.map((b) => ({ limit: b.limit, state: take(b.state, b.limit, Math.floor(b.limit.burst * PERSIST_RESERVE), now) })),
+    buckets: set.buckets.map((b) => ({ limit: b.limit, state: take(b.state, b.limit, reserveOf(b.limit), now) })),
   };
 }
 
@@ -120,7 +122,7 @@ export function floorHolds(floor: BucketSet | undefined, set: BucketSet, now: nu
     const f = floor.buckets[i];
     if (f === undefined || !sameLimit(f.limit, b.limit)) return false;
     const gap = available(b.state, b.limit, now) - available(f.state, f.limit, now);
-    return gap >= -EPSILON && gap <= Math.floor(b.limit.burst * PERSIST_RESERVE) + EPSILON;
+    return gap >= -EPSILON && gap <= reserveOf(b.limit) + EPSILON;
   });
 }
 

@@ -18,7 +18,9 @@
  * restart can only ever find fewer tokens than there were — at most 1% of
  * the burst fewer — never more. A burst under 100 reserves nothing and is
  * written on every admission (exact); a burst of 1,000,000 is written once
- * per 10,000 admissions instead of on each, and a refusal never writes.
+ * its live count has spent 10,000 tokens past the floor, or the floor has
+ * refilled above it (the reserve refills in 0.6 s at 1,000,000/minute),
+ * instead of on every admission; a refusal never writes.
  * Faster buckets live in memory only: losing one costs at most one extra
  * burst. An alarm a minute after every bucket is full again deletes the
  * stored state, so idle keys cost no storage.

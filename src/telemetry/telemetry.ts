@@ -23,7 +23,7 @@ import { ISTHMUS_METRIC, ISTIO_LABELS, ISTIO_METRIC_NAMES } from "./metric-names
 import type { MetricsStore } from "./metrics.ts";
 import { attr, type KeyValue, type Resource } from "./otlp/model.ts";
 import { buildSpans } from "./spans.ts";
-import { clientForcedTrace, randomHex, readIncoming, startTrace } from "./trace-context.ts";
+import { decideTrace, randomHex } from "./trace-context.ts";
 
 export interface TelemetryDeps extends ExporterDeps {
   /** Writes an access-log line (console.log in the Worker). */
@@ -121,7 +121,7 @@ export class Telemetry {
     if (tracing) {
       // Requests answered before any upstream call decide their trace here.
       const headers = c.context?.facts.headers ?? c.request.headers;
-      const trace = (c.record.trace ??= startTrace(readIncoming(headers), tracing.samplingPercent, this.deps.random, clientForcedTrace(headers)));
+      const trace = (c.record.trace ??= decideTrace(headers, tracing.samplingPercent, this.deps.random));
       if (trace.sampled) {
         const provider = def.providers[tracing.provider] as OtlpProviderDef;
         const spans = buildSpans({ completed: c, trace, customTags: tracing.customTags, environment: this.deps.secret, random: this.deps.random, configVersion: version });

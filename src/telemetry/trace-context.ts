@@ -126,6 +126,11 @@ export function startTrace(incoming: IncomingContext | undefined, samplingPercen
   return trace;
 }
 
+/** The trace of a request with these headers: its parent's, or a new one (client-forced or sampled at the rate). */
+export function decideTrace(headers: Headers, samplingPercent: number, random: () => number): TraceContext {
+  return startTrace(readIncoming(headers), samplingPercent, random, clientForcedTrace(headers));
+}
+
 /**
  * Whether the client asked for a trace with `x-client-trace-id` (Envoy
  * honours it from external clients; `x-envoy-force-trace` only from

@@ -6,7 +6,7 @@
  */
 import type { RequestContext } from "../gateway/context.ts";
 import type { AttemptObserver } from "../upstream/attempts.ts";
-import { clientForcedTrace, markRequestId, propagate, randomHex, readIncoming, startTrace, type TraceContext } from "./trace-context.ts";
+import { decideTrace, markRequestId, propagate, randomHex, type TraceContext } from "./trace-context.ts";
 
 /**
  * The request's trace, decided on first call: undefined when the traffic
@@ -17,7 +17,7 @@ export function traceOf(ctx: RequestContext): TraceContext | undefined {
   const tracing = ctx.snapshot.telemetry?.planFor(ctx.cluster?.name).def.tracing;
   if (!tracing) return undefined;
   const headers = ctx.facts.headers;
-  const trace = startTrace(readIncoming(headers), tracing.samplingPercent, ctx.deps.random, clientForcedTrace(headers));
+  const trace = decideTrace(headers, tracing.samplingPercent, ctx.deps.random);
   ctx.record.trace = trace;
   const id = headers.get("x-request-id");
   if (id) headers.set("x-request-id", markRequestId(id, trace.sampled, trace.forced));

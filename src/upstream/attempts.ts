@@ -150,7 +150,7 @@ async function attempts(input: AttemptsInput, routeSignal: AbortSignal | undefin
     levels.push(pick.level);
     const endpoint = pick.endpoint;
 
-    const abortable = routeSignal !== undefined || (input.policy.perTryTimeoutMs !== undefined && input.policy.attempts > 0) || input.body.type === "stream";
+    const abortable = routeSignal !== undefined || perTryTimeoutOf(input.policy) !== undefined || input.body.type === "stream";
     const controller = abortable ? new AbortController() : undefined;
     if (controller) {
       track(controller);
@@ -201,12 +201,13 @@ async function attempts(input: AttemptsInput, routeSignal: AbortSignal | undefin
 async function sendOnce(input: AttemptsInput, endpoint: EndpointDef, attempt: number, controller: AbortController | undefined, routeSignal: AbortSignal | undefined): Promise<Sent> {
   let perTryTimedOut = false;
   let tooLarge = false;
+  const perTryMs = perTryTimeoutOf(input.policy);
   const perTry =
-    input.policy.perTryTimeoutMs !== undefined && input.policy.attempts > 0
+    perTryMs !== undefined
       ? setTimeout(() => {
           perTryTimedOut = true;
           controller?.abort();
-        }, input.policy.perTryTimeoutMs)
+        }, perTryMs)
       : undefined;
   const headers = input.headers;
   headers.set("x-envoy-attempt-count", String(attempt));
@@ -256,6 +257,11 @@ async function discard(response: Response | undefined): Promise<void> {
   } catch {
     // Already closed or errored: nothing to free.
   }
+}
+
+/** The per-try timeout in effect: `perTryTimeout` applies only while the route retries (`attempts > 0`). */
+function perTryTimeoutOf(policy: RetryDef): number | undefined {
+  return policy.attempts > 0 ? policy.perTryTimeoutMs : undefined;
 }
 
 function sleepUnlessAborted(sleep: (ms: number) => Promise<void>, ms: number, signal: AbortSignal | undefined): Promise<void> {
