@@ -44,34 +44,48 @@ export const direct: Contender = {
   },
 };
 
-export const passthrough: Contender = {
-  id: "passthrough",
-  label: "bare passthrough Worker on bare workerd",
-  async start({ upstreamPort }, sutCpu) {
-    const dir = mkdtempSync(join(tmpdir(), "isthmus-bench-passthrough-"));
-    const port = await freePort();
-    copyFileSync(resolve("bench/passthrough/worker.js"), join(dir, "worker.js"));
-    writeFileSync(
-      join(dir, "passthrough.capnp"),
-      `using Workerd = import "/workerd/workerd.capnp";
+/** A bare Worker on bare workerd: `file` under bench/passthrough/, with UPSTREAM bound and, with `object`, a Durable Object namespace. */
+function bareWorker(id: string, label: string, file: string, object?: { binding: string; className: string }): Contender {
+  return {
+    id,
+    label,
+    async start({ upstreamPort }, sutCpu) {
+      const dir = mkdtempSync(join(tmpdir(), `isthmus-bench-${id}-`));
+      const port = await freePort();
+      copyFileSync(resolve("bench/passthrough", file), join(dir, "worker.js"));
+      const objectConfig = object
+        ? `,
+      durableObjectNamespaces = [(className = "${object.className}", uniqueKey = "isthmus-bench-${id}")],
+      durableObjectStorage = (inMemory = void)`
+        : "";
+      const objectBinding = object ? `, (name = "${object.binding}", durableObjectNamespace = "${object.className}")` : "";
+      writeFileSync(
+        join(dir, "worker.capnp"),
+        `using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
   services = [
     (name = "main", worker = (
       modules = [(name = "worker.js", esModule = embed "worker.js")],
       compatibilityDate = "2026-11-01",
-      bindings = [(name = "UPSTREAM", text = "http://127.0.0.1:${upstreamPort}")],
-      globalOutbound = "internet")),
+      bindings = [(name = "UPSTREAM", text = "http://127.0.0.1:${upstreamPort}")${objectBinding}],
+      globalOutbound = "internet"${objectConfig})),
     (name = "internet", network = (allow = ["public", "private", "local"])),
   ],
   sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
 );
 `,
-    );
-    const proc = startPinned(sutCpu, workerdBinary(), ["serve", join(dir, "passthrough.capnp")]);
-    await waitForPort(port, 20_000, proc);
-    return running(proc, port, UPSTREAM_REQUEST, () => rmSync(dir, { recursive: true, force: true }));
-  },
-};
+      );
+      const proc = startPinned(sutCpu, workerdBinary(), ["serve", join(dir, "worker.capnp")]);
+      await waitForPort(port, 20_000, proc);
+      return running(proc, port, UPSTREAM_REQUEST, () => rmSync(dir, { recursive: true, force: true }));
+    },
+  };
+}
+
+export const passthrough = bareWorker("passthrough", "bare passthrough Worker on bare workerd", "worker.js");
+
+/** What one Durable Object call per request costs any Worker here, whatever it does around it. */
+export const passthroughWithObject = bareWorker("passthrough-object", "the passthrough + one Durable Object call per request", "with-object.js", { binding: "COUNTER", className: "Counter" });
 
 export const nginx: Contender = {
   id: "nginx",
@@ -135,6 +149,9 @@ function isthmus(id: string, label: string, build: (env: BenchEnv) => { yaml: st
 
 export const isthmusRealistic = isthmus("isthmus", "Isthmus on isthmus serve, realistic config", (e) => realistic(e.upstreamPort, { telemetry: true, jwt: e.idp, otlpEndpoint: e.otlpEndpoint }));
 export const isthmusNoTelemetry = isthmus("isthmus-telemetry-off", "the same, telemetry off", (e) => realistic(e.upstreamPort, { telemetry: false, jwt: e.idp }));
+export const isthmusLease = isthmus("isthmus-lease", "the realistic config with lease mode on its GLOBAL rule (size 100)", (e) =>
+  realistic(e.upstreamPort, { telemetry: true, jwt: e.idp, otlpEndpoint: e.otlpEndpoint, lease: { size: 100 } }),
+);
 export const isthmusMinimal = isthmus("isthmus-minimal", "Isthmus on isthmus serve, minimal config (one route)", (e) => minimal(e.upstreamPort));
 
 function running(proc: Proc, port: number, requests: RequestSpec[], cleanup: () => void): Running {

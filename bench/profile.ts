@@ -1,5 +1,5 @@
 /**
- * `npm run bench:profile -- [realistic|realistic-off|minimal] [--seconds N] [--out FILE]`:
+ * `npm run bench:profile -- [realistic|realistic-lease|realistic-off|minimal] [--seconds N] [--out FILE]`:
  * a CPU profile of the gateway *inside workerd*, where the load runs measure
  * it (Node's profile of the pure core, `node --cpu-prof bench/micro.ts`,
  * misses workerd's own Request/Response/stream costs). Starts the
@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { minimal, realistic } from "./configs.ts";
-import { startBenchIdp } from "./idp.ts";
+import { startSideServers } from "./side-servers.ts";
 import type { LoadOutput, LoadSpec } from "./load/main.ts";
 import { freePort, runLoad, startPinned, stopProc, waitForOutput } from "./processes.ts";
 
@@ -24,7 +24,7 @@ const SUT_CPU = "1";
 
 const { values, positionals } = parseArgs({ options: { seconds: { type: "string" }, out: { type: "string" } }, allowPositionals: true });
 const which = positionals[0] ?? "realistic";
-if (!["realistic", "realistic-off", "minimal"].includes(which)) throw new Error(`expected realistic, realistic-off or minimal, got ${which}`);
+if (!["realistic", "realistic-lease", "realistic-off", "minimal"].includes(which)) throw new Error(`expected realistic, realistic-lease, realistic-off or minimal, got ${which}`);
 const seconds = Number(values.seconds ?? "10");
 const out = values.out ?? join(tmpdir(), `isthmus-${which}.cpuprofile`);
 const node = process.execPath;
@@ -105,14 +105,13 @@ function summarize(profile: Profile): string {
   return `self time (of ${(busy / 1000).toFixed(0)} ms busy):\n${top(self, 30)}\ninclusive, by function name:\n${top(inclusive, 40)}`;
 }
 
-const upstream = startPinned(GEN_CPU, node, ["bench/upstream.ts", "0"]);
-const upstreamPort = Number((await waitForOutput(upstream, /listening (\d+)/, 10_000))[1]);
-const sink = startPinned(GEN_CPU, node, ["bench/otlp-sink.ts", "0"]);
-const otlpEndpoint = `http://127.0.0.1:${(await waitForOutput(sink, /listening (\d+)/, 10_000))[1]}`;
-const idp = await startBenchIdp();
+const side = await startSideServers(GEN_CPU);
+const { upstreamPort, idp, otlpEndpoint } = side.env;
 const dir = mkdtempSync(join(tmpdir(), "isthmus-profile-"));
 const config =
-  which === "minimal" ? minimal(upstreamPort) : realistic(upstreamPort, which === "realistic" ? { telemetry: true, jwt: idp, otlpEndpoint } : { telemetry: false, jwt: idp });
+  which === "minimal"
+    ? minimal(upstreamPort)
+    : realistic(upstreamPort, which === "realistic-off" ? { telemetry: false, jwt: idp } : { telemetry: true, jwt: idp, otlpEndpoint, ...(which === "realistic-lease" ? { lease: { size: 100 } } : {}) });
 mkdirSync(join(dir, "config"));
 writeFileSync(join(dir, "config", "gateway.yaml"), config.yaml);
 const port = await freePort();
@@ -136,8 +135,6 @@ try {
   process.stdout.write(`${summarize(profile)}\n`);
 } finally {
   await stopProc(gateway);
-  await stopProc(sink);
-  await idp.close();
-  await stopProc(upstream);
+  await side.stop();
   rmSync(dir, { recursive: true, force: true });
 }

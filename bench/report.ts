@@ -134,7 +134,14 @@ export function renderReport(info: RunInfo, contenders: Contender[], measurement
   const targets: string[][] = [];
   if (pass.sat && real.sat) {
     const ratio = real.sat.throughput / pass.sat.throughput;
-    targets.push(["Isthmus (realistic config) throughput ≥ 70% of the passthrough Worker's", pct(ratio), status(ratio >= 0.7)]);
+    // The target is judged on the plain rule (one exact object call per request); what bounds it here and what lease mode buys are shown beside it.
+    const withObject = find(sat, "passthrough-object");
+    const lease = find(sat, "isthmus-lease");
+    const context = [
+      withObject ? `the passthrough with one Durable Object call per request and nothing else reached ${pct(withObject.throughput / pass.sat.throughput)} (${signedUs(withObject.cpuUs - pass.sat.cpuUs)} µs of workerd CPU per request): the ceiling for any Worker that asks an object per request, here where the object shares the gateway's core` : "",
+      lease ? `with lease mode on the rule (an opt-in that trades exact timing for one object call per 100 requests): ${pct(lease.throughput / pass.sat.throughput)}` : "",
+    ].filter(Boolean);
+    targets.push(["Isthmus (realistic config) throughput ≥ 70% of the passthrough Worker's", `${pct(ratio)}${context.length ? `; ${context.join("; ")}` : ""}`, status(ratio >= 0.7)]);
   }
   if (pass.r50 && real.r50) {
     const d50 = real.r50.p50 - pass.r50.p50;
@@ -328,7 +335,7 @@ a client with a session are); the cost of a signature check is measured separate
 | feature | in this run |
 |---|---|
 ${REALISTIC_FEATURES.map((f) => `| ${f.feature} | ${f.included ? "included" : "**absent**"}: ${f.note} |`).join("\n")}
-${otlp ? `\nOver the whole run the OTLP sink received ${(["traces", "metrics", "logs"] as const).map((k) => `${int(otlp[k].exports)} ${k} exports (${int(otlp[k].bytes / 1024)} KiB)`).join(", ")} from the telemetry-on gateway${otlp.jwksFetches !== undefined ? `; the JWKS server was asked ${otlp.jwksFetches} times by the two realistic gateways (once per isolate; the keys are then cached)` : ""}.\n` : ""}
+${otlp ? `\nOver the whole run the OTLP sink received ${(["traces", "metrics", "logs"] as const).map((k) => `${int(otlp[k].exports)} ${k} exports (${int(otlp[k].bytes / 1024)} KiB)`).join(", ")} from the two telemetry-on gateways (realistic, and realistic with lease mode)${otlp.jwksFetches !== undefined ? `; the JWKS server was asked ${otlp.jwksFetches} times by the three realistic gateways (once per isolate; the keys are then cached)` : ""}.\n` : ""}
 ${microSection}
 
 ${opsSection}

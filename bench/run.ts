@@ -21,11 +21,11 @@ import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { startBenchIdp } from "./idp.ts";
+import { startSideServers } from "./side-servers.ts";
 import type { RequestSpec } from "./configs.ts";
 import { send } from "../test/helpers/http.ts";
-import { workerdOps, direct, ensureNginx, isthmusMinimal, isthmusNoTelemetry, isthmusRealistic, nginx, nginxBinary, passthrough, type BenchEnv, type Contender, type Running } from "./contenders.ts";
-import { cpuTimeMs, runLoad, startPinned, stopProc, waitForOutput, type Proc } from "./processes.ts";
+import { workerdOps, direct, ensureNginx, isthmusLease, isthmusMinimal, isthmusNoTelemetry, isthmusRealistic, nginx, nginxBinary, passthrough, passthroughWithObject, type Contender, type Running } from "./contenders.ts";
+import { cpuTimeMs, runLoad } from "./processes.ts";
 import type { LoadOutput, LoadSpec } from "./load/main.ts";
 import type { MicroResults } from "./micro.ts";
 import { workerdBinary } from "../src/cli/commands/serve.ts";
@@ -73,7 +73,7 @@ const info: RunInfo = {
   sutCpu: SUT_CPU,
 };
 
-const contenders: Contender[] = [direct, passthrough];
+const contenders: Contender[] = [direct, passthrough, passthroughWithObject];
 if (!smoke && !values["no-nginx"]) {
   const bin = ensureNginx(log);
   if (bin) {
@@ -81,15 +81,11 @@ if (!smoke && !values["no-nginx"]) {
     info.nginx = (spawnSync(bin, ["-v"], { encoding: "utf8" }).stderr || "").trim().replace(/^nginx version: /, "");
   } else log("nginx could not be installed; it is left out of this run");
 } else if (nginxBinary()) info.nginx = "skipped (smoke)";
-contenders.push(isthmusRealistic, isthmusNoTelemetry, isthmusMinimal);
+contenders.push(isthmusRealistic, isthmusLease, isthmusNoTelemetry, isthmusMinimal);
 
 log(`load average before: ${info.loadBefore}`);
-const upstream: Proc = startPinned(GEN_CPU, node, ["bench/upstream.ts", "0"]);
-const upstreamPort = Number((await waitForOutput(upstream, /listening (\d+)/, 10_000))[1]);
-const sink: Proc = startPinned(GEN_CPU, node, ["bench/otlp-sink.ts", "0"]);
-const otlpEndpoint = `http://127.0.0.1:${(await waitForOutput(sink, /listening (\d+)/, 10_000))[1]}`;
-const idp = await startBenchIdp();
-const env: BenchEnv = { upstreamPort, idp, otlpEndpoint };
+const side = await startSideServers(GEN_CPU);
+const { env, idp } = side;
 let otlp: OtlpStats | undefined;
 const running = new Map<string, Running>();
 const measurements: Measurement[] = [];
@@ -99,7 +95,7 @@ try {
   log(`starting ${contenders.map((c) => c.id).join(", ")}`);
   const started = await Promise.allSettled(contenders.map(async (c) => running.set(c.id, await c.start(env, SUT_CPU))));
   for (const s of started) if (s.status === "rejected") throw s.reason;
-  for (const c of [isthmusRealistic, isthmusNoTelemetry]) await checkEnforced(c.id, running.get(c.id) as Running);
+  for (const c of [isthmusRealistic, isthmusLease, isthmusNoTelemetry]) await checkEnforced(c.id, running.get(c.id) as Running);
   const order = (round: number) => contenders.map((_, i) => contenders[(i + round) % contenders.length] as Contender);
 
   // Saturation (closed loop, 32 connections).
@@ -125,13 +121,11 @@ try {
     await r.stop().catch((e: unknown) => log(`stopping ${id}: ${String(e)}`));
   }
   // Read after the gateways stopped: their last flush has then been sent.
-  otlp = await fetch(`${otlpEndpoint}/stats`)
+  otlp = await fetch(`${env.otlpEndpoint}/stats`)
     .then((r) => r.json() as Promise<OtlpStats>)
     .catch(() => undefined);
   if (otlp) otlp.jwksFetches = idp.jwksFetches();
-  await stopProc(sink);
-  await idp.close();
-  await stopProc(upstream);
+  await side.stop();
 }
 if (otlp) log(`OTLP sink received: ${(["traces", "metrics", "logs"] as const).map((s) => `${s} ${otlp?.[s].exports} exports (${otlp?.[s].bytes} bytes)`).join(", ")}; JWKS fetched ${otlp.jwksFetches} times`);
 // Telemetry on must have reached the collector: metrics are exported at every flush.
@@ -178,7 +172,7 @@ async function measure(c: Contender, round: number, load: Omit<LoadSpec, "port" 
   const spec: LoadSpec = { ...load, port: r.port, requests: r.requests, durationMs: load.mode === "closed" ? satDurationMs : durationMs, warmupMs: 0 };
   // Warm up in a separate generator run, so the CPU reading covers only the measured window.
   await generate(c, { ...spec, durationMs: warmupMs });
-  const pid = r.pid || (upstream.child.pid as number);
+  const pid = r.pid || side.upstreamPid;
   const cpuBefore = cpuTimeMs(pid);
   const result = await generate(c, spec);
   const cpuAfter = cpuTimeMs(pid);
