@@ -4,25 +4,22 @@
  * ones). Run as its own process (`node --expose-gc bench/micro.ts [--smoke]`)
  * so the harness can pin it to a core; prints MicroResults as JSON.
  *
- * Timing inside workerd is not possible: its clocks only advance on I/O.
- * The gateway's CPU cost inside workerd is measured by the load runs instead
- * (process CPU time per request, Isthmus minus the passthrough).
+ * The pipeline figure is also measured inside workerd with the same harness
+ * (bench/workerd-pipeline.ts, blocks timed between 1 ms timers because
+ * workerd's clock only advances on I/O); the harness adds it to these
+ * results as `workerdPipeline`.
  */
 import { performance } from "node:perf_hooks";
 import { buildConfig } from "../src/config/build.ts";
 import { hydrate, type RuntimeSnapshot } from "../src/routing/hydrate.ts";
 import { lookupHost, selectRoute } from "../src/routing/select.ts";
 import { ingress } from "../src/gateway/ingress.ts";
-import { runPipeline, type PipelineDeps } from "../src/gateway/pipeline.ts";
 import type { RequestFacts } from "../src/gateway/facts.ts";
-import { Balancer } from "../src/routing/balancer.ts";
-import { JwksCache } from "../src/authz/jwt/jwks-cache.ts";
-import { rateLimitEnv, type RateLimiterNamespace } from "../src/ratelimit/decide.ts";
-import { acquire, type BucketSet } from "../src/ratelimit/bucket-set.ts";
-import { Telemetry } from "../src/telemetry/telemetry.ts";
 import { realistic, routeTable, type BenchConfig, type RequestSpec } from "./configs.ts";
 import { benchKeys } from "./idp.ts";
 import { measureJwt, type JwtCosts } from "./jwt-measure.ts";
+import type { WorkerdPipeline } from "./workerd-pipeline.ts";
+import { memoryDeps, OTLP_ENDPOINT, pipelineHarness, toRequest } from "./pipeline-harness.ts";
 
 export interface LookupResult {
   routes: number;
@@ -53,6 +50,8 @@ export interface MicroResults {
   pipeline: { routes: number; meanUs: number; p50Us: number; p99Us: number; endsUs: number; gatewayUs: number; rounds: number; telemetryExports: number };
   /** RS256 through the gateway's authentication code (bench/jwt-measure.ts), in Node. */
   jwt: JwtCosts;
+  /** The same pipeline harness inside workerd (bench/workerd-pipeline.ts), when it ran. */
+  workerdPipeline?: WorkerdPipeline;
 }
 
 const smoke = process.argv.includes("--smoke");
@@ -64,23 +63,9 @@ async function load(config: BenchConfig): Promise<RuntimeSnapshot> {
   return hydrate(result.snapshot);
 }
 
-const deps = (): PipelineDeps => ({
-  fetch: async () => new Response(BODY, { status: 200, headers: { "content-type": "application/json", "content-length": "1024" } }),
-  balancer: new Balancer(),
-  random: Math.random,
-  requestId: () => "00000000-0000-4000-8000-000000000000",
-  now: () => Date.now(),
-  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
-});
-const BODY = "x".repeat(1024);
-
-function toRequest(r: RequestSpec): Request {
-  return new Request(`http://${r.host}${r.path}`, { headers: { host: r.host, ...r.headers } });
-}
-
 function factsFor(runtime: RuntimeSnapshot, requests: RequestSpec[]): RequestFacts[] {
   return requests.map((r) => {
-    const entered = ingress(toRequest(r), runtime.snapshot.settings, deps());
+    const entered = ingress(toRequest(r), runtime.snapshot.settings, memoryDeps());
     if (!entered.ok) throw new Error(`ingress rejected ${r.path}`);
     return entered.facts;
   });
@@ -179,68 +164,21 @@ async function compile10k(): Promise<MicroResults["compile10k"]> {
  * runs) in memory, one bucket set per object name: the GLOBAL decision
  * without the Durable Object call and its storage write.
  */
-function memoryLimiters(): RateLimiterNamespace {
-  const sets = new Map<string, BucketSet>();
-  return {
-    getByName: (name) => ({
-      acquire: async (request) => {
-        const { set, grant } = acquire(sets.get(name), request, Date.now());
-        sets.set(name, set);
-        return grant;
-      },
-    }),
-  };
-}
-
 /**
- * The whole realistic pipeline per request, as the Worker runs it
- * (src/index.ts), with I/O replaced by in-memory ends: the upstream and the
- * JWKS answer at once, the rate limit's objects are in memory, and OTLP
- * exports go to a fetch that discards them. The token of every request is
- * in the verified-token cache after the warm-up (one token per bench user).
- * Telemetry's after-response work (metrics, the 1% of spans, flushes every
- * 500 requests) runs concurrently, as under waitUntil, within the timed
- * loop, so the mean carries its amortized cost.
+ * The whole realistic pipeline per request, as the Worker runs it, with I/O
+ * replaced by in-memory ends (bench/pipeline-harness.ts). The token of every
+ * request is in the verified-token cache after the warm-up (one token per
+ * bench user). Telemetry's after-response work runs concurrently, as under
+ * waitUntil, within the timed loop, so the mean carries its amortized cost.
  */
 async function pipeline(): Promise<MicroResults["pipeline"]> {
   const keys = await benchKeys("https://idp.bench.example");
-  const config = realistic(8080, { telemetry: true, jwt: keys, otlpEndpoint: "http://otlp.bench.example" });
-  const runtime = await load(config);
-  let exports = 0;
-  const fetch = async (request: Request) => {
-    if (request.url === keys.jwksUri) return Response.json(keys.jwks);
-    if (request.url.startsWith("http://otlp.bench.example/")) {
-      exports++;
-      await request.arrayBuffer();
-      return new Response(null, { status: 200 });
-    }
-    return new Response(BODY, { status: 200, headers: { "content-type": "application/json", "content-length": "1024" } });
-  };
-  const now = () => Date.now();
-  const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-  const d: PipelineDeps = { ...deps(), fetch, jwks: new JwksCache(fetch, now), rateLimits: rateLimitEnv(memoryLimiters()) };
-  const telemetry = new Telemetry({ fetch, now, sleep, random: Math.random, secret: () => undefined, log: (message, fields) => console.error(JSON.stringify({ message, ...fields })) });
+  const config = realistic(8080, { telemetry: true, jwt: keys, otlpEndpoint: OTLP_ENDPOINT });
+  const h = pipelineHarness(await load(config), config.requests, keys);
   const iterations = smoke ? 2_000 : 50_000;
-  const pending: Promise<unknown>[] = [];
-  const waitUntil = (p: Promise<unknown>) => void pending.push(p);
-  const run = async (i: number) => {
-    const request = toRequest(config.requests[i % config.requests.length] as RequestSpec);
-    telemetry.serving(runtime);
-    const result = await runPipeline(request, runtime, d, waitUntil);
-    const response = telemetry.observe(request, result, runtime, waitUntil);
-    if (response.status !== 200) throw new Error(`pipeline answered ${response.status} for ${request.url}: ${await response.text()}`);
-    await response.arrayBuffer();
-  };
-  // The ends alone, as the load runs subtract the passthrough Worker: the client's request, one
-  // fetch to the same in-memory upstream, and reading the body.
-  const passthrough = async (i: number) => {
-    const request = toRequest(config.requests[i % config.requests.length] as RequestSpec);
-    const response = await fetch(new Request(`http://upstream.bench.example${new URL(request.url).pathname}`, { method: request.method, headers: request.headers, redirect: "manual" }));
-    await response.arrayBuffer();
-  };
   for (let i = 0; i < Math.min(iterations, 5_000); i++) {
-    await run(i);
-    await passthrough(i);
+    await h.run(i);
+    await h.ends(i);
   }
   // Blocks of the two interleaved, so machine noise falls on both alike; several rounds, and the
   // fastest round's means are kept (on a shared machine interference only adds time), as for the
@@ -259,12 +197,12 @@ async function pipeline(): Promise<MicroResults["pipeline"]> {
       let t0 = performance.now();
       for (let i = start; i < end; i++) {
         const t = performance.now();
-        await run(i);
+        await h.run(i);
         samples[i] = (performance.now() - t) * 1000;
       }
       pipelineMs += performance.now() - t0;
       t0 = performance.now();
-      for (let i = start; i < end; i++) await passthrough(i);
+      for (let i = start; i < end; i++) await h.ends(i);
       endsMs += performance.now() - t0;
     }
     const roundMean = (pipelineMs * 1000) / perRound;
@@ -274,8 +212,8 @@ async function pipeline(): Promise<MicroResults["pipeline"]> {
     }
   }
   samples.sort();
-  await Promise.all(pending); // the after-response work, as waitUntil would (a scheduled flush sleeps until its interval)
-  if (exports === 0) throw new Error("the pipeline exported no telemetry");
+  await h.settle();
+  if (h.exports() === 0) throw new Error("the pipeline exported no telemetry");
   return {
     routes: 1_000,
     meanUs,
@@ -284,7 +222,7 @@ async function pipeline(): Promise<MicroResults["pipeline"]> {
     endsUs,
     gatewayUs: meanUs - endsUs,
     rounds,
-    telemetryExports: exports,
+    telemetryExports: h.exports(),
   };
 }
 

@@ -167,18 +167,24 @@ export function renderReport(info: RunInfo, contenders: Contender[], measurement
     inWorkerd = `In workerd under load (not the target's measure): ${(at50 / 1000).toFixed(3)} ms at 50% load${real50.errors > 0 ? ` (overloaded: ${int(real50.errors)} errors)` : ""}, ${(satCpu / 1000).toFixed(3)} ms at saturation — CPU/request of the realistic Isthmus, telemetry on, − the passthrough's, including the rate limit's Durable Object call per request, which runs in the same workerd process here, and workerd's own Request/Response work; bench/NOTES.md breaks it down`;
   }
   if (micro) {
+    // Judged inside workerd, the runtime Isthmus runs on, when that measurement ran; the Node figure is shown beside it.
     const pl = micro.pipeline;
-    const hit = pl.gatewayUs;
+    const wp = micro.workerdPipeline;
+    const rounds = (n: number) => `fastest of ${n} round${n === 1 ? "" : "s"}`;
+    const node = `${(pl.gatewayUs / 1000).toFixed(3)} ms in Node (${(pl.meanUs / 1000).toFixed(3)} ms mean per request − ${(pl.endsUs / 1000).toFixed(3)} ms for the ends alone, ${rounds(pl.rounds)})`;
+    const hit = wp ? wp.gatewayUs : pl.gatewayUs;
     targets.push([
       "gateway CPU per request ≤ 0.1 ms on a token-cache hit (pipeline micro-benchmark, I/O replaced by in-memory ends)",
-      `${(hit / 1000).toFixed(3)} ms: the realistic config's whole request path in Node, ${(pl.meanUs / 1000).toFixed(3)} ms mean per request, minus ${(pl.endsUs / 1000).toFixed(3)} ms for the in-memory ends alone (the client's Request, the upstream's Response, reading the body; timed in interleaved blocks, fastest of ${pl.rounds} round${pl.rounds === 1 ? "" : "s"}, as the load runs subtract the passthrough; see "Micro-benchmarks"). ${inWorkerd}`,
+      wp
+        ? `${(hit / 1000).toFixed(3)} ms inside workerd: the realistic config's whole request path, ${(wp.meanUs / 1000).toFixed(3)} ms mean per request, minus ${(wp.endsUs / 1000).toFixed(3)} ms for the in-memory ends alone (the client's Request, the upstream's Response, reading the body; interleaved blocks, ${rounds(wp.rounds)}, as the load runs subtract the passthrough; see "Micro-benchmarks"); the same harness: ${node}. ${inWorkerd}`
+        : `${node}: the realistic config's whole request path minus the in-memory ends alone (see "Micro-benchmarks"). ${inWorkerd}`,
       status(hit <= 100),
     ]);
     const verify = workerdVerify ?? micro.jwt.keyCachedUs - micro.jwt.tokenCachedUs;
     const withVerify = hit + verify;
     targets.push([
       "gateway CPU per request ≤ 0.25 ms, full pipeline with a cached key",
-      `${(withVerify / 1000).toFixed(3)} ms, derived: the token-cache-hit pipeline above + one RS256 signature check (${verify.toFixed(0)} µs, ${workerdVerify !== undefined ? "timed inside workerd" : "Node micro-benchmark"})`,
+      `${(withVerify / 1000).toFixed(3)} ms, derived: the token-cache-hit pipeline above (${wp ? "workerd" : "Node"}) + one RS256 signature check (${verify.toFixed(0)} µs, ${workerdVerify !== undefined ? "timed inside workerd" : "Node micro-benchmark"})`,
       status(withVerify <= 250),
     ]);
   }
@@ -244,10 +250,23 @@ export function renderReport(info: RunInfo, contenders: Contender[], measurement
         "|---|---|---|---|",
         `| ingress, hygiene, normalization, JWT (token-cache hit), routing, 20 AuthorizationPolicies, GLOBAL rate limit (bucket logic in memory), retry policy, header operations, forward (to an in-memory fetch), telemetry (metrics, 1% spans, ${int(micro.pipeline.telemetryExports)} OTLP exports to an in-memory collector) | ${micro.pipeline.meanUs.toFixed(1)} µs | ${micro.pipeline.p50Us.toFixed(1)} µs | ${micro.pipeline.p99Us.toFixed(1)} µs |`,
         `| the in-memory ends alone (the client's Request, one fetch to the in-memory upstream, reading the body), interleaved with the above in blocks of 1,000 | ${micro.pipeline.endsUs.toFixed(1)} µs | | |`,
-        "",
-        `Both means are those of the fastest of ${micro.pipeline.rounds} round${micro.pipeline.rounds === 1 ? "" : "s"}; p50 and p99 pool every round.`,
         `| **the gateway's own CPU per request** (the first row − the second) | **${micro.pipeline.gatewayUs.toFixed(1)} µs** | | |`,
+        ...(micro.workerdPipeline
+          ? [
+              `| inside workerd, the same harness (bench/workerd-pipeline/): the whole request path | ${micro.workerdPipeline.meanUs.toFixed(1)} µs | | |`,
+              `| inside workerd: the in-memory ends alone | ${micro.workerdPipeline.endsUs.toFixed(1)} µs | | |`,
+              `| **inside workerd: the gateway's own CPU per request** | **${micro.workerdPipeline.gatewayUs.toFixed(1)} µs** | | |`,
+            ]
+          : []),
         "",
+        `In Node, both means are those of the fastest of ${micro.pipeline.rounds} round${micro.pipeline.rounds === 1 ? "" : "s"}; p50 and p99 pool every round.`,
+        "",
+        ...(micro.workerdPipeline
+          ? [
+              `Inside workerd the pipeline runs on workerd's V8 with its native Request, Response and Headers and without Node's WebCrypto thread-pool dispatch; its clock only advances on I/O, so blocks of 1,000 requests are timed between 1 ms timers (1 ms resolution per block) and only means are reported (of the fastest of ${micro.workerdPipeline.rounds} round${micro.workerdPipeline.rounds === 1 ? "" : "s"}). This is the figure the gateway-CPU targets are judged by.`,
+              "",
+            ]
+          : []),
         "The mean carries the amortized after-response work (telemetry's metric aggregation and OTLP encoding) and garbage collection, which is why it is well above the p50. The rate limit's key is a SHA-256 (`crypto.subtle.digest`, ~30 µs in Node, a few µs in workerd) computed once per key and isolate; later requests reuse it.",
         "",
         `| JWT, RS256 (RSA-2048), through the gateway's authentication code | µs per request |`,

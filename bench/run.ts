@@ -29,6 +29,7 @@ import { cpuTimeMs, runLoad } from "./processes.ts";
 import type { LoadOutput, LoadSpec } from "./load/main.ts";
 import type { MicroResults } from "./micro.ts";
 import { workerdBinary } from "../src/cli/commands/serve.ts";
+import { workerdPipeline } from "./workerd-pipeline.ts";
 import { renderReport, type Measurement, type OtlpStats, type RunInfo } from "./report.ts";
 
 const GEN_CPU = "0";
@@ -152,6 +153,15 @@ if (!failed) {
   else {
     failed = true;
     log(`micro-benchmarks failed:\n${microProc.stderr}`);
+  }
+}
+if (micro) {
+  log("the pipeline micro-benchmark inside workerd");
+  try {
+    micro.workerdPipeline = await workerdPipeline(SUT_CPU, smoke ? { iterations: 2_000, rounds: 1 } : { iterations: 50_000, rounds: 5 });
+  } catch (error) {
+    failed = true;
+    log(`the workerd pipeline benchmark failed: ${String(error)}`);
   }
 }
 info.loadAfter = loadavg().map((l) => l.toFixed(2)).join(", ");

@@ -1,0 +1,109 @@
+/**
+ * The realistic pipeline per request with I/O replaced by in-memory ends,
+ * shared by the Node micro-benchmark (bench/micro.ts) and the same
+ * measurement inside workerd (bench/workerd-pipeline/): only the clock
+ * differs between the two.
+ *
+ * `run(i)` is one request as the Worker runs it (src/index.ts): the
+ * upstream and the JWKS answer at once, the rate limit's objects are in
+ * memory, and OTLP exports go to a fetch that discards them. `ends(i)` is
+ * what the load runs subtract as the passthrough Worker: the client's
+ * Request, one fetch to the same in-memory upstream, reading the body.
+ * Telemetry's after-response work (metrics, the 1% of spans, flushes every
+ * 500 requests) is left running, as under waitUntil; `settle()` awaits it.
+ */
+import { runPipeline, type PipelineDeps } from "../src/gateway/pipeline.ts";
+import { Balancer } from "../src/routing/balancer.ts";
+import type { RuntimeSnapshot } from "../src/routing/hydrate.ts";
+import { JwksCache } from "../src/authz/jwt/jwks-cache.ts";
+import { rateLimitEnv, type RateLimiterNamespace } from "../src/ratelimit/decide.ts";
+import { acquire, type BucketSet } from "../src/ratelimit/bucket-set.ts";
+import { Telemetry } from "../src/telemetry/telemetry.ts";
+import type { BenchKeys } from "./idp.ts";
+import type { RequestSpec } from "./configs.ts";
+
+export const BODY = "x".repeat(1024);
+/** Where the realistic config sends OTLP in these runs (answered in memory). */
+export const OTLP_ENDPOINT = "http://otlp.bench.example";
+
+export interface PipelineHarness {
+  run(i: number): Promise<void>;
+  ends(i: number): Promise<void>;
+  /** OTLP exports made so far. */
+  exports(): number;
+  /** Awaits the after-response work (a scheduled flush sleeps until its interval). */
+  settle(): Promise<void>;
+}
+
+export function toRequest(r: RequestSpec): Request {
+  return new Request(`http://${r.host}${r.path}`, { headers: { host: r.host, ...r.headers } });
+}
+
+/** The pipeline's dependencies with an in-memory upstream. */
+export function memoryDeps(): PipelineDeps {
+  return {
+    fetch: async () => new Response(BODY, { status: 200, headers: { "content-type": "application/json", "content-length": "1024" } }),
+    balancer: new Balancer(),
+    random: Math.random,
+    requestId: () => "00000000-0000-4000-8000-000000000000",
+    now: () => Date.now(),
+    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+  };
+}
+
+function memoryLimiters(): RateLimiterNamespace {
+  const sets = new Map<string, BucketSet>();
+  return {
+    getByName: (name) => ({
+      acquire: async (request) => {
+        const { set, grant } = acquire(sets.get(name), request, Date.now());
+        sets.set(name, set);
+        return grant;
+      },
+    }),
+  };
+}
+
+/**
+ * @example
+ * const h = pipelineHarness(hydrate(snapshot), config.requests, keys);
+ * await h.run(0); await h.ends(0); await h.settle();
+ */
+export function pipelineHarness(runtime: RuntimeSnapshot, requests: RequestSpec[], keys: BenchKeys): PipelineHarness {
+  let exports = 0;
+  const fetch = async (request: Request) => {
+    if (request.url === keys.jwksUri) return Response.json(keys.jwks);
+    if (request.url.startsWith(`${OTLP_ENDPOINT}/`)) {
+      exports++;
+      await request.arrayBuffer();
+      return new Response(null, { status: 200 });
+    }
+    return new Response(BODY, { status: 200, headers: { "content-type": "application/json", "content-length": "1024" } });
+  };
+  const now = () => Date.now();
+  const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+  const deps: PipelineDeps = { ...memoryDeps(), fetch, jwks: new JwksCache(fetch, now), rateLimits: rateLimitEnv(memoryLimiters()) };
+  const telemetry = new Telemetry({ fetch, now, sleep, random: Math.random, secret: () => undefined, log: (message, fields) => console.error(JSON.stringify({ message, ...fields })) });
+  const pending: Promise<unknown>[] = [];
+  const waitUntil = (p: Promise<unknown>) => void pending.push(p);
+  const spec = (i: number) => requests[i % requests.length] as RequestSpec;
+  return {
+    async run(i) {
+      const request = toRequest(spec(i));
+      telemetry.serving(runtime);
+      const result = await runPipeline(request, runtime, deps, waitUntil);
+      const response = telemetry.observe(request, result, runtime, waitUntil);
+      if (response.status !== 200) throw new Error(`pipeline answered ${response.status} for ${request.url}: ${await response.text()}`);
+      await response.arrayBuffer();
+    },
+    async ends(i) {
+      const request = toRequest(spec(i));
+      const response = await fetch(new Request(`http://upstream.bench.example${new URL(request.url).pathname}`, { method: request.method, headers: request.headers, redirect: "manual" }));
+      await response.arrayBuffer();
+    },
+    exports: () => exports,
+    async settle() {
+      await Promise.all(pending);
+    },
+  };
+}
