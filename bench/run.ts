@@ -158,7 +158,7 @@ if (!failed) {
 if (micro) {
   log("the pipeline micro-benchmark inside workerd");
   try {
-    micro.workerdPipeline = await workerdPipeline(SUT_CPU, smoke ? { iterations: 2_000, rounds: 1 } : { iterations: 50_000, rounds: 5 });
+    micro.workerdPipeline = await workerdPipeline(SUT_CPU, smoke ? { iterations: 2_000, rounds: 1 } : { iterations: 100_000, rounds: 10 });
   } catch (error) {
     failed = true;
     log(`the workerd pipeline benchmark failed: ${String(error)}`);

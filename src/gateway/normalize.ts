@@ -24,9 +24,11 @@ export function normalizePath(rawPath: string, mode: PathNormalization): Normali
   if (mode === "NONE") return { ok: true, path: rawPath };
   let path = rawPath;
   if (mode === "DECODE_AND_MERGE_SLASHES") path = path.replace(/%2[fF]/g, "/").replace(/%5[cC]/g, "\\");
-  path = path.replace(UNRESERVED, (m) => String.fromCharCode(parseInt(m.slice(1), 16)));
-  path = path.replace(/\\/g, "/");
-  path = removeDotSegments(path);
+  // Each step runs only when its input can occur: most paths have no escape, backslash or dot segment.
+  if (path.includes("%")) path = path.replace(UNRESERVED, (m) => String.fromCharCode(parseInt(m.slice(1), 16)));
+  if (path.includes("\\")) path = path.replace(/\\/g, "/");
+  // A "." or ".." segment is either the first one or follows a "/".
+  if (path.startsWith(".") || path.includes("/.")) path = removeDotSegments(path);
   if (mode === "MERGE_SLASHES" || mode === "DECODE_AND_MERGE_SLASHES") path = path.replace(/\/{2,}/g, "/");
   if (!path.startsWith("/")) path = `/${path}`;
   return { ok: true, path };

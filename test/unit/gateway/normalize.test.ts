@@ -34,6 +34,11 @@ describe("normalizePath", () => {
     ["/%252Fadmin", ["/%252Fadmin", "/%252Fadmin", "/%252Fadmin", "/%252Fadmin"]],
     ["/admin/.", ["/admin/.", "/admin/", "/admin/", "/admin/"]],
     ["/..", ["/..", "/", "/", "/"]],
+    // Dots that are not whole segments, and segments that become dot segments only once decoded or once `\` is a `/`.
+    ["/a/.hidden/..b/c.d", ["/a/.hidden/..b/c.d", "/a/.hidden/..b/c.d", "/a/.hidden/..b/c.d", "/a/.hidden/..b/c.d"]],
+    ["/a/%2E/b", ["/a/%2E/b", "/a/b", "/a/b", "/a/b"]],
+    ["/a/b\\..\\c", ["/a/b\\..\\c", "/a/c", "/a/c", "/a/c"]],
+    ["", ["", "/", "/", "/"]],
   ];
 
   for (const [raw, expected] of vectors) {
