@@ -9,7 +9,7 @@
  * Before measuring, each realistic gateway must show that its security is
  * on (a bench request 200, without its token 403, forged 401).
  *
- *   npm run bench                 full run (~8 minutes), writes docs/BENCHMARKS.md
+ *   npm run bench                 full run (~17 minutes), writes docs/BENCHMARKS.md
  *   npm run bench -- --smoke      a few seconds per step, nginx skipped, checks that
  *                                 every contender answered every request with 200
  *                                 and that the telemetry-on gateway exported metrics
