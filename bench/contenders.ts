@@ -180,14 +180,30 @@ const config :Workerd.Config = (
 );
 `,
   );
-  const proc = startPinned(sutCpu, workerdBinary(), ["serve", join(dir, "ops.capnp")]);
+  try {
+    return await answerOnce<{ name: string; us: number }[]>(sutCpu, join(dir, "ops.capnp"), port);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Serves a workerd config pinned to `sutCpu`, asks its Worker `GET /` once
+ * (a measurement that runs inside workerd) and returns the JSON answer;
+ * `around` wraps that request (to profile it over `--inspector-addr`).
+ */
+export async function answerOnce<T>(sutCpu: string, capnp: string, port: number, inspector?: { port: number; around: (ask: () => Promise<T>) => Promise<T> }): Promise<T> {
+  const proc = startPinned(sutCpu, workerdBinary(), ["serve", capnp, ...(inspector ? [`--inspector-addr=127.0.0.1:${inspector.port}`] : [])]);
   try {
     await waitForPort(port, 20_000, proc);
-    const res = await fetch(`http://127.0.0.1:${port}/`);
-    return (await res.json()) as { name: string; us: number }[];
+    const ask = async () => {
+      const res = await fetch(`http://127.0.0.1:${port}/`);
+      if (!res.ok) throw new Error(`the Worker of ${capnp} answered ${res.status}: ${await res.text()}`);
+      return (await res.json()) as T;
+    };
+    return inspector ? await inspector.around(ask) : await ask();
   } finally {
     await stopProc(proc);
-    rmSync(dir, { recursive: true, force: true });
   }
 }
 

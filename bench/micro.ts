@@ -19,7 +19,7 @@ import { realistic, routeTable, type BenchConfig, type RequestSpec } from "./con
 import { benchKeys } from "./idp.ts";
 import { measureJwt, type JwtCosts } from "./jwt-measure.ts";
 import type { WorkerdPipeline } from "./workerd-pipeline.ts";
-import { memoryDeps, OTLP_ENDPOINT, pipelineHarness, toRequest } from "./pipeline-harness.ts";
+import { interleavedMeans, memoryDeps, OTLP_ENDPOINT, pipelineHarness, toRequest } from "./pipeline-harness.ts";
 
 export interface LookupResult {
   routes: number;
@@ -160,11 +160,6 @@ async function compile10k(): Promise<MicroResults["compile10k"]> {
 }
 
 /**
- * The RateLimiter objects' bucket logic (bucket-set.ts, what each object
- * runs) in memory, one bucket set per object name: the GLOBAL decision
- * without the Durable Object call and its storage write.
- */
-/**
  * The whole realistic pipeline per request, as the Worker runs it, with I/O
  * replaced by in-memory ends (bench/pipeline-harness.ts). The token of every
  * request is in the verified-token cache after the warm-up (one token per
@@ -176,41 +171,23 @@ async function pipeline(): Promise<MicroResults["pipeline"]> {
   const config = realistic(8080, { telemetry: true, jwt: keys, otlpEndpoint: OTLP_ENDPOINT });
   const h = pipelineHarness(await load(config), config.requests, keys);
   const iterations = smoke ? 2_000 : 50_000;
-  for (let i = 0; i < Math.min(iterations, 5_000); i++) {
-    await h.run(i);
-    await h.ends(i);
-  }
-  // Blocks of the two interleaved, so machine noise falls on both alike; several rounds, and the
-  // fastest round's means are kept (on a shared machine interference only adds time), as for the
-  // lookups and the JWT figures. p50 and p99 pool every round.
-  const BLOCK = 1_000;
   const rounds = smoke ? 1 : 5;
-  const perRound = Math.ceil(iterations / rounds);
-  const samples = new Float64Array(perRound * rounds);
-  let meanUs = Infinity;
-  let endsUs = Infinity;
-  for (let round = 0; round < rounds; round++) {
-    let pipelineMs = 0;
-    let endsMs = 0;
-    for (let start = round * perRound; start < (round + 1) * perRound; start += BLOCK) {
-      const end = Math.min((round + 1) * perRound, start + BLOCK);
-      let t0 = performance.now();
-      for (let i = start; i < end; i++) {
-        const t = performance.now();
-        await h.run(i);
-        samples[i] = (performance.now() - t) * 1000;
-      }
-      pipelineMs += performance.now() - t0;
-      t0 = performance.now();
-      for (let i = start; i < end; i++) await h.ends(i);
-      endsMs += performance.now() - t0;
-    }
-    const roundMean = (pipelineMs * 1000) / perRound;
-    if (roundMean < meanUs) {
-      meanUs = roundMean;
-      endsUs = (endsMs * 1000) / perRound;
-    }
-  }
+  // p50 and p99 pool every request of every round.
+  const samples = new Float64Array(Math.ceil(iterations / rounds) * rounds);
+  const { meanUs, endsUs } = await interleavedMeans(h, {
+    iterations,
+    rounds,
+    time: async (body) => {
+      const t0 = performance.now();
+      await body();
+      return performance.now() - t0;
+    },
+    run: async (i) => {
+      const t = performance.now();
+      await h.run(i);
+      samples[i] = (performance.now() - t) * 1000;
+    },
+  });
   samples.sort();
   await h.settle();
   if (h.exports() === 0) throw new Error("the pipeline exported no telemetry");

@@ -9,11 +9,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildConfig } from "../src/config/build.ts";
 import { bundleWorker } from "../src/cli/serve/bundle.ts";
-import { workerdBinary } from "../src/cli/commands/serve.ts";
 import { realistic } from "./configs.ts";
 import { benchKeys } from "./idp.ts";
 import { OTLP_ENDPOINT } from "./pipeline-harness.ts";
-import { freePort, startPinned, stopProc, waitForPort } from "./processes.ts";
+import { answerOnce } from "./contenders.ts";
+import { freePort } from "./processes.ts";
 
 export interface WorkerdPipeline {
   meanUs: number;
@@ -27,7 +27,7 @@ export interface WorkerdPipeline {
  * @example
  * const { gatewayUs } = await workerdPipeline("1", { iterations: 50_000, rounds: 5 });
  */
-export async function workerdPipeline(sutCpu: string, run: { iterations: number; rounds: number }, inspector?: { port: number; around: (run: () => Promise<WorkerdPipeline>) => Promise<WorkerdPipeline> }): Promise<WorkerdPipeline> {
+export async function workerdPipeline(sutCpu: string, run: { iterations: number; rounds: number }, inspector?: { port: number; around: (ask: () => Promise<WorkerdPipeline>) => Promise<WorkerdPipeline> }): Promise<WorkerdPipeline> {
   const keys = await benchKeys("https://idp.bench.example");
   const config = realistic(8080, { telemetry: true, jwt: keys, otlpEndpoint: OTLP_ENDPOINT });
   const built = await buildConfig([{ path: "bench.yaml", text: config.yaml }]);
@@ -49,20 +49,9 @@ const config :Workerd.Config = (
 );
 `,
     );
-    const proc = startPinned(sutCpu, workerdBinary(), ["serve", join(dir, "pipeline.capnp"), ...(inspector ? [`--inspector-addr=127.0.0.1:${inspector.port}`] : [])]);
-    try {
-      await waitForPort(port, 20_000, proc);
-      const measure = async () => {
-        const res = await fetch(`http://127.0.0.1:${port}/`);
-        if (!res.ok) throw new Error(`the workerd pipeline benchmark answered ${res.status}: ${await res.text()}`);
-        return (await res.json()) as WorkerdPipeline;
-      };
-      const result = inspector ? await inspector.around(measure) : await measure();
-      if (result.exports === 0) throw new Error("the workerd pipeline benchmark exported no telemetry");
-      return result;
-    } finally {
-      await stopProc(proc);
-    }
+    const result = await answerOnce<WorkerdPipeline>(sutCpu, join(dir, "pipeline.capnp"), port, inspector);
+    if (result.exports === 0) throw new Error("the workerd pipeline benchmark exported no telemetry");
+    return result;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -13,7 +13,7 @@ import type { Snapshot } from "../../src/config/snapshot.ts";
 import { hydrate } from "../../src/routing/hydrate.ts";
 import type { RequestSpec } from "../configs.ts";
 import type { BenchKeys } from "../idp.ts";
-import { pipelineHarness } from "../pipeline-harness.ts";
+import { interleavedMeans, pipelineHarness, type BlockTimer } from "../pipeline-harness.ts";
 
 interface Env {
   /** JSON: { snapshot, requests, keys, iterations, rounds }. */
@@ -31,44 +31,19 @@ interface Input {
 const tick = () => new Promise<void>((resolve) => setTimeout(resolve, 1));
 
 /** Milliseconds `body` takes, to the millisecond workerd's clock allows. */
-async function timed(body: () => Promise<void>): Promise<number> {
+const timed: BlockTimer = async (body) => {
   await tick();
   const t0 = Date.now();
   await body();
   await tick();
   return Math.max(0, Date.now() - t0 - 1);
-}
+};
 
 export default {
   async fetch(_request: Request, env: Env): Promise<Response> {
     const input = JSON.parse(env.INPUT) as Input;
     const h = pipelineHarness(hydrate(input.snapshot), input.requests, input.keys);
-    for (let i = 0; i < Math.min(input.iterations, 5_000); i++) {
-      await h.run(i);
-      await h.ends(i);
-    }
-    const BLOCK = 1_000;
-    const perRound = Math.ceil(input.iterations / input.rounds);
-    let meanUs = Infinity;
-    let endsUs = Infinity;
-    for (let round = 0; round < input.rounds; round++) {
-      let pipelineMs = 0;
-      let endsMs = 0;
-      for (let start = round * perRound; start < (round + 1) * perRound; start += BLOCK) {
-        const end = Math.min((round + 1) * perRound, start + BLOCK);
-        pipelineMs += await timed(async () => {
-          for (let i = start; i < end; i++) await h.run(i);
-        });
-        endsMs += await timed(async () => {
-          for (let i = start; i < end; i++) await h.ends(i);
-        });
-      }
-      const roundMean = (pipelineMs * 1000) / perRound;
-      if (roundMean < meanUs) {
-        meanUs = roundMean;
-        endsUs = (endsMs * 1000) / perRound;
-      }
-    }
+    const { meanUs, endsUs } = await interleavedMeans(h, { iterations: input.iterations, rounds: input.rounds, time: timed });
     const exports = h.exports();
     // The after-response work is not awaited: a scheduled flush sleeps until its interval.
     return Response.json({ meanUs, endsUs, gatewayUs: meanUs - endsUs, rounds: input.rounds, exports });
