@@ -105,10 +105,11 @@ export class Exporter {
   }
 
   /**
-   * Called once per finished request (inside its waitUntil): flushes when
-   * due, else makes sure a flush is scheduled. Returns the promise to wait for.
+   * Called once per finished request: flushes when due, else makes sure a
+   * flush is scheduled. Returns the promise the request must keep alive in
+   * its waitUntil, or undefined when there is nothing to wait for.
    */
-  finishedRequest(def: TelemetryDef, resource: Resource): Promise<void> {
+  finishedRequest(def: TelemetryDef, resource: Resource): Promise<void> | undefined {
     this.finished++;
     const now = this.deps.now();
     const settings = def.settings;
@@ -117,7 +118,7 @@ export class Exporter {
     // traffic); metrics are aggregated, bounded by maxSeries, and go every flushInterval (an export
     // of Istio's series is hundreds of KiB, so sending it every few hundred requests cost ~10 µs each).
     if (this.finished >= settings.flushRequests && this.hasEvents()) return this.flush(def, resource, false);
-    if (this.scheduledAt !== undefined && now - this.scheduledAt < settings.flushIntervalMs + 5_000) return Promise.resolve();
+    if (this.scheduledAt !== undefined && now - this.scheduledAt < settings.flushIntervalMs + 5_000) return undefined;
     this.scheduledAt = now;
     const wait = Math.max(0, this.lastFlush + settings.flushIntervalMs - now);
     return this.deps.sleep(wait).then(() => {

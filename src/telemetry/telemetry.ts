@@ -37,6 +37,8 @@ export class Telemetry {
   private readonly deps: TelemetryDeps;
   private readonly instanceId: string;
   private colo: string | undefined;
+  /** request.cf is read once per isolate for the colo (a Worker isolate serves one location). */
+  private coloRead = false;
   private resource: { def: object; value: Resource } | undefined;
   /** The telemetry of the snapshot last served, for metrics not tied to a request (JWKS fetches). */
   private current: { telemetry: RuntimeTelemetry; version: string } | undefined;
@@ -65,18 +67,36 @@ export class Telemetry {
     const telemetry = snapshot.telemetry;
     if (!telemetry) return result.response;
     this.serving(snapshot);
-    this.colo ??= (request.cf as { colo?: string } | undefined)?.colo;
+    if (!this.coloRead) {
+      this.coloRead = true;
+      this.colo = (request.cf as { colo?: string } | undefined)?.colo;
+    }
     const plan = telemetry.planFor(result.context?.cluster?.name);
     if (!plan.active) return result.response;
-    const { response, done } = meterBody(result.response);
+    const metered = meterBody(result.response);
+    const { response } = metered;
+    const finish = (sent: Sent): Promise<void> | undefined => {
+      const completed = completeRequest({ request, ...(result.context ? { context: result.context } : {}), record: result.record, response, end: this.deps.now(), responseBodyBytes: sent.bytes, disconnected: sent.disconnected });
+      this.report(completed, telemetry, plan, snapshot.version);
+      return this.exporter.finishedRequest(telemetry.def, this.resourceFor(telemetry));
+    };
     const mirrors = result.record.mirrorsDone;
+    if (metered.sent && !mirrors) {
+      // Sent with the headers (a small body): reported now, with no waitUntil unless an export is due.
+      // Under workerd this runs before the response is written either way (a resolved promise's callback
+      // runs in the same microtask checkpoint), so nothing is delayed that was not before.
+      try {
+        const flushing = finish(metered.sent);
+        if (flushing) waitUntil(flushing);
+      } catch (err) {
+        this.deps.log("telemetry: reporting a request failed", { error: String(err) });
+      }
+      return response;
+    }
     waitUntil(
-      done.then(async ({ bytes, disconnected }) => {
-        const end = this.deps.now();
+      metered.done.then(async (sent) => {
         if (mirrors) await mirrors.catch(() => {});
-        const completed = completeRequest({ request, ...(result.context ? { context: result.context } : {}), record: result.record, response, end, responseBodyBytes: bytes, disconnected });
-        this.report(completed, telemetry, plan, snapshot.version);
-        return this.exporter.finishedRequest(telemetry.def, this.resourceFor(telemetry));
+        await finish(sent);
       }),
     );
     return response;
@@ -207,13 +227,32 @@ export class Telemetry {
   }
 }
 
+/** What was sent of a response body. */
+export interface Sent {
+  bytes: number;
+  /** The client went away before the body was complete. */
+  disconnected: boolean;
+}
+
+/** A metered response: `done` settles once its body is sent; `sent` is set when that is known at once. */
+export interface Metered {
+  response: Response;
+  done: Promise<Sent>;
+  sent?: Sent;
+}
+
+function known(response: Response, sent: Sent): Metered {
+  return { response, done: Promise.resolve(sent), sent };
+}
+
 /** Bodies of declared length up to this are reported when the response starts (see meterBody). */
 export const SMALL_BODY_BYTES = 65_536;
 
 /**
  * Lets telemetry know when the body has been sent. `done` settles when it
  * has (or at once without a body), with its size and whether the client
- * went away first.
+ * went away first; `sent` holds the same at once when nothing is left to
+ * wait for (no body, or a small one).
  *
  * - A body of declared length up to SMALL_BODY_BYTES is not wrapped at all:
  *   it follows the headers at once, so the request is reported when the
@@ -225,12 +264,12 @@ export const SMALL_BODY_BYTES = 65_536;
  * - Other bodies (chunked, or outside workerd) are counted by a JavaScript
  *   TransformStream (about 0.5 ms per request; bench/NOTES.md).
  */
-export function meterBody(response: Response): { response: Response; done: Promise<{ bytes: number; disconnected: boolean }> } {
+export function meterBody(response: Response): Metered {
   const body = response.body;
   // A WebSocket upgrade keeps its own Response (its socket would be lost in a copy).
-  if (!body || response.status === 101 || response.webSocket) return { response, done: Promise.resolve({ bytes: 0, disconnected: false }) };
+  if (!body || response.status === 101 || response.webSocket) return known(response, { bytes: 0, disconnected: false });
   const declared = declaredLength(response.headers);
-  if (declared !== undefined && declared <= SMALL_BODY_BYTES) return { response, done: Promise.resolve({ bytes: declared, disconnected: false }) };
+  if (declared !== undefined && declared <= SMALL_BODY_BYTES) return known(response, { bytes: declared, disconnected: false });
   if (declared !== undefined && typeof FixedLengthStream === "function") {
     const pipe = new FixedLengthStream(declared);
     const done = body.pipeTo(pipe.writable).then(

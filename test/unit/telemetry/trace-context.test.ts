@@ -3,7 +3,7 @@
  * sampling decision, what goes upstream, and Envoy's mark in x-request-id.
  */
 import { describe, expect, it } from "vitest";
-import { clientForcedTrace, markRequestId, parseB3Multi, parseB3Single, parseTraceparent, propagate, readIncoming, startTrace } from "../../../src/telemetry/trace-context.ts";
+import { clientForcedTrace, markRequestId, parseB3Multi, parseB3Single, parseTraceparent, propagate, randomHex, readIncoming, startTrace } from "../../../src/telemetry/trace-context.ts";
 
 const TRACE = "0af7651916cd43dd8448eb211c80319c";
 const SPAN = "b7ad6b7169203331";
@@ -152,5 +152,20 @@ describe("x-request-id", () => {
     expect(startTrace({ traceId: TRACE, parentSpanId: SPAN, sampled: false }, 0, seq(0.5), true).forced).toBeUndefined();
     expect(clientForcedTrace(new Headers({ "x-client-trace-id": "abc" }))).toBe(true);
     expect(clientForcedTrace(new Headers({ "x-envoy-force-trace": "true" }))).toBe(false);
+  });
+});
+
+describe("randomHex", () => {
+  it("takes four bytes from each draw, big-endian, and always has the length asked for", () => {
+    expect(randomHex(8, seq(0.5, 0.25))).toBe("8000000040000000");
+    expect(randomHex(4, seq(0xdeadbeef / 0x1_0000_0000))).toBe("deadbeef");
+    expect(randomHex(3, seq(0xdeadbeef / 0x1_0000_0000))).toBe("deadbe");
+    for (let i = 0; i < 200; i++) expect(randomHex(16, Math.random)).toMatch(/^[0-9a-f]{32}$/);
+  });
+
+  it("never returns an all-zero id, also when only the dropped part of a draw was non-zero", () => {
+    expect(randomHex(8, seq(0))).toBe("0000000000000001");
+    expect(randomHex(1, seq(0x00ffffff / 0x1_0000_0000))).toBe("01");
+    expect(randomHex(16, seq(0, 0, 0, 1 / 0x1_0000_0000))).toBe(`${"0".repeat(31)}1`);
   });
 });

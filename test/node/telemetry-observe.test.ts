@@ -1,0 +1,106 @@
+/**
+ * Telemetry.observe on the request path: a request whose body goes out
+ * with its headers is reported at once, holds a waitUntil only when an
+ * export is due or must be scheduled, and a failure while reporting never
+ * reaches the client.
+ */
+import { describe, expect, it } from "vitest";
+import { buildConfig } from "../../src/config/build.ts";
+import { runPipeline } from "../../src/gateway/pipeline.ts";
+import { hydrate } from "../../src/routing/hydrate.ts";
+import { Telemetry, type TelemetryDeps } from "../../src/telemetry/telemetry.ts";
+import { memoryDeps } from "../../bench/pipeline-harness.ts";
+
+const YAML = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: app, namespace: shop}
+spec:
+  hosts: [app.example.com]
+  http:
+  - route: [{destination: {host: app.shop.internal}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: app, namespace: shop}
+spec:
+  hosts: [app.shop.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  endpoints: [{address: 127.0.0.1, ports: {http: 8080}}]
+---
+apiVersion: isthmus.dev/v1alpha1
+kind: GatewayConfig
+metadata: {name: isthmus, namespace: istio-system}
+spec:
+  extensionProviders:
+  - name: otel
+    opentelemetry: {endpoint: "http://otlp.test.example", signals: [traces, metrics, logs]}
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  metrics: [{providers: [{name: otel}]}]
+`;
+
+async function setup(deps: Partial<TelemetryDeps> = {}) {
+  const built = await buildConfig([{ path: "test.yaml", text: YAML }]);
+  if (!built.snapshot) throw new Error(JSON.stringify(built.problems));
+  const runtime = hydrate(built.snapshot);
+  const logged: string[] = [];
+  const telemetry = new Telemetry({
+    fetch: async () => new Response(null, { status: 200 }),
+    now: () => Date.now(),
+    sleep: () => new Promise(() => {}),
+    random: Math.random,
+    secret: () => undefined,
+    log: (message) => void logged.push(message),
+    ...deps,
+  });
+  const pipelineDeps = memoryDeps();
+  const serve = async (waitUntil: (p: Promise<unknown>) => void) => {
+    const request = new Request("http://app.example.com/items", { headers: { host: "app.example.com" } });
+    const result = await runPipeline(request, runtime, pipelineDeps, () => {});
+    return telemetry.observe(request, result, runtime, waitUntil);
+  };
+  const provider = runtime.telemetry?.def.providers[0];
+  if (!provider) throw new Error("expected the otel provider");
+  /** istio_requests_total since the last call (collecting starts a new interval). */
+  const requestsCounted = () => {
+    const metrics = telemetry.exporter.metrics(provider, 1000).collect(Date.now());
+    const points = metrics.find((m) => m.name === "istio_requests_total")?.sum?.dataPoints ?? [];
+    return points.reduce((n, p) => n + (p.asInt ?? p.asDouble ?? 0), 0);
+  };
+  return { serve, requestsCounted, logged };
+}
+
+describe("Telemetry.observe", () => {
+  it("reports a small response at once and keeps a waitUntil only for the request that schedules the export", async () => {
+    const { serve, requestsCounted } = await setup();
+    let held = 0;
+    for (let i = 0; i < 10; i++) {
+      const response = await serve(() => void held++);
+      expect(response.status).toBe(200);
+      expect(await response.text()).toHaveLength(1024);
+      // Counted before the response was even read by the client.
+      expect(requestsCounted()).toBe(1);
+    }
+    expect(held).toBe(1);
+  });
+
+  it("answers the client when reporting fails, and logs the failure", async () => {
+    let broken = false;
+    const { serve, logged } = await setup({
+      now: () => {
+        if (broken) throw new Error("clock gone");
+        return Date.now();
+      },
+    });
+    broken = true;
+    const response = await serve(() => {});
+    expect(response.status).toBe(200);
+    expect(await response.text()).toHaveLength(1024);
+    expect(logged).toEqual(["telemetry: reporting a request failed"]);
+  });
+});
