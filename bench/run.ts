@@ -30,7 +30,7 @@ import type { LoadOutput, LoadSpec } from "./load/main.ts";
 import type { MicroResults } from "./micro.ts";
 import { workerdBinary } from "../src/cli/commands/serve.ts";
 import { workerdPipeline } from "./workerd-pipeline.ts";
-import { renderReport, type Measurement, type OtlpStats, type RunInfo } from "./report.ts";
+import { median, renderReport, TELEMETRY_PAIR, type Measurement, type OtlpStats, type RunInfo } from "./report.ts";
 
 const GEN_CPU = "0";
 const SUT_CPU = "1";
@@ -49,6 +49,9 @@ const rounds = Number(values.rounds ?? (smoke ? 1 : 2));
 const durationMs = Number(values.duration ?? (smoke ? 1 : 10)) * 1000;
 const satDurationMs = smoke ? 1000 : 5000;
 const warmupMs = smoke ? 300 : 2000;
+/** Telemetry on/off pairs, and each half's warm-up and measured window. */
+const telemetryPairs = smoke ? 1 : 8;
+const pairTiming = smoke ? { durationMs: 500, warmupMs: 200 } : { durationMs: 3000, warmupMs: 1000 };
 const out = values.out ?? (smoke ? join(tmpdir(), "isthmus-bench-smoke.md") : "docs/BENCHMARKS.md");
 const node = process.execPath;
 const log = (s: string) => console.error(`bench: ${s}`);
@@ -61,6 +64,7 @@ const info: RunInfo = {
   durationMs,
   satDurationMs,
   warmupMs,
+  telemetryPairs: { pairs: telemetryPairs, ...pairTiming },
   cpu: `${cpus()[0]?.model ?? "unknown"} × ${cpus().length}`,
   memory: `${Math.round(totalmem() / 2 ** 30)} GiB`,
   kernel: release(),
@@ -113,6 +117,13 @@ try {
     for (const { load, rate } of rates) {
       for (const c of order(round)) measurements.push(await measure(c, round, { mode: "open", rate, connections: 16, maxConnections: 256 }, load));
     }
+  }
+
+  // Telemetry on vs. off in short alternating pairs (closed loop): one saturation round each is too
+  // coarse on this shared machine, while a drift over a few seconds falls on both halves of a pair.
+  for (let pair = 0; pair < telemetryPairs; pair++) {
+    const two = pair % 2 === 0 ? [isthmusRealistic, isthmusNoTelemetry] : [isthmusNoTelemetry, isthmusRealistic];
+    for (const c of two) measurements.push(await measure(c, pair, { mode: "closed", connections: 32 }, TELEMETRY_PAIR, pairTiming));
   }
 } catch (error) {
   failed = true;
@@ -177,11 +188,17 @@ if (smoke && bad.length > 0) failed = true;
 console.log(failed ? "bench: FAILED" : `bench: ok (${measurements.length} load runs${micro ? ", micro-benchmarks" : ""})`);
 process.exit(failed ? 1 : 0);
 
-async function measure(c: Contender, round: number, load: Omit<LoadSpec, "port" | "requests" | "durationMs" | "warmupMs">, label: string): Promise<Measurement> {
+async function measure(
+  c: Contender,
+  round: number,
+  load: Omit<LoadSpec, "port" | "requests" | "durationMs" | "warmupMs">,
+  label: string,
+  timing = { durationMs: load.mode === "closed" ? satDurationMs : durationMs, warmupMs },
+): Promise<Measurement> {
   const r = running.get(c.id) as Running;
-  const spec: LoadSpec = { ...load, port: r.port, requests: r.requests, durationMs: load.mode === "closed" ? satDurationMs : durationMs, warmupMs: 0 };
+  const spec: LoadSpec = { ...load, port: r.port, requests: r.requests, durationMs: timing.durationMs, warmupMs: 0 };
   // Warm up in a separate generator run, so the CPU reading covers only the measured window.
-  await generate(c, { ...spec, durationMs: warmupMs });
+  await generate(c, { ...spec, durationMs: timing.warmupMs });
   const pid = r.pid || side.upstreamPid;
   const cpuBefore = cpuTimeMs(pid);
   const result = await generate(c, spec);
@@ -229,11 +246,6 @@ async function checkEnforced(id: string, r: Running): Promise<void> {
     if (reply.status !== expected) throw new Error(`${id}: a bench request ${what} got ${reply.status} (expected ${expected}): ${reply.body}`);
   }
   log(`${id}: a bench request passes; without a token 403, with a forged signature 401`);
-}
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : (s[Math.floor((s.length - 1) / 2)] as number);
 }
 
 function git(args: string[]): string {
