@@ -44,7 +44,7 @@ export async function workerdPipeline(sutCpu: string, run: { iterations: number;
 const config :Workerd.Config = (
   services = [(name = "main", worker = (
     modules = [(name = "worker.js", esModule = embed "worker.js")],
-    compatibilityDate = "2026-11-01", # as in wrangler.toml (no nodejs_compat: its JS timers cost more)
+    compatibilityDate = "2026-11-01", # as in wrangler.toml (no nodejs_compat)
     bindings = [(name = "INPUT", text = embed "input.json")]))],
   sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
 );
