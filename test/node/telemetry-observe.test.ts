@@ -9,26 +9,11 @@ import { buildConfig } from "../../src/config/build.ts";
 import { runPipeline } from "../../src/gateway/pipeline.ts";
 import { hydrate } from "../../src/routing/hydrate.ts";
 import { Telemetry, type TelemetryDeps } from "../../src/telemetry/telemetry.ts";
+import { minimal } from "../../bench/configs.ts";
 import { memoryDeps } from "../../bench/pipeline-harness.ts";
 
-const YAML = `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: app, namespace: shop}
-spec:
-  hosts: [app.example.com]
-  http:
-  - route: [{destination: {host: app.shop.internal}}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: app, namespace: shop}
-spec:
-  hosts: [app.shop.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: 8080}}]
----
+/** The benchmark's one-route config, with an OTLP provider and Istio's metrics on. */
+const YAML = `${minimal(8080).yaml}---
 apiVersion: isthmus.dev/v1alpha1
 kind: GatewayConfig
 metadata: {name: isthmus, namespace: istio-system}
@@ -60,7 +45,7 @@ async function setup(deps: Partial<TelemetryDeps> = {}) {
   });
   const pipelineDeps = memoryDeps();
   const serve = async (waitUntil: (p: Promise<unknown>) => void) => {
-    const request = new Request("http://app.example.com/items", { headers: { host: "app.example.com" } });
+    const request = new Request("http://app.bench.example.com/items", { headers: { host: "app.bench.example.com" } });
     const result = await runPipeline(request, runtime, pipelineDeps, () => {});
     return telemetry.observe(request, result, runtime, waitUntil);
   };
