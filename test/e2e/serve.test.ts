@@ -6,7 +6,7 @@
  * a restart, Ctrl-C, and Durable Objects on local disk.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, startGateway, type Gateway } from "../helpers/gateway.ts";
@@ -97,6 +97,12 @@ describe("isthmus serve", () => {
 
     const unknown = await send(gw.url, "/", { host: "nobody.example.com" });
     expect(unknown.status).toBe(404);
+  });
+
+  it("runs workerd and nothing else: the bundler's service process is gone once the Worker is bundled", () => {
+    const children = readFileSync(`/proc/${gw.pid}/task/${gw.pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
+    const names = children.map((pid) => readFileSync(`/proc/${pid}/comm`, "utf8").trim());
+    expect(names).toEqual(["workerd"]);
   });
 
   it("strips client-sent Cloudflare edge headers, so a client cannot forge its IP", async () => {

@@ -14,6 +14,8 @@ export const ADMIN_TOKEN = "test-admin-token";
 export interface Gateway {
   url: string;
   port: number;
+  /** The `isthmus dev` / `isthmus serve` process. */
+  pid: number;
   /** Directory holding the config file(s) the gateway watches. */
   configDir: string;
   stateDir: string;
@@ -81,6 +83,7 @@ export async function startGateway(yaml: string, options: StartOptions = {}): Pr
   return {
     url,
     port,
+    pid: child.pid as number,
     configDir,
     stateDir,
     output: () => out,

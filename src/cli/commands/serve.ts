@@ -6,7 +6,7 @@ import { randomUUID } from "node:crypto";
 import { CliError } from "../files.ts";
 import { stateConfigDir } from "../options.ts";
 import { workerSettings } from "../wrangler-config.ts";
-import { bundleWorker } from "../serve/bundle.ts";
+import { bundleWorker, stopBundler } from "../serve/bundle.ts";
 import { workerdConfig } from "../serve/workerd-config.ts";
 import { applyFiles, superviseGateway } from "../supervise.ts";
 
@@ -79,6 +79,8 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
     await bundleWorker(entry, join(runDir, "worker.js"));
   } catch (error) {
     throw new CliError(`bundling ${settings.main} failed: ${error instanceof Error ? error.message : String(error)}`);
+  } finally {
+    await stopBundler();
   }
   const envFile = opts["env-file"] ?? join(dirname(wranglerConfig), ".dev.vars");
   if (opts["env-file"] !== undefined && !existsSync(envFile)) throw new CliError(`--env-file: ${envFile} does not exist`, 2);

@@ -3,7 +3,7 @@
  * packages the way wrangler does (the `workerd`, `worker` and `browser`
  * export conditions), with `cloudflare:*` and `node:*` left to the runtime.
  */
-import { build } from "esbuild";
+import { build, stop } from "esbuild";
 
 /**
  * @example
@@ -23,4 +23,13 @@ export async function bundleWorker(entry: string, outfile: string): Promise<void
     logLevel: "error",
     legalComments: "none",
   });
+}
+
+/**
+ * Ends esbuild's service process. esbuild keeps it (pinging it) for later
+ * builds; a long-running `isthmus serve` makes no more, so it stops it once
+ * the Worker is bundled. A later build would start a new one.
+ */
+export function stopBundler(): Promise<void> {
+  return stop();
 }
