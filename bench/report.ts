@@ -73,6 +73,7 @@ const signedMs = (us: number) => (Number.isFinite(us) ? `${us >= 0 ? "+" : "−"
 const signedUs = (us: number) => (Number.isFinite(us) ? `${us >= 0 ? "+" : "−"}${Math.abs(us).toFixed(0)}` : "–");
 const pct = (x: number) => (Number.isFinite(x) ? `${(x * 100).toFixed(0)}%` : "–");
 const int = (x: number) => (Number.isFinite(x) ? Math.round(x).toLocaleString("en-US") : "–");
+const roundsOf = (n: number) => `${n} round${n === 1 ? "" : "s"}`;
 
 /** The `load` label of the telemetry on/off pairs (closed loop, alternating, short). */
 export const TELEMETRY_PAIR = "telemetry pair";
@@ -213,13 +214,12 @@ export function renderReport(info: RunInfo, contenders: Contender[], measurement
     // Judged inside workerd, the runtime Isthmus runs on, when that measurement ran; the Node figure is shown beside it.
     const pl = micro.pipeline;
     const wp = micro.workerdPipeline;
-    const rounds = (n: number) => `fastest of ${n} round${n === 1 ? "" : "s"}`;
-    const node = `${(pl.gatewayUs / 1000).toFixed(3)} ms in Node (${(pl.meanUs / 1000).toFixed(3)} ms mean per request − ${(pl.endsUs / 1000).toFixed(3)} ms for the ends alone, ${rounds(pl.rounds)})`;
+    const node = `${(pl.gatewayUs / 1000).toFixed(3)} ms in Node (${(pl.meanUs / 1000).toFixed(3)} ms mean per request − ${(pl.endsUs / 1000).toFixed(3)} ms for the ends alone, fastest of ${roundsOf(pl.rounds)})`;
     const hit = wp ? wp.gatewayUs : pl.gatewayUs;
     targets.push([
       "gateway CPU per request ≤ 0.1 ms on a token-cache hit (pipeline micro-benchmark, I/O replaced by in-memory ends)",
       wp
-        ? `${(hit / 1000).toFixed(3)} ms inside workerd: the realistic config's whole request path, ${(wp.meanUs / 1000).toFixed(3)} ms mean per request, minus ${(wp.endsUs / 1000).toFixed(3)} ms for the in-memory ends alone (the client's Request, the upstream's Response, reading the body; interleaved blocks, ${rounds(wp.rounds)}, as the load runs subtract the passthrough; see "Micro-benchmarks"); the same harness: ${node}. ${inWorkerd}`
+        ? `${(hit / 1000).toFixed(3)} ms inside workerd: the realistic config's whole request path, ${(wp.meanUs / 1000).toFixed(3)} ms mean per request, minus ${(wp.endsUs / 1000).toFixed(3)} ms for the in-memory ends alone (the client's Request, the upstream's Response, reading the body; interleaved blocks, fastest of ${roundsOf(wp.rounds)}, as the load runs subtract the passthrough; see "Micro-benchmarks"); the same harness: ${node}. ${inWorkerd}`
         : `${node}: the realistic config's whole request path minus the in-memory ends alone (see "Micro-benchmarks"). ${inWorkerd}`,
       status(hit <= 100),
     ]);
@@ -303,11 +303,11 @@ export function renderReport(info: RunInfo, contenders: Contender[], measurement
             ]
           : []),
         "",
-        `In Node, both means are those of the fastest of ${micro.pipeline.rounds} round${micro.pipeline.rounds === 1 ? "" : "s"}; p50 and p99 pool every round.`,
+        `In Node, both means are those of the fastest of ${roundsOf(micro.pipeline.rounds)}; p50 and p99 pool every round.`,
         "",
         ...(micro.workerdPipeline
           ? [
-              `Inside workerd the pipeline runs on workerd's V8 with its native Request, Response and Headers and without Node's WebCrypto thread-pool dispatch; its clock only advances on I/O, so blocks of 1,000 requests are timed between 1 ms timers (1 ms resolution per block) and only means are reported (of the fastest of ${micro.workerdPipeline.rounds} round${micro.workerdPipeline.rounds === 1 ? "" : "s"}). This is the figure the gateway-CPU targets are judged by.`,
+              `Inside workerd the pipeline runs on workerd's V8 with its native Request, Response and Headers and without Node's WebCrypto thread-pool dispatch; its clock only advances on I/O, so blocks of 1,000 requests are timed between 1 ms timers (1 ms resolution per block) and only means are reported (of the fastest of ${roundsOf(micro.workerdPipeline.rounds)}). This is the figure the gateway-CPU targets are judged by.`,
               "",
             ]
           : []),

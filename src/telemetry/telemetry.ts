@@ -75,22 +75,24 @@ export class Telemetry {
     if (!plan.active) return result.response;
     const metered = meterBody(result.response);
     const { response } = metered;
+    /** Reports the request; returns the export to keep alive, if one is due. A failure is logged, never thrown. */
     const finish = (sent: Sent): Promise<void> | undefined => {
-      const completed = completeRequest({ request, ...(result.context ? { context: result.context } : {}), record: result.record, response, end: this.deps.now(), responseBodyBytes: sent.bytes, disconnected: sent.disconnected });
-      this.report(completed, telemetry, plan, snapshot.version);
-      return this.exporter.finishedRequest(telemetry.def, this.resourceFor(telemetry));
+      try {
+        const completed = completeRequest({ request, ...(result.context ? { context: result.context } : {}), record: result.record, response, end: this.deps.now(), responseBodyBytes: sent.bytes, disconnected: sent.disconnected });
+        this.report(completed, telemetry, plan, snapshot.version);
+        return this.exporter.finishedRequest(telemetry.def, this.resourceFor(telemetry));
+      } catch (err) {
+        this.deps.log("telemetry: reporting a request failed", { error: String(err) });
+        return undefined;
+      }
     };
     const mirrors = result.record.mirrorsDone;
     if (metered.sent && !mirrors) {
       // Sent with the headers (a small body): reported now, with no waitUntil unless an export is due.
       // Under workerd this runs before the response is written either way (a resolved promise's callback
       // runs in the same microtask checkpoint), so nothing is delayed that was not before.
-      try {
-        const flushing = finish(metered.sent);
-        if (flushing) waitUntil(flushing);
-      } catch (err) {
-        this.deps.log("telemetry: reporting a request failed", { error: String(err) });
-      }
+      const flushing = finish(metered.sent);
+      if (flushing) waitUntil(flushing);
       return response;
     }
     waitUntil(

@@ -108,16 +108,12 @@ const HEX_BYTE = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2
  */
 export function randomHex(bytes: number, random: () => number): string {
   let out = "";
-  let zero = true;
   for (let i = 0; i < bytes; i += 4) {
     const word = (random() * 0x1_0000_0000) >>> 0;
-    if (word !== 0) zero = false;
     const hex = (HEX_BYTE[word >>> 24] as string) + (HEX_BYTE[(word >>> 16) & 0xff] as string) + (HEX_BYTE[(word >>> 8) & 0xff] as string) + (HEX_BYTE[word & 0xff] as string);
     out += bytes - i >= 4 ? hex : hex.slice(0, 2 * (bytes - i));
   }
-  // A length that is not a multiple of 4 keeps only part of the last word.
-  if (zero || (bytes % 4 !== 0 && /^0+$/.test(out))) return `${out.slice(0, -2)}01`;
-  return out;
+  return /^0*$/.test(out) ? `${out.slice(0, -2)}01` : out;
 }
 
 /**
