@@ -19,6 +19,7 @@ import { JwksCache } from "../src/authz/jwt/jwks-cache.ts";
 import { rateLimitEnv, type RateLimiterNamespace } from "../src/ratelimit/decide.ts";
 import { acquire, type BucketSet } from "../src/ratelimit/bucket-set.ts";
 import { Telemetry } from "../src/telemetry/telemetry.ts";
+import type { Fetch } from "../src/routing/forward.ts";
 import type { BenchKeys } from "./idp.ts";
 import type { RequestSpec } from "./configs.ts";
 
@@ -71,11 +72,11 @@ function memoryLimiters(): RateLimiterNamespace {
  */
 export function pipelineHarness(runtime: RuntimeSnapshot, requests: RequestSpec[], keys: BenchKeys): PipelineHarness {
   let exports = 0;
-  const fetch = async (request: Request) => {
-    if (request.url === keys.jwksUri) return Response.json(keys.jwks);
-    if (request.url.startsWith(`${OTLP_ENDPOINT}/`)) {
+  const fetch: Fetch = async (url, init) => {
+    if (url === keys.jwksUri) return Response.json(keys.jwks);
+    if (url.startsWith(`${OTLP_ENDPOINT}/`)) {
       exports++;
-      await request.arrayBuffer();
+      await new Response(init.body).arrayBuffer();
       return new Response(null, { status: 200 });
     }
     return new Response(BODY, { status: 200, headers: { "content-type": "application/json", "content-length": "1024" } });
@@ -98,7 +99,8 @@ export function pipelineHarness(runtime: RuntimeSnapshot, requests: RequestSpec[
     },
     async ends(i) {
       const request = toRequest(spec(i));
-      const response = await fetch(new Request(`http://upstream.bench.example${new URL(request.url).pathname}`, { method: request.method, headers: request.headers, redirect: "manual" }));
+      // As the passthrough Worker forwards: a URL and an init, no Request built in JavaScript.
+      const response = await fetch(`http://upstream.bench.example${new URL(request.url).pathname}`, { method: request.method, headers: request.headers, redirect: "manual" });
       await response.arrayBuffer();
     },
     exports: () => exports,

@@ -29,7 +29,7 @@ function isolateDeps(env: Env): PipelineDeps {
   const namespace = env.UPSTREAM_HEALTH;
   const exchange: HealthExchange | undefined = namespace ? { sync: (request) => namespace.getByName("isthmus").sync(request) } : undefined;
   const bindings = env as unknown as Record<string, unknown>;
-  const upstreamFetch = (request: Request) => fetch(request);
+  const upstreamFetch: Fetch = (url, init) => fetch(url, init);
   const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
   telemetry = new Telemetry({
     fetch: upstreamFetch,
@@ -54,7 +54,7 @@ function isolateDeps(env: Env): PipelineDeps {
     rateLimits: rateLimitEnv(env.RATE_LIMITER),
     binding: (name): Fetch | undefined => {
       const b = bindings[name] as { fetch?: unknown } | undefined;
-      return typeof b?.fetch === "function" ? (request) => (b as Fetcher).fetch(request) : undefined;
+      return typeof b?.fetch === "function" ? (url, init) => (b as Fetcher).fetch(url, init) : undefined;
     },
   };
 }

@@ -6,7 +6,12 @@ import type { ClusterDef, EndpointDef } from "../config/snapshot.ts";
 import { HOP_BY_HOP, limitBody } from "../gateway/hygiene.ts";
 import { badRequest, REPLIES, type LocalReply } from "../gateway/local-reply.ts";
 
-export type Fetch = (request: Request) => Promise<Response>;
+/**
+ * How the gateway sends a subrequest: the shape of the global `fetch` with a
+ * URL and an init. workerd builds the subrequest from them once; handing it a
+ * `Request` built in JavaScript makes it build the request a second time.
+ */
+export type Fetch = (url: string, init: RequestInit) => Promise<Response>;
 
 export interface UpstreamRequest {
   method: string;
@@ -52,7 +57,7 @@ export async function forward(fetchFn: Fetch, url: string, req: UpstreamRequest)
   try {
     const init: RequestInit = { method: req.method, headers: req.headers, body, redirect: "manual" };
     if (controller) init.signal = controller.signal;
-    const response = await fetchFn(new Request(url, init));
+    const response = await fetchFn(url, init);
     if (tooLarge) {
       await response.body?.cancel();
       return { ok: false, reply: badRequest(413, "payload too large") };
@@ -67,9 +72,13 @@ export async function forward(fetchFn: Fetch, url: string, req: UpstreamRequest)
   }
 }
 
-/** Copies an upstream response into a mutable one without hop-by-hop headers. */
+/**
+ * Copies an upstream response into a mutable one without hop-by-hop headers.
+ * The upstream response is the init, so its headers are copied once, into
+ * the new response's own (`{ headers: new Headers(...) }` copies them twice).
+ */
 export function downstreamResponse(upstream: Response): Response {
-  const headers = new Headers(upstream.headers);
-  for (const name of HOP_BY_HOP) headers.delete(name);
-  return new Response(upstream.body, { status: upstream.status, statusText: upstream.statusText, headers });
+  const response = new Response(upstream.body, upstream);
+  for (const name of HOP_BY_HOP) response.headers.delete(name);
+  return response;
 }

@@ -87,15 +87,13 @@ export function planMirrors(input: MirrorInput): MirrorPlan {
             input.decorate(sent, index);
           }
           try {
-            const res = await fetchFn(
-              new Request(endpointUrl(cluster, endpoint, input.host, input.path, input.query), {
-                method: input.method,
-                headers: sent,
-                body: body,
-                redirect: "manual",
-                signal: AbortSignal.timeout(input.timeoutMs),
-              }),
-            );
+            const res = await fetchFn(endpointUrl(cluster, endpoint, input.host, input.path, input.query), {
+              method: input.method,
+              headers: sent,
+              body: body,
+              redirect: "manual",
+              signal: AbortSignal.timeout(input.timeoutMs),
+            });
             await res.body?.cancel();
             return { cluster: m.cluster, outcome: "sent", status: res.status };
           } catch {

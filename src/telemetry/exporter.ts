@@ -238,9 +238,7 @@ export class Exporter {
       if (remaining <= 0) break;
       let retryAfterMs: number | undefined;
       try {
-        const response = await this.deps.fetch(
-          new Request(url, { method: "POST", headers: this.headersFor(provider), body, signal: AbortSignal.timeout(Math.min(provider.timeoutMs, remaining)) }),
-        );
+        const response = await this.deps.fetch(url, { method: "POST", headers: this.headersFor(provider), body, signal: AbortSignal.timeout(Math.min(provider.timeoutMs, remaining)) });
         await response.body?.cancel().catch(() => {});
         if (response.ok) {
           this.stats.sent++;

@@ -224,7 +224,7 @@ async function sendOnce(input: AttemptsInput, endpoint: EndpointDef, attempt: nu
   try {
     const init: RequestInit = { method: input.method, headers, body, redirect: "manual" };
     if (controller) init.signal = controller.signal;
-    const response = await input.fetch(new Request(url, init));
+    const response = await input.fetch(url, init);
     if (tooLarge) {
       await discard(response);
       return { kind: "body-too-large" };

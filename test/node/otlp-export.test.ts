@@ -22,7 +22,7 @@ beforeEach(() => {
 
 const logs: { message: string; fields: Record<string, unknown> }[] = [];
 const deps = (): ExporterDeps => ({
-  fetch: (request) => fetch(request),
+  fetch: (url, init) => fetch(url, init),
   now: Date.now,
   sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
   random: Math.random,

@@ -73,7 +73,7 @@ export async function checkRequest(provider: ExtAuthzDef, cluster: ClusterDef, r
   }, provider.timeoutMs);
   let response: Response;
   try {
-    response = await deps.fetch(new Request(url, { method: facts.method, headers, body: hasBody ? req.body : null, redirect: "manual", signal: controller.signal }));
+    response = await deps.fetch(url, { method: facts.method, headers, body: hasBody ? req.body : null, redirect: "manual", signal: controller.signal });
   } catch (error) {
     clearTimeout(timer);
     return { kind: "error", reason: timedOut ? "timeout" : error instanceof Error ? error.message : String(error) };

@@ -153,7 +153,7 @@ export class JwksCache {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), timeoutMs);
     try {
-      const res = await this.fetchFn(new Request(url, { headers: { accept: "application/json" }, signal: controller.signal }));
+      const res = await this.fetchFn(url, { headers: { accept: "application/json" }, signal: controller.signal });
       if (!res.ok) {
         await res.body?.cancel();
         throw new Error(`${url} answered ${res.status}`);

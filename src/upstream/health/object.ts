@@ -19,6 +19,7 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../../env.ts";
 import type { HealthCheckDef, HealthTargetDef, Snapshot } from "../../config/snapshot.ts";
+import type { Fetch } from "../../routing/forward.ts";
 import { KEYS, type ActivePointer } from "../../config/store.ts";
 import { configSource } from "../../gateway/config-source.ts";
 import { healthKey, type SyncRequest, type SyncView } from "../state.ts";
@@ -115,7 +116,7 @@ export class UpstreamHealth extends DurableObject<Env> {
     try {
       const fetcher = target.mtlsBinding ? this.binding(target.mtlsBinding) : fetch;
       if (!fetcher) throw new Error(`binding ${target.mtlsBinding} is not configured`);
-      const response = await fetcher(new Request(url, { headers: check.headers ?? [], redirect: "manual", signal: AbortSignal.timeout(check.timeoutMs) }));
+      const response = await fetcher(url, { headers: check.headers ?? [], redirect: "manual", signal: AbortSignal.timeout(check.timeoutMs) });
       await response.body?.cancel();
       passed = expectedStatus(response.status, check.expectedCodes);
       last = String(response.status);
@@ -130,9 +131,9 @@ export class UpstreamHealth extends DurableObject<Env> {
     this.state.health[key] = next;
   }
 
-  private binding(name: string): ((request: Request) => Promise<Response>) | undefined {
+  private binding(name: string): Fetch | undefined {
     const b = (this.env as unknown as Record<string, unknown>)[name] as { fetch?: unknown } | undefined;
-    return typeof b?.fetch === "function" ? (request) => (b as Fetcher).fetch(request) : undefined;
+    return typeof b?.fetch === "function" ? (url, init) => (b as Fetcher).fetch(url, init) : undefined;
   }
 
   /** Loads the health checks of the active snapshot when the version changed. */

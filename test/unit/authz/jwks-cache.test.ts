@@ -17,8 +17,8 @@ function setup() {
   const requests: string[] = [];
   const background: Promise<unknown>[] = [];
   const cache = new JwksCache(
-    async (req) => {
-      requests.push(req.url);
+    async (url) => {
+      requests.push(url);
       return new Response(body, { status });
     },
     () => now,

@@ -20,7 +20,8 @@ function upstream(respond: (req: Request) => Promise<Response> = async () => new
   return {
     requests,
     deps: {
-      fetch: async (req) => {
+      fetch: async (url, init) => {
+        const req = new Request(url, init);
         requests.push(req);
         clock += 7;
         return respond(req);

@@ -32,7 +32,8 @@ async function gateway(yaml: string, behave: Record<string, Behaviour>, extra: P
   let seed = 1;
   const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
   const deps: PipelineDeps = {
-    fetch: async (request) => {
+    fetch: async (url, init) => {
+      const request = new Request(url, init);
       const host = new URL(request.url).hostname.replace(".internal", "");
       const body = request.body ? await request.text() : "";
       sent.push({ host, method: request.method, attempt: request.headers.get("x-envoy-attempt-count"), body });
@@ -387,7 +388,7 @@ describe("mTLS origination", () => {
   it("sends through the binding named by credentialName, over https", async () => {
     const through: string[] = [];
     const gw = await gateway(mutual, {}, {
-      binding: (name) => (name === "ORIGIN_CERT" ? async (r) => (through.push(r.url), new Response("via binding")) : undefined),
+      binding: (name) => (name === "ORIGIN_CERT" ? async (url) => (through.push(new URL(url).href), new Response("via binding")) : undefined),
     });
     const res = await gw.run("/x");
     expect([res.status, res.body]).toEqual([200, "via binding"]);
@@ -416,7 +417,7 @@ spec:
   trafficPolicy: {tls: {mode: MUTUAL, credentialName: SHADOW_CERT}}
 `.replace("  - route: [{destination: {host: app.shop.internal}}]", "  - route: [{destination: {host: app.shop.internal}}]\n    mirror: {host: shadow.shop.internal}");
     const through: string[] = [];
-    const gw = await gateway(yaml, {}, { binding: (name) => (name === "SHADOW_CERT" ? async (r) => (through.push(r.url), new Response("shadow")) : undefined) });
+    const gw = await gateway(yaml, {}, { binding: (name) => (name === "SHADOW_CERT" ? async (url) => (through.push(new URL(url).href), new Response("shadow")) : undefined) });
     expect((await gw.run("/m")).status).toBe(200);
     await Promise.all(gw.pending);
     expect(through).toEqual(["https://shadow.internal/m"]);
