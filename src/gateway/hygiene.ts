@@ -6,6 +6,7 @@
  */
 import type { RequestLimits } from "../config/snapshot.ts";
 import { badRequest, type LocalReply } from "./local-reply.ts";
+import { parseDeclaredLength } from "./content-length.ts";
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction. */
 export const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"]);
@@ -24,8 +25,13 @@ export function strippedAtIngress(name: string): boolean {
   return HOP_BY_HOP.has(name) || SPOOFABLE_EXACT.has(name) || SPOOFABLE_PREFIXES.some((p) => name.startsWith(p));
 }
 
-/** `bytes`: the HTTP/1.1 size of the header block as received (`name: value\r\n` per header). */
-export type HygieneResult = { ok: true; headers: Headers; bytes: number } | { ok: false; reply: LocalReply };
+/**
+ * `bytes`: the HTTP/1.1 size of the header block as received (`name: value\r\n` per header).
+ * `host`, `connectingIp` and `bodyLength` are the client's `Host`, `CF-Connecting-IP` and
+ * Content-Length (as a number, when it is a plain decimal), noted during the same pass so
+ * that later stages need not look them up again.
+ */
+export type HygieneResult = { ok: true; headers: Headers; bytes: number; host: string | null; connectingIp: string | null; bodyLength: number | undefined } | { ok: false; reply: LocalReply };
 
 export interface HygieneOptions {
   limits: RequestLimits;
@@ -48,22 +54,44 @@ export function sanitizeRequest(request: Request, options: HygieneOptions): Hygi
   }
   if (!TOKEN.test(request.method)) return { ok: false, reply: badRequest(400, "invalid method") };
 
-  // One pass over the headers: validate them and note the ones to strip.
+  // One pass over the headers: validate them, note the ones to strip and the
+  // few later stages read (iteration joins repeated names as `get` does).
   let count = 0;
   let bytes = 0;
   const strip: string[] = [];
+  let host: string | null = null;
+  let connectingIp: string | null = null;
+  let contentLength: string | null = null;
+  let connection: string | null = null;
+  let transferEncoding = false;
   for (const [name, value] of request.headers) {
     count++;
     bytes += name.length + value.length + 4;
     if (!TOKEN.test(name)) return { ok: false, reply: badRequest(400, "invalid header name") };
     if (/[\r\n\0]/.test(value)) return { ok: false, reply: badRequest(400, "invalid header value") };
+    switch (name) {
+      case "host":
+        host = value;
+        break;
+      case "cf-connecting-ip":
+        connectingIp = value;
+        break;
+      case "content-length":
+        contentLength = value;
+        break;
+      case "connection":
+        connection = value;
+        break;
+      case "transfer-encoding":
+        transferEncoding = true;
+        break;
+    }
     if (HOP_BY_HOP.has(name) || SPOOFABLE_EXACT.has(name) || SPOOFABLE_PREFIXES.some((p) => name.startsWith(p)) || options.injected?.has(name)) strip.push(name);
   }
   if (count > limits.maxHeadersCount) return { ok: false, reply: badRequest(431, "too many request headers") };
   if (bytes > limits.maxRequestHeadersBytes) return { ok: false, reply: badRequest(431, "request headers too large") };
 
-  const contentLength = request.headers.get("content-length");
-  if (contentLength !== null && request.headers.has("transfer-encoding")) {
+  if (contentLength !== null && transferEncoding) {
     return { ok: false, reply: badRequest(400, "both content-length and transfer-encoding are set") };
   }
   if (contentLength !== null) {
@@ -74,14 +102,13 @@ export function sanitizeRequest(request: Request, options: HygieneOptions): Hygi
   // Copy natively, then remove what must not pass (and what `Connection` names as hop-by-hop).
   const headers = new Headers(request.headers);
   for (const name of strip) headers.delete(name);
-  const connection = request.headers.get("connection");
   if (connection) {
     for (const token of connection.split(",")) {
       const name = token.trim().toLowerCase();
       if (name) headers.delete(name);
     }
   }
-  return { ok: true, headers, bytes };
+  return { ok: true, headers, bytes, host, connectingIp, bodyLength: parseDeclaredLength(contentLength) };
 }
 
 /** The UTF-8 length of a string, without encoding it. */

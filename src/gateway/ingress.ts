@@ -20,15 +20,16 @@ export function ingress(request: Request, settings: GatewaySettings, deps: Pipel
   const clean = sanitizeRequest(request, injected ? { limits: settings.limits, injected } : { limits: settings.limits });
   if (!clean.ok) return clean;
 
-  const url = new URL(request.url);
-  const scheme = url.protocol === "https:" ? "https" : "http";
-  const host = normalizeHost(request.headers.get("host") ?? url.host, scheme);
+  // request.url is already serialized by the runtime's URL parser: split it, not parse it again.
+  const parts = urlParts(request.url);
+  const scheme = parts.scheme;
+  const host = normalizeHost(clean.host ?? parts.authority, scheme);
   if (!host.ok) return { ok: false, reply: badRequest(400, host.reason) };
-  const path = normalizePath(rawPathOf(request.url), settings.pathNormalization);
+  const path = normalizePath(parts.path, settings.pathNormalization);
   if (!path.ok) return { ok: false, reply: badRequest(400, path.reason) };
 
   const headers = clean.headers;
-  const remoteIp = request.headers.get("cf-connecting-ip") ?? "";
+  const remoteIp = clean.connectingIp ?? "";
   headers.set("x-request-id", deps.requestId());
   if (remoteIp) headers.set("x-forwarded-for", remoteIp);
   headers.set("x-forwarded-proto", scheme);
@@ -41,28 +42,36 @@ export function ingress(request: Request, settings: GatewaySettings, deps: Pipel
       port: host.port,
       authority: host.authority,
       path: path.path,
-      query: url.search.slice(1),
+      query: parts.query,
       headers,
       remoteIp,
       receivedHeaderBytes: clean.bytes,
+      ...(clean.bodyLength !== undefined ? { bodyLength: clean.bodyLength } : {}),
     },
   };
 }
 
 /**
- * The request path as the runtime's URL parser left it, before our
- * normalization, without the query and without a fragment (a Request's url
- * keeps `#...`; Envoy strips it so that routing and authorization never see
- * it, CVE-2021-32779).
+ * The parts of a serialized http(s) URL (a Request's url): the scheme, the
+ * authority, the path as the runtime's URL parser left it (before our
+ * normalization) and the query without its `?`. Neither keeps the fragment
+ * (a Request's url keeps `#...`; Envoy strips it so that routing and
+ * authorization never see it, CVE-2021-32779).
  */
-function rawPathOf(url: string): string {
+export function urlParts(url: string): { scheme: "http" | "https"; authority: string; path: string; query: string } {
+  const scheme = url.startsWith("https:") ? "https" : "http";
   const afterScheme = url.indexOf("//") + 2;
-  const pathStart = url.indexOf("/", afterScheme);
-  if (pathStart < 0) return "/";
-  let end = url.length;
-  for (const mark of ["?", "#"]) {
-    const at = url.indexOf(mark, pathStart);
-    if (at >= 0 && at < end) end = at;
-  }
-  return url.slice(pathStart, end);
+  const hash = url.indexOf("#", afterScheme);
+  const end = hash < 0 ? url.length : hash;
+  let question = url.indexOf("?", afterScheme);
+  if (question > end || question < 0) question = end;
+  let pathStart = url.indexOf("/", afterScheme);
+  if (pathStart < 0 || pathStart > question) pathStart = question;
+  const authority = url.slice(afterScheme, pathStart);
+  return {
+    scheme,
+    authority: authority.slice(authority.lastIndexOf("@") + 1),
+    path: pathStart < question ? url.slice(pathStart, question) : "/",
+    query: question < end ? url.slice(question + 1, end) : "",
+  };
 }

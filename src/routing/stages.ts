@@ -4,7 +4,6 @@
  */
 import { localReply, type PipelineDeps, type PipelineResult, type RequestContext } from "../gateway/context.ts";
 import { badRequest, REPLIES } from "../gateway/local-reply.ts";
-import { declaredLength } from "../gateway/content-length.ts";
 import type { ClusterDef, DestinationDef, EndpointDef } from "../config/snapshot.ts";
 import type { Rule } from "./hydrate.ts";
 import { DEFAULT_SETTINGS } from "../config/defaults.ts";
@@ -167,7 +166,7 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
   const observer = attemptObserver(ctx);
 
   let body = ctx.request.body;
-  const contentLength = declaredLength(ctx.request.headers);
+  const contentLength = facts.bodyLength;
   const mirrors = rule.def.mirrors ? selectMirrors(rule.def.mirrors, deps.random) : [];
   const client = ctx.snapshot.locality.resolve(ctx.request.cf as CfLocation | undefined);
   if (mirrors.length > 0) {

@@ -86,7 +86,7 @@ export function completeRequest(input: {
   const path = facts?.path ?? url?.pathname ?? "/";
   const query = facts ? facts.query : (url?.search.slice(1) ?? "");
   const fromUpstream = record.upstreamServiceTimeMs !== undefined;
-  const requestBodyBytes = declaredLength(request.headers) ?? 0;
+  const requestBodyBytes = (facts ? facts.bodyLength : declaredLength(request.headers)) ?? 0;
   const protocol = (request.cf as { httpProtocol?: string } | undefined)?.httpProtocol ?? "HTTP/1.1";
   // Request line + headers + blank line + body, as HTTP/1.1 puts them on the wire.
   const requestBytes = request.method.length + path.length + (query ? query.length + 1 : 0) + 11 + (facts?.receivedHeaderBytes ?? headerBytes(request.headers)) + 2 + requestBodyBytes;

@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { DEFAULT_SETTINGS } from "../../../src/config/defaults.ts";
 import type { GatewaySettings, PathNormalization } from "../../../src/config/snapshot.ts";
 import type { PipelineDeps } from "../../../src/gateway/context.ts";
-import { ingress } from "../../../src/gateway/ingress.ts";
+import { ingress, urlParts } from "../../../src/gateway/ingress.ts";
 import { Balancer } from "../../../src/routing/balancer.ts";
 
 const deps: PipelineDeps = {
@@ -75,5 +75,37 @@ describe("ingress", () => {
     expect(status("http://a.example.com/", { method: "POST", body: "x", headers: { "content-length": "1", "transfer-encoding": "chunked" } })).toBe(
       "400 both content-length and transfer-encoding are set",
     );
+  });
+
+  it("notes the client's Content-Length in the facts, as a number only when it is a plain decimal", () => {
+    expect(factsOf("http://a.example.com/", { method: "POST", body: "hello", headers: { "content-length": "5" } }).bodyLength).toBe(5);
+    expect(factsOf("http://a.example.com/").bodyLength).toBeUndefined();
+  });
+});
+
+describe("urlParts", () => {
+  // ingress splits request.url instead of parsing it again: it must agree with the URL parser on every serialized URL.
+  const urls = [
+    "http://a.example.com/",
+    "https://a.example.com/x/y?q=1&r=2",
+    "http://a.example.com:8080/p?",
+    "http://a.example.com/p?a=b?c#d?e",
+    "http://a.example.com/p#frag",
+    "http://a.example.com/p#frag?notquery",
+    "http://a.example.com/?q",
+    "http://user:pw@a.example.com:81/p?q#f",
+    "http://[2001:db8::1]:8080/p/%2F..?x=%20",
+    "https://a.example.com/a/./b/../c//d",
+    "http://a.example.com/%E2%82%AC?%E2%82%AC",
+  ];
+  it.each(urls)("splits %s as the URL parser does", (raw) => {
+    const serialized = new Request(raw).url;
+    const parsed = new URL(serialized);
+    const parts = urlParts(serialized);
+    expect(parts.scheme).toBe(parsed.protocol.slice(0, -1));
+    expect(parts.authority).toBe(parsed.host);
+    expect(parts.query).toBe(parsed.search.slice(1));
+    // The path is the raw one (URL.pathname would be the same here: the runtime already serialized it).
+    expect(parts.path).toBe(parsed.pathname);
   });
 });
