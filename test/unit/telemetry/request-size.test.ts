@@ -24,7 +24,7 @@ describe("request size on the wire", () => {
 
   it("uses hygiene's count, not the headers the gateway ended up with", () => {
     const request = new Request("http://app.example.com/items?x=1", { method: "POST", headers: { "content-length": "5", a: "b" }, body: "hello" });
-    const facts = { path: "/items", query: "x=1", headers: new Headers({ a: "b", "x-request-id": "added-by-the-gateway" }), receivedHeaderBytes: 1_000 } as Partial<RequestFacts>;
+    const facts = { path: "/items", query: "x=1", headers: new Headers({ a: "b", "x-request-id": "added-by-the-gateway" }), receivedHeaderBytes: 1_000, bodyLength: 5 } as Partial<RequestFacts>;
     const context = { facts } as unknown as RequestContext;
     const c = completeRequest({ request, context, record: { flags: [] }, response: new Response("ok"), end: 1, responseBodyBytes: 2, disconnected: false });
     // "POST /items?x=1 HTTP/1.1\r\n" + headers + "\r\n" + body
