@@ -13,7 +13,6 @@ import { requestHash } from "../upstream/hash-key.ts";
 import { replayableBody, type UpstreamBody } from "../upstream/request-body.ts";
 import { ISTIO_DEFAULT_RETRY } from "../upstream/retry-on.ts";
 import { upstreamsOf } from "../upstream/state.ts";
-import type { CfLocation } from "../upstream/locality.ts";
 import { applyHeaderOps, orderedOps } from "./header-ops.ts";
 import { downstreamResponse, endpointUrl, forward, type Fetch } from "./forward.ts";
 import { redirectLocation, replacePrefix } from "./redirect.ts";
@@ -168,7 +167,7 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
   let body = ctx.request.body;
   const contentLength = facts.bodyLength;
   const mirrors = rule.def.mirrors ? selectMirrors(rule.def.mirrors, deps.random) : [];
-  const client = ctx.snapshot.locality.resolve(ctx.request.cf as CfLocation | undefined);
+  const client = ctx.snapshot.locality.resolveFor(ctx.request);
   if (mirrors.length > 0) {
     const decorate = mirrorDecorator(ctx);
     const plan = planMirrors({

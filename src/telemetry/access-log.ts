@@ -4,7 +4,7 @@
  * (local and upstream socket addresses, connection termination) are null,
  * as Envoy's JSON formatter writes a missing value.
  */
-import type { Completed } from "./completed.ts";
+import { protocolOf, type Completed } from "./completed.ts";
 import { attr, type KeyValue, type LogRecord } from "./otlp/model.ts";
 
 export interface AccessLogEntry {
@@ -44,7 +44,7 @@ export function accessLogEntry(c: Completed): AccessLogEntry {
     method: c.method,
     // The path as requested (normalized), before any rewrite: %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%.
     path: c.query ? `${c.path}?${c.query}` : c.path,
-    protocol: c.protocol,
+    protocol: protocolOf(c.request),
     response_code: c.status,
     response_flags: c.flags,
     response_code_details: c.details,

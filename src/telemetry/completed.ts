@@ -23,7 +23,6 @@ export interface Completed {
   path: string;
   query: string;
   scheme: "http" | "https";
-  protocol: string;
   start: number;
   end: number;
   durationMs: number;
@@ -69,6 +68,15 @@ export function headerBytes(headers: Headers): number {
 
 const REASON_LENGTH: Record<number, number> = { 200: 2, 404: 9, 503: 19 };
 
+/**
+ * The client's HTTP version (`request.cf.httpProtocol`), read only by the
+ * signals that report it: on Cloudflare `request.cf` is built for the
+ * request on its first read, which most requests never need.
+ */
+export function protocolOf(request: { readonly cf?: unknown }): string {
+  return (request.cf as { httpProtocol?: string } | undefined)?.httpProtocol ?? "HTTP/1.1";
+}
+
 /** Builds the view of a finished request. */
 export function completeRequest(input: {
   request: Request;
@@ -87,7 +95,6 @@ export function completeRequest(input: {
   const query = facts ? facts.query : (url?.search.slice(1) ?? "");
   const fromUpstream = record.upstreamServiceTimeMs !== undefined;
   const requestBodyBytes = (facts ? facts.bodyLength : declaredLength(request.headers)) ?? 0;
-  const protocol = (request.cf as { httpProtocol?: string } | undefined)?.httpProtocol ?? "HTTP/1.1";
   // Request line + headers + blank line + body, as HTTP/1.1 puts them on the wire.
   const requestBytes = request.method.length + path.length + (query ? query.length + 1 : 0) + 11 + (facts?.receivedHeaderBytes ?? headerBytes(request.headers)) + 2 + requestBodyBytes;
   const status = input.disconnected && input.responseBodyBytes === 0 ? 0 : response.status;
@@ -108,7 +115,6 @@ export function completeRequest(input: {
     path,
     query,
     scheme: facts?.scheme ?? (url?.protocol === "https:" ? "https" : "http"),
-    protocol,
     start,
     end: input.end,
     durationMs: Math.max(0, input.end - start),
@@ -144,7 +150,7 @@ export function attributesOf(c: Completed): AttributeReader {
       case "request.id":
         return headers.get("x-request-id");
       case "request.protocol":
-        return c.protocol;
+        return protocolOf(c.request);
       case "request.query":
         return c.query;
       case "request.size":

@@ -10,7 +10,7 @@
  * so spans of pure computation last 0 ms (docs/ARCHITECTURE.md, Telemetry).
  */
 import type { CustomTagDef } from "../config/snapshot.ts";
-import type { Completed } from "./completed.ts";
+import { protocolOf, type Completed } from "./completed.ts";
 import { attr, SPAN_KIND, STATUS_CODE, type KeyValue, type Span } from "./otlp/model.ts";
 import type { TraceContext } from "./trace-context.ts";
 import { randomHex } from "./trace-context.ts";
@@ -54,7 +54,7 @@ export function buildSpans(input: SpanInput): Span[] {
     attr("url.scheme", c.scheme),
     attr("url.path", c.path),
     attr("server.address", c.context?.facts.host ?? c.host),
-    attr("network.protocol.version", c.protocol.replace(/^HTTP\//, "")),
+    attr("network.protocol.version", protocolOf(c.request).replace(/^HTTP\//, "")),
     attr("http.response.status_code", c.status),
     attr("response_flags", c.flags),
     attr("istio.response_code_details", c.details),

@@ -80,6 +80,14 @@ export class LocalityResolver {
     this.fallback = settings?.default;
   }
 
+  /**
+   * The locality of a request, reading its `cf` only when a rule needs it
+   * (on Cloudflare `request.cf` is built for the request on first read).
+   */
+  resolveFor(request: { readonly cf?: unknown }): string | undefined {
+    return this.rules.length > 0 ? this.resolve(request.cf as CfLocation | undefined) : this.fallback;
+  }
+
   /** The locality of a request, or undefined when no rule matches and there is no default. */
   resolve(cf: CfLocation | undefined): string | undefined {
     if (this.rules.length > 0 && cf) {

@@ -2,7 +2,8 @@
  * Telemetry.observe on the request path: a request whose body goes out
  * with its headers is reported at once, holds a waitUntil only when an
  * export is due or must be scheduled, and a failure while reporting never
- * reaches the client.
+ * reaches the client; `request.cf`, which Cloudflare builds for a request on
+ * its first read, is read only by what needs it.
  */
 import { describe, expect, it } from "vitest";
 import { buildConfig } from "../../src/config/build.ts";
@@ -44,8 +45,9 @@ async function setup(deps: Partial<TelemetryDeps> = {}) {
     ...deps,
   });
   const pipelineDeps = memoryDeps();
-  const serve = async (waitUntil: (p: Promise<unknown>) => void) => {
+  const serve = async (waitUntil: (p: Promise<unknown>) => void, prepare?: (request: Request) => void) => {
     const request = new Request("http://app.bench.example.com/items", { headers: { host: "app.bench.example.com" } });
+    prepare?.(request);
     const result = await runPipeline(request, runtime, pipelineDeps, () => {});
     return telemetry.observe(request, result, runtime, waitUntil);
   };
@@ -87,5 +89,20 @@ describe("Telemetry.observe", () => {
     expect(response.status).toBe(200);
     expect(await response.text()).toHaveLength(1024);
     expect(logged).toEqual(["telemetry: reporting a request failed"]);
+  });
+
+  it("reads request.cf for the client certificate and, once per isolate, the colo: not for locality or the protocol when nothing needs them", async () => {
+    const { serve } = await setup();
+    let reads = 0;
+    const counted = (request: Request) =>
+      Object.defineProperty(request, "cf", {
+        get() {
+          reads++;
+          return { colo: "FRA", httpProtocol: "HTTP/2" };
+        },
+      });
+    for (let i = 0; i < 5; i++) expect((await serve(() => {}, counted)).status).toBe(200);
+    // Peer authentication reads each request's certificate; telemetry the colo on the first request.
+    expect(reads).toBe(5 + 1);
   });
 });

@@ -167,4 +167,19 @@ describe("request locality from request.cf", () => {
     expect(resolver.resolve({ colo: "NRT", country: "JP", continent: "AS" })).toBe("aws/us-east-1/us-east-1b");
     expect(new LocalityResolver(undefined).resolve({ colo: "FRA" })).toBeUndefined();
   });
+
+  it("reads a request's cf only when a rule needs it (Cloudflare builds it on first read)", () => {
+    let reads = 0;
+    const request = {
+      get cf() {
+        reads++;
+        return { colo: "AMS", country: "NL", continent: "EU" };
+      },
+    };
+    expect(new LocalityResolver({ rules: [], default: "only/default" }).resolveFor(request)).toBe("only/default");
+    expect(new LocalityResolver(undefined).resolveFor(request)).toBeUndefined();
+    expect(reads).toBe(0);
+    expect(resolver.resolveFor(request)).toBe("gcp/europe-west3/a");
+    expect(reads).toBe(1);
+  });
 });
