@@ -46,7 +46,7 @@ export function ingress(request: Request, settings: GatewaySettings, deps: Pipel
       headers,
       remoteIp,
       receivedHeaderBytes: clean.bytes,
-      ...(clean.bodyLength !== undefined ? { bodyLength: clean.bodyLength } : {}),
+      bodyLength: clean.bodyLength,
     },
   };
 }
