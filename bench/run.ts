@@ -30,7 +30,7 @@ import type { LoadOutput, LoadSpec } from "./load/main.ts";
 import type { MicroResults } from "./micro.ts";
 import { workerdBinary } from "../src/cli/commands/serve.ts";
 import { workerdPipeline } from "./workerd-pipeline.ts";
-import { median, renderReport, TELEMETRY_PAIR, type Measurement, type OtlpStats, type RunInfo } from "./report.ts";
+import { median, pairLabel, renderReport, type Measurement, type OtlpStats, type RunInfo } from "./report.ts";
 
 const GEN_CPU = "0";
 const SUT_CPU = "1";
@@ -49,8 +49,8 @@ const rounds = Number(values.rounds ?? (smoke ? 1 : 2));
 const durationMs = Number(values.duration ?? (smoke ? 1 : 10)) * 1000;
 const satDurationMs = smoke ? 1000 : 5000;
 const warmupMs = smoke ? 300 : 2000;
-/** Telemetry on/off pairs, and each half's warm-up and measured window. */
-const telemetryPairs = smoke ? 1 : 8;
+/** Back-to-back pairs per compared couple, and each half's warm-up and measured window. */
+const pairCount = smoke ? 1 : 8;
 const pairTiming = smoke ? { durationMs: 500, warmupMs: 200 } : { durationMs: 3000, warmupMs: 1000 };
 const out = values.out ?? (smoke ? join(tmpdir(), "isthmus-bench-smoke.md") : "docs/BENCHMARKS.md");
 const node = process.execPath;
@@ -64,7 +64,7 @@ const info: RunInfo = {
   durationMs,
   satDurationMs,
   warmupMs,
-  telemetryPairs: { pairs: telemetryPairs, ...pairTiming },
+  pairs: { count: pairCount, ...pairTiming },
   cpu: `${cpus()[0]?.model ?? "unknown"} × ${cpus().length}`,
   memory: `${Math.round(totalmem() / 2 ** 30)} GiB`,
   kernel: release(),
@@ -119,11 +119,18 @@ try {
     }
   }
 
-  // Telemetry on vs. off in short alternating pairs (closed loop): one saturation round each is too
-  // coarse on this shared machine, while a drift over a few seconds falls on both halves of a pair.
-  for (let pair = 0; pair < telemetryPairs; pair++) {
-    const two = pair % 2 === 0 ? [isthmusRealistic, isthmusNoTelemetry] : [isthmusNoTelemetry, isthmusRealistic];
-    for (const c of two) measurements.push(await measure(c, pair, { mode: "closed", connections: 32 }, TELEMETRY_PAIR, pairTiming));
+  // The throughput targets in short back-to-back pairs (closed loop): one saturation round per contender
+  // is too coarse on this shared machine, while a drift over a few seconds falls on both halves of a pair.
+  const couples: [Contender, Contender][] = [
+    [isthmusRealistic, passthrough],
+    [isthmusMinimal, passthrough],
+    [isthmusRealistic, isthmusNoTelemetry],
+  ];
+  for (let pair = 0; pair < pairCount; pair++) {
+    for (const [a, b] of couples) {
+      const two = pair % 2 === 0 ? [a, b] : [b, a];
+      for (const c of two) measurements.push(await measure(c, pair, { mode: "closed", connections: 32 }, pairLabel(a.id, b.id), pairTiming));
+    }
   }
 } catch (error) {
   failed = true;
