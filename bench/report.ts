@@ -184,8 +184,11 @@ export function renderReport(info: RunInfo, contenders: Contender[], measurement
   // (the saturation rounds above are minutes apart, and this machine drifts over minutes).
   const pairedWith = (p: Pairs, against: string) =>
     `the median of ${pairsOf(p.ratio.length)} with ${against} (closed loop, ${info.pairs.durationMs / 1000} s each, the order alternating); each pair: ${[...p.ratio].sort((a, b) => a - b).map(pct).join(", ")}`;
-  const judged = (p: Pairs, satRatio: number, against: string) =>
-    p.ratio.length > 0 ? { ratio: median(p.ratio), text: `${pct(median(p.ratio))}: ${pairedWith(p, against)}; the saturation rounds above: ${pct(satRatio)}` } : { ratio: satRatio, text: pct(satRatio) };
+  const judged = (p: Pairs, satRatio: number, against: string) => {
+    if (p.ratio.length === 0) return { ratio: satRatio, text: pct(satRatio) };
+    const ratio = median(p.ratio);
+    return { ratio, text: `${pct(ratio)}: ${pairedWith(p, against)}; the saturation rounds above: ${pct(satRatio)}` };
+  };
   if (pass.sat && real.sat) {
     const { ratio, text } = judged(pairs(measurements, "isthmus", "passthrough"), real.sat.throughput / pass.sat.throughput, "the passthrough");
     // The target is judged on the plain rule (one exact object call per request); what bounds it here and what lease mode buys are shown beside it.

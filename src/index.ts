@@ -10,7 +10,7 @@ import { configSource } from "./gateway/config-source.ts";
 import { DEFAULT_SETTINGS } from "./config/defaults.ts";
 import { JwksCache } from "./authz/jwt/jwks-cache.ts";
 import { Balancer } from "./routing/balancer.ts";
-import type { Fetch } from "./routing/forward.ts";
+import { bindingFetch, type Fetch } from "./routing/forward.ts";
 import { UpstreamState, type HealthExchange } from "./upstream/state.ts";
 
 export { UpstreamHealth } from "./upstream/health/object.ts";
@@ -52,10 +52,7 @@ function isolateDeps(env: Env): PipelineDeps {
     jwks,
     upstreams: new UpstreamState(exchange ? { exchange } : {}),
     rateLimits: rateLimitEnv(env.RATE_LIMITER),
-    binding: (name): Fetch | undefined => {
-      const b = bindings[name] as { fetch?: unknown } | undefined;
-      return typeof b?.fetch === "function" ? (url, init) => (b as Fetcher).fetch(url, init) : undefined;
-    },
+    binding: (name) => bindingFetch(env, name),
   };
 }
 

@@ -7,11 +7,7 @@
 
 /** The Content-Length of a request or response as a number; undefined when absent or not a plain decimal. */
 export function declaredLength(headers: Headers): number | undefined {
-  return parseDeclaredLength(headers.get("content-length"));
-}
-
-/** A Content-Length value as a number; undefined when absent (null) or not a plain decimal. */
-export function parseDeclaredLength(value: string | null): number | undefined {
+  const value = headers.get("content-length");
   if (value === null || !/^\d{1,15}$/.test(value)) return undefined;
   return Number(value);
 }

@@ -24,7 +24,7 @@ export interface RequestFacts {
   remoteIp: string;
   /** The HTTP/1.1 size of the header block as the client sent it (`name: value\r\n` each), counted by hygiene; telemetry reports it. */
   receivedHeaderBytes?: number;
-  /** The client's Content-Length as a number (absent when it sent none, or not a plain decimal), noted by hygiene. */
+  /** The client's Content-Length as a number (absent when it sent none), checked and noted by hygiene. */
   bodyLength?: number | undefined;
   /** Verified JWT claims, once request authentication ran. */
   claims?: Record<string, unknown>;

@@ -6,7 +6,6 @@
  */
 import type { RequestLimits } from "../config/snapshot.ts";
 import { badRequest, type LocalReply } from "./local-reply.ts";
-import { parseDeclaredLength } from "./content-length.ts";
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction. */
 export const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"]);
@@ -28,7 +27,7 @@ export function strippedAtIngress(name: string): boolean {
 /**
  * `bytes`: the HTTP/1.1 size of the header block as received (`name: value\r\n` per header).
  * `host`, `connectingIp` and `bodyLength` are the client's `Host`, `CF-Connecting-IP` and
- * Content-Length (as a number, when it is a plain decimal), noted during the same pass so
+ * Content-Length (as a number, once checked), noted during the same pass so
  * that later stages need not look them up again.
  */
 export type HygieneResult = { ok: true; headers: Headers; bytes: number; host: string | null; connectingIp: string | null; bodyLength: number | undefined } | { ok: false; reply: LocalReply };
@@ -94,9 +93,11 @@ export function sanitizeRequest(request: Request, options: HygieneOptions): Hygi
   if (contentLength !== null && transferEncoding) {
     return { ok: false, reply: badRequest(400, "both content-length and transfer-encoding are set") };
   }
+  let bodyLength: number | undefined;
   if (contentLength !== null) {
     if (!/^\d+$/.test(contentLength.trim())) return { ok: false, reply: badRequest(400, "invalid content-length") };
-    if (Number(contentLength) > limits.maxRequestBodyBytes) return { ok: false, reply: badRequest(413, "payload too large") };
+    bodyLength = Number(contentLength);
+    if (bodyLength > limits.maxRequestBodyBytes) return { ok: false, reply: badRequest(413, "payload too large") };
   }
 
   // Copy natively, then remove what must not pass (and what `Connection` names as hop-by-hop).
@@ -108,7 +109,7 @@ export function sanitizeRequest(request: Request, options: HygieneOptions): Hygi
       if (name) headers.delete(name);
     }
   }
-  return { ok: true, headers, bytes, host, connectingIp, bodyLength: parseDeclaredLength(contentLength) };
+  return { ok: true, headers, bytes, host, connectingIp, bodyLength };
 }
 
 /** The UTF-8 length of a string, without encoding it. */

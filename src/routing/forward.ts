@@ -13,6 +13,18 @@ import { badRequest, REPLIES, type LocalReply } from "../gateway/local-reply.ts"
  */
 export type Fetch = (url: string, init: RequestInit) => Promise<Response>;
 
+/**
+ * The fetch of a binding by name (an mTLS certificate or a service), or
+ * undefined when the Worker has no such binding.
+ *
+ * @example
+ * const viaCert = bindingFetch(env, cluster.mtlsBinding); // undefined: not in wrangler.toml
+ */
+export function bindingFetch(env: object, name: string): Fetch | undefined {
+  const b = (env as Record<string, unknown>)[name] as { fetch?: unknown } | undefined;
+  return typeof b?.fetch === "function" ? (url, init) => (b as Fetcher).fetch(url, init) : undefined;
+}
+
 export interface UpstreamRequest {
   method: string;
   headers: Headers;

@@ -19,7 +19,7 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../../env.ts";
 import type { HealthCheckDef, HealthTargetDef, Snapshot } from "../../config/snapshot.ts";
-import type { Fetch } from "../../routing/forward.ts";
+import { bindingFetch } from "../../routing/forward.ts";
 import { KEYS, type ActivePointer } from "../../config/store.ts";
 import { configSource } from "../../gateway/config-source.ts";
 import { healthKey, type SyncRequest, type SyncView } from "../state.ts";
@@ -114,7 +114,7 @@ export class UpstreamHealth extends DurableObject<Env> {
     let passed = false;
     let last: string;
     try {
-      const fetcher = target.mtlsBinding ? this.binding(target.mtlsBinding) : fetch;
+      const fetcher = target.mtlsBinding ? bindingFetch(this.env, target.mtlsBinding) : fetch;
       if (!fetcher) throw new Error(`binding ${target.mtlsBinding} is not configured`);
       const response = await fetcher(url, { headers: check.headers ?? [], redirect: "manual", signal: AbortSignal.timeout(check.timeoutMs) });
       await response.body?.cancel();
@@ -129,11 +129,6 @@ export class UpstreamHealth extends DurableObject<Env> {
       console.log(JSON.stringify({ message: `isthmus: health check ${next.healthy ? "passing" : "failing"}`, service: check.service, endpoint: `${target.address}:${target.port}`, last }));
     }
     this.state.health[key] = next;
-  }
-
-  private binding(name: string): Fetch | undefined {
-    const b = (this.env as unknown as Record<string, unknown>)[name] as { fetch?: unknown } | undefined;
-    return typeof b?.fetch === "function" ? (url, init) => (b as Fetcher).fetch(url, init) : undefined;
   }
 
   /** Loads the health checks of the active snapshot when the version changed. */
