@@ -7,6 +7,7 @@ import type { ChildProcess } from "node:child_process";
 import { watch, type FSWatcher } from "node:fs";
 import { buildConfig } from "../config/build.ts";
 import { applySnapshot, readActive } from "../config/store.ts";
+import type { Snapshot } from "../config/snapshot.ts";
 import { CliError, readSources } from "./files.ts";
 import { openStore } from "./options.ts";
 import { plural, printProblems, summary } from "./output.ts";
@@ -23,6 +24,8 @@ export interface Supervised {
   base: string;
   token: string;
   readyTimeoutMs: number;
+  /** Called with every configuration that builds, before it is applied (e.g. to warn about what the runtime lacks). */
+  inspect?: (snapshot: Snapshot) => void;
 }
 
 /**
@@ -60,7 +63,7 @@ export async function superviseGateway(s: Supervised): Promise<number> {
     timer = setTimeout(() => {
       running = running.then(async () => {
         try {
-          const next = await applyFiles(s.files, s.storeOptions);
+          const next = await applyFiles(s.files, s.storeOptions, s.inspect);
           if (!next?.changed) return;
           await waitForVersion(s.base, next.adminPrefix, s.token, next.version, s.gateway, 60_000, s.name);
           console.log(`isthmus: applied config ${next.version}`);
@@ -96,7 +99,7 @@ export interface Applied {
  * which version stays active (read from the store, which `isthmus apply`
  * may also have changed).
  */
-export async function applyFiles(files: string[], storeOptions: Parameters<typeof openStore>[0]): Promise<Applied | undefined> {
+export async function applyFiles(files: string[], storeOptions: Parameters<typeof openStore>[0], inspect?: (snapshot: Snapshot) => void): Promise<Applied | undefined> {
   const result = await buildConfig(readSources(files));
   printProblems(result.problems);
   const { errors } = summary(result.problems);
@@ -107,6 +110,7 @@ export async function applyFiles(files: string[], storeOptions: Parameters<typeo
       console.error(`isthmus: ${plural(errors, "error")}; ${active ? `still serving config ${active.version}` : "nothing applied"}`);
       return undefined;
     }
+    inspect?.(result.snapshot);
     const outcome = await applySnapshot(store, result.snapshot, result.sources, new Date());
     return { version: result.snapshot.version, adminPrefix: result.snapshot.settings.adminPathPrefix, changed: outcome.changed };
   } finally {

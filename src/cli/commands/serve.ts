@@ -8,6 +8,8 @@ import { stateConfigDir } from "../options.ts";
 import { workerSettings } from "../wrangler-config.ts";
 import { bundleWorker, stopBundler } from "../serve/bundle.ts";
 import { workerdConfig } from "../serve/workerd-config.ts";
+import { missingCredentials, readCredentials, type ClientCredential } from "../serve/credentials.ts";
+import type { Snapshot } from "../../config/snapshot.ts";
 import { applyFiles, superviseGateway } from "../supervise.ts";
 
 export const help = `isthmus serve -f PATH... [--port N] [--state DIR] — run the gateway on bare workerd
@@ -34,6 +36,13 @@ Options:
   --env-file FILE secrets and variables for the Worker (KEY=VALUE lines), such as
                   the OTLP exporter header secrets (default: .dev.vars beside the
                   wrangler.toml, when it exists, as wrangler dev reads it)
+  --credentials DIR
+                  client certificates for DestinationRule \`tls.mode: MUTUAL\`: each
+                  subdirectory is one binding, named after it, holding tls.crt and
+                  tls.key (a mounted Kubernetes TLS secret) or cert and key (Istio's
+                  generic secret), and optionally ca.crt / cacert to verify the
+                  origin (else the public CAs). What mtls_certificates bindings
+                  are on Cloudflare; read at start (restart to rotate)
   --inspector-addr ADDR
                   open workerd's V8 inspector on ADDR (host:port) to debug or
                   CPU-profile the gateway with Chrome DevTools or any CDP client;
@@ -53,6 +62,7 @@ export interface ServeOptions {
   config?: string;
   "env-file"?: string;
   "inspector-addr"?: string;
+  credentials?: string;
 }
 
 export async function serve(files: string[], opts: ServeOptions): Promise<number> {
@@ -67,8 +77,24 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   // As in wrangler, `main` is relative to the wrangler.toml.
   const entry = resolve(dirname(wranglerConfig), settings.main);
 
+  const credentials = opts.credentials !== undefined ? readCredentials(resolve(opts.credentials)) : [];
+  const inspect = (snapshot: Snapshot) => warnMissingCredentials(snapshot, credentials, opts.credentials);
+  for (const c of credentials) {
+    if (Date.parse(c.notAfter) <= Date.now()) console.error(`isthmus: warning: --credentials: the client certificate of ${c.binding} expired at ${c.notAfter}; origins that verify it will refuse the handshake`);
+  }
+
+  const envFile = opts["env-file"] ?? join(dirname(wranglerConfig), ".dev.vars");
+  if (opts["env-file"] !== undefined && !existsSync(envFile)) throw new CliError(`--env-file: ${envFile} does not exist`, 2);
+  const vars = existsSync(envFile) ? parseEnvFile(readFileSync(envFile, "utf8")) : {};
+  assertFreeBindingNames(credentials, [
+    ["CONFIG_STORE", "the configuration store"],
+    ["ADMIN_TOKEN", "the admin token"],
+    ...Object.keys(vars).map((name): [string, string] => [name, `a variable in ${envFile}`]),
+    ...settings.durableObjects.map((d): [string, string] => [d.binding, `a Durable Object binding in ${wranglerConfig}`]),
+  ]);
+
   const storeOptions = { state };
-  const first = await applyFiles(files, storeOptions);
+  const first = await applyFiles(files, storeOptions, inspect);
   if (!first) return 1;
 
   const runDir = join(state, "run");
@@ -82,9 +108,6 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   } finally {
     await stopBundler();
   }
-  const envFile = opts["env-file"] ?? join(dirname(wranglerConfig), ".dev.vars");
-  if (opts["env-file"] !== undefined && !existsSync(envFile)) throw new CliError(`--env-file: ${envFile} does not exist`, 2);
-  const vars = existsSync(envFile) ? parseEnvFile(readFileSync(envFile, "utf8")) : {};
   // Tests pin the admin token through the environment; otherwise it is random per run.
   const token = process.env.ISTHMUS_ADMIN_TOKEN ?? randomUUID();
   const configFile = join(runDir, "isthmus.capnp");
@@ -101,13 +124,37 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
       durableObjects: settings.durableObjects,
       adminToken: token,
       vars,
+      credentials,
     }),
     { mode: 0o600 },
   );
 
   const gateway = startWorkerd(configFile, inspector);
   const base = `http://${ip === "0.0.0.0" || ip === "::" ? "127.0.0.1" : ip.includes(":") ? `[${ip}]` : ip}:${port}`;
-  return superviseGateway({ files, storeOptions, first, gateway, name: "workerd", base, token, readyTimeoutMs: 30_000 });
+  return superviseGateway({ files, storeOptions, first, gateway, name: "workerd", base, token, readyTimeoutMs: 30_000, inspect });
+}
+
+/** Refuses a credential whose binding name is already another binding's (`taken`: name → what it is). */
+function assertFreeBindingNames(credentials: ClientCredential[], taken: [name: string, what: string][]): void {
+  const names = new Map(taken);
+  for (const c of credentials) {
+    const other = names.get(c.binding);
+    if (other) throw new CliError(`--credentials: ${c.binding} is already the name of ${other}; rename the directory (and the GatewayConfig credentials entry that names it)`, 2);
+  }
+}
+
+/**
+ * Warns about mTLS bindings the configuration uses and no --credentials
+ * directory provides: requests to those clusters would be answered 503 UF.
+ */
+function warnMissingCredentials(snapshot: Snapshot, credentials: ClientCredential[], dir: string | undefined): void {
+  for (const m of missingCredentials(snapshot, credentials.map((c) => c.binding))) {
+    const where = dir !== undefined ? `no directory ${m.binding} in --credentials ${dir}` : "serve was started without --credentials";
+    console.error(
+      `isthmus: warning: ${m.clusters.join(", ")}: DestinationRule tls.credentialName needs the client certificate binding ${m.binding}, but ${where}; ` +
+        `requests to ${m.clusters.length === 1 ? "this cluster" : "these clusters"} are answered 503 UF (restart serve with the certificate to add it)`,
+    );
+  }
 }
 
 /**

@@ -3,10 +3,13 @@
  * the bundled Worker, the configuration store as a read-only directory on
  * disk (service CONFIG_STORE), Durable Objects on local disk, outbound
  * fetch allowed to private and loopback addresses (a gateway's upstreams
- * live there), and one HTTP socket.
+ * live there), one network service per client certificate (what stands in
+ * for an `mtls_certificates` binding), and one HTTP socket.
  *
  * Pure: paths are absolute and the text depends only on the input.
  */
+
+import type { ClientCredential } from "./credentials.ts";
 
 export interface DurableObjectBinding {
   /** The binding name the Worker sees (env.NAME). */
@@ -33,6 +36,12 @@ export interface WorkerdConfigInput {
   adminToken?: string;
   /** Secrets and variables (text bindings), e.g. OTLP exporter header secrets. */
   vars?: Record<string, string>;
+  /**
+   * Client certificates, each bound as a service whose outbound HTTPS
+   * connections present it (to whatever host the URL names, like an
+   * `mtls_certificates` binding on Cloudflare).
+   */
+  credentials?: Pick<ClientCredential, "binding" | "privateKey" | "certificateChain" | "trustedCertificates">[];
 }
 
 /**
@@ -52,6 +61,16 @@ export function workerdConfig(input: WorkerdConfigInput): string {
   if (input.adminToken !== undefined) bindings.push(`(name = "ADMIN_TOKEN", text = ${str(input.adminToken)})`);
   for (const [name, value] of Object.entries(input.vars ?? {})) if (name !== "ADMIN_TOKEN") bindings.push(`(name = ${str(name)}, text = ${str(value)})`);
   for (const d of input.durableObjects) bindings.push(`(name = ${str(d.binding)}, durableObjectNamespace = (className = ${str(d.className)}))`);
+  const credentialServices = (input.credentials ?? []).map((c) => {
+    bindings.push(`(name = ${str(c.binding)}, service = ${str(`mtls-${c.binding}`)})`);
+    // With a CA of its own the origin is verified against that CA only (Istio's caCertificates);
+    // without one, against the public CAs, as the mtls_certificates binding does on Cloudflare.
+    const trust = c.trustedCertificates ? `trustedCertificates = [${c.trustedCertificates.map(str).join(", ")}]` : "trustBrowserCas = true";
+    return `    (name = ${str(`mtls-${c.binding}`)}, network = (allow = ["public", "private", "local"], tlsOptions = (
+      keypair = (privateKey = ${str(c.privateKey)}, certificateChain = ${str(c.certificateChain)}),
+      ${trust}))),
+`;
+  });
   const namespaces = input.durableObjects.map(
     (d) => `(className = ${str(d.className)}, uniqueKey = ${str(`isthmus-${d.className}`)}${d.sql ? ", enableSql = true" : ""})`,
   );
@@ -68,7 +87,7 @@ const config :Workerd.Config = (
     (name = "durable-objects", disk = (path = ${str(input.durableObjectDir)}, writable = true)),
     # Upstreams of a self-hosted gateway are usually private or loopback addresses.
     (name = "internet", network = (allow = ["public", "private", "local"], tlsOptions = (trustBrowserCas = true))),
-  ],
+${credentialServices.length > 0 ? `    # Client certificates (--credentials): each binding presents its own on outbound HTTPS.\n${credentialServices.join("")}` : ""}  ],
   sockets = [
     (name = "http", address = ${str(input.listen)}, service = "isthmus",
      http = (injectRequestHeaders = [${stripped}])),

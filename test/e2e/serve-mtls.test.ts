@@ -1,0 +1,157 @@
+/**
+ * `isthmus serve --credentials DIR`: DestinationRule `tls.mode: MUTUAL` on
+ * bare workerd, against a real Node HTTPS origin that requires and verifies
+ * a client certificate. Each credential directory becomes a workerd network
+ * service presenting its certificate, bound under the directory's name:
+ * the same `env.<binding>.fetch()` path an `mtls_certificates` binding
+ * takes on Cloudflare. Health checks go through it too.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:https";
+import type { TLSSocket } from "node:tls";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startGateway, type Gateway } from "../helpers/gateway.ts";
+import { send } from "../helpers/http.ts";
+import { generatePki, type Pki } from "../helpers/pki.ts";
+
+let dir: string;
+let pki: Pki;
+let origin: Server;
+let port: number;
+let gw: Gateway;
+const seen: { path: string; clientCn: string; host: string | undefined }[] = [];
+/** Handshakes the origin refused, with OpenSSL's reason. */
+const refused: string[] = [];
+
+const config = () => `
+apiVersion: isthmus.dev/v1alpha1
+kind: GatewayConfig
+metadata: {name: isthmus, namespace: istio-system}
+spec:
+  credentials:
+  - {credentialName: payments-client-cert, binding: ORIGIN_CERT}
+  healthChecks:
+  - {host: payments.edge.internal, path: /healthz, interval: 1s, timeout: 1s}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: payments, namespace: edge}
+spec:
+  hosts: [payments.edge.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 443, name: https, protocol: HTTP}]
+  endpoints:
+  - {address: localhost, ports: {https: ${port}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: payments, namespace: edge}
+spec:
+  host: payments.edge.internal
+  trafficPolicy:
+    tls: {mode: MUTUAL, credentialName: payments-client-cert}
+  subsets:
+  - name: rogue
+    trafficPolicy:
+      tls: {mode: MUTUAL, credentialName: ROGUE_CERT}
+  - name: public-cas
+    trafficPolicy:
+      tls: {mode: MUTUAL, credentialName: PUBLIC_CAS_CERT}
+  - name: missing
+    trafficPolicy:
+      tls: {mode: MUTUAL, credentialName: MISSING_CERT}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: payments, namespace: edge}
+spec:
+  hosts: [payments.example.com]
+  http:
+  - match: [{uri: {prefix: /rogue}}]
+    route: [{destination: {host: payments.edge.internal, subset: rogue}}]
+  - match: [{uri: {prefix: /public-cas}}]
+    route: [{destination: {host: payments.edge.internal, subset: public-cas}}]
+  - match: [{uri: {prefix: /missing}}]
+    route: [{destination: {host: payments.edge.internal, subset: missing}}]
+  - route: [{destination: {host: payments.edge.internal}}]
+`;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "isthmus-serve-mtls-"));
+  pki = generatePki(dir);
+  origin = createServer({ key: pki.serverKey, cert: pki.serverCert, ca: [pki.ca], requestCert: true, rejectUnauthorized: true }, (req, res) => {
+    const cert = (req.socket as TLSSocket).getPeerCertificate();
+    seen.push({ path: req.url ?? "", clientCn: String(cert.subject?.CN ?? ""), host: req.headers.host });
+    res.writeHead(200, { "content-type": "text/plain" });
+    res.end(`hello ${cert.subject?.CN}`);
+  });
+  origin.on("tlsClientError", (error: Error & { code?: string }) => refused.push(error.code ?? error.message));
+  await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", resolve));
+  port = (origin.address() as AddressInfo).port;
+
+  // As Kubernetes mounts TLS secrets (ORIGIN_CERT, PUBLIC_CAS_CERT) and an Istio generic secret (ROGUE_CERT).
+  const credentials = join(dir, "credentials");
+  const secret = (name: string, files: Record<string, string>) => {
+    mkdirSync(join(credentials, name), { recursive: true });
+    for (const [file, text] of Object.entries(files)) writeFileSync(join(credentials, name, file), text);
+  };
+  secret("ORIGIN_CERT", { "tls.crt": pki.clientCert, "tls.key": pki.clientKey, "ca.crt": pki.ca });
+  secret("ROGUE_CERT", { cert: pki.strangerCert, key: pki.strangerKey, cacert: pki.ca });
+  // No CA: the origin's certificate is checked against the public CAs, which did not sign it.
+  secret("PUBLIC_CAS_CERT", { "tls.crt": pki.clientCert, "tls.key": pki.clientKey });
+  gw = await startGateway(config(), { command: "serve", args: ["--credentials", credentials] });
+}, 120_000);
+
+afterAll(async () => {
+  await gw?.stop();
+  await new Promise<void>((resolve) => (origin ? origin.close(() => resolve()) : resolve()));
+  origin?.closeAllConnections();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const get = (path: string) => send(gw.url, path, { host: "payments.example.com" });
+
+describe("isthmus serve --credentials", () => {
+  it("presents the credential's client certificate to the origin, which verifies it; the origin is verified with the credential's CA", async () => {
+    const refusedBefore = refused.length;
+    const res = await get("/charge");
+    expect({ status: res.status, body: res.body }).toEqual({ status: 200, body: "hello isthmus-gateway" });
+    expect(seen.filter((s) => s.path === "/charge")).toEqual([{ path: "/charge", clientCn: "isthmus-gateway", host: `localhost:${port}` }]);
+    expect(refused.length).toBe(refusedBefore);
+  });
+
+  it("is refused by the origin when the certificate comes from a CA it does not trust (Istio's generic secret layout)", async () => {
+    const refusedBefore = refused.length;
+    const res = await get("/rogue");
+    expect(res.status).toBe(503);
+    expect(seen.some((s) => s.path === "/rogue")).toBe(false);
+    // One refused handshake per attempt: Istio's default retry policy retried the connection failure twice.
+    expect(refused.length - refusedBefore).toBe(3);
+  });
+
+  it("does not trust a private origin certificate without the credential's CA", async () => {
+    const res = await get("/public-cas");
+    expect(res.status).toBe(503);
+    expect(seen.some((s) => s.path === "/public-cas")).toBe(false);
+  });
+
+  it("warns at start about a binding no credential provides, and answers its cluster 503 UF", async () => {
+    expect(gw.output()).toContain(
+      "isthmus: warning: outbound|443|missing|payments.edge.internal: DestinationRule tls.credentialName needs the client certificate binding MISSING_CERT, but no directory MISSING_CERT in --credentials",
+    );
+    expect(gw.output()).not.toMatch(/binding (ORIGIN_CERT|ROGUE_CERT|PUBLIC_CAS_CERT), but/);
+    const res = await get("/missing");
+    expect(res.status).toBe(503);
+    expect(seen.some((s) => s.path === "/missing")).toBe(false);
+  });
+
+  it("runs the cluster's health checks through the same certificate", async () => {
+    const deadline = Date.now() + 15_000;
+    while (!seen.some((s) => s.path === "/healthz") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    expect(seen.find((s) => s.path === "/healthz")).toEqual({ path: "/healthz", clientCn: "isthmus-gateway", host: `localhost:${port}` });
+  });
+});

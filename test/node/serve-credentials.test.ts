@@ -1,0 +1,169 @@
+/**
+ * `isthmus serve --credentials DIR`: reading client certificates as
+ * Kubernetes and Istio mount them, the errors for what cannot be used, and
+ * the workerd services they become. The end-to-end test (a real origin
+ * that requires the certificate) is in test/e2e/serve-mtls.test.ts.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createPrivateKey } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { missingCredentials, readCredentials } from "../../src/cli/serve/credentials.ts";
+import { isthmus } from "./support.ts";
+import { workerdConfig } from "../../src/cli/serve/workerd-config.ts";
+import { generatePki, type Pki } from "../helpers/pki.ts";
+
+let pkiDir: string;
+let pki: Pki;
+let dir: string;
+
+beforeAll(() => {
+  pkiDir = mkdtempSync(join(tmpdir(), "isthmus-pki-"));
+  pki = generatePki(pkiDir);
+});
+
+afterAll(() => {
+  rmSync(pkiDir, { recursive: true, force: true });
+});
+
+/** A fresh credentials directory with the given subdirectories and files. */
+function credentialsDir(layout: Record<string, Record<string, string>>): string {
+  dir = mkdtempSync(join(tmpdir(), "isthmus-credentials-"));
+  for (const [name, files] of Object.entries(layout)) {
+    mkdirSync(join(dir, name));
+    for (const [file, text] of Object.entries(files)) writeFileSync(join(dir, name, file), text);
+  }
+  return dir;
+}
+
+const errorOf = (fn: () => unknown): string => {
+  try {
+    fn();
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+  throw new Error("expected an error");
+};
+
+describe("readCredentials", () => {
+  it("reads a Kubernetes TLS secret (tls.crt, tls.key, ca.crt) and an Istio generic secret (cert, key, cacert)", () => {
+    const d = credentialsDir({
+      PAYMENTS: { "tls.crt": pki.clientCert, "tls.key": pki.clientKey, "ca.crt": pki.ca },
+      LEDGER: { cert: pki.clientCert, key: pki.clientKey, cacert: pki.ca },
+      PUBLIC_ORIGIN: { "tls.crt": pki.clientCert, "tls.key": pki.clientKey },
+    });
+    const creds = readCredentials(d);
+    expect(creds.map((c) => c.binding)).toEqual(["LEDGER", "PAYMENTS", "PUBLIC_ORIGIN"]);
+    for (const c of creds) {
+      expect(c.privateKey).toMatch(/^-----BEGIN PRIVATE KEY-----\n/);
+      expect(c.certificateChain).toBe(pki.clientCert);
+      expect(Date.parse(c.notAfter)).toBeGreaterThan(Date.now());
+    }
+    expect(creds[0]?.trustedCertificates).toEqual([pki.ca.trim() + "\n"]);
+    expect(creds[2]?.trustedCertificates).toBeUndefined();
+  });
+
+  it("skips dot entries and files beside the directories, as a mounted Kubernetes secret volume has them", () => {
+    const d = credentialsDir({ PAYMENTS: { "tls.crt": pki.clientCert, "tls.key": pki.clientKey }, "..2026_11_26_12_00_00.123": {} });
+    writeFileSync(join(d, "README"), "not a credential");
+    symlinkSync("..2026_11_26_12_00_00.123", join(d, "..data"));
+    expect(readCredentials(d).map((c) => c.binding)).toEqual(["PAYMENTS"]);
+  });
+
+  it("converts a traditional (SEC1 or PKCS#1) key to the PKCS#8 form workerd takes", () => {
+    const sec1 = createPrivateKey(pki.clientKey).export({ type: "sec1", format: "pem" }) as string;
+    expect(sec1).toMatch(/BEGIN EC PRIVATE KEY/);
+    const [c] = readCredentials(credentialsDir({ PAYMENTS: { "tls.crt": pki.clientCert, "tls.key": sec1 } }));
+    expect(c?.privateKey).toBe(createPrivateKey(pki.clientKey).export({ type: "pkcs8", format: "pem" }));
+  });
+
+  it("names the directory, the file and what was expected when a credential cannot be used", () => {
+    expect(errorOf(() => readCredentials(join(tmpdir(), "isthmus-no-such-dir")))).toMatch(/--credentials: .*isthmus-no-such-dir: no such directory/);
+
+    let d = credentialsDir({ "payments-cert": { "tls.crt": pki.clientCert, "tls.key": pki.clientKey } });
+    expect(errorOf(() => readCredentials(d))).toMatch(/payments-cert: expected a directory named as a binding \(letters, digits and _/);
+
+    d = credentialsDir({ PAYMENTS: { "tls.crt": pki.clientCert } });
+    expect(errorOf(() => readCredentials(d))).toMatch(/PAYMENTS: expected a client certificate and its key \(tls.crt and tls.key, or cert and key\); found tls.crt/);
+
+    d = credentialsDir({ PAYMENTS: { "tls.crt": "not a certificate", "tls.key": pki.clientKey } });
+    expect(errorOf(() => readCredentials(d))).toMatch(/PAYMENTS\/tls.crt: expected a PEM certificate/);
+
+    d = credentialsDir({ PAYMENTS: { "tls.crt": pki.clientCert, "tls.key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n" } });
+    expect(errorOf(() => readCredentials(d))).toMatch(/PAYMENTS\/tls.key: expected an unencrypted PEM private key/);
+
+    d = credentialsDir({ PAYMENTS: { "tls.crt": pki.clientCert, "tls.key": pki.strangerKey } });
+    expect(errorOf(() => readCredentials(d))).toMatch(/PAYMENTS\/tls.key: the key does not belong to the certificate in .*PAYMENTS\/tls.crt/);
+
+    d = credentialsDir({ PAYMENTS: { "tls.crt": pki.clientCert, "tls.key": pki.clientKey, "ca.crt": "junk" } });
+    expect(errorOf(() => readCredentials(d))).toMatch(/PAYMENTS\/ca.crt: expected PEM CA certificates \(no certificate in it\)/);
+  });
+
+  it("refuses an encrypted key, which workerd could not read", () => {
+    const encrypted = createPrivateKey(pki.clientKey).export({ type: "pkcs8", format: "pem", cipher: "aes-256-cbc", passphrase: "secret" }) as string;
+    const d = credentialsDir({ PAYMENTS: { "tls.crt": pki.clientCert, "tls.key": encrypted } });
+    expect(errorOf(() => readCredentials(d))).toMatch(/PAYMENTS\/tls.key: expected an unencrypted PEM private key/);
+  });
+
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe("isthmus serve --credentials", () => {
+  it("refuses, before applying anything, a directory that cannot be read or a name another binding has", async () => {
+    const state = mkdtempSync(join(tmpdir(), "isthmus-state-"));
+    try {
+      const absent = await isthmus(["serve", "-f", "examples/bookinfo/config", "--state", state, "--credentials", join(state, "nothing-here")]);
+      expect(absent.code).toBe(2);
+      expect(absent.stderr).toMatch(/--credentials: .*nothing-here: no such directory/);
+      const d = credentialsDir({ CONFIG_STORE: { "tls.crt": pki.clientCert, "tls.key": pki.clientKey } });
+      const clash = await isthmus(["serve", "-f", "examples/bookinfo/config", "--state", state, "--credentials", d]);
+      expect(clash.code).toBe(2);
+      expect(clash.stderr).toContain("--credentials: CONFIG_STORE is already the name of the configuration store; rename the directory");
+      expect(existsSync(join(state, "config"))).toBe(false);
+    } finally {
+      rmSync(state, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("missingCredentials", () => {
+  it("lists each binding the clusters use that no credential provides, with its clusters", () => {
+    const clusters = {
+      "outbound|443||payments.shop.internal": { mtlsBinding: "PAYMENTS" },
+      "outbound|443|v2|payments.shop.internal": { mtlsBinding: "PAYMENTS" },
+      "outbound|443||ledger.shop.internal": { mtlsBinding: "LEDGER" },
+      "outbound|80||plain.shop.internal": {},
+    };
+    expect(missingCredentials({ clusters }, ["LEDGER"])).toEqual([{ binding: "PAYMENTS", clusters: ["outbound|443|v2|payments.shop.internal", "outbound|443||payments.shop.internal"] }]);
+    expect(missingCredentials({ clusters }, ["LEDGER", "PAYMENTS"])).toEqual([]);
+  });
+});
+
+describe("workerdConfig with credentials", () => {
+  const base = { moduleFile: "worker.js", compatibilityDate: "2026-11-01", compatibilityFlags: [], listen: "127.0.0.1:8787", configDir: "/s/config", durableObjectDir: "/s/do", durableObjects: [] };
+
+  it("binds each credential to a network service that presents it, verifying the origin with its CA or the public CAs", () => {
+    const text = workerdConfig({
+      ...base,
+      credentials: [
+        { binding: "PAYMENTS", privateKey: "KEY\n", certificateChain: "CERT\n", trustedCertificates: ["CA\n"] },
+        { binding: "PUBLIC_ORIGIN", privateKey: "KEY2\n", certificateChain: "CERT2\n" },
+      ],
+    });
+    expect(text).toContain(`(name = "PAYMENTS", service = "mtls-PAYMENTS")`);
+    expect(text).toContain(`(name = "mtls-PAYMENTS", network = (allow = ["public", "private", "local"], tlsOptions = (
+      keypair = (privateKey = "KEY\\n", certificateChain = "CERT\\n"),
+      trustedCertificates = ["CA\\n"])))`);
+    expect(text).toContain(`(name = "mtls-PUBLIC_ORIGIN", network = (allow = ["public", "private", "local"], tlsOptions = (
+      keypair = (privateKey = "KEY2\\n", certificateChain = "CERT2\\n"),
+      trustBrowserCas = true)))`);
+  });
+
+  it("adds nothing without credentials", () => {
+    expect(workerdConfig(base)).not.toContain("mtls-");
+  });
+});
+
