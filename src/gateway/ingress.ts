@@ -29,7 +29,7 @@ export function ingress(request: Request, settings: GatewaySettings, deps: Pipel
   if (!path.ok) return { ok: false, reply: badRequest(400, path.reason) };
 
   const headers = clean.headers;
-  const remoteIp = clean.connectingIp ?? "";
+  const remoteIp = clean.connectingIp ?? peerAddress(request);
   headers.set("x-request-id", deps.requestId());
   if (remoteIp) headers.set("x-forwarded-for", remoteIp);
   headers.set("x-forwarded-proto", scheme);
@@ -49,6 +49,27 @@ export function ingress(request: Request, settings: GatewaySettings, deps: Pipel
       bodyLength: clean.bodyLength,
     },
   };
+}
+
+/**
+ * The client's address when no CF-Connecting-IP header names it (Cloudflare
+ * always sets one): bare workerd (`isthmus serve`) reports the socket's peer
+ * as `request.cf.clientIp`, `ip:port` or `[ipv6]:port`. "" when neither is
+ * known. Reading `cf` costs workerd a parse, so it happens only here.
+ *
+ * @example
+ * peerAddress(request); // "10.0.3.7" for cf.clientIp "10.0.3.7:51234", "::1" for "[::1]:51234"
+ */
+export function peerAddress(request: Request): string {
+  const value = (request.cf as { clientIp?: unknown } | undefined)?.clientIp;
+  if (typeof value !== "string") return "";
+  if (value.startsWith("[")) {
+    const end = value.indexOf("]");
+    return end > 0 ? value.slice(1, end) : "";
+  }
+  const colon = value.indexOf(":");
+  // One colon: IPv4 with a port. None, or several (an IPv6 address without brackets): no port to drop.
+  return colon > 0 && colon === value.lastIndexOf(":") ? value.slice(0, colon) : value;
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * `isthmus serve`: the gateway on bare workerd with its state in a local
  * directory, in front of real Node origins. Routing, the stripping of edge
- * headers a client could forge, configuration changes (file edits and
+ * headers a client could forge, the client IP from the socket's peer, configuration changes (file edits and
  * `isthmus apply --state`), an invalid configuration, state that survives
  * a restart, Ctrl-C, and Durable Objects on local disk.
  */
@@ -47,6 +47,15 @@ spec:
   resolution: STATIC
   ports: [{number: 80, name: http, protocol: HTTP}]
   endpoints: [{address: 127.0.0.1, ports: {http: ${origin.port}}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: admin-not-from-loopback, namespace: istio-system}
+spec:
+  action: DENY
+  rules:
+  - from: [{source: {remoteIpBlocks: [127.0.0.0/8]}}]
+    to: [{operation: {paths: [/admin/*]}}]
 ${extra}`;
 
 beforeAll(async () => {
@@ -105,14 +114,20 @@ describe("isthmus serve", () => {
     expect(names).toEqual(["workerd"]);
   });
 
-  it("strips client-sent Cloudflare edge headers, so a client cannot forge its IP", async () => {
+  it("strips client-sent Cloudflare edge headers, so a client cannot forge its IP: x-forwarded-for is the socket's peer", async () => {
     const before = blue.received.length;
-    await send(gw.url, "/api", { host: "app.example.com", headers: { "cf-connecting-ip": "203.0.113.9", "cf-ipcountry": "XX", "true-client-ip": "203.0.113.9" } });
+    await send(gw.url, "/api", { host: "app.example.com", headers: { "cf-connecting-ip": "203.0.113.9", "cf-ipcountry": "XX", "true-client-ip": "203.0.113.9", "x-forwarded-for": "203.0.113.9" } });
     const seen = blue.received[before];
-    expect(seen?.headers["x-forwarded-for"]).toBeUndefined();
+    expect(seen?.headers["x-forwarded-for"]).toBe("127.0.0.1");
     expect(seen?.headers["cf-connecting-ip"]).toBeUndefined();
     expect(seen?.headers["cf-ipcountry"]).toBeUndefined();
     expect(seen?.headers["true-client-ip"]).toBeUndefined();
+  });
+
+  it("authorizes by the peer's address (remoteIpBlocks), which a client cannot forge with a header", async () => {
+    expect((await send(gw.url, "/admin/users", { host: "app.example.com" })).status).toBe(403);
+    expect((await send(gw.url, "/admin/users", { host: "app.example.com", headers: { "cf-connecting-ip": "203.0.113.9", "x-forwarded-for": "203.0.113.9" } })).status).toBe(403);
+    expect((await send(gw.url, "/api/users", { host: "app.example.com" })).status).toBe(200);
   });
 
   it("re-applies an edited file, and keeps serving when the edit is invalid", async () => {

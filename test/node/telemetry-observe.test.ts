@@ -46,7 +46,8 @@ async function setup(deps: Partial<TelemetryDeps> = {}, yaml = YAML) {
   });
   const pipelineDeps = memoryDeps();
   const serve = async (waitUntil: (p: Promise<unknown>) => void, prepare?: (request: Request) => void) => {
-    const request = new Request("http://app.bench.example.com/items", { headers: { host: "app.bench.example.com" } });
+    // As Cloudflare delivers it: CF-Connecting-IP names the client.
+    const request = new Request("http://app.bench.example.com/items", { headers: { host: "app.bench.example.com", "cf-connecting-ip": "203.0.113.9" } });
     prepare?.(request);
     const result = await runPipeline(request, runtime, pipelineDeps, () => {});
     return telemetry.observe(request, result, runtime, waitUntil);
@@ -104,5 +105,12 @@ describe("Telemetry.observe", () => {
       });
     for (let i = 0; i < 5; i++) expect((await serve(() => {}, counted)).status).toBe(200);
     expect(reads).toBe(1);
+    // On bare workerd (isthmus serve) no header names the client: ingress reads the peer from cf, once per request.
+    const peerOnly = (request: Request) => {
+      request.headers.delete("cf-connecting-ip");
+      counted(request);
+    };
+    for (let i = 0; i < 5; i++) expect((await serve(() => {}, peerOnly)).status).toBe(200);
+    expect(reads).toBe(6);
   });
 });

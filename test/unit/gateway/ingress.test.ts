@@ -58,6 +58,20 @@ describe("ingress", () => {
     expect(f.headers.get("x-forwarded-proto")).toBe("https");
   });
 
+  it("takes the client IP from the socket's peer that bare workerd reports as cf.clientIp when no CF-Connecting-IP names it (isthmus serve)", () => {
+    const withPeer = (clientIp: string, headers: Record<string, string> = {}) => factsOf("http://a.example.com/", { headers, cf: { clientIp } } as RequestInit);
+    expect(withPeer("10.0.3.7:51234").remoteIp).toBe("10.0.3.7");
+    expect(withPeer("[::1]:51234").remoteIp).toBe("::1");
+    expect(withPeer("[2001:db8::7]:443").headers.get("x-forwarded-for")).toBe("2001:db8::7");
+    expect(withPeer("10.0.3.7").remoteIp).toBe("10.0.3.7");
+    expect(withPeer("2001:db8::7").remoteIp).toBe("2001:db8::7");
+    expect(withPeer("[broken").remoteIp).toBe("");
+    // Cloudflare's header wins: there cf carries no peer, and CF-Connecting-IP is the client.
+    expect(withPeer("10.0.3.7:51234", { "cf-connecting-ip": "203.0.113.9" }).remoteIp).toBe("203.0.113.9");
+    // A client's own X-Forwarded-For is not believed over the peer.
+    expect(withPeer("10.0.3.7:51234", { "x-forwarded-for": "198.51.100.1" }).headers.get("x-forwarded-for")).toBe("10.0.3.7");
+  });
+
   it("does not invent x-forwarded-for without a client IP", () => {
     const f = factsOf("http://a.example.com/", { headers: { "x-forwarded-for": "10.9.9.9" } });
     expect(f.remoteIp).toBe("");
