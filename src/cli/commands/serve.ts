@@ -8,7 +8,7 @@ import { stateConfigDir } from "../options.ts";
 import { workerSettings } from "../wrangler-config.ts";
 import { bundleWorker, stopBundler } from "../serve/bundle.ts";
 import { workerdConfig } from "../serve/workerd-config.ts";
-import { missingCredentials, readCredentials, type ClientCredential } from "../serve/credentials.ts";
+import { missingCredentials, readCredentials, readKeypair, type ClientCredential, type Keypair } from "../serve/credentials.ts";
 import type { Snapshot } from "../../config/snapshot.ts";
 import { applyFiles, superviseGateway } from "../supervise.ts";
 
@@ -28,7 +28,10 @@ configuration with errors is reported and the previous one keeps serving.
 same store. Ctrl-C stops workerd.
 
 Options:
-  --port N        port to listen on (default 8787)
+  --port N        port to listen on (default 8787), plain HTTP
+  --https-port N  also listen for HTTPS on this port, with the certificate in --tls
+  --tls DIR       the HTTPS certificate: tls.crt (with intermediates) and tls.key,
+                  as a mounted Kubernetes TLS secret holds them (or cert and key)
   --ip ADDR       address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
   --state DIR     state directory (default .isthmus)
   --config FILE   the gateway's wrangler.toml (default ./wrangler.toml): main,
@@ -63,12 +66,15 @@ export interface ServeOptions {
   "env-file"?: string;
   "inspector-addr"?: string;
   credentials?: string;
+  "https-port"?: string;
+  tls?: string;
 }
 
 export async function serve(files: string[], opts: ServeOptions): Promise<number> {
   const port = Number(opts.port ?? "8787");
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new CliError(`--port: expected a port number, got ${opts.port}`, 2);
   const ip = opts.ip ?? "127.0.0.1";
+  const https = httpsOption(opts, port);
   const inspector = opts["inspector-addr"];
   if (inspector !== undefined && !/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(inspector)) throw new CliError(`--inspector-addr: expected host:port, got ${inspector}`, 2);
   const state = resolve(opts.state ?? ".isthmus");
@@ -77,11 +83,8 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   // As in wrangler, `main` is relative to the wrangler.toml.
   const entry = resolve(dirname(wranglerConfig), settings.main);
 
-  const credentials = opts.credentials !== undefined ? readCredentials(resolve(opts.credentials)) : [];
+  const credentials = credentialsOption(opts.credentials);
   const inspect = (snapshot: Snapshot) => warnMissingCredentials(snapshot, credentials, opts.credentials);
-  for (const c of credentials) {
-    if (Date.parse(c.notAfter) <= Date.now()) console.error(`isthmus: warning: --credentials: the client certificate of ${c.binding} expired at ${c.notAfter}; origins that verify it will refuse the handshake`);
-  }
 
   const envFile = opts["env-file"] ?? join(dirname(wranglerConfig), ".dev.vars");
   if (opts["env-file"] !== undefined && !existsSync(envFile)) throw new CliError(`--env-file: ${envFile} does not exist`, 2);
@@ -111,7 +114,8 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   // Tests pin the admin token through the environment; otherwise it is random per run.
   const token = process.env.ISTHMUS_ADMIN_TOKEN ?? randomUUID();
   const configFile = join(runDir, "isthmus.capnp");
-  const listen = `${ip.includes(":") ? `[${ip}]` : ip}:${port}`;
+  const address = (p: number) => `${ip.includes(":") ? `[${ip}]` : ip}:${p}`;
+  const listen = address(port);
   writeFileSync(
     configFile,
     workerdConfig({
@@ -125,13 +129,40 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
       adminToken: token,
       vars,
       credentials,
+      ...(https ? { https: { listen: address(https.port), privateKey: https.keypair.privateKey, certificateChain: https.keypair.certificateChain } } : {}),
     }),
     { mode: 0o600 },
   );
 
   const gateway = startWorkerd(configFile, inspector);
-  const base = `http://${ip === "0.0.0.0" || ip === "::" ? "127.0.0.1" : ip.includes(":") ? `[${ip}]` : ip}:${port}`;
+  const host = ip === "0.0.0.0" || ip === "::" ? "127.0.0.1" : ip.includes(":") ? `[${ip}]` : ip;
+  const base = `http://${host}:${port}`;
+  if (https) console.log(`isthmus: HTTPS on https://${host}:${https.port} with the certificate in ${opts.tls} (expires ${https.keypair.notAfter})`);
   return superviseGateway({ files, storeOptions, first, gateway, name: "workerd", base, token, readyTimeoutMs: 30_000, inspect });
+}
+
+/** `--https-port N --tls DIR`: the HTTPS socket's port and certificate, or undefined without them. */
+function httpsOption(opts: ServeOptions, port: number): { port: number; keypair: Keypair } | undefined {
+  if (opts["https-port"] === undefined && opts.tls === undefined) return undefined;
+  if (opts["https-port"] === undefined || opts.tls === undefined) throw new CliError("--https-port and --tls go together: the port to listen on for HTTPS and the certificate to serve", 2);
+  const httpsPort = Number(opts["https-port"]);
+  if (!Number.isInteger(httpsPort) || httpsPort < 1 || httpsPort > 65535 || httpsPort === port) {
+    throw new CliError(`--https-port: expected a port number other than --port, got ${opts["https-port"]}`, 2);
+  }
+  const keypair = readKeypair(resolve(opts.tls), "--tls");
+  if (Date.parse(keypair.notAfter) <= Date.now()) console.error(`isthmus: warning: --tls: the certificate expired at ${keypair.notAfter}; clients will refuse it`);
+  // cert-manager puts the issuing CA beside every certificate it writes.
+  if (keypair.trustedCertificates) console.error("isthmus: note: --tls: the CA file is not used: serve does not ask clients for certificates");
+  return { port: httpsPort, keypair };
+}
+
+/** `--credentials DIR`: the client certificates, with a warning for each expired one. */
+function credentialsOption(dir: string | undefined): ClientCredential[] {
+  const credentials = dir !== undefined ? readCredentials(resolve(dir)) : [];
+  for (const c of credentials) {
+    if (Date.parse(c.notAfter) <= Date.now()) console.error(`isthmus: warning: --credentials: the client certificate of ${c.binding} expired at ${c.notAfter}; origins that verify it will refuse the handshake`);
+  }
+  return credentials;
 }
 
 /** Refuses a credential whose binding name is already another binding's (`taken`: name → what it is). */

@@ -71,27 +71,41 @@ export function readCredentials(dir: string): ClientCredential[] {
 }
 
 function readCredential(path: string, binding: string): ClientCredential {
+  return { binding, ...readKeypair(path, "--credentials") };
+}
+
+/** A certificate and its key read from a directory, as a mounted TLS secret holds them. */
+export type Keypair = Omit<ClientCredential, "binding">;
+
+/**
+ * Reads `tls.crt` + `tls.key` (or `cert` + `key`) and the optional CA file
+ * (`ca.crt` or `cacert`) from `path`; errors start with `option`.
+ *
+ * @example
+ * const { privateKey, certificateChain } = readKeypair("/etc/isthmus/tls", "--tls");
+ */
+export function readKeypair(path: string, option: string): Keypair {
   const certFile = find(path, FILES.cert);
   const keyFile = find(path, FILES.key);
   if (!certFile || !keyFile) {
-    throw new CliError(`--credentials: ${path}: expected a client certificate and its key (tls.crt and tls.key, or cert and key); found ${readdirSync(path).filter((f) => !f.startsWith(".")).join(", ") || "nothing"}`, 2);
+    const found = existsSync(path) ? readdirSync(path).filter((f) => !f.startsWith(".")).join(", ") || "nothing" : "no such directory";
+    throw new CliError(`${option}: ${path}: expected a certificate and its key (tls.crt and tls.key, or cert and key); found ${found}`, 2);
   }
   const chain = readFileSync(certFile, "utf8");
   let leaf: X509Certificate;
   try {
     leaf = new X509Certificate(chain);
   } catch (error) {
-    throw new CliError(`--credentials: ${certFile}: expected a PEM certificate (${message(error)})`, 2);
+    throw new CliError(`${option}: ${certFile}: expected a PEM certificate (${message(error)})`, 2);
   }
   let key: KeyObject;
   try {
     key = createPrivateKey(readFileSync(keyFile));
   } catch (error) {
-    throw new CliError(`--credentials: ${keyFile}: expected an unencrypted PEM private key (${message(error)})`, 2);
+    throw new CliError(`${option}: ${keyFile}: expected an unencrypted PEM private key (${message(error)})`, 2);
   }
-  if (!leaf.checkPrivateKey(key)) throw new CliError(`--credentials: ${keyFile}: the key does not belong to the certificate in ${certFile}`, 2);
-  const credential: ClientCredential = {
-    binding,
+  if (!leaf.checkPrivateKey(key)) throw new CliError(`${option}: ${keyFile}: the key does not belong to the certificate in ${certFile}`, 2);
+  const keypair: Keypair = {
     privateKey: key.export({ type: "pkcs8", format: "pem" }) as string,
     certificateChain: chain,
     notAfter: new Date(leaf.validTo).toISOString(),
@@ -104,11 +118,11 @@ function readCredential(path: string, binding: string): ClientCredential {
       if (cas.length === 0) throw new Error("no certificate in it");
       for (const ca of cas) new X509Certificate(ca);
     } catch (error) {
-      throw new CliError(`--credentials: ${caFile}: expected PEM CA certificates (${message(error)})`, 2);
+      throw new CliError(`${option}: ${caFile}: expected PEM CA certificates (${message(error)})`, 2);
     }
-    credential.trustedCertificates = cas.map((ca) => `${ca}\n`);
+    keypair.trustedCertificates = cas.map((ca) => `${ca}\n`);
   }
-  return credential;
+  return keypair;
 }
 
 function find(dir: string, names: readonly string[]): string | undefined {

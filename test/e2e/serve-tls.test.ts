@@ -1,19 +1,24 @@
 /**
- * `isthmus serve --credentials DIR`: DestinationRule `tls.mode: MUTUAL` on
- * bare workerd, against a real Node HTTPS origin that requires and verifies
- * a client certificate. Each credential directory becomes a workerd network
- * service presenting its certificate, bound under the directory's name:
- * the same `env.<binding>.fetch()` path an `mtls_certificates` binding
- * takes on Cloudflare. Health checks go through it too.
+ * TLS on both sides of `isthmus serve`, with a test PKI made by openssl.
+ *
+ * Outbound, `--credentials DIR`: DestinationRule `tls.mode: MUTUAL` against
+ * a real Node HTTPS origin that requires and verifies a client certificate.
+ * Each credential directory becomes a workerd network service presenting
+ * its certificate, bound under the directory's name: the same
+ * `env.<binding>.fetch()` path an `mtls_certificates` binding takes on
+ * Cloudflare. Health checks go through it too.
+ *
+ * Inbound, `--https-port N --tls DIR`: a second socket that terminates TLS,
+ * so x-forwarded-proto and Gateway `tls.httpsRedirect` see the scheme.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:https";
+import { createServer, request, type Server } from "node:https";
 import type { TLSSocket } from "node:tls";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startGateway, type Gateway } from "../helpers/gateway.ts";
+import { freePort, startGateway, type Gateway } from "../helpers/gateway.ts";
 import { send } from "../helpers/http.ts";
 import { generatePki, type Pki } from "../helpers/pki.ts";
 
@@ -22,7 +27,8 @@ let pki: Pki;
 let origin: Server;
 let port: number;
 let gw: Gateway;
-const seen: { path: string; clientCn: string; host: string | undefined }[] = [];
+let httpsPort: number;
+const seen: { path: string; clientCn: string; host: string | undefined; proto?: string | undefined }[] = [];
 /** Handshakes the origin refused, with OpenSSL's reason. */
 const refused: string[] = [];
 
@@ -70,6 +76,7 @@ kind: VirtualService
 metadata: {name: payments, namespace: edge}
 spec:
   hosts: [payments.example.com]
+  gateways: [public]
   http:
   - match: [{uri: {prefix: /rogue}}]
     route: [{destination: {host: payments.edge.internal, subset: rogue}}]
@@ -78,6 +85,28 @@ spec:
   - match: [{uri: {prefix: /missing}}]
     route: [{destination: {host: payments.edge.internal, subset: missing}}]
   - route: [{destination: {host: payments.edge.internal}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: public, namespace: edge}
+spec:
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: [payments.example.com]
+  - port: {number: 80, name: http-shop, protocol: HTTP}
+    hosts: [shop.example.com]
+    tls: {httpsRedirect: true}
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: [payments.example.com, shop.example.com]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop, namespace: edge}
+spec:
+  hosts: [shop.example.com]
+  gateways: [public]
+  http:
+  - directResponse: {status: 200, body: {string: "shop over TLS"}}
 `;
 
 beforeAll(async () => {
@@ -85,7 +114,7 @@ beforeAll(async () => {
   pki = generatePki(dir);
   origin = createServer({ key: pki.serverKey, cert: pki.serverCert, ca: [pki.ca], requestCert: true, rejectUnauthorized: true }, (req, res) => {
     const cert = (req.socket as TLSSocket).getPeerCertificate();
-    seen.push({ path: req.url ?? "", clientCn: String(cert.subject?.CN ?? ""), host: req.headers.host });
+    seen.push({ path: req.url ?? "", clientCn: String(cert.subject?.CN ?? ""), host: req.headers.host, proto: req.headers["x-forwarded-proto"] as string | undefined });
     res.writeHead(200, { "content-type": "text/plain" });
     res.end(`hello ${cert.subject?.CN}`);
   });
@@ -103,7 +132,12 @@ beforeAll(async () => {
   secret("ROGUE_CERT", { cert: pki.strangerCert, key: pki.strangerKey, cacert: pki.ca });
   // No CA: the origin's certificate is checked against the public CAs, which did not sign it.
   secret("PUBLIC_CAS_CERT", { "tls.crt": pki.clientCert, "tls.key": pki.clientKey });
-  gw = await startGateway(config(), { command: "serve", args: ["--credentials", credentials] });
+  const tls = join(dir, "tls");
+  mkdirSync(tls);
+  writeFileSync(join(tls, "tls.crt"), pki.serverCert);
+  writeFileSync(join(tls, "tls.key"), pki.serverKey);
+  httpsPort = await freePort();
+  gw = await startGateway(config(), { command: "serve", args: ["--credentials", credentials, "--https-port", String(httpsPort), "--tls", tls] });
 }, 120_000);
 
 afterAll(async () => {
@@ -115,12 +149,26 @@ afterAll(async () => {
 
 const get = (path: string) => send(gw.url, path, { host: "payments.example.com" });
 
+/** GET over TLS to the gateway's HTTPS port, verifying its certificate with the test CA. */
+const getTls = (path: string, host: string) =>
+  new Promise<{ status: number; body: string; authorized: boolean }>((resolve, reject) => {
+    const req = request({ host: "127.0.0.1", port: httpsPort, path, servername: "localhost", ca: [pki.ca], headers: { host } }, (res) => {
+      const authorized = (res.socket as TLSSocket).authorized;
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => (body += c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body, authorized }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+
 describe("isthmus serve --credentials", () => {
   it("presents the credential's client certificate to the origin, which verifies it; the origin is verified with the credential's CA", async () => {
     const refusedBefore = refused.length;
     const res = await get("/charge");
     expect({ status: res.status, body: res.body }).toEqual({ status: 200, body: "hello isthmus-gateway" });
-    expect(seen.filter((s) => s.path === "/charge")).toEqual([{ path: "/charge", clientCn: "isthmus-gateway", host: `localhost:${port}` }]);
+    expect(seen.filter((s) => s.path === "/charge")).toEqual([{ path: "/charge", clientCn: "isthmus-gateway", host: `localhost:${port}`, proto: "http" }]);
     expect(refused.length).toBe(refusedBefore);
   });
 
@@ -152,6 +200,24 @@ describe("isthmus serve --credentials", () => {
   it("runs the cluster's health checks through the same certificate", async () => {
     const deadline = Date.now() + 15_000;
     while (!seen.some((s) => s.path === "/healthz") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-    expect(seen.find((s) => s.path === "/healthz")).toEqual({ path: "/healthz", clientCn: "isthmus-gateway", host: `localhost:${port}` });
+    expect(seen.find((s) => s.path === "/healthz")).toMatchObject({ path: "/healthz", clientCn: "isthmus-gateway", host: `localhost:${port}` });
+  });
+});
+
+describe("isthmus serve --https-port --tls", () => {
+  it("terminates TLS with the certificate given, and tells the origin the request came over https", async () => {
+    expect(gw.output()).toContain(`isthmus: HTTPS on https://127.0.0.1:${httpsPort} with the certificate in`);
+    const res = await getTls("/over-tls", "payments.example.com");
+    expect(res).toEqual({ status: 200, body: "hello isthmus-gateway", authorized: true });
+    expect(seen.find((s) => s.path === "/over-tls")?.proto).toBe("https");
+    await get("/over-plain-http");
+    expect(seen.find((s) => s.path === "/over-plain-http")?.proto).toBe("http");
+  });
+
+  it("applies Gateway tls.httpsRedirect to plain HTTP only", async () => {
+    const plain = await send(gw.url, "/cart?item=7", { host: "shop.example.com" });
+    expect(plain.status).toBe(301);
+    expect(plain.headers.location).toBe("https://shop.example.com/cart?item=7");
+    expect(await getTls("/cart?item=7", "shop.example.com")).toEqual({ status: 200, body: "shop over TLS", authorized: true });
   });
 });

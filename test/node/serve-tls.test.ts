@@ -1,8 +1,9 @@
 /**
- * `isthmus serve --credentials DIR`: reading client certificates as
- * Kubernetes and Istio mount them, the errors for what cannot be used, and
- * the workerd services they become. The end-to-end test (a real origin
- * that requires the certificate) is in test/e2e/serve-mtls.test.ts.
+ * `isthmus serve --credentials DIR` and `--https-port N --tls DIR`: reading
+ * certificates as Kubernetes and Istio mount them, the errors for what
+ * cannot be used, and the workerd services and sockets they become. The
+ * end-to-end test (an origin that requires the client certificate, HTTPS
+ * clients) is test/e2e/serve-tls.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createPrivateKey } from "node:crypto";
@@ -85,7 +86,7 @@ describe("readCredentials", () => {
     expect(errorOf(() => readCredentials(d))).toMatch(/payments-cert: expected a directory named as a binding \(letters, digits and _/);
 
     d = credentialsDir({ PAYMENTS: { "tls.crt": pki.clientCert } });
-    expect(errorOf(() => readCredentials(d))).toMatch(/PAYMENTS: expected a client certificate and its key \(tls.crt and tls.key, or cert and key\); found tls.crt/);
+    expect(errorOf(() => readCredentials(d))).toMatch(/PAYMENTS: expected a certificate and its key \(tls.crt and tls.key, or cert and key\); found tls.crt/);
 
     d = credentialsDir({ PAYMENTS: { "tls.crt": "not a certificate", "tls.key": pki.clientKey } });
     expect(errorOf(() => readCredentials(d))).toMatch(/PAYMENTS\/tls.crt: expected a PEM certificate/);
@@ -129,6 +130,30 @@ describe("isthmus serve --credentials", () => {
   });
 });
 
+describe("isthmus serve --https-port --tls", () => {
+  it("refuses one without the other, the HTTP port, or a directory without a certificate, before applying anything", async () => {
+    const state = mkdtempSync(join(tmpdir(), "isthmus-state-"));
+    const serve = (...args: string[]) => isthmus(["serve", "-f", "examples/bookinfo/config", "--state", state, "--port", "8787", ...args]);
+    try {
+      const tls = credentialsDir({ tls: { "tls.crt": pki.serverCert, "tls.key": pki.serverKey } });
+      const cases: [string[], string][] = [
+        [["--https-port", "8443"], "--https-port and --tls go together"],
+        [["--tls", join(tls, "tls")], "--https-port and --tls go together"],
+        [["--https-port", "8787", "--tls", join(tls, "tls")], "--https-port: expected a port number other than --port, got 8787"],
+        [["--https-port", "8443", "--tls", tls], `--tls: ${tls}: expected a certificate and its key (tls.crt and tls.key, or cert and key); found tls`],
+      ];
+      for (const [args, message] of cases) {
+        const result = await serve(...args);
+        expect(result.code).toBe(2);
+        expect(result.stderr).toContain(message);
+      }
+      expect(existsSync(join(state, "config"))).toBe(false);
+    } finally {
+      rmSync(state, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("missingCredentials", () => {
   it("lists each binding the clusters use that no credential provides, with its clusters", () => {
     const clusters = {
@@ -162,8 +187,16 @@ describe("workerdConfig with credentials", () => {
       trustBrowserCas = true)))`);
   });
 
-  it("adds nothing without credentials", () => {
+  it("adds nothing without credentials or HTTPS", () => {
     expect(workerdConfig(base)).not.toContain("mtls-");
+    expect(workerdConfig(base)).not.toContain("https");
+  });
+
+  it("adds an HTTPS socket with the certificate, stripping the same edge headers as the HTTP one", () => {
+    const text = workerdConfig({ ...base, https: { listen: "0.0.0.0:8443", privateKey: "KEY\n", certificateChain: "CERT\n" } });
+    expect(text).toContain(`(name = "https", address = "0.0.0.0:8443", service = "isthmus",
+     https = (options = (injectRequestHeaders = [(name = "cf-connecting-ip"),`);
+    expect(text).toContain(`tlsOptions = (keypair = (privateKey = "KEY\\n", certificateChain = "CERT\\n")))),`);
   });
 });
 
