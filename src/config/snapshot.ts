@@ -50,6 +50,12 @@ export interface GatewaySettings {
   limits: RequestLimits;
   adminPathPrefix: string;
   /**
+   * GatewayConfig `gatewayTopology.numTrustedProxies` (Envoy's
+   * `xff_num_trusted_hops`): the client is the address that many entries
+   * from the right of X-Forwarded-For. Absent means 0: the direct peer.
+   */
+  numTrustedProxies?: number;
+  /**
    * The retry policy of routes whose VirtualService rule has no `retries`:
    * GatewayConfig `defaultHttpRetryPolicy`, else Istio's built-in default.
    * Absent in snapshots from older CLIs (the built-in default applies).

@@ -20,8 +20,15 @@ export interface RequestFacts {
   query: string;
   /** Sanitized request headers (spoofable and hop-by-hop headers removed). */
   headers: Headers;
-  /** The client IP (CF-Connecting-IP on Cloudflare). */
+  /**
+   * The client IP: the direct peer (CF-Connecting-IP on Cloudflare, the
+   * socket's peer under isthmus serve), or with trusted proxies in front
+   * (GatewayConfig gatewayTopology.numTrustedProxies) the address they
+   * report in X-Forwarded-For. "" when unknown.
+   */
   remoteIp: string;
+  /** The direct peer, when trusted proxies make `remoteIp` another address; absent: the same as `remoteIp`. */
+  peerIp?: string;
   /** The HTTP/1.1 size of the header block as the client sent it (`name: value\r\n` each), counted by hygiene; telemetry reports it. */
   receivedHeaderBytes?: number;
   /** The client's Content-Length as a number (absent when it sent none), checked and noted by hygiene. */

@@ -26,11 +26,14 @@ export function strippedAtIngress(name: string): boolean {
 
 /**
  * `bytes`: the HTTP/1.1 size of the header block as received (`name: value\r\n` per header).
- * `host`, `connectingIp` and `bodyLength` are the client's `Host`, `CF-Connecting-IP` and
- * Content-Length (as a number, once checked), noted during the same pass so
- * that later stages need not look them up again.
+ * `host`, `connectingIp`, `forwardedFor` and `bodyLength` are the client's
+ * `Host`, `CF-Connecting-IP`, `X-Forwarded-For` (removed from `headers` all
+ * the same) and Content-Length (as a number, once checked), noted during the
+ * same pass so that later stages need not look them up again.
  */
-export type HygieneResult = { ok: true; headers: Headers; bytes: number; host: string | null; connectingIp: string | null; bodyLength: number | undefined } | { ok: false; reply: LocalReply };
+export type HygieneResult =
+  | { ok: true; headers: Headers; bytes: number; host: string | null; connectingIp: string | null; forwardedFor: string | null; bodyLength: number | undefined }
+  | { ok: false; reply: LocalReply };
 
 export interface HygieneOptions {
   limits: RequestLimits;
@@ -60,6 +63,7 @@ export function sanitizeRequest(request: Request, options: HygieneOptions): Hygi
   const strip: string[] = [];
   let host: string | null = null;
   let connectingIp: string | null = null;
+  let forwardedFor: string | null = null;
   let contentLength: string | null = null;
   let connection: string | null = null;
   let transferEncoding = false;
@@ -74,6 +78,9 @@ export function sanitizeRequest(request: Request, options: HygieneOptions): Hygi
         break;
       case "cf-connecting-ip":
         connectingIp = value;
+        break;
+      case "x-forwarded-for":
+        forwardedFor = value;
         break;
       case "content-length":
         contentLength = value;
@@ -109,7 +116,7 @@ export function sanitizeRequest(request: Request, options: HygieneOptions): Hygi
       if (name) headers.delete(name);
     }
   }
-  return { ok: true, headers, bytes, host, connectingIp, bodyLength };
+  return { ok: true, headers, bytes, host, connectingIp, forwardedFor, bodyLength };
 }
 
 /** The UTF-8 length of a string, without encoding it. */

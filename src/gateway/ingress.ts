@@ -9,6 +9,7 @@ import type { RequestFacts } from "./facts.ts";
 import { sanitizeRequest } from "./hygiene.ts";
 import { badRequest, type LocalReply } from "./local-reply.ts";
 import { normalizeHost, normalizePath } from "./normalize.ts";
+import { parseIp } from "../authz/policy/cidr.ts";
 
 export type IngressResult = { ok: true; facts: RequestFacts } | { ok: false; reply: LocalReply };
 
@@ -29,26 +30,48 @@ export function ingress(request: Request, settings: GatewaySettings, deps: Pipel
   if (!path.ok) return { ok: false, reply: badRequest(400, path.reason) };
 
   const headers = clean.headers;
-  const remoteIp = clean.connectingIp ?? peerAddress(request);
+  const peerIp = clean.connectingIp ?? peerAddress(request);
+  const client = clientAddress(peerIp, clean.forwardedFor, settings.numTrustedProxies ?? 0);
   headers.set("x-request-id", deps.requestId());
-  if (remoteIp) headers.set("x-forwarded-for", remoteIp);
+  if (client.forwardedFor) headers.set("x-forwarded-for", client.forwardedFor);
   headers.set("x-forwarded-proto", scheme);
-  return {
-    ok: true,
-    facts: {
-      method: request.method,
-      scheme,
-      host: host.host,
-      port: host.port,
-      authority: host.authority,
-      path: path.path,
-      query: parts.query,
-      headers,
-      remoteIp,
-      receivedHeaderBytes: clean.bytes,
-      bodyLength: clean.bodyLength,
-    },
+  const facts: RequestFacts = {
+    method: request.method,
+    scheme,
+    host: host.host,
+    port: host.port,
+    authority: host.authority,
+    path: path.path,
+    query: parts.query,
+    headers,
+    remoteIp: client.remoteIp,
+    receivedHeaderBytes: clean.bytes,
+    bodyLength: clean.bodyLength,
   };
+  if (client.remoteIp !== peerIp) facts.peerIp = peerIp;
+  return { ok: true, facts };
+}
+
+/**
+ * The client's address and the X-Forwarded-For sent upstream, as Envoy
+ * derives them with `use_remote_address` and `xff_num_trusted_hops`
+ * (Istio's gatewayTopology.numTrustedProxies):
+ * - no trusted proxies: the client is the peer, and X-Forwarded-For is the
+ *   peer alone (a client's own value is dropped at this edge);
+ * - N trusted proxies: the client is the Nth address from the right of the
+ *   received X-Forwarded-For (the peer when it has fewer, or that entry is
+ *   not an IP address), and the peer is appended to it.
+ *
+ * @example
+ * clientAddress("192.0.2.5", "203.0.113.128, 203.0.113.10, 203.0.113.1", 2);
+ * // { remoteIp: "203.0.113.10", forwardedFor: "203.0.113.128, 203.0.113.10, 203.0.113.1, 192.0.2.5" }
+ */
+export function clientAddress(peerIp: string, received: string | null, trustedProxies: number): { remoteIp: string; forwardedFor: string } {
+  if (trustedProxies === 0 || !received) return { remoteIp: peerIp, forwardedFor: peerIp };
+  const hops = received.split(",");
+  const entry = hops.length >= trustedProxies ? (hops[hops.length - trustedProxies] as string).trim() : "";
+  const remoteIp = entry && parseIp(entry) ? entry : peerIp;
+  return { remoteIp, forwardedFor: peerIp ? `${received}, ${peerIp}` : received };
 }
 
 /**

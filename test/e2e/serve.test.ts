@@ -178,6 +178,30 @@ describe("isthmus serve", () => {
     expect(await main(["rollback", "--to", greenVersion, "--state", stateDir])).toBe(0);
     await until(async () => (await originOf(gw)) === "green");
   });
+
+  it("behind a trusted proxy (gatewayTopology.numTrustedProxies), takes the client from its X-Forwarded-For; ipBlocks still see the peer", async () => {
+    const behindProxy = config(blue, `---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: partners, namespace: istio-system}
+spec:
+  action: DENY
+  rules:
+  - from: [{source: {remoteIpBlocks: [198.51.100.0/24]}}]
+    to: [{operation: {paths: [/partner/*]}}]
+  - from: [{source: {ipBlocks: [198.51.100.0/24]}}]
+    to: [{operation: {paths: [/peer/*]}}]
+`).replace("configRefreshInterval: 1s", "configRefreshInterval: 1s\n  gatewayTopology: {numTrustedProxies: 1}");
+    await gw.reconfigure(behindProxy);
+    const from = (path: string, xff: string) => send(gw.url, path, { host: "app.example.com", headers: { "x-forwarded-for": xff } });
+    expect((await from("/partner/orders", "198.51.100.7")).status).toBe(403);
+    // One trusted proxy: only the last address is its report; what the client wrote before it is not believed.
+    const before = blue.received.length;
+    expect((await from("/partner/orders", "198.51.100.7, 203.0.113.9")).status).toBe(200);
+    expect(blue.received[before]?.headers["x-forwarded-for"]).toBe("198.51.100.7, 203.0.113.9, 127.0.0.1");
+    // ipBlocks is the direct peer (127.0.0.1 here), whatever X-Forwarded-For says.
+    expect((await from("/peer/orders", "198.51.100.7")).status).toBe(200);
+  });
 });
 
 describe("isthmus serve with a Durable Object class", () => {

@@ -25,6 +25,8 @@ export interface PolicyInput {
   identity?: RequestIdentity;
   /** The client IP as bytes, parsed at most once per request. */
   clientIp?: Uint8Array | null;
+  /** The direct peer's IP as bytes, when it is not the client (trusted proxies in front), parsed at most once. */
+  peerIp?: Uint8Array | null;
   /** The selected route's name (read by RateLimitPolicy `match.routes`). */
   route?: string;
 }
@@ -91,15 +93,18 @@ function attributeTest(def: PolicyCheckDef): Test {
         };
       };
     case "source.ip":
-    case "remote.ip":
-      // On Cloudflare the direct peer and the original client are the same: CF-Connecting-IP.
+    case "remote.ip": {
+      // Istio: ipBlocks (source.ip) is the direct peer, remoteIpBlocks (remote.ip) the client that trusted
+      // proxies report in X-Forwarded-For. Without trusted proxies both are the peer (CF-Connecting-IP on Cloudflare).
+      const ipOf = def.attribute === "source.ip" ? peerIp : clientIp;
       return (values) => {
         const ranges = values.map((v) => parseCidr(v)).filter((c) => c !== undefined);
         return (i) => {
-          const ip = clientIp(i);
+          const ip = ipOf(i);
           return ip !== null && ranges.some((r) => cidrContains(r, ip));
         };
       };
+    }
     case "request.auth.principal":
       return (values) => {
         const ms = values.map(requestPrincipalMatcher);
@@ -224,6 +229,13 @@ export function requestPrincipalMatcher(value: string): (id: RequestIdentity) =>
 function clientIp(input: PolicyInput): Uint8Array | null {
   if (input.clientIp === undefined) input.clientIp = parseIp(input.facts.remoteIp) ?? null;
   return input.clientIp;
+}
+
+function peerIp(input: PolicyInput): Uint8Array | null {
+  const peer = input.facts.peerIp;
+  if (peer === undefined) return clientIp(input);
+  if (input.peerIp === undefined) input.peerIp = parseIp(peer) ?? null;
+  return input.peerIp;
 }
 
 function escape(s: string): string {

@@ -47,6 +47,8 @@ export function compileSettings(configs: Resource<"GatewayConfig">[], diag: Diag
   const locality = compileLocality(spec.locality, fail);
   if (locality) settings.locality = locality;
   if (spec.gatewayLabels && Object.keys(spec.gatewayLabels).length > 0) settings.gatewayLabels = spec.gatewayLabels;
+  const trusted = spec.gatewayTopology?.numTrustedProxies;
+  if (trusted) settings.numTrustedProxies = trusted;
   return settings;
 }
 

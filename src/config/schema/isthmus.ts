@@ -135,6 +135,8 @@ export const GatewayConfigSpec = z.strictObject({
   healthChecks: z.array(HealthCheck).optional(),
   /** How often each isolate exchanges outlier ejections and health-check results through the UpstreamHealth Durable Object. */
   healthSyncInterval: Duration.optional(),
+  /** Istio's ProxyConfig `gatewayTopology`: how many proxies in front of the gateway append to X-Forwarded-For. */
+  gatewayTopology: z.strictObject({ numTrustedProxies: UInt.optional() }).optional(),
   credentials: z
     .array(
       z.strictObject({

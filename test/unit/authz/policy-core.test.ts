@@ -154,4 +154,16 @@ describe("the engine", () => {
     expect(p.matches(input({ remoteIp: "192.168.0.1" }))).toBe(false);
     expect(p.matches(input({ remoteIp: "not an ip" }))).toBe(false);
   });
+
+  it("reads ipBlocks (source.ip) from the direct peer and remoteIpBlocks (remote.ip) from the client trusted proxies report, as Istio does", () => {
+    const check = (attribute: "source.ip" | "remote.ip") => compilePolicy(policy([{ from: [[{ attribute, values: ["198.51.100.0/24"] }]], to: [], when: [] }]));
+    const behindProxy = input({ remoteIp: "198.51.100.7", peerIp: "10.0.0.9" });
+    expect(check("remote.ip").matches(behindProxy)).toBe(true);
+    expect(check("source.ip").matches(behindProxy)).toBe(false);
+    expect(check("source.ip").matches(input({ remoteIp: "10.0.0.9", peerIp: "198.51.100.7" }))).toBe(true);
+    // Without trusted proxies there is one address, and both read it.
+    const direct = input({ remoteIp: "198.51.100.7" });
+    expect(check("remote.ip").matches(direct)).toBe(true);
+    expect(check("source.ip").matches(direct)).toBe(true);
+  });
 });

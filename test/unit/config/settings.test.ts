@@ -38,6 +38,18 @@ describe("gateway settings", () => {
     });
   });
 
+  it("takes gatewayTopology.numTrustedProxies as Istio's ProxyConfig spells it, and rejects what is not a count", async () => {
+    const trusted = await snapshotOf(vs, doc("GatewayConfig", "isthmus", { gatewayTopology: { numTrustedProxies: 2 } }, "istio-system"));
+    expect(trusted.settings.numTrustedProxies).toBe(2);
+    expect((await snapshotOf(vs, doc("GatewayConfig", "isthmus", { gatewayTopology: { numTrustedProxies: 0 } }, "istio-system"))).settings).toEqual(DEFAULT_SETTINGS);
+    expect(errors(await build(vs, doc("GatewayConfig", "g", { gatewayTopology: { numTrustedProxies: -1 } })))).toEqual([
+      expect.stringMatching(/GatewayConfig\/default\/g: spec\.gatewayTopology\.numTrustedProxies: .*0/),
+    ]);
+    expect(errors(await build(vs, doc("GatewayConfig", "g", { gatewayTopology: { numTrustedProxies: 1, proxyProtocol: {} } })))).toEqual([
+      expect.stringMatching(/GatewayConfig\/default\/g: spec\.gatewayTopology.*proxyProtocol/),
+    ]);
+  });
+
   it("rejects a refresh interval under one second and a second GatewayConfig", async () => {
     expect(errors(await build(vs, doc("GatewayConfig", "g", { configRefreshInterval: "500ms" })))).toEqual([
       expect.stringMatching(/GatewayConfig\/default\/g: spec\.configRefreshInterval: expected at least 1s \(each check is a KV read\)$/),

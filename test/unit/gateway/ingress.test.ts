@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { DEFAULT_SETTINGS } from "../../../src/config/defaults.ts";
 import type { GatewaySettings, PathNormalization } from "../../../src/config/snapshot.ts";
 import type { PipelineDeps } from "../../../src/gateway/context.ts";
-import { ingress, urlParts } from "../../../src/gateway/ingress.ts";
+import { clientAddress, ingress, urlParts } from "../../../src/gateway/ingress.ts";
 import { Balancer } from "../../../src/routing/balancer.ts";
 
 const deps: PipelineDeps = {
@@ -70,6 +70,32 @@ describe("ingress", () => {
     expect(withPeer("10.0.3.7:51234", { "cf-connecting-ip": "203.0.113.9" }).remoteIp).toBe("203.0.113.9");
     // A client's own X-Forwarded-For is not believed over the peer.
     expect(withPeer("10.0.3.7:51234", { "x-forwarded-for": "198.51.100.1" }).headers.get("x-forwarded-for")).toBe("10.0.3.7");
+  });
+
+  it("with trusted proxies in front, takes the client from their X-Forwarded-For and appends the peer (Envoy's xff_num_trusted_hops)", () => {
+    const behind = (trusted: number, xff: string) =>
+      ingress(new Request("http://a.example.com/", { headers: { "x-forwarded-for": xff, "cf-connecting-ip": "192.0.2.5" } }), { ...settings(), numTrustedProxies: trusted }, deps);
+    const facts = behind(2, "203.0.113.128, 203.0.113.10, 203.0.113.1");
+    if (!facts.ok) throw new Error("rejected");
+    // Envoy's documented example: two trusted proxies, downstream 192.0.2.5.
+    expect(facts.facts.remoteIp).toBe("203.0.113.10");
+    expect(facts.facts.peerIp).toBe("192.0.2.5");
+    expect(facts.facts.headers.get("x-forwarded-for")).toBe("203.0.113.128, 203.0.113.10, 203.0.113.1, 192.0.2.5");
+    const none = behind(0, "203.0.113.1");
+    if (!none.ok) throw new Error("rejected");
+    expect(none.facts).toMatchObject({ remoteIp: "192.0.2.5" });
+    expect(none.facts.peerIp).toBeUndefined();
+    expect(none.facts.headers.get("x-forwarded-for")).toBe("192.0.2.5");
+  });
+
+  it("falls back to the peer when X-Forwarded-For is absent, too short, or names no IP address at the trusted position", () => {
+    expect(clientAddress("192.0.2.5", null, 1)).toEqual({ remoteIp: "192.0.2.5", forwardedFor: "192.0.2.5" });
+    expect(clientAddress("192.0.2.5", "203.0.113.1", 2)).toEqual({ remoteIp: "192.0.2.5", forwardedFor: "203.0.113.1, 192.0.2.5" });
+    expect(clientAddress("192.0.2.5", "203.0.113.1, unknown", 1).remoteIp).toBe("192.0.2.5");
+    expect(clientAddress("192.0.2.5", "203.0.113.1:4711", 1).remoteIp).toBe("192.0.2.5");
+    expect(clientAddress("192.0.2.5", "2001:db8::1", 1).remoteIp).toBe("2001:db8::1");
+    expect(clientAddress("192.0.2.5", "198.51.100.2,203.0.113.1", 2).remoteIp).toBe("198.51.100.2");
+    expect(clientAddress("", "203.0.113.1", 1)).toEqual({ remoteIp: "203.0.113.1", forwardedFor: "203.0.113.1" });
   });
 
   it("does not invent x-forwarded-for without a client IP", () => {
