@@ -17,7 +17,8 @@ import { generatePki, type Pki } from "../helpers/pki.ts";
 
 let pkiDir: string;
 let pki: Pki;
-let dir: string;
+/** Every directory credentialsDir made, removed at the end. */
+const made: string[] = [];
 
 beforeAll(() => {
   pkiDir = mkdtempSync(join(tmpdir(), "isthmus-pki-"));
@@ -25,12 +26,13 @@ beforeAll(() => {
 });
 
 afterAll(() => {
-  rmSync(pkiDir, { recursive: true, force: true });
+  for (const d of [pkiDir, ...made]) rmSync(d, { recursive: true, force: true });
 });
 
 /** A fresh credentials directory with the given subdirectories and files. */
 function credentialsDir(layout: Record<string, Record<string, string>>): string {
-  dir = mkdtempSync(join(tmpdir(), "isthmus-credentials-"));
+  const dir = mkdtempSync(join(tmpdir(), "isthmus-credentials-"));
+  made.push(dir);
   for (const [name, files] of Object.entries(layout)) {
     mkdirSync(join(dir, name));
     for (const [file, text] of Object.entries(files)) writeFileSync(join(dir, name, file), text);
@@ -101,15 +103,21 @@ describe("readCredentials", () => {
     expect(errorOf(() => readCredentials(d))).toMatch(/PAYMENTS\/ca.crt: expected PEM CA certificates \(no certificate in it\)/);
   });
 
+  it("names what cannot be read instead of failing with a stack: a dangling link, a directory where a file should be", () => {
+    let d = credentialsDir({});
+    symlinkSync(join(d, "gone"), join(d, "PAYMENTS"));
+    expect(errorOf(() => readCredentials(d))).toMatch(/--credentials: .*PAYMENTS: cannot be read \(ENOENT/);
+    d = credentialsDir({ PAYMENTS: { "tls.key": pki.clientKey } });
+    mkdirSync(join(d, "PAYMENTS", "tls.crt"));
+    expect(errorOf(() => readCredentials(d))).toMatch(/--credentials: .*PAYMENTS\/tls.crt: cannot be read \(EISDIR/);
+  });
+
   it("refuses an encrypted key, which workerd could not read", () => {
     const encrypted = createPrivateKey(pki.clientKey).export({ type: "pkcs8", format: "pem", cipher: "aes-256-cbc", passphrase: "secret" }) as string;
     const d = credentialsDir({ PAYMENTS: { "tls.crt": pki.clientCert, "tls.key": encrypted } });
     expect(errorOf(() => readCredentials(d))).toMatch(/PAYMENTS\/tls.key: expected an unencrypted PEM private key/);
   });
 
-  afterAll(() => {
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
 });
 
 describe("isthmus serve --credentials", () => {

@@ -114,7 +114,8 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   // Tests pin the admin token through the environment; otherwise it is random per run.
   const token = process.env.ISTHMUS_ADMIN_TOKEN ?? randomUUID();
   const configFile = join(runDir, "isthmus.capnp");
-  const address = (p: number) => `${ip.includes(":") ? `[${ip}]` : ip}:${p}`;
+  const bracketed = ip.includes(":") ? `[${ip}]` : ip;
+  const address = (p: number) => `${bracketed}:${p}`;
   const listen = address(port);
   writeFileSync(
     configFile,
@@ -135,7 +136,7 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   );
 
   const gateway = startWorkerd(configFile, inspector);
-  const host = ip === "0.0.0.0" || ip === "::" ? "127.0.0.1" : ip.includes(":") ? `[${ip}]` : ip;
+  const host = ip === "0.0.0.0" || ip === "::" ? "127.0.0.1" : bracketed;
   const base = `http://${host}:${port}`;
   if (https) console.log(`isthmus: HTTPS on https://${host}:${https.port} with the certificate in ${opts.tls} (expires ${https.keypair.notAfter})`);
   return superviseGateway({ files, storeOptions, first, gateway, name: "workerd", base, token, readyTimeoutMs: 30_000, inspect });

@@ -1,6 +1,7 @@
 /**
- * Client certificates for `isthmus serve --credentials DIR`: what stands in
- * for Cloudflare's `mtls_certificates` bindings on bare workerd.
+ * Certificates `isthmus serve` reads from disk: the client certificates of
+ * `--credentials DIR`, which stand in for Cloudflare's `mtls_certificates`
+ * bindings on bare workerd, and the HTTPS certificate of `--tls DIR`.
  *
  * Each subdirectory of DIR is one binding, named after the directory, and
  * holds a Kubernetes TLS secret as it is mounted (`tls.crt`, `tls.key`,
@@ -61,17 +62,19 @@ export function readCredentials(dir: string): ClientCredential[] {
   for (const name of entries) {
     if (name.startsWith(".")) continue;
     const path = join(dir, name);
-    if (!statSync(path).isDirectory()) continue;
+    let isDirectory: boolean;
+    try {
+      isDirectory = statSync(path).isDirectory();
+    } catch (error) {
+      throw new CliError(`--credentials: ${path}: cannot be read (${message(error)})`, 2);
+    }
+    if (!isDirectory) continue;
     if (!BINDING_NAME.test(name)) {
       throw new CliError(`--credentials: ${path}: expected a directory named as a binding (letters, digits and _, not starting with a digit), e.g. PAYMENTS_CLIENT_CERT`, 2);
     }
-    out.push(readCredential(path, name));
+    out.push({ binding: name, ...readKeypair(path, "--credentials") });
   }
   return out;
-}
-
-function readCredential(path: string, binding: string): ClientCredential {
-  return { binding, ...readKeypair(path, "--credentials") };
 }
 
 /** A certificate and its key read from a directory, as a mounted TLS secret holds them. */
@@ -91,7 +94,14 @@ export function readKeypair(path: string, option: string): Keypair {
     const found = existsSync(path) ? readdirSync(path).filter((f) => !f.startsWith(".")).join(", ") || "nothing" : "no such directory";
     throw new CliError(`${option}: ${path}: expected a certificate and its key (tls.crt and tls.key, or cert and key); found ${found}`, 2);
   }
-  const chain = readFileSync(certFile, "utf8");
+  const read = (file: string): string => {
+    try {
+      return readFileSync(file, "utf8");
+    } catch (error) {
+      throw new CliError(`${option}: ${file}: cannot be read (${message(error)})`, 2);
+    }
+  };
+  const chain = read(certFile);
   let leaf: X509Certificate;
   try {
     leaf = new X509Certificate(chain);
@@ -100,7 +110,7 @@ export function readKeypair(path: string, option: string): Keypair {
   }
   let key: KeyObject;
   try {
-    key = createPrivateKey(readFileSync(keyFile));
+    key = createPrivateKey(read(keyFile));
   } catch (error) {
     throw new CliError(`${option}: ${keyFile}: expected an unencrypted PEM private key (${message(error)})`, 2);
   }
@@ -112,7 +122,7 @@ export function readKeypair(path: string, option: string): Keypair {
   };
   const caFile = find(path, FILES.ca);
   if (caFile) {
-    const pem = readFileSync(caFile, "utf8");
+    const pem = read(caFile);
     const cas = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
     try {
       if (cas.length === 0) throw new Error("no certificate in it");
