@@ -12,9 +12,7 @@
  * keypair — the same code path: `env.<binding>.fetch()`.
  */
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer, type Server } from "node:https";
 import { connect } from "node:tls";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { build } from "esbuild";
@@ -23,16 +21,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildConfig } from "../../src/config/build.ts";
 import { applySnapshot, type KeyValueStore } from "../../src/config/store.ts";
 import { send } from "../helpers/http.ts";
-import { generatePki, type Pki } from "../helpers/pki.ts";
+import { generatePki, startMtlsOrigin, type MtlsOrigin, type Pki } from "../helpers/pki.ts";
 
 let dir: string;
 let pki: Pki;
-let origin: Server;
+let origin: MtlsOrigin;
 let port: number;
 let mf: Miniflare;
-const seen: { path: string; clientCn: string; attempt: string | undefined }[] = [];
-/** Handshakes the origin refused, with OpenSSL's reason. */
-const refused: string[] = [];
+/** What the origin saw of each request it answered. */
+const seen = () => origin.seen.map((r) => ({ path: r.path, clientCn: r.clientCn, attempt: r.headers["x-envoy-attempt-count"] }));
+const refused = () => origin.refused;
 
 const config = () => `
 apiVersion: isthmus.dev/v1alpha1
@@ -84,15 +82,8 @@ spec:
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "isthmus-mtls-"));
   pki = generatePki(dir);
-  origin = createServer({ key: pki.serverKey, cert: pki.serverCert, ca: [pki.ca], requestCert: true, rejectUnauthorized: true }, (req, res) => {
-    const cert = (req.socket as import("node:tls").TLSSocket).getPeerCertificate();
-    seen.push({ path: req.url ?? "", clientCn: String(cert.subject?.CN ?? ""), attempt: req.headers["x-envoy-attempt-count"] as string | undefined });
-    res.writeHead(200, { "content-type": "text/plain" });
-    res.end(`hello ${cert.subject?.CN}`);
-  });
-  origin.on("tlsClientError", (error: Error & { code?: string }) => refused.push(error.code ?? error.message));
-  await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", resolve));
-  port = (origin.address() as AddressInfo).port;
+  origin = await startMtlsOrigin(pki);
+  port = origin.port;
 
   const bundle = join(dir, "worker.js");
   await build({
@@ -138,8 +129,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await mf?.dispose();
-  await new Promise<void>((resolve) => (origin ? origin.close(() => resolve()) : resolve()));
-  origin?.closeAllConnections();
+  await origin?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -162,29 +152,29 @@ describe("the test origin", () => {
 
 describe("DestinationRule tls MUTUAL", () => {
   it("reaches the origin through the credential's binding, which presents the client certificate", async () => {
-    const refusedBefore = refused.length;
+    const refusedBefore = refused().length;
     const res = await get("/charge");
-    expect(refused.length).toBe(refusedBefore);
+    expect(refused().length).toBe(refusedBefore);
     expect(res).toEqual({ status: 200, body: "hello isthmus-gateway" });
-    expect(seen.at(-1)).toEqual({ path: "/charge", clientCn: "isthmus-gateway", attempt: "1" });
+    expect(seen().at(-1)).toEqual({ path: "/charge", clientCn: "isthmus-gateway", attempt: "1" });
   }, 30_000);
 
   it("is refused by the origin when the binding presents no certificate (503 after the default retries)", async () => {
-    const [before, refusedBefore] = [seen.length, refused.length];
+    const [before, refusedBefore] = [seen().length, refused().length];
     const res = await get("/no-cert");
     expect(res.status).toBe(503);
     expect(res.body).toBe("upstream connect error or disconnect/reset before headers. retried and the latest reset reason: connection failure");
-    expect(seen.length).toBe(before);
+    expect(seen().length).toBe(before);
     // One refused handshake per attempt: Istio's default policy retried the connection failure twice.
-    expect(refused.slice(refusedBefore)).toEqual(Array(3).fill("ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE"));
+    expect(refused().slice(refusedBefore)).toEqual(Array(3).fill("ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE"));
   }, 30_000);
 
   it("is refused when the certificate comes from a CA the origin does not trust", async () => {
-    const [before, refusedBefore] = [seen.length, refused.length];
+    const [before, refusedBefore] = [seen().length, refused().length];
     const res = await get("/wrong-cert");
     expect(res.status).toBe(503);
-    expect(seen.length).toBe(before);
+    expect(seen().length).toBe(before);
     // Node reports a TLS 1.3 client certificate it rejects as a hang-up during the handshake.
-    expect(refused.slice(refusedBefore)).toEqual(Array(3).fill("ECONNRESET"));
+    expect(refused().slice(refusedBefore)).toEqual(Array(3).fill("ECONNRESET"));
   }, 30_000);
 });

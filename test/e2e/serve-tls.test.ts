@@ -13,24 +13,23 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, request, type Server } from "node:https";
+import { request } from "node:https";
 import type { TLSSocket } from "node:tls";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, startGateway, type Gateway } from "../helpers/gateway.ts";
 import { send } from "../helpers/http.ts";
-import { generatePki, type Pki } from "../helpers/pki.ts";
+import { generatePki, startMtlsOrigin, type MtlsOrigin, type Pki } from "../helpers/pki.ts";
 
 let dir: string;
 let pki: Pki;
-let origin: Server;
+let origin: MtlsOrigin;
 let port: number;
 let gw: Gateway;
 let httpsPort: number;
-const seen: { path: string; clientCn: string; host: string | undefined; proto?: string | undefined }[] = [];
-/** Handshakes the origin refused, with OpenSSL's reason. */
-const refused: string[] = [];
+/** What the origin saw of each request it answered. */
+const seen = () => origin.seen.map((r) => ({ path: r.path, clientCn: r.clientCn, host: r.headers.host, proto: r.headers["x-forwarded-proto"] }));
+const refused = () => origin.refused;
 
 const config = () => `
 apiVersion: isthmus.dev/v1alpha1
@@ -112,15 +111,8 @@ spec:
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "isthmus-serve-mtls-"));
   pki = generatePki(dir);
-  origin = createServer({ key: pki.serverKey, cert: pki.serverCert, ca: [pki.ca], requestCert: true, rejectUnauthorized: true }, (req, res) => {
-    const cert = (req.socket as TLSSocket).getPeerCertificate();
-    seen.push({ path: req.url ?? "", clientCn: String(cert.subject?.CN ?? ""), host: req.headers.host, proto: req.headers["x-forwarded-proto"] as string | undefined });
-    res.writeHead(200, { "content-type": "text/plain" });
-    res.end(`hello ${cert.subject?.CN}`);
-  });
-  origin.on("tlsClientError", (error: Error & { code?: string }) => refused.push(error.code ?? error.message));
-  await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", resolve));
-  port = (origin.address() as AddressInfo).port;
+  origin = await startMtlsOrigin(pki);
+  port = origin.port;
 
   // As Kubernetes mounts TLS secrets (ORIGIN_CERT, PUBLIC_CAS_CERT) and an Istio generic secret (ROGUE_CERT).
   const credentials = join(dir, "credentials");
@@ -142,8 +134,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await gw?.stop();
-  await new Promise<void>((resolve) => (origin ? origin.close(() => resolve()) : resolve()));
-  origin?.closeAllConnections();
+  await origin?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -165,26 +156,26 @@ const getTls = (path: string, host: string) =>
 
 describe("isthmus serve --credentials", () => {
   it("presents the credential's client certificate to the origin, which verifies it; the origin is verified with the credential's CA", async () => {
-    const refusedBefore = refused.length;
+    const refusedBefore = refused().length;
     const res = await get("/charge");
     expect({ status: res.status, body: res.body }).toEqual({ status: 200, body: "hello isthmus-gateway" });
-    expect(seen.filter((s) => s.path === "/charge")).toEqual([{ path: "/charge", clientCn: "isthmus-gateway", host: `localhost:${port}`, proto: "http" }]);
-    expect(refused.length).toBe(refusedBefore);
+    expect(seen().filter((s) => s.path === "/charge")).toEqual([{ path: "/charge", clientCn: "isthmus-gateway", host: `localhost:${port}`, proto: "http" }]);
+    expect(refused().length).toBe(refusedBefore);
   });
 
   it("is refused by the origin when the certificate comes from a CA it does not trust (Istio's generic secret layout)", async () => {
-    const refusedBefore = refused.length;
+    const refusedBefore = refused().length;
     const res = await get("/rogue");
     expect(res.status).toBe(503);
-    expect(seen.some((s) => s.path === "/rogue")).toBe(false);
+    expect(seen().some((s) => s.path === "/rogue")).toBe(false);
     // One refused handshake per attempt: Istio's default retry policy retried the connection failure twice.
-    expect(refused.length - refusedBefore).toBe(3);
+    expect(refused().length - refusedBefore).toBe(3);
   });
 
   it("does not trust a private origin certificate without the credential's CA", async () => {
     const res = await get("/public-cas");
     expect(res.status).toBe(503);
-    expect(seen.some((s) => s.path === "/public-cas")).toBe(false);
+    expect(seen().some((s) => s.path === "/public-cas")).toBe(false);
   });
 
   it("warns at start about a binding no credential provides, and answers its cluster 503 UF", async () => {
@@ -194,13 +185,13 @@ describe("isthmus serve --credentials", () => {
     expect(gw.output()).not.toMatch(/binding (ORIGIN_CERT|ROGUE_CERT|PUBLIC_CAS_CERT), but/);
     const res = await get("/missing");
     expect(res.status).toBe(503);
-    expect(seen.some((s) => s.path === "/missing")).toBe(false);
+    expect(seen().some((s) => s.path === "/missing")).toBe(false);
   });
 
   it("runs the cluster's health checks through the same certificate", async () => {
     const deadline = Date.now() + 15_000;
-    while (!seen.some((s) => s.path === "/healthz") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-    expect(seen.find((s) => s.path === "/healthz")).toMatchObject({ path: "/healthz", clientCn: "isthmus-gateway", host: `localhost:${port}` });
+    while (!seen().some((s) => s.path === "/healthz") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    expect(seen().find((s) => s.path === "/healthz")).toMatchObject({ path: "/healthz", clientCn: "isthmus-gateway", host: `localhost:${port}` });
   });
 });
 
@@ -209,9 +200,9 @@ describe("isthmus serve --https-port --tls", () => {
     expect(gw.output()).toContain(`isthmus: HTTPS on https://127.0.0.1:${httpsPort} with the certificate in`);
     const res = await getTls("/over-tls", "payments.example.com");
     expect(res).toEqual({ status: 200, body: "hello isthmus-gateway", authorized: true });
-    expect(seen.find((s) => s.path === "/over-tls")?.proto).toBe("https");
+    expect(seen().find((s) => s.path === "/over-tls")?.proto).toBe("https");
     await get("/over-plain-http");
-    expect(seen.find((s) => s.path === "/over-plain-http")?.proto).toBe("http");
+    expect(seen().find((s) => s.path === "/over-plain-http")?.proto).toBe("http");
   });
 
   it("applies Gateway tls.httpsRedirect to plain HTTP only", async () => {

@@ -2,10 +2,15 @@
  * A throwaway test PKI made with openssl: a CA, a server certificate for
  * localhost and 127.0.0.1, a client certificate it signed, and one signed
  * by a rogue CA. EC P-256 keys in PKCS#8 PEM (openssl genpkey's output).
+ * And an origin that requires the client certificate.
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
+import type { IncomingHttpHeaders } from "node:http";
+import { createServer, type Server } from "node:https";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
+import type { TLSSocket } from "node:tls";
 
 export interface Pki {
   ca: string;
@@ -43,5 +48,49 @@ export function generatePki(dir: string): Pki {
     clientCert: read("client.crt"),
     strangerKey: read("stranger.key"),
     strangerCert: read("stranger.crt"),
+  };
+}
+
+/** A request the mTLS origin accepted: its path, the client certificate's CN and the headers. */
+export interface SeenRequest {
+  path: string;
+  clientCn: string;
+  headers: IncomingHttpHeaders;
+}
+
+export interface MtlsOrigin {
+  port: number;
+  /** Requests answered, in order. */
+  seen: SeenRequest[];
+  /** Handshakes refused, with OpenSSL's reason (e.g. ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE). */
+  refused: string[];
+  close(): Promise<void>;
+}
+
+/**
+ * A Node HTTPS origin on 127.0.0.1 with the PKI's server certificate that
+ * requires a client certificate signed by the PKI's CA and answers
+ * `hello <client CN>`.
+ */
+export async function startMtlsOrigin(pki: Pki): Promise<MtlsOrigin> {
+  const seen: SeenRequest[] = [];
+  const refused: string[] = [];
+  const server: Server = createServer({ key: pki.serverKey, cert: pki.serverCert, ca: [pki.ca], requestCert: true, rejectUnauthorized: true }, (req, res) => {
+    const cert = (req.socket as TLSSocket).getPeerCertificate();
+    seen.push({ path: req.url ?? "", clientCn: String(cert.subject?.CN ?? ""), headers: req.headers });
+    res.writeHead(200, { "content-type": "text/plain" });
+    res.end(`hello ${cert.subject?.CN}`);
+  });
+  server.on("tlsClientError", (error: Error & { code?: string }) => refused.push(error.code ?? error.message));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    seen,
+    refused,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }
