@@ -1,7 +1,10 @@
 /**
  * The Isthmus Worker: loads the active Snapshot (per isolate, refreshed in
  * the background) and runs every request through the gateway pipeline.
+ * `Health` is a second entrypoint for readiness probes (`isthmus serve
+ * --health-port`), off the request path.
  */
+import { WorkerEntrypoint } from "cloudflare:workers";
 import type { Env } from "./env.ts";
 import { adminApp } from "./gateway/admin.ts";
 import { runPipeline, type PipelineDeps } from "./gateway/pipeline.ts";
@@ -19,7 +22,7 @@ import { Telemetry } from "./telemetry/telemetry.ts";
 
 export { RateLimiter } from "./ratelimit/limiter-object.ts";
 
-let cache: SnapshotCache | undefined;
+let isolateCache: SnapshotCache | undefined;
 let admin: { key: string; app: ReturnType<typeof adminApp> } | undefined;
 let deps: PipelineDeps | undefined;
 let telemetry: Telemetry | undefined;
@@ -62,13 +65,19 @@ const NO_CONFIG =
 
 const NO_STORE = "isthmus: no configuration store is bound to this Worker (expected the KV namespace CONFIG or the service CONFIG_STORE).\n";
 
+/** The isolate's snapshot cache, created on first use; undefined when no configuration store is bound. */
+function snapshotCache(env: Env): SnapshotCache | undefined {
+  if (!isolateCache) {
+    const source = configSource(env);
+    if (source) isolateCache = new SnapshotCache(source);
+  }
+  return isolateCache;
+}
+
 export default {
   async fetch(request, env, ctx): Promise<Response> {
-    if (!cache) {
-      const source = configSource(env);
-      if (!source) return new Response(NO_STORE, { status: 503, headers: { "content-type": "text/plain" } });
-      cache = new SnapshotCache(source);
-    }
+    const cache = snapshotCache(env);
+    if (!cache) return new Response(NO_STORE, { status: 503, headers: { "content-type": "text/plain" } });
     const snapshot = await cache.get((p) => ctx.waitUntil(p));
 
     const prefix = snapshot?.snapshot.settings.adminPathPrefix ?? DEFAULT_SETTINGS.adminPathPrefix;
@@ -92,6 +101,27 @@ export default {
     }
   },
 } satisfies ExportedHandler<Env>;
+
+/**
+ * Readiness, as Istio's gateways answer it on port 15021: `GET /healthz/ready`
+ * is 200 while this isolate serves a configuration, 503 before it has one.
+ * `isthmus serve --health-port N` binds a socket to this entrypoint, so the
+ * probe never passes through routing and needs no admin token.
+ *
+ * @example
+ * // kubelet: httpGet { path: /healthz/ready, port: 15021 }
+ * await fetch("http://127.0.0.1:15021/healthz/ready"); // 200 "ready: config 3f9c2a1b0c4d"
+ */
+export class Health extends WorkerEntrypoint<Env> {
+  override async fetch(request: Request): Promise<Response> {
+    if (pathOf(request.url) !== "/healthz/ready") return new Response("not found: GET /healthz/ready\n", { status: 404, headers: { "content-type": "text/plain" } });
+    const cache = snapshotCache(this.env);
+    if (!cache) return new Response(NO_STORE, { status: 503, headers: { "content-type": "text/plain" } });
+    const snapshot = await cache.get((p) => this.ctx.waitUntil(p));
+    if (!snapshot) return new Response(NO_CONFIG, { status: 503, headers: { "content-type": "text/plain" } });
+    return new Response(`ready: config ${snapshot.version}\n`, { headers: { "content-type": "text/plain" } });
+  }
+}
 
 /** The path of a serialized absolute URL (request.url), without parsing it again. */
 function pathOf(url: string): string {

@@ -81,10 +81,12 @@ describe("isthmus serve", () => {
   let gw: Gateway;
   let stateDir: string;
   let inspectorPort: number;
+  let healthPort: number;
 
   beforeAll(async () => {
     inspectorPort = await freePort();
-    gw = await startGateway(config(blue), { command: "serve", args: ["--inspector-addr", `127.0.0.1:${inspectorPort}`] });
+    healthPort = await freePort();
+    gw = await startGateway(config(blue), { command: "serve", args: ["--inspector-addr", `127.0.0.1:${inspectorPort}`, "--health-port", String(healthPort)] });
     stateDir = gw.stateDir;
   }, 120_000);
 
@@ -106,6 +108,15 @@ describe("isthmus serve", () => {
 
     const unknown = await send(gw.url, "/", { host: "nobody.example.com" });
     expect(unknown.status).toBe(404);
+  });
+
+  it("answers readiness probes on --health-port with the version it serves; the same path on the gateway port is routed as usual", async () => {
+    const active = await readActive(openDirectoryStore(join(stateDir, "config")));
+    const ready = await send(`http://127.0.0.1:${healthPort}`, "/healthz/ready");
+    expect({ status: ready.status, body: ready.body }).toEqual({ status: 200, body: `ready: config ${active?.version}\n` });
+    expect((await send(`http://127.0.0.1:${healthPort}`, "/api", { host: "app.example.com" })).status).toBe(404);
+    const routed = await send(gw.url, "/healthz/ready", { host: "app.example.com" });
+    expect(routed.headers["x-origin"]).toBe("blue");
   });
 
   it("runs workerd and nothing else: the bundler's service process is gone once the Worker is bundled", () => {

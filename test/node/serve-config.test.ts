@@ -3,12 +3,14 @@
  * directory store, and what is read from wrangler.toml.
  */
 import { describe, expect, it } from "vitest";
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileNameToKey, keyToFileName } from "../../src/config/store-files.ts";
 import { openDirectoryStore } from "../../src/cli/stores.ts";
 import { kvBinding, workerSettings } from "../../src/cli/wrangler-config.ts";
+import { workerdConfig } from "../../src/cli/serve/workerd-config.ts";
+import { isthmus } from "./support.ts";
 
 describe("directory store file names", () => {
   it("round-trips every key layout the store uses", () => {
@@ -149,5 +151,26 @@ describe("the CONFIG KV namespace in wrangler.toml", () => {
     withToml('name = "gw\n', (path) => {
       expect(() => kvBinding(path, "CONFIG")).toThrow(path);
     });
+  });
+});
+
+describe("readiness probes (serve --health-port)", () => {
+  const base = { moduleFile: "worker.js", compatibilityDate: "2026-11-01", compatibilityFlags: [], listen: "0.0.0.0:8080", configDir: "/s/config", durableObjectDir: "/s/do", durableObjects: [] };
+
+  it("binds a socket to the Worker's Health entrypoint, never to the routed default", () => {
+    expect(workerdConfig({ ...base, healthListen: "0.0.0.0:15021" })).toContain(`(name = "health", address = "0.0.0.0:15021", http = (), service = (name = "isthmus", entrypoint = "Health"))`);
+    expect(workerdConfig(base)).not.toContain(`entrypoint = "Health"`);
+  });
+
+  it("refuses a port another option already took, before applying anything", async () => {
+    const state = mkdtempSync(join(tmpdir(), "isthmus-state-"));
+    try {
+      const result = await isthmus(["serve", "-f", "examples/bookinfo/config", "--state", state, "--port", "8080", "--health-port", "8080"]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain("--health-port: expected a port number other than --port, got 8080");
+      expect(existsSync(join(state, "config"))).toBe(false);
+    } finally {
+      rmSync(state, { recursive: true, force: true });
+    }
   });
 });

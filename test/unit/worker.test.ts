@@ -12,6 +12,13 @@ describe("a gateway with no configuration", () => {
     expect(res.status).toBe(503);
     expect(await res.text()).toMatch(/no configuration has been applied/);
   });
+
+  it("is not ready: the Health entrypoint answers /healthz/ready with 503, and 404 elsewhere", async () => {
+    const ready = await exports.Health.fetch("http://127.0.0.1:15021/healthz/ready");
+    expect(ready.status).toBe(503);
+    expect(await ready.text()).toMatch(/no configuration has been applied/);
+    expect((await exports.Health.fetch("http://127.0.0.1:15021/")).status).toBe(404);
+  });
 });
 
 describe("a gateway with a configuration", () => {
@@ -39,5 +46,9 @@ spec:
     expect(await hello.text()).toBe("hi");
     const missing = await exports.default.fetch("http://app.example.com/other");
     expect(missing.status).toBe(404);
+    // Ready once it serves a configuration.
+    const ready = await exports.Health.fetch("http://127.0.0.1:15021/healthz/ready");
+    expect(ready.status).toBe(200);
+    expect(await ready.text()).toBe(`ready: config ${result.snapshot!.version}\n`);
   });
 });

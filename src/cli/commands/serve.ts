@@ -32,6 +32,9 @@ Options:
   --https-port N  also listen for HTTPS on this port, with the certificate in --tls
   --tls DIR       the HTTPS certificate: tls.crt (with intermediates) and tls.key,
                   as a mounted Kubernetes TLS secret holds them (or cert and key)
+  --health-port N answer readiness probes on this port: GET /healthz/ready is
+                  200 while a configuration is served, else 503 (Istio's
+                  gateways use 15021); never routed, no admin token
   --ip ADDR       address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
   --state DIR     state directory (default .isthmus)
   --config FILE   the gateway's wrangler.toml (default ./wrangler.toml): main,
@@ -68,6 +71,7 @@ export interface ServeOptions {
   credentials?: string;
   "https-port"?: string;
   tls?: string;
+  "health-port"?: string;
 }
 
 export async function serve(files: string[], opts: ServeOptions): Promise<number> {
@@ -75,6 +79,7 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new CliError(`--port: expected a port number, got ${opts.port}`, 2);
   const ip = opts.ip ?? "127.0.0.1";
   const https = httpsOption(opts, port);
+  const healthPort = opts["health-port"] !== undefined ? portOption("--health-port", opts["health-port"], { "--port": port, "--https-port": https?.port }) : undefined;
   const inspector = opts["inspector-addr"];
   if (inspector !== undefined && !/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(inspector)) throw new CliError(`--inspector-addr: expected host:port, got ${inspector}`, 2);
   const state = resolve(opts.state ?? ".isthmus");
@@ -131,6 +136,7 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
       vars,
       credentials,
       ...(https ? { https: { listen: address(https.port), privateKey: https.keypair.privateKey, certificateChain: https.keypair.certificateChain } } : {}),
+      ...(healthPort !== undefined ? { healthListen: address(healthPort) } : {}),
     }),
     { mode: 0o600 },
   );
@@ -138,6 +144,7 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   const gateway = startWorkerd(configFile, inspector);
   const host = ip === "0.0.0.0" || ip === "::" ? "127.0.0.1" : bracketed;
   const base = `http://${host}:${port}`;
+  if (healthPort !== undefined) console.log(`isthmus: readiness on http://${host}:${healthPort}/healthz/ready`);
   if (https) console.log(`isthmus: HTTPS on https://${host}:${https.port} with the certificate in ${opts.tls} (expires ${https.keypair.notAfter})`);
   return superviseGateway({ files, storeOptions, first, gateway, name: "workerd", base, token, readyTimeoutMs: 30_000, inspect });
 }
@@ -146,15 +153,22 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
 function httpsOption(opts: ServeOptions, port: number): { port: number; keypair: Keypair } | undefined {
   if (opts["https-port"] === undefined && opts.tls === undefined) return undefined;
   if (opts["https-port"] === undefined || opts.tls === undefined) throw new CliError("--https-port and --tls go together: the port to listen on for HTTPS and the certificate to serve", 2);
-  const httpsPort = Number(opts["https-port"]);
-  if (!Number.isInteger(httpsPort) || httpsPort < 1 || httpsPort > 65535 || httpsPort === port) {
-    throw new CliError(`--https-port: expected a port number other than --port, got ${opts["https-port"]}`, 2);
-  }
+  const httpsPort = portOption("--https-port", opts["https-port"], { "--port": port });
   const keypair = readKeypair(resolve(opts.tls), "--tls");
   if (Date.parse(keypair.notAfter) <= Date.now()) console.error(`isthmus: warning: --tls: the certificate expired at ${keypair.notAfter}; clients will refuse it`);
   // cert-manager puts the issuing CA beside every certificate it writes.
   if (keypair.trustedCertificates) console.error("isthmus: note: --tls: the CA file is not used: serve does not ask clients for certificates");
   return { port: httpsPort, keypair };
+}
+
+/** A port option that must differ from the ports other options took (option → port). */
+function portOption(option: string, value: string, others: Record<string, number | undefined>): number {
+  const port = Number(value);
+  const taken = Object.entries(others).filter(([, p]) => p !== undefined);
+  if (!Number.isInteger(port) || port < 1 || port > 65535 || taken.some(([, p]) => p === port)) {
+    throw new CliError(`${option}: expected a port number other than ${taken.map(([name]) => name).join(" and ")}, got ${value}`, 2);
+  }
+  return port;
 }
 
 /** `--credentials DIR`: the client certificates, with a warning for each expired one. */

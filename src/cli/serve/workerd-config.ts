@@ -44,6 +44,8 @@ export interface WorkerdConfigInput {
   credentials?: Pick<ClientCredential, "binding" | "privateKey" | "certificateChain" | "trustedCertificates">[];
   /** A second socket that terminates TLS with this certificate (`--https-port`, `--tls`). */
   https?: { listen: string; privateKey: string; certificateChain: string };
+  /** A socket for readiness probes, served by the Worker's `Health` entrypoint (`--health-port`). */
+  healthListen?: string;
 }
 
 /**
@@ -77,6 +79,10 @@ export function workerdConfig(input: WorkerdConfigInput): string {
     (d) => `(className = ${str(d.className)}, uniqueKey = ${str(`isthmus-${d.className}`)}${d.sql ? ", enableSql = true" : ""})`,
   );
   const stripped = EDGE_HEADERS.map((name) => `(name = ${str(name)})`).join(", ");
+  const health = input.healthListen
+    ? `    # Readiness probes: GET /healthz/ready, answered by the Health entrypoint (never routed).
+    (name = "health", address = ${str(input.healthListen)}, http = (), service = (name = "isthmus", entrypoint = "Health")),\n`
+    : "";
   const https = input.https
     ? `    (name = "https", address = ${str(input.https.listen)}, service = "isthmus",
      https = (options = (injectRequestHeaders = [${stripped}]),
@@ -98,7 +104,7 @@ ${credentialServices.length > 0 ? `    # Client certificates (--credentials): ea
   sockets = [
     (name = "http", address = ${str(input.listen)}, service = "isthmus",
      http = (injectRequestHeaders = [${stripped}])),
-${https}  ],
+${https}${health}  ],
 );
 
 const isthmus :Workerd.Worker = (
