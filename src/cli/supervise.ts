@@ -39,14 +39,21 @@ export async function superviseGateway(s: Supervised): Promise<number> {
     for (const w of watchers) w.close();
     stopProcess(s.gateway);
   };
-  process.once("SIGINT", () => {
+  // Ctrl-C or SIGTERM (Kubernetes) stops the gateway, which finishes the requests in flight, and exits
+  // once it has: exiting first would end a container and cut them short. A second signal stops at once.
+  let stopping = false;
+  const shutdown = (code: number) => {
+    if (stopping) {
+      killProcess(s.gateway);
+      process.exit(code);
+    }
+    stopping = true;
     stop();
-    process.exit(130);
-  });
-  process.once("SIGTERM", () => {
-    stop();
-    process.exit(143);
-  });
+    if (s.gateway.exitCode !== null || s.gateway.signalCode !== null) process.exit(code);
+    s.gateway.once("exit", () => process.exit(code));
+  };
+  process.on("SIGINT", () => shutdown(130));
+  process.on("SIGTERM", () => shutdown(143));
 
   try {
     await waitForVersion(s.base, s.first.adminPrefix, s.token, s.first.version, s.gateway, s.readyTimeoutMs, s.name);
@@ -119,11 +126,20 @@ export async function applyFiles(files: string[], storeOptions: Parameters<typeo
 }
 
 export function stopProcess(child: ChildProcess): void {
+  signalGroup(child, "SIGTERM");
+}
+
+function killProcess(child: ChildProcess): void {
+  signalGroup(child, "SIGKILL");
+}
+
+/** Signals the child's process group (it was spawned detached), or the child alone. */
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   if (child.exitCode !== null || child.pid === undefined) return;
   try {
-    process.kill(-child.pid, "SIGTERM");
+    process.kill(-child.pid, signal);
   } catch {
-    child.kill("SIGTERM");
+    child.kill(signal);
   }
 }
 

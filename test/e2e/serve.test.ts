@@ -233,3 +233,34 @@ describe("isthmus serve with a Durable Object class", () => {
     }
   }, 120_000);
 });
+
+describe("isthmus serve on SIGTERM (as Kubernetes stops a pod)", () => {
+  it("finishes the requests in flight, refuses new connections, and exits only once workerd has", async () => {
+    const slow = await startOrigin("slow");
+    slow.respond((_req, res) => setTimeout(() => res.end("slow done"), 1500));
+    const gw = await startGateway(config(slow), { command: "serve" });
+    try {
+      const inFlight = send(gw.url, "/api/slow", { host: "app.example.com" });
+      await until(async () => slow.received.length > 0);
+      process.kill(gw.pid, "SIGTERM");
+      await new Promise((r) => setTimeout(r, 300));
+      await expect(send(gw.url, "/api/after", { host: "app.example.com" })).rejects.toThrow(/ECONNREFUSED|ECONNRESET/);
+      const alive = () => {
+        try {
+          process.kill(gw.pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      // The CLI is still there while the request is in flight, and leaves after it.
+      expect(alive()).toBe(true);
+      const res = await inFlight;
+      expect({ status: res.status, body: res.body }).toEqual({ status: 200, body: "slow done" });
+      await until(async () => !alive(), 10_000);
+    } finally {
+      await gw.stop();
+      await slow.close();
+    }
+  }, 60_000);
+});
