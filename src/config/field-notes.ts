@@ -108,7 +108,7 @@ function trafficPolicyCaveats(base: string): FieldRule[] {
     error(`${base}.tls.mode`, "ISTIO_MUTUAL uses mesh certificates that exist only inside the mesh; use MUTUAL with a credentialName backed by an mtls_certificates binding", (v) => v === "ISTIO_MUTUAL"),
     warn(`${base}.tls.clientCertificate`, "file paths inside a proxy do not exist at the edge; use credentialName with an mtls_certificates binding; ignored"),
     warn(`${base}.tls.privateKey`, "file paths inside a proxy do not exist at the edge; use credentialName with an mtls_certificates binding; ignored"),
-    warn(`${base}.tls.caCertificates`, "a Worker verifies origin certificates against public CAs; a private CA cannot be set; ignored"),
+    warn(`${base}.tls.caCertificates`, "a Worker verifies origin certificates against public CAs (under isthmus serve, plus the CAs of --trusted-ca); ignored"),
     warn(`${base}.tls.caCrl`, "a Worker cannot load a CRL for origin certificates; ignored"),
     warn(`${base}.tls.subjectAltNames`, "a Worker verifies the origin certificate against the URL host; SAN pinning is ignored"),
     warn(`${base}.tls.sni`, "a Worker sends the URL host as SNI; ignored"),

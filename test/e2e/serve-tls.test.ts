@@ -10,10 +10,13 @@
  *
  * Inbound, `--https-port N --tls DIR`: a second socket that terminates TLS,
  * so x-forwarded-proto and Gateway `tls.httpsRedirect` see the scheme.
+ *
+ * `--trusted-ca FILE`: outbound HTTPS to an origin a private CA signed.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { request } from "node:https";
+import { createServer, request, type Server } from "node:https";
+import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,6 +30,9 @@ let origin: MtlsOrigin;
 let port: number;
 let gw: Gateway;
 let httpsPort: number;
+/** An HTTPS origin whose certificate the test CA signed, asking for no client certificate. */
+let ledger: Server;
+let ledgerPort: number;
 /** What the origin saw of each request it answered. */
 const seen = () => origin.seen.map((r) => ({ path: r.path, clientCn: r.clientCn, host: r.headers.host, proto: r.headers["x-forwarded-proto"] }));
 const refused = () => origin.refused;
@@ -83,7 +89,28 @@ spec:
     route: [{destination: {host: payments.edge.internal, subset: public-cas}}]
   - match: [{uri: {prefix: /missing}}]
     route: [{destination: {host: payments.edge.internal, subset: missing}}]
+  - match: [{uri: {prefix: /ledger}}]
+    route: [{destination: {host: ledger.edge.internal}}]
   - route: [{destination: {host: payments.edge.internal}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ledger, namespace: edge}
+spec:
+  hosts: [ledger.edge.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 443, name: https, protocol: HTTPS}]
+  endpoints:
+  - {address: localhost, ports: {https: ${ledgerPort}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ledger, namespace: edge}
+spec:
+  host: ledger.edge.internal
+  trafficPolicy:
+    tls: {mode: SIMPLE}
 ---
 apiVersion: networking.istio.io/v1
 kind: Gateway
@@ -113,6 +140,9 @@ beforeAll(async () => {
   pki = generatePki(dir);
   origin = await startMtlsOrigin(pki);
   port = origin.port;
+  ledger = createServer({ key: pki.serverKey, cert: pki.serverCert }, (_req, res) => res.end("ledger over TLS"));
+  await new Promise<void>((resolve) => ledger.listen(0, "127.0.0.1", resolve));
+  ledgerPort = (ledger.address() as AddressInfo).port;
 
   // As Kubernetes mounts TLS secrets (ORIGIN_CERT, PUBLIC_CAS_CERT) and an Istio generic secret (ROGUE_CERT).
   const credentials = join(dir, "credentials");
@@ -129,12 +159,17 @@ beforeAll(async () => {
   writeFileSync(join(tls, "tls.crt"), pki.serverCert);
   writeFileSync(join(tls, "tls.key"), pki.serverKey);
   httpsPort = await freePort();
-  gw = await startGateway(config(), { command: "serve", args: ["--credentials", credentials, "--https-port", String(httpsPort), "--tls", tls] });
+  writeFileSync(join(dir, "internal-ca.pem"), pki.ca);
+  gw = await startGateway(config(), {
+    command: "serve",
+    args: ["--credentials", credentials, "--https-port", String(httpsPort), "--tls", tls, "--trusted-ca", join(dir, "internal-ca.pem")],
+  });
 }, 120_000);
 
 afterAll(async () => {
   await gw?.stop();
   await origin?.close();
+  await new Promise<void>((resolve) => (ledger ? ledger.close(() => resolve()) : resolve()));
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -192,6 +227,17 @@ describe("isthmus serve --credentials", () => {
     const deadline = Date.now() + 15_000;
     while (!seen().some((s) => s.path === "/healthz") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
     expect(seen().find((s) => s.path === "/healthz")).toMatchObject({ path: "/healthz", clientCn: "isthmus-gateway", host: `localhost:${port}` });
+  });
+});
+
+describe("isthmus serve --trusted-ca", () => {
+  it("lets outbound HTTPS (DestinationRule tls SIMPLE) trust an origin that a private CA signed", async () => {
+    const res = await get("/ledger/balance");
+    expect({ status: res.status, body: res.body }).toEqual({ status: 200, body: "ledger over TLS" });
+  });
+
+  it("leaves a client certificate's own trust alone: a credential without a CA file still trusts only the public CAs", async () => {
+    expect((await get("/public-cas")).status).toBe(503);
   });
 });
 

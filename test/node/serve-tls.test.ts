@@ -10,7 +10,7 @@ import { createPrivateKey } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { missingCredentials, readCredentials } from "../../src/cli/serve/credentials.ts";
+import { missingCredentials, readCaFile, readCredentials } from "../../src/cli/serve/credentials.ts";
 import { isthmus } from "./support.ts";
 import { workerdConfig } from "../../src/cli/serve/workerd-config.ts";
 import { generatePki, type Pki } from "../helpers/pki.ts";
@@ -193,6 +193,20 @@ describe("workerdConfig with credentials", () => {
     expect(text).toContain(`(name = "mtls-PUBLIC_ORIGIN", network = (allow = ["public", "private", "local"], tlsOptions = (
       keypair = (privateKey = "KEY2\\n", certificateChain = "CERT2\\n"),
       trustBrowserCas = true)))`);
+  });
+
+  it("adds --trusted-ca's certificates to the public CAs the global outbound trusts", () => {
+    expect(workerdConfig({ ...base, trustedCas: ["CA1\n", "CA2\n"] })).toContain(
+      `(name = "internet", network = (allow = ["public", "private", "local"], tlsOptions = (trustBrowserCas = true, trustedCertificates = ["CA1\\n", "CA2\\n"]))),`,
+    );
+    expect(workerdConfig(base)).toContain(`tlsOptions = (trustBrowserCas = true))),`);
+  });
+
+  it("reads a CA bundle, and names a file that holds no certificate", () => {
+    const d = credentialsDir({ ca: { "bundle.pem": `${pki.ca}\n${pki.ca}`, "junk.pem": "not a certificate" } });
+    expect(readCaFile(join(d, "ca", "bundle.pem"), "--trusted-ca")).toHaveLength(2);
+    expect(errorOf(() => readCaFile(join(d, "ca", "junk.pem"), "--trusted-ca"))).toMatch(/--trusted-ca: .*junk.pem: expected PEM CA certificates \(no certificate in it\)/);
+    expect(errorOf(() => readCaFile(join(d, "ca", "absent.pem"), "--trusted-ca"))).toMatch(/--trusted-ca: .*absent.pem: cannot be read \(ENOENT/);
   });
 
   it("adds nothing without credentials or HTTPS", () => {

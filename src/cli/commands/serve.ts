@@ -8,7 +8,7 @@ import { stateConfigDir } from "../options.ts";
 import { workerSettings } from "../wrangler-config.ts";
 import { bundleWorker, stopBundler } from "../serve/bundle.ts";
 import { workerdConfig } from "../serve/workerd-config.ts";
-import { missingCredentials, readCredentials, readKeypair, type ClientCredential, type Keypair } from "../serve/credentials.ts";
+import { missingCredentials, readCaFile, readCredentials, readKeypair, type ClientCredential, type Keypair } from "../serve/credentials.ts";
 import type { Snapshot } from "../../config/snapshot.ts";
 import { applyFiles, superviseGateway } from "../supervise.ts";
 
@@ -49,6 +49,10 @@ Options:
                   generic secret), and optionally ca.crt / cacert to verify the
                   origin (else the public CAs). What mtls_certificates bindings
                   are on Cloudflare; read at start (restart to rotate)
+  --trusted-ca FILE
+                  PEM CA certificates that outbound HTTPS trusts besides the public
+                  CAs: origins (DestinationRule tls SIMPLE), JWKS, OTLP and ext-authz
+                  servers inside the cluster whose certificates a private CA signs
   --inspector-addr ADDR
                   open workerd's V8 inspector on ADDR (host:port) to debug or
                   CPU-profile the gateway with Chrome DevTools or any CDP client;
@@ -72,6 +76,7 @@ export interface ServeOptions {
   "https-port"?: string;
   tls?: string;
   "health-port"?: string;
+  "trusted-ca"?: string;
 }
 
 export async function serve(files: string[], opts: ServeOptions): Promise<number> {
@@ -89,6 +94,7 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   const entry = resolve(dirname(wranglerConfig), settings.main);
 
   const credentials = credentialsOption(opts.credentials);
+  const trustedCas = opts["trusted-ca"] !== undefined ? readCaFile(resolve(opts["trusted-ca"]), "--trusted-ca") : undefined;
   const inspect = (snapshot: Snapshot) => warnMissingCredentials(snapshot, credentials, opts.credentials);
 
   const envFile = opts["env-file"] ?? join(dirname(wranglerConfig), ".dev.vars");
@@ -137,6 +143,7 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
       credentials,
       ...(https ? { https: { listen: address(https.port), privateKey: https.keypair.privateKey, certificateChain: https.keypair.certificateChain } } : {}),
       ...(healthPort !== undefined ? { healthListen: address(healthPort) } : {}),
+      ...(trustedCas ? { trustedCas } : {}),
     }),
     { mode: 0o600 },
   );

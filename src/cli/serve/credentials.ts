@@ -94,14 +94,7 @@ export function readKeypair(path: string, option: string): Keypair {
     const found = existsSync(path) ? readdirSync(path).filter((f) => !f.startsWith(".")).join(", ") || "nothing" : "no such directory";
     throw new CliError(`${option}: ${path}: expected a certificate and its key (tls.crt and tls.key, or cert and key); found ${found}`, 2);
   }
-  const read = (file: string): string => {
-    try {
-      return readFileSync(file, "utf8");
-    } catch (error) {
-      throw new CliError(`${option}: ${file}: cannot be read (${message(error)})`, 2);
-    }
-  };
-  const chain = read(certFile);
+  const chain = readText(certFile, option);
   let leaf: X509Certificate;
   try {
     leaf = new X509Certificate(chain);
@@ -110,7 +103,7 @@ export function readKeypair(path: string, option: string): Keypair {
   }
   let key: KeyObject;
   try {
-    key = createPrivateKey(read(keyFile));
+    key = createPrivateKey(readText(keyFile, option));
   } catch (error) {
     throw new CliError(`${option}: ${keyFile}: expected an unencrypted PEM private key (${message(error)})`, 2);
   }
@@ -121,18 +114,34 @@ export function readKeypair(path: string, option: string): Keypair {
     notAfter: new Date(leaf.validTo).toISOString(),
   };
   const caFile = find(path, FILES.ca);
-  if (caFile) {
-    const pem = read(caFile);
-    const cas = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
-    try {
-      if (cas.length === 0) throw new Error("no certificate in it");
-      for (const ca of cas) new X509Certificate(ca);
-    } catch (error) {
-      throw new CliError(`${option}: ${caFile}: expected PEM CA certificates (${message(error)})`, 2);
-    }
-    keypair.trustedCertificates = cas.map((ca) => `${ca}\n`);
-  }
+  if (caFile) keypair.trustedCertificates = readCaFile(caFile, option);
   return keypair;
+}
+
+/**
+ * The PEM certificates in a CA file (a bundle may hold several), each
+ * checked; errors start with `option`.
+ *
+ * @example
+ * const cas = readCaFile("/etc/isthmus/ca/ca.crt", "--trusted-ca"); // ["-----BEGIN CERTIFICATE-----\n…\n"]
+ */
+export function readCaFile(file: string, option: string): string[] {
+  const cas = readText(file, option).match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  try {
+    if (cas.length === 0) throw new Error("no certificate in it");
+    for (const ca of cas) new X509Certificate(ca);
+  } catch (error) {
+    throw new CliError(`${option}: ${file}: expected PEM CA certificates (${message(error)})`, 2);
+  }
+  return cas.map((ca) => `${ca}\n`);
+}
+
+function readText(file: string, option: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch (error) {
+    throw new CliError(`${option}: ${file}: cannot be read (${message(error)})`, 2);
+  }
 }
 
 function find(dir: string, names: readonly string[]): string | undefined {

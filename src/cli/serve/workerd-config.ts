@@ -46,6 +46,8 @@ export interface WorkerdConfigInput {
   https?: { listen: string; privateKey: string; certificateChain: string };
   /** A socket for readiness probes, served by the Worker's `Health` entrypoint (`--health-port`). */
   healthListen?: string;
+  /** CAs the global outbound trusts besides the public ones (`--trusted-ca`): private origins, IdPs, collectors. */
+  trustedCas?: string[];
 }
 
 /**
@@ -78,6 +80,7 @@ export function workerdConfig(input: WorkerdConfigInput): string {
   const namespaces = input.durableObjects.map(
     (d) => `(className = ${str(d.className)}, uniqueKey = ${str(`isthmus-${d.className}`)}${d.sql ? ", enableSql = true" : ""})`,
   );
+  const extraCas = input.trustedCas && input.trustedCas.length > 0 ? `, trustedCertificates = [${input.trustedCas.map(str).join(", ")}]` : "";
   const stripped = EDGE_HEADERS.map((name) => `(name = ${str(name)})`).join(", ");
   const health = input.healthListen
     ? `    # Readiness probes: GET /healthz/ready, answered by the Health entrypoint (never routed).
@@ -99,7 +102,7 @@ const config :Workerd.Config = (
     # Durable Object storage (SQLite files, one directory per class).
     (name = "durable-objects", disk = (path = ${str(input.durableObjectDir)}, writable = true)),
     # Upstreams of a self-hosted gateway are usually private or loopback addresses.
-    (name = "internet", network = (allow = ["public", "private", "local"], tlsOptions = (trustBrowserCas = true))),
+    (name = "internet", network = (allow = ["public", "private", "local"], tlsOptions = (trustBrowserCas = true${extraCas}))),
 ${credentialServices.length > 0 ? `    # Client certificates (--credentials): each binding presents its own on outbound HTTPS.\n${credentialServices.join("")}` : ""}  ],
   sockets = [
     (name = "http", address = ${str(input.listen)}, service = "isthmus",
