@@ -4,7 +4,7 @@
  * the ready line, re-apply on change, and stop the process on Ctrl-C.
  */
 import type { ChildProcess } from "node:child_process";
-import { watch, type FSWatcher } from "node:fs";
+import { statSync, watch, type FSWatcher } from "node:fs";
 import { buildConfig } from "../config/build.ts";
 import { applySnapshot, readActive } from "../config/store.ts";
 import type { Snapshot } from "../config/snapshot.ts";
@@ -83,6 +83,9 @@ export async function superviseGateway(s: Supervised): Promise<number> {
   for (const path of s.files) {
     try {
       watchers.push(watch(path, { recursive: true }, onChange));
+      // Node's recursive watcher on Linux misses a symlink renamed into place, which is how Kubernetes
+      // updates a mounted ConfigMap (the `..data` link); a plain watcher on the directory sees it.
+      if (statSync(path).isDirectory()) watchers.push(watch(path, onChange));
     } catch {
       console.error(`isthmus: cannot watch ${path}; changes to it will not be re-applied`);
     }

@@ -6,7 +6,7 @@
  * a restart, Ctrl-C, and Durable Objects on local disk.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, startGateway, type Gateway } from "../helpers/gateway.ts";
@@ -232,6 +232,37 @@ describe("isthmus serve with a Durable Object class", () => {
       await gw.stop();
     }
   }, 120_000);
+});
+
+describe("isthmus serve with a mounted ConfigMap", () => {
+  it("re-applies when the ..data link is swapped to a new version of the files (Kubernetes, git-sync)", async () => {
+    const gw = await startGateway(config(blue), { command: "serve" });
+    try {
+      // Lay the watched directory out as the kubelet does: files are links through ..data into a versioned directory.
+      const write = (version: string, yaml: string) => {
+        mkdirSync(join(gw.configDir, version));
+        writeFileSync(join(gw.configDir, version, "config.yaml"), yaml);
+      };
+      const swap = (version: string) => {
+        symlinkSync(version, join(gw.configDir, "..data_tmp"));
+        renameSync(join(gw.configDir, "..data_tmp"), join(gw.configDir, "..data"));
+      };
+      write("..v1", config(blue));
+      swap("..v1");
+      rmSync(join(gw.configDir, "config.yaml"));
+      symlinkSync("..data/config.yaml", join(gw.configDir, "config.yaml"));
+      // The next version is written well before the link moves to it (git-sync prepares a worktree first).
+      write("..v2", config(green));
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(await originOf(gw)).toBe("blue");
+      const before = gw.output().length;
+      swap("..v2");
+      await until(async () => (await originOf(gw)) === "green");
+      expect(gw.output().slice(before)).toMatch(/isthmus: applied config \w+/);
+    } finally {
+      await gw.stop();
+    }
+  }, 60_000);
 });
 
 describe("isthmus serve on SIGTERM (as Kubernetes stops a pod)", () => {
