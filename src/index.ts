@@ -65,6 +65,11 @@ const NO_CONFIG =
 
 const NO_STORE = "isthmus: no configuration store is bound to this Worker (expected the KV namespace CONFIG or the service CONFIG_STORE).\n";
 
+/** A local text/plain answer. */
+function plainText(body: string, status: number): Response {
+  return new Response(body, { status, headers: { "content-type": "text/plain" } });
+}
+
 /** The isolate's snapshot cache, created on first use; undefined when no configuration store is bound. */
 function snapshotCache(env: Env): SnapshotCache | undefined {
   if (!isolateCache) {
@@ -77,7 +82,7 @@ function snapshotCache(env: Env): SnapshotCache | undefined {
 export default {
   async fetch(request, env, ctx): Promise<Response> {
     const cache = snapshotCache(env);
-    if (!cache) return new Response(NO_STORE, { status: 503, headers: { "content-type": "text/plain" } });
+    if (!cache) return plainText(NO_STORE, 503);
     const snapshot = await cache.get((p) => ctx.waitUntil(p));
 
     const prefix = snapshot?.snapshot.settings.adminPathPrefix ?? DEFAULT_SETTINGS.adminPathPrefix;
@@ -88,7 +93,7 @@ export default {
       return admin.app.fetch(request, { cache, snapshot, upstreams: deps.upstreams, rateLimits: deps.rateLimits });
     }
 
-    if (!snapshot) return new Response(NO_CONFIG, { status: 503, headers: { "content-type": "text/plain" } });
+    if (!snapshot) return plainText(NO_CONFIG, 503);
     try {
       deps ??= isolateDeps(env);
       const waitUntil = (p: Promise<unknown>) => ctx.waitUntil(p);
@@ -97,7 +102,7 @@ export default {
       return telemetry && snapshot.telemetry ? telemetry.observe(request, result, snapshot, waitUntil) : result.response;
     } catch (error) {
       console.error(JSON.stringify({ message: "isthmus: unexpected error", error: error instanceof Error ? error.stack : String(error) }));
-      return new Response("isthmus: internal error\n", { status: 500, headers: { "content-type": "text/plain" } });
+      return plainText("isthmus: internal error\n", 500);
     }
   },
 } satisfies ExportedHandler<Env>;
@@ -114,12 +119,12 @@ export default {
  */
 export class Health extends WorkerEntrypoint<Env> {
   override async fetch(request: Request): Promise<Response> {
-    if (pathOf(request.url) !== "/healthz/ready") return new Response("not found: GET /healthz/ready\n", { status: 404, headers: { "content-type": "text/plain" } });
+    if (pathOf(request.url) !== "/healthz/ready") return plainText("not found: GET /healthz/ready\n", 404);
     const cache = snapshotCache(this.env);
-    if (!cache) return new Response(NO_STORE, { status: 503, headers: { "content-type": "text/plain" } });
+    if (!cache) return plainText(NO_STORE, 503);
     const snapshot = await cache.get((p) => this.ctx.waitUntil(p));
-    if (!snapshot) return new Response(NO_CONFIG, { status: 503, headers: { "content-type": "text/plain" } });
-    return new Response(`ready: config ${snapshot.version}\n`, { headers: { "content-type": "text/plain" } });
+    if (!snapshot) return plainText(NO_CONFIG, 503);
+    return plainText(`ready: config ${snapshot.version}\n`, 200);
   }
 }
 

@@ -55,3 +55,20 @@ export async function openStore(opts: StoreOptions): Promise<ClosableStore> {
 export function stateConfigDir(state: string): string {
   return join(state, "config");
 }
+
+/**
+ * A port option (`--port`, `--https-port`, ...) as a number, which must
+ * differ from the ports other options took (option → port).
+ *
+ * @example
+ * portOption("--https-port", "8443", { "--port": 8787 }); // 8443
+ */
+export function portOption(option: string, value: string, others: Record<string, number | undefined>): number {
+  const port = Number(value);
+  const taken = Object.entries(others).filter(([, p]) => p !== undefined);
+  if (!Number.isInteger(port) || port < 1 || port > 65535 || taken.some(([, p]) => p === port)) {
+    const besides = taken.length > 0 ? ` other than ${taken.map(([name]) => name).join(" and ")}` : "";
+    throw new CliError(`${option}: expected a port number${besides}, got ${value}`, 2);
+  }
+  return port;
+}

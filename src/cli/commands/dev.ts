@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { CliError } from "../files.ts";
 import { wranglerBin } from "../stores.ts";
 import { applyFiles, superviseGateway } from "../supervise.ts";
+import { portOption } from "../options.ts";
 
 export const help = `isthmus dev -f PATH... [--port N] [--persist-to DIR] — run the gateway locally
 
@@ -34,8 +34,7 @@ export interface DevOptions {
 }
 
 export async function dev(files: string[], opts: DevOptions): Promise<number> {
-  const port = Number(opts.port ?? "8787");
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new CliError(`--port: expected a port number, got ${opts.port}`, 2);
+  const port = portOption("--port", opts.port ?? "8787", {});
   const persistTo = opts["persist-to"] ?? ".wrangler/state";
   const config = opts.config ?? "wrangler.toml";
   const storeOptions = { local: true, "persist-to": persistTo, config };

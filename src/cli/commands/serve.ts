@@ -4,7 +4,7 @@ import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { randomUUID } from "node:crypto";
 import { CliError } from "../files.ts";
-import { stateConfigDir } from "../options.ts";
+import { portOption, stateConfigDir } from "../options.ts";
 import { workerSettings } from "../wrangler-config.ts";
 import { bundleWorker, stopBundler } from "../serve/bundle.ts";
 import { workerdConfig } from "../serve/workerd-config.ts";
@@ -80,8 +80,7 @@ export interface ServeOptions {
 }
 
 export async function serve(files: string[], opts: ServeOptions): Promise<number> {
-  const port = Number(opts.port ?? "8787");
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new CliError(`--port: expected a port number, got ${opts.port}`, 2);
+  const port = portOption("--port", opts.port ?? "8787", {});
   const ip = opts.ip ?? "127.0.0.1";
   const https = httpsOption(opts, port);
   const healthPort = opts["health-port"] !== undefined ? portOption("--health-port", opts["health-port"], { "--port": port, "--https-port": https?.port }) : undefined;
@@ -166,16 +165,6 @@ function httpsOption(opts: ServeOptions, port: number): { port: number; keypair:
   // cert-manager puts the issuing CA beside every certificate it writes.
   if (keypair.trustedCertificates) console.error("isthmus: note: --tls: the CA file is not used: serve does not ask clients for certificates");
   return { port: httpsPort, keypair };
-}
-
-/** A port option that must differ from the ports other options took (option → port). */
-function portOption(option: string, value: string, others: Record<string, number | undefined>): number {
-  const port = Number(value);
-  const taken = Object.entries(others).filter(([, p]) => p !== undefined);
-  if (!Number.isInteger(port) || port < 1 || port > 65535 || taken.some(([, p]) => p === port)) {
-    throw new CliError(`${option}: expected a port number other than ${taken.map(([name]) => name).join(" and ")}, got ${value}`, 2);
-  }
-  return port;
 }
 
 /** `--credentials DIR`: the client certificates, with a warning for each expired one. */

@@ -67,16 +67,18 @@ export function workerdConfig(input: WorkerdConfigInput): string {
   if (input.adminToken !== undefined) bindings.push(`(name = "ADMIN_TOKEN", text = ${str(input.adminToken)})`);
   for (const [name, value] of Object.entries(input.vars ?? {})) if (name !== "ADMIN_TOKEN") bindings.push(`(name = ${str(name)}, text = ${str(value)})`);
   for (const d of input.durableObjects) bindings.push(`(name = ${str(d.binding)}, durableObjectNamespace = (className = ${str(d.className)}))`);
-  const credentialServices = (input.credentials ?? []).map((c) => {
-    bindings.push(`(name = ${str(c.binding)}, service = ${str(`mtls-${c.binding}`)})`);
+  const credentialServices: string[] = [];
+  for (const c of input.credentials ?? []) {
+    const service = str(`mtls-${c.binding}`);
+    bindings.push(`(name = ${str(c.binding)}, service = ${service})`);
     // With a CA of its own the origin is verified against that CA only (Istio's caCertificates);
     // without one, against the public CAs, as the mtls_certificates binding does on Cloudflare.
     const trust = c.trustedCertificates ? `trustedCertificates = [${c.trustedCertificates.map(str).join(", ")}]` : "trustBrowserCas = true";
-    return `    (name = ${str(`mtls-${c.binding}`)}, network = (allow = ["public", "private", "local"], tlsOptions = (
+    credentialServices.push(`    (name = ${service}, network = (allow = ["public", "private", "local"], tlsOptions = (
       keypair = (privateKey = ${str(c.privateKey)}, certificateChain = ${str(c.certificateChain)}),
       ${trust}))),
-`;
-  });
+`);
+  }
   const namespaces = input.durableObjects.map(
     (d) => `(className = ${str(d.className)}, uniqueKey = ${str(`isthmus-${d.className}`)}${d.sql ? ", enableSql = true" : ""})`,
   );
