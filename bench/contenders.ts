@@ -87,6 +87,9 @@ export const passthrough = bareWorker("passthrough", "bare passthrough Worker on
 /** What one Durable Object call per request costs any Worker here, whatever it does around it. */
 export const passthroughWithObject = bareWorker("passthrough-object", "the passthrough + one Durable Object call per request", "with-object.js", { binding: "COUNTER", className: "Counter" });
 
+/** What keeping Envoy's header contract costs any Worker here, before it routes or decides anything. */
+export const passthroughEnvoyHeaders = bareWorker("passthrough-envoy-headers", "the passthrough + the header work an Istio gateway does on every request", "envoy-headers.js");
+
 export const nginx: Contender = {
   id: "nginx",
   label: "nginx (Debian) reverse proxy, 1 worker, upstream keepalive",

@@ -24,7 +24,7 @@ import { parseArgs } from "node:util";
 import { startSideServers } from "./side-servers.ts";
 import type { RequestSpec } from "./configs.ts";
 import { send } from "../test/helpers/http.ts";
-import { workerdOps, direct, ensureNginx, isthmusLease, isthmusMinimal, isthmusNoTelemetry, isthmusRealistic, nginx, nginxBinary, passthrough, passthroughWithObject, type Contender, type Running } from "./contenders.ts";
+import { workerdOps, direct, ensureNginx, isthmusLease, isthmusMinimal, isthmusNoTelemetry, isthmusRealistic, nginx, nginxBinary, passthrough, passthroughEnvoyHeaders, passthroughWithObject, type Contender, type Running } from "./contenders.ts";
 import { cpuTimeMs, runLoad } from "./processes.ts";
 import type { LoadOutput, LoadSpec } from "./load/main.ts";
 import type { MicroResults } from "./micro.ts";
@@ -78,7 +78,7 @@ const info: RunInfo = {
   sutCpu: SUT_CPU,
 };
 
-const contenders: Contender[] = [direct, passthrough, passthroughWithObject];
+const contenders: Contender[] = [direct, passthrough, passthroughEnvoyHeaders, passthroughWithObject];
 if (!smoke && !values["no-nginx"]) {
   const bin = ensureNginx(log);
   if (bin) {
@@ -124,6 +124,7 @@ try {
   const couples: [Contender, Contender][] = [
     [isthmusRealistic, passthrough],
     [isthmusMinimal, passthrough],
+    [passthroughEnvoyHeaders, passthrough],
     [isthmusRealistic, isthmusNoTelemetry],
   ];
   for (let pair = 0; pair < pairCount; pair++) {
