@@ -37,6 +37,8 @@ export interface StartOptions {
   stateDir?: string;
   /** Extra CLI arguments (e.g. --config for a different wrangler.toml). */
   args?: string[];
+  /** Extra environment variables (e.g. AWS_ENDPOINT_URL for a cluster's bucket). */
+  env?: Record<string, string>;
 }
 
 export async function freePort(): Promise<number> {
@@ -62,7 +64,7 @@ export async function startGateway(yaml: string, options: StartOptions = {}): Pr
   const stateFlag = command === "dev" ? "--persist-to" : "--state";
   const child: ChildProcess = spawn(process.execPath, ["bin/isthmus.js", command, "-f", configDir, "--port", String(port), stateFlag, stateDir, ...(options.args ?? [])], {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ISTHMUS_ADMIN_TOKEN: ADMIN_TOKEN },
+    env: { ...process.env, ISTHMUS_ADMIN_TOKEN: ADMIN_TOKEN, ...options.env },
   });
   child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr?.on("data", (d: Buffer) => (out += d.toString()));

@@ -10,6 +10,7 @@ import { fileNameToKey, keyToFileName } from "../../src/config/store-files.ts";
 import { openDirectoryStore } from "../../src/cli/stores.ts";
 import { kvBinding, workerSettings } from "../../src/cli/wrangler-config.ts";
 import { workerdConfig } from "../../src/cli/serve/workerd-config.ts";
+import { clusterArgs, clusterOptions, type ClusterFlags } from "../../src/cli/serve/cluster.ts";
 import { isthmus } from "./support.ts";
 
 describe("directory store file names", () => {
@@ -168,6 +169,68 @@ describe("readiness probes (serve --health-port)", () => {
       const result = await isthmus(["serve", "-f", "examples/bookinfo/config", "--state", state, "--port", "8080", "--health-port", "8080"]);
       expect(result.code).toBe(2);
       expect(result.stderr).toContain("--health-port: expected a port number other than --port, got 8080");
+      expect(existsSync(join(state, "config"))).toBe(false);
+    } finally {
+      rmSync(state, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("replicas sharing Durable Objects (serve --cluster-bucket)", () => {
+  const base = { moduleFile: "worker.js", compatibilityDate: "2026-11-01", compatibilityFlags: [], listen: "0.0.0.0:8080", configDir: "/s/config", durableObjectDir: "/s/do", durableObjects: [] };
+  const withKey = (key: string, run: (file: string) => void) => {
+    const dir = mkdtempSync(join(tmpdir(), "isthmus-cluster-key-"));
+    try {
+      writeFileSync(join(dir, "key"), key);
+      run(join(dir, "key"));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+  const KEY = `${"ab".repeat(32)}\n`;
+
+  it("joins the cluster in the config file, and gives the instance's own addresses as workerd flags, so every replica's file is the same", () => {
+    withKey(KEY, (file) => {
+      const cluster = clusterOptions({ "cluster-bucket": "s3://gateways/prod/", "cluster-addr": "0.0.0.0:7000", "cluster-advertise": "10.0.3.7:7000", "cluster-key-file": file });
+      expect(cluster).toEqual({ bucket: "s3://gateways/prod/", address: "0.0.0.0:7000", advertise: "10.0.3.7:7000", key: "ab".repeat(32) });
+      const text = workerdConfig({ ...base, cluster: { bucket: "s3://gateways/prod/", key: "ab".repeat(32) } });
+      expect(text).toContain(`cluster = (bucket = "s3://gateways/prod/", key = "${"ab".repeat(32)}")`);
+      expect(text).not.toContain("7000");
+      expect(clusterArgs(cluster as NonNullable<typeof cluster>)).toEqual(["--cluster-addr=0.0.0.0:7000", "--cluster-advertise=10.0.3.7:7000"]);
+      expect(workerdConfig(base)).not.toContain("cluster =");
+    });
+  });
+
+  it("names the flag and what was expected for each incomplete or malformed setting", () => {
+    withKey(KEY, (file) => {
+      const ok: ClusterFlags = { "cluster-bucket": "s3://gateways/prod/", "cluster-addr": "10.0.3.7:7000", "cluster-key-file": file };
+      const cases: [ClusterFlags, string][] = [
+        [{ "cluster-addr": "10.0.3.7:7000" }, "--cluster-addr needs --cluster-bucket"],
+        [{ "cluster-key-file": file }, "--cluster-key-file needs --cluster-bucket"],
+        [{ ...ok, "cluster-bucket": "https://gateways.example.com/" }, "--cluster-bucket: expected s3://BUCKET/PREFIX/"],
+        [{ ...ok, "cluster-addr": undefined }, "--cluster-bucket needs --cluster-addr HOST:PORT"],
+        [{ ...ok, "cluster-addr": "10.0.3.7" }, "--cluster-addr: expected host:port, got 10.0.3.7"],
+        [{ ...ok, "cluster-addr": "0.0.0.0:7000" }, "--cluster-addr 0.0.0.0:7000 listens on every interface; add --cluster-advertise HOST:PORT"],
+        [{ ...ok, "cluster-advertise": "pod" }, "--cluster-advertise: expected host:port, got pod"],
+        [{ ...ok, "cluster-key-file": undefined }, "--cluster-bucket needs --cluster-key-file FILE"],
+        [{ ...ok, "cluster-key-file": `${file}.absent` }, `--cluster-key-file: ${file}.absent: cannot be read`],
+      ];
+      for (const [flags, message] of cases) expect(() => clusterOptions(flags), message).toThrow(message);
+      expect(clusterOptions({})).toBeUndefined();
+    });
+    withKey("too-short\n", (file) => {
+      expect(() => clusterOptions({ "cluster-bucket": "s3://gateways/prod/", "cluster-addr": "10.0.3.7:7000", "cluster-key-file": file })).toThrow(
+        `--cluster-key-file: ${file} holds 9 bytes; expected at least 32 (openssl rand -hex 32)`,
+      );
+    });
+  });
+
+  it("refuses an incomplete cluster setting before applying anything", async () => {
+    const state = mkdtempSync(join(tmpdir(), "isthmus-state-"));
+    try {
+      const result = await isthmus(["serve", "-f", "examples/bookinfo/config", "--state", state, "--cluster-bucket", "s3://gateways/prod/", "--cluster-addr", "10.0.3.7:7000"]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain("--cluster-bucket needs --cluster-key-file FILE");
       expect(existsSync(join(state, "config"))).toBe(false);
     } finally {
       rmSync(state, { recursive: true, force: true });

@@ -8,6 +8,7 @@ import { portOption, stateConfigDir } from "../options.ts";
 import { workerSettings } from "../wrangler-config.ts";
 import { bundleWorker, stopBundler } from "../serve/bundle.ts";
 import { workerdConfig } from "../serve/workerd-config.ts";
+import { clusterArgs, clusterOptions, type ClusterFlags } from "../serve/cluster.ts";
 import { missingCredentials, readCaFile, readCredentials, readKeypair, type ClientCredential, type Keypair } from "../serve/credentials.ts";
 import type { Snapshot } from "../../config/snapshot.ts";
 import { applyFiles, superviseGateway } from "../supervise.ts";
@@ -53,6 +54,23 @@ Options:
                   PEM CA certificates that outbound HTTPS trusts besides the public
                   CAs: origins (DestinationRule tls SIMPLE), JWKS, OTLP and ext-authz
                   servers inside the cluster whose certificates a private CA signs
+  --cluster-bucket s3://BUCKET/PREFIX/
+                  share Durable Objects (GLOBAL rate limits, outlier ejections)
+                  with every replica started with the same bucket, through
+                  workerd's cluster mode: without it each replica has its own.
+                  The bucket must honour conditional writes (S3, R2, MinIO);
+                  its endpoint and credentials come from AWS_ENDPOINT_URL,
+                  AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (or
+                  AWS_CREDENTIALS_FILE). Needs:
+  --cluster-addr HOST:PORT
+                  where this replica listens for the others (a private address)
+  --cluster-advertise HOST:PORT
+                  the address the others reach it at (the pod IP), when
+                  --cluster-addr is a wildcard or not reachable as is
+  --cluster-key-file FILE
+                  a secret every replica shares, at least 32 bytes
+                  (openssl rand -hex 32); traffic between replicas is
+                  authenticated with it, not encrypted: keep it private
   --inspector-addr ADDR
                   open workerd's V8 inspector on ADDR (host:port) to debug or
                   CPU-profile the gateway with Chrome DevTools or any CDP client;
@@ -65,7 +83,7 @@ from Cloudflare.
 Example:
   isthmus serve -f examples/bookinfo/config --port 8080 --state /var/lib/isthmus`;
 
-export interface ServeOptions {
+export interface ServeOptions extends ClusterFlags {
   port?: string;
   ip?: string;
   state?: string;
@@ -94,6 +112,7 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
 
   const credentials = credentialsOption(opts.credentials);
   const trustedCas = opts["trusted-ca"] !== undefined ? readCaFile(resolve(opts["trusted-ca"]), "--trusted-ca") : undefined;
+  const cluster = clusterOptions(opts);
   const inspect = (snapshot: Snapshot) => warnMissingCredentials(snapshot, credentials, opts.credentials);
 
   const envFile = opts["env-file"] ?? join(dirname(wranglerConfig), ".dev.vars");
@@ -111,7 +130,9 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   if (!first) return 1;
 
   const runDir = join(state, "run");
-  const durableObjectDir = join(state, "durable-objects");
+  // workerd refuses to start a cluster on a disk holding objects from before it (they are not
+  // imported), so a clustered instance keeps its share of the objects in a directory of its own.
+  const durableObjectDir = join(state, cluster ? "cluster-durable-objects" : "durable-objects");
   mkdirSync(runDir, { recursive: true });
   mkdirSync(durableObjectDir, { recursive: true });
   try {
@@ -143,11 +164,13 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
       ...(https ? { https: { listen: address(https.port), privateKey: https.keypair.privateKey, certificateChain: https.keypair.certificateChain } } : {}),
       ...(healthPort !== undefined ? { healthListen: address(healthPort) } : {}),
       ...(trustedCas ? { trustedCas } : {}),
+      ...(cluster ? { cluster: { bucket: cluster.bucket, key: cluster.key } } : {}),
     }),
     { mode: 0o600 },
   );
 
-  const gateway = startWorkerd(configFile, inspector);
+  const gateway = startWorkerd(configFile, [...(inspector ? [`--inspector-addr=${inspector}`] : []), ...(cluster ? clusterArgs(cluster) : [])]);
+  if (cluster) console.log(`isthmus: Durable Objects shared with the replicas of ${cluster.bucket}; peers reach this one at ${cluster.advertise ?? cluster.address}`);
   const host = ip === "0.0.0.0" || ip === "::" ? "127.0.0.1" : bracketed;
   const base = `http://${host}:${port}`;
   if (healthPort !== undefined) console.log(`isthmus: readiness on http://${host}:${healthPort}/healthz/ready`);
@@ -225,9 +248,9 @@ export function workerdBinary(): string {
   return (require("workerd") as { default: string }).default;
 }
 
-function startWorkerd(configFile: string, inspector: string | undefined): ChildProcess {
-  // localDisk Durable Object storage is marked experimental in workerd.capnp.
-  const args = ["serve", "--experimental", ...(inspector ? [`--inspector-addr=${inspector}`] : []), configFile];
+function startWorkerd(configFile: string, flags: string[]): ChildProcess {
+  // localDisk Durable Object storage and cluster mode are marked experimental in workerd.capnp.
+  const args = ["serve", "--experimental", ...flags, configFile];
   return spawn(workerdBinary(), args, {
     stdio: ["ignore", "inherit", "inherit"],
     detached: true,

@@ -136,7 +136,8 @@ export function readCaFile(file: string, option: string): string[] {
   return cas.map((ca) => `${ca}\n`);
 }
 
-function readText(file: string, option: string): string {
+/** A file's text; an unreadable file is an error naming the option and the file. */
+export function readText(file: string, option: string): string {
   try {
     return readFileSync(file, "utf8");
   } catch (error) {

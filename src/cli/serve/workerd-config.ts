@@ -4,7 +4,8 @@
  * disk (service CONFIG_STORE), Durable Objects on local disk, outbound
  * fetch allowed to private and loopback addresses (a gateway's upstreams
  * live there), one network service per client certificate (what stands in
- * for an `mtls_certificates` binding), and one HTTP socket.
+ * for an `mtls_certificates` binding), the sockets, and with a bucket the
+ * cluster that replicas share their Durable Objects through.
  *
  * Pure: paths are absolute and the text depends only on the input.
  */
@@ -48,6 +49,12 @@ export interface WorkerdConfigInput {
   healthListen?: string;
   /** CAs the global outbound trusts besides the public ones (`--trusted-ca`): private origins, IdPs, collectors. */
   trustedCas?: string[];
+  /**
+   * Join a cluster of replicas that share their Durable Objects through a
+   * bucket (`--cluster-bucket`). The instance's own addresses are workerd
+   * flags, so every replica's file is the same.
+   */
+  cluster?: { bucket: string; key: string };
 }
 
 /**
@@ -110,7 +117,9 @@ ${credentialServices.length > 0 ? `    # Client certificates (--credentials): ea
     (name = "http", address = ${str(input.listen)}, service = "isthmus",
      http = (injectRequestHeaders = [${stripped}])),
 ${https}${health}  ],
-);
+${input.cluster ? `  # Replicas share their Durable Objects: each object runs on one instance, its owner, recorded in the bucket.
+  cluster = (bucket = ${str(input.cluster.bucket)}, key = ${str(input.cluster.key)}),
+` : ""});
 
 const isthmus :Workerd.Worker = (
   modules = [(name = ${str(input.moduleFile)}, esModule = embed ${str(input.moduleFile)})],

@@ -1,0 +1,77 @@
+/**
+ * `isthmus serve --cluster-bucket URL`: replicas of the gateway share their
+ * Durable Objects through workerd's cluster mode, so a GLOBAL rate limit
+ * and shared outlier ejections hold across every pod, as they do across
+ * Cloudflare's locations. Each object runs on one instance at a time (its
+ * owner, recorded in the bucket by a conditional write); any instance
+ * forwards calls for it there over the cluster port.
+ *
+ * The bucket's endpoint and credentials are workerd's to read from the
+ * standard AWS variables (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+ * AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN or AWS_CREDENTIALS_FILE), which
+ * serve passes through untouched.
+ */
+import { CliError } from "../files.ts";
+import { readText } from "./credentials.ts";
+
+export interface ClusterOptions {
+  /** `s3://bucket/prefix/`: where the instances' leases and the objects' ownership records live. */
+  bucket: string;
+  /** `host:port` this instance listens on for the other instances. */
+  address: string;
+  /** `host:port` the other instances reach it at, when not the bound address (a wildcard, NAT, a pod IP). */
+  advertise?: string;
+  /** The shared secret (at least 32 bytes) that authenticates instances to each other. */
+  key: string;
+}
+
+export interface ClusterFlags {
+  "cluster-bucket"?: string;
+  "cluster-addr"?: string;
+  "cluster-advertise"?: string;
+  "cluster-key-file"?: string;
+}
+
+/** workerd's minimum for the cluster key. */
+export const MIN_CLUSTER_KEY_BYTES = 32;
+
+const BUCKET_URL = /^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/;
+const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
+
+/**
+ * The cluster options, checked, with the key read from its file; undefined
+ * without `--cluster-bucket`. Every error names the flag and what was expected.
+ *
+ * @example
+ * clusterOptions({ "cluster-bucket": "s3://gateways/prod/", "cluster-addr": "0.0.0.0:7000",
+ *   "cluster-advertise": "10.0.3.7:7000", "cluster-key-file": "/etc/isthmus/cluster/key" });
+ */
+export function clusterOptions(flags: ClusterFlags): ClusterOptions | undefined {
+  const bucket = flags["cluster-bucket"];
+  if (bucket === undefined) {
+    const stray = (["cluster-addr", "cluster-advertise", "cluster-key-file"] as const).find((f) => flags[f] !== undefined);
+    if (stray) throw new CliError(`--${stray} needs --cluster-bucket: the bucket the replicas share their Durable Objects through`, 2);
+    return undefined;
+  }
+  if (!BUCKET_URL.test(bucket)) throw new CliError(`--cluster-bucket: expected s3://BUCKET/PREFIX/ (an S3-compatible bucket with conditional writes: Amazon S3, R2, MinIO), got ${bucket}`, 2);
+  const address = flags["cluster-addr"];
+  if (address === undefined) throw new CliError("--cluster-bucket needs --cluster-addr HOST:PORT: where this instance listens for the other instances (a private address)", 2);
+  if (!HOST_PORT.test(address)) throw new CliError(`--cluster-addr: expected host:port, got ${address}`, 2);
+  const advertise = flags["cluster-advertise"];
+  if (advertise !== undefined && !HOST_PORT.test(advertise)) throw new CliError(`--cluster-advertise: expected host:port, got ${advertise}`, 2);
+  if (advertise === undefined && /^(0\.0\.0\.0|\[::\]):/.test(address)) {
+    throw new CliError(`--cluster-addr ${address} listens on every interface; add --cluster-advertise HOST:PORT with the address the other instances reach this one at (in Kubernetes, the pod IP)`, 2);
+  }
+  const keyFile = flags["cluster-key-file"];
+  if (keyFile === undefined) throw new CliError("--cluster-bucket needs --cluster-key-file FILE: a secret shared by every instance, at least 32 bytes (openssl rand -hex 32)", 2);
+  const key = readText(keyFile, "--cluster-key-file").trim();
+  if (Buffer.byteLength(key) < MIN_CLUSTER_KEY_BYTES) {
+    throw new CliError(`--cluster-key-file: ${keyFile} holds ${Buffer.byteLength(key)} bytes; expected at least ${MIN_CLUSTER_KEY_BYTES} (openssl rand -hex 32)`, 2);
+  }
+  return { bucket, address, ...(advertise !== undefined ? { advertise } : {}), key };
+}
+
+/** The workerd command-line flags for this instance's own addresses (the config file stays the same on every replica). */
+export function clusterArgs(cluster: ClusterOptions): string[] {
+  return [`--cluster-addr=${cluster.address}`, ...(cluster.advertise !== undefined ? [`--cluster-advertise=${cluster.advertise}`] : [])];
+}
