@@ -65,14 +65,14 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "isthmus-cluster-"));
   const keyFile = join(dir, "key");
   writeFileSync(keyFile, `${"5f".repeat(32)}\n`);
-  const replica = async () =>
+  const replica = async (bucketUrl: string) =>
     startGateway(config(), {
       command: "serve",
-      args: ["--cluster-bucket", "s3://isthmus-test/gateways/", "--cluster-addr", `127.0.0.1:${await freePort()}`, "--cluster-key-file", keyFile],
+      args: ["--cluster-bucket", bucketUrl, "--cluster-addr", `127.0.0.1:${await freePort()}`, "--cluster-key-file", keyFile],
       env: AWS(bucket.endpoint),
     });
   // Two replicas in the cluster, and two on their own, started side by side.
-  [clustered, alone] = await Promise.all([Promise.all([replica(), replica()]), Promise.all([startGateway(config(), { command: "serve" }), startGateway(config(), { command: "serve" })])]);
+  [clustered, alone] = await Promise.all([Promise.all([replica("s3://isthmus-test/gateways/"), replica("s3://isthmus-test/gateways")]), Promise.all([startGateway(config(), { command: "serve" }), startGateway(config(), { command: "serve" })])]);
 }, 240_000);
 
 afterAll(async () => {
@@ -93,10 +93,11 @@ describe("isthmus serve --cluster-bucket", () => {
     const statuses = await alternate(clustered, 2 * LIMIT + 2);
     expect(statuses).toEqual([...Array(LIMIT).fill(200), ...Array(LIMIT + 2).fill(429)]);
     // Both replicas joined (a lease each), and one of them owns the limit's object, recorded in the bucket.
+    // One replica was given the prefix with a trailing slash and one without: the same cluster.
     const keys = bucket.keys("isthmus-test");
-    expect(keys.filter((k) => /^gateways\/+v1\/nodes\/[0-9a-f]+\.json$/.test(k))).toHaveLength(2);
-    expect(keys.filter((k) => /^gateways\/+v1\/do\/.+\/own\.json$/.test(k)).length).toBeGreaterThanOrEqual(1);
-    for (const g of clustered) expect(g.output()).toContain("isthmus: Durable Objects shared with the replicas of s3://isthmus-test/gateways/");
+    expect(keys.filter((k) => /^gateways\/v1\/nodes\/[0-9a-f]+\.json$/.test(k))).toHaveLength(2);
+    expect(keys.filter((k) => /^gateways\/v1\/do\/.+\/own\.json$/.test(k)).length).toBeGreaterThanOrEqual(1);
+    for (const g of clustered) expect(g.output()).toContain("isthmus: Durable Objects shared with the replicas of s3://isthmus-test/gateways;");
   });
 
   it("without it, each replica has its own objects and admits the whole limit", async () => {

@@ -192,9 +192,11 @@ describe("replicas sharing Durable Objects (serve --cluster-bucket)", () => {
   it("joins the cluster in the config file, and gives the instance's own addresses as workerd flags, so every replica's file is the same", () => {
     withKey(KEY, (file) => {
       const cluster = clusterOptions({ "cluster-bucket": "s3://gateways/prod/", "cluster-addr": "0.0.0.0:7000", "cluster-advertise": "10.0.3.7:7000", "cluster-key-file": file });
-      expect(cluster).toEqual({ bucket: "s3://gateways/prod/", address: "0.0.0.0:7000", advertise: "10.0.3.7:7000", key: "ab".repeat(32) });
-      const text = workerdConfig({ ...base, cluster: { bucket: "s3://gateways/prod/", key: "ab".repeat(32) } });
-      expect(text).toContain(`cluster = (bucket = "s3://gateways/prod/", key = "${"ab".repeat(32)}")`);
+      expect(cluster).toEqual({ bucket: "s3://gateways/prod", address: "0.0.0.0:7000", advertise: "10.0.3.7:7000", key: "ab".repeat(32) });
+      // workerd appends "/v1/..." to the prefix as given: both spellings must name the same cluster.
+      expect(clusterOptions({ "cluster-bucket": "s3://gateways/prod", "cluster-addr": "10.0.3.7:7000", "cluster-key-file": file })?.bucket).toBe("s3://gateways/prod");
+      const text = workerdConfig({ ...base, cluster: { bucket: "s3://gateways/prod", key: "ab".repeat(32) } });
+      expect(text).toContain(`cluster = (bucket = "s3://gateways/prod", key = "${"ab".repeat(32)}")`);
       expect(text).not.toContain("7000");
       expect(clusterArgs(cluster as NonNullable<typeof cluster>)).toEqual(["--cluster-addr=0.0.0.0:7000", "--cluster-advertise=10.0.3.7:7000"]);
       expect(workerdConfig(base)).not.toContain("cluster =");
@@ -207,7 +209,7 @@ describe("replicas sharing Durable Objects (serve --cluster-bucket)", () => {
       const cases: [ClusterFlags, string][] = [
         [{ "cluster-addr": "10.0.3.7:7000" }, "--cluster-addr needs --cluster-bucket"],
         [{ "cluster-key-file": file }, "--cluster-key-file needs --cluster-bucket"],
-        [{ ...ok, "cluster-bucket": "https://gateways.example.com/" }, "--cluster-bucket: expected s3://BUCKET/PREFIX/"],
+        [{ ...ok, "cluster-bucket": "https://gateways.example.com/" }, "--cluster-bucket: expected s3://BUCKET/PREFIX (an S3-compatible bucket with conditional writes"],
         [{ ...ok, "cluster-addr": undefined }, "--cluster-bucket needs --cluster-addr HOST:PORT"],
         [{ ...ok, "cluster-addr": "10.0.3.7" }, "--cluster-addr: expected host:port, got 10.0.3.7"],
         [{ ...ok, "cluster-addr": "0.0.0.0:7000" }, "--cluster-addr 0.0.0.0:7000 listens on every interface; add --cluster-advertise HOST:PORT"],

@@ -54,7 +54,7 @@ Options:
                   PEM CA certificates that outbound HTTPS trusts besides the public
                   CAs: origins (DestinationRule tls SIMPLE), JWKS, OTLP and ext-authz
                   servers inside the cluster whose certificates a private CA signs
-  --cluster-bucket s3://BUCKET/PREFIX/
+  --cluster-bucket s3://BUCKET/PREFIX
                   share Durable Objects (GLOBAL rate limits, outlier ejections)
                   with every replica started with the same bucket, through
                   workerd's cluster mode: without it each replica has its own.

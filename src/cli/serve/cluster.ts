@@ -15,7 +15,7 @@ import { CliError } from "../files.ts";
 import { readText } from "./credentials.ts";
 
 export interface ClusterOptions {
-  /** `s3://bucket/prefix/`: where the instances' leases and the objects' ownership records live. */
+  /** `s3://bucket/prefix` (without a trailing slash): where the instances' leases and the objects' ownership records live. */
   bucket: string;
   /** `host:port` this instance listens on for the other instances. */
   address: string;
@@ -53,7 +53,7 @@ export function clusterOptions(flags: ClusterFlags): ClusterOptions | undefined 
     if (stray) throw new CliError(`--${stray} needs --cluster-bucket: the bucket the replicas share their Durable Objects through`, 2);
     return undefined;
   }
-  if (!BUCKET_URL.test(bucket)) throw new CliError(`--cluster-bucket: expected s3://BUCKET/PREFIX/ (an S3-compatible bucket with conditional writes: Amazon S3, R2, MinIO), got ${bucket}`, 2);
+  if (!BUCKET_URL.test(bucket)) throw new CliError(`--cluster-bucket: expected s3://BUCKET/PREFIX (an S3-compatible bucket with conditional writes: Amazon S3, R2, MinIO), got ${bucket}`, 2);
   const address = flags["cluster-addr"];
   if (address === undefined) throw new CliError("--cluster-bucket needs --cluster-addr HOST:PORT: where this instance listens for the other instances (a private address)", 2);
   if (!HOST_PORT.test(address)) throw new CliError(`--cluster-addr: expected host:port, got ${address}`, 2);
@@ -68,7 +68,9 @@ export function clusterOptions(flags: ClusterFlags): ClusterOptions | undefined 
   if (Buffer.byteLength(key) < MIN_CLUSTER_KEY_BYTES) {
     throw new CliError(`--cluster-key-file: ${keyFile} holds ${Buffer.byteLength(key)} bytes; expected at least ${MIN_CLUSTER_KEY_BYTES} (openssl rand -hex 32)`, 2);
   }
-  return { bucket, address, ...(advertise !== undefined ? { advertise } : {}), key };
+  // workerd appends "/v1/..." to the prefix as given, so "s3://b/p/" and "s3://b/p" would be two
+  // clusters in one bucket: replicas started with either spelling must find each other.
+  return { bucket: bucket.replace(/\/+$/, ""), address, ...(advertise !== undefined ? { advertise } : {}), key };
 }
 
 /** The workerd command-line flags for this instance's own addresses (the config file stays the same on every replica). */
