@@ -109,7 +109,7 @@ export async function decideGlobal(
   const sentAt = now();
   let grant: Grant;
   try {
-    grant = await withTimeout(env.objects.getByName(name).acquire(request), rule.def.timeoutMs);
+    grant = await acquireWithRetries(env.objects, name, request, rule.def.timeoutMs, now);
   } catch (error) {
     // The object may or may not have taken them back; keeping them out is the side that never over-admits.
     return failure(rule, error instanceof DecisionTimeout ? error.message : `the rate limiter failed: ${error instanceof Error ? error.message : String(error)}`);
@@ -120,6 +120,39 @@ export async function decideGlobal(
   const result: Pick<RuleDecision, "outcome" | "source" | "grant" | "held"> = { outcome: verdict(rule, grant.granted > 0), source: "object", grant };
   if (lease) result.held = Math.max(0, grant.granted - 1);
   return result;
+}
+
+/** The first wait before asking again after a retryable failure; it doubles up to RETRY_MAX_WAIT_MS. */
+export const RETRY_FIRST_WAIT_MS = 10;
+export const RETRY_MAX_WAIT_MS = 200;
+
+/**
+ * One acquire, asked again through a fresh stub while the runtime marks the
+ * failure retryable and the decision timeout leaves time, as Cloudflare
+ * advises for Durable Object errors (`retryable` set, `overloaded` not): the
+ * object was reset, redeployed or is moving to another machine (under
+ * `isthmus serve --cluster-bucket`, to another replica when its owner
+ * stops). A retried acquire the object had applied before its reply was
+ * lost counts twice, which can only refuse early, never over-admit.
+ */
+async function acquireWithRetries(objects: RateLimiterNamespace, name: string, request: AcquireRequest, timeoutMs: number, now: () => number): Promise<Grant> {
+  const deadline = now() + timeoutMs;
+  let wait = RETRY_FIRST_WAIT_MS;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await withTimeout(objects.getByName(name).acquire(request), Math.max(1, deadline - now()), timeoutMs);
+    } catch (error) {
+      if (!retryable(error) || now() + wait >= deadline) throw attempt > 1 && error instanceof Error && !(error instanceof DecisionTimeout) ? new Error(`${error.message} (${attempt} attempts)`) : error;
+    }
+    await new Promise<void>((resolve) => setTimeout(resolve, wait));
+    wait = Math.min(wait * 2, RETRY_MAX_WAIT_MS);
+  }
+}
+
+/** A Durable Object failure the runtime says may succeed if asked again (and not because the object is overloaded). */
+export function retryable(error: unknown): boolean {
+  const e = error as { retryable?: unknown; overloaded?: unknown } | null;
+  return typeof e === "object" && e !== null && e.retryable === true && e.overloaded !== true;
 }
 
 function verdict(rule: RuntimeRule, admitted: boolean): Outcome {
@@ -141,9 +174,10 @@ export class DecisionTimeout extends Error {
 }
 
 /** Races a promise against a timer of its own (no timer or signal is shared between requests). */
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+/** `promise`, or a DecisionTimeout (naming the rule's whole `timeoutMs`) after `ms`. */
+function withTimeout<T>(promise: Promise<T>, ms: number, timeoutMs: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new DecisionTimeout(ms)), ms);
+    const timer = setTimeout(() => reject(new DecisionTimeout(timeoutMs)), ms);
     promise.then(
       (value) => {
         clearTimeout(timer);

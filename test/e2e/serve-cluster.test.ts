@@ -2,7 +2,10 @@
  * Replicas of `isthmus serve` sharing their Durable Objects through
  * `--cluster-bucket` (workerd's cluster mode): a GLOBAL rate limit holds
  * across the replicas, as it does across Cloudflare's locations, where
- * replicas started without it each admit the whole limit.
+ * replicas started without it each admit the whole limit. When the replica
+ * that owns a limit's object stops, the object moves to another with its
+ * count; the decisions made while it moves are asked again (the runtime
+ * marks those failures retryable) within the rule's decisionTimeout.
  *
  * The bucket is a local S3-compatible server with S3's conditional writes
  * (test/helpers/s3-bucket.ts); its endpoint and credentials reach workerd
@@ -22,9 +25,38 @@ let app: Origin;
 let bucket: S3Bucket;
 let dir: string;
 let clustered: Gateway[] = [];
+/** Each clustered replica's --cluster-addr, in the order of `clustered`. */
+let clusterAddrs: string[] = [];
 let alone: Gateway[] = [];
 
 const config = () => `
+apiVersion: isthmus.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: limits, namespace: handover}
+spec:
+  rules:
+  - name: everyone
+    limits: [{requests: ${LIMIT}, unit: hour}]
+    decisionTimeout: 10s
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: svc, namespace: handover}
+spec:
+  hosts: [svc.handover.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  endpoints: [{address: 127.0.0.1, ports: {http: ${app.port}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs, namespace: handover}
+spec:
+  hosts: [handover.example.com]
+  http:
+  - route: [{destination: {host: svc.handover.internal}}]
+---
 apiVersion: isthmus.dev/v1alpha1
 kind: RateLimitPolicy
 metadata: {name: limits, namespace: shop}
@@ -65,14 +97,15 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "isthmus-cluster-"));
   const keyFile = join(dir, "key");
   writeFileSync(keyFile, `${"5f".repeat(32)}\n`);
-  const replica = async (bucketUrl: string) =>
+  clusterAddrs = [`127.0.0.1:${await freePort()}`, `127.0.0.1:${await freePort()}`];
+  const replica = (bucketUrl: string, address: string) =>
     startGateway(config(), {
       command: "serve",
-      args: ["--cluster-bucket", bucketUrl, "--cluster-addr", `127.0.0.1:${await freePort()}`, "--cluster-key-file", keyFile],
+      args: ["--cluster-bucket", bucketUrl, "--cluster-addr", address, "--cluster-key-file", keyFile],
       env: AWS(bucket.endpoint),
     });
   // Two replicas in the cluster, and two on their own, started side by side.
-  [clustered, alone] = await Promise.all([Promise.all([replica("s3://isthmus-test/gateways/"), replica("s3://isthmus-test/gateways")]), Promise.all([startGateway(config(), { command: "serve" }), startGateway(config(), { command: "serve" })])]);
+  [clustered, alone] = await Promise.all([Promise.all([replica("s3://isthmus-test/gateways/", clusterAddrs[0] as string), replica("s3://isthmus-test/gateways", clusterAddrs[1] as string)]), Promise.all([startGateway(config(), { command: "serve" }), startGateway(config(), { command: "serve" })])]);
 }, 240_000);
 
 afterAll(async () => {
@@ -82,10 +115,21 @@ afterAll(async () => {
 });
 
 /** Sends `count` requests, alternating between the replicas; the statuses in order. */
-async function alternate(replicas: Gateway[], count: number): Promise<number[]> {
+async function alternate(replicas: Gateway[], count: number, host = "shop.example.com"): Promise<number[]> {
   const statuses: number[] = [];
-  for (let i = 0; i < count; i++) statuses.push((await send((replicas[i % replicas.length] as Gateway).url, "/", { host: "shop.example.com" })).status);
+  for (let i = 0; i < count; i++) statuses.push((await send((replicas[i % replicas.length] as Gateway).url, "/", { host })).status);
   return statuses;
+}
+
+/** The objects' ownership records in the bucket: key → the owning replica's cluster address. */
+function owners(): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const key of bucket.keys("isthmus-test").filter((k) => k.endsWith("/own.json"))) {
+    const { node } = JSON.parse(bucket.read("isthmus-test", key) as string) as { node: string };
+    const lease = JSON.parse(bucket.read("isthmus-test", `gateways/v1/nodes/${node}.json`) as string) as { address: string };
+    out.set(key, lease.address);
+  }
+  return out;
 }
 
 describe("isthmus serve --cluster-bucket", () => {
@@ -98,6 +142,20 @@ describe("isthmus serve --cluster-bucket", () => {
     expect(keys.filter((k) => /^gateways\/v1\/nodes\/[0-9a-f]+\.json$/.test(k))).toHaveLength(2);
     expect(keys.filter((k) => /^gateways\/v1\/do\/.+\/own\.json$/.test(k)).length).toBeGreaterThanOrEqual(1);
     for (const g of clustered) expect(g.output()).toContain("isthmus: Durable Objects shared with the replicas of s3://isthmus-test/gateways;");
+  });
+
+  it("hands a limit's object over when its owner stops: the other replica carries on with the same count", async () => {
+    const before = owners();
+    expect(await alternate(clustered, LIMIT - 1, "handover.example.com")).toEqual(Array(LIMIT - 1).fill(200));
+    const created = [...owners()].filter(([key]) => !before.has(key));
+    expect(created).toHaveLength(1);
+    const ownerAddr = (created[0] as [string, string])[1];
+    const owner = clustered[clusterAddrs.indexOf(ownerAddr)] as Gateway;
+    const survivor = clustered.find((g) => g !== owner) as Gateway;
+    // Ctrl-C, as a rolling restart sends SIGTERM: workerd leaves the cluster and the object moves.
+    await owner.stop();
+    expect(await alternate([survivor], 3, "handover.example.com")).toEqual([200, 429, 429]);
+    expect(owners().get((created[0] as [string, string])[0])).not.toBe(ownerAddr);
   });
 
   it("without it, each replica has its own objects and admits the whole limit", async () => {

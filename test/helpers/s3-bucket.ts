@@ -23,6 +23,8 @@ export interface S3Bucket {
   endpoint: string;
   /** The keys held in `bucket`, sorted. */
   keys(bucket: string): string[];
+  /** An object's body as text, or undefined. */
+  read(bucket: string, key: string): string | undefined;
   /** Every request, as `METHOD /path?query`. */
   requests: string[];
   close(): Promise<void>;
@@ -123,6 +125,7 @@ export async function startS3Bucket(accessKeyId: string): Promise<S3Bucket> {
   return {
     endpoint: `http://127.0.0.1:${port}`,
     keys: (bucket) => [...objects.keys()].filter((k) => k.startsWith(`${bucket}/`)).map((k) => k.slice(bucket.length + 1)).sort(),
+    read: (bucket, key) => objects.get(`${bucket}/${key}`)?.toString("utf8"),
     requests,
     close: () =>
       new Promise<void>((resolve) => {
