@@ -29,10 +29,11 @@ let clustered: Gateway[] = [];
 let clusterAddrs: string[] = [];
 let alone: Gateway[] = [];
 
-const config = () => `
+/** One namespace `ns`: host `<ns>.example.com` routed to the origin, with a GLOBAL limit of LIMIT per hour of its own. */
+const limitedHost = (ns: string) => `
 apiVersion: isthmus.dev/v1alpha1
 kind: RateLimitPolicy
-metadata: {name: limits, namespace: handover}
+metadata: {name: limits, namespace: ${ns}}
 spec:
   rules:
   - name: everyone
@@ -41,9 +42,9 @@ spec:
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
-metadata: {name: svc, namespace: handover}
+metadata: {name: svc, namespace: ${ns}}
 spec:
-  hosts: [svc.handover.internal]
+  hosts: [svc.${ns}.internal]
   location: MESH_INTERNAL
   resolution: STATIC
   ports: [{number: 80, name: http, protocol: HTTP}]
@@ -51,39 +52,14 @@ spec:
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {name: vs, namespace: handover}
+metadata: {name: vs, namespace: ${ns}}
 spec:
-  hosts: [handover.example.com]
+  hosts: [${ns}.example.com]
   http:
-  - route: [{destination: {host: svc.handover.internal}}]
----
-apiVersion: isthmus.dev/v1alpha1
-kind: RateLimitPolicy
-metadata: {name: limits, namespace: shop}
-spec:
-  rules:
-  - name: everyone
-    limits: [{requests: ${LIMIT}, unit: hour}]
-    decisionTimeout: 10s
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: svc, namespace: shop}
-spec:
-  hosts: [svc.shop.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: ${app.port}}}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: vs, namespace: shop}
-spec:
-  hosts: [shop.example.com]
-  http:
-  - route: [{destination: {host: svc.shop.internal}}]
+  - route: [{destination: {host: svc.${ns}.internal}}]
 `;
+
+const config = () => [limitedHost("shop"), limitedHost("handover")].join("---\n");
 
 const AWS = (endpoint: string) => ({
   AWS_ENDPOINT_URL: endpoint,
