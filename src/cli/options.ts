@@ -72,3 +72,15 @@ export function portOption(option: string, value: string, others: Record<string,
   }
   return port;
 }
+
+/**
+ * An address option (`--inspector-addr`, `--cluster-addr`, ...): `host:port`,
+ * the host a name, an IPv4 address or a bracketed IPv6 address.
+ *
+ * @example
+ * hostPortOption("--cluster-addr", "[fd00::7]:7000"); // "[fd00::7]:7000"
+ */
+export function hostPortOption(option: string, value: string): string {
+  if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(value)) throw new CliError(`${option}: expected host:port, got ${value}`, 2);
+  return value;
+}

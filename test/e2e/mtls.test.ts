@@ -21,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildConfig } from "../../src/config/build.ts";
 import { applySnapshot, type KeyValueStore } from "../../src/config/store.ts";
 import { send } from "../helpers/http.ts";
-import { generatePki, startMtlsOrigin, type MtlsOrigin, type Pki } from "../helpers/pki.ts";
+import { generatePki, mtlsPaymentsYaml, startMtlsOrigin, type MtlsOrigin, type Pki } from "../helpers/pki.ts";
 
 let dir: string;
 let pki: Pki;
@@ -40,31 +40,7 @@ spec:
   credentials:
   - {credentialName: payments-client-cert, binding: ORIGIN_CERT}
 ---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: payments, namespace: edge}
-spec:
-  hosts: [payments.edge.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 443, name: https, protocol: HTTP}]
-  endpoints:
-  - {address: localhost, ports: {https: ${port}}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: payments, namespace: edge}
-spec:
-  host: payments.edge.internal
-  trafficPolicy:
-    tls: {mode: MUTUAL, credentialName: payments-client-cert}
-  subsets:
-  - name: no-cert
-    trafficPolicy:
-      tls: {mode: MUTUAL, credentialName: ORIGIN_NO_CERT}
-  - name: wrong-cert
-    trafficPolicy:
-      tls: {mode: MUTUAL, credentialName: ORIGIN_ROGUE_CERT}
+${mtlsPaymentsYaml(port, { "no-cert": "ORIGIN_NO_CERT", "wrong-cert": "ORIGIN_ROGUE_CERT" })}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService

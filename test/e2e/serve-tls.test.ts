@@ -22,7 +22,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, startGateway, type Gateway } from "../helpers/gateway.ts";
 import { send } from "../helpers/http.ts";
-import { generatePki, startMtlsOrigin, type MtlsOrigin, type Pki } from "../helpers/pki.ts";
+import { generatePki, mtlsPaymentsYaml, startMtlsOrigin, type MtlsOrigin, type Pki } from "../helpers/pki.ts";
 
 let dir: string;
 let pki: Pki;
@@ -47,34 +47,7 @@ spec:
   healthChecks:
   - {host: payments.edge.internal, path: /healthz, interval: 1s, timeout: 1s}
 ---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: payments, namespace: edge}
-spec:
-  hosts: [payments.edge.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 443, name: https, protocol: HTTP}]
-  endpoints:
-  - {address: localhost, ports: {https: ${port}}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: payments, namespace: edge}
-spec:
-  host: payments.edge.internal
-  trafficPolicy:
-    tls: {mode: MUTUAL, credentialName: payments-client-cert}
-  subsets:
-  - name: rogue
-    trafficPolicy:
-      tls: {mode: MUTUAL, credentialName: ROGUE_CERT}
-  - name: public-cas
-    trafficPolicy:
-      tls: {mode: MUTUAL, credentialName: PUBLIC_CAS_CERT}
-  - name: missing
-    trafficPolicy:
-      tls: {mode: MUTUAL, credentialName: MISSING_CERT}
+${mtlsPaymentsYaml(port, { rogue: "ROGUE_CERT", "public-cas": "PUBLIC_CAS_CERT", missing: "MISSING_CERT" })}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService

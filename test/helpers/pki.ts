@@ -94,3 +94,40 @@ export async function startMtlsOrigin(pki: Pki): Promise<MtlsOrigin> {
       }),
   };
 }
+
+/**
+ * The mTLS tests' origin as configuration: a ServiceEntry for
+ * payments.edge.internal on `port` (namespace edge) and its DestinationRule,
+ * MUTUAL with credentialName payments-client-cert, with one subset per entry
+ * of `subsets` (subset name → the credentialName it uses instead).
+ *
+ * @example
+ * mtlsPaymentsYaml(origin.port, { rogue: "ROGUE_CERT" });
+ */
+export function mtlsPaymentsYaml(port: number, subsets: Record<string, string>): string {
+  const lines = Object.entries(subsets).map(
+    ([name, credential]) => `  - name: ${name}
+    trafficPolicy:
+      tls: {mode: MUTUAL, credentialName: ${credential}}`,
+  );
+  return `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: payments, namespace: edge}
+spec:
+  hosts: [payments.edge.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 443, name: https, protocol: HTTP}]
+  endpoints:
+  - {address: localhost, ports: {https: ${port}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: payments, namespace: edge}
+spec:
+  host: payments.edge.internal
+  trafficPolicy:
+    tls: {mode: MUTUAL, credentialName: payments-client-cert}
+  subsets:
+${lines.join("\n")}`;
+}

@@ -4,7 +4,7 @@ import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { randomUUID } from "node:crypto";
 import { CliError } from "../files.ts";
-import { portOption, stateConfigDir } from "../options.ts";
+import { hostPortOption, portOption, stateConfigDir } from "../options.ts";
 import { workerSettings } from "../wrangler-config.ts";
 import { bundleWorker, stopBundler } from "../serve/bundle.ts";
 import { workerdConfig } from "../serve/workerd-config.ts";
@@ -102,8 +102,7 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   const ip = opts.ip ?? "127.0.0.1";
   const https = httpsOption(opts, port);
   const healthPort = opts["health-port"] !== undefined ? portOption("--health-port", opts["health-port"], { "--port": port, "--https-port": https?.port }) : undefined;
-  const inspector = opts["inspector-addr"];
-  if (inspector !== undefined && !/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(inspector)) throw new CliError(`--inspector-addr: expected host:port, got ${inspector}`, 2);
+  const inspector = opts["inspector-addr"] !== undefined ? hostPortOption("--inspector-addr", opts["inspector-addr"]) : undefined;
   const state = resolve(opts.state ?? ".isthmus");
   const wranglerConfig = opts.config ?? "wrangler.toml";
   const settings = workerSettings(wranglerConfig);

@@ -12,6 +12,7 @@
  * serve passes through untouched.
  */
 import { CliError } from "../files.ts";
+import { hostPortOption } from "../options.ts";
 import { readText } from "./credentials.ts";
 
 export interface ClusterOptions {
@@ -36,7 +37,6 @@ export interface ClusterFlags {
 export const MIN_CLUSTER_KEY_BYTES = 32;
 
 const BUCKET_URL = /^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/;
-const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
 
 /**
  * The cluster options, checked, with the key read from its file; undefined
@@ -56,9 +56,9 @@ export function clusterOptions(flags: ClusterFlags): ClusterOptions | undefined 
   if (!BUCKET_URL.test(bucket)) throw new CliError(`--cluster-bucket: expected s3://BUCKET/PREFIX (an S3-compatible bucket with conditional writes: Amazon S3, R2, MinIO), got ${bucket}`, 2);
   const address = flags["cluster-addr"];
   if (address === undefined) throw new CliError("--cluster-bucket needs --cluster-addr HOST:PORT: where this instance listens for the other instances (a private address)", 2);
-  if (!HOST_PORT.test(address)) throw new CliError(`--cluster-addr: expected host:port, got ${address}`, 2);
+  hostPortOption("--cluster-addr", address);
   const advertise = flags["cluster-advertise"];
-  if (advertise !== undefined && !HOST_PORT.test(advertise)) throw new CliError(`--cluster-advertise: expected host:port, got ${advertise}`, 2);
+  if (advertise !== undefined) hostPortOption("--cluster-advertise", advertise);
   if (advertise === undefined && /^(0\.0\.0\.0|\[::\]):/.test(address)) {
     throw new CliError(`--cluster-addr ${address} listens on every interface; add --cluster-advertise HOST:PORT with the address the other instances reach this one at (in Kubernetes, the pod IP)`, 2);
   }
