@@ -7,9 +7,10 @@
  * its count before it leaves: the other replica's decisions wait for it and
  * none fails open, even at the default 250ms decisionTimeout.
  *
- * The bucket is a local S3-compatible server with S3's conditional writes
- * (test/helpers/s3-bucket.ts); its endpoint and credentials reach workerd
- * through the standard AWS variables, as they would in a pod.
+ * The buckets are local servers with S3's and Cloud Storage's conditional
+ * writes (test/helpers/bucket-server.ts); an S3 bucket's endpoint and
+ * credentials reach workerd through the standard AWS variables, as they
+ * would in a pod, and a Cloud Storage bucket through STORAGE_EMULATOR_HOST.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -18,11 +19,12 @@ import { join } from "node:path";
 import { freePort, startGateway, type Gateway } from "../helpers/gateway.ts";
 import { send } from "../helpers/http.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
-import { startS3Bucket, type S3Bucket } from "../helpers/s3-bucket.ts";
+import { startGcsBucket, startS3Bucket, type BucketServer } from "../helpers/bucket-server.ts";
 
 const LIMIT = 4;
 let app: Origin;
-let bucket: S3Bucket;
+let bucket: BucketServer;
+let gcs: BucketServer;
 let dir: string;
 let clustered: Gateway[] = [];
 /** Each clustered replica's --cluster-addr, in the order of `clustered`. */
@@ -32,12 +34,12 @@ let alone: Gateway[] = [];
 const restarted: Gateway[] = [];
 let keyFile: string;
 
-/** A replica in the cluster of s3://isthmus-test/gateways, listening for its peers on `address`. */
+/** A replica in the cluster of `bucketUrl` (s3:// on `bucket`, gs:// on `gcs`), listening for its peers on `address`. */
 const replica = (address: string, bucketUrl = "s3://isthmus-test/gateways") =>
   startGateway(config(), {
     command: "serve",
     args: ["--cluster-bucket", bucketUrl, "--cluster-addr", address, "--cluster-key-file", keyFile],
-    env: AWS(bucket.endpoint),
+    env: bucketUrl.startsWith("gs://") ? { STORAGE_EMULATOR_HOST: gcs.endpoint } : AWS(bucket.endpoint),
   });
 
 /**
@@ -82,7 +84,7 @@ const AWS = (endpoint: string) => ({
 });
 
 beforeAll(async () => {
-  [app, bucket] = await Promise.all([startOrigin("app"), startS3Bucket("isthmus-test")]);
+  [app, bucket, gcs] = await Promise.all([startOrigin("app"), startS3Bucket("isthmus-test"), startGcsBucket()]);
   dir = mkdtempSync(join(tmpdir(), "isthmus-cluster-"));
   keyFile = join(dir, "key");
   writeFileSync(keyFile, `${"5f".repeat(32)}\n`);
@@ -93,7 +95,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all([...clustered, ...alone, ...restarted].map((g) => g.stop()));
-  await Promise.all([app?.close(), bucket?.close()]);
+  await Promise.all([app?.close(), bucket?.close(), gcs?.close()]);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -174,6 +176,16 @@ describe("isthmus serve --cluster-bucket", () => {
     expect(during.length).toBeGreaterThan(10);
     expect(second.output()).not.toContain("rate limit decision failed");
     console.log(`rolling restart: ${during.length} requests during the owner's stop, slowest ${slowest.toFixed(0)} ms`);
+  });
+
+  it("shares them through a Google Cloud Storage bucket (gs://) as well", async () => {
+    const replicas = await Promise.all([replica(`127.0.0.1:${await freePort()}`, "gs://isthmus_test/gateways/"), replica(`127.0.0.1:${await freePort()}`, "gs://isthmus_test/gateways")]);
+    restarted.push(...replicas);
+    expect(await alternate(replicas, 2 * LIMIT + 2)).toEqual([...Array(LIMIT).fill(200), ...Array(LIMIT + 2).fill(429)]);
+    const keys = gcs.keys("isthmus_test");
+    expect(keys.filter((k) => /^gateways\/v1\/nodes\/[0-9a-f]+\.json$/.test(k))).toHaveLength(2);
+    expect(keys.filter((k) => /^gateways\/v1\/do\/.+\/own\.json$/.test(k)).length).toBeGreaterThanOrEqual(1);
+    for (const g of replicas) expect(g.output()).toContain("isthmus: Durable Objects shared with the replicas of gs://isthmus_test/gateways;");
   });
 
   it("without it, each replica has its own objects and admits the whole limit", async () => {

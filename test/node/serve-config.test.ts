@@ -200,6 +200,8 @@ describe("replicas sharing Durable Objects (serve --cluster-bucket)", () => {
       expect(text).not.toContain("7000");
       expect(clusterArgs(cluster as NonNullable<typeof cluster>)).toEqual(["--cluster-addr=0.0.0.0:7000", "--cluster-advertise=10.0.3.7:7000"]);
       expect(workerdConfig(base)).not.toContain("cluster =");
+      // Google Cloud Storage, whose bucket names may hold underscores.
+      expect(clusterOptions({ "cluster-bucket": "gs://isthmus_gateways/prod/", "cluster-addr": "10.0.3.7:7000", "cluster-key-file": file })?.bucket).toBe("gs://isthmus_gateways/prod");
     });
   });
 
@@ -209,7 +211,9 @@ describe("replicas sharing Durable Objects (serve --cluster-bucket)", () => {
       const cases: [ClusterFlags, string][] = [
         [{ "cluster-addr": "10.0.3.7:7000" }, "--cluster-addr needs --cluster-bucket"],
         [{ "cluster-key-file": file }, "--cluster-key-file needs --cluster-bucket"],
-        [{ ...ok, "cluster-bucket": "https://gateways.example.com/" }, "--cluster-bucket: expected s3://BUCKET/PREFIX (an S3-compatible bucket with conditional writes"],
+        [{ ...ok, "cluster-bucket": "https://gateways.example.com/" }, "--cluster-bucket: expected s3://BUCKET/PREFIX (an S3-compatible bucket with conditional writes: Amazon S3, R2, MinIO) or gs://BUCKET/PREFIX (Google Cloud Storage), got https://gateways.example.com/"],
+        [{ ...ok, "cluster-bucket": "s3://under_score/prod" }, "--cluster-bucket: expected s3://BUCKET/PREFIX"],
+        [{ ...ok, "cluster-bucket": "gs://Gateways/prod" }, "--cluster-bucket: expected s3://BUCKET/PREFIX"],
         [{ ...ok, "cluster-addr": undefined }, "--cluster-bucket needs --cluster-addr HOST:PORT"],
         [{ ...ok, "cluster-addr": "10.0.3.7" }, "--cluster-addr: expected host:port, got 10.0.3.7"],
         [{ ...ok, "cluster-addr": "0.0.0.0:7000" }, "--cluster-addr 0.0.0.0:7000 listens on every interface; add --cluster-advertise HOST:PORT"],

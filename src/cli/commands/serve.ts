@@ -54,14 +54,16 @@ Options:
                   PEM CA certificates that outbound HTTPS trusts besides the public
                   CAs: origins (DestinationRule tls SIMPLE), JWKS, OTLP and ext-authz
                   servers inside the cluster whose certificates a private CA signs
-  --cluster-bucket s3://BUCKET/PREFIX
+  --cluster-bucket s3://BUCKET/PREFIX | gs://BUCKET/PREFIX
                   share Durable Objects (GLOBAL rate limits, outlier ejections)
                   with every replica started with the same bucket, through
                   workerd's cluster mode: without it each replica has its own.
-                  The bucket must honour conditional writes (S3, R2, MinIO);
-                  its endpoint and credentials come from AWS_ENDPOINT_URL,
+                  s3:// must honour conditional writes (S3, R2, MinIO); its
+                  endpoint and credentials come from AWS_ENDPOINT_URL,
                   AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (or
-                  AWS_CREDENTIALS_FILE). Needs:
+                  AWS_CREDENTIALS_FILE). gs:// is Google Cloud Storage, with
+                  the key GOOGLE_APPLICATION_CREDENTIALS names, else the GCE or
+                  GKE metadata server (Workload Identity). Needs:
   --cluster-addr HOST:PORT
                   where this replica listens for the others (a private address)
   --cluster-advertise HOST:PORT

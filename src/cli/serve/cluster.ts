@@ -6,17 +6,19 @@
  * owner, recorded in the bucket by a conditional write); any instance
  * forwards calls for it there over the cluster port.
  *
- * The bucket's endpoint and credentials are workerd's to read from the
- * standard AWS variables (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
- * AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN or AWS_CREDENTIALS_FILE), which
- * serve passes through untouched.
+ * The bucket's endpoint and credentials are workerd's to read, and serve
+ * passes them through untouched: for `s3://` the standard AWS variables
+ * (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+ * AWS_SESSION_TOKEN or AWS_CREDENTIALS_FILE); for `gs://` (Cloud Storage)
+ * the service account key GOOGLE_APPLICATION_CREDENTIALS names, else the
+ * metadata server of the VM or GKE pod (Workload Identity).
  */
 import { CliError } from "../files.ts";
 import { hostPortOption } from "../options.ts";
 import { readText } from "./credentials.ts";
 
 export interface ClusterOptions {
-  /** `s3://bucket/prefix` (without a trailing slash): where the instances' leases and the objects' ownership records live. */
+  /** `s3://bucket/prefix` or `gs://bucket/prefix` (without a trailing slash): where the instances' leases and the objects' ownership records live. */
   bucket: string;
   /** `host:port` this instance listens on for the other instances. */
   address: string;
@@ -36,7 +38,8 @@ export interface ClusterFlags {
 /** workerd's minimum for the cluster key. */
 export const MIN_CLUSTER_KEY_BYTES = 32;
 
-const BUCKET_URL = /^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/;
+/** S3's bucket names (lowercase letters, digits, dots, hyphens), and Cloud Storage's, which also allow underscores. */
+const BUCKET_URL = /^(s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]|gs:\/\/[a-z0-9][a-z0-9._-]{1,61}[a-z0-9])(\/.*)?$/;
 
 /**
  * The cluster options, checked, with the key read from its file; undefined
@@ -53,7 +56,7 @@ export function clusterOptions(flags: ClusterFlags): ClusterOptions | undefined 
     if (stray) throw new CliError(`--${stray} needs --cluster-bucket: the bucket the replicas share their Durable Objects through`, 2);
     return undefined;
   }
-  if (!BUCKET_URL.test(bucket)) throw new CliError(`--cluster-bucket: expected s3://BUCKET/PREFIX (an S3-compatible bucket with conditional writes: Amazon S3, R2, MinIO), got ${bucket}`, 2);
+  if (!BUCKET_URL.test(bucket)) throw new CliError(`--cluster-bucket: expected s3://BUCKET/PREFIX (an S3-compatible bucket with conditional writes: Amazon S3, R2, MinIO) or gs://BUCKET/PREFIX (Google Cloud Storage), got ${bucket}`, 2);
   const address = flags["cluster-addr"];
   if (address === undefined) throw new CliError("--cluster-bucket needs --cluster-addr HOST:PORT: where this instance listens for the other instances (a private address)", 2);
   hostPortOption("--cluster-addr", address);

@@ -1,25 +1,31 @@
 /**
- * A local S3-compatible bucket server for the cluster tests: the part of the
- * S3 API that workerd's cluster mode uses, with S3's semantics, in memory.
- * Neither npm nor Debian offers an S3 server here that honours conditional
- * writes (s3rver predates them; radosgw needs a Ceph cluster), and workerd
- * refuses a bucket that ignores them, so this one implements them as S3 does:
+ * A local bucket server for the cluster tests: the part of the S3 API, or of
+ * Cloud Storage's XML API, that workerd's cluster mode uses, with each
+ * store's conditional-write semantics, in memory. Neither npm nor Debian
+ * offers a server here that honours conditional writes (s3rver predates
+ * them; radosgw needs a Ceph cluster; fake-gcs-server is not packaged), and
+ * workerd refuses a bucket that ignores them, so this one implements them:
  *
  * - path-style requests, `/<bucket>/<key>`;
- * - PUT, with `If-None-Match: *` (412 when the key exists) and
+ * - S3: PUT with `If-None-Match: *` (412 when the key exists) and
  *   `If-Match: <etag>` (412 when the stored ETag differs, 404 when absent);
+ *   requests must be signed (AWS4-HMAC-SHA256) with the access key id given
+ *   (the signature itself is not recomputed);
+ * - Cloud Storage: every write bumps the object's generation, answered in
+ *   `x-goog-generation`; PUT and DELETE with `x-goog-if-generation-match: N`
+ *   fail with 412 unless the object's generation is N (0: it must not
+ *   exist); requests carry no token, as with `STORAGE_EMULATOR_HOST`;
  * - GET and HEAD (404 NoSuchKey), DELETE (204 whether or not it existed);
- * - ListObjectsV2 (`?list-type=2`) with `prefix`, `delimiter`
- *   (CommonPrefixes), `max-keys` and `continuation-token`;
- * - requests must be signed (AWS4-HMAC-SHA256) with the access key id given;
- *   the signature itself is not recomputed.
+ * - ListObjectsV2 (`?list-type=2`, which Cloud Storage's XML API also
+ *   answers) with `prefix`, `delimiter` (CommonPrefixes), `max-keys` and
+ *   `continuation-token`.
  */
 import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
-export interface S3Bucket {
-  /** `http://127.0.0.1:PORT`, for AWS_ENDPOINT_URL. */
+export interface BucketServer {
+  /** `http://127.0.0.1:PORT`: AWS_ENDPOINT_URL for S3, STORAGE_EMULATOR_HOST for Cloud Storage. */
   endpoint: string;
   /** The keys held in `bucket`, sorted. */
   keys(bucket: string): string[];
@@ -30,17 +36,33 @@ export interface S3Bucket {
   close(): Promise<void>;
 }
 
+/** Which API the server speaks: S3's, signed with `accessKeyId`, or Cloud Storage's XML API. */
+export type BucketDialect = { api: "s3"; accessKeyId: string } | { api: "gcs" };
+
+interface StoredObject {
+  body: Buffer;
+  generation: number;
+}
+
 const etagOf = (body: Buffer) => `"${createHash("md5").update(body).digest("hex")}"`;
 const escapeXml = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
-export async function startS3Bucket(accessKeyId: string): Promise<S3Bucket> {
-  const objects = new Map<string, Buffer>();
+/** An S3-compatible bucket server that requires requests signed with `accessKeyId`. */
+export const startS3Bucket = (accessKeyId: string): Promise<BucketServer> => startBucketServer({ api: "s3", accessKeyId });
+
+/** A Cloud Storage (XML API) bucket server, as an emulator that STORAGE_EMULATOR_HOST names. */
+export const startGcsBucket = (): Promise<BucketServer> => startBucketServer({ api: "gcs" });
+
+export async function startBucketServer(dialect: BucketDialect): Promise<BucketServer> {
+  const objects = new Map<string, StoredObject>();
   const requests: string[] = [];
+  let generations = 0;
   const xml = (res: ServerResponse, status: number, body: string) => {
     res.writeHead(status, { "content-type": "application/xml" });
     res.end(`<?xml version="1.0" encoding="UTF-8"?>\n${body}`);
   };
   const error = (res: ServerResponse, status: number, code: string) => xml(res, status, `<Error><Code>${code}</Code></Error>`);
+  const versionHeaders = (o: StoredObject): Record<string, string> => ({ etag: etagOf(o.body), ...(dialect.api === "gcs" ? { "x-goog-generation": String(o.generation) } : {}) });
 
   const list = (res: ServerResponse, bucket: string, query: URLSearchParams) => {
     const prefix = query.get("prefix") ?? "";
@@ -60,7 +82,7 @@ export async function startS3Bucket(accessKeyId: string): Promise<S3Bucket> {
       const cut = delimiter ? key.indexOf(delimiter, prefix.length) : -1;
       if (cut >= 0) prefixes.add(key.slice(0, cut + delimiter.length));
       else {
-        const body = objects.get(`${bucket}/${key}`) as Buffer;
+        const { body } = objects.get(`${bucket}/${key}`) as StoredObject;
         contents.push(`<Contents><Key>${escapeXml(key)}</Key><ETag>${escapeXml(etagOf(body))}</ETag><Size>${body.length}</Size></Contents>`);
       }
       last = key;
@@ -74,11 +96,28 @@ export async function startS3Bucket(accessKeyId: string): Promise<S3Bucket> {
     );
   };
 
+  /** The write preconditions of the dialect: an error to answer, or undefined when the write may go ahead. */
+  const precondition = (req: IncomingMessage, current: StoredObject | undefined): [number, string] | undefined => {
+    if (dialect.api === "gcs") {
+      const match = req.headers["x-goog-if-generation-match"];
+      if (match === undefined) return undefined;
+      return Number(match) === (current?.generation ?? 0) ? undefined : [412, "PreconditionFailed"];
+    }
+    if (req.method !== "PUT") return undefined;
+    if (req.headers["if-none-match"] === "*" && current) return [412, "PreconditionFailed"];
+    const ifMatch = req.headers["if-match"];
+    if (ifMatch === undefined) return undefined;
+    if (!current) return [404, "NoSuchKey"];
+    return ifMatch === etagOf(current.body) ? undefined : [412, "PreconditionFailed"];
+  };
+
+  const authorized = (req: IncomingMessage) =>
+    dialect.api === "gcs" ? req.headers.authorization === undefined : (req.headers.authorization ?? "").startsWith(`AWS4-HMAC-SHA256 Credential=${dialect.accessKeyId}/`);
+
   const handle = (req: IncomingMessage, res: ServerResponse, body: Buffer) => {
     const url = new URL(req.url ?? "/", "http://bucket");
     requests.push(`${req.method} ${url.pathname}${url.search}`);
-    const auth = req.headers.authorization ?? "";
-    if (!auth.startsWith(`AWS4-HMAC-SHA256 Credential=${accessKeyId}/`)) return error(res, 403, "AccessDenied");
+    if (!authorized(req)) return error(res, 403, "AccessDenied");
     const path = decodeURIComponent(url.pathname.slice(1));
     const slash = path.indexOf("/");
     const bucket = slash < 0 ? path : path.slice(0, slash);
@@ -89,23 +128,20 @@ export async function startS3Bucket(accessKeyId: string): Promise<S3Bucket> {
     }
     const id = `${bucket}/${key}`;
     const current = objects.get(id);
+    const failed = req.method === "PUT" || req.method === "DELETE" ? precondition(req, current) : undefined;
+    if (failed) return error(res, ...failed);
     switch (req.method) {
       case "PUT": {
-        if (req.headers["if-none-match"] === "*" && current) return error(res, 412, "PreconditionFailed");
-        const ifMatch = req.headers["if-match"];
-        if (ifMatch !== undefined) {
-          if (!current) return error(res, 404, "NoSuchKey");
-          if (ifMatch !== etagOf(current)) return error(res, 412, "PreconditionFailed");
-        }
-        objects.set(id, body);
-        res.writeHead(200, { etag: etagOf(body) });
+        const stored = { body, generation: ++generations };
+        objects.set(id, stored);
+        res.writeHead(200, versionHeaders(stored));
         return res.end();
       }
       case "GET":
       case "HEAD":
         if (!current) return error(res, 404, "NoSuchKey");
-        res.writeHead(200, { etag: etagOf(current), "content-length": current.length, "content-type": "application/octet-stream" });
-        return res.end(req.method === "GET" ? current : undefined);
+        res.writeHead(200, { ...versionHeaders(current), "content-length": current.body.length, "content-type": "application/octet-stream" });
+        return res.end(req.method === "GET" ? current.body : undefined);
       case "DELETE":
         objects.delete(id);
         res.writeHead(204);
@@ -125,7 +161,7 @@ export async function startS3Bucket(accessKeyId: string): Promise<S3Bucket> {
   return {
     endpoint: `http://127.0.0.1:${port}`,
     keys: (bucket) => [...objects.keys()].filter((k) => k.startsWith(`${bucket}/`)).map((k) => k.slice(bucket.length + 1)).sort(),
-    read: (bucket, key) => objects.get(`${bucket}/${key}`)?.toString("utf8"),
+    read: (bucket, key) => objects.get(`${bucket}/${key}`)?.body.toString("utf8"),
     requests,
     close: () =>
       new Promise<void>((resolve) => {
