@@ -5,7 +5,8 @@
  * replicas started without it each admit the whole limit. When the replica
  * that owns a limit's object stops (SIGTERM), it hands the object over with
  * its count before it leaves: the other replica's decisions wait for it and
- * none fails open, even at the default 250ms decisionTimeout.
+ * none fails open, even at the default 250ms decisionTimeout. Outlier
+ * ejections travel the same way, through the one UpstreamHealth object.
  *
  * The buckets are local servers with S3's and Cloud Storage's conditional
  * writes (test/helpers/bucket-server.ts); an S3 bucket's endpoint and
@@ -23,6 +24,8 @@ import { startGcsBucket, startS3Bucket, type BucketServer } from "../helpers/buc
 
 const LIMIT = 4;
 let app: Origin;
+/** An endpoint that answers 503 to everything. */
+let failing: Origin;
 let bucket: BucketServer;
 let gcs: BucketServer;
 let dir: string;
@@ -74,7 +77,66 @@ spec:
   - route: [{destination: {host: svc.${ns}.internal}}]
 `;
 
-const config = () => [limitedHost("shop", "10s"), limitedHost("handover", "10s"), limitedHost("rolling")].join("---\n");
+/**
+ * Host `ejection.example.com` balanced over a good and a failing endpoint, ejected after one 5xx, and
+ * host `warm.example.com` on the good one alone; ejections are exchanged with the UpstreamHealth
+ * object every 500ms.
+ */
+const ejectionHosts = () => `
+apiVersion: isthmus.dev/v1alpha1
+kind: GatewayConfig
+metadata: {name: isthmus}
+spec:
+  healthSyncInterval: 500ms
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: pair, namespace: ejection}
+spec:
+  hosts: [pair.ejection.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: ${app.port}}}
+  - {address: 127.0.0.1, ports: {http: ${failing.port}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: pair, namespace: ejection}
+spec:
+  host: pair.ejection.internal
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 5m, maxEjectionPercent: 100}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: pair, namespace: ejection}
+spec:
+  hosts: [ejection.example.com]
+  http:
+  - route: [{destination: {host: pair.ejection.internal}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: good, namespace: ejection}
+spec:
+  hosts: [good.ejection.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  endpoints: [{address: 127.0.0.1, ports: {http: ${app.port}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: warm, namespace: ejection}
+spec:
+  hosts: [warm.example.com]
+  http:
+  - route: [{destination: {host: good.ejection.internal}}]
+`;
+
+const config = () => [limitedHost("shop", "10s"), limitedHost("handover", "10s"), limitedHost("rolling"), ejectionHosts()].join("---\n");
 
 const AWS = (endpoint: string) => ({
   AWS_ENDPOINT_URL: endpoint,
@@ -84,7 +146,11 @@ const AWS = (endpoint: string) => ({
 });
 
 beforeAll(async () => {
-  [app, bucket, gcs] = await Promise.all([startOrigin("app"), startS3Bucket("isthmus-test"), startGcsBucket()]);
+  [app, failing, bucket, gcs] = await Promise.all([startOrigin("app"), startOrigin("failing"), startS3Bucket("isthmus-test"), startGcsBucket()]);
+  failing.respond((_req, res) => {
+    res.writeHead(503);
+    res.end("failing");
+  });
   dir = mkdtempSync(join(tmpdir(), "isthmus-cluster-"));
   keyFile = join(dir, "key");
   writeFileSync(keyFile, `${"5f".repeat(32)}\n`);
@@ -95,7 +161,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all([...clustered, ...alone, ...restarted].map((g) => g.stop()));
-  await Promise.all([app?.close(), bucket?.close(), gcs?.close()]);
+  await Promise.all([app?.close(), failing?.close(), bucket?.close(), gcs?.close()]);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -130,6 +196,38 @@ describe("isthmus serve --cluster-bucket", () => {
     expect(keys.filter((k) => /^gateways\/v1\/nodes\/[0-9a-f]+\.json$/.test(k))).toHaveLength(2);
     expect(keys.filter((k) => /^gateways\/v1\/do\/.+\/own\.json$/.test(k)).length).toBeGreaterThanOrEqual(1);
     for (const g of clustered) expect(g.output()).toContain("isthmus: Durable Objects shared with the replicas of s3://isthmus-test/gateways;");
+  });
+
+  /**
+   * Replica `a` ejects the failing endpoint of ejection.example.com; after one sync interval, how many
+   * of 20 requests through replica `b` still reached it.
+   */
+  async function afterAnEjectionElsewhere(a: Gateway, b: Gateway): Promise<{ reached: number; statuses: number[] }> {
+    // b serves a request first, so that it exchanges its view with its UpstreamHealth object from now on.
+    expect((await send(b.url, "/", { host: "warm.example.com" })).status).toBe(200);
+    // a: until its outlier detection has seen the failing endpoint's 503 (which reaches the client: Istio's default
+    // retry policy names no status code).
+    for (let i = 0; i < 20 && failing.received.length === 0; i++) expect([200, 503]).toContain((await send(a.url, "/", { host: "ejection.example.com" })).status);
+    expect(failing.received).toHaveLength(1);
+    // Past b's sync interval (500ms): its next request starts an exchange in the background, which the ones after see.
+    await new Promise((r) => setTimeout(r, 700));
+    expect((await send(b.url, "/", { host: "warm.example.com" })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 300));
+    const before = failing.received.length;
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) statuses.push((await send(b.url, "/", { host: "ejection.example.com" })).status);
+    const reached = failing.received.length - before;
+    failing.received.length = 0;
+    return { reached, statuses };
+  }
+
+  it("shares outlier ejections: an endpoint one replica ejected is avoided by the others within the sync interval", async () => {
+    const { reached, statuses } = await afterAnEjectionElsewhere(clustered[0] as Gateway, clustered[1] as Gateway);
+    expect(statuses).toEqual(Array(20).fill(200));
+    expect(reached).toBe(0);
+    // Without the cluster, the other replica learns only from its own failures: it reaches the failing endpoint itself.
+    const alone2 = await afterAnEjectionElsewhere(alone[0] as Gateway, alone[1] as Gateway);
+    expect(alone2.reached).toBeGreaterThan(0);
   });
 
   it("hands a limit's object over when its owner stops: the other replica carries on with the same count", async () => {
