@@ -18,4 +18,10 @@ export interface Env {
   UPSTREAM_HEALTH?: DurableObjectNamespace<UpstreamHealth>;
   /** One RateLimiter Durable Object per key of each GLOBAL rate-limit rule. */
   RATE_LIMITER?: DurableObjectNamespace<RateLimiter>;
+  /**
+   * This instance's own cluster port under `isthmus serve --cluster-bucket`,
+   * whose `GET /ready` says whether it serves as a member of its cluster
+   * (readiness, the `Health` entrypoint). Absent elsewhere.
+   */
+  CLUSTER_PORT?: Fetcher;
 }

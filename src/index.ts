@@ -110,6 +110,10 @@ export default {
 /**
  * Readiness, as Istio's gateways answer it on port 15021: `GET /healthz/ready`
  * is 200 while this isolate serves a configuration, 503 before it has one.
+ * A replica of a cluster (`--cluster-bucket`) is ready only while it is also
+ * a member serving its share of the Durable Objects: 503 while it joins,
+ * once it is stopping (so that load balancers drain it while it still
+ * answers), and when its lease in the bucket has lapsed.
  * `isthmus serve --health-port N` binds a socket to this entrypoint, so the
  * probe never passes through routing and needs no admin token.
  *
@@ -124,7 +128,21 @@ export class Health extends WorkerEntrypoint<Env> {
     if (!cache) return plainText(NO_STORE, 503);
     const snapshot = await cache.get((p) => this.ctx.waitUntil(p));
     if (!snapshot) return plainText(NO_CONFIG, 503);
+    if (this.env.CLUSTER_PORT && !(await clusterReady(this.env.CLUSTER_PORT))) return plainText(NOT_A_MEMBER, 503);
     return plainText(`ready: config ${snapshot.version}\n`, 200);
+  }
+}
+
+const NOT_A_MEMBER = "isthmus: not serving as a member of its cluster (joining, stopping, or its lease in the bucket has lapsed).\n";
+
+/** Whether workerd's cluster port answers `GET /ready` with 200 (its own readiness: serving, holding its lease, not stopping). */
+async function clusterReady(port: Fetcher): Promise<boolean> {
+  try {
+    const response = await port.fetch("http://cluster/ready", { signal: AbortSignal.timeout(2_000) });
+    await response.body?.cancel();
+    return response.status === 200;
+  } catch {
+    return false;
   }
 }
 

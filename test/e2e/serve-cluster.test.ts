@@ -38,10 +38,10 @@ const restarted: Gateway[] = [];
 let keyFile: string;
 
 /** A replica in the cluster of `bucketUrl` (s3:// on `bucket`, gs:// on `gcs`), listening for its peers on `address`. */
-const replica = (address: string, bucketUrl = "s3://isthmus-test/gateways") =>
+const replica = (address: string, bucketUrl = "s3://isthmus-test/gateways", extraArgs: string[] = []) =>
   startGateway(config(), {
     command: "serve",
-    args: ["--cluster-bucket", bucketUrl, "--cluster-addr", address, "--cluster-key-file", keyFile],
+    args: ["--cluster-bucket", bucketUrl, "--cluster-addr", address, "--cluster-key-file", keyFile, ...extraArgs],
     env: bucketUrl.startsWith("gs://") ? { STORAGE_EMULATOR_HOST: gcs.endpoint } : AWS(bucket.endpoint),
   });
 
@@ -157,6 +157,11 @@ beforeAll(async () => {
   clusterAddrs = [`127.0.0.1:${await freePort()}`, `127.0.0.1:${await freePort()}`];
   // Two replicas in the cluster, and two on their own, started side by side.
   [clustered, alone] = await Promise.all([Promise.all([replica(clusterAddrs[0] as string, "s3://isthmus-test/gateways/"), replica(clusterAddrs[1] as string)]), Promise.all([startGateway(config(), { command: "serve" }), startGateway(config(), { command: "serve" })])]);
+  // The first request makes the replicas' UpstreamHealth object (the config has outlier detection), so that the
+  // objects the tests below create are their rate limits' alone.
+  expect((await send((clustered[0] as Gateway).url, "/", { host: "warm.example.com" })).status).toBe(200);
+  for (let i = 0; i < 100 && owners().size === 0; i++) await new Promise((r) => setTimeout(r, 50));
+  expect(owners().size).toBe(1);
 }, 240_000);
 
 afterAll(async () => {
@@ -247,8 +252,11 @@ describe("isthmus serve --cluster-bucket", () => {
   it("serves through a rolling restart: what arrives while the owner stops waits for the object to move, and none fails open", async () => {
     // A fresh pair, so that the replica stopped is the object's owner: the first request claims the object where it lands.
     const addrs = [`127.0.0.1:${await freePort()}`, `127.0.0.1:${await freePort()}`];
-    const [first, second] = (await Promise.all(addrs.map((a) => replica(a)))) as [Gateway, Gateway];
+    const healthPort = await freePort();
+    const [first, second] = (await Promise.all([replica(addrs[0] as string, undefined, ["--health-port", String(healthPort)]), replica(addrs[1] as string)])) as [Gateway, Gateway];
     restarted.push(first, second);
+    const ready = async () => (await fetch(`http://127.0.0.1:${healthPort}/healthz/ready`)).status;
+    expect(await ready()).toBe(200);
     const host = "rolling.example.com";
     const before = owners();
     expect(await alternate([first], LIMIT - 1, host)).toEqual(Array(LIMIT - 1).fill(200));
@@ -257,6 +265,15 @@ describe("isthmus serve --cluster-bucket", () => {
     // SIGTERM, as Kubernetes sends it: the owner hands its objects over, then leaves the cluster and exits.
     let stopped = false;
     const stopping = first.stop().then(() => void (stopped = true));
+    // Its readiness fails at once, while it still serves, so that load balancers drain it.
+    let readiness = await ready();
+    for (let i = 0; i < 20 && readiness === 200; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      readiness = await ready();
+    }
+    expect(readiness).toBe(503);
+    expect(await fetch(`http://127.0.0.1:${healthPort}/healthz/ready`).then((r) => r.text())).toContain("not serving as a member of its cluster");
+    expect((await send(first.url, "/", { host: "warm.example.com" })).status).toBe(200);
     const during: number[] = [];
     let slowest = 0;
     while (!stopped) {

@@ -198,8 +198,14 @@ describe("replicas sharing Durable Objects (serve --cluster-bucket)", () => {
       const text = workerdConfig({ ...base, cluster: { bucket: "s3://gateways/prod", key: "ab".repeat(32) } });
       expect(text).toContain(`cluster = (bucket = "s3://gateways/prod", key = "${"ab".repeat(32)}")`);
       expect(text).not.toContain("7000");
-      expect(clusterArgs(cluster as NonNullable<typeof cluster>)).toEqual(["--cluster-addr=0.0.0.0:7000", "--cluster-advertise=10.0.3.7:7000"]);
+      // The Worker's readiness check reaches the instance's own cluster port (over loopback for a wildcard).
+      expect(clusterArgs(cluster as NonNullable<typeof cluster>)).toEqual(["--cluster-addr=0.0.0.0:7000", "--cluster-advertise=10.0.3.7:7000", "--external-addr=cluster-port=127.0.0.1:7000"]);
+      expect(text).toContain(`(name = "CLUSTER_PORT", service = "cluster-port")`);
+      expect(text).toContain(`(name = "cluster-port", external = (address = "127.0.0.1:1", http = ()))`);
+      expect(clusterArgs({ bucket: "s3://b/p", address: "[::]:7000", key: "k" }).at(-1)).toBe("--external-addr=cluster-port=[::1]:7000");
+      expect(clusterArgs({ bucket: "s3://b/p", address: "10.0.3.7:7000", key: "k" }).at(-1)).toBe("--external-addr=cluster-port=10.0.3.7:7000");
       expect(workerdConfig(base)).not.toContain("cluster =");
+      expect(workerdConfig(base)).not.toContain("CLUSTER_PORT");
       // Google Cloud Storage, whose bucket names may hold underscores.
       expect(clusterOptions({ "cluster-bucket": "gs://isthmus_gateways/prod/", "cluster-addr": "10.0.3.7:7000", "cluster-key-file": file })?.bucket).toBe("gs://isthmus_gateways/prod");
     });
@@ -216,6 +222,7 @@ describe("replicas sharing Durable Objects (serve --cluster-bucket)", () => {
         [{ ...ok, "cluster-bucket": "gs://Gateways/prod" }, "--cluster-bucket: expected s3://BUCKET/PREFIX"],
         [{ ...ok, "cluster-addr": undefined }, "--cluster-bucket needs --cluster-addr HOST:PORT"],
         [{ ...ok, "cluster-addr": "10.0.3.7" }, "--cluster-addr: expected host:port, got 10.0.3.7"],
+        [{ ...ok, "cluster-addr": "10.0.3.7:0" }, "--cluster-addr 10.0.3.7:0: expected a fixed port"],
         [{ ...ok, "cluster-addr": "0.0.0.0:7000" }, "--cluster-addr 0.0.0.0:7000 listens on every interface; add --cluster-advertise HOST:PORT"],
         [{ ...ok, "cluster-advertise": "pod" }, "--cluster-advertise: expected host:port, got pod"],
         [{ ...ok, "cluster-key-file": undefined }, "--cluster-bucket needs --cluster-key-file FILE"],

@@ -35,7 +35,9 @@ Options:
                   as a mounted Kubernetes TLS secret holds them (or cert and key)
   --health-port N answer readiness probes on this port: GET /healthz/ready is
                   200 while a configuration is served, else 503 (Istio's
-                  gateways use 15021); never routed, no admin token
+                  gateways use 15021); never routed, no admin token. With
+                  --cluster-bucket, also 503 unless the replica serves as a
+                  member of its cluster (joining, stopping, lease lapsed)
   --ip ADDR       address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
   --state DIR     state directory (default .isthmus)
   --config FILE   the gateway's wrangler.toml (default ./wrangler.toml): main,

@@ -16,6 +16,7 @@
 import { CliError } from "../files.ts";
 import { hostPortOption } from "../options.ts";
 import { readText } from "./credentials.ts";
+import { CLUSTER_PORT_SERVICE } from "./workerd-config.ts";
 
 export interface ClusterOptions {
   /** `s3://bucket/prefix` or `gs://bucket/prefix` (without a trailing slash): where the instances' leases and the objects' ownership records live. */
@@ -60,6 +61,7 @@ export function clusterOptions(flags: ClusterFlags): ClusterOptions | undefined 
   const address = flags["cluster-addr"];
   if (address === undefined) throw new CliError("--cluster-bucket needs --cluster-addr HOST:PORT: where this instance listens for the other instances (a private address)", 2);
   hostPortOption("--cluster-addr", address);
+  if (/:0+$/.test(address)) throw new CliError(`--cluster-addr ${address}: expected a fixed port (the others reach this one there, and so does its readiness check)`, 2);
   const advertise = flags["cluster-advertise"];
   if (advertise !== undefined) hostPortOption("--cluster-advertise", advertise);
   if (advertise === undefined && /^(0\.0\.0\.0|\[::\]):/.test(address)) {
@@ -76,7 +78,23 @@ export function clusterOptions(flags: ClusterFlags): ClusterOptions | undefined 
   return { bucket: bucket.replace(/\/+$/, ""), address, ...(advertise !== undefined ? { advertise } : {}), key };
 }
 
-/** The workerd command-line flags for this instance's own addresses (the config file stays the same on every replica). */
+/**
+ * The workerd command-line flags for this instance's own addresses (the
+ * config file stays the same on every replica): where it listens and is
+ * reached, and where its own cluster port answers it (a wildcard address
+ * is reached over loopback).
+ */
 export function clusterArgs(cluster: ClusterOptions): string[] {
-  return [`--cluster-addr=${cluster.address}`, ...(cluster.advertise !== undefined ? [`--cluster-advertise=${cluster.advertise}`] : [])];
+  return [
+    `--cluster-addr=${cluster.address}`,
+    ...(cluster.advertise !== undefined ? [`--cluster-advertise=${cluster.advertise}`] : []),
+    `--external-addr=${CLUSTER_PORT_SERVICE}=${ownAddress(cluster.address)}`,
+  ];
+}
+
+/** `host:port` at which this process reaches a socket bound to `address`. */
+function ownAddress(address: string): string {
+  if (address.startsWith("0.0.0.0:")) return `127.0.0.1:${address.slice("0.0.0.0:".length)}`;
+  if (address.startsWith("[::]:")) return `[::1]:${address.slice("[::]:".length)}`;
+  return address;
 }

@@ -52,10 +52,15 @@ export interface WorkerdConfigInput {
   /**
    * Join a cluster of replicas that share their Durable Objects through a
    * bucket (`--cluster-bucket`). The instance's own addresses are workerd
-   * flags, so every replica's file is the same.
+   * flags, so every replica's file is the same; among them, the address of
+   * its own cluster port, which the Worker's readiness check asks (binding
+   * CLUSTER_PORT).
    */
   cluster?: { bucket: string; key: string };
 }
+
+/** The workerd service through which the Worker asks this instance's cluster port whether it is ready (`GET /ready`). */
+export const CLUSTER_PORT_SERVICE = "cluster-port";
 
 /**
  * Headers a client could send to impersonate what Cloudflare's edge sets.
@@ -74,6 +79,7 @@ export function workerdConfig(input: WorkerdConfigInput): string {
   if (input.adminToken !== undefined) bindings.push(`(name = "ADMIN_TOKEN", text = ${str(input.adminToken)})`);
   for (const [name, value] of Object.entries(input.vars ?? {})) if (name !== "ADMIN_TOKEN") bindings.push(`(name = ${str(name)}, text = ${str(value)})`);
   for (const d of input.durableObjects) bindings.push(`(name = ${str(d.binding)}, durableObjectNamespace = (className = ${str(d.className)}))`);
+  if (input.cluster) bindings.push(`(name = "CLUSTER_PORT", service = ${str(CLUSTER_PORT_SERVICE)})`);
   const credentialServices: string[] = [];
   for (const c of input.credentials ?? []) {
     const service = str(`mtls-${c.binding}`);
@@ -112,7 +118,12 @@ const config :Workerd.Config = (
     (name = "durable-objects", disk = (path = ${str(input.durableObjectDir)}, writable = true)),
     # Upstreams of a self-hosted gateway are usually private or loopback addresses.
     (name = "internet", network = (allow = ["public", "private", "local"], tlsOptions = (trustBrowserCas = true${extraCas}))),
-${credentialServices.length > 0 ? `    # Client certificates (--credentials): each binding presents its own on outbound HTTPS.\n${credentialServices.join("")}` : ""}  ],
+${credentialServices.length > 0 ? `    # Client certificates (--credentials): each binding presents its own on outbound HTTPS.\n${credentialServices.join("")}` : ""}${
+    input.cluster
+      ? `    # This instance's own cluster port, for readiness (GET /ready); its address is the flag --external-addr=${CLUSTER_PORT_SERVICE}=...
+    (name = ${str(CLUSTER_PORT_SERVICE)}, external = (address = "127.0.0.1:1", http = ())),\n`
+      : ""
+  }  ],
   sockets = [
     (name = "http", address = ${str(input.listen)}, service = "isthmus",
      http = (injectRequestHeaders = [${stripped}])),
