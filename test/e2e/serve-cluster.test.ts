@@ -14,7 +14,7 @@
  * would in a pod, and a Cloud Storage bucket through STORAGE_EMULATOR_HOST.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, startGateway, type Gateway } from "../helpers/gateway.ts";
@@ -38,25 +38,25 @@ const restarted: Gateway[] = [];
 let keyFile: string;
 
 /** A replica in the cluster of `bucketUrl` (s3:// on `bucket`, gs:// on `gcs`), listening for its peers on `address`. */
-const replica = (address: string, bucketUrl = "s3://isthmus-test/gateways", extraArgs: string[] = []) =>
+const replica = (address: string, bucketUrl = "s3://isthmus-test/gateways", extraArgs: string[] = [], extraEnv: Record<string, string> = {}) =>
   startGateway(config(), {
     command: "serve",
     args: ["--cluster-bucket", bucketUrl, "--cluster-addr", address, "--cluster-key-file", keyFile, ...extraArgs],
-    env: bucketUrl.startsWith("gs://") ? { STORAGE_EMULATOR_HOST: gcs.endpoint } : AWS(bucket.endpoint),
+    env: { ...(bucketUrl.startsWith("gs://") ? { STORAGE_EMULATOR_HOST: gcs.endpoint } : AWS(bucket.endpoint)), ...extraEnv },
   });
 
 /**
  * One namespace `ns`: host `<ns>.example.com` routed to the origin, with a GLOBAL limit of LIMIT per
- * hour of its own, failing open after `decisionTimeout` (Isthmus's default, 250ms, when not given).
+ * hour of its own, failing by `failureMode` (default OPEN) after `decisionTimeout` (default 250ms).
  */
-const limitedHost = (ns: string, decisionTimeout?: string) => `
+const limitedHost = (ns: string, decisionTimeout?: string, failureMode?: "OPEN" | "CLOSED") => `
 apiVersion: isthmus.dev/v1alpha1
 kind: RateLimitPolicy
 metadata: {name: limits, namespace: ${ns}}
 spec:
   rules:
   - name: everyone
-    limits: [{requests: ${LIMIT}, unit: hour}]${decisionTimeout ? `\n    decisionTimeout: ${decisionTimeout}` : ""}
+    limits: [{requests: ${LIMIT}, unit: hour}]${decisionTimeout ? `\n    decisionTimeout: ${decisionTimeout}` : ""}${failureMode ? `\n    failureMode: ${failureMode}` : ""}
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -136,7 +136,7 @@ spec:
   - route: [{destination: {host: good.ejection.internal}}]
 `;
 
-const config = () => [limitedHost("shop", "10s"), limitedHost("handover", "10s"), limitedHost("rolling"), ejectionHosts()].join("---\n");
+const config = () => [limitedHost("shop", "10s"), limitedHost("handover", "10s"), limitedHost("rolling"), limitedHost("crash", undefined, "CLOSED"), ejectionHosts()].join("---\n");
 
 const AWS = (endpoint: string) => ({
   AWS_ENDPOINT_URL: endpoint,
@@ -291,6 +291,36 @@ describe("isthmus serve --cluster-bucket", () => {
     expect(during.length).toBeGreaterThan(10);
     expect(second.output()).not.toContain("rate limit decision failed");
     console.log(`rolling restart: ${during.length} requests during the owner's stop, slowest ${slowest.toFixed(0)} ms`);
+  });
+
+  it("takes a killed owner's objects over once its lease lapses: the count survives, and decisions in between follow failureMode", async () => {
+    // workerd's lease is 20 s; ISTHMUS_CLUSTER_TIME_DIVISOR (for tests) shortens it to 2 s.
+    const addrs = [`127.0.0.1:${await freePort()}`, `127.0.0.1:${await freePort()}`];
+    const fast = { ISTHMUS_CLUSTER_TIME_DIVISOR: "10" };
+    const [first, second] = (await Promise.all(addrs.map((a) => replica(a, "s3://isthmus-test/crash", [], fast)))) as [Gateway, Gateway];
+    restarted.push(first, second);
+    const host = "crash.example.com";
+    expect(await alternate([first], LIMIT - 1, host)).toEqual(Array(LIMIT - 1).fill(200));
+    // A lost node: workerd is killed, so it can neither hand its objects over nor leave the cluster.
+    const workerd = Number(readFileSync(`/proc/${first.pid}/task/${first.pid}/children`, "utf8").trim().split(/\s+/)[0]);
+    process.kill(workerd, "SIGKILL");
+    const killed = performance.now();
+    const statuses: number[] = [];
+    while (performance.now() - killed < 20_000) {
+      const status = (await send(second.url, "/", { host })).status;
+      statuses.push(status);
+      if (status !== 500) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const takenOverAfter = performance.now() - killed;
+    statuses.push(...(await alternate([second], 2, host)));
+    // Until the lease lapses, the object cannot be reached: failureMode CLOSED answers 500 and admits nothing.
+    // Then the survivor runs it with its stored count: one left, then 429.
+    expect(statuses.slice(-3)).toEqual([200, 429, 429]);
+    expect(statuses.length).toBeGreaterThan(3);
+    expect(statuses.slice(0, -3).every((s) => s === 500)).toBe(true);
+    expect(takenOverAfter).toBeLessThan(10_000);
+    console.log(`takeover after a SIGKILL: ${(takenOverAfter / 1000).toFixed(1)} s (lease 20 s / 10), ${statuses.length - 3} requests refused meanwhile`);
   });
 
   it("shares them through a Google Cloud Storage bucket (gs://) as well", async () => {

@@ -206,6 +206,16 @@ describe("replicas sharing Durable Objects (serve --cluster-bucket)", () => {
       expect(clusterArgs({ bucket: "s3://b/p", address: "10.0.3.7:7000", key: "k" }).at(-1)).toBe("--external-addr=cluster-port=10.0.3.7:7000");
       expect(workerdConfig(base)).not.toContain("cluster =");
       expect(workerdConfig(base)).not.toContain("CLUSTER_PORT");
+      // For tests only: workerd's unsafeTimeDivisor shortens the 20 s lease.
+      const fast = clusterOptions({ "cluster-bucket": "s3://gateways/prod", "cluster-addr": "10.0.3.7:7000", "cluster-key-file": file }, { ISTHMUS_CLUSTER_TIME_DIVISOR: "10" });
+      expect(fast?.timeDivisor).toBe(10);
+      expect(workerdConfig({ ...base, cluster: { bucket: "s3://gateways/prod", key: "k", timeDivisor: 10 } })).toContain(`key = "k", unsafeTimeDivisor = 10)`);
+      expect(text).not.toContain("unsafeTimeDivisor");
+      for (const bad of ["0", "1001", "2.5", "x"]) {
+        expect(() => clusterOptions({ "cluster-bucket": "s3://gateways/prod", "cluster-addr": "10.0.3.7:7000", "cluster-key-file": file }, { ISTHMUS_CLUSTER_TIME_DIVISOR: bad })).toThrow(
+          `ISTHMUS_CLUSTER_TIME_DIVISOR: expected an integer from 1 to 1000 (for tests: it shortens the cluster's 20 s lease), got ${bad}`,
+        );
+      }
       // Google Cloud Storage, whose bucket names may hold underscores.
       expect(clusterOptions({ "cluster-bucket": "gs://isthmus_gateways/prod/", "cluster-addr": "10.0.3.7:7000", "cluster-key-file": file })?.bucket).toBe("gs://isthmus_gateways/prod");
     });

@@ -115,7 +115,7 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
 
   const credentials = credentialsOption(opts.credentials);
   const trustedCas = opts["trusted-ca"] !== undefined ? readCaFile(resolve(opts["trusted-ca"]), "--trusted-ca") : undefined;
-  const cluster = clusterOptions(opts);
+  const cluster = clusterOptions(opts, process.env);
   const inspect = (snapshot: Snapshot) => warnMissingCredentials(snapshot, credentials, opts.credentials);
 
   const envFile = opts["env-file"] ?? join(dirname(wranglerConfig), ".dev.vars");
@@ -167,7 +167,7 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
       ...(https ? { https: { listen: address(https.port), privateKey: https.keypair.privateKey, certificateChain: https.keypair.certificateChain } } : {}),
       ...(healthPort !== undefined ? { healthListen: address(healthPort) } : {}),
       ...(trustedCas ? { trustedCas } : {}),
-      ...(cluster ? { cluster: { bucket: cluster.bucket, key: cluster.key } } : {}),
+      ...(cluster ? { cluster: { bucket: cluster.bucket, key: cluster.key, ...(cluster.timeDivisor ? { timeDivisor: cluster.timeDivisor } : {}) } } : {}),
     }),
     { mode: 0o600 },
   );

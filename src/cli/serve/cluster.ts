@@ -27,6 +27,8 @@ export interface ClusterOptions {
   advertise?: string;
   /** The shared secret (at least 32 bytes) that authenticates instances to each other. */
   key: string;
+  /** For tests only (ISTHMUS_CLUSTER_TIME_DIVISOR): shortens the lease and the waits of takeovers and stops by this factor. */
+  timeDivisor?: number;
 }
 
 export interface ClusterFlags {
@@ -50,7 +52,7 @@ const BUCKET_URL = /^(s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]|gs:\/\/[a-z0-9][a-
  * clusterOptions({ "cluster-bucket": "s3://gateways/prod/", "cluster-addr": "0.0.0.0:7000",
  *   "cluster-advertise": "10.0.3.7:7000", "cluster-key-file": "/etc/isthmus/cluster/key" });
  */
-export function clusterOptions(flags: ClusterFlags): ClusterOptions | undefined {
+export function clusterOptions(flags: ClusterFlags, env: Record<string, string | undefined> = {}): ClusterOptions | undefined {
   const bucket = flags["cluster-bucket"];
   if (bucket === undefined) {
     const stray = (["cluster-addr", "cluster-advertise", "cluster-key-file"] as const).find((f) => flags[f] !== undefined);
@@ -75,7 +77,17 @@ export function clusterOptions(flags: ClusterFlags): ClusterOptions | undefined 
   }
   // workerd appends "/v1/..." to the prefix as given, so "s3://b/p/" and "s3://b/p" would be two
   // clusters in one bucket: replicas started with either spelling must find each other.
-  return { bucket: bucket.replace(/\/+$/, ""), address, ...(advertise !== undefined ? { advertise } : {}), key };
+  const divisor = env.ISTHMUS_CLUSTER_TIME_DIVISOR;
+  if (divisor !== undefined && !/^(?:[1-9]\d{0,2}|1000)$/.test(divisor)) {
+    throw new CliError(`ISTHMUS_CLUSTER_TIME_DIVISOR: expected an integer from 1 to 1000 (for tests: it shortens the cluster's 20 s lease), got ${divisor}`, 2);
+  }
+  return {
+    bucket: bucket.replace(/\/+$/, ""),
+    address,
+    ...(advertise !== undefined ? { advertise } : {}),
+    key,
+    ...(divisor !== undefined ? { timeDivisor: Number(divisor) } : {}),
+  };
 }
 
 /**

@@ -56,7 +56,12 @@ export interface WorkerdConfigInput {
    * its own cluster port, which the Worker's readiness check asks (binding
    * CLUSTER_PORT).
    */
-  cluster?: { bucket: string; key: string };
+  cluster?: {
+    bucket: string;
+    key: string;
+    /** workerd's `unsafeTimeDivisor`, for tests only: divides the 20 s lease and the waits of takeovers and stops. */
+    timeDivisor?: number;
+  };
 }
 
 /** The workerd service through which the Worker asks this instance's cluster port whether it is ready (`GET /ready`). */
@@ -129,7 +134,7 @@ ${credentialServices.length > 0 ? `    # Client certificates (--credentials): ea
      http = (injectRequestHeaders = [${stripped}])),
 ${https}${health}  ],
 ${input.cluster ? `  # Replicas share their Durable Objects: each object runs on one instance, its owner, recorded in the bucket.
-  cluster = (bucket = ${str(input.cluster.bucket)}, key = ${str(input.cluster.key)}),
+  cluster = (bucket = ${str(input.cluster.bucket)}, key = ${str(input.cluster.key)}${input.cluster.timeDivisor ? `, unsafeTimeDivisor = ${input.cluster.timeDivisor}` : ""}),
 ` : ""});
 
 const isthmus :Workerd.Worker = (
