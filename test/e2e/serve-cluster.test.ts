@@ -45,11 +45,38 @@ const replica = (address: string, bucketUrl = "s3://isthmus-test/gateways", extr
     env: { ...(bucketUrl.startsWith("gs://") ? { STORAGE_EMULATOR_HOST: gcs.endpoint } : AWS(bucket.endpoint)), ...extraEnv },
   });
 
+/** A ServiceEntry `name` in `ns` for host `<name>.<ns>.internal`, with one local endpoint per port. */
+const service = (ns: string, name: string, ports: number[]) => `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ${name}, namespace: ${ns}}
+spec:
+  hosts: [${name}.${ns}.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  endpoints:
+${ports.map((port) => `  - {address: 127.0.0.1, ports: {http: ${port}}}`).join("\n")}
+`;
+
+/** A VirtualService in `ns` that routes `host` to the ServiceEntry `service` of the same namespace. */
+const route = (ns: string, host: string, service: string) => `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ${host.split(".")[0]}, namespace: ${ns}}
+spec:
+  hosts: [${host}]
+  http:
+  - route: [{destination: {host: ${service}.${ns}.internal}}]
+`;
+
 /**
  * One namespace `ns`: host `<ns>.example.com` routed to the origin, with a GLOBAL limit of LIMIT per
  * hour of its own, failing by `failureMode` (default OPEN) after `decisionTimeout` (default 250ms).
  */
-const limitedHost = (ns: string, decisionTimeout?: string, failureMode?: "OPEN" | "CLOSED") => `
+const limitedHost = (ns: string, decisionTimeout?: string, failureMode?: "OPEN" | "CLOSED") =>
+  [
+    `
 apiVersion: isthmus.dev/v1alpha1
 kind: RateLimitPolicy
 metadata: {name: limits, namespace: ${ns}}
@@ -57,50 +84,27 @@ spec:
   rules:
   - name: everyone
     limits: [{requests: ${LIMIT}, unit: hour}]${decisionTimeout ? `\n    decisionTimeout: ${decisionTimeout}` : ""}${failureMode ? `\n    failureMode: ${failureMode}` : ""}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: svc, namespace: ${ns}}
-spec:
-  hosts: [svc.${ns}.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: ${app.port}}}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: vs, namespace: ${ns}}
-spec:
-  hosts: [${ns}.example.com]
-  http:
-  - route: [{destination: {host: svc.${ns}.internal}}]
-`;
+`,
+    service(ns, "svc", [app.port]),
+    route(ns, `${ns}.example.com`, "svc"),
+  ].join("---");
 
 /**
  * Host `ejection.example.com` balanced over a good and a failing endpoint, ejected after one 5xx, and
  * host `warm.example.com` on the good one alone; ejections are exchanged with the UpstreamHealth
  * object every 500ms.
  */
-const ejectionHosts = () => `
+const ejectionHosts = () =>
+  [
+    `
 apiVersion: isthmus.dev/v1alpha1
 kind: GatewayConfig
 metadata: {name: isthmus}
 spec:
   healthSyncInterval: 500ms
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: pair, namespace: ejection}
-spec:
-  hosts: [pair.ejection.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints:
-  - {address: 127.0.0.1, ports: {http: ${app.port}}}
-  - {address: 127.0.0.1, ports: {http: ${failing.port}}}
----
+`,
+    service("ejection", "pair", [app.port, failing.port]),
+    `
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: pair, namespace: ejection}
@@ -108,33 +112,11 @@ spec:
   host: pair.ejection.internal
   trafficPolicy:
     outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 5m, maxEjectionPercent: 100}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: pair, namespace: ejection}
-spec:
-  hosts: [ejection.example.com]
-  http:
-  - route: [{destination: {host: pair.ejection.internal}}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: good, namespace: ejection}
-spec:
-  hosts: [good.ejection.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: ${app.port}}}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: warm, namespace: ejection}
-spec:
-  hosts: [warm.example.com]
-  http:
-  - route: [{destination: {host: good.ejection.internal}}]
-`;
+`,
+    route("ejection", "ejection.example.com", "pair"),
+    service("ejection", "good", [app.port]),
+    route("ejection", "warm.example.com", "good"),
+  ].join("---");
 
 const config = () => [limitedHost("shop", "10s"), limitedHost("handover", "10s"), limitedHost("rolling"), limitedHost("crash", undefined, "CLOSED"), ejectionHosts()].join("---\n");
 
