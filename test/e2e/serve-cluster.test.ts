@@ -225,8 +225,11 @@ describe("isthmus serve --cluster-bucket", () => {
     const [objectKey, ownerAddr] = created[0] as [string, string];
     const owner = clustered[clusterAddrs.indexOf(ownerAddr)] as Gateway;
     const survivor = clustered.find((g) => g !== owner) as Gateway;
-    // Ctrl-C, as a rolling restart sends SIGTERM: workerd leaves the cluster and the object moves.
+    // Ctrl-C, as a rolling restart sends SIGTERM: workerd hands the object over, leaves the cluster, and keeps
+    // accepting requests for 5 s (load balancers take a while to stop sending) before it exits.
+    const stopping = performance.now();
     await owner.stop();
+    expect(performance.now() - stopping).toBeGreaterThan(4_500);
     expect(await alternate([survivor], 3, "handover.example.com")).toEqual([200, 429, 429]);
     expect(owners().get(objectKey)).toBe(clusterAddrs[clustered.indexOf(survivor)]);
   });
@@ -306,13 +309,18 @@ describe("isthmus serve --cluster-bucket", () => {
   });
 
   it("shares them through a Google Cloud Storage bucket (gs://) as well", async () => {
-    const replicas = await Promise.all([replica(`127.0.0.1:${await freePort()}`, "gs://isthmus_test/gateways/"), replica(`127.0.0.1:${await freePort()}`, "gs://isthmus_test/gateways")]);
+    // Also: --cluster-stop-timeout bounds a replica's stop (workerd's default is 8 s, of which it accepts requests for 5).
+    const quick = ["--cluster-stop-timeout", "2s"];
+    const replicas = await Promise.all([replica(`127.0.0.1:${await freePort()}`, "gs://isthmus_test/gateways/", quick), replica(`127.0.0.1:${await freePort()}`, "gs://isthmus_test/gateways", quick)]);
     restarted.push(...replicas);
     expect(await alternate(replicas, 2 * LIMIT + 2)).toEqual([...Array(LIMIT).fill(200), ...Array(LIMIT + 2).fill(429)]);
     const keys = gcs.keys("isthmus_test");
     expect(keys.filter((k) => /^gateways\/v1\/nodes\/[0-9a-f]+\.json$/.test(k))).toHaveLength(2);
     expect(keys.filter((k) => /^gateways\/v1\/do\/.+\/own\.json$/.test(k)).length).toBeGreaterThanOrEqual(1);
     for (const g of replicas) expect(g.output()).toContain("isthmus: Durable Objects shared with the replicas of gs://isthmus_test/gateways;");
+    const stopping = performance.now();
+    await (replicas[0] as Gateway).stop();
+    expect(performance.now() - stopping).toBeLessThan(4_000);
   });
 
   it("without it, each replica has its own objects and admits the whole limit", async () => {

@@ -206,6 +206,11 @@ describe("replicas sharing Durable Objects (serve --cluster-bucket)", () => {
       expect(clusterArgs({ bucket: "s3://b/p", address: "10.0.3.7:7000", key: "k" }).at(-1)).toBe("--external-addr=cluster-port=10.0.3.7:7000");
       expect(workerdConfig(base)).not.toContain("cluster =");
       expect(workerdConfig(base)).not.toContain("CLUSTER_PORT");
+      // --cluster-stop-timeout: workerd's stopTimeoutMs.
+      const slow = clusterOptions({ "cluster-bucket": "s3://gateways/prod", "cluster-addr": "10.0.3.7:7000", "cluster-key-file": file, "cluster-stop-timeout": "1m30s" });
+      expect(slow?.stopTimeoutMs).toBe(90_000);
+      expect(workerdConfig({ ...base, cluster: { bucket: "s3://gateways/prod", key: "k", stopTimeoutMs: 90_000 } })).toContain(`key = "k", stopTimeoutMs = 90000)`);
+      expect(text).not.toContain("stopTimeoutMs");
       // For tests only: workerd's unsafeTimeDivisor shortens the 20 s lease.
       const fast = clusterOptions({ "cluster-bucket": "s3://gateways/prod", "cluster-addr": "10.0.3.7:7000", "cluster-key-file": file }, { ISTHMUS_CLUSTER_TIME_DIVISOR: "10" });
       expect(fast?.timeDivisor).toBe(10);
@@ -236,6 +241,10 @@ describe("replicas sharing Durable Objects (serve --cluster-bucket)", () => {
         [{ ...ok, "cluster-addr": "0.0.0.0:7000" }, "--cluster-addr 0.0.0.0:7000 listens on every interface; add --cluster-advertise HOST:PORT"],
         [{ ...ok, "cluster-advertise": "pod" }, "--cluster-advertise: expected host:port, got pod"],
         [{ ...ok, "cluster-key-file": undefined }, "--cluster-bucket needs --cluster-key-file FILE"],
+        [{ "cluster-stop-timeout": "20s" }, "--cluster-stop-timeout needs --cluster-bucket"],
+        [{ ...ok, "cluster-stop-timeout": "500ms" }, "--cluster-stop-timeout: expected a duration from 1s to 1h, such as 25s (raise the pod's terminationGracePeriodSeconds with it), got 500ms"],
+        [{ ...ok, "cluster-stop-timeout": "2h" }, "--cluster-stop-timeout: expected a duration from 1s to 1h"],
+        [{ ...ok, "cluster-stop-timeout": "30" }, "--cluster-stop-timeout: expected a duration from 1s to 1h"],
         [{ ...ok, "cluster-key-file": `${file}.absent` }, `--cluster-key-file: ${file}.absent: cannot be read`],
       ];
       for (const [flags, message] of cases) expect(() => clusterOptions(flags), message).toThrow(message);

@@ -75,6 +75,10 @@ Options:
                   a secret every replica shares, at least 32 bytes
                   (openssl rand -hex 32); traffic between replicas is
                   authenticated with it, not encrypted: keep it private
+  --cluster-stop-timeout DURATION
+                  how long a replica takes from SIGTERM to exit while it hands
+                  its objects over and drains (default 8s, which fits
+                  Kubernetes' 30 s grace period); raise both together
   --inspector-addr ADDR
                   open workerd's V8 inspector on ADDR (host:port) to debug or
                   CPU-profile the gateway with Chrome DevTools or any CDP client;
@@ -167,7 +171,7 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
       ...(https ? { https: { listen: address(https.port), privateKey: https.keypair.privateKey, certificateChain: https.keypair.certificateChain } } : {}),
       ...(healthPort !== undefined ? { healthListen: address(healthPort) } : {}),
       ...(trustedCas ? { trustedCas } : {}),
-      ...(cluster ? { cluster: { bucket: cluster.bucket, key: cluster.key, ...(cluster.timeDivisor ? { timeDivisor: cluster.timeDivisor } : {}) } } : {}),
+      ...(cluster ? { cluster: { bucket: cluster.bucket, key: cluster.key, ...(cluster.stopTimeoutMs ? { stopTimeoutMs: cluster.stopTimeoutMs } : {}), ...(cluster.timeDivisor ? { timeDivisor: cluster.timeDivisor } : {}) } } : {}),
     }),
     { mode: 0o600 },
   );

@@ -13,6 +13,7 @@
  * the service account key GOOGLE_APPLICATION_CREDENTIALS names, else the
  * metadata server of the VM or GKE pod (Workload Identity).
  */
+import { durationMs } from "../../config/duration.ts";
 import { CliError } from "../files.ts";
 import { hostPortOption } from "../options.ts";
 import { readText } from "./credentials.ts";
@@ -27,6 +28,8 @@ export interface ClusterOptions {
   advertise?: string;
   /** The shared secret (at least 32 bytes) that authenticates instances to each other. */
   key: string;
+  /** How long a stopping instance takes from SIGTERM to exit, handing its objects over (`--cluster-stop-timeout`; workerd's default, 8 s, when absent). */
+  stopTimeoutMs?: number;
   /** For tests only (ISTHMUS_CLUSTER_TIME_DIVISOR): shortens the lease and the waits of takeovers and stops by this factor. */
   timeDivisor?: number;
 }
@@ -36,6 +39,7 @@ export interface ClusterFlags {
   "cluster-addr"?: string;
   "cluster-advertise"?: string;
   "cluster-key-file"?: string;
+  "cluster-stop-timeout"?: string;
 }
 
 /** workerd's minimum for the cluster key. */
@@ -55,7 +59,7 @@ const BUCKET_URL = /^(s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]|gs:\/\/[a-z0-9][a-
 export function clusterOptions(flags: ClusterFlags, env: Record<string, string | undefined> = {}): ClusterOptions | undefined {
   const bucket = flags["cluster-bucket"];
   if (bucket === undefined) {
-    const stray = (["cluster-addr", "cluster-advertise", "cluster-key-file"] as const).find((f) => flags[f] !== undefined);
+    const stray = (["cluster-addr", "cluster-advertise", "cluster-key-file", "cluster-stop-timeout"] as const).find((f) => flags[f] !== undefined);
     if (stray) throw new CliError(`--${stray} needs --cluster-bucket: the bucket the replicas share their Durable Objects through`, 2);
     return undefined;
   }
@@ -77,6 +81,8 @@ export function clusterOptions(flags: ClusterFlags, env: Record<string, string |
   }
   // workerd appends "/v1/..." to the prefix as given, so "s3://b/p/" and "s3://b/p" would be two
   // clusters in one bucket: replicas started with either spelling must find each other.
+  const stopTimeout = flags["cluster-stop-timeout"];
+  const stopTimeoutMs = stopTimeout === undefined ? undefined : stopTimeoutOption(stopTimeout);
   const divisor = env.ISTHMUS_CLUSTER_TIME_DIVISOR;
   if (divisor !== undefined && !/^(?:[1-9]\d{0,2}|1000)$/.test(divisor)) {
     throw new CliError(`ISTHMUS_CLUSTER_TIME_DIVISOR: expected an integer from 1 to 1000 (for tests: it shortens the cluster's 20 s lease), got ${divisor}`, 2);
@@ -86,8 +92,18 @@ export function clusterOptions(flags: ClusterFlags, env: Record<string, string |
     address,
     ...(advertise !== undefined ? { advertise } : {}),
     key,
+    ...(stopTimeoutMs !== undefined ? { stopTimeoutMs } : {}),
     ...(divisor !== undefined ? { timeDivisor: Number(divisor) } : {}),
   };
+}
+
+/** `--cluster-stop-timeout`: a duration from 1s to 1h, in milliseconds. */
+function stopTimeoutOption(value: string): number {
+  const ms = /^(\d+(\.\d+)?(ms|s|m|h))+$/.test(value) ? Math.round(durationMs(value)) : NaN;
+  if (!(ms >= 1_000 && ms <= 3_600_000)) {
+    throw new CliError(`--cluster-stop-timeout: expected a duration from 1s to 1h, such as 25s (raise the pod's terminationGracePeriodSeconds with it), got ${value}`, 2);
+  }
+  return ms;
 }
 
 /**

@@ -59,6 +59,8 @@ export interface WorkerdConfigInput {
   cluster?: {
     bucket: string;
     key: string;
+    /** workerd's `stopTimeoutMs`: from SIGTERM to exit, handing the objects over (workerd's default, 8 s, when absent). */
+    stopTimeoutMs?: number;
     /** workerd's `unsafeTimeDivisor`, for tests only: divides the 20 s lease and the waits of takeovers and stops. */
     timeDivisor?: number;
   };
@@ -134,7 +136,7 @@ ${credentialServices.length > 0 ? `    # Client certificates (--credentials): ea
      http = (injectRequestHeaders = [${stripped}])),
 ${https}${health}  ],
 ${input.cluster ? `  # Replicas share their Durable Objects: each object runs on one instance, its owner, recorded in the bucket.
-  cluster = (bucket = ${str(input.cluster.bucket)}, key = ${str(input.cluster.key)}${input.cluster.timeDivisor ? `, unsafeTimeDivisor = ${input.cluster.timeDivisor}` : ""}),
+  cluster = (bucket = ${str(input.cluster.bucket)}, key = ${str(input.cluster.key)}${input.cluster.stopTimeoutMs ? `, stopTimeoutMs = ${input.cluster.stopTimeoutMs}` : ""}${input.cluster.timeDivisor ? `, unsafeTimeDivisor = ${input.cluster.timeDivisor}` : ""}),
 ` : ""});
 
 const isthmus :Workerd.Worker = (
