@@ -103,8 +103,10 @@ describe("the forwarded header set", () => {
         "client-cert": ":abc:",
         "client-cert-chain": ":abc:",
         "x-ok": "kept",
+        "x-envoyish": "kept",
+        "xx-forwarded-for": "kept",
       }),
-    ).toEqual({ "x-ok": "kept" });
+    ).toEqual({ "x-ok": "kept", "x-envoyish": "kept", "xx-forwarded-for": "kept" });
   });
 
   it("strips hop-by-hop headers and every header the Connection header names", () => {
