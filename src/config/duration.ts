@@ -2,6 +2,9 @@
  * Go/Istio durations (`250ms`, `5s`, `1m30s`) in milliseconds.
  */
 
+/** A Go/Istio duration such as `5s`, `250ms`, `1m30s` or `1.5h`. */
+export const DURATION_PATTERN = /^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/;
+
 /** Converts a validated duration string to milliseconds. */
 export function durationMs(value: string): number {
   const units: Record<string, number> = {

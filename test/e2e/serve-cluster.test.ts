@@ -13,6 +13,7 @@
  * credentials reach workerd through the standard AWS variables, as they
  * would in a pod, and a Cloud Storage bucket through STORAGE_EMULATOR_HOST.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -142,7 +143,7 @@ beforeAll(async () => {
   // The first request makes the replicas' UpstreamHealth object (the config has outlier detection), so that the
   // objects the tests below create are their rate limits' alone.
   expect((await send((clustered[0] as Gateway).url, "/", { host: "warm.example.com" })).status).toBe(200);
-  for (let i = 0; i < 100 && owners().size === 0; i++) await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 100 && owners().size === 0; i++) await sleep(50);
   expect(owners().size).toBe(1);
 }, 240_000);
 
@@ -173,15 +174,28 @@ function owners(): Map<string, string | undefined> {
   return out;
 }
 
+/** The ownership records that appeared since `before` (an earlier owners()): key → owner. */
+function createdSince(before: Map<string, string | undefined>): [string, string | undefined][] {
+  return [...owners()].filter(([key]) => !before.has(key));
+}
+
+/** The instances' leases and the objects' ownership records under `prefix/v1` in a bucket's keys. */
+function records(keys: string[], prefix: string): { leases: string[]; owned: string[] } {
+  return {
+    leases: keys.filter((k) => k.startsWith(`${prefix}/v1/nodes/`) && /\/[0-9a-f]+\.json$/.test(k)),
+    owned: keys.filter((k) => k.startsWith(`${prefix}/v1/do/`) && k.endsWith("/own.json")),
+  };
+}
+
 describe("isthmus serve --cluster-bucket", () => {
   it("holds a GLOBAL limit across replicas: together they admit it once, then both answer 429", async () => {
     const statuses = await alternate(clustered, 2 * LIMIT + 2);
     expect(statuses).toEqual([...Array(LIMIT).fill(200), ...Array(LIMIT + 2).fill(429)]);
     // Both replicas joined (a lease each), and one of them owns the limit's object, recorded in the bucket.
     // One replica was given the prefix with a trailing slash and one without: the same cluster.
-    const keys = bucket.keys("isthmus-test");
-    expect(keys.filter((k) => /^gateways\/v1\/nodes\/[0-9a-f]+\.json$/.test(k))).toHaveLength(2);
-    expect(keys.filter((k) => /^gateways\/v1\/do\/.+\/own\.json$/.test(k)).length).toBeGreaterThanOrEqual(1);
+    const { leases, owned } = records(bucket.keys("isthmus-test"), "gateways");
+    expect(leases).toHaveLength(2);
+    expect(owned.length).toBeGreaterThanOrEqual(1);
     for (const g of clustered) expect(g.output()).toContain("isthmus: Durable Objects shared with the replicas of s3://isthmus-test/gateways;");
   });
 
@@ -197,9 +211,9 @@ describe("isthmus serve --cluster-bucket", () => {
     for (let i = 0; i < 20 && failing.received.length === 0; i++) expect([200, 503]).toContain((await send(a.url, "/", { host: "ejection.example.com" })).status);
     expect(failing.received).toHaveLength(1);
     // Past b's sync interval (500ms): its next request starts an exchange in the background, which the ones after see.
-    await new Promise((r) => setTimeout(r, 700));
+    await sleep(700);
     expect((await send(b.url, "/", { host: "warm.example.com" })).status).toBe(200);
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     const before = failing.received.length;
     const statuses: number[] = [];
     for (let i = 0; i < 20; i++) statuses.push((await send(b.url, "/", { host: "ejection.example.com" })).status);
@@ -220,7 +234,7 @@ describe("isthmus serve --cluster-bucket", () => {
   it("hands a limit's object over when its owner stops: the other replica carries on with the same count", async () => {
     const before = owners();
     expect(await alternate(clustered, LIMIT - 1, "handover.example.com")).toEqual(Array(LIMIT - 1).fill(200));
-    const created = [...owners()].filter(([key]) => !before.has(key)) as [string, string][];
+    const created = createdSince(before) as [string, string][];
     expect(created).toHaveLength(1);
     const [objectKey, ownerAddr] = created[0] as [string, string];
     const owner = clustered[clusterAddrs.indexOf(ownerAddr)] as Gateway;
@@ -245,7 +259,7 @@ describe("isthmus serve --cluster-bucket", () => {
     const host = "rolling.example.com";
     const before = owners();
     expect(await alternate([first], LIMIT - 1, host)).toEqual(Array(LIMIT - 1).fill(200));
-    const created = [...owners()].filter(([key]) => !before.has(key));
+    const created = createdSince(before);
     expect(created.map(([, owner]) => owner)).toEqual([addrs[0]]);
     // SIGTERM, as Kubernetes sends it: the owner hands its objects over, then leaves the cluster and exits.
     let stopped = false;
@@ -253,7 +267,7 @@ describe("isthmus serve --cluster-bucket", () => {
     // Its readiness fails at once, while it still serves, so that load balancers drain it.
     let readiness = await ready();
     for (let i = 0; i < 20 && readiness === 200; i++) {
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
       readiness = await ready();
     }
     expect(readiness).toBe(503);
@@ -265,7 +279,7 @@ describe("isthmus serve --cluster-bucket", () => {
       const started = performance.now();
       during.push((await send(second.url, "/", { host })).status);
       slowest = Math.max(slowest, performance.now() - started);
-      await new Promise((r) => setTimeout(r, 20));
+      await sleep(20);
     }
     await stopping;
     const after = await alternate([second], 2, host);
@@ -295,7 +309,7 @@ describe("isthmus serve --cluster-bucket", () => {
       const status = (await send(second.url, "/", { host })).status;
       statuses.push(status);
       if (status !== 500) break;
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
     const takenOverAfter = performance.now() - killed;
     statuses.push(...(await alternate([second], 2, host)));
@@ -314,9 +328,9 @@ describe("isthmus serve --cluster-bucket", () => {
     const replicas = await Promise.all([replica(`127.0.0.1:${await freePort()}`, "gs://isthmus_test/gateways/", quick), replica(`127.0.0.1:${await freePort()}`, "gs://isthmus_test/gateways", quick)]);
     restarted.push(...replicas);
     expect(await alternate(replicas, 2 * LIMIT + 2)).toEqual([...Array(LIMIT).fill(200), ...Array(LIMIT + 2).fill(429)]);
-    const keys = gcs.keys("isthmus_test");
-    expect(keys.filter((k) => /^gateways\/v1\/nodes\/[0-9a-f]+\.json$/.test(k))).toHaveLength(2);
-    expect(keys.filter((k) => /^gateways\/v1\/do\/.+\/own\.json$/.test(k)).length).toBeGreaterThanOrEqual(1);
+    const { leases, owned } = records(gcs.keys("isthmus_test"), "gateways");
+    expect(leases).toHaveLength(2);
+    expect(owned.length).toBeGreaterThanOrEqual(1);
     for (const g of replicas) expect(g.output()).toContain("isthmus: Durable Objects shared with the replicas of gs://isthmus_test/gateways;");
     const stopping = performance.now();
     await (replicas[0] as Gateway).stop();

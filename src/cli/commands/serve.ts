@@ -171,7 +171,8 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
       ...(https ? { https: { listen: address(https.port), privateKey: https.keypair.privateKey, certificateChain: https.keypair.certificateChain } } : {}),
       ...(healthPort !== undefined ? { healthListen: address(healthPort) } : {}),
       ...(trustedCas ? { trustedCas } : {}),
-      ...(cluster ? { cluster: { bucket: cluster.bucket, key: cluster.key, ...(cluster.stopTimeoutMs ? { stopTimeoutMs: cluster.stopTimeoutMs } : {}), ...(cluster.timeDivisor ? { timeDivisor: cluster.timeDivisor } : {}) } } : {}),
+      // The instance's own addresses in it are left out of the file: they go as workerd flags (clusterArgs).
+      ...(cluster ? { cluster } : {}),
     }),
     { mode: 0o600 },
   );

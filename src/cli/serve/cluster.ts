@@ -13,7 +13,7 @@
  * the service account key GOOGLE_APPLICATION_CREDENTIALS names, else the
  * metadata server of the VM or GKE pod (Workload Identity).
  */
-import { durationMs } from "../../config/duration.ts";
+import { DURATION_PATTERN, durationMs } from "../../config/duration.ts";
 import { CliError } from "../files.ts";
 import { hostPortOption } from "../options.ts";
 import { readText } from "./credentials.ts";
@@ -99,7 +99,7 @@ export function clusterOptions(flags: ClusterFlags, env: Record<string, string |
 
 /** `--cluster-stop-timeout`: a duration from 1s to 1h, in milliseconds. */
 function stopTimeoutOption(value: string): number {
-  const ms = /^(\d+(\.\d+)?(ms|s|m|h))+$/.test(value) ? Math.round(durationMs(value)) : NaN;
+  const ms = DURATION_PATTERN.test(value) ? Math.round(durationMs(value)) : NaN;
   if (!(ms >= 1_000 && ms <= 3_600_000)) {
     throw new CliError(`--cluster-stop-timeout: expected a duration from 1s to 1h, such as 25s (raise the pod's terminationGracePeriodSeconds with it), got ${value}`, 2);
   }

@@ -19,7 +19,7 @@
  * limit is never silently dropped; as a warning when it only changes the
  * reply. Every other patch is ignored with a warning, as before.
  */
-import { durationMs } from "../duration.ts";
+import { DURATION_PATTERN, durationMs } from "../duration.ts";
 import type { ClusterDef, KeyPartDef, PolicyCheckDef, RateLimitRuleDef } from "../snapshot.ts";
 import type { Resource } from "../validate.ts";
 import type { Diagnostics, FieldPath } from "./diagnostics.ts";
@@ -282,7 +282,7 @@ function percent(value: unknown): number {
 
 /** A proto JSON duration (`"60s"`, `"0.5s"`), a Go-style one (`"1m"`), or `{seconds, nanos}`. */
 function protoDurationMs(value: unknown): number | undefined {
-  if (typeof value === "string" && /^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(value)) return durationMs(value);
+  if (typeof value === "string" && DURATION_PATTERN.test(value)) return durationMs(value);
   const r = record(value);
   if (r && (r.seconds !== undefined || r.nanos !== undefined)) return Number(r.seconds ?? 0) * 1000 + Number(r.nanos ?? 0) / 1e6;
   return undefined;

@@ -7,12 +7,14 @@
  */
 import { z } from "zod";
 
+import { DURATION_PATTERN } from "../duration.ts";
+
 export { durationMs } from "../duration.ts";
 
 /** A Go/Istio duration such as `5s`, `250ms`, `1m30s` or `1.5h`. */
 export const Duration = z
   .string()
-  .regex(/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/, {
+  .regex(DURATION_PATTERN, {
     message: "expected a duration such as 250ms, 5s, 1m or 1h30m",
   });
 
