@@ -7,6 +7,8 @@
  * its count before it leaves: the other replica's decisions wait for it and
  * none fails open, even at the default 250ms decisionTimeout. Outlier
  * ejections travel the same way, through the one UpstreamHealth object.
+ * Three replicas forward to each other, and when one is lost, exactly one
+ * of the two survivors takes its objects over.
  *
  * The buckets are local servers with S3's and Cloud Storage's conditional
  * writes (test/helpers/bucket-server.ts); an S3 bucket's endpoint and
@@ -119,7 +121,19 @@ spec:
     route("ejection", "warm.example.com", "good"),
   ].join("---");
 
-const config = () => [limitedHost("shop", "10s"), limitedHost("handover", "10s"), limitedHost("rolling"), limitedHost("crash", undefined, "CLOSED"), ejectionHosts()].join("---\n");
+/** The namespaces of the three-replica test: one limit each, so that each replica can own one. */
+const TRIO = ["trio-a", "trio-b", "trio-c"] as const;
+
+const config = () =>
+  [
+    limitedHost("shop", "10s"),
+    limitedHost("handover", "10s"),
+    limitedHost("rolling"),
+    limitedHost("crash", undefined, "CLOSED"),
+    ...TRIO.map((ns) => limitedHost(ns, "1s", "CLOSED")),
+    limitedHost("trio-lost", "1s", "CLOSED"),
+    ejectionHosts(),
+  ].join("---\n");
 
 const AWS = (endpoint: string) => ({
   AWS_ENDPOINT_URL: endpoint,
@@ -164,19 +178,19 @@ async function alternate(replicas: Gateway[], count: number, host = "shop.exampl
  * The objects' ownership records in the bucket: key → the owning replica's cluster address, or
  * undefined when the record names an instance that has left the cluster (its lease is gone).
  */
-function owners(): Map<string, string | undefined> {
+function owners(prefix = "gateways"): Map<string, string | undefined> {
   const out = new Map<string, string | undefined>();
-  for (const key of bucket.keys("isthmus-test").filter((k) => k.endsWith("/own.json"))) {
+  for (const key of bucket.keys("isthmus-test").filter((k) => k.startsWith(`${prefix}/`) && k.endsWith("/own.json"))) {
     const { node } = JSON.parse(bucket.read("isthmus-test", key) as string) as { node: string };
-    const lease = bucket.read("isthmus-test", `gateways/v1/nodes/${node}.json`);
+    const lease = bucket.read("isthmus-test", `${prefix}/v1/nodes/${node}.json`);
     out.set(key, lease === undefined ? undefined : (JSON.parse(lease) as { address: string }).address);
   }
   return out;
 }
 
 /** The ownership records that appeared since `before` (an earlier owners()): key → owner. */
-function createdSince(before: Map<string, string | undefined>): [string, string | undefined][] {
-  return [...owners()].filter(([key]) => !before.has(key));
+function createdSince(before: Map<string, string | undefined>, prefix = "gateways"): [string, string | undefined][] {
+  return [...owners(prefix)].filter(([key]) => !before.has(key));
 }
 
 /** The instances' leases and the objects' ownership records under `prefix/v1` in a bucket's keys. */
@@ -185,6 +199,12 @@ function records(keys: string[], prefix: string): { leases: string[]; owned: str
     leases: keys.filter((k) => k.startsWith(`${prefix}/v1/nodes/`) && /\/[0-9a-f]+\.json$/.test(k)),
     owned: keys.filter((k) => k.startsWith(`${prefix}/v1/do/`) && k.endsWith("/own.json")),
   };
+}
+
+/** Kills a replica's workerd (SIGKILL), as a lost node: it can neither hand its objects over nor leave the cluster. */
+function killWorkerd(replica: Gateway): void {
+  const workerd = Number(readFileSync(`/proc/${replica.pid}/task/${replica.pid}/children`, "utf8").trim().split(/\s+/)[0]);
+  process.kill(workerd, "SIGKILL");
 }
 
 describe("isthmus serve --cluster-bucket", () => {
@@ -301,8 +321,7 @@ describe("isthmus serve --cluster-bucket", () => {
     const host = "crash.example.com";
     expect(await alternate([first], LIMIT - 1, host)).toEqual(Array(LIMIT - 1).fill(200));
     // A lost node: workerd is killed, so it can neither hand its objects over nor leave the cluster.
-    const workerd = Number(readFileSync(`/proc/${first.pid}/task/${first.pid}/children`, "utf8").trim().split(/\s+/)[0]);
-    process.kill(workerd, "SIGKILL");
+    killWorkerd(first);
     const killed = performance.now();
     const statuses: number[] = [];
     while (performance.now() - killed < 20_000) {
@@ -335,6 +354,66 @@ describe("isthmus serve --cluster-bucket", () => {
     const stopping = performance.now();
     await (replicas[0] as Gateway).stop();
     expect(performance.now() - stopping).toBeLessThan(4_000);
+  });
+
+  describe("three replicas", () => {
+    let trio: Gateway[] = [];
+    let addrs: string[] = [];
+
+    beforeAll(async () => {
+      addrs = [`127.0.0.1:${await freePort()}`, `127.0.0.1:${await freePort()}`, `127.0.0.1:${await freePort()}`];
+      // workerd's 20 s lease shortened to 4 s (ISTHMUS_CLUSTER_TIME_DIVISOR, for tests), for the lost replica below.
+      trio = await Promise.all(addrs.map((a) => replica(a, "s3://isthmus-test/trio", [], { ISTHMUS_CLUSTER_TIME_DIVISOR: "5" })));
+      restarted.push(...trio);
+      // As above: the UpstreamHealth object first, so that the objects the tests create are their limits'.
+      expect((await send((trio[0] as Gateway).url, "/", { host: "warm.example.com" })).status).toBe(200);
+      for (let i = 0; i < 100 && owners("trio").size === 0; i++) await sleep(50);
+      expect(owners("trio").size).toBe(1);
+    }, 120_000);
+
+    it("each runs the objects first called through it, and every replica reaches every other's", async () => {
+      const before = owners("trio");
+      for (const [i, ns] of TRIO.entries()) expect((await send((trio[i] as Gateway).url, "/", { host: `${ns}.example.com` })).status).toBe(200);
+      // One object per limit, each owned by the replica its first request came through.
+      expect(createdSince(before, "trio").map(([, owner]) => owner).sort()).toEqual([...addrs].sort());
+      expect(records(bucket.keys("isthmus-test"), "trio").leases).toHaveLength(3);
+      // Each host through the three replicas in turn: the two that do not own its object forward to the one that does.
+      for (const ns of TRIO) expect(await alternate(trio, 2 * (LIMIT - 1), `${ns}.example.com`)).toEqual([...Array(LIMIT - 1).fill(200), ...Array(LIMIT - 1).fill(429)]);
+    });
+
+    it("when one is lost, the survivors' objects keep answering, and one survivor takes the lost one's over with their counts", async () => {
+      const [lost, b, c] = trio as [Gateway, Gateway, Gateway];
+      const host = "trio-lost.example.com";
+      const before = owners("trio");
+      expect(await alternate([lost], LIMIT - 2, host)).toEqual([200, 200]);
+      const [created] = createdSince(before, "trio") as [[string, string]];
+      expect(created[1]).toBe(addrs[0]);
+      killWorkerd(lost);
+      const killed = performance.now();
+      // The objects the survivors own do not wait for the lost replica's lease (their limits are used up: 429).
+      expect((await send(b.url, "/", { host: "trio-c.example.com" })).status).toBe(429);
+      expect((await send(c.url, "/", { host: "trio-b.example.com" })).status).toBe(429);
+      expect(performance.now() - killed).toBeLessThan(1_000);
+      // Both survivors at once, until three rounds in a row are decided: whichever claims the lost replica's
+      // object first runs it (the claim is a conditional write in the bucket), and the other forwards to it.
+      const statuses: number[] = [];
+      let decidedRounds = 0;
+      while (decidedRounds < 3 && performance.now() - killed < 30_000) {
+        const round = (await Promise.all([send(b.url, "/", { host }), send(c.url, "/", { host })])).map((r) => r.status);
+        statuses.push(...round);
+        decidedRounds = round.includes(500) ? 0 : decidedRounds + 1;
+        await sleep(50);
+      }
+      const takenOverAfter = performance.now() - killed;
+      // failureMode CLOSED: 500 and nothing admitted until the lease lapsed; then the two left of the limit, once.
+      expect(decidedRounds).toBe(3);
+      expect(statuses.every((s) => s === 200 || s === 429 || s === 500)).toBe(true);
+      expect(statuses.filter((s) => s === 200)).toHaveLength(2);
+      expect(statuses.slice(-4)).toEqual([429, 429, 429, 429]);
+      expect([addrs[1], addrs[2]]).toContain(owners("trio").get(created[0]));
+      expect(takenOverAfter).toBeLessThan(15_000);
+      console.log(`one of three lost: taken over after ${(takenOverAfter / 1000).toFixed(1)} s (lease 20 s / 5), ${statuses.filter((s) => s === 500).length} requests refused meanwhile`);
+    });
   });
 
   it("without it, each replica has its own objects and admits the whole limit", async () => {
