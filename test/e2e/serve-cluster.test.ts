@@ -17,7 +17,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, startGateway, type Gateway } from "../helpers/gateway.ts";
@@ -132,6 +132,7 @@ const config = () =>
     limitedHost("crash", undefined, "CLOSED"),
     ...TRIO.map((ns) => limitedHost(ns, "1s", "CLOSED")),
     limitedHost("trio-lost", "1s", "CLOSED"),
+    limitedHost("rotate", "5s", "CLOSED"),
     ejectionHosts(),
   ].join("---\n");
 
@@ -143,7 +144,7 @@ const AWS = (endpoint: string) => ({
 });
 
 beforeAll(async () => {
-  [app, failing, bucket, gcs] = await Promise.all([startOrigin("app"), startOrigin("failing"), startS3Bucket("isthmus-test"), startGcsBucket()]);
+  [app, failing, bucket, gcs] = await Promise.all([startOrigin("app"), startOrigin("failing"), startS3Bucket("isthmus-test", "isthmus-test-secret"), startGcsBucket()]);
   failing.respond((_req, res) => {
     res.writeHead(503);
     res.end("failing");
@@ -354,6 +355,50 @@ describe("isthmus serve --cluster-bucket", () => {
     const stopping = performance.now();
     await (replicas[0] as Gateway).stop();
     expect(performance.now() - stopping).toBeLessThan(4_000);
+  });
+
+  it("rotates its bucket credentials from AWS_CREDENTIALS_FILE without a restart", async () => {
+    const store = await startS3Bucket("key-one", "key-one-secret");
+    // A mounted Kubernetes Secret, laid out as the kubelet does: the file is a link through ..data into a
+    // versioned directory, and an update writes a new directory and swaps the ..data link (a rename).
+    const secret = join(dir, "aws-secret");
+    mkdirSync(secret);
+    const writeCredentials = (keyId: string) => {
+      mkdirSync(join(secret, `..${keyId}`));
+      writeFileSync(join(secret, `..${keyId}`, "credentials"), `AWS_ACCESS_KEY_ID=${keyId}\nAWS_SECRET_ACCESS_KEY=${keyId}-secret\n`);
+      symlinkSync(`..${keyId}`, join(secret, "..data_tmp"));
+      renameSync(join(secret, "..data_tmp"), join(secret, "..data"));
+    };
+    writeCredentials("key-one");
+    symlinkSync("..data/credentials", join(secret, "credentials"));
+    const credentials = join(secret, "credentials");
+    const gateway = await startGateway(config(), {
+      command: "serve",
+      args: ["--cluster-bucket", "s3://isthmus-rotate/gateways", "--cluster-addr", `127.0.0.1:${await freePort()}`, "--cluster-key-file", keyFile],
+      // The lease shortened tenfold (2 s), so that renewals come often.
+      env: { AWS_ENDPOINT_URL: store.endpoint, AWS_REGION: "auto", AWS_CREDENTIALS_FILE: credentials, ISTHMUS_CLUSTER_TIME_DIVISOR: "10" },
+    });
+    try {
+      const host = "rotate.example.com";
+      expect(await alternate([gateway], 1, host)).toEqual([200]);
+      expect(new Set(store.signedBy)).toEqual(new Set(["key-one"]));
+      // The rotation: the bucket takes only the new key from now on, and the file names it.
+      store.acceptOnly("key-two", "key-two-secret");
+      writeCredentials("key-two");
+      const rotatedAt = store.signedBy.length;
+      for (let i = 0; i < 100 && !store.signedBy.slice(rotatedAt).includes("key-two"); i++) await sleep(100);
+      expect(store.signedBy.slice(rotatedAt)).toContain("key-two");
+      // The limit's object still reads and writes its count in the bucket (failureMode CLOSED would answer 500),
+      // and past a lease the replica is still a member.
+      expect(await alternate([gateway], LIMIT, host)).toEqual([200, 200, 200, 429]);
+      await sleep(2_500);
+      expect(await alternate([gateway], 1, host)).toEqual([429]);
+      const refused = store.signedBy.slice(rotatedAt).filter((k) => k === "key-one").length;
+      console.log(`credential rotation: ${refused} bucket requests signed with the old key after the rotation (refused), ${store.signedBy.length - rotatedAt} in all`);
+    } finally {
+      await gateway.stop();
+      await store.close();
+    }
   });
 
   describe("three replicas", () => {

@@ -9,8 +9,9 @@
  * - path-style requests, `/<bucket>/<key>`;
  * - S3: PUT with `If-None-Match: *` (412 when the key exists) and
  *   `If-Match: <etag>` (412 when the stored ETag differs, 404 when absent);
- *   requests must be signed (AWS4-HMAC-SHA256) with the access key id given
- *   (the signature itself is not recomputed);
+ *   requests must be signed (AWS Signature Version 4, AWS4-HMAC-SHA256) with
+ *   the access key given: the signature is recomputed from the canonical
+ *   request, and a signed payload hash must match the body;
  * - Cloud Storage: every write bumps the object's generation, answered in
  *   `x-goog-generation`; PUT and DELETE with `x-goog-if-generation-match: N`
  *   fail with 412 unless the object's generation is N (0: it must not
@@ -20,7 +21,7 @@
  *   answers) with `prefix`, `delimiter` (CommonPrefixes), `max-keys` and
  *   `continuation-token`.
  */
-import { createHash } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
@@ -33,11 +34,15 @@ export interface BucketServer {
   read(bucket: string, key: string): string | undefined;
   /** Every request, as `METHOD /path?query`. */
   requests: string[];
+  /** The access key id each request was signed with, in the order of `requests` ("" when unsigned). */
+  signedBy: string[];
+  /** S3: from now on, accept only requests signed with this key (a credential rotation). */
+  acceptOnly(accessKeyId: string, secretAccessKey: string): void;
   close(): Promise<void>;
 }
 
-/** Which API the server speaks: S3's, signed with `accessKeyId`, or Cloud Storage's XML API. */
-export type BucketDialect = { api: "s3"; accessKeyId: string } | { api: "gcs" };
+/** Which API the server speaks: S3's, signed with the key given, or Cloud Storage's XML API. */
+export type BucketDialect = { api: "s3"; accessKeyId: string; secretAccessKey: string } | { api: "gcs" };
 
 interface StoredObject {
   body: Buffer;
@@ -47,15 +52,52 @@ interface StoredObject {
 const etagOf = (body: Buffer) => `"${createHash("md5").update(body).digest("hex")}"`;
 const escapeXml = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
-/** An S3-compatible bucket server that requires requests signed with `accessKeyId`. */
-export const startS3Bucket = (accessKeyId: string): Promise<BucketServer> => startBucketServer({ api: "s3", accessKeyId });
+/** An S3-compatible bucket server that requires requests signed with this key (until `acceptOnly` names another). */
+export const startS3Bucket = (accessKeyId: string, secretAccessKey: string): Promise<BucketServer> => startBucketServer({ api: "s3", accessKeyId, secretAccessKey });
 
 /** A Cloud Storage (XML API) bucket server, as an emulator that STORAGE_EMULATOR_HOST names. */
 export const startGcsBucket = (): Promise<BucketServer> => startBucketServer({ api: "gcs" });
 
+const sha256 = (data: string | Buffer) => createHash("sha256").update(data).digest("hex");
+const hmac = (key: string | Buffer, data: string) => createHmac("sha256", key).update(data).digest();
+/** RFC 3986 percent-encoding, as SigV4's canonical query string wants it. */
+const encodeRfc3986 = (s: string) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+
+/**
+ * Whether `req` carries a valid AWS Signature Version 4 by `secretAccessKey`: the signature is
+ * recomputed from the canonical request (method, path as sent, sorted query, the signed headers,
+ * the payload hash), and a payload hash other than UNSIGNED-PAYLOAD must be the body's.
+ */
+function signedWith(req: IncomingMessage, body: Buffer, secretAccessKey: string): boolean {
+  const auth = /^AWS4-HMAC-SHA256 Credential=[^/]+\/([^,]+), ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$/.exec(req.headers.authorization ?? "");
+  const amzDate = req.headers["x-amz-date"];
+  if (!auth || typeof amzDate !== "string") return false;
+  const [, scope, signedHeaders, signature] = auth as unknown as [string, string, string, string];
+  const [date, region, service] = scope.split("/") as [string, string, string];
+  const payloadHash = req.headers["x-amz-content-sha256"];
+  if (typeof payloadHash === "string" && payloadHash !== "UNSIGNED-PAYLOAD" && payloadHash !== sha256(body)) return false;
+  const raw = req.url ?? "/";
+  const q = raw.indexOf("?");
+  const query = q < 0 ? "" : raw.slice(q + 1);
+  const canonicalQuery = query
+    .split("&")
+    .filter(Boolean)
+    .map((pair) => pair.split("=").map((part) => encodeRfc3986(decodeURIComponent(part))) as [string, string?])
+    .sort(([a, av = ""], [b, bv = ""]) => (a < b ? -1 : a > b ? 1 : av < bv ? -1 : av > bv ? 1 : 0))
+    .map(([k, v = ""]) => `${k}=${v}`)
+    .join("&");
+  const names = signedHeaders.split(";");
+  const canonicalHeaders = names.map((name) => `${name}:${String(req.headers[name] ?? "").trim().replace(/\s+/g, " ")}\n`).join("");
+  const canonicalRequest = [req.method, q < 0 ? raw : raw.slice(0, q), canonicalQuery, canonicalHeaders, signedHeaders, typeof payloadHash === "string" ? payloadHash : sha256(body)].join("\n");
+  const stringToSign = ["AWS4-HMAC-SHA256", amzDate, scope, sha256(canonicalRequest)].join("\n");
+  const key = hmac(hmac(hmac(hmac(`AWS4${secretAccessKey}`, date), region), service), "aws4_request");
+  return createHmac("sha256", key).update(stringToSign).digest("hex") === signature;
+}
+
 export async function startBucketServer(dialect: BucketDialect): Promise<BucketServer> {
   const objects = new Map<string, StoredObject>();
   const requests: string[] = [];
+  const signedBy: string[] = [];
   let generations = 0;
   const xml = (res: ServerResponse, status: number, body: string) => {
     res.writeHead(status, { "content-type": "application/xml" });
@@ -111,13 +153,16 @@ export async function startBucketServer(dialect: BucketDialect): Promise<BucketS
     return ifMatch === etagOf(current.body) ? undefined : [412, "PreconditionFailed"];
   };
 
-  const authorized = (req: IncomingMessage) =>
-    dialect.api === "gcs" ? req.headers.authorization === undefined : (req.headers.authorization ?? "").startsWith(`AWS4-HMAC-SHA256 Credential=${dialect.accessKeyId}/`);
+  let accepted = dialect.api === "s3" ? { accessKeyId: dialect.accessKeyId, secretAccessKey: dialect.secretAccessKey } : undefined;
+  const keyIdOf = (req: IncomingMessage) => /^AWS4-HMAC-SHA256 Credential=([^/]+)\//.exec(req.headers.authorization ?? "")?.[1] ?? "";
 
   const handle = (req: IncomingMessage, res: ServerResponse, body: Buffer) => {
     const url = new URL(req.url ?? "/", "http://bucket");
     requests.push(`${req.method} ${url.pathname}${url.search}`);
-    if (!authorized(req)) return error(res, 403, "AccessDenied");
+    const keyId = keyIdOf(req);
+    signedBy.push(keyId);
+    const authorized = accepted === undefined ? req.headers.authorization === undefined : keyId === accepted.accessKeyId && signedWith(req, body, accepted.secretAccessKey);
+    if (!authorized) return error(res, 403, "AccessDenied");
     const path = decodeURIComponent(url.pathname.slice(1));
     const slash = path.indexOf("/");
     const bucket = slash < 0 ? path : path.slice(0, slash);
@@ -163,6 +208,8 @@ export async function startBucketServer(dialect: BucketDialect): Promise<BucketS
     keys: (bucket) => [...objects.keys()].filter((k) => k.startsWith(`${bucket}/`)).map((k) => k.slice(bucket.length + 1)).sort(),
     read: (bucket, key) => objects.get(`${bucket}/${key}`)?.body.toString("utf8"),
     requests,
+    signedBy,
+    acceptOnly: (accessKeyId, secretAccessKey) => void (accepted = { accessKeyId, secretAccessKey }),
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
