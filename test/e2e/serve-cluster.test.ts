@@ -24,6 +24,7 @@ import { freePort, startGateway, type Gateway } from "../helpers/gateway.ts";
 import { send } from "../helpers/http.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 import { startGcsBucket, startS3Bucket, type BucketServer } from "../helpers/bucket-server.ts";
+import { startGoogleAuth, type GoogleAuth } from "../helpers/google-auth.ts";
 
 const LIMIT = 4;
 let app: Origin;
@@ -31,6 +32,8 @@ let app: Origin;
 let failing: Origin;
 let bucket: BucketServer;
 let gcs: BucketServer;
+/** The metadata server and token endpoint that the gs:// replicas' tokens come from. */
+let google: GoogleAuth;
 let dir: string;
 let clustered: Gateway[] = [];
 /** Each clustered replica's --cluster-addr, in the order of `clustered`. */
@@ -40,12 +43,16 @@ let alone: Gateway[] = [];
 const restarted: Gateway[] = [];
 let keyFile: string;
 
-/** A replica in the cluster of `bucketUrl` (s3:// on `bucket`, gs:// on `gcs`), listening for its peers on `address`. */
+/**
+ * A replica in the cluster of `bucketUrl` (s3:// on `bucket`, gs:// on `gcs`), listening for its peers on
+ * `address`. A gs:// replica gets its tokens from the metadata server, as a GKE pod under Workload
+ * Identity does, unless `extraEnv` names a service account key (GOOGLE_APPLICATION_CREDENTIALS).
+ */
 const replica = (address: string, bucketUrl = "s3://isthmus-test/gateways", extraArgs: string[] = [], extraEnv: Record<string, string> = {}) =>
   startGateway(config(), {
     command: "serve",
     args: ["--cluster-bucket", bucketUrl, "--cluster-addr", address, "--cluster-key-file", keyFile, ...extraArgs],
-    env: { ...(bucketUrl.startsWith("gs://") ? { STORAGE_EMULATOR_HOST: gcs.endpoint } : AWS(bucket.endpoint)), ...extraEnv },
+    env: { ...(bucketUrl.startsWith("gs://") ? { STORAGE_EMULATOR_HOST: gcs.endpoint, ...(extraEnv.GOOGLE_APPLICATION_CREDENTIALS ? {} : { GCE_METADATA_HOST: google.metadataHost }) } : AWS(bucket.endpoint)), ...extraEnv },
   });
 
 /** A ServiceEntry `name` in `ns` for host `<name>.<ns>.internal`, with one local endpoint per port. */
@@ -144,7 +151,9 @@ const AWS = (endpoint: string) => ({
 });
 
 beforeAll(async () => {
-  [app, failing, bucket, gcs] = await Promise.all([startOrigin("app"), startOrigin("failing"), startS3Bucket("isthmus-test", "isthmus-test-secret"), startGcsBucket()]);
+  // Tokens live 3 s, so that the gs:// test sees them renewed.
+  google = await startGoogleAuth({ lifetimeSeconds: 3 });
+  [app, failing, bucket, gcs] = await Promise.all([startOrigin("app"), startOrigin("failing"), startS3Bucket("isthmus-test", "isthmus-test-secret"), startGcsBucket(google.accepts)]);
   failing.respond((_req, res) => {
     res.writeHead(503);
     res.end("failing");
@@ -164,7 +173,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all([...clustered, ...alone, ...restarted].map((g) => g.stop()));
-  await Promise.all([app?.close(), failing?.close(), bucket?.close(), gcs?.close()]);
+  await Promise.all([app?.close(), failing?.close(), bucket?.close(), gcs?.close(), google?.close()]);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -342,12 +351,28 @@ describe("isthmus serve --cluster-bucket", () => {
     console.log(`takeover after a SIGKILL: ${(takenOverAfter / 1000).toFixed(1)} s (lease 20 s / 10), ${statuses.length - 3} requests refused meanwhile`);
   });
 
-  it("shares them through a Google Cloud Storage bucket (gs://) as well", async () => {
+  it("shares them through a Google Cloud Storage bucket (gs://) as well, with tokens from the metadata server or a service account key", async () => {
     // Also: --cluster-stop-timeout bounds a replica's stop (workerd's default is 8 s, of which it accepts requests for 5).
     const quick = ["--cluster-stop-timeout", "2s"];
-    const replicas = await Promise.all([replica(`127.0.0.1:${await freePort()}`, "gs://isthmus_test/gateways/", quick), replica(`127.0.0.1:${await freePort()}`, "gs://isthmus_test/gateways", quick)]);
+    // One replica as a GKE pod under Workload Identity (the metadata server answers its tokens), the other with a
+    // mounted service account key, whose signed assertion the token endpoint checks.
+    const keyFile = join(dir, "service-account.json");
+    writeFileSync(keyFile, google.serviceAccountKey);
+    const replicas = await Promise.all([
+      replica(`127.0.0.1:${await freePort()}`, "gs://isthmus_test/gateways/", quick),
+      replica(`127.0.0.1:${await freePort()}`, "gs://isthmus_test/gateways", quick, { GOOGLE_APPLICATION_CREDENTIALS: keyFile }),
+    ]);
     restarted.push(...replicas);
     expect(await alternate(replicas, 2 * LIMIT + 2)).toEqual([...Array(LIMIT).fill(200), ...Array(LIMIT + 2).fill(429)]);
+    // Tokens from both sources, renewed before they expire (they live 3 s here): past a lifetime, both replicas
+    // still read and write the bucket, which refused no request (it takes only live tokens it issued).
+    const issued = google.issued.length;
+    await sleep(3_500);
+    expect(await alternate(replicas, 2)).toEqual([429, 429]);
+    expect(new Set(google.issued.slice(issued).map((t) => t.via))).toEqual(new Set(["metadata", "service-account-key"]));
+    expect(google.refused).toEqual([]);
+    expect(gcs.denied).toEqual([]);
+    expect(gcs.signedBy.every((token) => google.issued.some((t) => t.token === token))).toBe(true);
     const { leases, owned } = records(gcs.keys("isthmus_test"), "gateways");
     expect(leases).toHaveLength(2);
     expect(owned.length).toBeGreaterThanOrEqual(1);
@@ -393,8 +418,7 @@ describe("isthmus serve --cluster-bucket", () => {
       expect(await alternate([gateway], LIMIT, host)).toEqual([200, 200, 200, 429]);
       await sleep(2_500);
       expect(await alternate([gateway], 1, host)).toEqual([429]);
-      const refused = store.signedBy.slice(rotatedAt).filter((k) => k === "key-one").length;
-      console.log(`credential rotation: ${refused} bucket requests signed with the old key after the rotation (refused), ${store.signedBy.length - rotatedAt} in all`);
+      console.log(`credential rotation: ${store.denied.length} bucket requests refused after the rotation, of ${store.signedBy.length - rotatedAt}`);
     } finally {
       await gateway.stop();
       await store.close();

@@ -15,7 +15,8 @@
  * - Cloud Storage: every write bumps the object's generation, answered in
  *   `x-goog-generation`; PUT and DELETE with `x-goog-if-generation-match: N`
  *   fail with 412 unless the object's generation is N (0: it must not
- *   exist); requests carry no token, as with `STORAGE_EMULATOR_HOST`;
+ *   exist); requests carry no token, as with `STORAGE_EMULATOR_HOST` alone,
+ *   or, given `authorize`, a token it accepts (test/helpers/google-auth.ts);
  * - GET and HEAD (404 NoSuchKey), DELETE (204 whether or not it existed);
  * - ListObjectsV2 (`?list-type=2`, which Cloud Storage's XML API also
  *   answers) with `prefix`, `delimiter` (CommonPrefixes), `max-keys` and
@@ -34,15 +35,17 @@ export interface BucketServer {
   read(bucket: string, key: string): string | undefined;
   /** Every request, as `METHOD /path?query`. */
   requests: string[];
-  /** The access key id each request was signed with, in the order of `requests` ("" when unsigned). */
+  /** The credential each request carried, in the order of `requests`: S3's access key id, Cloud Storage's bearer token ("" when none). */
   signedBy: string[];
+  /** The requests refused for their credentials (403 AccessDenied), as in `requests`. */
+  denied: string[];
   /** S3: from now on, accept only requests signed with this key (a credential rotation). */
   acceptOnly(accessKeyId: string, secretAccessKey: string): void;
   close(): Promise<void>;
 }
 
 /** Which API the server speaks: S3's, signed with the key given, or Cloud Storage's XML API. */
-export type BucketDialect = { api: "s3"; accessKeyId: string; secretAccessKey: string } | { api: "gcs" };
+export type BucketDialect = { api: "s3"; accessKeyId: string; secretAccessKey: string } | { api: "gcs"; authorize?: (authorization: string | undefined) => boolean };
 
 interface StoredObject {
   body: Buffer;
@@ -55,8 +58,12 @@ const escapeXml = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").
 /** An S3-compatible bucket server that requires requests signed with this key (until `acceptOnly` names another). */
 export const startS3Bucket = (accessKeyId: string, secretAccessKey: string): Promise<BucketServer> => startBucketServer({ api: "s3", accessKeyId, secretAccessKey });
 
-/** A Cloud Storage (XML API) bucket server, as an emulator that STORAGE_EMULATOR_HOST names. */
-export const startGcsBucket = (): Promise<BucketServer> => startBucketServer({ api: "gcs" });
+/**
+ * A Cloud Storage (XML API) bucket server, as an emulator that STORAGE_EMULATOR_HOST names: requests
+ * carry no token, or, given `authorize`, one it accepts.
+ */
+export const startGcsBucket = (authorize?: (authorization: string | undefined) => boolean): Promise<BucketServer> =>
+  startBucketServer(authorize ? { api: "gcs", authorize } : { api: "gcs" });
 
 const sha256 = (data: string | Buffer) => createHash("sha256").update(data).digest("hex");
 const hmac = (key: string | Buffer, data: string) => createHmac("sha256", key).update(data).digest();
@@ -98,6 +105,7 @@ export async function startBucketServer(dialect: BucketDialect): Promise<BucketS
   const objects = new Map<string, StoredObject>();
   const requests: string[] = [];
   const signedBy: string[] = [];
+  const denied: string[] = [];
   let generations = 0;
   const xml = (res: ServerResponse, status: number, body: string) => {
     res.writeHead(status, { "content-type": "application/xml" });
@@ -154,15 +162,21 @@ export async function startBucketServer(dialect: BucketDialect): Promise<BucketS
   };
 
   let accepted = dialect.api === "s3" ? { accessKeyId: dialect.accessKeyId, secretAccessKey: dialect.secretAccessKey } : undefined;
-  const keyIdOf = (req: IncomingMessage) => /^AWS4-HMAC-SHA256 Credential=([^/]+)\//.exec(req.headers.authorization ?? "")?.[1] ?? "";
+  const credentialOf = (req: IncomingMessage) => /^(?:AWS4-HMAC-SHA256 Credential=([^/]+)\/|Bearer (\S+)$)/.exec(req.headers.authorization ?? "")?.slice(1).find(Boolean) ?? "";
 
   const handle = (req: IncomingMessage, res: ServerResponse, body: Buffer) => {
     const url = new URL(req.url ?? "/", "http://bucket");
     requests.push(`${req.method} ${url.pathname}${url.search}`);
-    const keyId = keyIdOf(req);
-    signedBy.push(keyId);
-    const authorized = accepted === undefined ? req.headers.authorization === undefined : keyId === accepted.accessKeyId && signedWith(req, body, accepted.secretAccessKey);
-    if (!authorized) return error(res, 403, "AccessDenied");
+    const credential = credentialOf(req);
+    signedBy.push(credential);
+    const authorized =
+      dialect.api === "gcs"
+        ? (dialect.authorize?.(req.headers.authorization) ?? req.headers.authorization === undefined)
+        : accepted !== undefined && credential === accepted.accessKeyId && signedWith(req, body, accepted.secretAccessKey);
+    if (!authorized) {
+      denied.push(`${req.method} ${url.pathname}${url.search}`);
+      return error(res, 403, "AccessDenied");
+    }
     const path = decodeURIComponent(url.pathname.slice(1));
     const slash = path.indexOf("/");
     const bucket = slash < 0 ? path : path.slice(0, slash);
@@ -209,6 +223,7 @@ export async function startBucketServer(dialect: BucketDialect): Promise<BucketS
     read: (bucket, key) => objects.get(`${bucket}/${key}`)?.body.toString("utf8"),
     requests,
     signedBy,
+    denied,
     acceptOnly: (accessKeyId, secretAccessKey) => void (accepted = { accessKeyId, secretAccessKey }),
     close: () =>
       new Promise<void>((resolve) => {
