@@ -16,21 +16,11 @@ import { startGateway, type Gateway } from "../helpers/gateway.ts";
 import { startIdp, type Idp } from "../helpers/idp.ts";
 import { send, sendRaw } from "../helpers/http.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { requestAuthentication, routedService, serviceEntry } from "../helpers/istio-yaml.ts";
 
 let gw: Gateway;
 let app: Origin;
 let idp: Idp;
-
-const service = (name: string, ns: string, labels = "") => `
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: ${name}, namespace: ${ns}}
-spec:
-  hosts: [${name}.${ns}.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: ${app.port}}${labels ? `, labels: {${labels}}` : ""}}]`;
 
 const config = () =>
   [
@@ -39,21 +29,9 @@ kind: GatewayConfig
 metadata: {name: isthmus, namespace: istio-system}
 spec:
   outboundTrafficPolicy: {mode: ALLOW_ANY}`,
-    `apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {name: idp, namespace: istio-system}
-spec:
-  jwtRules:
-  - {issuer: "${idp.issuer}", jwksUri: "${idp.jwksUri}"}`,
+    requestAuthentication(idp),
     // The bypass corpus targets.
-    service("svc", "deny-admin"),
-    `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: deny, namespace: deny-admin}
-spec:
-  hosts: [deny.bypass.test]
-  http:
-  - route: [{destination: {host: svc.deny-admin.internal}}]`,
+    routedService({ hosts: "deny.bypass.test", name: "svc", namespace: "deny-admin", virtualServiceName: "deny", endpoints: [app.port] }),
     `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: no-admin, namespace: deny-admin}
@@ -61,14 +39,7 @@ spec:
   action: DENY
   rules:
   - to: [{operation: {paths: ["/admin", "/admin/*"]}}]`,
-    service("svc", "public-only"),
-    `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: public, namespace: public-only}
-spec:
-  hosts: [public.bypass.test]
-  http:
-  - route: [{destination: {host: svc.public-only.internal}}]`,
+    routedService({ hosts: "public.bypass.test", name: "svc", namespace: "public-only", virtualServiceName: "public", endpoints: [app.port] }),
     `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: public-only, namespace: public-only}
@@ -76,7 +47,7 @@ spec:
   rules:
   - to: [{operation: {paths: ["/public/*"]}}]`,
     // Layers: a root-namespace ALLOW for layers.test, a gateway-selected DENY, a namespace ALLOW.
-    service("svc", "layers"),
+    serviceEntry({ name: "svc", namespace: "layers", endpoints: [app.port] }),
     `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: layers, namespace: layers}
@@ -118,8 +89,8 @@ spec:
   rules:
   - from: [{source: {requestPrincipals: ["*"]}}]`,
     // Selector scoping: the policy applies only to the service whose endpoints carry app=b.
-    service("a", "labels", "app: a"),
-    service("b", "labels", "app: b"),
+    serviceEntry({ name: "a", namespace: "labels", endpoints: [{ port: app.port, labels: { app: "a" } }] }),
+    serviceEntry({ name: "b", namespace: "labels", endpoints: [{ port: app.port, labels: { app: "b" } }] }),
     `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: labels, namespace: labels}

@@ -10,6 +10,7 @@ import { startGateway, type Gateway } from "../helpers/gateway.ts";
 import { startIdp, type Idp, type SignOptions } from "../helpers/idp.ts";
 import { send, type Send } from "../helpers/http.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { requestAuthentication, routedService, virtualService } from "../helpers/istio-yaml.ts";
 
 let gw: Gateway;
 let app: Origin;
@@ -71,44 +72,17 @@ function policy(name: string, body: string, dryRun = false): string {
 
 function config(): string {
   const docs: string[] = [
-    `apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {name: idp, namespace: istio-system}
-spec:
-  jwtRules:
-  - {issuer: "${idp.issuer}", jwksUri: "${idp.jwksUri}"}`,
+    requestAuthentication(idp),
   ];
   for (const [ns, make] of Object.entries(CASES)) {
     let body = make(idp.issuer);
     if (!body.startsWith("apiVersion")) body = policy("policy", body);
     docs.push(body.replaceAll("{{ns}}", ns));
-    docs.push(`apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: svc, namespace: ${ns}}
-spec:
-  hosts: [svc.${ns}.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: ${app.port}}}]`);
-    docs.push(`apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: vs, namespace: ${ns}}
-spec:
-  hosts: [${ns}.authz.test${ns === "nothosts" ? ", alias-nothosts.authz.test" : ""}]
-  http:
-  - route:
-    - destination: {host: svc.${ns}.internal}`);
+    const hosts = ns === "nothosts" ? [`${ns}.authz.test`, "alias-nothosts.authz.test"] : `${ns}.authz.test`;
+    docs.push(routedService({ hosts, name: "svc", namespace: ns, virtualServiceName: "vs", endpoints: [app.port] }));
   }
   // A VirtualService in another namespace routing to a service of "denyall": the service's namespace decides.
-  docs.push(`apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: cross, namespace: frontends}
-spec:
-  hosts: [cross.authz.test]
-  http:
-  - route:
-    - destination: {host: svc.denyall.internal}`);
+  docs.push(virtualService({ name: "cross", namespace: "frontends", hosts: "cross.authz.test", destination: "svc.denyall.internal" }));
   return docs.join("\n---\n");
 }
 

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../helpers/gateway.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 import { send, sendRaw } from "../helpers/http.ts";
+import { serviceEntry } from "../helpers/istio-yaml.ts";
 
 let gw: Gateway;
 let api: Origin;
@@ -66,35 +67,11 @@ spec:
   - route:
     - destination: {host: web.shop.internal}
 ---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: api, namespace: shop}
-spec:
-  hosts: [api.shop.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: ${api.port}}}]
+${serviceEntry({ name: "api", namespace: "shop", endpoints: [api.port] })}
 ---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: web, namespace: shop}
-spec:
-  hosts: [web.shop.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: ${web.port}}}]
+${serviceEntry({ name: "web", namespace: "shop", endpoints: [web.port] })}
 ---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: down, namespace: shop}
-spec:
-  hosts: [down.shop.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: ${closedPort}}}]
+${serviceEntry({ name: "down", namespace: "shop", endpoints: [closedPort] })}
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry

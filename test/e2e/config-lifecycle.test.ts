@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ADMIN_TOKEN, startGateway, type Gateway } from "../helpers/gateway.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 import { send } from "../helpers/http.ts";
+import { routedService } from "../helpers/istio-yaml.ts";
 import { openLocalStore } from "../../src/cli/stores.ts";
 import { KEYS, readActive } from "../../src/config/store.ts";
 import { main } from "../../src/cli/main.ts";
@@ -25,24 +26,7 @@ metadata: {name: isthmus, namespace: istio-system}
 spec:
   configRefreshInterval: 1s
 ---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: app, namespace: prod}
-spec:
-  hosts: [app.example.com]
-  http:
-  - route:
-    - destination: {host: app.prod.internal}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: app, namespace: prod}
-spec:
-  hosts: [app.prod.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: ${origin.port}}}]
+${routedService({ hosts: "app.example.com", name: "app", namespace: "prod", endpoints: [origin.port] })}
 ${extra}`;
 
 beforeAll(async () => {

@@ -11,6 +11,7 @@ import { freePort, startGateway, type Gateway } from "../helpers/gateway.ts";
 import { startIdp, type Idp } from "../helpers/idp.ts";
 import { send, type Send } from "../helpers/http.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { requestAuthentication, routedService, serviceEntry } from "../helpers/istio-yaml.ts";
 
 let gw: Gateway;
 let app: Origin;
@@ -18,29 +19,9 @@ let authz: Authorizer;
 let idp: Idp;
 let closedPort: number;
 
-const service = (name: string, ns: string, port: number, number = 80) => `
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: ${name}, namespace: ${ns}}
-spec:
-  hosts: [${name}.${ns}.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: ${number}, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: ${port}}}]`;
-
+/** `<ns>.authz.test` routed to the origin through `svc.<ns>.internal`, with these policies. */
 const site = (ns: string, policies: string) =>
-  [
-    service("svc", ns, app.port),
-    `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: vs, namespace: ${ns}}
-spec:
-  hosts: [${ns}.authz.test]
-  http:
-  - route: [{destination: {host: svc.${ns}.internal}}]`,
-    policies,
-  ].join("\n---\n");
+  [routedService({ hosts: `${ns}.authz.test`, name: "svc", namespace: ns, virtualServiceName: "vs", endpoints: [app.port] }), policies].join("\n---\n");
 
 const custom = (ns: string, provider: string, rules = "[{}]") => `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -77,14 +58,9 @@ spec:
       service: authz.auth.internal
       port: 9000
       includeRequestBodyInCheck: {maxRequestBytes: 16}`,
-    service("authz", "auth", authz.port, 9000),
-    service("down", "auth", closedPort, 9000),
-    `apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {name: idp, namespace: istio-system}
-spec:
-  jwtRules:
-  - {issuer: "${idp.issuer}", jwksUri: "${idp.jwksUri}"}`,
+    serviceEntry({ name: "authz", namespace: "auth", port: { number: 9000 }, endpoints: [authz.port] }),
+    serviceEntry({ name: "down", namespace: "auth", port: { number: 9000 }, endpoints: [closedPort] }),
+    requestAuthentication(idp),
     site(
       "custom",
       `${custom("custom", "checker", `\n  - to: [{operation: {paths: ["/protected/*"]}}]`)}

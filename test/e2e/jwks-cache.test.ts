@@ -10,6 +10,7 @@ import { startGateway, type Gateway } from "../helpers/gateway.ts";
 import { startIdp, type Idp } from "../helpers/idp.ts";
 import { send } from "../helpers/http.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { routedService } from "../helpers/istio-yaml.ts";
 
 let gw: Gateway;
 let app: Origin;
@@ -27,24 +28,7 @@ metadata: {name: isthmus, namespace: istio-system}
 spec:
   jwks: {refreshInterval: 2s, maxAge: 6s, unknownKidCooldown: 1s}
 ---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: app, namespace: apps}
-spec:
-  hosts: [${HOST}]
-  http:
-  - route:
-    - destination: {host: app.apps.internal}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: app, namespace: apps}
-spec:
-  hosts: [app.apps.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: ${app.port}}}]
+${routedService({ hosts: HOST, name: "app", namespace: "apps", endpoints: [app.port] })}
 ---
 apiVersion: security.istio.io/v1
 kind: RequestAuthentication

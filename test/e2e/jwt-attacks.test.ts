@@ -11,6 +11,7 @@ import { startGateway, type Gateway } from "../helpers/gateway.ts";
 import { b64url, rawToken, signingKey, startIdp, type Idp, type SigningKey } from "../helpers/idp.ts";
 import { send, type Reply } from "../helpers/http.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { requestAuthentication, routedService } from "../helpers/istio-yaml.ts";
 
 let gw: Gateway;
 let app: Origin;
@@ -29,31 +30,9 @@ metadata: {name: isthmus, namespace: istio-system}
 spec:
   limits: {maxJwtBytes: 2048}
 ---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: app, namespace: apps}
-spec:
-  hosts: [${HOST}]
-  http:
-  - route:
-    - destination: {host: app.apps.internal}
+${routedService({ hosts: HOST, name: "app", namespace: "apps", endpoints: [app.port] })}
 ---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: app, namespace: apps}
-spec:
-  hosts: [app.apps.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: ${app.port}}}]
----
-apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {name: idp, namespace: istio-system}
-spec:
-  jwtRules:
-  - {issuer: "${idp.issuer}", jwksUri: "${idp.jwksUri}"}
+${requestAuthentication(idp)}
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy

@@ -9,6 +9,7 @@ import { startGateway, type Gateway } from "../helpers/gateway.ts";
 import { startIdp, type Idp } from "../helpers/idp.ts";
 import { send } from "../helpers/http.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { routedService, serviceEntry } from "../helpers/istio-yaml.ts";
 
 let gw: Gateway;
 let app: Origin;
@@ -43,25 +44,9 @@ spec:
     route:
     - destination: {host: app.apps.internal}
 ---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: app, namespace: apps}
-spec:
-  hosts: [app.apps.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: ${app.port}}}]
+${serviceEntry({ name: "app", namespace: "apps", endpoints: [app.port] })}
 ---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: admin, namespace: apps}
-spec:
-  hosts: [admin.apps.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: ${admin.port}}}]
+${serviceEntry({ name: "admin", namespace: "apps", endpoints: [admin.port] })}
 ---
 apiVersion: security.istio.io/v1
 kind: RequestAuthentication
@@ -83,24 +68,7 @@ spec:
     fromCookies: [session]
     forwardOriginalToken: true
 ---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: tenant, namespace: tenants}
-spec:
-  hosts: [tenant.tenants.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: ${app.port}}}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: tenant, namespace: tenants}
-spec:
-  hosts: [tenant.jwt.test]
-  http:
-  - route:
-    - destination: {host: tenant.tenants.internal}
+${routedService({ hosts: "tenant.jwt.test", name: "tenant", namespace: "tenants", endpoints: [app.port] })}
 ---
 apiVersion: security.istio.io/v1
 kind: RequestAuthentication

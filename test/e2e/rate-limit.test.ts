@@ -9,6 +9,7 @@ import { startGateway, type Gateway } from "../helpers/gateway.ts";
 import { startIdp, type Idp } from "../helpers/idp.ts";
 import { send, type Reply } from "../helpers/http.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { requestAuthentication, routedService } from "../helpers/istio-yaml.ts";
 
 let gw: Gateway;
 let app: Origin;
@@ -62,35 +63,14 @@ const CASES: Record<string, string> = {
 
 function config(): string {
   const docs = [
-    `apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {name: idp, namespace: istio-system}
-spec:
-  jwtRules:
-  - {issuer: "${idp.issuer}", jwksUri: "${idp.jwksUri}"}`,
+    requestAuthentication(idp),
   ];
   for (const [ns, spec] of Object.entries(CASES)) {
     docs.push(`apiVersion: isthmus.dev/v1alpha1
 kind: RateLimitPolicy
 metadata: {name: limits, namespace: ${ns}}
 spec:${spec}`);
-    docs.push(`apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: svc, namespace: ${ns}}
-spec:
-  hosts: [svc.${ns}.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: ${app.port}}}]`);
-    docs.push(`apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: vs, namespace: ${ns}}
-spec:
-  hosts: [${ns}.rl.test]
-  http:
-  - route:
-    - destination: {host: svc.${ns}.internal}`);
+    docs.push(routedService({ hosts: `${ns}.rl.test`, name: "svc", namespace: ns, virtualServiceName: "vs", endpoints: [app.port] }));
   }
   return docs.join("\n---\n");
 }

@@ -22,6 +22,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, startGateway, type Gateway } from "../helpers/gateway.ts";
 import { send } from "../helpers/http.ts";
+import { serviceEntry } from "../helpers/istio-yaml.ts";
 import { generatePki, mtlsPaymentsYaml, startMtlsOrigin, type MtlsOrigin, type Pki } from "../helpers/pki.ts";
 
 let dir: string;
@@ -66,16 +67,7 @@ spec:
     route: [{destination: {host: ledger.edge.internal}}]
   - route: [{destination: {host: payments.edge.internal}}]
 ---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: ledger, namespace: edge}
-spec:
-  hosts: [ledger.edge.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 443, name: https, protocol: HTTPS}]
-  endpoints:
-  - {address: localhost, ports: {https: ${ledgerPort}}}
+${serviceEntry({ name: "ledger", namespace: "edge", port: { number: 443, name: "https", protocol: "HTTPS" }, endpoints: [{ address: "localhost", port: ledgerPort }] })}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule

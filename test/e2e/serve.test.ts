@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { freePort, startGateway, type Gateway } from "../helpers/gateway.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 import { send } from "../helpers/http.ts";
+import { serviceEntry } from "../helpers/istio-yaml.ts";
 import { main } from "../../src/cli/main.ts";
 import { openDirectoryStore } from "../../src/cli/stores.ts";
 import { readActive, readHistory } from "../../src/config/store.ts";
@@ -38,15 +39,7 @@ spec:
     - destination: {host: app.prod.internal}
       headers: {request: {set: {x-served-by: isthmus}}}
 ---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: app, namespace: prod}
-spec:
-  hosts: [app.prod.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: ${origin.port}}}]
+${serviceEntry({ name: "app", namespace: "prod", endpoints: [origin.port] })}
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy

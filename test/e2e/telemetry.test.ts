@@ -14,6 +14,7 @@ import { startGateway, type Gateway } from "../helpers/gateway.ts";
 import { startIdp, type Idp } from "../helpers/idp.ts";
 import { send, type Reply } from "../helpers/http.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
+import { requestAuthentication, routedService, serviceEntry } from "../helpers/istio-yaml.ts";
 import { logsOf, pointsOf, resourceOf, spansOf, startOtlpReceiver, type OtlpReceiver } from "../helpers/otlp-receiver.ts";
 
 let gw: Gateway;
@@ -85,11 +86,7 @@ metadata: {name: quiet, namespace: quiet}
 spec:
   tracing: [{randomSamplingPercentage: 0}]
 ---
-apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {name: jwt, namespace: istio-system}
-spec:
-  jwtRules: [{issuer: "${idp.issuer}", jwksUri: "${idp.jwksUri}"}]
+${requestAuthentication(idp, { name: "jwt" })}
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -127,69 +124,15 @@ spec:
   host: app.shop.internal
   subsets: [{name: v1, labels: {version: v1}}]
 ---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: app, namespace: shop}
-spec:
-  hosts: [app.shop.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: ${app.port}}, labels: {app: shop, version: v1}, locality: "aws/us-east-1/us-east-1a"}]
+${serviceEntry({ name: "app", namespace: "shop", endpoints: [{ port: app.port, labels: { app: "shop", version: "v1" }, locality: "aws/us-east-1/us-east-1a" }] })}
 ---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: flaky, namespace: shop}
-spec:
-  hosts: [flaky.shop.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: ${flaky.port}}}]
+${serviceEntry({ name: "flaky", namespace: "shop", endpoints: [flaky.port] })}
 ---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: shadow, namespace: shop}
-spec:
-  hosts: [shadow.shop.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: ${shadow.port}}}]
+${serviceEntry({ name: "shadow", namespace: "shop", endpoints: [shadow.port] })}
 ---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: burst, namespace: burst}
-spec:
-  hosts: [burst.test]
-  http: [{route: [{destination: {host: burst.burst.internal}}]}]
+${routedService({ hosts: "burst.test", name: "burst", namespace: "burst", endpoints: [burst.port] })}
 ---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: burst, namespace: burst}
-spec:
-  hosts: [burst.burst.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: ${burst.port}}}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: quiet, namespace: quiet}
-spec:
-  hosts: [quiet.test]
-  http: [{route: [{destination: {host: quiet.quiet.internal}}]}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: quiet, namespace: quiet}
-spec:
-  hosts: [quiet.quiet.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: ${burst.port}}}]
+${routedService({ hosts: "quiet.test", name: "quiet", namespace: "quiet", endpoints: [burst.port] })}
 `;
 
 beforeAll(async () => {

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../helpers/gateway.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 import { send, type Reply } from "../helpers/http.ts";
+import { serviceEntry } from "../helpers/istio-yaml.ts";
 
 let gw: Gateway;
 let v1: Origin;
@@ -33,19 +34,6 @@ async function spread(n: number, path: string, headers: (i: number) => Record<st
   await Promise.all(Array.from({ length: 8 }, worker));
   return counts;
 }
-
-const se = (name: string, origins: [Origin, Record<string, string>][]) => `
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: ${name}, namespace: shop}
-spec:
-  hosts: [${name}.shop.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints:
-${origins.map(([o, labels]) => `  - {address: 127.0.0.1, ports: {http: ${o.port}}, labels: ${JSON.stringify(labels)}}`).join("\n")}
-`;
 
 const config = () => `
 apiVersion: isthmus.dev/v1alpha1
@@ -260,15 +248,16 @@ spec:
   - {name: v2, labels: {version: v2}}
   - {name: v3, labels: {version: v3}}
 ---
-${se("app", [
-  [v1, { version: "v1" }],
-  [v2, { version: "v2" }],
-  [v3, { version: "v3" }],
-]).replace("app.shop.internal", "app.shop.svc.cluster.local")}
+${serviceEntry({
+  name: "app",
+  namespace: "shop",
+  host: "app.shop.svc.cluster.local",
+  endpoints: [v1, v2, v3].map((o) => ({ port: o.port, labels: { version: o.name } })),
+})}
 ---
-${se("shadow", [[shadow, {}]])}
+${serviceEntry({ name: "shadow", namespace: "shop", endpoints: [shadow.port] })}
 ---
-${se("other", [[other, {}]])}
+${serviceEntry({ name: "other", namespace: "shop", endpoints: [other.port] })}
 `;
 
 beforeAll(async () => {

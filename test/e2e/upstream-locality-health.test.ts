@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../helpers/gateway.ts";
 import { echoAs, failWith, startOrigin, type Origin } from "../helpers/origin.ts";
 import { send } from "../helpers/http.ts";
+import { routedService } from "../helpers/istio-yaml.ts";
 
 let gw: Gateway;
 const o: Record<string, Origin> = {};
@@ -29,18 +30,16 @@ spec:
   healthChecks:
   - {host: checked.edge.internal, path: /healthz, interval: 1s, timeout: 500ms, unhealthyThreshold: 2, healthyThreshold: 2}
 ---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: shop, namespace: edge}
-spec:
-  hosts: [shop.edge.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints:
-  - {address: 127.0.0.1, ports: {http: ${o.aws1!.port}}, locality: aws/us-east-1/us-east-1a}
-  - {address: 127.0.0.1, ports: {http: ${o.aws2!.port}}, locality: aws/us-east-1/us-east-1a}
-  - {address: 127.0.0.1, ports: {http: ${o.gcp!.port}}, locality: gcp/us-central1/a}
+${routedService({
+  hosts: "shop.example.com",
+  name: "shop",
+  namespace: "edge",
+  endpoints: [
+    { port: o.aws1!.port, locality: "aws/us-east-1/us-east-1a" },
+    { port: o.aws2!.port, locality: "aws/us-east-1/us-east-1a" },
+    { port: o.gcp!.port, locality: "gcp/us-central1/a" },
+  ],
+})}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -50,34 +49,7 @@ spec:
   trafficPolicy:
     outlierDetection: {consecutive5xxErrors: 1, interval: 250ms, baseEjectionTime: 2s, maxEjectionPercent: 100}
 ---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: shop, namespace: edge}
-spec:
-  hosts: [shop.example.com]
-  http:
-  - route: [{destination: {host: shop.edge.internal}}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: checked, namespace: edge}
-spec:
-  hosts: [checked.edge.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints:
-  - {address: 127.0.0.1, ports: {http: ${o.c1!.port}}}
-  - {address: 127.0.0.1, ports: {http: ${o.c2!.port}}}
-  - {address: 127.0.0.1, ports: {http: ${o.c3!.port}}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: checked, namespace: edge}
-spec:
-  hosts: [checked.example.com]
-  http:
-  - route: [{destination: {host: checked.edge.internal}}]
+${routedService({ hosts: "checked.example.com", name: "checked", namespace: "edge", endpoints: [o.c1!.port, o.c2!.port, o.c3!.port] })}
 `;
 
 /** Sends `n` requests, 4 at a time, and returns who answered each (or the status). */

@@ -10,34 +10,18 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../helpers/gateway.ts";
 import { echoAs, failWith, hang, resetConnection, startOrigin, type Origin } from "../helpers/origin.ts";
 import { send, type Reply } from "../helpers/http.ts";
+import { serviceEntry, virtualService } from "../helpers/istio-yaml.ts";
 
 let gw: Gateway;
 const o: Record<string, Origin> = {};
 const NAMES = ["r1", "r2", "r3", "e1", "e2", "e3", "p1", "p2", "p3", "t1", "t2", "t3", "slow", "hang1", "hang2", "ok1", "h1", "h2", "h3", "d1", "d2", "d3"] as const;
 
-const serviceEntry = (name: string, origins: string[]) => `
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: ${name}, namespace: edge}
-spec:
-  hosts: [${name}.edge.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints:
-${origins.map((n) => `  - {address: 127.0.0.1, ports: {http: ${o[n]!.port}}}`).join("\n")}
-`;
+/** The ServiceEntry `<name>.edge.internal`, with one endpoint per origin named in `origins`. */
+const service = (name: string, origins: string[]) => serviceEntry({ name, namespace: "edge", endpoints: origins.map((n) => o[n]!.port) });
 
-const virtualService = (name: string, host: string, service: string, extra = "", annotations = "") => `
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: ${name}, namespace: edge${annotations}}
-spec:
-  hosts: [${host}]
-  http:
-  - route: [{destination: {host: ${service}.edge.internal}}]
-${extra}
-`;
+/** The VirtualService `name` routing `host` to `<to>.edge.internal`, with more fields of its one route. */
+const route = (name: string, host: string, to: string, routeFields?: Record<string, string>, annotations?: Record<string, string>) =>
+  virtualService({ name, namespace: "edge", hosts: host, destination: `${to}.edge.internal`, routeFields, annotations });
 
 const destinationRule = (service: string, policy: string) => `
 apiVersion: networking.istio.io/v1
@@ -51,42 +35,42 @@ ${policy}
 
 const config = () =>
   [
-    serviceEntry("refusing", ["r1", "r2", "r3"]),
-    virtualService("refusing", "refusing.example.com", "refusing"),
-    virtualService("refusing-post", "post.example.com", "refusing", "", ', annotations: {isthmus.dev/retry-non-idempotent: "true"}'),
+    service("refusing", ["r1", "r2", "r3"]),
+    route("refusing", "refusing.example.com", "refusing"),
+    route("refusing-post", "post.example.com", "refusing", undefined, { "isthmus.dev/retry-non-idempotent": "true" }),
     destinationRule("refusing", "    loadBalancer: {simple: ROUND_ROBIN}"),
 
-    serviceEntry("ejecting", ["e1", "e2", "e3"]),
-    virtualService("ejecting", "ejecting.example.com", "ejecting", "    retries: {attempts: 2, retryOn: 5xx}"),
+    service("ejecting", ["e1", "e2", "e3"]),
+    route("ejecting", "ejecting.example.com", "ejecting", { retries: "{attempts: 2, retryOn: 5xx}" }),
     destinationRule("ejecting", "    outlierDetection: {consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 50}"),
 
-    serviceEntry("plain", ["p1", "p2", "p3"]),
-    virtualService("plain", "plain.example.com", "plain"),
+    service("plain", ["p1", "p2", "p3"]),
+    route("plain", "plain.example.com", "plain"),
 
-    serviceEntry("defaults", ["d1", "d2", "d3"]),
-    virtualService("defaults", "defaults.example.com", "defaults"),
+    service("defaults", ["d1", "d2", "d3"]),
+    route("defaults", "defaults.example.com", "defaults"),
     destinationRule("defaults", "    outlierDetection: {}"),
 
-    serviceEntry("timed", ["t1", "t2", "t3"]),
-    virtualService("timed", "timed.example.com", "timed"),
+    service("timed", ["t1", "t2", "t3"]),
+    route("timed", "timed.example.com", "timed"),
     destinationRule("timed", "    outlierDetection: {consecutive5xxErrors: 2, interval: 250ms, baseEjectionTime: 2s, maxEjectionPercent: 50}"),
 
-    serviceEntry("slow", ["slow"]),
-    virtualService("slow", "slow.example.com", "slow"),
+    service("slow", ["slow"]),
+    route("slow", "slow.example.com", "slow"),
     destinationRule("slow", "    connectionPool: {http: {http2MaxRequests: 2}}"),
 
-    serviceEntry("hanging", ["hang1", "hang2"]),
-    virtualService("hanging", "hanging.example.com", "hanging", "    timeout: 500ms\n    retries: {attempts: 5, perTryTimeout: 150ms, retryOn: 5xx}"),
-    serviceEntry("mixed", ["hang1", "ok1"]),
-    virtualService("route-timeout", "route-timeout.example.com", "mixed", "    timeout: 300ms\n    retries: {attempts: 0}"),
-    virtualService("per-try", "per-try.example.com", "mixed", "    retries: {attempts: 1, perTryTimeout: 200ms, retryOn: 5xx}"),
+    service("hanging", ["hang1", "hang2"]),
+    route("hanging", "hanging.example.com", "hanging", { timeout: "500ms", retries: "{attempts: 5, perTryTimeout: 150ms, retryOn: 5xx}" }),
+    service("mixed", ["hang1", "ok1"]),
+    route("route-timeout", "route-timeout.example.com", "mixed", { timeout: "300ms", retries: "{attempts: 0}" }),
+    route("per-try", "per-try.example.com", "mixed", { retries: "{attempts: 1, perTryTimeout: 200ms, retryOn: 5xx}" }),
     destinationRule("mixed", "    loadBalancer: {simple: ROUND_ROBIN}"),
 
-    serviceEntry("hashed", ["h1", "h2", "h3"]),
-    virtualService("hashed", "hashed.example.com", "hashed"),
+    service("hashed", ["h1", "h2", "h3"]),
+    route("hashed", "hashed.example.com", "hashed"),
     destinationRule("hashed", "    loadBalancer: {consistentHash: {httpHeaderName: x-user}}"),
-    virtualService("cookie", "cookie.example.com", "hashed-cookie"),
-    serviceEntry("hashed-cookie", ["h1", "h2", "h3"]),
+    route("cookie", "cookie.example.com", "hashed-cookie"),
+    service("hashed-cookie", ["h1", "h2", "h3"]),
     destinationRule("hashed-cookie", "    loadBalancer: {consistentHash: {httpCookie: {name: affinity, path: /, ttl: 3600s}, maglev: {}}}"),
   ].join("\n---\n");
 

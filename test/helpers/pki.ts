@@ -11,6 +11,7 @@ import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { TLSSocket } from "node:tls";
+import { serviceEntry } from "./istio-yaml.ts";
 
 export interface Pki {
   ca: string;
@@ -110,16 +111,7 @@ export function mtlsPaymentsYaml(port: number, subsets: Record<string, string>):
     trafficPolicy:
       tls: {mode: MUTUAL, credentialName: ${credential}}`,
   );
-  return `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: payments, namespace: edge}
-spec:
-  hosts: [payments.edge.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 443, name: https, protocol: HTTP}]
-  endpoints:
-  - {address: localhost, ports: {https: ${port}}}
+  return `${serviceEntry({ name: "payments", namespace: "edge", port: { number: 443, name: "https" }, endpoints: [{ address: "localhost", port }] })}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
