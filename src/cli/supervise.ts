@@ -132,7 +132,8 @@ export function stopProcess(child: ChildProcess): void {
   signalGroup(child, "SIGTERM");
 }
 
-function killProcess(child: ChildProcess): void {
+/** Stops the child (and its process group) at once, without letting it finish anything. */
+export function killProcess(child: ChildProcess): void {
   signalGroup(child, "SIGKILL");
 }
 
@@ -151,7 +152,10 @@ export async function waitForVersion(base: string, prefix: string, token: string
   const deadline = Date.now() + timeoutMs;
   let last = "no answer yet";
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new CliError(`the gateway (${name}) exited with code ${child.exitCode} before serving config ${version}`);
+    // A gateway killed by a signal (the OOM killer; serve refusing a deployment) has no exit code.
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new CliError(`the gateway (${name}) ${child.signalCode !== null ? `was killed by ${child.signalCode}` : `exited with code ${child.exitCode}`} before serving config ${version}`);
+    }
     try {
       const res = await fetch(`${base}${prefix}/status`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(2_000) });
       if (res.ok) {

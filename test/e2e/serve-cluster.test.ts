@@ -15,11 +15,14 @@
  * credentials reach workerd through the standard AWS variables, as they
  * would in a pod, and a Cloud Storage bucket through STORAGE_EMULATOR_HOST.
  */
+import { execFile } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { workerdBinary } from "../../src/cli/commands/serve.ts";
 import { freePort, startGateway, type Gateway } from "../helpers/gateway.ts";
 import { send } from "../helpers/http.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
@@ -423,6 +426,38 @@ describe("isthmus serve --cluster-bucket", () => {
       await gateway.stop();
       await store.close();
     }
+  });
+
+  it("refuses to run a workerd deployment someone published in its bucket, unless --cluster-allow-deployments", async () => {
+    // What anyone who can write to the bucket could do: publish code that every replica would load at its next start.
+    const project = join(dir, "intruder");
+    mkdirSync(project);
+    writeFileSync(join(project, "intruder.js"), `export default { fetch: () => new Response("not the gateway") };`);
+    writeFileSync(
+      join(project, "deployment.capnp"),
+      `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (services = [(name = "intruder", worker = (compatibilityDate = "2026-11-01", modules = [(name = "intruder.js", esModule = embed "intruder.js")]))]);`,
+    );
+    const bucketUrl = "s3://isthmus-test/deployed";
+    const published = await promisify(execFile)(workerdBinary(), ["deploy", "--experimental", "--name", "intruder", "--bucket", bucketUrl, "--endpoint", bucket.endpoint, "--region", "auto", join(project, "deployment.capnp")], {
+      env: { ...process.env, AWS_ACCESS_KEY_ID: "isthmus-test", AWS_SECRET_ACCESS_KEY: "isthmus-test-secret" },
+    });
+    expect(published.stdout).toMatch(/catalog revision 1 selects deployment "intruder"/);
+    const refused = await replica(`127.0.0.1:${await freePort()}`, bucketUrl).then(
+      (g) => {
+        restarted.push(g);
+        return "";
+      },
+      (error: unknown) => String(error),
+    );
+    expect(refused).toContain('isthmus: refusing to serve: the cluster bucket s3://isthmus-test/deployed holds a workerd deployment "intruder"');
+    expect(refused).toContain("--cluster-allow-deployments");
+    expect(refused).not.toContain("isthmus: ready on");
+    // An operator who published it beside the gateway says so.
+    const allowed = await replica(`127.0.0.1:${await freePort()}`, bucketUrl, ["--cluster-allow-deployments"]);
+    restarted.push(allowed);
+    expect(allowed.output()).toContain('cluster: serving deployment "intruder"');
+    expect((await send(allowed.url, "/", { host: "warm.example.com" })).status).toBe(200);
   });
 
   describe("three replicas", () => {

@@ -3,6 +3,8 @@
  * directory store, and what is read from wrangler.toml.
  */
 import { describe, expect, it } from "vitest";
+import { spawn } from "node:child_process";
+import { PassThrough } from "node:stream";
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +13,8 @@ import { openDirectoryStore } from "../../src/cli/stores.ts";
 import { kvBinding, workerSettings } from "../../src/cli/wrangler-config.ts";
 import { workerdConfig } from "../../src/cli/serve/workerd-config.ts";
 import { clusterArgs, clusterOptions, type ClusterFlags } from "../../src/cli/serve/cluster.ts";
+import { eachLine, refusalMessage, servedDeployment } from "../../src/cli/serve/deployments.ts";
+import { waitForVersion } from "../../src/cli/supervise.ts";
 import { isthmus } from "./support.ts";
 
 describe("directory store file names", () => {
@@ -221,6 +225,9 @@ describe("replicas sharing Durable Objects (serve --cluster-bucket)", () => {
           `ISTHMUS_CLUSTER_TIME_DIVISOR: expected an integer from 1 to 1000 (for tests: it shortens the cluster's 20 s lease), got ${bad}`,
         );
       }
+      // Deployments in the bucket are refused unless allowed.
+      expect(cluster?.allowDeployments).toBeUndefined();
+      expect(clusterOptions({ "cluster-bucket": "s3://gateways/prod", "cluster-addr": "10.0.3.7:7000", "cluster-key-file": file, "cluster-allow-deployments": true })?.allowDeployments).toBe(true);
       // Google Cloud Storage, whose bucket names may hold underscores.
       expect(clusterOptions({ "cluster-bucket": "gs://isthmus_gateways/prod/", "cluster-addr": "10.0.3.7:7000", "cluster-key-file": file })?.bucket).toBe("gs://isthmus_gateways/prod");
     });
@@ -242,6 +249,7 @@ describe("replicas sharing Durable Objects (serve --cluster-bucket)", () => {
         [{ ...ok, "cluster-advertise": "pod" }, "--cluster-advertise: expected host:port, got pod"],
         [{ ...ok, "cluster-key-file": undefined }, "--cluster-bucket needs --cluster-key-file FILE"],
         [{ "cluster-stop-timeout": "20s" }, "--cluster-stop-timeout needs --cluster-bucket"],
+        [{ "cluster-allow-deployments": true }, "--cluster-allow-deployments needs --cluster-bucket"],
         [{ ...ok, "cluster-stop-timeout": "500ms" }, "--cluster-stop-timeout: expected a duration from 1s to 1h, such as 25s (raise the pod's terminationGracePeriodSeconds with it), got 500ms"],
         [{ ...ok, "cluster-stop-timeout": "2h" }, "--cluster-stop-timeout: expected a duration from 1s to 1h"],
         [{ ...ok, "cluster-stop-timeout": "30" }, "--cluster-stop-timeout: expected a duration from 1s to 1h"],
@@ -267,5 +275,42 @@ describe("replicas sharing Durable Objects (serve --cluster-bucket)", () => {
     } finally {
       rmSync(state, { recursive: true, force: true });
     }
+  });
+});
+
+describe("workerd deployments in a cluster bucket", () => {
+  it("recognizes workerd's line for each deployment an instance serves, and no other", () => {
+    expect(servedDeployment('cluster: serving deployment "intruder" at version 368f15328d9fb556a54f52d31e1248b8142612d94671f24dea7abcecf1c907d8')).toEqual({
+      name: "intruder",
+      version: "368f15328d9fb556a54f52d31e1248b8142612d94671f24dea7abcecf1c907d8",
+    });
+    for (const line of ["cluster: serving deployments from catalog revision 1", 'deployment "intruder": service "intruder" cannot handle requests because of the errors above.', 'workerd: cluster: serving deployment "x" at version ab']) {
+      expect(servedDeployment(line)).toBeUndefined();
+    }
+    const message = refusalMessage("s3://gateways/prod", { name: "intruder", version: "368f15328d9fb556a54f52d31e1248b8142612d94671f24dea7abcecf1c907d8" });
+    expect(message).toContain('s3://gateways/prod holds a workerd deployment "intruder" (version 368f15328d9f)');
+    expect(message).toContain("remove it from s3://gateways/prod/v1/deploy/catalog.json");
+  });
+
+  it("splits a stream into lines across chunks", async () => {
+    const lines: string[] = [];
+    const stream = new PassThrough();
+    eachLine(stream, (line) => lines.push(line));
+    stream.write("cluster: serving deploy");
+    stream.write('ment "a" at version 01\r\nsecond\nthi');
+    stream.end("rd");
+    await new Promise((r) => stream.on("end", r));
+    expect(lines).toEqual(['cluster: serving deployment "a" at version 01', "second", "third"]);
+  });
+});
+
+describe("waiting for the gateway to serve", () => {
+  it("gives up at once when the gateway was killed by a signal before it served", async () => {
+    const child = spawn("sleep", ["60"], { stdio: "ignore" });
+    child.kill("SIGKILL");
+    await new Promise((r) => child.once("exit", r));
+    const started = Date.now();
+    await expect(waitForVersion("http://127.0.0.1:9", "/_isthmus", "token", "abc", child, 20_000, "workerd")).rejects.toThrow("the gateway (workerd) was killed by SIGKILL before serving config abc");
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 });

@@ -11,7 +11,8 @@ import { workerdConfig } from "../serve/workerd-config.ts";
 import { clusterArgs, clusterOptions, type ClusterFlags } from "../serve/cluster.ts";
 import { missingCredentials, readCaFile, readCredentials, readKeypair, type ClientCredential, type Keypair } from "../serve/credentials.ts";
 import type { Snapshot } from "../../config/snapshot.ts";
-import { applyFiles, superviseGateway } from "../supervise.ts";
+import { applyFiles, killProcess, superviseGateway } from "../supervise.ts";
+import { eachLine, refusalMessage, servedDeployment } from "../serve/deployments.ts";
 
 export const help = `isthmus serve -f PATH... [--port N] [--state DIR] — run the gateway on bare workerd
 
@@ -79,6 +80,11 @@ Options:
                   how long a replica takes from SIGTERM to exit while it hands
                   its objects over and drains (default 8s, which fits
                   Kubernetes' 30 s grace period); raise both together
+  --cluster-allow-deployments
+                  serve the workerd deployments the bucket's catalog selects
+                  (\`workerd deploy\`) beside the gateway; without it a replica
+                  whose bucket holds one refuses to run: its code would run
+                  with the replica's network and client certificates
   --inspector-addr ADDR
                   open workerd's V8 inspector on ADDR (host:port) to debug or
                   CPU-profile the gateway with Chrome DevTools or any CDP client;
@@ -177,7 +183,18 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
     { mode: 0o600 },
   );
 
-  const gateway = startWorkerd(configFile, [...(inspector ? [`--inspector-addr=${inspector}`] : []), ...(cluster ? clusterArgs(cluster) : [])]);
+  // A clustered replica's stderr passes through serve, which stops it if it serves a deployment from the bucket.
+  const refuseDeployments = cluster !== undefined && cluster.allowDeployments !== true;
+  const gateway = startWorkerd(configFile, [...(inspector ? [`--inspector-addr=${inspector}`] : []), ...(cluster ? clusterArgs(cluster) : [])], refuseDeployments);
+  if (refuseDeployments && gateway.stderr) {
+    gateway.stderr.pipe(process.stderr);
+    eachLine(gateway.stderr, (line) => {
+      const deployment = servedDeployment(line);
+      if (!deployment) return;
+      console.error(refusalMessage(cluster.bucket, deployment));
+      killProcess(gateway);
+    });
+  }
   if (cluster) console.log(`isthmus: Durable Objects shared with the replicas of ${cluster.bucket}; peers reach this one at ${cluster.advertise ?? cluster.address}`);
   const host = ip === "0.0.0.0" || ip === "::" ? "127.0.0.1" : bracketed;
   const base = `http://${host}:${port}`;
@@ -256,11 +273,11 @@ export function workerdBinary(): string {
   return (require("workerd") as { default: string }).default;
 }
 
-function startWorkerd(configFile: string, flags: string[]): ChildProcess {
+function startWorkerd(configFile: string, flags: string[], pipeStderr: boolean): ChildProcess {
   // localDisk Durable Object storage and cluster mode are marked experimental in workerd.capnp.
   const args = ["serve", "--experimental", ...flags, configFile];
   return spawn(workerdBinary(), args, {
-    stdio: ["ignore", "inherit", "inherit"],
+    stdio: ["ignore", "inherit", pipeStderr ? "pipe" : "inherit"],
     detached: true,
   });
 }

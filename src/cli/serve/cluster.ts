@@ -32,6 +32,8 @@ export interface ClusterOptions {
   stopTimeoutMs?: number;
   /** For tests only (ISTHMUS_CLUSTER_TIME_DIVISOR): shortens the lease and the waits of takeovers and stops by this factor. */
   timeDivisor?: number;
+  /** Serve workerd deployments the bucket's catalog selects (`--cluster-allow-deployments`); refused otherwise (./deployments.ts). */
+  allowDeployments?: boolean;
 }
 
 export interface ClusterFlags {
@@ -40,6 +42,7 @@ export interface ClusterFlags {
   "cluster-advertise"?: string;
   "cluster-key-file"?: string;
   "cluster-stop-timeout"?: string;
+  "cluster-allow-deployments"?: boolean;
 }
 
 /** workerd's minimum for the cluster key. */
@@ -59,7 +62,7 @@ const BUCKET_URL = /^(s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]|gs:\/\/[a-z0-9][a-
 export function clusterOptions(flags: ClusterFlags, env: Record<string, string | undefined> = {}): ClusterOptions | undefined {
   const bucket = flags["cluster-bucket"];
   if (bucket === undefined) {
-    const stray = (["cluster-addr", "cluster-advertise", "cluster-key-file", "cluster-stop-timeout"] as const).find((f) => flags[f] !== undefined);
+    const stray = (["cluster-addr", "cluster-advertise", "cluster-key-file", "cluster-stop-timeout", "cluster-allow-deployments"] as const).find((f) => flags[f] !== undefined);
     if (stray) throw new CliError(`--${stray} needs --cluster-bucket: the bucket the replicas share their Durable Objects through`, 2);
     return undefined;
   }
@@ -94,6 +97,7 @@ export function clusterOptions(flags: ClusterFlags, env: Record<string, string |
     key,
     ...(stopTimeoutMs !== undefined ? { stopTimeoutMs } : {}),
     ...(divisor !== undefined ? { timeDivisor: Number(divisor) } : {}),
+    ...(flags["cluster-allow-deployments"] === true ? { allowDeployments: true } : {}),
   };
 }
 
