@@ -24,6 +24,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { workerdBinary } from "../../src/cli/commands/serve.ts";
 import { freePort, startGateway, type Gateway } from "../helpers/gateway.ts";
+import { routedService, serviceEntry, virtualService } from "../helpers/istio-yaml.ts";
 import { send } from "../helpers/http.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 import { startGcsBucket, startS3Bucket, type BucketServer } from "../helpers/bucket-server.ts";
@@ -58,31 +59,6 @@ const replica = (address: string, bucketUrl = "s3://isthmus-test/gateways", extr
     env: { ...(bucketUrl.startsWith("gs://") ? { STORAGE_EMULATOR_HOST: gcs.endpoint, ...(extraEnv.GOOGLE_APPLICATION_CREDENTIALS ? {} : { GCE_METADATA_HOST: google.metadataHost }) } : AWS(bucket.endpoint)), ...extraEnv },
   });
 
-/** A ServiceEntry `name` in `ns` for host `<name>.<ns>.internal`, with one local endpoint per port. */
-const service = (ns: string, name: string, ports: number[]) => `
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: ${name}, namespace: ${ns}}
-spec:
-  hosts: [${name}.${ns}.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints:
-${ports.map((port) => `  - {address: 127.0.0.1, ports: {http: ${port}}}`).join("\n")}
-`;
-
-/** A VirtualService in `ns` that routes `host` to the ServiceEntry `service` of the same namespace. */
-const route = (ns: string, host: string, service: string) => `
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: ${host.split(".")[0]}, namespace: ${ns}}
-spec:
-  hosts: [${host}]
-  http:
-  - route: [{destination: {host: ${service}.${ns}.internal}}]
-`;
-
 /**
  * One namespace `ns`: host `<ns>.example.com` routed to the origin, with a GLOBAL limit of LIMIT per
  * hour of its own, failing by `failureMode` (default OPEN) after `decisionTimeout` (default 250ms).
@@ -98,9 +74,8 @@ spec:
   - name: everyone
     limits: [{requests: ${LIMIT}, unit: hour}]${decisionTimeout ? `\n    decisionTimeout: ${decisionTimeout}` : ""}${failureMode ? `\n    failureMode: ${failureMode}` : ""}
 `,
-    service(ns, "svc", [app.port]),
-    route(ns, `${ns}.example.com`, "svc"),
-  ].join("---");
+    routedService({ hosts: `${ns}.example.com`, name: "svc", namespace: ns, virtualServiceName: ns, endpoints: [app.port] }),
+  ].join("\n---\n");
 
 /**
  * Host `ejection.example.com` balanced over a good and a failing endpoint, ejected after one 5xx, and
@@ -116,7 +91,7 @@ metadata: {name: isthmus}
 spec:
   healthSyncInterval: 500ms
 `,
-    service("ejection", "pair", [app.port, failing.port]),
+    serviceEntry({ name: "pair", namespace: "ejection", endpoints: [app.port, failing.port] }),
     `
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -126,10 +101,9 @@ spec:
   trafficPolicy:
     outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 5m, maxEjectionPercent: 100}
 `,
-    route("ejection", "ejection.example.com", "pair"),
-    service("ejection", "good", [app.port]),
-    route("ejection", "warm.example.com", "good"),
-  ].join("---");
+    virtualService({ name: "ejection", namespace: "ejection", hosts: "ejection.example.com", destination: "pair.ejection.internal" }),
+    routedService({ hosts: "warm.example.com", name: "good", namespace: "ejection", virtualServiceName: "warm", endpoints: [app.port] }),
+  ].join("\n---\n");
 
 /** The namespaces of the three-replica test: one limit each, so that each replica can own one. */
 const TRIO = ["trio-a", "trio-b", "trio-c"] as const;
@@ -144,7 +118,7 @@ const config = () =>
     limitedHost("trio-lost", "1s", "CLOSED"),
     limitedHost("rotate", "5s", "CLOSED"),
     ejectionHosts(),
-  ].join("---\n");
+  ].join("\n---\n");
 
 const AWS = (endpoint: string) => ({
   AWS_ENDPOINT_URL: endpoint,
