@@ -13,7 +13,7 @@ import type { RateLimitRule } from "../schema/isthmus.ts";
 import type { Resource } from "../validate.ts";
 import type { Diagnostics, FieldPath } from "./diagnostics.ts";
 import { bracketed, check, conditionCheck, isUnusable, operationChecks } from "./policy-checks.ts";
-import { attachment, gatewayLabels, type Attachment } from "./security-targets.ts";
+import { attachment, distinctScopes, gatewayLabels, type Attachment } from "./security-targets.ts";
 import { translateEnvoyFilters } from "./envoy-filter.ts";
 import { RATE_LIMIT_DEFAULTS, UNIT_MS } from "./rate-limit-defaults.ts";
 import type { ServiceRegistry } from "./services.ts";
@@ -54,20 +54,7 @@ export function compileRateLimits(inputs: RateLimitInputs, diag: Diagnostics): R
   if (rules.length === 0) return undefined;
 
   const gateway = rules.map((_, i) => i).filter((i) => attachments[i]?.all === true || attachments[i]?.gateway === true);
-  const scopes: number[][] = [gateway];
-  const keys = new Map<string, number>([[JSON.stringify(gateway), 0]]);
-  const clusterScopes: Record<string, number> = {};
-  for (const cluster of clusters) {
-    const scope = clusterRules(cluster, gateway, attachments);
-    const key = JSON.stringify(scope);
-    let index = keys.get(key);
-    if (index === undefined) {
-      index = scopes.push(scope) - 1;
-      keys.set(key, index);
-    }
-    if (index !== 0) clusterScopes[cluster.name] = index;
-  }
-  return { rules, scopes, clusterScopes };
+  return { rules, ...distinctScopes(gateway, clusters, (cluster) => clusterRules(cluster, gateway, attachments)) };
 }
 
 function clusterRules(cluster: ClusterDef, gateway: number[], attachments: Attachment[]): number[] {

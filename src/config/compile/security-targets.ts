@@ -150,3 +150,30 @@ function targetRefAttachment(resource: AnyResource, refs: { ref: TargetRef; path
     workload: true,
   };
 }
+
+/**
+ * The scopes of the gateway and of each cluster, with equal scopes stored
+ * once: `scopes[0]` is the gateway's, and `clusterScopes` names the index of
+ * each cluster whose scope differs from it (a cluster left out uses the
+ * gateway's). Scopes are compared by their JSON.
+ *
+ * @example
+ * distinctScopes([1], clusters, (c) => (c.name === "reviews" ? [1, 2] : [1]));
+ * // { scopes: [[1], [1, 2]], clusterScopes: { reviews: 1 } }
+ */
+export function distinctScopes<T>(gateway: T, clusters: readonly ClusterDef[], scopeOf: (cluster: ClusterDef) => T): { scopes: T[]; clusterScopes: Record<string, number> } {
+  const scopes: T[] = [gateway];
+  const indexOf = new Map<string, number>([[JSON.stringify(gateway), 0]]);
+  const clusterScopes: Record<string, number> = {};
+  for (const cluster of clusters) {
+    const scope = scopeOf(cluster);
+    const key = JSON.stringify(scope);
+    let index = indexOf.get(key);
+    if (index === undefined) {
+      index = scopes.push(scope) - 1;
+      indexOf.set(key, index);
+    }
+    if (index !== 0) clusterScopes[cluster.name] = index;
+  }
+  return { scopes, clusterScopes };
+}

@@ -13,7 +13,7 @@ import { compileAuthorizationPolicy } from "./authz-policy.ts";
 import { compileExtAuthz } from "./ext-authz.ts";
 import { PeerModes } from "./peer-authn.ts";
 import { compileJwtRules } from "./request-authn.ts";
-import { attachment, gatewayLabels, type Attachment } from "./security-targets.ts";
+import { attachment, distinctScopes, gatewayLabels, type Attachment } from "./security-targets.ts";
 import type { ServiceRegistry } from "./services.ts";
 
 export interface SecurityInputs {
@@ -80,19 +80,8 @@ export function compileSecurity(inputs: SecurityInputs, diag: Diagnostics): Secu
   const gatewayRules = indexes(jwtRules, (i) => ruleAttachments[i]?.all === true || ruleAttachments[i]?.gateway === true).sort(byIssuer);
   const gatewayLayer = indexes(policies, (i) => policyAttachments[i]?.all === true || policyAttachments[i]?.gateway === true);
 
-  const scopes: SecurityScopeDef[] = [{ jwtRules: gatewayRules, peerMode: peer.gatewayMode(), layers: gatewayLayer.length ? [gatewayLayer] : [] }];
-  const keys = new Map<string, number>([[JSON.stringify(scopes[0]), 0]]);
-  const clusterScopes: Record<string, number> = {};
-  for (const cluster of clusters) {
-    const scope = clusterScope(cluster, gatewayRules, gatewayLayer, ruleAttachments, policyAttachments, peer, byIssuer);
-    const key = JSON.stringify(scope);
-    let index = keys.get(key);
-    if (index === undefined) {
-      index = scopes.push(scope) - 1;
-      keys.set(key, index);
-    }
-    if (index !== 0) clusterScopes[cluster.name] = index;
-  }
+  const gatewayScope: SecurityScopeDef = { jwtRules: gatewayRules, peerMode: peer.gatewayMode(), layers: gatewayLayer.length ? [gatewayLayer] : [] };
+  const { scopes, clusterScopes } = distinctScopes(gatewayScope, clusters, (cluster) => clusterScope(cluster, gatewayRules, gatewayLayer, ruleAttachments, policyAttachments, peer, byIssuer));
 
   const injected = new Set<string>();
   for (const rule of jwtRules) {
