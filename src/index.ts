@@ -22,6 +22,9 @@ import { Telemetry } from "./telemetry/telemetry.ts";
 
 export { RateLimiter } from "./ratelimit/limiter-object.ts";
 
+/** The name of the gateway's one UpstreamHealth object. */
+const HEALTH_OBJECT = "isthmus";
+
 let isolateCache: SnapshotCache | undefined;
 let admin: { key: string; app: ReturnType<typeof adminApp> } | undefined;
 let deps: PipelineDeps | undefined;
@@ -30,7 +33,7 @@ let telemetry: Telemetry | undefined;
 /** The isolate's dependencies, built on its first request (bindings come with the request's env). */
 function isolateDeps(env: Env): PipelineDeps {
   const namespace = env.UPSTREAM_HEALTH;
-  const exchange: HealthExchange | undefined = namespace ? { sync: (request) => namespace.getByName("isthmus").sync(request) } : undefined;
+  const exchange: HealthExchange | undefined = namespace ? { sync: (request) => namespace.getByName(HEALTH_OBJECT).sync(request) } : undefined;
   const bindings = env as unknown as Record<string, unknown>;
   const upstreamFetch: Fetch = (url, init) => fetch(url, init);
   const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -113,7 +116,9 @@ export default {
  * A replica of a cluster (`--cluster-bucket`) is ready only while it is also
  * a member serving its share of the Durable Objects: 503 while it joins,
  * once it is stopping (so that load balancers drain it while it still
- * answers), and when its lease in the bucket has lapsed.
+ * answers), and when its lease in the bucket has lapsed; and, until it
+ * first has, while it cannot reach the objects its peers run (a cluster key
+ * other than theirs).
  * `isthmus serve --health-port N` binds a socket to this entrypoint, so the
  * probe never passes through routing and needs no admin token.
  *
@@ -128,12 +133,44 @@ export class Health extends WorkerEntrypoint<Env> {
     if (!cache) return plainText(NO_STORE, 503);
     const snapshot = await cache.get((p) => this.ctx.waitUntil(p));
     if (!snapshot) return plainText(NO_CONFIG, 503);
-    if (this.env.CLUSTER_PORT && !(await clusterReady(this.env.CLUSTER_PORT))) return plainText(NOT_A_MEMBER, 503);
+    if (this.env.CLUSTER_PORT) {
+      if (!(await clusterReady(this.env.CLUSTER_PORT))) return plainText(NOT_A_MEMBER, 503);
+      if (this.env.UPSTREAM_HEALTH && !(await peersReached(this.env.UPSTREAM_HEALTH))) return plainText(PEERS_NOT_REACHED, 503);
+    }
     return plainText(`ready: config ${snapshot.version}\n`, 200);
   }
 }
 
 const NOT_A_MEMBER = "isthmus: not serving as a member of its cluster (joining, stopping, or its lease in the bucket has lapsed).\n";
+const PEERS_NOT_REACHED =
+  "isthmus: has not yet reached the cluster's Durable Objects (if this lasts, check that --cluster-key-file holds the other replicas' key: they log 'cluster CONNECT refused').\n";
+
+/** Set once this isolate has reached the cluster's UpstreamHealth object; a key is fixed at start, so once is enough. */
+let reachedPeers = false;
+
+/**
+ * Whether this replica has reached the cluster's UpstreamHealth object at
+ * least once. A replica whose cluster key differs from its peers' joins the
+ * bucket and holds a lease like any other, but every call to an object a
+ * peer owns is refused: it must not take traffic, whose GLOBAL decisions
+ * would all wait out their timeout and fail by failureMode. Checked until
+ * it first succeeds, within the probe's 1 s default timeout; a lost owner
+ * delays a new replica's readiness until its lease lapses, and never takes
+ * a ready replica out.
+ */
+async function peersReached(namespace: NonNullable<Env["UPSTREAM_HEALTH"]>): Promise<boolean> {
+  if (reachedPeers) return true;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 800)));
+    reachedPeers = await Promise.race([namespace.getByName(HEALTH_OBJECT).reach(), timeout]);
+  } catch {
+    reachedPeers = false;
+  } finally {
+    clearTimeout(timer);
+  }
+  return reachedPeers;
+}
 
 /** Whether workerd's cluster port answers `GET /ready` with 200 (its own readiness: serving, holding its lease, not stopping). */
 async function clusterReady(port: Fetcher): Promise<boolean> {

@@ -463,6 +463,41 @@ const config :Workerd.Config = (services = [(name = "intruder", worker = (compat
       for (const ns of TRIO) expect(await alternate(trio, 2 * (LIMIT - 1), `${ns}.example.com`)).toEqual([...Array(LIMIT - 1).fill(200), ...Array(LIMIT - 1).fill(429)]);
     });
 
+    it("keeps a replica with another cluster key out of rotation: it is never ready, where one with the key is", async () => {
+      // The cluster's UpstreamHealth object runs on trio[0]; a new replica is ready once it has reached it.
+      const otherKey = join(dir, "other-key");
+      writeFileSync(otherKey, `${"a7".repeat(32)}\n`);
+      const [goodHealth, wrongHealth] = [await freePort(), await freePort()];
+      const [good, wrong] = await Promise.all([
+        replica(`127.0.0.1:${await freePort()}`, "s3://isthmus-test/trio", ["--health-port", String(goodHealth)], { ISTHMUS_CLUSTER_TIME_DIVISOR: "5" }),
+        startGateway(config(), {
+          command: "serve",
+          args: ["--cluster-bucket", "s3://isthmus-test/trio", "--cluster-addr", `127.0.0.1:${await freePort()}`, "--cluster-key-file", otherKey, "--health-port", String(wrongHealth)],
+          env: { ...AWS(bucket.endpoint), ISTHMUS_CLUSTER_TIME_DIVISOR: "5" },
+        }),
+      ]);
+      restarted.push(good, wrong);
+      const probe = async (port: number) => {
+        const response = await fetch(`http://127.0.0.1:${port}/healthz/ready`);
+        return { status: response.status, text: await response.text() };
+      };
+      let goodProbe = await probe(goodHealth);
+      for (let i = 0; i < 50 && goodProbe.status !== 200; i++) {
+        await sleep(100);
+        goodProbe = await probe(goodHealth);
+      }
+      expect(goodProbe.status).toBe(200);
+      // The other key: a member of the bucket (its lease is there), but its peers refuse it, so it never turns ready.
+      for (let i = 0; i < 5; i++) {
+        const wrongProbe = await probe(wrongHealth);
+        expect(wrongProbe.status).toBe(503);
+        expect(wrongProbe.text).toContain("check that --cluster-key-file holds the other replicas' key");
+        await sleep(300);
+      }
+      expect((trio[0] as Gateway).output()).toContain("cluster CONNECT refused");
+      await wrong.stop();
+    });
+
     it("replaces all three in a rolling update under traffic: no decision fails, and the count carries through every handover", { timeout: 120_000 }, async () => {
       // As a Deployment with maxSurge 1, maxUnavailable 0: a new replica joins, then an old one stops (SIGTERM),
       // three times. Requests go every 40 ms to a replica that is not stopping, as a load balancer sends them once

@@ -39,6 +39,7 @@ Options:
                   gateways use 15021); never routed, no admin token. With
                   --cluster-bucket, also 503 unless the replica serves as a
                   member of its cluster (joining, stopping, lease lapsed)
+                  and has reached the objects its peers run
   --ip ADDR       address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
   --state DIR     state directory (default .isthmus)
   --config FILE   the gateway's wrangler.toml (default ./wrangler.toml): main,

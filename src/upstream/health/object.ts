@@ -83,6 +83,18 @@ export class UpstreamHealth extends DurableObject<Env> {
     return this.view(now);
   }
 
+  /**
+   * Answers at once: a replica of a cluster (`isthmus serve --cluster-bucket`)
+   * calls it before it first reports ready, to show that it reaches the
+   * objects its peers own (its cluster key is theirs).
+   *
+   * @example
+   * await env.UPSTREAM_HEALTH.getByName("isthmus").reach(); // true
+   */
+  reach(): boolean {
+    return true;
+  }
+
   /** Runs the health checks that are due and schedules the next round. */
   override async alarm(): Promise<void> {
     const now = Date.now();
