@@ -47,6 +47,15 @@ let alone: Gateway[] = [];
 const restarted: Gateway[] = [];
 let keyFile: string;
 
+/** serve's flags for a replica of the cluster in `bucketUrl`, listening for its peers on `address`, with the key in `key` (a file). */
+const clusterFlags = (bucketUrl: string, address: string, key = keyFile) => ["--cluster-bucket", bucketUrl, "--cluster-addr", address, "--cluster-key-file", key];
+
+/** What a replica's `--health-port` answers to a readiness probe. */
+async function readiness(port: number): Promise<{ status: number; text: string }> {
+  const response = await fetch(`http://127.0.0.1:${port}/healthz/ready`);
+  return { status: response.status, text: await response.text() };
+}
+
 /**
  * A replica in the cluster of `bucketUrl` (s3:// on `bucket`, gs:// on `gcs`), listening for its peers on
  * `address`. A gs:// replica gets its tokens from the metadata server, as a GKE pod under Workload
@@ -55,7 +64,7 @@ let keyFile: string;
 const replica = (address: string, bucketUrl = "s3://isthmus-test/gateways", extraArgs: string[] = [], extraEnv: Record<string, string> = {}) =>
   startGateway(config(), {
     command: "serve",
-    args: ["--cluster-bucket", bucketUrl, "--cluster-addr", address, "--cluster-key-file", keyFile, ...extraArgs],
+    args: [...clusterFlags(bucketUrl, address), ...extraArgs],
     env: { ...(bucketUrl.startsWith("gs://") ? { STORAGE_EMULATOR_HOST: gcs.endpoint, ...(extraEnv.GOOGLE_APPLICATION_CREDENTIALS ? {} : { GCE_METADATA_HOST: google.metadataHost }) } : AWS(bucket.endpoint)), ...extraEnv },
   });
 
@@ -265,7 +274,7 @@ describe("isthmus serve --cluster-bucket", () => {
     const healthPort = await freePort();
     const [first, second] = (await Promise.all([replica(addrs[0] as string, undefined, ["--health-port", String(healthPort)]), replica(addrs[1] as string)])) as [Gateway, Gateway];
     restarted.push(first, second);
-    const ready = async () => (await fetch(`http://127.0.0.1:${healthPort}/healthz/ready`)).status;
+    const ready = async () => (await readiness(healthPort)).status;
     expect(await ready()).toBe(200);
     const host = "rolling.example.com";
     const before = owners();
@@ -276,13 +285,13 @@ describe("isthmus serve --cluster-bucket", () => {
     let stopped = false;
     const stopping = first.stop().then(() => void (stopped = true));
     // Its readiness fails at once, while it still serves, so that load balancers drain it.
-    let readiness = await ready();
-    for (let i = 0; i < 20 && readiness === 200; i++) {
+    let status = await ready();
+    for (let i = 0; i < 20 && status === 200; i++) {
       await sleep(50);
-      readiness = await ready();
+      status = await ready();
     }
-    expect(readiness).toBe(503);
-    expect(await fetch(`http://127.0.0.1:${healthPort}/healthz/ready`).then((r) => r.text())).toContain("not serving as a member of its cluster");
+    expect(status).toBe(503);
+    expect((await readiness(healthPort)).text).toContain("not serving as a member of its cluster");
     expect((await send(first.url, "/", { host: "warm.example.com" })).status).toBe(200);
     const during: number[] = [];
     let slowest = 0;
@@ -337,11 +346,11 @@ describe("isthmus serve --cluster-bucket", () => {
     const quick = ["--cluster-stop-timeout", "2s"];
     // One replica as a GKE pod under Workload Identity (the metadata server answers its tokens), the other with a
     // mounted service account key, whose signed assertion the token endpoint checks.
-    const keyFile = join(dir, "service-account.json");
-    writeFileSync(keyFile, google.serviceAccountKey);
+    const serviceAccountKey = join(dir, "service-account.json");
+    writeFileSync(serviceAccountKey, google.serviceAccountKey);
     const replicas = await Promise.all([
       replica(`127.0.0.1:${await freePort()}`, "gs://isthmus_test/gateways/", quick),
-      replica(`127.0.0.1:${await freePort()}`, "gs://isthmus_test/gateways", quick, { GOOGLE_APPLICATION_CREDENTIALS: keyFile }),
+      replica(`127.0.0.1:${await freePort()}`, "gs://isthmus_test/gateways", quick, { GOOGLE_APPLICATION_CREDENTIALS: serviceAccountKey }),
     ]);
     restarted.push(...replicas);
     expect(await alternate(replicas, 2 * LIMIT + 2)).toEqual([...Array(LIMIT).fill(200), ...Array(LIMIT + 2).fill(429)]);
@@ -380,7 +389,7 @@ describe("isthmus serve --cluster-bucket", () => {
     const credentials = join(secret, "credentials");
     const gateway = await startGateway(config(), {
       command: "serve",
-      args: ["--cluster-bucket", "s3://isthmus-rotate/gateways", "--cluster-addr", `127.0.0.1:${await freePort()}`, "--cluster-key-file", keyFile],
+      args: clusterFlags("s3://isthmus-rotate/gateways", `127.0.0.1:${await freePort()}`),
       // The lease shortened tenfold (2 s), so that renewals come often.
       env: { AWS_ENDPOINT_URL: store.endpoint, AWS_REGION: "auto", AWS_CREDENTIALS_FILE: credentials, ISTHMUS_CLUSTER_TIME_DIVISOR: "10" },
     });
@@ -441,11 +450,12 @@ const config :Workerd.Config = (services = [(name = "intruder", worker = (compat
   describe("three replicas", () => {
     let trio: Gateway[] = [];
     let addrs: string[] = [];
+    /** workerd's 20 s lease shortened to 4 s (ISTHMUS_CLUSTER_TIME_DIVISOR, for tests), for the lost replica below. */
+    const FAST = { ISTHMUS_CLUSTER_TIME_DIVISOR: "5" };
 
     beforeAll(async () => {
       addrs = [`127.0.0.1:${await freePort()}`, `127.0.0.1:${await freePort()}`, `127.0.0.1:${await freePort()}`];
-      // workerd's 20 s lease shortened to 4 s (ISTHMUS_CLUSTER_TIME_DIVISOR, for tests), for the lost replica below.
-      trio = await Promise.all(addrs.map((a) => replica(a, "s3://isthmus-test/trio", [], { ISTHMUS_CLUSTER_TIME_DIVISOR: "5" })));
+      trio = await Promise.all(addrs.map((a) => replica(a, "s3://isthmus-test/trio", [], FAST)));
       restarted.push(...trio);
       // As above: the UpstreamHealth object first, so that the objects the tests create are their limits'.
       expect((await send((trio[0] as Gateway).url, "/", { host: "warm.example.com" })).status).toBe(200);
@@ -469,27 +479,23 @@ const config :Workerd.Config = (services = [(name = "intruder", worker = (compat
       writeFileSync(otherKey, `${"a7".repeat(32)}\n`);
       const [goodHealth, wrongHealth] = [await freePort(), await freePort()];
       const [good, wrong] = await Promise.all([
-        replica(`127.0.0.1:${await freePort()}`, "s3://isthmus-test/trio", ["--health-port", String(goodHealth)], { ISTHMUS_CLUSTER_TIME_DIVISOR: "5" }),
+        replica(`127.0.0.1:${await freePort()}`, "s3://isthmus-test/trio", ["--health-port", String(goodHealth)], FAST),
         startGateway(config(), {
           command: "serve",
-          args: ["--cluster-bucket", "s3://isthmus-test/trio", "--cluster-addr", `127.0.0.1:${await freePort()}`, "--cluster-key-file", otherKey, "--health-port", String(wrongHealth)],
-          env: { ...AWS(bucket.endpoint), ISTHMUS_CLUSTER_TIME_DIVISOR: "5" },
+          args: [...clusterFlags("s3://isthmus-test/trio", `127.0.0.1:${await freePort()}`, otherKey), "--health-port", String(wrongHealth)],
+          env: { ...AWS(bucket.endpoint), ...FAST },
         }),
       ]);
       restarted.push(good, wrong);
-      const probe = async (port: number) => {
-        const response = await fetch(`http://127.0.0.1:${port}/healthz/ready`);
-        return { status: response.status, text: await response.text() };
-      };
-      let goodProbe = await probe(goodHealth);
+      let goodProbe = await readiness(goodHealth);
       for (let i = 0; i < 50 && goodProbe.status !== 200; i++) {
         await sleep(100);
-        goodProbe = await probe(goodHealth);
+        goodProbe = await readiness(goodHealth);
       }
       expect(goodProbe.status).toBe(200);
       // The other key: a member of the bucket (its lease is there), but its peers refuse it, so it never turns ready.
       for (let i = 0; i < 5; i++) {
-        const wrongProbe = await probe(wrongHealth);
+        const wrongProbe = await readiness(wrongHealth);
         expect(wrongProbe.status).toBe(503);
         expect(wrongProbe.text).toContain("check that --cluster-key-file holds the other replicas' key");
         await sleep(300);
