@@ -24,4 +24,11 @@ export interface Env {
    * (readiness, the `Health` entrypoint). Absent elsewhere.
    */
   CLUSTER_PORT?: Fetcher;
+  /**
+   * "true" under `isthmus serve --metrics-port`: the isolate keeps the
+   * built-in `prometheus` provider's metrics for the `Metrics` entrypoint
+   * to answer scrapes with. Absent on Cloudflare, where nothing can scrape
+   * an isolate.
+   */
+  PROMETHEUS_SCRAPE?: string;
 }

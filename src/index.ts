@@ -1,8 +1,9 @@
 /**
  * The Isthmus Worker: loads the active Snapshot (per isolate, refreshed in
  * the background) and runs every request through the gateway pipeline.
- * `Health` is a second entrypoint for readiness probes (`isthmus serve
- * --health-port`), off the request path.
+ * `Health` and `Metrics` are entrypoints for readiness probes and
+ * Prometheus scrapes (`isthmus serve --health-port`, `--metrics-port`),
+ * off the request path.
  */
 import { WorkerEntrypoint } from "cloudflare:workers";
 import type { Env } from "./env.ts";
@@ -19,6 +20,8 @@ import { UpstreamState, type HealthExchange } from "./upstream/state.ts";
 export { UpstreamHealth } from "./upstream/health/object.ts";
 import { rateLimitEnv } from "./ratelimit/decide.ts";
 import { Telemetry } from "./telemetry/telemetry.ts";
+import { PrometheusRegistry } from "./telemetry/prometheus.ts";
+import { EXPOSITION_CONTENT_TYPE } from "./telemetry/prometheus-text.ts";
 
 export { RateLimiter } from "./ratelimit/limiter-object.ts";
 
@@ -29,6 +32,13 @@ let isolateCache: SnapshotCache | undefined;
 let admin: { key: string; app: ReturnType<typeof adminApp> } | undefined;
 let deps: PipelineDeps | undefined;
 let telemetry: Telemetry | undefined;
+let prometheus: PrometheusRegistry | undefined;
+
+/** The isolate's Prometheus registry, when this runtime is scraped (`PROMETHEUS_SCRAPE`). */
+function prometheusRegistry(env: Env): PrometheusRegistry | undefined {
+  if (env.PROMETHEUS_SCRAPE !== "true") return undefined;
+  return (prometheus ??= new PrometheusRegistry(Date.now()));
+}
 
 /** The isolate's dependencies, built on its first request (bindings come with the request's env). */
 function isolateDeps(env: Env): PipelineDeps {
@@ -37,6 +47,7 @@ function isolateDeps(env: Env): PipelineDeps {
   const bindings = env as unknown as Record<string, unknown>;
   const upstreamFetch: Fetch = (url, init) => fetch(url, init);
   const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+  const registry = prometheusRegistry(env);
   telemetry = new Telemetry({
     fetch: upstreamFetch,
     now: () => Date.now(),
@@ -44,6 +55,7 @@ function isolateDeps(env: Env): PipelineDeps {
     random: Math.random,
     secret: (name) => (typeof bindings[name] === "string" ? (bindings[name] as string) : undefined),
     log: (message, fields) => console.error(JSON.stringify({ message, ...fields })),
+    ...(registry ? { prometheus: registry } : {}),
   });
   const jwks = new JwksCache(upstreamFetch, () => Date.now());
   const isolateTelemetry = telemetry;
@@ -77,7 +89,7 @@ function plainText(body: string, status: number): Response {
 function snapshotCache(env: Env): SnapshotCache | undefined {
   if (!isolateCache) {
     const source = configSource(env);
-    if (source) isolateCache = new SnapshotCache(source);
+    if (source) isolateCache = new SnapshotCache(source, Date.now, { prometheus: env.PROMETHEUS_SCRAPE === "true" });
   }
   return isolateCache;
 }
@@ -138,6 +150,29 @@ export class Health extends WorkerEntrypoint<Env> {
       if (this.env.UPSTREAM_HEALTH && !(await peersReached(this.env.UPSTREAM_HEALTH))) return plainText(PEERS_NOT_REACHED, 503);
     }
     return plainText(`ready: config ${snapshot.version}\n`, 200);
+  }
+}
+
+/**
+ * Prometheus scrapes, as Istio's gateways answer them on port 15090:
+ * `GET /stats/prometheus` gives Istio's standard metrics and Isthmus's own,
+ * cumulative since the process started, in Prometheus's text format.
+ * `isthmus serve --metrics-port N` binds a socket to this entrypoint (and
+ * sets `PROMETHEUS_SCRAPE`), so scrapes never pass through routing.
+ *
+ * @example
+ * // prometheus.io/scrape: "true", prometheus.io/port: "15090", prometheus.io/path: /stats/prometheus
+ * await fetch("http://127.0.0.1:15090/stats/prometheus"); // "# TYPE istio_requests_total counter\n…"
+ */
+export class Metrics extends WorkerEntrypoint<Env> {
+  override async fetch(request: Request): Promise<Response> {
+    if (pathOf(request.url) !== "/stats/prometheus") return plainText("not found: GET /stats/prometheus\n", 404);
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return new Response("method not allowed: GET /stats/prometheus\n", { status: 405, headers: { allow: "GET, HEAD", "content-type": "text/plain" } });
+    }
+    const registry = prometheusRegistry(this.env);
+    if (!registry) return plainText("isthmus: this gateway keeps no Prometheus metrics (PROMETHEUS_SCRAPE is not set; isthmus serve sets it with --metrics-port).\n", 404);
+    return new Response(request.method === "HEAD" ? null : registry.scrape(Date.now()), { headers: { "content-type": EXPOSITION_CONTENT_TYPE } });
   }
 }
 

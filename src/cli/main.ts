@@ -41,7 +41,7 @@ const COMMANDS: Record<string, { help: string; options: Record<string, { type: "
   },
   serve: {
     help: serveCmd.help,
-    options: { port: { type: "string" }, ip: { type: "string" }, state: { type: "string" }, config: { type: "string" }, "env-file": { type: "string" }, "inspector-addr": { type: "string" }, credentials: { type: "string" }, "https-port": { type: "string" }, tls: { type: "string" }, "health-port": { type: "string" }, "trusted-ca": { type: "string" }, "cluster-bucket": { type: "string" }, "cluster-addr": { type: "string" }, "cluster-advertise": { type: "string" }, "cluster-key-file": { type: "string" }, "cluster-stop-timeout": { type: "string" }, "cluster-allow-deployments": { type: "boolean" } },
+    options: { port: { type: "string" }, ip: { type: "string" }, state: { type: "string" }, config: { type: "string" }, "env-file": { type: "string" }, "inspector-addr": { type: "string" }, credentials: { type: "string" }, "https-port": { type: "string" }, tls: { type: "string" }, "health-port": { type: "string" }, "metrics-port": { type: "string" }, "trusted-ca": { type: "string" }, "cluster-bucket": { type: "string" }, "cluster-addr": { type: "string" }, "cluster-advertise": { type: "string" }, "cluster-key-file": { type: "string" }, "cluster-stop-timeout": { type: "string" }, "cluster-allow-deployments": { type: "boolean" } },
     needsFiles: true,
     run: (f, v) => serveCmd.serve(f, v),
   },

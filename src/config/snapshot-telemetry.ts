@@ -63,6 +63,13 @@ export interface TracingPlanDef {
 export interface MetricsPlanDef {
   /** Indexes into `providers`; empty means no metrics for this traffic. */
   providers: number[];
+  /**
+   * The metrics also go to Istio's built-in `prometheus` provider: the
+   * scrape endpoint of `isthmus serve --metrics-port` (Cloudflare has no
+   * place to scrape, so there it adds nothing). True by default, as Istio
+   * reports to Prometheus unless a Telemetry names providers without it.
+   */
+  prometheus: boolean;
   disabled: IstioMetric[];
   /** Isthmus metrics (by name) turned off through `customMetric`. */
   disabledCustom: string[];

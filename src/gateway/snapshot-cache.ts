@@ -7,7 +7,7 @@
  */
 import { KEYS, type ActivePointer } from "../config/store.ts";
 import type { Snapshot } from "../config/snapshot.ts";
-import { hydrate, type RuntimeSnapshot } from "../routing/hydrate.ts";
+import { hydrate, type HydrateOptions, type RuntimeSnapshot } from "../routing/hydrate.ts";
 
 /** The read side of the config store (a KV namespace satisfies it). */
 export interface SnapshotSource {
@@ -30,10 +30,13 @@ export class SnapshotCache {
   lastError?: LoadError;
   private readonly source: SnapshotSource;
   private readonly now: () => number;
+  private readonly offers: HydrateOptions;
 
-  constructor(source: SnapshotSource, now: () => number = Date.now) {
+  /** `offers`: what this runtime offers besides the snapshot (see `hydrate`). */
+  constructor(source: SnapshotSource, now: () => number = Date.now, offers: HydrateOptions = {}) {
     this.source = source;
     this.now = now;
+    this.offers = offers;
   }
 
   /** The snapshot to serve this request with, or undefined when none was ever applied. */
@@ -80,7 +83,7 @@ export class SnapshotCache {
       if (text === null) throw new Error(`snapshot ${version} is missing from the config store`);
       const snapshot = JSON.parse(text) as Snapshot;
       if (snapshot.version !== version) throw new Error(`snapshot stored as ${version} says it is ${String(snapshot.version)}`);
-      const runtime = hydrate(snapshot);
+      const runtime = hydrate(snapshot, this.offers);
       this.current = { runtime, loadedAt: this.now() };
       this.lastError = undefined;
     } catch (error) {

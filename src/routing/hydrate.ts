@@ -18,7 +18,10 @@ import { lazyRegex, type Regex } from "./regex.ts";
 import { RouteIndex } from "./route-index.ts";
 import { hydrateCors, type Cors } from "./cors.ts";
 import { LocalityResolver } from "../upstream/locality.ts";
-import { hydrateTelemetry, type RuntimeTelemetry } from "../telemetry/hydrate.ts";
+import { hydrateTelemetry, type RuntimeTelemetry, type TelemetryRuntime } from "../telemetry/hydrate.ts";
+
+/** What the runtime offers besides the snapshot. */
+export type HydrateOptions = TelemetryRuntime;
 
 export interface Rule {
   def: RuleDef;
@@ -115,7 +118,11 @@ export class SnapshotFormatError extends Error {
   }
 }
 
-export function hydrate(snapshot: Snapshot): RuntimeSnapshot {
+/**
+ * The Snapshot as the isolate serves it. `offers` says what this runtime
+ * offers besides the snapshot (a Prometheus endpoint under `isthmus serve`).
+ */
+export function hydrate(snapshot: Snapshot, offers: HydrateOptions = {}): RuntimeSnapshot {
   if (snapshot.format !== SNAPSHOT_FORMAT) throw new SnapshotFormatError(snapshot.format);
   const rules: (Rule | undefined)[] = new Array(snapshot.rules.length);
   const rule = (i: number): Rule => (rules[i] ??= hydrateRule(snapshot.rules[i] as RuleDef));
@@ -136,7 +143,10 @@ export function hydrate(snapshot: Snapshot): RuntimeSnapshot {
   };
   if (snapshot.security) runtime.security = hydrateSecurity(snapshot.security);
   if (snapshot.rateLimits) runtime.rateLimits = hydrateRateLimits(snapshot.rateLimits);
-  if (snapshot.telemetry) runtime.telemetry = hydrateTelemetry(snapshot.telemetry);
+  if (snapshot.telemetry) {
+    const telemetry = hydrateTelemetry(snapshot.telemetry, offers);
+    if (telemetry) runtime.telemetry = telemetry;
+  }
   return runtime;
 }
 

@@ -17,6 +17,8 @@ export interface RuntimePlan {
   /** Anything to report for this traffic (metrics, spans or access logs). */
   active: boolean;
   metrics: boolean;
+  /** The metrics go to this runtime's Prometheus endpoint (one exists, and the plan names `prometheus`). */
+  prometheus: boolean;
   disabled: ReadonlySet<IstioMetric>;
   disabledCustom: ReadonlySet<string>;
   /** Label changes per metric; absent when the metric keeps Istio's labels. */
@@ -33,8 +35,20 @@ export interface RuntimeTelemetry {
   planFor(cluster: string | undefined): RuntimePlan;
 }
 
-export function hydrateTelemetry(def: TelemetryDef): RuntimeTelemetry {
-  const plans = def.plans.map(hydratePlan);
+/** What the runtime offers besides the snapshot's OTLP providers. */
+export interface TelemetryRuntime {
+  /** A Prometheus endpoint is scraped here (`isthmus serve --metrics-port`). */
+  prometheus?: boolean;
+}
+
+/**
+ * The runtime plans, or undefined when nothing in them reports anything in
+ * this runtime (metrics for Prometheus only, where nothing scrapes): the
+ * pipeline then reads no clock and times nothing.
+ */
+export function hydrateTelemetry(def: TelemetryDef, runtime: TelemetryRuntime = {}): RuntimeTelemetry | undefined {
+  const plans = def.plans.map((plan) => hydratePlan(plan, runtime.prometheus === true));
+  if (!plans.some((p) => p.active)) return undefined;
   const byCluster = new Map(Object.entries(def.clusterPlans).map(([name, i]) => [name, plans[i] as RuntimePlan]));
   const fallback = plans[0] as RuntimePlan;
   return {
@@ -51,8 +65,9 @@ function compiled(source: string): Node {
   return parsed.node;
 }
 
-function hydratePlan(def: TelemetryPlanDef): RuntimePlan {
-  const metrics = def.metrics.providers.length > 0;
+function hydratePlan(def: TelemetryPlanDef, scraped: boolean): RuntimePlan {
+  const prometheus = scraped && def.metrics.prometheus === true;
+  const metrics = def.metrics.providers.length > 0 || prometheus;
   const accessLog = def.accessLog.console || def.accessLog.providers.length > 0;
   const tags: RuntimePlan["tags"] = {};
   for (const [metric, overrides] of Object.entries(def.metrics.tags) as [IstioMetric, NonNullable<TelemetryPlanDef["metrics"]["tags"][IstioMetric]>][]) {
@@ -67,6 +82,7 @@ function hydratePlan(def: TelemetryPlanDef): RuntimePlan {
     def,
     active: metrics || accessLog || def.tracing !== undefined,
     metrics,
+    prometheus,
     disabled: new Set(def.metrics.disabled),
     disabledCustom: new Set(def.metrics.disabledCustom),
     tags,

@@ -21,6 +21,7 @@ import type { RuntimePlan, RuntimeTelemetry } from "./hydrate.ts";
 import { istioLabels, type LabelValues } from "./istio-labels.ts";
 import { ISTHMUS_METRIC, ISTIO_LABELS, ISTIO_METRIC_NAMES } from "./metric-names.ts";
 import type { MetricsStore } from "./metrics.ts";
+import type { PrometheusRegistry } from "./prometheus.ts";
 import { attr, type KeyValue, type Resource } from "./otlp/model.ts";
 import { buildSpans } from "./spans.ts";
 import { decideTrace, randomHex } from "./trace-context.ts";
@@ -28,6 +29,8 @@ import { decideTrace, randomHex } from "./trace-context.ts";
 export interface TelemetryDeps extends ExporterDeps {
   /** Writes an access-log line (console.log in the Worker). */
   write?: (line: string) => void;
+  /** Where the built-in `prometheus` provider's metrics are kept for scrapes (`isthmus serve --metrics-port`). */
+  prometheus?: PrometheusRegistry;
 }
 
 const METRICS: IstioMetric[] = ["REQUEST_COUNT", "REQUEST_DURATION", "REQUEST_SIZE", "RESPONSE_SIZE"];
@@ -80,7 +83,8 @@ export class Telemetry {
       try {
         const completed = completeRequest({ request, ...(result.context ? { context: result.context } : {}), record: result.record, response, end: this.deps.now(), responseBodyBytes: sent.bytes, disconnected: sent.disconnected });
         this.report(completed, telemetry, plan, snapshot.version);
-        return this.exporter.finishedRequest(telemetry.def, this.resourceFor(telemetry));
+        // Without an OTLP provider (metrics for Prometheus only) there is nothing to export.
+        return telemetry.def.providers.length > 0 ? this.exporter.finishedRequest(telemetry.def, this.resourceFor(telemetry)) : undefined;
       } catch (err) {
         this.deps.log("telemetry: reporting a request failed", { error: String(err) });
         return undefined;
@@ -132,7 +136,9 @@ export class Telemetry {
   private stores(telemetry: RuntimeTelemetry, plan: RuntimePlan, custom?: string): MetricsStore[] {
     if (!plan.metrics || (custom !== undefined && plan.disabledCustom.has(custom))) return [];
     const max = telemetry.def.settings.maxSeries;
-    return plan.def.metrics.providers.map((i) => this.exporter.metrics(telemetry.def.providers[i] as OtlpProviderDef, max));
+    const stores = plan.def.metrics.providers.map((i) => this.exporter.metrics(telemetry.def.providers[i] as OtlpProviderDef, max));
+    if (plan.prometheus && this.deps.prometheus) stores.push(this.deps.prometheus.metrics(max));
+    return stores;
   }
 
   private report(c: Completed, telemetry: RuntimeTelemetry, plan: RuntimePlan, version: string): void {

@@ -180,6 +180,33 @@ describe("readiness probes (serve --health-port)", () => {
   });
 });
 
+describe("Prometheus scrapes (serve --metrics-port)", () => {
+  const base = { moduleFile: "worker.js", compatibilityDate: "2026-11-01", compatibilityFlags: [], listen: "0.0.0.0:8080", configDir: "/s/config", durableObjectDir: "/s/do", durableObjects: [] };
+
+  it("binds a socket to the Worker's Metrics entrypoint and tells the Worker to keep metrics; without it, neither", () => {
+    const text = workerdConfig({ ...base, metricsListen: "0.0.0.0:15090", vars: { PROMETHEUS_SCRAPE: "false" } });
+    expect(text).toContain(`(name = "metrics", address = "0.0.0.0:15090", http = (), service = (name = "isthmus", entrypoint = "Metrics"))`);
+    // The variable is serve's: an --env-file cannot set it (without the socket it would only cost memory).
+    expect(text.match(/PROMETHEUS_SCRAPE/g)).toEqual(["PROMETHEUS_SCRAPE"]);
+    expect(text).toContain(`(name = "PROMETHEUS_SCRAPE", text = "true")`);
+    const without = workerdConfig({ ...base, vars: { PROMETHEUS_SCRAPE: "true" } });
+    expect(without).not.toContain(`entrypoint = "Metrics"`);
+    expect(without).not.toContain("PROMETHEUS_SCRAPE");
+  });
+
+  it("refuses a port another option already took, before applying anything", async () => {
+    const state = mkdtempSync(join(tmpdir(), "isthmus-state-"));
+    try {
+      const result = await isthmus(["serve", "-f", "examples/bookinfo/config", "--state", state, "--port", "8080", "--health-port", "15021", "--metrics-port", "15021"]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain("--metrics-port: expected a port number other than --port and --health-port, got 15021");
+      expect(existsSync(join(state, "config"))).toBe(false);
+    } finally {
+      rmSync(state, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("replicas sharing Durable Objects (serve --cluster-bucket)", () => {
   const base = { moduleFile: "worker.js", compatibilityDate: "2026-11-01", compatibilityFlags: [], listen: "0.0.0.0:8080", configDir: "/s/config", durableObjectDir: "/s/do", durableObjects: [] };
   const withKey = (key: string, run: (file: string) => void) => {

@@ -17,6 +17,8 @@ import { MetricsStore } from "../../src/telemetry/metrics.ts";
 import { ISTHMUS_METRIC, ISTHMUS_METRICS, ISTIO_METRIC_NAMES } from "../../src/telemetry/metric-names.ts";
 import { dashboardQueries, HISTOGRAMS, ISTHMUS_LABELS, queryProblems, readDashboard } from "../helpers/dashboard.ts";
 import { attr } from "../../src/telemetry/otlp/model.ts";
+import { hydrate } from "../../src/routing/hydrate.ts";
+import type { Snapshot } from "../../src/config/snapshot.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const read = (path: string) => readFileSync(join(ROOT, path), "utf8");
@@ -60,7 +62,10 @@ describe("the Isthmus example", () => {
     const result = await buildConfig(bookinfo());
     expect(result.problems).toEqual([]);
     expect(result.snapshot).toBeDefined();
-    expect(result.snapshot?.telemetry).toBeUndefined();
+    // The provider receives nothing; Istio's default metrics are kept for a Prometheus endpoint, which only
+    // `isthmus serve --metrics-port` has.
+    expect(result.snapshot?.telemetry?.plans).toEqual([{ metrics: { providers: [], prometheus: true, disabled: [], disabledCustom: [], tags: {} }, accessLog: { console: false, providers: [] } }]);
+    expect(hydrate(result.snapshot as Snapshot).telemetry).toBeUndefined();
   });
 });
 

@@ -10,6 +10,7 @@ import { buildConfig } from "../../src/config/build.ts";
 import { runPipeline } from "../../src/gateway/pipeline.ts";
 import { hydrate } from "../../src/routing/hydrate.ts";
 import { Telemetry, type TelemetryDeps } from "../../src/telemetry/telemetry.ts";
+import { PrometheusRegistry } from "../../src/telemetry/prometheus.ts";
 import { minimal } from "../../bench/configs.ts";
 import { memoryDeps } from "../../bench/pipeline-harness.ts";
 
@@ -114,5 +115,34 @@ describe("Telemetry.observe", () => {
     };
     for (let i = 0; i < 5; i++) expect((await serve(() => {}, peerOnly)).status).toBe(200);
     expect(reads).toBe(6);
+  });
+
+  it("with a Prometheus endpoint and no OTLP provider, records for scrapes only and never holds a waitUntil", async () => {
+    // The benchmark's one-route config as is: no GatewayConfig, no Telemetry, so Istio's default metrics go to `prometheus`.
+    const built = await buildConfig([{ path: "test.yaml", text: minimal(8080).yaml }]);
+    if (!built.snapshot) throw new Error(JSON.stringify(built.problems));
+    expect(hydrate(built.snapshot).telemetry).toBeUndefined();
+    const runtime = hydrate(built.snapshot, { prometheus: true });
+    const registry = new PrometheusRegistry(Date.now());
+    const exported: string[] = [];
+    const telemetry = new Telemetry({
+      fetch: async (url) => (exported.push(String(url)), new Response(null, { status: 200 })),
+      now: () => Date.now(),
+      sleep: () => new Promise(() => {}),
+      random: Math.random,
+      secret: () => undefined,
+      log: () => {},
+      prometheus: registry,
+    });
+    let held = 0;
+    for (let i = 0; i < 3; i++) {
+      const request = new Request("http://app.bench.example.com/items", { headers: { host: "app.bench.example.com", "cf-connecting-ip": "203.0.113.9" } });
+      const result = await runPipeline(request, runtime, memoryDeps(), () => {});
+      const response = telemetry.observe(request, result, runtime, () => void held++);
+      expect(await response.text()).toHaveLength(1024);
+    }
+    expect(held).toBe(0);
+    expect(exported).toEqual([]);
+    expect(registry.scrape(Date.now())).toMatch(/^istio_requests_total\{reporter="source",.*response_code="200",.*\} 3$/m);
   });
 });

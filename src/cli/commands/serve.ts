@@ -40,6 +40,12 @@ Options:
                   --cluster-bucket, also 503 unless the replica serves as a
                   member of its cluster (joining, stopping, lease lapsed)
                   and has reached the objects its peers run
+  --metrics-port N
+                  answer Prometheus scrapes on this port: GET /stats/prometheus
+                  gives Istio's metrics (istio_requests_total, ...) and Isthmus's
+                  own, cumulative since start (Istio's gateways use 15090);
+                  Telemetry resources choose them as for the built-in
+                  \`prometheus\` provider. Never routed, no admin token
   --ip ADDR       address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
   --state DIR     state directory (default .isthmus)
   --config FILE   the gateway's wrangler.toml (default ./wrangler.toml): main,
@@ -109,6 +115,7 @@ export interface ServeOptions extends ClusterFlags {
   "https-port"?: string;
   tls?: string;
   "health-port"?: string;
+  "metrics-port"?: string;
   "trusted-ca"?: string;
 }
 
@@ -117,6 +124,8 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   const ip = opts.ip ?? "127.0.0.1";
   const https = httpsOption(opts, port);
   const healthPort = opts["health-port"] !== undefined ? portOption("--health-port", opts["health-port"], { "--port": port, "--https-port": https?.port }) : undefined;
+  const metricsPort =
+    opts["metrics-port"] !== undefined ? portOption("--metrics-port", opts["metrics-port"], { "--port": port, "--https-port": https?.port, "--health-port": healthPort }) : undefined;
   const inspector = opts["inspector-addr"] !== undefined ? hostPortOption("--inspector-addr", opts["inspector-addr"]) : undefined;
   const state = resolve(opts.state ?? ".isthmus");
   const wranglerConfig = opts.config ?? "wrangler.toml";
@@ -177,6 +186,7 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
       credentials,
       ...(https ? { https: { listen: address(https.port), privateKey: https.keypair.privateKey, certificateChain: https.keypair.certificateChain } } : {}),
       ...(healthPort !== undefined ? { healthListen: address(healthPort) } : {}),
+      ...(metricsPort !== undefined ? { metricsListen: address(metricsPort) } : {}),
       ...(trustedCas ? { trustedCas } : {}),
       // The instance's own addresses in it are left out of the file: they go as workerd flags (clusterArgs).
       ...(cluster ? { cluster } : {}),
@@ -200,6 +210,7 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   const host = ip === "0.0.0.0" || ip === "::" ? "127.0.0.1" : bracketed;
   const base = `http://${host}:${port}`;
   if (healthPort !== undefined) console.log(`isthmus: readiness on http://${host}:${healthPort}/healthz/ready`);
+  if (metricsPort !== undefined) console.log(`isthmus: Prometheus metrics on http://${host}:${metricsPort}/stats/prometheus`);
   if (https) console.log(`isthmus: HTTPS on https://${host}:${https.port} with the certificate in ${opts.tls} (expires ${https.keypair.notAfter})`);
   return superviseGateway({ files, storeOptions, first, gateway, name: "workerd", base, token, readyTimeoutMs: 30_000, inspect });
 }

@@ -47,6 +47,8 @@ export interface WorkerdConfigInput {
   https?: { listen: string; privateKey: string; certificateChain: string };
   /** A socket for readiness probes, served by the Worker's `Health` entrypoint (`--health-port`). */
   healthListen?: string;
+  /** A socket for Prometheus scrapes, served by the Worker's `Metrics` entrypoint (`--metrics-port`); sets PROMETHEUS_SCRAPE. */
+  metricsListen?: string;
   /** CAs the global outbound trusts besides the public ones (`--trusted-ca`): private origins, IdPs, collectors. */
   trustedCas?: string[];
   /**
@@ -66,6 +68,9 @@ export interface WorkerdConfigInput {
   };
 }
 
+/** Bindings serve sets itself, which an --env-file cannot override. */
+const RESERVED_VARS = new Set(["ADMIN_TOKEN", "PROMETHEUS_SCRAPE"]);
+
 /** The workerd service through which the Worker asks this instance's cluster port whether it is ready (`GET /ready`). */
 export const CLUSTER_PORT_SERVICE = "cluster-port";
 
@@ -84,7 +89,9 @@ export const EDGE_HEADERS = ["cf-connecting-ip", "cf-ipcountry", "cf-ray", "cf-v
 export function workerdConfig(input: WorkerdConfigInput): string {
   const bindings = [`(name = "CONFIG_STORE", service = "config-store")`];
   if (input.adminToken !== undefined) bindings.push(`(name = "ADMIN_TOKEN", text = ${str(input.adminToken)})`);
-  for (const [name, value] of Object.entries(input.vars ?? {})) if (name !== "ADMIN_TOKEN") bindings.push(`(name = ${str(name)}, text = ${str(value)})`);
+  for (const [name, value] of Object.entries(input.vars ?? {})) if (!RESERVED_VARS.has(name)) bindings.push(`(name = ${str(name)}, text = ${str(value)})`);
+  // The Worker keeps Prometheus metrics only where a socket serves them.
+  if (input.metricsListen) bindings.push(`(name = "PROMETHEUS_SCRAPE", text = "true")`);
   for (const d of input.durableObjects) bindings.push(`(name = ${str(d.binding)}, durableObjectNamespace = (className = ${str(d.className)}))`);
   if (input.cluster) bindings.push(`(name = "CLUSTER_PORT", service = ${str(CLUSTER_PORT_SERVICE)})`);
   const credentialServices: string[] = [];
@@ -107,6 +114,10 @@ export function workerdConfig(input: WorkerdConfigInput): string {
   const health = input.healthListen
     ? `    # Readiness probes: GET /healthz/ready, answered by the Health entrypoint (never routed).
     (name = "health", address = ${str(input.healthListen)}, http = (), service = (name = "isthmus", entrypoint = "Health")),\n`
+    : "";
+  const metrics = input.metricsListen
+    ? `    # Prometheus scrapes: GET /stats/prometheus, answered by the Metrics entrypoint (never routed).
+    (name = "metrics", address = ${str(input.metricsListen)}, http = (), service = (name = "isthmus", entrypoint = "Metrics")),\n`
     : "";
   const https = input.https
     ? `    (name = "https", address = ${str(input.https.listen)}, service = "isthmus",
@@ -134,7 +145,7 @@ ${credentialServices.length > 0 ? `    # Client certificates (--credentials): ea
   sockets = [
     (name = "http", address = ${str(input.listen)}, service = "isthmus",
      http = (injectRequestHeaders = [${stripped}])),
-${https}${health}  ],
+${https}${health}${metrics}  ],
 ${input.cluster ? `  # Replicas share their Durable Objects: each object runs on one instance, its owner, recorded in the bucket.
   cluster = (bucket = ${str(input.cluster.bucket)}, key = ${str(input.cluster.key)}${input.cluster.stopTimeoutMs ? `, stopTimeoutMs = ${input.cluster.stopTimeoutMs}` : ""}${input.cluster.timeDivisor ? `, unsafeTimeDivisor = ${input.cluster.timeDivisor}` : ""}),
 ` : ""});

@@ -87,10 +87,15 @@ export function compileTelemetry(inputs: TelemetryInputs, diag: Diagnostics): Te
   const merger = new PlanMerger(providers, names, otherProviders, diag);
   if (providers.length === 0) {
     for (const t of inputs.telemetries) {
-      for (const field of ["tracing", "metrics"] as const) {
-        if ((t.spec[field]?.length ?? 0) > 0) {
-          diag.warn(t, ["spec", field], `has no effect: GatewayConfig defines no opentelemetry provider (extensionProviders[].opentelemetry) to send ${field === "tracing" ? "spans" : "metrics"} to`);
-        }
+      if ((t.spec.tracing?.length ?? 0) > 0) {
+        diag.warn(t, ["spec", "tracing"], "has no effect: GatewayConfig defines no opentelemetry provider (extensionProviders[].opentelemetry) to send spans to");
+      }
+      if ((t.spec.metrics?.length ?? 0) > 0) {
+        diag.warn(
+          t,
+          ["spec", "metrics"],
+          "applies only to the Prometheus endpoint of `isthmus serve --metrics-port`: GatewayConfig defines no opentelemetry provider (extensionProviders[].opentelemetry) to send metrics to, which a gateway on Cloudflare needs",
+        );
       }
     }
   }
@@ -114,7 +119,7 @@ export function compileTelemetry(inputs: TelemetryInputs, diag: Diagnostics): Te
     if (index !== 0) clusterPlans[cluster.name] = index;
   }
 
-  const active = plans.some((p) => p.tracing || p.metrics.providers.length > 0 || p.accessLog.console || p.accessLog.providers.length > 0);
+  const active = plans.some((p) => p.tracing || p.metrics.providers.length > 0 || p.metrics.prometheus || p.accessLog.console || p.accessLog.providers.length > 0);
   if (!active) return undefined;
   return { providers, settings, plans, clusterPlans };
 }
@@ -271,16 +276,21 @@ class PlanMerger {
   }
 
   /** Provider names → provider indexes for a signal (unknown names are reported and dropped). */
-  private resolve(t: T, refs: { name: string }[] | undefined, signal: Signal, path: FieldPath): { named: boolean; indexes: number[]; envoy: boolean } {
-    if (!refs || refs.length === 0) return { named: false, indexes: [], envoy: false };
+  private resolve(t: T, refs: { name: string }[] | undefined, signal: Signal, path: FieldPath): { named: boolean; indexes: number[]; envoy: boolean; prometheus: boolean } {
+    if (!refs || refs.length === 0) return { named: false, indexes: [], envoy: false, prometheus: false };
     const indexes: number[] = [];
     let envoy = false;
+    let prometheus = false;
     refs.forEach((ref, i) => {
       const lower = ref.name.toLowerCase();
       const index = this.names.get(lower);
       if (index !== undefined) indexes.push(index);
       else if (lower === ENVOY && signal === "logs") envoy = true;
-      else if (lower === PROMETHEUS && signal === "metrics") indexes.push(...this.defaults("metrics"));
+      else if (lower === PROMETHEUS && signal === "metrics") {
+        // The scrape endpoint where there is one (isthmus serve), and the providers that list metrics.
+        prometheus = true;
+        indexes.push(...this.defaults("metrics"));
+      }
       else {
         const why = this.otherProviders.has(lower)
           ? `"${ref.name}" is not an opentelemetry provider`
@@ -288,7 +298,7 @@ class PlanMerger {
         this.once(t, [...path, i, "name"], () => this.diag.warn(t, [...path, i, "name"], `${why}; ignored (as Istio ignores providers it cannot find)`));
       }
     });
-    return { named: true, indexes: [...new Set(indexes)], envoy };
+    return { named: true, indexes: [...new Set(indexes)], envoy, prometheus };
   }
 
   private tracing(chain: T[]): TracingPlanDef | undefined {
@@ -333,10 +343,15 @@ class PlanMerger {
   private metrics(chain: T[]): MetricsPlanDef {
     // Providers: the last level that names some replaces the defaults (not a deep merge).
     let inScope = this.defaults("metrics");
+    // Istio's default metrics provider is its built-in `prometheus`.
+    let prometheus = true;
     for (const t of chain) {
       t.spec.metrics?.forEach((entry, i) => {
         const resolved = this.resolve(t, entry.providers, "metrics", ["spec", "metrics", i, "providers"]);
-        if (resolved.named) inScope = resolved.indexes;
+        if (resolved.named) {
+          inScope = resolved.indexes;
+          prometheus = resolved.prometheus;
+        }
       });
     }
     let disabledAll = false;
@@ -388,6 +403,7 @@ class PlanMerger {
     }
     const plan: MetricsPlanDef = {
       providers: disabledAll ? [] : [...new Set(inScope)],
+      prometheus: prometheus && !disabledAll,
       disabled: ALL_ISTIO.filter((m) => disabled.get(m) === true),
       disabledCustom: [...disabledCustom].filter(([, v]) => v).map(([k]) => k).sort(),
       tags: {},

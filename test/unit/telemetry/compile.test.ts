@@ -6,6 +6,8 @@
 import { describe, expect, it } from "vitest";
 import type { Snapshot, TelemetryPlanDef } from "../../../src/config/snapshot.ts";
 import { build, doc, errors, serviceEntry, snapshotOf, virtualService, warnings } from "../support.ts";
+import { hydrate } from "../../../src/routing/hydrate.ts";
+import { hydrateTelemetry } from "../../../src/telemetry/hydrate.ts";
 
 const provider = (extra: Record<string, unknown> = {}, name = "otel") => ({ name, opentelemetry: { endpoint: "http://collector.example:4318", ...extra } });
 const gatewayConfig = (spec: Record<string, unknown> = {}) => doc("GatewayConfig", "gw", { extensionProviders: [provider()], ...spec }, "istio-system");
@@ -50,14 +52,22 @@ describe("Telemetry compile: providers and settings", () => {
     // Istio's defaults: 1% sampling; metrics on; no access log.
     expect(planOf(snapshot)).toEqual({
       tracing: { provider: 0, samplingPercent: 1, customTags: [] },
-      metrics: { providers: [0], disabled: [], disabledCustom: [], tags: {} },
+      metrics: { providers: [0], prometheus: true, disabled: [], disabledCustom: [], tags: {} },
       accessLog: { console: false, providers: [] },
     });
   });
 
-  it("reports nothing at all without providers or access logging", async () => {
+  it("without providers or access logging, keeps only Istio's default metrics for a Prometheus endpoint, which a runtime without one drops", async () => {
     const snapshot = await snapshotOf(...traffic);
-    expect(snapshot.telemetry).toBeUndefined();
+    expect(snapshot.telemetry?.providers).toEqual([]);
+    expect(planOf(snapshot)).toEqual({ metrics: { providers: [], prometheus: true, disabled: [], disabledCustom: [], tags: {} }, accessLog: { console: false, providers: [] } });
+    const def = snapshot.telemetry as NonNullable<Snapshot["telemetry"]>;
+    // Cloudflare (nothing scrapes): no telemetry at all, so the pipeline times nothing.
+    expect(hydrateTelemetry(def)).toBeUndefined();
+    expect(hydrate(snapshot).telemetry).toBeUndefined();
+    // isthmus serve --metrics-port: metrics for the scrape endpoint only.
+    const scraped = hydrate(snapshot, { prometheus: true }).telemetry;
+    expect(scraped?.plans[0]).toMatchObject({ active: true, metrics: true, prometheus: true, accessLog: false });
   });
 
   it("refuses values a Worker cannot honour, naming the field", async () => {
@@ -148,9 +158,10 @@ describe("Telemetry compile: metrics", () => {
         "shop",
       ),
     );
-    expect(planOf(snapshot).metrics).toEqual({ providers: [0], disabled: ["REQUEST_SIZE"], disabledCustom: [], tags: {} });
+    expect(planOf(snapshot).metrics).toEqual({ providers: [0], prometheus: true, disabled: ["REQUEST_SIZE"], disabledCustom: [], tags: {} });
     expect(planOf(snapshot, V1).metrics).toEqual({
       providers: [0],
+      prometheus: true,
       disabled: ["REQUEST_SIZE"],
       disabledCustom: [],
       tags: { REQUEST_COUNT: [{ tag: "request_host", value: "request.host" }, { tag: "source_principal", remove: true }] },
@@ -167,6 +178,29 @@ describe("Telemetry compile: metrics", () => {
     expect(planOf(snapshot).metrics.providers).toEqual([]);
     expect(planOf(snapshot, V1).metrics.providers).toEqual([]);
     expect(planOf(snapshot, SITE).metrics.providers).toEqual([0]);
+    expect([planOf(snapshot).metrics.prometheus, planOf(snapshot, V1).metrics.prometheus, planOf(snapshot, SITE).metrics.prometheus]).toEqual([false, false, true]);
+  });
+
+  it("warns that metrics settings without an opentelemetry provider reach only isthmus serve's Prometheus endpoint", async () => {
+    const result = await build(...traffic, telemetry("mesh", { metrics: [{ overrides: [{ match: { metric: "REQUEST_SIZE" }, disabled: true }] }] }));
+    expect(warnings(result).join("\n")).toMatch(/spec\.metrics: applies only to the Prometheus endpoint of `isthmus serve --metrics-port`: GatewayConfig defines no opentelemetry provider/);
+    expect(planOf(result.snapshot as Snapshot).metrics).toMatchObject({ providers: [], prometheus: true, disabled: ["REQUEST_SIZE"] });
+  });
+
+  it("sends metrics to Prometheus by default and while a level naming providers names `prometheus`", async () => {
+    const metricsTo = (...names: string[]) => ({ metrics: [{ providers: names.map((name) => ({ name })) }] });
+    const snapshot = await snapshotOf(
+      gatewayConfig(),
+      ...traffic,
+      telemetry("shop", metricsTo("otel"), "shop"),
+      telemetry("site", metricsTo("prometheus"), "web"),
+    );
+    // The gateway-wide plan: Istio's default provider and the providers that list metrics.
+    expect(planOf(snapshot).metrics).toMatchObject({ providers: [0], prometheus: true });
+    // shop names only its collector: the scrape endpoint no longer gets its traffic.
+    expect(planOf(snapshot, V1).metrics).toMatchObject({ providers: [0], prometheus: false });
+    // web names `prometheus`: the scrape endpoint, and (as before) the providers that list metrics.
+    expect(planOf(snapshot, SITE).metrics).toMatchObject({ providers: [0], prometheus: true });
   });
 
   it("refuses a tag value outside the supported expressions and names Isthmus metrics for customMetric", async () => {

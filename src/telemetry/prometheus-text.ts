@@ -1,0 +1,104 @@
+/**
+ * Prometheus's text exposition format (version 0.0.4), the format of
+ * Envoy's `/stats/prometheus`: a `# TYPE` line per metric, then one line
+ * per series; a histogram as cumulative `_bucket` lines (`le`, ending with
+ * `+Inf`), `_sum` and `_count`.
+ *
+ * @example
+ * exposition([{ name: "istio_requests_total", kind: "counter", bounds: [],
+ *   series: new Map([['{response_code="200"}', { labels: '{response_code="200"}', value: 3, buckets: [], count: 0, sum: 0 }]]) }]);
+ * // '# TYPE istio_requests_total counter\nistio_requests_total{response_code="200"} 3\n'
+ */
+import type { AnyValue, KeyValue } from "./otlp/model.ts";
+
+/** The content type of this format. */
+export const EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+/** One series: `value` for a counter or gauge; `buckets` (per bucket, not cumulative), `count` and `sum` for a histogram. */
+export interface Series {
+  /** The rendered label set, `{a="1",b="2"}`, or "" without labels. */
+  labels: string;
+  value: number;
+  buckets: number[];
+  count: number;
+  sum: number;
+}
+
+export interface Family {
+  name: string;
+  kind: "counter" | "gauge" | "histogram";
+  /** Histogram bucket upper bounds (the last bucket, `+Inf`, has none). */
+  bounds: readonly number[];
+  /** By rendered label set. */
+  series: Map<string, Series>;
+}
+
+/** Renders the families; a family without series is left out. */
+export function exposition(families: Iterable<Family>): string {
+  let out = "";
+  for (const f of families) {
+    if (f.series.size === 0) continue;
+    out += `# TYPE ${metricName(f.name)} ${f.kind}\n`;
+    const name = metricName(f.name);
+    for (const s of f.series.values()) {
+      if (f.kind !== "histogram") {
+        out += `${name}${s.labels} ${number(s.value)}\n`;
+        continue;
+      }
+      let cumulative = 0;
+      s.buckets.forEach((n, i) => {
+        cumulative += n;
+        const le = i < f.bounds.length ? number(f.bounds[i] as number) : "+Inf";
+        out += `${name}_bucket${withLabel(s.labels, "le", le)} ${cumulative}\n`;
+      });
+      out += `${name}_sum${s.labels} ${number(s.sum)}\n`;
+      out += `${name}_count${s.labels} ${s.count}\n`;
+    }
+  }
+  return out;
+}
+
+/** Attributes as a Prometheus label set: names made valid (`otel.metric.overflow` → `otel_metric_overflow`), values escaped. */
+export function labelSet(attributes: readonly KeyValue[]): string {
+  if (attributes.length === 0) return "";
+  return `{${attributes.map((a) => `${labelName(a.key)}="${escapeValue(valueText(a.value))}"`).join(",")}}`;
+}
+
+/** A label set with one more label at its end. */
+function withLabel(labels: string, name: string, value: string): string {
+  const label = `${name}="${value}"`;
+  return labels === "" ? `{${label}}` : `${labels.slice(0, -1)},${label}}`;
+}
+
+/** Metric names may hold `[a-zA-Z0-9_:]`, not starting with a digit. */
+function metricName(name: string): string {
+  const valid = name.replace(/[^a-zA-Z0-9_:]/g, "_");
+  return /^[0-9]/.test(valid) ? `_${valid}` : valid;
+}
+
+/** Label names may hold `[a-zA-Z0-9_]`, not starting with a digit. */
+function labelName(name: string): string {
+  const valid = name.replace(/[^a-zA-Z0-9_]/g, "_");
+  return /^[0-9]/.test(valid) ? `_${valid}` : valid;
+}
+
+/** The format's escapes in a label value: backslash, double quote, line feed. */
+function escapeValue(value: string): string {
+  return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+}
+
+function valueText(value: AnyValue): string {
+  if ("stringValue" in value) return value.stringValue;
+  if ("boolValue" in value) return String(value.boolValue);
+  if ("intValue" in value) return String(value.intValue);
+  if ("doubleValue" in value) return String(value.doubleValue);
+  return JSON.stringify(value);
+}
+
+/** A sample value or bound: Go's spelling of the non-finite ones. */
+function number(n: number): string {
+  if (n === Infinity) return "+Inf";
+  if (n === -Infinity) return "-Inf";
+  if (Number.isNaN(n)) return "NaN";
+  return String(n);
+}

@@ -1,0 +1,130 @@
+/**
+ * The built-in `prometheus` provider's registry: cumulative series across
+ * scrapes, Prometheus's text format (types, histogram buckets, label
+ * names and escapes), gauges that name only their latest value, and the
+ * series cap.
+ */
+import { describe, expect, it } from "vitest";
+import { PrometheusRegistry } from "../../../src/telemetry/prometheus.ts";
+import { exposition } from "../../../src/telemetry/prometheus-text.ts";
+import { ENVOY_BUCKETS } from "../../../src/telemetry/metric-names.ts";
+import { attr } from "../../../src/telemetry/otlp/model.ts";
+import { parseScrape, samplesOf, total } from "../../helpers/prometheus.ts";
+
+const code = (c: string) => () => [attr("response_code", c), attr("destination_service", "app.shop.internal")];
+
+describe("PrometheusRegistry", () => {
+  it("scrapes nothing before anything is recorded", () => {
+    const registry = new PrometheusRegistry(0);
+    expect(registry.scrape(1)).toBe("");
+    registry.metrics(100);
+    expect(registry.scrape(2)).toBe("");
+  });
+
+  it("keeps counters cumulative across scrapes, including series the last interval did not touch", () => {
+    const registry = new PrometheusRegistry(0);
+    const store = registry.metrics(100);
+    store.add("istio_requests_total", "200", code("200"));
+    store.add("istio_requests_total", "200", code("200"));
+    store.add("istio_requests_total", "503", code("503"));
+    const first = parseScrape(registry.scrape(1_000));
+    expect(first.types.get("istio_requests_total")).toBe("counter");
+    expect(samplesOf(first, "istio_requests_total").map((s) => [s.labels, s.value])).toEqual([
+      [{ response_code: "200", destination_service: "app.shop.internal" }, 2],
+      [{ response_code: "503", destination_service: "app.shop.internal" }, 1],
+    ]);
+
+    store.add("istio_requests_total", "200", code("200"));
+    const second = parseScrape(registry.scrape(2_000));
+    expect(total(second, "istio_requests_total", { response_code: "200" })).toBe(3);
+    // Not measured since the last scrape, still there: a counter never goes away while the process lives.
+    expect(total(second, "istio_requests_total", { response_code: "503" })).toBe(1);
+    // A scrape with nothing new repeats the same values.
+    expect(registry.scrape(3_000)).toBe(registry.scrape(4_000));
+  });
+
+  it("renders histograms as cumulative le buckets ending in +Inf, with _sum and _count, adding across scrapes", () => {
+    const registry = new PrometheusRegistry(0);
+    const store = registry.metrics(100);
+    for (const ms of [0.3, 4, 4, 70]) store.record("istio_request_duration_milliseconds", "200", code("200"), ms);
+    registry.scrape(1);
+    store.record("istio_request_duration_milliseconds", "200", code("200"), 20_000);
+    const scrape = parseScrape(registry.scrape(2));
+    expect(scrape.types.get("istio_request_duration_milliseconds")).toBe("histogram");
+    const buckets = samplesOf(scrape, "istio_request_duration_milliseconds_bucket");
+    expect(buckets.map((b) => b.labels.le)).toEqual([...ENVOY_BUCKETS.map(String), "+Inf"]);
+    const le = (bound: string) => buckets.find((b) => b.labels.le === bound)?.value;
+    expect([le("0.5"), le("1"), le("5"), le("50"), le("100"), le("10000"), le("30000"), le("+Inf")]).toEqual([1, 1, 3, 3, 4, 4, 5, 5]);
+    expect(buckets[0]?.labels).toEqual({ response_code: "200", destination_service: "app.shop.internal", le: "0.5" });
+    expect(total(scrape, "istio_request_duration_milliseconds_count")).toBe(5);
+    expect(total(scrape, "istio_request_duration_milliseconds_sum")).toBeCloseTo(0.3 + 4 + 4 + 70 + 20_000);
+  });
+
+  it("shows a gauge's latest series only: the config version served now, not every one since start", () => {
+    const registry = new PrometheusRegistry(0);
+    const store = registry.metrics(100);
+    store.set("isthmus_config_version_info", "v1", () => [attr("version", "v1")], 1);
+    expect(samplesOf(parseScrape(registry.scrape(1)), "isthmus_config_version_info").map((s) => s.labels.version)).toEqual(["v1"]);
+    store.set("isthmus_config_version_info", "v2", () => [attr("version", "v2")], 1);
+    const scrape = parseScrape(registry.scrape(2));
+    expect(scrape.types.get("isthmus_config_version_info")).toBe("gauge");
+    expect(samplesOf(scrape, "isthmus_config_version_info").map((s) => [s.labels.version, s.value])).toEqual([["v2", 1]]);
+    // Untouched since: still v2.
+    expect(samplesOf(parseScrape(registry.scrape(3)), "isthmus_config_version_info").map((s) => s.labels.version)).toEqual(["v2"]);
+  });
+
+  it("holds at most maxSeries series: later ones are added into one overflow series per metric, and the folds are counted", () => {
+    const registry = new PrometheusRegistry(0);
+    const store = registry.metrics(10);
+    // Each scrape empties the store, so the store itself never folds: the registry's cap is what holds.
+    for (let i = 0; i < 25; i++) {
+      store.add("istio_requests_total", `p${i}`, () => [attr("path", `/p${i}`)]);
+      registry.scrape(i + 1);
+    }
+    const scrape = parseScrape(registry.scrape(100));
+    const series = samplesOf(scrape, "istio_requests_total");
+    expect(series).toHaveLength(11);
+    expect(registry.size).toBe(11);
+    expect(series.at(-1)).toEqual({ name: "istio_requests_total", labels: { otel_metric_overflow: "true" }, value: 15 });
+    expect(total(scrape, "istio_requests_total")).toBe(25);
+    expect(total(scrape, "isthmus_telemetry_series_folded_total")).toBe(15);
+  });
+
+  it("adds the store's own folds (between two scrapes) to the same counter", () => {
+    const registry = new PrometheusRegistry(0);
+    const store = registry.metrics(10);
+    for (let i = 0; i < 12; i++) store.add("istio_requests_total", `p${i}`, () => [attr("path", `/p${i}`)]);
+    const scrape = parseScrape(registry.scrape(1));
+    expect(total(scrape, "istio_requests_total")).toBe(12);
+    expect(total(scrape, "isthmus_telemetry_series_folded_total")).toBe(2);
+    expect(scrape.types.get("isthmus_telemetry_series_folded_total")).toBe("counter");
+  });
+});
+
+describe("exposition", () => {
+  it("makes label names valid and escapes backslashes, quotes and line feeds in values", () => {
+    const registry = new PrometheusRegistry(0);
+    registry.metrics(100).add("isthmus_rate_limit_decisions_total", "k", () => [attr("rule.name", 'say "hi"\\now\nthen'), attr("9lives", true), attr("n", 3)]);
+    const text = registry.scrape(1);
+    expect(text).toBe('# TYPE isthmus_rate_limit_decisions_total counter\nisthmus_rate_limit_decisions_total{rule_name="say \\"hi\\"\\\\now\\nthen",_9lives="true",n="3"} 1\n');
+    expect(samplesOf(parseScrape(text), "isthmus_rate_limit_decisions_total")[0]?.labels).toEqual({ rule_name: 'say "hi"\\now\nthen', _9lives: "true", n: "3" });
+  });
+
+  it("renders a series without labels, and leaves out a family without series", () => {
+    const text = exposition([
+      { name: "a_total", kind: "counter", bounds: [], series: new Map([["", { labels: "", value: 2, buckets: [], count: 0, sum: 0 }]]) },
+      { name: "b_total", kind: "counter", bounds: [], series: new Map() },
+      { name: "c", kind: "histogram", bounds: [1], series: new Map([["", { labels: "", value: 0, buckets: [1, 1], count: 2, sum: 3.5 }]]) },
+    ]);
+    expect(text).toBe('# TYPE a_total counter\na_total 2\n# TYPE c histogram\nc_bucket{le="1"} 1\nc_bucket{le="+Inf"} 2\nc_sum 3.5\nc_count 2\n');
+    parseScrape(text);
+  });
+
+  it("the reader rejects what Prometheus would (so the tests above can fail)", () => {
+    expect(() => parseScrape("x_total 1\n")).toThrow(/before its TYPE/);
+    expect(() => parseScrape('# TYPE x counter\nx{a="1} 1\n')).toThrow(/unterminated|expected/);
+    expect(() => parseScrape('# TYPE x counter\nx{a.b="1"} 1\n')).toThrow(/bad label/);
+    expect(() => parseScrape('# TYPE x counter\nx{a="\\t"} 1\n')).toThrow(/bad escape/);
+    expect(() => parseScrape("# TYPE x counter\nx one\n")).toThrow(/bad value/);
+  });
+});
