@@ -21,7 +21,7 @@ export { UpstreamHealth } from "./upstream/health/object.ts";
 import { rateLimitEnv } from "./ratelimit/decide.ts";
 import { Telemetry } from "./telemetry/telemetry.ts";
 import { PrometheusRegistry } from "./telemetry/prometheus.ts";
-import { EXPOSITION_CONTENT_TYPE } from "./telemetry/prometheus-text.ts";
+import { scrapeHeaders } from "./telemetry/prometheus-text.ts";
 
 export { RateLimiter } from "./ratelimit/limiter-object.ts";
 
@@ -172,7 +172,7 @@ export class Metrics extends WorkerEntrypoint<Env> {
     }
     const registry = prometheusRegistry(this.env);
     if (!registry) return plainText("isthmus: this gateway keeps no Prometheus metrics (PROMETHEUS_SCRAPE is not set; isthmus serve sets it with --metrics-port).\n", 404);
-    return new Response(request.method === "HEAD" ? null : registry.scrape(Date.now()), { headers: { "content-type": EXPOSITION_CONTENT_TYPE } });
+    return new Response(request.method === "HEAD" ? null : registry.scrape(Date.now()), { headers: scrapeHeaders(request.headers.get("accept-encoding")) });
   }
 }
 

@@ -9,6 +9,8 @@
  * parser of Prometheus's text format.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { request, type IncomingHttpHeaders } from "node:http";
+import { gunzipSync } from "node:zlib";
 import { freePort, startGateway, type Gateway } from "../helpers/gateway.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 import { send } from "../helpers/http.ts";
@@ -146,6 +148,29 @@ describe("isthmus serve --metrics-port", () => {
       expect(samples.length, name).toBeGreaterThan(0);
       for (const sample of samples) expect(Object.keys(sample.labels).sort(), name).toEqual([...(labelsOf(name) ?? [])].sort());
     }
+  });
+
+  it("compresses a scrape with gzip when the scraper accepts it, as Prometheus does", async () => {
+    const get = (headers: Record<string, string>) =>
+      new Promise<{ headers: IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
+        request(`${metricsUrl()}/stats/prometheus`, { headers }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => resolve({ headers: res.headers, body: Buffer.concat(chunks) }));
+        })
+          .on("error", reject)
+          .end();
+      });
+    // No traffic between the two scrapes: the same series, once compressed.
+    const plain = await get({});
+    const zipped = await get({ "accept-encoding": "gzip" });
+    expect(plain.headers["content-encoding"]).toBeUndefined();
+    expect(zipped.headers["content-encoding"]).toBe("gzip");
+    expect(zipped.headers.vary).toBe("accept-encoding");
+    const text = plain.body.toString("utf8");
+    expect(gunzipSync(zipped.body).toString("utf8")).toBe(text);
+    expect(samplesOf(parseScrape(text), "istio_requests_total", APP).length).toBe(1);
+    expect(zipped.body.length).toBeLessThan(plain.body.length / 4);
   });
 
   it("leaves out traffic whose Telemetry names only an OTLP provider; that provider still receives it", async () => {

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { PrometheusRegistry } from "../../../src/telemetry/prometheus.ts";
-import { exposition } from "../../../src/telemetry/prometheus-text.ts";
+import { acceptsGzip, exposition, scrapeHeaders } from "../../../src/telemetry/prometheus-text.ts";
 import { ENVOY_BUCKETS } from "../../../src/telemetry/metric-names.ts";
 import { attr } from "../../../src/telemetry/otlp/model.ts";
 import { parseScrape, samplesOf, total } from "../../helpers/prometheus.ts";
@@ -126,5 +126,26 @@ describe("exposition", () => {
     expect(() => parseScrape('# TYPE x counter\nx{a.b="1"} 1\n')).toThrow(/bad label/);
     expect(() => parseScrape('# TYPE x counter\nx{a="\\t"} 1\n')).toThrow(/bad escape/);
     expect(() => parseScrape("# TYPE x counter\nx one\n")).toThrow(/bad value/);
+  });
+});
+
+describe("scrapeHeaders", () => {
+  it("asks the runtime for gzip when the scraper accepts it, by name or wildcard, unless its q-value is 0", () => {
+    // Prometheus's own header.
+    expect(scrapeHeaders("gzip")).toEqual({ "content-type": "text/plain; version=0.0.4; charset=utf-8", "content-encoding": "gzip", vary: "accept-encoding" });
+    expect(scrapeHeaders(null)).toEqual({ "content-type": "text/plain; version=0.0.4; charset=utf-8", vary: "accept-encoding" });
+    const cases: [string, boolean][] = [
+      ["gzip, deflate, br", true],
+      ["br;q=1.0, GZIP;q=0.5", true],
+      ["x-gzip", true],
+      ["*", true],
+      ["identity", false],
+      ["gzip;q=0", false],
+      ["gzip;q=0.000, *", false],
+      ["*;q=0", false],
+      ["deflate, *;q=0.1", true],
+      ["", false],
+    ];
+    for (const [header, expected] of cases) expect(acceptsGzip(header), header).toBe(expected);
   });
 });
