@@ -172,7 +172,7 @@ export class Metrics extends WorkerEntrypoint<Env> {
     }
     const registry = prometheusRegistry(this.env);
     if (!registry) return plainText("isthmus: this gateway keeps no Prometheus metrics (PROMETHEUS_SCRAPE is not set; isthmus serve sets it with --metrics-port).\n", 404);
-    return new Response(request.method === "HEAD" ? null : registry.scrape(Date.now()), { headers: scrapeHeaders(request.headers.get("accept-encoding")) });
+    return new Response(request.method === "HEAD" ? null : registry.stream(Date.now()), { headers: scrapeHeaders(request.headers.get("accept-encoding")) });
   }
 }
 

@@ -65,38 +65,50 @@ export interface Family {
 /** Renders the families; a family without series is left out. */
 export function exposition(families: Iterable<Family>): string {
   let out = "";
+  for (const chunk of expositionChunks(families, Infinity)) out += chunk;
+  return out;
+}
+
+/**
+ * The same text in pieces of about `chunkChars` characters, each ending
+ * with a whole series, so a caller can send a large scrape piece by piece
+ * (a scrape of Istio's metrics runs to megabytes). Series are read as each
+ * piece is made.
+ */
+export function* expositionChunks(families: Iterable<Family>, chunkChars = 65_536): Generator<string> {
+  let out = "";
   for (const f of families) {
     if (f.series.size === 0) continue;
-    out += `# TYPE ${metricName(f.name)} ${f.kind}\n`;
     const name = metricName(f.name);
+    out += `# TYPE ${name} ${f.kind}\n`;
     for (const s of f.series.values()) {
-      if (f.kind !== "histogram") {
-        out += `${name}${s.labels} ${number(s.value)}\n`;
-        continue;
+      out += f.kind === "histogram" ? histogramLines(name, f.bounds, s) : `${name}${s.labels} ${number(s.value)}\n`;
+      if (out.length >= chunkChars) {
+        yield out;
+        out = "";
       }
-      let cumulative = 0;
-      s.buckets.forEach((n, i) => {
-        cumulative += n;
-        const le = i < f.bounds.length ? number(f.bounds[i] as number) : "+Inf";
-        out += `${name}_bucket${withLabel(s.labels, "le", le)} ${cumulative}\n`;
-      });
-      out += `${name}_sum${s.labels} ${number(s.sum)}\n`;
-      out += `${name}_count${s.labels} ${s.count}\n`;
     }
   }
-  return out;
+  if (out !== "") yield out;
+}
+
+/** A histogram series: cumulative `_bucket` lines ending with `+Inf`, then `_sum` and `_count`. */
+function histogramLines(name: string, bounds: readonly number[], s: Series): string {
+  // Every bucket line repeats the label set with `le` added at its end.
+  const open = s.labels === "" ? `${name}_bucket{le="` : `${name}_bucket${s.labels.slice(0, -1)},le="`;
+  let out = "";
+  let cumulative = 0;
+  for (let i = 0; i < s.buckets.length; i++) {
+    cumulative += s.buckets[i] as number;
+    out += `${open}${i < bounds.length ? number(bounds[i] as number) : "+Inf"}"} ${cumulative}\n`;
+  }
+  return `${out}${name}_sum${s.labels} ${number(s.sum)}\n${name}_count${s.labels} ${s.count}\n`;
 }
 
 /** Attributes as a Prometheus label set: names made valid (`otel.metric.overflow` → `otel_metric_overflow`), values escaped. */
 export function labelSet(attributes: readonly KeyValue[]): string {
   if (attributes.length === 0) return "";
   return `{${attributes.map((a) => `${labelName(a.key)}="${escapeValue(valueText(a.value))}"`).join(",")}}`;
-}
-
-/** A label set with one more label at its end. */
-function withLabel(labels: string, name: string, value: string): string {
-  const label = `${name}="${value}"`;
-  return labels === "" ? `{${label}}` : `${labels.slice(0, -1)},${label}}`;
 }
 
 /** Metric names may hold `[a-zA-Z0-9_:]`, not starting with a digit. */

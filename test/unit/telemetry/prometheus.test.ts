@@ -101,6 +101,34 @@ describe("PrometheusRegistry", () => {
   });
 });
 
+describe("PrometheusRegistry.stream", () => {
+  it("sends the same text as scrape, in pieces of whole series, rendered as they are read", async () => {
+    const registry = new PrometheusRegistry(0);
+    const store = registry.metrics(2_000);
+    // 300 label sets of Istio's width: a scrape of several MB.
+    for (let i = 0; i < 300; i++) {
+      const labels = () => [attr("destination_service", `svc-${i}.shop.svc.cluster.local`), attr("destination_workload", `svc-${i}-v1`), attr("response_code", "200")];
+      store.add("istio_requests_total", `k${i}`, labels);
+      store.record("istio_request_duration_milliseconds", `k${i}`, labels, i);
+    }
+    const reader = registry.stream(1).getReader();
+    const decoder = new TextDecoder();
+    const pieces: string[] = [];
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      pieces.push(decoder.decode(value));
+    }
+    expect(pieces.length).toBeGreaterThan(5);
+    for (const piece of pieces) expect(piece.endsWith("\n")).toBe(true);
+    // Each piece ends with a whole series: a histogram's last line is its _count.
+    for (const piece of pieces.slice(0, -1)) expect(piece.slice(piece.lastIndexOf("\n", piece.length - 2) + 1)).toMatch(/^istio_(requests_total|request_duration_milliseconds_count)\{/);
+    const text = pieces.join("");
+    expect(text).toBe(registry.scrape(2));
+    expect(total(parseScrape(text), "istio_requests_total")).toBe(300);
+  });
+});
+
 describe("exposition", () => {
   it("makes label names valid and escapes backslashes, quotes and line feeds in values", () => {
     const registry = new PrometheusRegistry(0);
