@@ -136,7 +136,11 @@ function valueText(value: AnyValue): string {
   return JSON.stringify(value);
 }
 
-/** A sample value or bound: Go's spelling of the non-finite ones. */
+/**
+ * A sample value or bound: Go's spelling of the non-finite ones. Bounds print
+ * in fixed point as Envoy prints them (`le="3600000"`, its `{:.32g}`), so
+ * `sum by (le)` adds these series to those of Istio's Envoy gateways.
+ */
 function number(n: number): string {
   if (n === Infinity) return "+Inf";
   if (n === -Infinity) return "-Inf";

@@ -53,6 +53,8 @@ describe("PrometheusRegistry", () => {
     expect(scrape.types.get("istio_request_duration_milliseconds")).toBe("histogram");
     const buckets = samplesOf(scrape, "istio_request_duration_milliseconds_bucket");
     expect(buckets.map((b) => b.labels.le)).toEqual([...ENVOY_BUCKETS.map(String), "+Inf"]);
+    // Envoy's spelling (fixed point), so that series from Istio's gateways and from Isthmus add up by le.
+    expect(buckets.map((b) => b.labels.le).slice(-4)).toEqual(["600000", "1800000", "3600000", "+Inf"]);
     const le = (bound: string) => buckets.find((b) => b.labels.le === bound)?.value;
     expect([le("0.5"), le("1"), le("5"), le("50"), le("100"), le("10000"), le("30000"), le("+Inf")]).toEqual([1, 1, 3, 3, 4, 4, 5, 5]);
     expect(buckets[0]?.labels).toEqual({ response_code: "200", destination_service: "app.shop.internal", le: "0.5" });
