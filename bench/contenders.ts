@@ -2,14 +2,14 @@
  * The systems the benchmark compares, each started pinned to the
  * system-under-test core and stopped after its runs.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, copyFileSync, existsSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, copyFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { spawnSync } from "node:child_process";
 import { workerdBinary } from "../src/cli/commands/serve.ts";
 import { minimal, realistic, type RequestSpec } from "./configs.ts";
 import type { BenchKeys } from "./idp.ts";
 import { freePort, startPinned, stopProc, waitForOutput, waitForPort, type Proc } from "./processes.ts";
+import { debianBinary, ensureDebianPackage } from "./debian.ts";
 
 export interface Running {
   port: number;
@@ -212,20 +212,10 @@ export async function answerOnce<T>(sutCpu: string, capnp: string, port: number,
 
 /** The nginx binary, or undefined when it is not installed. */
 export function nginxBinary(): string | undefined {
-  for (const p of ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]) if (existsSync(p)) return p;
-  const which = spawnSync("sh", ["-c", "command -v nginx"], { encoding: "utf8" });
-  return which.status === 0 && which.stdout.trim() ? which.stdout.trim() : undefined;
+  return debianBinary("nginx");
 }
 
 /** Installs nginx from Debian when it is missing (full runs only). Returns its path, or undefined. */
 export function ensureNginx(log: (s: string) => void): string | undefined {
-  const found = nginxBinary();
-  if (found) return found;
-  log("nginx is not installed; installing the Debian package (apt-get install -y nginx)");
-  const install = () => spawnSync("apt-get", ["install", "-y", "nginx"], { stdio: "ignore", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
-  if (install().status !== 0) {
-    spawnSync("apt-get", ["update"], { stdio: "ignore" });
-    install();
-  }
-  return nginxBinary();
+  return ensureDebianPackage("nginx", "nginx", log);
 }

@@ -26,6 +26,22 @@ export const ISTHMUS_METRIC = {
 
 export const ISTHMUS_METRICS: string[] = Object.values(ISTHMUS_METRIC);
 
+/** What each metric counts: Prometheus's `# HELP` lines (docs/CONFIG.md, "Metrics", says the same). */
+export const METRIC_HELP: Record<string, string> = {
+  istio_requests_total: "Requests the gateway answered, by Istio's standard labels.",
+  istio_request_duration_milliseconds: "Time from a request's arrival to the last byte of its response body, in milliseconds.",
+  istio_request_bytes: "Size of each request as received (headers and body), in bytes.",
+  istio_response_bytes: "Size of each response as sent (headers and body), in bytes.",
+  [ISTHMUS_METRIC.rateLimitDecisions]: "Rate limit decisions, by rule, scope, mode, outcome and source.",
+  [ISTHMUS_METRIC.retries]: "Upstream attempts beyond the first, by upstream cluster.",
+  [ISTHMUS_METRIC.outlierEjections]: "Endpoints ejected by outlier detection, by upstream cluster, endpoint and reason.",
+  [ISTHMUS_METRIC.mirrors]: "Mirrored requests, by upstream cluster, outcome and response code.",
+  [ISTHMUS_METRIC.jwksFetches]: "JWKS fetches, by source and outcome.",
+  [ISTHMUS_METRIC.configVersion]: "The configuration version served (1 for the version label).",
+  [ISTHMUS_METRIC.foldedSeries]: "Measurements folded into an overflow series because telemetry.maxSeries was reached.",
+  [ISTHMUS_METRIC.dropped]: "Spans, metric points and log records lost to failed exports or full buffers.",
+};
+
 /**
  * Envoy's default histogram buckets (source/common/stats/histogram_impl.cc);
  * Istio sets none, so all three histograms use them — milliseconds for

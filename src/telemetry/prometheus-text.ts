@@ -55,6 +55,8 @@ export interface Series {
 
 export interface Family {
   name: string;
+  /** The `# HELP` text, when the metric has one. */
+  help?: string;
   kind: "counter" | "gauge" | "histogram";
   /** Histogram bucket upper bounds (the last bucket, `+Inf`, has none). */
   bounds: readonly number[];
@@ -80,6 +82,7 @@ export function* expositionChunks(families: Iterable<Family>, chunkChars = 65_53
   for (const f of families) {
     if (f.series.size === 0) continue;
     const name = metricName(f.name);
+    if (f.help !== undefined) out += `# HELP ${name} ${escapeHelp(f.help)}\n`;
     out += `# TYPE ${name} ${f.kind}\n`;
     for (const s of f.series.values()) {
       out += f.kind === "histogram" ? histogramLines(name, f.bounds, s) : `${name}${s.labels} ${number(s.value)}\n`;
@@ -121,6 +124,11 @@ function metricName(name: string): string {
 function labelName(name: string): string {
   const valid = name.replace(/[^a-zA-Z0-9_]/g, "_");
   return /^[0-9]/.test(valid) ? `_${valid}` : valid;
+}
+
+/** The format's escapes in a HELP text: backslash, line feed. */
+function escapeHelp(text: string): string {
+  return text.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
 }
 
 /** The format's escapes in a label value: backslash, double quote, line feed. */

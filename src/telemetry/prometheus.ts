@@ -22,7 +22,7 @@
  * registry.scrape(Date.now()); // "# TYPE istio_requests_total counter\nistio_requests_total{response_code=\"200\"} 1\n"
  */
 import { MetricsStore } from "./metrics.ts";
-import { ISTHMUS_METRIC } from "./metric-names.ts";
+import { ISTHMUS_METRIC, METRIC_HELP } from "./metric-names.ts";
 import type { KeyValue, Metric, Millis } from "./otlp/model.ts";
 import { exposition, expositionChunks, labelSet, type Family, type Series } from "./prometheus-text.ts";
 
@@ -110,7 +110,12 @@ export class PrometheusRegistry {
 
   private family(name: string, kind: Family["kind"]): Family {
     let family = this.families.get(name);
-    if (!family) this.families.set(name, (family = { name, kind, series: new Map(), bounds: [] }));
+    if (!family) {
+      family = { name, kind, series: new Map(), bounds: [] };
+      const help = METRIC_HELP[name];
+      if (help) family.help = help;
+      this.families.set(name, family);
+    }
     return family;
   }
 

@@ -6,7 +6,8 @@
  * built-in `prometheus` provider (a disabled metric, a namespace whose
  * metrics go only to an OTLP collector); the example Grafana dashboard's
  * series and labels are all there; every scrape is read with a strict
- * parser of Prometheus's text format.
+ * parser of Prometheus's text format, and a real Prometheus (Debian's
+ * package) scrapes it and answers queries over what it stored.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { request, type IncomingHttpHeaders } from "node:http";
@@ -18,6 +19,9 @@ import { routedService } from "../helpers/istio-yaml.ts";
 import { pointsOf, startOtlpReceiver, type OtlpReceiver } from "../helpers/otlp-receiver.ts";
 import { parseScrape, samplesOf, total, type Scrape } from "../helpers/prometheus.ts";
 import { dashboardQueries, labelsOf, metricsIn } from "../helpers/dashboard.ts";
+import { startPrometheus, type PrometheusServer } from "../helpers/prometheus-server.ts";
+import { debianBinary } from "../../bench/debian.ts";
+import { spawnSync } from "node:child_process";
 
 let origin: Origin;
 let rx: OtlpReceiver;
@@ -185,3 +189,50 @@ describe("isthmus serve --metrics-port", () => {
     expect(total(after, "istio_requests_total", APP)).toBe(5);
   });
 });
+
+describe("scraped by a real Prometheus", () => {
+  let prom: PrometheusServer;
+  const appTotal = `sum(istio_requests_total{reporter="source",destination_service="app.shop.internal",response_code="200"})`;
+
+  beforeAll(async () => {
+    prom = await startPrometheus([{ job: "isthmus", address: `127.0.0.1:${metricsPort}`, path: "/stats/prometheus" }]);
+  }, 180_000);
+
+  afterAll(async () => {
+    await prom?.close();
+  });
+
+  it("passes promtool's checks, but for the unit in Istio's own metric name", async () => {
+    const promtool = debianBinary("promtool");
+    expect(promtool, "promtool comes with Debian's prometheus package").toBeDefined();
+    const res = await fetch(`${metricsUrl()}/stats/prometheus`);
+    const checked = spawnSync(promtool as string, ["check", "metrics"], { input: await res.text(), encoding: "utf8" });
+    const problems = `${checked.stdout}${checked.stderr}`.trim().split("\n").filter(Boolean);
+    // Istio names it so (Prometheus prefers seconds); every other lint (HELP, _total, names) passes.
+    expect(problems).toEqual(['istio_request_duration_milliseconds use base unit "seconds" instead of "milliseconds"']);
+  });
+
+  it("is a healthy target whose counters Prometheus stores and whose histograms it can take quantiles of", async () => {
+    await prom.waitFor(`up{job="isthmus"}`, (r) => r[0]?.value === 1);
+    const [target] = await prom.targets();
+    expect({ health: target?.health, lastError: target?.lastError, job: target?.labels.job }).toEqual({ health: "up", lastError: "", job: "isthmus" });
+
+    const before = total(await scrape(), "istio_requests_total", APP);
+    await prom.waitFor(appTotal, (r) => r[0]?.value === before);
+    for (let i = 0; i < 4; i++) expect((await send(gw.url, "/items", { host: "app.example.com" })).status).toBe(200);
+    // The next scrapes carry the four requests; Prometheus sees the counter grow by exactly that.
+    await prom.waitFor(appTotal, (r) => r[0]?.value === before + 4);
+    const [counted] = await prom.query(`sum(istio_request_duration_milliseconds_count{reporter="source",destination_service="app.shop.internal"})`);
+    expect(counted?.value).toBe(before + 4);
+
+    // Envoy's buckets, read as a histogram: the median of local requests lies within the first buckets.
+    const [p50] = await prom.query(`histogram_quantile(0.5, sum by (le) (istio_request_duration_milliseconds_bucket{reporter="source",destination_service="app.shop.internal"}))`);
+    expect(p50?.value).toBeGreaterThanOrEqual(0);
+    expect(p50?.value).toBeLessThanOrEqual(1000);
+    // The response sizes: the 1,000-byte body and the headers, well inside the 1000–2500 bucket.
+    const [bytes] = await prom.query(`histogram_quantile(0.5, sum by (le) (istio_response_bytes_bucket{reporter="source",destination_service="app.shop.internal"}))`);
+    expect(bytes?.value).toBeGreaterThan(1000);
+    expect(bytes?.value).toBeLessThanOrEqual(2500);
+  });
+});
+

@@ -7,7 +7,7 @@
 import { describe, expect, it } from "vitest";
 import { PrometheusRegistry } from "../../../src/telemetry/prometheus.ts";
 import { acceptsGzip, exposition, scrapeHeaders } from "../../../src/telemetry/prometheus-text.ts";
-import { ENVOY_BUCKETS } from "../../../src/telemetry/metric-names.ts";
+import { ENVOY_BUCKETS, ISTHMUS_METRICS, ISTIO_METRIC_NAMES, METRIC_HELP } from "../../../src/telemetry/metric-names.ts";
 import { attr } from "../../../src/telemetry/otlp/model.ts";
 import { parseScrape, samplesOf, total } from "../../helpers/prometheus.ts";
 
@@ -136,8 +136,25 @@ describe("exposition", () => {
     const registry = new PrometheusRegistry(0);
     registry.metrics(100).add("isthmus_rate_limit_decisions_total", "k", () => [attr("rule.name", 'say "hi"\\now\nthen'), attr("9lives", true), attr("n", 3)]);
     const text = registry.scrape(1);
-    expect(text).toBe('# TYPE isthmus_rate_limit_decisions_total counter\nisthmus_rate_limit_decisions_total{rule_name="say \\"hi\\"\\\\now\\nthen",_9lives="true",n="3"} 1\n');
+    expect(text).toBe('# HELP isthmus_rate_limit_decisions_total Rate limit decisions, by rule, scope, mode, outcome and source.\n# TYPE isthmus_rate_limit_decisions_total counter\nisthmus_rate_limit_decisions_total{rule_name="say \\"hi\\"\\\\now\\nthen",_9lives="true",n="3"} 1\n');
     expect(samplesOf(parseScrape(text), "isthmus_rate_limit_decisions_total")[0]?.labels).toEqual({ rule_name: 'say "hi"\\now\nthen', _9lives: "true", n: "3" });
+  });
+
+  it("writes a HELP line for every metric the gateway reports, escaping backslashes and line feeds", () => {
+    const registry = new PrometheusRegistry(0);
+    const store = registry.metrics(100);
+    store.add("istio_requests_total", "k", () => []);
+    store.record("istio_request_duration_milliseconds", "k", () => [], 1);
+    const text = registry.scrape(1);
+    expect(text.split("\n").filter((l) => l.startsWith("# "))).toEqual([
+      "# HELP istio_requests_total Requests the gateway answered, by Istio's standard labels.",
+      "# TYPE istio_requests_total counter",
+      "# HELP istio_request_duration_milliseconds Time from a request's arrival to the last byte of its response body, in milliseconds.",
+      "# TYPE istio_request_duration_milliseconds histogram",
+    ]);
+    for (const name of [...Object.values(ISTIO_METRIC_NAMES), ...ISTHMUS_METRICS]) expect(METRIC_HELP[name], name).toBeTruthy();
+    const escaped = exposition([{ name: "x", help: "a\\b\nc", kind: "gauge", bounds: [], series: new Map([["", { labels: "", value: 1, buckets: [], count: 0, sum: 0 }]]) }]);
+    expect(escaped).toBe("# HELP x a\\\\b\\nc\n# TYPE x gauge\nx 1\n");
   });
 
   it("renders a series without labels, and leaves out a family without series", () => {
