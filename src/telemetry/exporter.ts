@@ -81,6 +81,8 @@ export class Exporter {
       b = { spans: [], logs: [], metrics: new MetricsStore(maxSeries, this.deps.now()), dropped: { traces: 0, metrics: 0, logs: 0 } };
       this.buffers.set(provider.name, b);
     }
+    // A configuration that changed telemetry.maxSeries applies to the series opened from now on.
+    b.metrics.maxSeries = maxSeries;
     return b;
   }
 

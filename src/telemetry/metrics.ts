@@ -67,7 +67,8 @@ export class MetricsStore {
   private count = 0;
   private folded = 0;
   private measured = false;
-  private readonly maxSeries: number;
+  /** The cap on series held; set again when a configuration changes `telemetry.maxSeries` (series beyond a lowered cap stay until dropped). */
+  maxSeries: number;
   /** Start of the current delta interval. */
   private since: Millis;
 

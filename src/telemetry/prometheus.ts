@@ -40,12 +40,15 @@ export class PrometheusRegistry {
     this.started = now;
   }
 
-  /** The store requests are recorded in (created on first use with the snapshot's `maxSeries`). */
+  /**
+   * The store requests are recorded in, capped at the served snapshot's
+   * `maxSeries`. A change of it applies to series opened from then on:
+   * series already held stay (a counter must not vanish).
+   */
   metrics(maxSeries: number): MetricsStore {
-    if (!this.store) {
-      this.store = new MetricsStore(maxSeries, this.started);
-      this.maxSeries = maxSeries;
-    }
+    this.store ??= new MetricsStore(maxSeries, this.started);
+    this.store.maxSeries = maxSeries;
+    this.maxSeries = maxSeries;
     return this.store;
   }
 

@@ -204,3 +204,21 @@ describe("OTLP export timing", () => {
     expect(pointsOf(rx.exports).find((p) => p.name === "istio_requests_total")?.value).toBe(7);
   });
 });
+
+describe("the series cap", () => {
+  it("follows a configuration that changes maxSeries: the provider's store opens series up to the new cap", () => {
+    const { provider } = telemetryDef();
+    const exporter = new Exporter(deps());
+    const open = (cap: number, from: number, to: number) => {
+      for (let i = from; i < to; i++) exporter.metrics(provider, cap).add("istio_requests_total", `p${i}`, () => [attr("path", `/p${i}`)]);
+    };
+    const store = exporter.metrics(provider, 10);
+    const folded = () => store.collect(Date.now()).find((m) => m.name === "isthmus_telemetry_series_folded_total")?.sum?.dataPoints[0]?.asInt ?? 0;
+    open(10, 0, 12);
+    expect(folded()).toBe(2);
+    // The next snapshot raises telemetry.maxSeries to 30: the 10 series held and 15 new ones fit.
+    open(30, 0, 25);
+    expect(store.size).toBe(25 + 1); // and the overflow series, kept (zeroed) for one more interval
+    expect(folded()).toBe(0);
+  });
+});

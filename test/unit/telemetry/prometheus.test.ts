@@ -92,6 +92,30 @@ describe("PrometheusRegistry", () => {
     expect(total(scrape, "isthmus_telemetry_series_folded_total")).toBe(15);
   });
 
+  it("follows a configuration that changes maxSeries, keeping every series it holds", () => {
+    const registry = new PrometheusRegistry(0);
+    const add = (i: number) => registry.metrics(cap).add("istio_requests_total", `p${i}`, () => [attr("path", `/p${i}`)]);
+    let cap = 10;
+    for (let i = 0; i < 12; i++) {
+      add(i);
+      registry.scrape(i + 1);
+    }
+    expect(registry.size).toBe(11); // 10 and the overflow series
+    cap = 20; // a new snapshot raises telemetry.maxSeries
+    for (let i = 12; i < 20; i++) {
+      add(i);
+      registry.scrape(i + 1);
+    }
+    const raised = parseScrape(registry.scrape(100));
+    expect(samplesOf(raised, "istio_requests_total").filter((s) => s.labels.path !== undefined)).toHaveLength(18);
+    cap = 5; // lowered: nothing held goes away, nothing new is opened
+    add(99);
+    const lowered = parseScrape(registry.scrape(200));
+    expect(samplesOf(lowered, "istio_requests_total", { path: "/p99" })).toEqual([]);
+    expect(samplesOf(lowered, "istio_requests_total").filter((s) => s.labels.path !== undefined)).toHaveLength(18);
+    expect(total(lowered, "istio_requests_total")).toBe(21);
+  });
+
   it("adds the store's own folds (between two scrapes) to the same counter", () => {
     const registry = new PrometheusRegistry(0);
     const store = registry.metrics(10);
