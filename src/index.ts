@@ -34,9 +34,14 @@ let deps: PipelineDeps | undefined;
 let telemetry: Telemetry | undefined;
 let prometheus: PrometheusRegistry | undefined;
 
-/** The isolate's Prometheus registry, when this runtime is scraped (`PROMETHEUS_SCRAPE`). */
+/** Whether this runtime is scraped for Prometheus metrics (`isthmus serve --metrics-port` sets `PROMETHEUS_SCRAPE`). */
+function scraped(env: Env): boolean {
+  return env.PROMETHEUS_SCRAPE === "true";
+}
+
+/** The isolate's Prometheus registry, when this runtime is scraped. */
 function prometheusRegistry(env: Env): PrometheusRegistry | undefined {
-  if (env.PROMETHEUS_SCRAPE !== "true") return undefined;
+  if (!scraped(env)) return undefined;
   return (prometheus ??= new PrometheusRegistry(Date.now()));
 }
 
@@ -89,7 +94,7 @@ function plainText(body: string, status: number): Response {
 function snapshotCache(env: Env): SnapshotCache | undefined {
   if (!isolateCache) {
     const source = configSource(env);
-    if (source) isolateCache = new SnapshotCache(source, Date.now, { prometheus: env.PROMETHEUS_SCRAPE === "true" });
+    if (source) isolateCache = new SnapshotCache(source, Date.now, { prometheus: scraped(env) });
   }
   return isolateCache;
 }
@@ -162,7 +167,7 @@ export class Health extends WorkerEntrypoint<Env> {
  *
  * @example
  * // prometheus.io/scrape: "true", prometheus.io/port: "15090", prometheus.io/path: /stats/prometheus
- * await fetch("http://127.0.0.1:15090/stats/prometheus"); // "# TYPE istio_requests_total counter\n…"
+ * await fetch("http://127.0.0.1:15090/stats/prometheus"); // "# HELP istio_requests_total Requests the gateway answered, …"
  */
 export class Metrics extends WorkerEntrypoint<Env> {
   override async fetch(request: Request): Promise<Response> {

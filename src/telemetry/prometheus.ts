@@ -19,7 +19,7 @@
  * @example
  * const registry = new PrometheusRegistry(Date.now());
  * registry.metrics(1000).add("istio_requests_total", "200", () => [attr("response_code", "200")]);
- * registry.scrape(Date.now()); // "# TYPE istio_requests_total counter\nistio_requests_total{response_code=\"200\"} 1\n"
+ * registry.scrape(Date.now()); // "# HELP istio_requests_total …\n# TYPE istio_requests_total counter\nistio_requests_total{response_code=\"200\"} 1\n"
  */
 import { MetricsStore } from "./metrics.ts";
 import { ISTHMUS_METRIC, METRIC_HELP } from "./metric-names.ts";
@@ -31,7 +31,6 @@ const OVERFLOW_LABELS = labelSet([{ key: "otel.metric.overflow", value: { boolVa
 
 export class PrometheusRegistry {
   private store: MetricsStore | undefined;
-  private maxSeries = Infinity;
   private readonly families = new Map<string, Family>();
   private count = 0;
   private readonly started: Millis;
@@ -48,7 +47,6 @@ export class PrometheusRegistry {
   metrics(maxSeries: number): MetricsStore {
     this.store ??= new MetricsStore(maxSeries, this.started);
     this.store.maxSeries = maxSeries;
-    this.maxSeries = maxSeries;
     return this.store;
   }
 
@@ -127,7 +125,8 @@ export class PrometheusRegistry {
     const known = family.series.get(labels);
     if (known) return known;
     // The store's own overflow series (already counted as folds) is kept like the registry's.
-    if (this.count >= this.maxSeries && labels !== OVERFLOW_LABELS) {
+    // The cap is the store's (series reach the registry only through it).
+    if (this.count >= (this.store?.maxSeries ?? Infinity) && labels !== OVERFLOW_LABELS) {
       this.folds().value++;
       return family.series.get(OVERFLOW_LABELS) ?? this.create(family, OVERFLOW_LABELS, buckets);
     }

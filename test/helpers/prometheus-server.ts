@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn, type ChildProcess } from "node:child_process";
 import { ensureDebianPackage } from "../../bench/debian.ts";
+import { stopProc } from "../../bench/processes.ts";
 import { freePort } from "./gateway.ts";
 
 export interface ScrapeTarget {
@@ -88,19 +89,7 @@ export async function startPrometheus(targets: ScrapeTarget[]): Promise<Promethe
       throw new Error(`Prometheus: ${expr} did not reach the expected value; last answer ${JSON.stringify(last)}`);
     },
     async close() {
-      if (child.exitCode === null) {
-        child.kill("SIGTERM");
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(() => {
-            child.kill("SIGKILL");
-            resolve();
-          }, 10_000);
-          child.once("exit", () => {
-            clearTimeout(t);
-            resolve();
-          });
-        });
-      }
+      await stopProc({ child, output: () => output });
       rmSync(dir, { recursive: true, force: true });
     },
   };
