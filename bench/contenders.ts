@@ -34,7 +34,7 @@ export interface Contender {
   start(env: BenchEnv, sutCpu: string): Promise<Running>;
 }
 
-const UPSTREAM_REQUEST: RequestSpec[] = [{ host: "upstream.bench", path: "/api/items/7" }];
+export const UPSTREAM_REQUEST: RequestSpec[] = [{ host: "upstream.bench", path: "/api/items/7" }];
 
 export const direct: Contender = {
   id: "direct",
@@ -44,24 +44,29 @@ export const direct: Contender = {
   },
 };
 
-/** A bare Worker on bare workerd: `file` under bench/passthrough/, with UPSTREAM bound and, with `object`, a Durable Object namespace. */
-function bareWorker(id: string, label: string, file: string, object?: { binding: string; className: string }): Contender {
-  return {
-    id,
-    label,
-    async start({ upstreamPort }, sutCpu) {
-      const dir = mkdtempSync(join(tmpdir(), `isthmus-bench-${id}-`));
-      const port = await freePort();
-      copyFileSync(resolve("bench/passthrough", file), join(dir, "worker.js"));
-      const objectConfig = object
-        ? `,
+/** A bare Worker of bench/passthrough/ and its Durable Object namespace, if it has one. */
+export interface BareWorker {
+  id: string;
+  label: string;
+  file: string;
+  object?: { binding: string; className: string };
+}
+
+/**
+ * Writes `dir/worker.capnp` (and the Worker beside it): the bare Worker with
+ * UPSTREAM bound, listening on 127.0.0.1:`port`. Returns the config's path.
+ */
+export function writeBareWorker(dir: string, { id, file, object }: BareWorker, upstreamPort: number, port: number): string {
+  copyFileSync(resolve("bench/passthrough", file), join(dir, "worker.js"));
+  const objectConfig = object
+    ? `,
       durableObjectNamespaces = [(className = "${object.className}", uniqueKey = "isthmus-bench-${id}")],
       durableObjectStorage = (inMemory = void)`
-        : "";
-      const objectBinding = object ? `, (name = "${object.binding}", durableObjectNamespace = "${object.className}")` : "";
-      writeFileSync(
-        join(dir, "worker.capnp"),
-        `using Workerd = import "/workerd/workerd.capnp";
+    : "";
+  const objectBinding = object ? `, (name = "${object.binding}", durableObjectNamespace = "${object.className}")` : "";
+  writeFileSync(
+    join(dir, "worker.capnp"),
+    `using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
   services = [
     (name = "main", worker = (
@@ -74,21 +79,43 @@ const config :Workerd.Config = (
   sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
 );
 `,
-      );
-      const proc = startPinned(sutCpu, workerdBinary(), ["serve", join(dir, "worker.capnp")]);
+  );
+  return join(dir, "worker.capnp");
+}
+
+/** A bare Worker on bare workerd: `file` under bench/passthrough/, with UPSTREAM bound and, with `object`, a Durable Object namespace. */
+function bareWorker(worker: BareWorker): Contender {
+  return {
+    id: worker.id,
+    label: worker.label,
+    async start({ upstreamPort }, sutCpu) {
+      const dir = mkdtempSync(join(tmpdir(), `isthmus-bench-${worker.id}-`));
+      const port = await freePort();
+      const proc = startPinned(sutCpu, workerdBinary(), ["serve", writeBareWorker(dir, worker, upstreamPort, port)]);
       await waitForPort(port, 20_000, proc);
       return running(proc, port, UPSTREAM_REQUEST, () => rmSync(dir, { recursive: true, force: true }));
     },
   };
 }
 
-export const passthrough = bareWorker("passthrough", "bare passthrough Worker on bare workerd", "worker.js");
-
+export const PASSTHROUGH: BareWorker = { id: "passthrough", label: "bare passthrough Worker on bare workerd", file: "worker.js" };
 /** What one Durable Object call per request costs any Worker here, whatever it does around it. */
-export const passthroughWithObject = bareWorker("passthrough-object", "the passthrough + one Durable Object call per request", "with-object.js", { binding: "COUNTER", className: "Counter" });
-
+export const PASSTHROUGH_OBJECT: BareWorker = {
+  id: "passthrough-object",
+  label: "the passthrough + one Durable Object call per request",
+  file: "with-object.js",
+  object: { binding: "COUNTER", className: "Counter" },
+};
 /** What keeping Envoy's header contract costs any Worker here, before it routes or decides anything. */
-export const passthroughEnvoyHeaders = bareWorker("passthrough-envoy-headers", "the passthrough + the header work an Istio gateway does on every request", "envoy-headers.js");
+export const PASSTHROUGH_ENVOY_HEADERS: BareWorker = {
+  id: "passthrough-envoy-headers",
+  label: "the passthrough + the header work an Istio gateway does on every request",
+  file: "envoy-headers.js",
+};
+
+export const passthrough = bareWorker(PASSTHROUGH);
+export const passthroughWithObject = bareWorker(PASSTHROUGH_OBJECT);
+export const passthroughEnvoyHeaders = bareWorker(PASSTHROUGH_ENVOY_HEADERS);
 
 export const nginx: Contender = {
   id: "nginx",

@@ -127,6 +127,8 @@ export async function openLoop(target: Target, opts: OpenLoopOptions): Promise<R
 export interface ClosedLoopOptions {
   connections: number;
   durationMs: number;
+  /** Send exactly this many requests (ending early only when `durationMs` runs out). */
+  count?: number;
 }
 
 /** Each connection sends its next request as soon as the previous response is complete. */
@@ -150,7 +152,7 @@ export async function closedLoop(target: Target, opts: ClosedLoopOptions): Promi
         new Promise<void>((resolve) => {
           const next = () => {
             const t = performance.now();
-            if (t >= end || !conn.usable) return resolve();
+            if (t >= end || !conn.usable || sent === opts.count) return resolve();
             sent++;
             conn.send(target.requests[seq++ % target.requests.length] as Buffer, (c) => {
               if (c.failed) {
