@@ -23,7 +23,7 @@ import { JwksCache } from "./jwt/jwks-cache.ts";
 import { applyTokenOutputs } from "./jwt/outputs.ts";
 import { forwardClientCert } from "./peer/client-cert.ts";
 import { readPeer } from "./peer/identity.ts";
-import type { PolicyInput } from "./policy/engine.ts";
+import { policyInput, type PolicyInput } from "./policy/engine.ts";
 import { extAuthzError, jwtFailure, PEER_CERTIFICATE_REQUIRED, RBAC_DENIED } from "./replies.ts";
 import { endStage, startStage } from "../telemetry/record.ts";
 import type { JwtStatus } from "./jwt/status.ts";
@@ -42,12 +42,15 @@ export function authenticatePeer(ctx: RequestContext): undefined {
 }
 
 /** Stage 5: the gateway-wide JWT rules. */
-export async function authenticateRequest(ctx: RequestContext): Promise<PipelineResult | undefined> {
+export function authenticateRequest(ctx: RequestContext): PipelineResult | undefined | Promise<PipelineResult | undefined> {
   const sec = ctx.snapshot.security;
   if (!sec) return undefined;
-  const scope = sec.gateway;
   if (sec.destinationJwt) ctx.preAuthHeaders = new Headers(ctx.facts.headers);
-  if (scope.jwtRules.length === 0 || isCorsPreflight(ctx.facts)) return undefined;
+  if (sec.gateway.jwtRules.length === 0 || isCorsPreflight(ctx.facts)) return undefined;
+  return verifyGatewayJwt(ctx, sec.gateway);
+}
+
+async function verifyGatewayJwt(ctx: RequestContext, scope: SecurityScope): Promise<PipelineResult | undefined> {
   const start = startStage(ctx);
   const outcome = await authenticate(scope.plan, ctx.facts, authnEnv(ctx));
   if (!outcome.ok) {
@@ -71,22 +74,29 @@ function authnAttributes(ctx: RequestContext): Record<string, string> {
 }
 
 /** Stage 7, timed: the authorization span covers destination-scoped JWT rules, CUSTOM, DENY and ALLOW. */
-export async function authorize(ctx: RequestContext): Promise<PipelineResult | undefined> {
-  const start = ctx.snapshot.security ? startStage(ctx) : undefined;
-  const result = await authorizeRequest(ctx);
-  if (start !== undefined) {
-    const deniedBy = ctx.record.authz?.deniedBy;
-    endStage(ctx, "authorization", start, {
-      "isthmus.authz.result": result ? "denied" : "allowed",
-      ...(deniedBy ? { "isthmus.authz.denied_by": deniedBy } : {}),
-      ...(result ? { "http.response.status_code": result.response.status } : {}),
-    });
-  }
+export function authorize(ctx: RequestContext): PipelineResult | undefined | Promise<PipelineResult | undefined> {
+  if (!ctx.snapshot.security) return undefined;
+  const start = startStage(ctx);
+  const result = authorizeRequest(ctx);
+  return result instanceof Promise ? result.then((r) => authorized(ctx, start, r)) : authorized(ctx, start, result);
+}
+
+function authorized(ctx: RequestContext, start: number | undefined, result: PipelineResult | undefined): PipelineResult | undefined {
+  if (start === undefined) return result;
+  const deniedBy = ctx.record.authz?.deniedBy;
+  endStage(ctx, "authorization", start, {
+    "isthmus.authz.result": result ? "denied" : "allowed",
+    ...(deniedBy ? { "isthmus.authz.denied_by": deniedBy } : {}),
+    ...(result ? { "http.response.status_code": result.response.status } : {}),
+  });
   return result;
 }
 
-/** Stage 7: everything that depends on the destination, then the policies. */
-async function authorizeRequest(ctx: RequestContext): Promise<PipelineResult | undefined> {
+/**
+ * Stage 7: everything that depends on the destination, then the policies.
+ * Synchronous unless a destination's JWT rules or an ext-authz provider must be awaited.
+ */
+function authorizeRequest(ctx: RequestContext): PipelineResult | undefined | Promise<PipelineResult | undefined> {
   const sec = ctx.snapshot.security;
   if (!sec) return undefined;
   const { facts, record } = ctx;
@@ -100,24 +110,39 @@ async function authorizeRequest(ctx: RequestContext): Promise<PipelineResult | u
   if (peer?.principal) record.peerPrincipal = peer.principal;
 
   if (scope.destinationJwt && !isCorsPreflight(facts)) {
-    const source: RequestFacts = { ...facts, headers: ctx.preAuthHeaders ?? facts.headers };
-    const outcome = await authenticate(scope.plan, source, authnEnv(ctx));
-    if (!outcome.ok) return jwtDenied(ctx, outcome.status, outcome.httpStatus);
-    const gatewayRules = new Set(sec.gateway.jwtRules);
-    applyTokenOutputs(facts.headers, outcome.verified.filter((v) => !gatewayRules.has(v.rule)));
-    setIdentity(ctx, outcome.verified);
+    return authenticateForDestination(ctx, sec, scope).then((denied) => denied ?? applyPolicies(ctx, sec, scope, peer));
   }
+  return applyPolicies(ctx, sec, scope, peer);
+}
 
+/** The destination's own JWT rules (those the gateway-wide stage did not already verify). */
+async function authenticateForDestination(ctx: RequestContext, sec: RuntimeSecurity, scope: SecurityScope): Promise<PipelineResult | undefined> {
+  const { facts } = ctx;
+  const source: RequestFacts = { ...facts, headers: ctx.preAuthHeaders ?? facts.headers };
+  const outcome = await authenticate(scope.plan, source, authnEnv(ctx));
+  if (!outcome.ok) return jwtDenied(ctx, outcome.status, outcome.httpStatus);
+  const gatewayRules = new Set(sec.gateway.jwtRules);
+  applyTokenOutputs(facts.headers, outcome.verified.filter((v) => !gatewayRules.has(v.rule)));
+  setIdentity(ctx, outcome.verified);
+  return undefined;
+}
+
+/** CUSTOM (asked only when one of its policies matches), then AUDIT, dry runs, DENY and ALLOW. */
+function applyPolicies(ctx: RequestContext, sec: RuntimeSecurity, scope: SecurityScope, peer: PolicyInput["peer"]): PipelineResult | undefined | Promise<PipelineResult | undefined> {
+  const { facts } = ctx;
   if (peer && sec.def.peerCertificate.forwardClientCert === "RFC9440") forwardClientCert(facts.headers, peer);
   if (scope.layers.length === 0) return undefined;
 
-  const input: PolicyInput = { facts };
-  if (peer) input.peer = peer;
-  if (facts.auth) input.identity = facts.auth;
+  const input = policyInput(facts, peer, facts.auth, undefined);
 
-  const custom = await runCustom(ctx, sec, scope, input);
-  if (custom) return custom;
+  const custom = scope.custom.filter((p) => p.matches(input));
+  if (custom.length > 0) return runCustom(ctx, sec, custom).then((denied) => denied ?? judge(ctx, scope, input));
+  return judge(ctx, scope, input);
+}
 
+/** AUDIT and dry-run policies are logged; then DENY, then ALLOW, layer by layer. */
+function judge(ctx: RequestContext, scope: SecurityScope, input: PolicyInput): PipelineResult | undefined {
+  const { facts, record } = ctx;
   const audit = scope.audit.filter((p) => p.matches(input));
   const shadow = dryRun(scope, input);
   if (audit.length || shadow) {
@@ -144,8 +169,7 @@ function deny(ctx: RequestContext, policy: string | undefined): PipelineResult {
 }
 
 /** CUSTOM policies: each provider whose policy matches is asked once; any denial ends the request. */
-async function runCustom(ctx: RequestContext, sec: RuntimeSecurity, scope: SecurityScope, input: PolicyInput): Promise<PipelineResult | undefined> {
-  const matched = scope.custom.filter((p) => p.matches(input));
+async function runCustom(ctx: RequestContext, sec: RuntimeSecurity, matched: SecurityScope["custom"]): Promise<PipelineResult | undefined> {
   const providers = [...new Set(matched.map((p) => p.def.provider as string))];
   for (const name of providers) {
     const provider = sec.extAuthz.get(name);

@@ -79,6 +79,39 @@ export interface RequestRecord {
   details?: string;
 }
 
+/**
+ * A record with every field present from the start (undefined until set).
+ * Objects that gain properties one by one go through map transitions V8
+ * holds only weakly: a major GC that finds no live object of such a map
+ * frees it, and every optimized function that embedded it is deoptimized
+ * and compiled again. One shape from birth keeps the hot code optimized.
+ */
+export function newRecord(startedAt: number): RequestRecord {
+  return {
+    flags: [],
+    routeName: undefined,
+    cluster: undefined,
+    upstreamHost: undefined,
+    attempts: undefined,
+    mirrors: undefined,
+    requestPrincipal: undefined,
+    peerPrincipal: undefined,
+    authz: undefined,
+    rateLimit: undefined,
+    startedAt,
+    stages: undefined,
+    upstreamAttempts: undefined,
+    upstreamEndpoint: undefined,
+    trace: undefined,
+    mirrorSpans: undefined,
+    mirrorsStarted: undefined,
+    mirrorsDone: undefined,
+    mirrorsEnded: undefined,
+    upstreamServiceTimeMs: undefined,
+    details: undefined,
+  };
+}
+
 /** State that grows as the request moves through the stages. */
 export interface RequestContext {
   request: Request;
@@ -103,6 +136,36 @@ export interface RequestContext {
   passthrough?: boolean;
   /** Client headers as they were before request authentication changed them (set only when needed later). */
   preAuthHeaders?: Headers;
+}
+
+/**
+ * The context of a request that passed ingress, with every field present
+ * from the start (see `newRecord`).
+ */
+export function newContext(
+  request: Request,
+  snapshot: RuntimeSnapshot,
+  deps: PipelineDeps,
+  facts: RequestFacts,
+  record: RequestRecord,
+  waitUntil: (promise: Promise<unknown>) => void,
+): RequestContext {
+  return {
+    request,
+    snapshot,
+    settings: snapshot.snapshot.settings,
+    deps,
+    facts,
+    record,
+    waitUntil,
+    responseHooks: [],
+    vhost: undefined,
+    route: undefined,
+    destination: undefined,
+    cluster: undefined,
+    passthrough: undefined,
+    preAuthHeaders: undefined,
+  };
 }
 
 export interface PipelineResult {

@@ -47,8 +47,12 @@ export function ingress(request: Request, settings: GatewaySettings, deps: Pipel
     remoteIp: client.remoteIp,
     receivedHeaderBytes: clean.bytes,
     bodyLength: clean.bodyLength,
+    // Present from the start, so the object never changes shape (see newRecord).
+    peerIp: client.remoteIp !== peerIp ? peerIp : undefined,
+    claims: undefined,
+    auth: undefined,
+    peer: undefined,
   };
-  if (client.remoteIp !== peerIp) facts.peerIp = peerIp;
   return { ok: true, facts };
 }
 

@@ -21,7 +21,7 @@ import type { RuntimeSnapshot } from "../routing/hydrate.ts";
 import { answerAtEdge, applyCors, forwardUpstream, injectFault, selectRouteStage, selectUpstream, selectVirtualHost } from "../routing/stages.ts";
 import { authenticatePeer, authenticateRequest, authorize } from "../authz/stages.ts";
 import { limitRate } from "../ratelimit/stage.ts";
-import { localReply, type PipelineDeps, type PipelineResult, type RequestContext, type RequestRecord } from "./context.ts";
+import { localReply, newContext, newRecord, type PipelineDeps, type PipelineResult, type RequestContext } from "./context.ts";
 import { ingress } from "./ingress.ts";
 
 export type { PipelineDeps, PipelineResult, RequestContext } from "./context.ts";
@@ -55,25 +55,19 @@ export async function runPipeline(
   deps: PipelineDeps,
   waitUntil: (promise: Promise<unknown>) => void = () => {},
 ): Promise<PipelineResult> {
-  const record: RequestRecord = { flags: [], startedAt: deps.now() };
+  const record = newRecord(deps.now());
   const entered = ingress(request, snapshot.snapshot.settings, deps, snapshot.security?.injectedHeaders);
   if (!entered.ok) return localReply(entered.reply, record);
-  const ctx: RequestContext = {
-    request,
-    snapshot,
-    settings: snapshot.snapshot.settings,
-    deps,
-    facts: entered.facts,
-    record,
-    waitUntil,
-    responseHooks: [],
-  };
+  const ctx = newContext(request, snapshot, deps, entered.facts, record, waitUntil);
+
   for (const stage of STAGES) {
-    const result = await stage(ctx);
+    // Most stages decide synchronously: awaiting their plain results would cost a microtask turn each.
+    const step = stage(ctx);
+    const result = step instanceof Promise ? await step : step;
     if (!result) continue;
     for (const hook of ctx.responseHooks) hook(result.response);
-    result.context = ctx;
-    return result;
+    // A new literal rather than adding `context` to the stage's object (see newRecord).
+    return { response: result.response, record: result.record, context: ctx };
   }
   throw new Error("the pipeline ended without a response");
 }

@@ -37,6 +37,28 @@ export interface Grant {
 }
 
 /**
+ * A Grant as received over RPC, copied into one literal shape. The
+ * deserializer builds an object property by property, through map
+ * transitions a major GC frees when no such object is alive, and every
+ * optimized function that handled one is then deoptimized; the code past
+ * the call only ever sees this shape.
+ */
+export function shapedGrant(g: Grant): Grant {
+  return { granted: g.granted, remaining: g.remaining, resetMs: g.resetMs, retryAfterMs: g.retryAfterMs, wantReadyMs: g.wantReadyMs };
+}
+
+/** An AcquireRequest as received over RPC, copied into one literal shape (see `shapedGrant`). */
+export function shapedRequest(r: AcquireRequest): AcquireRequest {
+  return {
+    algorithm: r.algorithm,
+    limits: r.limits.map((l) => ({ requests: l.requests, windowMs: l.windowMs, burst: l.burst })),
+    want: r.want,
+    partial: r.partial,
+    returning: r.returning,
+  };
+}
+
+/**
  * Gives back, then takes, at `now`. Buckets whose limit changed since the
  * last call keep the tokens they held (capped at the new burst).
  *

@@ -7,7 +7,7 @@
  * `failed-closed` by the rule's failureMode.
  */
 import type { LimitDef } from "../config/snapshot.ts";
-import type { AcquireRequest, Grant } from "./bucket-set.ts";
+import { shapedGrant, type AcquireRequest, type Grant } from "./bucket-set.ts";
 import type { LimitSet, RuntimeRule } from "./hydrate.ts";
 import { Leases } from "./lease.ts";
 import { LocalBuckets } from "./local-buckets.ts";
@@ -117,9 +117,7 @@ export async function decideGlobal(
   if (!lease && grant.granted === 0) env.refusals.set(refusalKey, sentAt, sentAt + grant.retryAfterMs, grant);
   if (lease && grant.granted < lease.size) env.refusals.set(refusalKey, sentAt, sentAt + Math.min(grant.wantReadyMs, lease.ttlMs), { ...grant, granted: 0 });
   if (lease && grant.granted > 1) env.leases.add(name, grant.granted - 1, sentAt + lease.ttlMs, grant);
-  const result: Pick<RuleDecision, "outcome" | "source" | "grant" | "held"> = { outcome: verdict(rule, grant.granted > 0), source: "object", grant };
-  if (lease) result.held = Math.max(0, grant.granted - 1);
-  return result;
+  return { outcome: verdict(rule, grant.granted > 0), source: "object", grant, held: lease ? Math.max(0, grant.granted - 1) : undefined };
 }
 
 /** The first wait before asking again after a retryable failure; it doubles up to RETRY_MAX_WAIT_MS. */
@@ -140,7 +138,7 @@ async function acquireWithRetries(objects: RateLimiterNamespace, name: string, r
   let wait = RETRY_FIRST_WAIT_MS;
   for (let attempt = 1; ; attempt++) {
     try {
-      return await withTimeout(objects.getByName(name).acquire(request), Math.max(1, deadline - now()), timeoutMs);
+      return shapedGrant(await withTimeout(objects.getByName(name).acquire(request), Math.max(1, deadline - now()), timeoutMs));
     } catch (error) {
       if (!retryable(error) || now() + wait >= deadline) throw attempt > 1 && error instanceof Error && !(error instanceof DecisionTimeout) ? new Error(`${error.message} (${attempt} attempts)`) : error;
     }

@@ -27,7 +27,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import type { LimitDef } from "../config/snapshot.ts";
-import { acquire, allFull, floorHolds, floorFor, msUntilFull, refillMs, type AcquireRequest, type BucketSet, type Grant } from "./bucket-set.ts";
+import { acquire, shapedRequest, allFull, floorHolds, floorFor, msUntilFull, refillMs, type AcquireRequest, type BucketSet, type Grant } from "./bucket-set.ts";
 
 /** Buckets refilling faster than this (ms, empty to full) are not persisted. */
 export const PERSIST_AFTER_MS = 1_000;
@@ -64,8 +64,9 @@ export class RateLimiter extends DurableObject {
    * @example
    * const grant = await env.RATE_LIMITER.getByName(name).acquire({ algorithm: "TOKEN_BUCKET", limits, want: 1, partial: false, returning: 0 });
    */
-  acquire(request: AcquireRequest): Grant {
-    checkRequest(request);
+  acquire(received: AcquireRequest): Grant {
+    checkRequest(received);
+    const request = shapedRequest(received);
     const now = Date.now();
     this.load();
     const { set, grant } = acquire(this.buckets, request, now);
@@ -100,13 +101,13 @@ export class RateLimiter extends DurableObject {
 
   /** Stores a new floor under `set`; the cleanup alarm is set unless one is still pending. */
   private persist(set: BucketSet, now: number): void {
-    const stored: Stored = { set: floorFor(set, now) };
+    const floor = floorFor(set, now);
     const pending = this.stored?.alarmAt;
-    if (pending !== undefined && pending > now) {
-      stored.alarmAt = pending;
-    } else {
-      const at = now + msUntilFull(stored.set, now) + CLEANUP_DELAY_MS;
-      stored.alarmAt = at;
+    const keep = pending !== undefined && pending > now;
+    const at = keep ? pending : now + msUntilFull(floor, now) + CLEANUP_DELAY_MS;
+    // One literal shape (see shapedGrant in bucket-set.ts).
+    const stored: Stored = { set: floor, alarmAt: at };
+    if (!keep) {
       this.ctx.storage.setAlarm(at).catch((error: unknown) => {
         console.error(JSON.stringify({ message: "isthmus: rate limiter could not set its cleanup alarm", error: String(error) }));
       });

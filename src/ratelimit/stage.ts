@@ -20,7 +20,7 @@
  */
 import { localReply, type PipelineResult, type RequestContext } from "../gateway/context.ts";
 import { REPLIES } from "../gateway/local-reply.ts";
-import type { PolicyInput } from "../authz/policy/engine.ts";
+import { policyInput } from "../authz/policy/engine.ts";
 import { decideGlobal, decideLocal, rateLimitEnv, type RateLimitEnv, type RateLimitRecord, type RuleDecision } from "./decide.ts";
 import { allowedHeaders, limitedHeaders } from "./headers.ts";
 import { keyOf, limitsFor, rulesFor, type LimitSet, type RuntimeRule } from "./hydrate.ts";
@@ -34,17 +34,14 @@ interface Pending {
   set: LimitSet;
 }
 
-export async function limitRate(ctx: RequestContext): Promise<PipelineResult | undefined> {
+export function limitRate(ctx: RequestContext): PipelineResult | undefined | Promise<PipelineResult | undefined> {
   const rl = ctx.snapshot.rateLimits;
   if (!rl) return undefined;
   const { facts, record } = ctx;
   const rules = rulesFor(rl, ctx.destination?.cluster);
   if (rules.length === 0) return undefined;
 
-  const input: PolicyInput = { facts };
-  if (facts.auth) input.identity = facts.auth;
-  if (record.peerPrincipal && facts.peer) input.peer = facts.peer;
-  if (record.routeName !== undefined) input.route = record.routeName;
+  const input = policyInput(facts, record.peerPrincipal ? facts.peer : undefined, facts.auth, record.routeName);
   const keyInput = { facts, route: record.routeName };
 
   const pending: Pending[] = [];
@@ -55,7 +52,12 @@ export async function limitRate(ctx: RequestContext): Promise<PipelineResult | u
     pending.push({ rule, values, set: limitsFor(rule, values) });
   }
   if (pending.length === 0) return undefined;
+  return decide(ctx, pending);
+}
 
+/** The decisions for the rules that apply (GLOBAL ones ask their objects), and the refusal or the response headers. */
+async function decide(ctx: RequestContext, pending: Pending[]): Promise<PipelineResult | undefined> {
+  const { record } = ctx;
   const start = startStage(ctx);
   const env = rateLimitState(ctx);
   const decisions: RuleDecision[] = [];
@@ -64,11 +66,10 @@ export async function limitRate(ctx: RequestContext): Promise<PipelineResult | u
   const now = ctx.deps.now();
   const global: number[] = [];
   pending.forEach((p, i) => {
-    const base = { rule: p.rule, limits: p.set.limits, policyNames: p.set.policyNames };
     if (blocksAll(p.set.limits)) {
-      decisions.push({ ...base, outcome: p.rule.def.mode === "SHADOW" ? "shadow-limited" : "limited", source: "config", grant: blockedGrant(p.set.limits) });
+      decisions.push(ruleDecision(p, { outcome: p.rule.def.mode === "SHADOW" ? "shadow-limited" : "limited", source: "config", grant: blockedGrant(p.set.limits) }));
     } else if (p.rule.def.scope === "LOCAL") {
-      decisions.push({ ...base, ...decideLocal(p.rule, names[i] as string, p.set, env, now) });
+      decisions.push(ruleDecision(p, decideLocal(p.rule, names[i] as string, p.set, env, now)));
     } else {
       global.push(i);
     }
@@ -78,8 +79,7 @@ export async function limitRate(ctx: RequestContext): Promise<PipelineResult | u
     const made = await Promise.all(
       global.map(async (i) => {
         const p = pending[i] as Pending;
-        const decided = await decideGlobal(p.rule, names[i] as string, p.set, env, ctx.deps.now);
-        return { rule: p.rule, limits: p.set.limits, policyNames: p.set.policyNames, ...decided };
+        return ruleDecision(p, await decideGlobal(p.rule, names[i] as string, p.set, env, ctx.deps.now));
       }),
     );
     decisions.push(...made);
@@ -106,6 +106,16 @@ export async function limitRate(ctx: RequestContext): Promise<PipelineResult | u
   return undefined;
 }
 
+/**
+ * A decision with every field present, whatever made it: objects built by
+ * spreading gain their properties one by one, through map transitions a
+ * major GC can free, which deoptimizes the code that saw them (see
+ * `newRecord` in gateway/context.ts).
+ */
+function ruleDecision(p: Pending, made: Pick<RuleDecision, "outcome" | "source" | "grant" | "held" | "error">): RuleDecision {
+  return { rule: p.rule, limits: p.set.limits, policyNames: p.set.policyNames, outcome: made.outcome, source: made.source, grant: made.grant, held: made.held, error: made.error };
+}
+
 /** The bucket's name: the object name for GLOBAL rules, the isolate map key for LOCAL ones (none for `requests: 0`). */
 function bucketOf(p: Pending): string | Promise<string> {
   if (blocksAll(p.set.limits)) return "";
@@ -129,9 +139,15 @@ function blockedGrant(limits: readonly LimitDef[]) {
 /** Records every decision; logs shadow refusals and failed decisions. */
 function report(ctx: RequestContext, decisions: readonly RuleDecision[]): void {
   const records = decisions.map((d): RateLimitRecord => {
-    const r: RateLimitRecord = { rule: d.rule.def.id, scope: d.rule.def.scope, mode: d.rule.def.mode, outcome: d.outcome, source: d.source };
-    if (d.grant) r.remaining = Math.min(...d.grant.remaining) + (d.held ?? 0);
-    if (d.error) r.error = d.error;
+    const r: RateLimitRecord = {
+      rule: d.rule.def.id,
+      scope: d.rule.def.scope,
+      mode: d.rule.def.mode,
+      outcome: d.outcome,
+      source: d.source,
+      remaining: d.grant ? Math.min(...d.grant.remaining) + (d.held ?? 0) : undefined,
+      error: d.error || undefined,
+    };
     return r;
   });
   ctx.record.rateLimit = [...(ctx.record.rateLimit ?? []), ...records];

@@ -27,7 +27,7 @@ import { attemptObserver, mirrorDecorator } from "../telemetry/tracing.ts";
 const MIRROR_TIMEOUT_MS = 25_000;
 
 /** Stage 3: host → virtual host; unknown hosts get 404 NR (or pass through under ALLOW_ANY). */
-export async function selectVirtualHost(ctx: RequestContext): Promise<PipelineResult | undefined> {
+export function selectVirtualHost(ctx: RequestContext): PipelineResult | undefined {
   const { facts, record } = ctx;
   const vhost = findVirtualHost(ctx.snapshot, facts.host);
   if (!vhost) {
@@ -65,15 +65,15 @@ export function selectRouteStage(ctx: RequestContext): PipelineResult | undefine
 }
 
 /** Fault injection: delay (flag DI) and/or abort (flag FI, body `fault filter abort`). */
-export async function injectFault(ctx: RequestContext): Promise<PipelineResult | undefined> {
+export function injectFault(ctx: RequestContext): PipelineResult | undefined | Promise<PipelineResult | undefined> {
   const fault = ctx.route?.rule.def.fault;
   if (!fault) return undefined;
   const decision = decideFault(fault, ctx.deps.random);
-  if (decision.delayMs !== undefined) {
-    ctx.record.flags.push("DI");
-    await ctx.deps.sleep(decision.delayMs);
-  }
-  return decision.abort ? localReply(decision.abort, ctx.record) : undefined;
+  const abort = decision.abort;
+  const answer = () => (abort ? localReply(abort, ctx.record) : undefined);
+  if (decision.delayMs === undefined) return answer();
+  ctx.record.flags.push("DI");
+  return ctx.deps.sleep(decision.delayMs).then(answer);
 }
 
 /**

@@ -31,6 +31,17 @@ export interface PolicyInput {
   route?: string;
 }
 
+/**
+ * A PolicyInput with all its fields present from the start, so that every
+ * input has one shape (see `newRecord` in gateway/context.ts for why).
+ *
+ * @example
+ * const input = policyInput(facts, peer, facts.auth, undefined);
+ */
+export function policyInput(facts: RequestFacts, peer: PeerIdentity | undefined, identity: RequestIdentity | undefined, route: string | undefined): PolicyInput {
+  return { facts, peer, identity, clientIp: undefined, peerIp: undefined, route };
+}
+
 export type Predicate = (input: PolicyInput) => boolean;
 
 export interface Policy {
