@@ -225,11 +225,11 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
     headers,
     body: upstreamBody,
     url: (endpoint) => endpointUrl(cluster, endpoint, facts.host, path, facts.query),
-    ...(rule.def.timeoutMs !== undefined ? { timeoutMs: rule.def.timeoutMs } : {}),
+    timeoutMs: rule.def.timeoutMs,
     maxBodyBytes: limits.maxRequestBodyBytes,
     client,
     gatewayLabels: ctx.settings.gatewayLabels,
-    ...(hashKey.hash !== undefined ? { hash: hashKey.hash } : {}),
+    hash: hashKey.hash,
     fetch: fetchFn,
     state: upstreams,
     balancer: deps.balancer,
@@ -237,7 +237,8 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
     sleep: deps.sleep,
     waitUntil: ctx.waitUntil,
     version: ctx.snapshot.version,
-    ...(observer ? { observer } : {}),
+    // Every field written, present or not (a conditional spread would give each combination its own shape).
+    observer,
   });
   record.attempts = result.attempts;
   if (result.endpoint) {

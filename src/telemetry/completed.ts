@@ -104,7 +104,7 @@ export function completeRequest(input: {
   const start = record.startedAt ?? input.end;
   return {
     request,
-    ...(context ? { context } : {}),
+    context,
     record,
     response,
     status,

@@ -81,7 +81,7 @@ export class Telemetry {
     /** Reports the request; returns the export to keep alive, if one is due. A failure is logged, never thrown. */
     const finish = (sent: Sent): Promise<void> | undefined => {
       try {
-        const completed = completeRequest({ request, ...(result.context ? { context: result.context } : {}), record: result.record, response, end: this.deps.now(), responseBodyBytes: sent.bytes, disconnected: sent.disconnected });
+        const completed = completeRequest({ request, context: result.context, record: result.record, response, end: this.deps.now(), responseBodyBytes: sent.bytes, disconnected: sent.disconnected });
         this.report(completed, telemetry, plan, snapshot.version);
         // Without an OTLP provider (metrics for Prometheus only) there is nothing to export.
         return telemetry.def.providers.length > 0 ? this.exporter.finishedRequest(telemetry.def, this.resourceFor(telemetry)) : undefined;

@@ -126,7 +126,7 @@ async function attempts(input: AttemptsInput, routeSignal: AbortSignal | undefin
     if (extra) flags.push(extra);
     const made = levels.length;
     if (last?.response) return { ok: true, response: last.response, endpoint: last.endpoint, attempts: made, flags };
-    return { ok: false, reply: last?.reply ?? REPLIES.noHealthyUpstream, ...(last ? { endpoint: last.endpoint } : {}), attempts: made, flags };
+    return { ok: false, reply: last?.reply ?? REPLIES.noHealthyUpstream, endpoint: last?.endpoint, attempts: made, flags };
   };
   const replace = async (next: { response?: Response; reply?: LocalReply; endpoint: EndpointDef }) => {
     await discard(last?.response);
@@ -139,9 +139,10 @@ async function attempts(input: AttemptsInput, routeSignal: AbortSignal | undefin
       client: input.client,
       gatewayLabels: input.gatewayLabels,
       healthy: (i) => state.healthy(cluster, cluster.endpoints[i] as EndpointDef),
-      ...(input.hash !== undefined ? { hash: input.hash } : {}),
-      ...(previousHosts ? { exclude: tried } : {}),
-      ...(policy.retryRemoteLocalities ? { excludeLevels: excludedLevels(levels, attempt) } : {}),
+      // Every field written, present or not: a conditional spread gives the object a shape of its own per combination.
+      hash: input.hash,
+      exclude: previousHosts ? tried : undefined,
+      excludeLevels: policy.retryRemoteLocalities ? excludedLevels(levels, attempt) : undefined,
       balancer: input.balancer,
       random: input.random,
     });
