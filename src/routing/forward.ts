@@ -91,6 +91,8 @@ export async function forward(fetchFn: Fetch, url: string, req: UpstreamRequest)
  */
 export function downstreamResponse(upstream: Response): Response {
   const response = new Response(upstream.body, upstream);
-  for (const name of HOP_BY_HOP) response.headers.delete(name);
+  // `response.headers` is a native getter: read it once, not once per name.
+  const headers = response.headers;
+  for (const name of HOP_BY_HOP) headers.delete(name);
   return response;
 }

@@ -254,9 +254,11 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
 
   const response = downstreamResponse(result.response);
   record.upstreamServiceTimeMs = Math.max(0, Math.round(deps.now() - started));
-  response.headers.set("x-envoy-upstream-service-time", String(record.upstreamServiceTimeMs));
-  for (const ops of orderedOps("response", rule.def.headers, destination.headers, weighted)) applyHeaderOps(response.headers, ops);
-  if (hashKey.setCookie) response.headers.append("set-cookie", hashKey.setCookie);
+  // `response.headers` is a native getter: read it once.
+  const responseHeaders = response.headers;
+  responseHeaders.set("x-envoy-upstream-service-time", String(record.upstreamServiceTimeMs));
+  for (const ops of orderedOps("response", rule.def.headers, destination.headers, weighted)) applyHeaderOps(responseHeaders, ops);
+  if (hashKey.setCookie) responseHeaders.append("set-cookie", hashKey.setCookie);
   return { response, record };
 }
 
