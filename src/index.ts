@@ -19,6 +19,7 @@ import { UpstreamState, type HealthExchange } from "./upstream/state.ts";
 
 export { UpstreamHealth } from "./upstream/health/object.ts";
 import { rateLimitEnv } from "./ratelimit/decide.ts";
+import { withCachedIds } from "./ratelimit/object-ids.ts";
 import { Telemetry } from "./telemetry/telemetry.ts";
 import { PrometheusRegistry } from "./telemetry/prometheus.ts";
 import { scrapeHeaders } from "./telemetry/prometheus-text.ts";
@@ -74,7 +75,7 @@ function isolateDeps(env: Env): PipelineDeps {
     sleep,
     jwks,
     upstreams: new UpstreamState(exchange ? { exchange } : {}),
-    rateLimits: rateLimitEnv(env.RATE_LIMITER),
+    rateLimits: rateLimitEnv(env.RATE_LIMITER ? withCachedIds(env.RATE_LIMITER) : undefined),
     binding: (name) => bindingFetch(env, name),
   };
 }
