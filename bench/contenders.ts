@@ -159,6 +159,19 @@ http {
   },
 };
 
+/**
+ * Writes `yaml` as `dir/config/gateway.yaml` and starts `isthmus serve` on it
+ * (state in `dir/state`, listening on `port`) pinned to `sutCpu`; resolves
+ * once the gateway serves it. Its workerd config is `dir/state/run/isthmus.capnp`.
+ */
+export async function startServe(dir: string, yaml: string, port: number, sutCpu: string): Promise<Proc> {
+  mkdirSync(join(dir, "config"));
+  writeFileSync(join(dir, "config", "gateway.yaml"), yaml);
+  const proc = startPinned(sutCpu, process.execPath, ["bin/isthmus.js", "serve", "-f", join(dir, "config"), "--port", String(port), "--state", join(dir, "state")]);
+  await waitForOutput(proc, /isthmus: ready on/, 60_000);
+  return proc;
+}
+
 /** Isthmus on `isthmus serve` (bare workerd) with a given configuration. */
 function isthmus(id: string, label: string, build: (env: BenchEnv) => { yaml: string; requests: RequestSpec[] }): Contender {
   return {
@@ -168,10 +181,7 @@ function isthmus(id: string, label: string, build: (env: BenchEnv) => { yaml: st
       const dir = mkdtempSync(join(tmpdir(), `isthmus-bench-${id}-`));
       const port = await freePort();
       const config = build(env);
-      mkdirSync(join(dir, "config"));
-      writeFileSync(join(dir, "config", "gateway.yaml"), config.yaml);
-      const proc = startPinned(sutCpu, process.execPath, ["bin/isthmus.js", "serve", "-f", join(dir, "config"), "--port", String(port), "--state", join(dir, "state")]);
-      await waitForOutput(proc, /isthmus: ready on/, 60_000);
+      const proc = await startServe(dir, config.yaml, port, sutCpu);
       return running(proc, port, config.requests, () => rmSync(dir, { recursive: true, force: true }));
     },
   };

@@ -34,7 +34,7 @@ const target = { port: spec.port, requests: spec.requests.map((r) => getRequest(
 const run = (durationMs: number): Promise<RunResult> =>
   spec.mode === "open"
     ? openLoop(target, { rate: spec.rate ?? 100, durationMs, connections: spec.connections, maxConnections: spec.maxConnections ?? 256 })
-    : closedLoop(target, spec.count !== undefined ? { connections: spec.connections, durationMs, count: spec.count } : { connections: spec.connections, durationMs });
+    : closedLoop(target, { connections: spec.connections, durationMs, count: spec.count });
 
 if (spec.warmupMs > 0) await run(spec.warmupMs);
 const result = await run(spec.durationMs);

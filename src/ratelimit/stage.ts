@@ -138,8 +138,8 @@ function blockedGrant(limits: readonly LimitDef[]) {
 
 /** Records every decision; logs shadow refusals and failed decisions. */
 function report(ctx: RequestContext, decisions: readonly RuleDecision[]): void {
-  const records = decisions.map((d): RateLimitRecord => {
-    const r: RateLimitRecord = {
+  const records = decisions.map(
+    (d): RateLimitRecord => ({
       rule: d.rule.def.id,
       scope: d.rule.def.scope,
       mode: d.rule.def.mode,
@@ -147,9 +147,8 @@ function report(ctx: RequestContext, decisions: readonly RuleDecision[]): void {
       source: d.source,
       remaining: d.grant ? Math.min(...d.grant.remaining) + (d.held ?? 0) : undefined,
       error: d.error || undefined,
-    };
-    return r;
-  });
+    }),
+  );
   ctx.record.rateLimit = [...(ctx.record.rateLimit ?? []), ...records];
   const { facts } = ctx;
   for (const r of records) {
