@@ -122,8 +122,24 @@ export class Exporter {
     if (this.finished >= settings.flushRequests && this.hasEvents()) return this.flush(def, resource, false);
     if (this.scheduledAt !== undefined && now - this.scheduledAt < settings.flushIntervalMs + 5_000) return undefined;
     this.scheduledAt = now;
-    const wait = Math.max(0, this.lastFlush + settings.flushIntervalMs - now);
-    return this.deps.sleep(wait).then(() => {
+    return this.flushWhenDue(def, resource);
+  }
+
+  /**
+   * Sleeps until the interval since the last metrics export is over, then
+   * flushes. A request may have flushed meanwhile (under traffic one finishes
+   * as the interval ends, about when this wakes): then nothing is due, and it
+   * sleeps until the end of the new interval instead of sending a second,
+   * nearly empty export. So what was measured after that export still goes
+   * if traffic stops.
+   */
+  private flushWhenDue(def: TelemetryDef, resource: Resource): Promise<void> {
+    const interval = def.settings.flushIntervalMs;
+    return this.deps.sleep(Math.max(0, this.lastFlush + interval - this.deps.now())).then(() => {
+      if (this.deps.now() - this.lastFlush < interval) {
+        this.scheduledAt = this.deps.now();
+        return this.flushWhenDue(def, resource);
+      }
       this.scheduledAt = undefined;
       return this.flush(def, resource);
     });

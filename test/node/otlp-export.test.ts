@@ -203,6 +203,45 @@ describe("OTLP export timing", () => {
     expect(rx.exports.map((e) => e.signal)).toEqual(["traces", "metrics"]);
     expect(pointsOf(rx.exports).find((p) => p.name === "istio_requests_total")?.value).toBe(7);
   });
+
+  it("sends the metrics once per interval when a request flushes before the scheduled flush wakes, and still sends what came after when traffic stops", async () => {
+    let now = 1_000_000;
+    const { def, provider } = telemetryDef({}, { flushRequests: 1_000, flushIntervalMs: 5_000 });
+    // A sleep that wakes when the test says (it advances the clock first).
+    const sleeping: { until: number; wake: () => void }[] = [];
+    const sleep = (ms: number) => new Promise<void>((wake) => sleeping.push({ until: now + ms, wake }));
+    const wakeDue = () => {
+      for (const s of sleeping.splice(0)) {
+        if (s.until <= now) s.wake();
+        else sleeping.push(s);
+      }
+    };
+    const exporter = new Exporter({ ...deps(), now: () => now, sleep });
+    const pending: Promise<void>[] = [];
+    const request = (count = 1) => {
+      exporter.metrics(provider, 100).add("istio_requests_total", "200", () => [attr("response_code", "200")], count);
+      const flushing = exporter.finishedRequest(def, resource);
+      if (flushing) pending.push(flushing);
+      return flushing;
+    };
+    request(); // schedules a flush for the end of the interval
+    expect(sleeping).toHaveLength(1);
+    // The interval ends; a request finishing at that moment flushes first (what the gateway does under traffic).
+    now += 5_000;
+    await request();
+    expect(rx.exports.map((e) => e.signal)).toEqual(["metrics"]);
+    request(10); // measured after that export
+    // The scheduled flush wakes just after: the metrics went 0 ms ago, nothing is due, nothing is sent.
+    wakeDue();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(rx.exports.map((e) => e.signal)).toEqual(["metrics"]);
+    // Traffic has stopped. The 10 requests measured after the export still go, at the end of their interval.
+    now += 5_000;
+    wakeDue();
+    await Promise.all(pending);
+    expect(rx.exports.map((e) => e.signal)).toEqual(["metrics", "metrics"]);
+    expect(pointsOf([rx.exports[1] as never]).find((p) => p.name === "istio_requests_total")?.value).toBe(10);
+  });
 });
 
 describe("the series cap", () => {
