@@ -33,6 +33,11 @@ export interface RequestFacts {
   receivedHeaderBytes?: number;
   /** The client's Content-Length as a number (absent when it sent none), checked and noted by hygiene. */
   bodyLength?: number | undefined;
+  /**
+   * The client sent a trace context header or `x-client-trace-id` (noted by
+   * hygiene); false lets tracing skip reading them. Absent: unknown, read them.
+   */
+  traceContext?: boolean;
   /** Verified JWT claims, once request authentication ran. */
   claims?: Record<string, unknown>;
   /** The verified JWT identity (request.auth.*), once request authentication ran. */

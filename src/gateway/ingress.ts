@@ -47,6 +47,7 @@ export function ingress(request: Request, settings: GatewaySettings, deps: Pipel
     remoteIp: client.remoteIp,
     receivedHeaderBytes: clean.bytes,
     bodyLength: clean.bodyLength,
+    traceContext: clean.traceContext,
     // Present from the start, so the object never changes shape (see newRecord).
     peerIp: client.remoteIp !== peerIp ? peerIp : undefined,
     claims: undefined,

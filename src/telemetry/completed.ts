@@ -61,9 +61,32 @@ export function responseCodeDetails(record: RequestRecord, fromUpstream: boolean
 
 /** The HTTP/1.1 size of a header block: `name: value\r\n` per header. */
 export function headerBytes(headers: Headers): number {
-  let n = 0;
-  for (const [name, value] of headers) n += name.length + value.length + 4;
-  return n;
+  return responseHeaderFacts(headers).bytes;
+}
+
+/** What telemetry reads of a response's headers, in one pass. */
+export interface ResponseHeaderFacts {
+  /** The HTTP/1.1 size of the block (`name: value\r\n` per header). */
+  bytes: number;
+  contentType: string;
+  /** `grpc-status`, "" when absent. */
+  grpcStatus: string;
+}
+
+/**
+ * One `forEach` over a header block: its size and the two values telemetry
+ * reads. workerd's `forEach` costs ~2,400 instructions less per header than
+ * `for…of` (no iterator result or entry array per header), and the values
+ * come with it instead of two more `get` calls (bench/NOTES.md, eleventh pass).
+ */
+export function responseHeaderFacts(headers: Headers): ResponseHeaderFacts {
+  const facts: ResponseHeaderFacts = { bytes: 0, contentType: "", grpcStatus: "" };
+  headers.forEach((value, name) => {
+    facts.bytes += name.length + value.length + 4;
+    if (name === "content-type") facts.contentType = value;
+    else if (name === "grpc-status") facts.grpcStatus = value;
+  });
+  return facts;
 }
 
 const REASON_LENGTH: Record<number, number> = { 200: 2, 404: 9, 503: 19 };
@@ -98,9 +121,9 @@ export function completeRequest(input: {
   // Request line + headers + blank line + body, as HTTP/1.1 puts them on the wire.
   const requestBytes = request.method.length + path.length + (query ? query.length + 1 : 0) + 11 + (facts?.receivedHeaderBytes ?? headerBytes(request.headers)) + 2 + requestBodyBytes;
   const status = input.disconnected && input.responseBodyBytes === 0 ? 0 : response.status;
-  const responseBytes = 15 + (REASON_LENGTH[response.status] ?? 8) + headerBytes(response.headers) + 2 + input.responseBodyBytes;
-  const contentType = response.headers.get("content-type") ?? "";
-  const grpc = contentType.startsWith("application/grpc");
+  const sent = responseHeaderFacts(response.headers);
+  const responseBytes = 15 + (REASON_LENGTH[response.status] ?? 8) + sent.bytes + 2 + input.responseBodyBytes;
+  const grpc = sent.contentType.startsWith("application/grpc");
   const start = record.startedAt ?? input.end;
   return {
     request,
@@ -123,7 +146,7 @@ export function completeRequest(input: {
     responseBytes,
     responseBodyBytes: input.responseBodyBytes,
     grpc,
-    grpcStatus: grpc ? (response.headers.get("grpc-status") ?? "") : "",
+    grpcStatus: grpc ? sent.grpcStatus : "",
   };
 }
 

@@ -148,8 +148,8 @@ export class Telemetry {
     const tracing = plan.def.tracing;
     if (tracing) {
       // Requests answered before any upstream call decide their trace here.
-      const headers = c.context?.facts.headers ?? c.request.headers;
-      const trace = (c.record.trace ??= decideTrace(headers, tracing.samplingPercent, this.deps.random));
+      const facts = c.context?.facts;
+      const trace = (c.record.trace ??= decideTrace(facts?.headers ?? c.request.headers, tracing.samplingPercent, this.deps.random, facts?.traceContext ?? true));
       if (trace.sampled) {
         const provider = def.providers[tracing.provider] as OtlpProviderDef;
         const spans = buildSpans({ completed: c, trace, customTags: tracing.customTags, environment: this.deps.secret, random: this.deps.random, configVersion: version });

@@ -134,8 +134,14 @@ export function startTrace(incoming: IncomingContext | undefined, samplingPercen
   return trace;
 }
 
-/** The trace of a request with these headers: its parent's, or a new one (client-forced or sampled at the rate). */
-export function decideTrace(headers: Headers, samplingPercent: number, random: () => number): TraceContext {
+/**
+ * The trace of a request with these headers: its parent's, or a new one
+ * (client-forced or sampled at the rate). `clientContext` false: the client
+ * sent none of the headers that could join or force a trace (ingress
+ * hygiene noted it), so none is read.
+ */
+export function decideTrace(headers: Headers, samplingPercent: number, random: () => number, clientContext = true): TraceContext {
+  if (!clientContext) return startTrace(undefined, samplingPercent, random);
   return startTrace(readIncoming(headers), samplingPercent, random, clientForcedTrace(headers));
 }
 

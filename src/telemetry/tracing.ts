@@ -17,7 +17,7 @@ export function traceOf(ctx: RequestContext): TraceContext | undefined {
   const tracing = ctx.snapshot.telemetry?.planFor(ctx.cluster?.name).def.tracing;
   if (!tracing) return undefined;
   const headers = ctx.facts.headers;
-  const trace = decideTrace(headers, tracing.samplingPercent, ctx.deps.random);
+  const trace = decideTrace(headers, tracing.samplingPercent, ctx.deps.random, ctx.facts.traceContext ?? true);
   ctx.record.trace = trace;
   const id = headers.get("x-request-id");
   if (id) headers.set("x-request-id", markRequestId(id, trace.sampled, trace.forced));

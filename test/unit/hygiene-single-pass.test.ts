@@ -38,4 +38,25 @@ describe("sanitizeRequest", () => {
     const over = sanitizeRequest(new Request(base + "x".repeat(20)), { limits: small });
     expect(over.ok ? 0 : over.reply.status).toBe(414);
   });
+
+  it("notes whether the client sent any header that could join or force a trace", () => {
+    const sent = (headers: Record<string, string>) => {
+      const result = sanitizeRequest(new Request("http://app.example.com/", { headers }), { limits });
+      if (!result.ok) throw new Error("rejected");
+      return result.traceContext;
+    };
+    expect(sent({ accept: "*/*", "x-b3": "not a b3 header", "x-trace": "1" })).toBe(false);
+    for (const name of ["traceparent", "TraceState", "b3", "X-B3-TraceId", "x-b3-sampled", "x-b3-flags", "x-client-trace-id"]) {
+      expect(sent({ accept: "*/*", [name]: "1" }), name).toBe(true);
+    }
+  });
+
+  it("counts every header against maxHeadersCount in its one pass", () => {
+    const many = new Headers();
+    for (let i = 0; i < limits.maxHeadersCount + 1; i++) many.set(`h${i}`, "v");
+    const tooMany = sanitizeRequest(new Request("http://app.example.com/", { headers: many }), { limits });
+    expect(tooMany.ok ? 0 : tooMany.reply.status).toBe(431);
+    many.delete("h0");
+    expect(sanitizeRequest(new Request("http://app.example.com/", { headers: many }), { limits }).ok).toBe(true);
+  });
 });

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { sanitizeRequest } from "../../../src/gateway/hygiene.ts";
-import { completeRequest, headerBytes } from "../../../src/telemetry/completed.ts";
+import { completeRequest, headerBytes, responseHeaderFacts } from "../../../src/telemetry/completed.ts";
 import type { RequestContext } from "../../../src/gateway/context.ts";
 import type { RequestFacts } from "../../../src/gateway/facts.ts";
 
@@ -31,5 +31,24 @@ describe("request size on the wire", () => {
     expect(c.requestBytes).toBe("POST".length + "/items".length + "?x=1".length + 11 + 1_000 + 2 + 5);
     const without = completeRequest({ request, record: { flags: [] }, response: new Response("ok"), end: 1, responseBodyBytes: 2, disconnected: false });
     expect(without.requestBytes).toBe("POST".length + "/items".length + "?x=1".length + 11 + headerBytes(request.headers) + 2 + 5);
+  });
+
+  it("counts the response's header block in one pass, with the content type and grpc-status it reads", () => {
+    const headers = new Headers({ "content-type": "application/grpc", "grpc-status": "14", "x-a": "1" });
+    headers.append("x-a", "2");
+    const facts = responseHeaderFacts(headers);
+    // Repeated names are joined, as `get` and iteration give them: "x-a: 1, 2\r\n".
+    expect(facts).toEqual({ bytes: "content-type: application/grpc\r\n".length + "grpc-status: 14\r\n".length + "x-a: 1, 2\r\n".length, contentType: "application/grpc", grpcStatus: "14" });
+    let iterated = 0;
+    for (const [name, value] of headers) iterated += name.length + value.length + 4;
+    expect(headerBytes(headers)).toBe(iterated);
+    expect(responseHeaderFacts(new Headers())).toEqual({ bytes: 0, contentType: "", grpcStatus: "" });
+
+    const request = new Request("http://app.example.com/svc.Echo/Say", { method: "POST" });
+    const grpc = completeRequest({ request, record: { flags: [] }, response: new Response("x", { headers }), end: 1, responseBodyBytes: 1, disconnected: false });
+    expect([grpc.grpc, grpc.grpcStatus]).toEqual([true, "14"]);
+    expect(grpc.responseBytes).toBe(15 + 2 + facts.bytes + 2 + 1);
+    const plain = completeRequest({ request, record: { flags: [] }, response: new Response("x", { headers: { "content-type": "text/plain", "grpc-status": "3" } }), end: 1, responseBodyBytes: 1, disconnected: false });
+    expect([plain.grpc, plain.grpcStatus]).toEqual([false, ""]);
   });
 });
