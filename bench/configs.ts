@@ -67,6 +67,8 @@ export interface RealisticOptions {
   otlpEndpoint?: string;
   /** Lease mode on the GLOBAL rule (tokens an isolate takes at once); off (one object call per request) without it. */
   lease?: { size: number };
+  /** GatewayConfig `telemetry.flushInterval` (default 5s): the instruction count sets 25s to keep metric exports out of its counted requests. */
+  flushInterval?: string;
 }
 
 /**
@@ -87,7 +89,7 @@ export function realistic(upstreamPort: number, options: RealisticOptions): Benc
   const docs = [table.yaml.trimEnd(), ...security(issuer, jwksUri, options.lease)];
   if (options.telemetry) {
     if (!options.otlpEndpoint) throw new Error("realistic: telemetry needs an otlpEndpoint");
-    docs.push(...telemetry(options.otlpEndpoint));
+    docs.push(...telemetry(options.otlpEndpoint, options.flushInterval));
   }
   return { yaml: docs.join("\n---\n") + "\n", requests };
 }
@@ -138,7 +140,7 @@ function security(issuer: string, jwksUri: string, lease?: { size: number }): st
 }
 
 /** The OTLP provider (GatewayConfig) and a production-like root Telemetry. */
-function telemetry(endpoint: string): string[] {
+function telemetry(endpoint: string, flushInterval?: string): string[] {
   return [
     `apiVersion: isthmus.dev/v1alpha1
 kind: GatewayConfig
@@ -148,7 +150,7 @@ spec:
   - name: otel
     opentelemetry:
       endpoint: "${endpoint}"
-      signals: [traces, metrics, logs]`,
+      signals: [traces, metrics, logs]${flushInterval ? `\n  telemetry: {flushInterval: ${flushInterval}}` : ""}`,
     `apiVersion: telemetry.istio.io/v1
 kind: Telemetry
 metadata: {name: mesh-default, namespace: istio-system}
