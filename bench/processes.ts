@@ -12,10 +12,48 @@ export interface Proc {
   output: () => string;
 }
 
-/** Spawns `command args` pinned to `cpus` (taskset -c) in its own process group. */
+/** Children started by startPinned that have not exited yet. */
+const running = new Set<ChildProcess>();
+
+/** Kills the process group of every child still running (synchronously: it also runs on `exit`). */
+function killRunning(): void {
+  for (const child of running) {
+    try {
+      process.kill(-(child.pid as number), "SIGKILL");
+    } catch {
+      child.kill("SIGKILL");
+    }
+  }
+  running.clear();
+}
+
+let handlersInstalled = false;
+
+/**
+ * The children live in process groups of their own (so that a stop reaches
+ * their whole tree), which a signal to the harness does not reach: a harness
+ * stopped with Ctrl-C or SIGTERM kills them before it exits, instead of
+ * leaving the upstream, the sink or a gateway running.
+ */
+function installHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  process.on("exit", killRunning);
+  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+    process.once(signal, () => {
+      killRunning();
+      process.exit(code);
+    });
+  }
+}
+
+/** Spawns `command args` pinned to `cpus` (taskset -c) in its own process group, killed if the harness is stopped. */
 export function startPinned(cpus: string, command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Proc {
+  installHandlers();
   let out = "";
   const child = spawn("taskset", ["-c", cpus, command, ...args], { stdio: ["ignore", "pipe", "pipe"], detached: true, env });
+  running.add(child);
+  child.once("exit", () => running.delete(child));
   child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr?.on("data", (d: Buffer) => (out += d.toString()));
   return { child, output: () => out };
