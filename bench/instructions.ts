@@ -206,9 +206,9 @@ async function metricsExports(otlpEndpoint: string): Promise<number> {
 
 /**
  * Resolves once the sink has received one more metrics export and then none
- * for 5 s (an export can follow another within seconds, when one was asked
- * for while a trace export ran), so that workerd is done with them. The
- * exporter sends one at most 25 s after the last while it holds measured series.
+ * for 5 s (data measured while an export runs goes in a follow-up export as
+ * soon as it ends), so that workerd is done with them. The exporter sends one
+ * 25 s after the last while it holds measured series.
  */
 async function afterNextMetricsExport(otlpEndpoint: string): Promise<void> {
   const start = await metricsExports(otlpEndpoint);

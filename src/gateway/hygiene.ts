@@ -6,6 +6,7 @@
  */
 import type { RequestLimits } from "../config/snapshot.ts";
 import { badRequest, type LocalReply } from "./local-reply.ts";
+import { isTraceContextHeader } from "../telemetry/trace-context.ts";
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction. */
 export const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"]);
@@ -109,14 +110,8 @@ export function sanitizeRequest(request: Request, options: HygieneOptions): Hygi
       case "transfer-encoding":
         transferEncoding = true;
         break;
-      case "traceparent":
-      case "tracestate":
-      case "b3":
-      case "x-client-trace-id":
-        traceContext = true;
-        break;
       default:
-        if (name.startsWith("x-b3-")) traceContext = true;
+        if (isTraceContextHeader(name)) traceContext = true;
     }
     if (strippedAtIngress(name) || options.injected?.has(name)) strip.push(name);
   });

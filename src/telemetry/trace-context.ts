@@ -91,6 +91,16 @@ function b3Context(traceId: string, spanId: string): IncomingContext | undefined
   return { traceId: trace, parentSpanId: spanId };
 }
 
+/**
+ * Whether a (lower-case) header name is one `decideTrace` reads: the trace
+ * context (`traceparent`, `tracestate`, `b3`, `x-b3-*`) or `x-client-trace-id`.
+ * Ingress hygiene notes on its one pass whether any came, so that a request
+ * without one is not looked up six times.
+ */
+export function isTraceContextHeader(name: string): boolean {
+  return name === "traceparent" || name === "tracestate" || name === "b3" || name === "x-client-trace-id" || name.startsWith("x-b3-");
+}
+
 /** The client's trace context: traceparent first, then `b3`, then the `x-b3-*` headers. */
 export function readIncoming(headers: Headers): IncomingContext | undefined {
   return parseTraceparent(headers.get("traceparent"), headers.get("tracestate")) ?? parseB3Single(headers.get("b3")) ?? parseB3Multi(headers);
