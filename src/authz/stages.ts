@@ -59,7 +59,7 @@ async function verifyGatewayJwt(ctx: RequestContext, scope: SecurityScope): Prom
   }
   applyTokenOutputs(ctx.facts.headers, outcome.verified);
   setIdentity(ctx, outcome.verified);
-  endStage(ctx, "authentication", start, authnAttributes(ctx));
+  if (start !== undefined) endStage(ctx, "authentication", start, authnAttributes(ctx));
   return undefined;
 }
 

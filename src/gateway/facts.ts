@@ -38,6 +38,8 @@ export interface RequestFacts {
    * hygiene); false lets tracing skip reading them. Absent: unknown, read them.
    */
   traceContext?: boolean;
+  /** The x-request-id ingress generated (a client's is never kept at the edge). Absent: read the header. */
+  requestId?: string;
   /** Verified JWT claims, once request authentication ran. */
   claims?: Record<string, unknown>;
   /** The verified JWT identity (request.auth.*), once request authentication ran. */

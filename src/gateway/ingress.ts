@@ -32,7 +32,8 @@ export function ingress(request: Request, settings: GatewaySettings, deps: Pipel
   const headers = clean.headers;
   const peerIp = clean.connectingIp ?? peerAddress(request);
   const client = clientAddress(peerIp, clean.forwardedFor, settings.numTrustedProxies ?? 0);
-  headers.set("x-request-id", deps.requestId());
+  const requestId = deps.requestId();
+  headers.set("x-request-id", requestId);
   if (client.forwardedFor) headers.set("x-forwarded-for", client.forwardedFor);
   headers.set("x-forwarded-proto", scheme);
   const facts: RequestFacts = {
@@ -48,6 +49,7 @@ export function ingress(request: Request, settings: GatewaySettings, deps: Pipel
     receivedHeaderBytes: clean.bytes,
     bodyLength: clean.bodyLength,
     traceContext: clean.traceContext,
+    requestId,
     // Present from the start, so the object never changes shape (see newRecord).
     peerIp: client.remoteIp !== peerIp ? peerIp : undefined,
     claims: undefined,

@@ -23,6 +23,7 @@ import { authenticatePeer, authenticateRequest, authorize } from "../authz/stage
 import { limitRate } from "../ratelimit/stage.ts";
 import { localReply, newContext, newRecord, type PipelineDeps, type PipelineResult, type RequestContext } from "./context.ts";
 import { ingress } from "./ingress.ts";
+import { traceAtEntry } from "../telemetry/tracing.ts";
 
 export type { PipelineDeps, PipelineResult, RequestContext } from "./context.ts";
 
@@ -59,6 +60,7 @@ export async function runPipeline(
   const entered = ingress(request, snapshot.snapshot.settings, deps, snapshot.security?.injectedHeaders);
   if (!entered.ok) return localReply(entered.reply, record);
   const ctx = newContext(request, snapshot, deps, entered.facts, record, waitUntil);
+  traceAtEntry(ctx);
 
   for (const stage of STAGES) {
     // Most stages decide synchronously: awaiting their plain results would cost a microtask turn each.

@@ -61,32 +61,49 @@ export function responseCodeDetails(record: RequestRecord, fromUpstream: boolean
 
 /** The HTTP/1.1 size of a header block: `name: value\r\n` per header. */
 export function headerBytes(headers: Headers): number {
-  return responseHeaderFacts(headers).bytes;
+  return scan(headers, 0).bytes;
 }
 
-/** What telemetry reads of a response's headers, in one pass. */
-export interface ResponseHeaderFacts {
-  /** The HTTP/1.1 size of the block (`name: value\r\n` per header). */
+/** What telemetry reads of a response before its body is sent, each read once. */
+export interface ResponseHead {
+  status: number;
+  /** The HTTP/1.1 size of the header block (`name: value\r\n` per header). */
   bytes: number;
   contentType: string;
   /** `grpc-status`, "" when absent. */
   grpcStatus: string;
+  /** `content-length`, null when absent. */
+  contentLength: string | null;
 }
 
 /**
- * One `forEach` over a header block: its size and the two values telemetry
+ * The response's status and what telemetry reads of its headers, in one
+ * pass. Both are native getters in workerd (a crossing into C++ each), so
+ * the reports read them from here. Read after the last change to the
+ * response's headers.
+ */
+export function responseHead(response: Response): ResponseHead {
+  return scan(response.headers, response.status);
+}
+
+/**
+ * One `forEach` over a header block: its size and the values telemetry
  * reads. workerd's `forEach` costs ~2,400 instructions less per header than
  * `for…of` (no iterator result or entry array per header), and the values
- * come with it instead of two more `get` calls (bench/NOTES.md, eleventh pass).
+ * come with it instead of three more `get` calls (bench/NOTES.md, eleventh
+ * and twelfth passes).
  */
-export function responseHeaderFacts(headers: Headers): ResponseHeaderFacts {
-  const facts: ResponseHeaderFacts = { bytes: 0, contentType: "", grpcStatus: "" };
+function scan(headers: Headers, status: number): ResponseHead {
+  // Created whole: an object that gains a field later goes through a map V8 holds weakly, and
+  // code optimized on it is thrown away at each major GC (bench/NOTES.md, tenth and twelfth passes).
+  const head: ResponseHead = { status, bytes: 0, contentType: "", grpcStatus: "", contentLength: null };
   headers.forEach((value, name) => {
-    facts.bytes += name.length + value.length + 4;
-    if (name === "content-type") facts.contentType = value;
-    else if (name === "grpc-status") facts.grpcStatus = value;
+    head.bytes += name.length + value.length + 4;
+    if (name === "content-type") head.contentType = value;
+    else if (name === "content-length") head.contentLength = value;
+    else if (name === "grpc-status") head.grpcStatus = value;
   });
-  return facts;
+  return head;
 }
 
 const REASON_LENGTH: Record<number, number> = { 200: 2, 404: 9, 503: 19 };
@@ -109,20 +126,23 @@ export function completeRequest(input: {
   end: number;
   responseBodyBytes: number;
   disconnected: boolean;
+  /** The response's status and headers as sent (`responseHead`); read from `response` when absent. */
+  head?: ResponseHead;
 }): Completed {
   const { request, context, record, response } = input;
   const facts = context?.facts;
   if (input.disconnected && !record.flags.includes("DC")) record.flags.push("DC");
   const url = facts ? undefined : new URL(request.url);
+  const method = facts?.method ?? request.method;
   const path = facts?.path ?? url?.pathname ?? "/";
   const query = facts ? facts.query : (url?.search.slice(1) ?? "");
   const fromUpstream = record.upstreamServiceTimeMs !== undefined;
   const requestBodyBytes = (facts ? facts.bodyLength : declaredLength(request.headers)) ?? 0;
   // Request line + headers + blank line + body, as HTTP/1.1 puts them on the wire.
-  const requestBytes = request.method.length + path.length + (query ? query.length + 1 : 0) + 11 + (facts?.receivedHeaderBytes ?? headerBytes(request.headers)) + 2 + requestBodyBytes;
-  const status = input.disconnected && input.responseBodyBytes === 0 ? 0 : response.status;
-  const sent = responseHeaderFacts(response.headers);
-  const responseBytes = 15 + (REASON_LENGTH[response.status] ?? 8) + sent.bytes + 2 + input.responseBodyBytes;
+  const requestBytes = method.length + path.length + (query ? query.length + 1 : 0) + 11 + (facts?.receivedHeaderBytes ?? headerBytes(request.headers)) + 2 + requestBodyBytes;
+  const sent = input.head ?? responseHead(response);
+  const status = input.disconnected && input.responseBodyBytes === 0 ? 0 : sent.status;
+  const responseBytes = 15 + (REASON_LENGTH[sent.status] ?? 8) + sent.bytes + 2 + input.responseBodyBytes;
   const grpc = sent.contentType.startsWith("application/grpc");
   const start = record.startedAt ?? input.end;
   return {
@@ -133,7 +153,7 @@ export function completeRequest(input: {
     status,
     flags: record.flags.length > 0 ? record.flags.join(",") : "-",
     details: responseCodeDetails(record, fromUpstream),
-    method: request.method,
+    method,
     host: facts?.authority ?? url?.host ?? "",
     path,
     query,

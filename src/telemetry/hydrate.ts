@@ -33,6 +33,14 @@ export interface RuntimeTelemetry {
   plans: RuntimePlan[];
   /** The plan for traffic routed to a cluster (plan 0 without one). */
   planFor(cluster: string | undefined): RuntimePlan;
+  /**
+   * The sampling percentage, when every plan traces at the same one: the
+   * trace then does not depend on where the request goes, and is decided as
+   * it enters (Envoy decides before its filters run). Undefined when some
+   * traffic is not traced or is sampled at another rate: the trace is
+   * decided once routing has picked the cluster.
+   */
+  sampling?: number;
 }
 
 /** What the runtime offers besides the snapshot's OTLP providers. */
@@ -51,11 +59,21 @@ export function hydrateTelemetry(def: TelemetryDef, runtime: TelemetryRuntime = 
   if (!plans.some((p) => p.active)) return undefined;
   const byCluster = new Map(Object.entries(def.clusterPlans).map(([name, i]) => [name, plans[i] as RuntimePlan]));
   const fallback = plans[0] as RuntimePlan;
-  return {
+  const telemetry: RuntimeTelemetry = {
     def,
     plans,
     planFor: (cluster) => (cluster !== undefined ? (byCluster.get(cluster) ?? fallback) : fallback),
   };
+  const sampling = uniformSampling(def.plans);
+  if (sampling !== undefined) telemetry.sampling = sampling;
+  return telemetry;
+}
+
+/** The sampling percentage every plan traces at, or undefined when some plan does not trace or samples otherwise. */
+function uniformSampling(plans: readonly TelemetryPlanDef[]): number | undefined {
+  const first = plans[0]?.tracing?.samplingPercent;
+  if (first === undefined) return undefined;
+  return plans.every((p) => p.tracing?.samplingPercent === first) ? first : undefined;
 }
 
 function compiled(source: string): Node {

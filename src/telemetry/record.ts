@@ -24,7 +24,9 @@ export interface AttemptTiming {
   /** `address:port`. */
   endpoint: string;
   url: string;
+  /** When it was sent; 0 when the request's trace is not sampled (attempt times serve only its spans). */
   start: number;
+  /** When it ended; 0 while it runs, and when not timed. */
   end: number;
   outcome: AttemptOutcome;
   status?: number;
@@ -35,11 +37,14 @@ export interface AttemptTiming {
 }
 
 /**
- * The time a stage starts, when the snapshot reports telemetry (else no
- * clock is read); pass it to `endStage`.
+ * The time a stage starts, when a span may need it: the snapshot reports
+ * telemetry and the request's trace is sampled or not decided yet (else no
+ * clock is read); pass it to `endStage`. Stage timings serve only spans.
  */
 export function startStage(ctx: RequestContext): number | undefined {
-  return ctx.snapshot.telemetry ? ctx.deps.now() : undefined;
+  if (!ctx.snapshot.telemetry) return undefined;
+  const trace = ctx.record.trace;
+  return trace && !trace.sampled ? undefined : ctx.deps.now();
 }
 
 /** Notes a stage's timing on the record (a no-op when `start` is undefined). */

@@ -11,11 +11,11 @@
  * return telemetry.observe(request, result, snapshot, (p) => ctx.waitUntil(p));
  */
 import type { PipelineResult } from "../gateway/context.ts";
-import { declaredLength } from "../gateway/content-length.ts";
+import { parseLength } from "../gateway/content-length.ts";
 import type { RuntimeSnapshot } from "../routing/hydrate.ts";
 import type { IstioMetric, OtlpProviderDef } from "../config/snapshot-telemetry.ts";
 import { accessLogEntry, accessLogRecord } from "./access-log.ts";
-import { attributesOf, completeRequest, type Completed } from "./completed.ts";
+import { attributesOf, completeRequest, responseHead, type Completed, type ResponseHead } from "./completed.ts";
 import { Exporter, type ExporterDeps } from "./exporter.ts";
 import type { RuntimePlan, RuntimeTelemetry } from "./hydrate.ts";
 import { istioLabels, type LabelValues } from "./istio-labels.ts";
@@ -76,12 +76,14 @@ export class Telemetry {
     }
     const plan = telemetry.planFor(result.context?.cluster?.name);
     if (!plan.active) return result.response;
-    const metered = meterBody(result.response);
+    // The response is final here: its status and headers are read once, for the meter and the report.
+    const head = responseHead(result.response);
+    const metered = meterBody(result.response, head);
     const { response } = metered;
     /** Reports the request; returns the export to keep alive, if one is due. A failure is logged, never thrown. */
     const finish = (sent: Sent): Promise<void> | undefined => {
       try {
-        const completed = completeRequest({ request, context: result.context, record: result.record, response, end: this.deps.now(), responseBodyBytes: sent.bytes, disconnected: sent.disconnected });
+        const completed = completeRequest({ request, context: result.context, record: result.record, response, end: this.deps.now(), responseBodyBytes: sent.bytes, disconnected: sent.disconnected, head });
         this.report(completed, telemetry, plan, snapshot.version);
         // Without an OTLP provider (metrics for Prometheus only) there is nothing to export.
         return telemetry.def.providers.length > 0 ? this.exporter.finishedRequest(telemetry.def, this.resourceFor(telemetry)) : undefined;
@@ -208,8 +210,10 @@ export class Telemetry {
     }
 
     const cluster = record.cluster ?? "unknown";
+    // Isthmus's own metrics go to the same stores, unless the plan disables them one by one.
+    const storesOf = (metric: string) => (plan.disabledCustom.has(metric) ? [] : stores);
     const count = (metric: string, key: string, labels: () => KeyValue[], value = 1) => {
-      for (const store of this.stores(telemetry, plan, metric)) store.add(metric, key, labels, value);
+      for (const store of storesOf(metric)) store.add(metric, key, labels, value);
     };
     for (const d of record.rateLimit ?? []) {
       count(ISTHMUS_METRIC.rateLimitDecisions, `${d.rule}|${d.scope}|${d.mode}|${d.outcome}|${d.source}`, () => [
@@ -229,7 +233,7 @@ export class Telemetry {
       const code = m.outcome === "sent" ? String(m.status) : "0";
       count(ISTHMUS_METRIC.mirrors, `${m.cluster}|${m.outcome}|${code}`, () => [attr("upstream_cluster", m.cluster), attr("outcome", m.outcome), attr("response_code", code)]);
     }
-    for (const store of this.stores(telemetry, plan, ISTHMUS_METRIC.configVersion)) {
+    for (const store of storesOf(ISTHMUS_METRIC.configVersion)) {
       store.set(ISTHMUS_METRIC.configVersion, version, () => [attr("version", version)], 1);
     }
   }
@@ -272,11 +276,11 @@ export const SMALL_BODY_BYTES = 65_536;
  * - Other bodies (chunked, or outside workerd) are counted by a JavaScript
  *   TransformStream (about 0.5 ms per request; bench/NOTES.md).
  */
-export function meterBody(response: Response): Metered {
+export function meterBody(response: Response, head: Pick<ResponseHead, "status" | "contentLength"> = responseHead(response)): Metered {
   const body = response.body;
   // A WebSocket upgrade keeps its own Response (its socket would be lost in a copy).
-  if (!body || response.status === 101 || response.webSocket) return known(response, { bytes: 0, disconnected: false });
-  const declared = declaredLength(response.headers);
+  if (!body || head.status === 101 || response.webSocket) return known(response, { bytes: 0, disconnected: false });
+  const declared = parseLength(head.contentLength);
   if (declared !== undefined && declared <= SMALL_BODY_BYTES) return known(response, { bytes: declared, disconnected: false });
   if (declared !== undefined && typeof FixedLengthStream === "function") {
     const pipe = new FixedLengthStream(declared);

@@ -118,12 +118,16 @@ const HEX_BYTE = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2
  */
 export function randomHex(bytes: number, random: () => number): string {
   let out = "";
+  let any = 0;
   for (let i = 0; i < bytes; i += 4) {
     const word = (random() * 0x1_0000_0000) >>> 0;
     const hex = (HEX_BYTE[word >>> 24] as string) + (HEX_BYTE[(word >>> 16) & 0xff] as string) + (HEX_BYTE[(word >>> 8) & 0xff] as string) + (HEX_BYTE[word & 0xff] as string);
-    out += bytes - i >= 4 ? hex : hex.slice(0, 2 * (bytes - i));
+    const used = Math.min(4, bytes - i);
+    out += used === 4 ? hex : hex.slice(0, 2 * used);
+    // Only the bytes kept count toward "all zero".
+    any |= used === 4 ? word : word >>> (8 * (4 - used));
   }
-  return /^0*$/.test(out) ? `${out.slice(0, -2)}01` : out;
+  return any === 0 && bytes > 0 ? `${out.slice(0, -2)}01` : out;
 }
 
 /**
@@ -164,13 +168,18 @@ export function clientForcedTrace(headers: Headers): boolean {
   return (headers.get("x-client-trace-id") ?? "") !== "";
 }
 
-/** The headers carrying the trace to an upstream, whose parent is `spanId` (the attempt's or the mirror's span). */
-export function propagate(headers: Headers, trace: TraceContext, spanId: string, propagators: readonly Propagator[]): void {
+/**
+ * The headers carrying the trace to an upstream, whose parent is `spanId`
+ * (the attempt's or the mirror's span). `clientContext` false: the client
+ * sent no trace header (hygiene noted it), so there is no stale
+ * `tracestate` to remove.
+ */
+export function propagate(headers: Headers, trace: TraceContext, spanId: string, propagators: readonly Propagator[], clientContext = true): void {
   const flag = trace.sampled ? "1" : "0";
   if (propagators.includes("tracecontext")) {
     headers.set("traceparent", `00-${trace.traceId}-${spanId}-0${flag}`);
     if (trace.traceState) headers.set("tracestate", trace.traceState);
-    else headers.delete("tracestate");
+    else if (clientContext) headers.delete("tracestate");
   }
   if (propagators.includes("b3")) headers.set("b3", `${trace.traceId}-${spanId}-${flag}-${trace.spanId}`);
   if (propagators.includes("b3multi")) {

@@ -1,8 +1,9 @@
 /**
- * The pipeline's side of tracing: deciding the request's trace once its
- * traffic (and so its Telemetry plan) is known, marking `x-request-id`,
- * and the attempt observer that times each upstream attempt and writes
- * the trace context it carries.
+ * The pipeline's side of tracing: deciding the request's trace (as it
+ * enters when every Telemetry plan samples alike, else once its traffic,
+ * and so its plan, is known), marking `x-request-id`, and the attempt
+ * observer that times each upstream attempt and writes the trace context
+ * it carries.
  */
 import type { RequestContext } from "../gateway/context.ts";
 import type { AttemptObserver } from "../upstream/attempts.ts";
@@ -16,11 +17,34 @@ export function traceOf(ctx: RequestContext): TraceContext | undefined {
   if (ctx.record.trace) return ctx.record.trace;
   const tracing = ctx.snapshot.telemetry?.planFor(ctx.cluster?.name).def.tracing;
   if (!tracing) return undefined;
+  // Stages may have rewritten x-request-id since ingress set it (claim or ext-authz headers): read it.
+  return decide(ctx, tracing.samplingPercent, ctx.facts.headers.get("x-request-id"));
+}
+
+/**
+ * Decides the trace as the request enters, when every Telemetry plan
+ * samples at the same rate (`RuntimeTelemetry.sampling`): Envoy's order,
+ * the decision and the x-request-id mark before any filter runs. Stages
+ * then know whether they are timed for a span (`startStage`), and
+ * x-request-id is the one ingress generated, so it is not read back.
+ * Otherwise the trace waits for routing (`traceOf`).
+ */
+export function traceAtEntry(ctx: RequestContext): void {
+  const sampling = ctx.snapshot.telemetry?.sampling;
+  if (sampling === undefined) return;
+  decide(ctx, sampling, ctx.facts.requestId ?? ctx.facts.headers.get("x-request-id"));
+}
+
+/** Decides the trace and marks the request id with it; a header is written only when the mark changes it. */
+function decide(ctx: RequestContext, samplingPercent: number, requestId: string | null): TraceContext {
   const headers = ctx.facts.headers;
-  const trace = decideTrace(headers, tracing.samplingPercent, ctx.deps.random, ctx.facts.traceContext ?? true);
+  const trace = decideTrace(headers, samplingPercent, ctx.deps.random, ctx.facts.traceContext ?? true);
   ctx.record.trace = trace;
-  const id = headers.get("x-request-id");
-  if (id) headers.set("x-request-id", markRequestId(id, trace.sampled, trace.forced));
+  if (requestId) {
+    // A generated UUID (version 4) already reads "not sampled": most requests write nothing here.
+    const marked = markRequestId(requestId, trace.sampled, trace.forced);
+    if (marked !== requestId) headers.set("x-request-id", marked);
+  }
   return trace;
 }
 
@@ -32,19 +56,22 @@ export function attemptObserver(ctx: RequestContext): AttemptObserver | undefine
   const propagators = telemetry.def.settings.propagators;
   const attempts = (ctx.record.upstreamAttempts ??= []);
   const { deps } = ctx;
+  // Attempt times serve only the CLIENT spans of a sampled trace: otherwise no clock is read (0).
+  const now = trace?.sampled ? () => deps.now() : () => 0;
+  const clientContext = ctx.facts.traceContext ?? true;
   return {
     sending(attempt, endpoint, url, headers) {
-      const timing: (typeof attempts)[number] = { attempt, endpoint: `${endpoint.address}:${endpoint.port}`, url, start: deps.now(), end: 0, outcome: "response" };
+      const timing: (typeof attempts)[number] = { attempt, endpoint: `${endpoint.address}:${endpoint.port}`, url, start: now(), end: 0, outcome: "response" };
       if (trace) {
         timing.spanId = randomHex(8, deps.random);
-        propagate(headers, trace, timing.spanId, propagators);
+        propagate(headers, trace, timing.spanId, propagators, clientContext);
       }
       attempts.push(timing);
     },
     ended(attempt, end, ejection) {
       const timing = attempts.find((a) => a.attempt === attempt);
       if (!timing) return;
-      timing.end = deps.now();
+      timing.end = now();
       if ("status" in end) timing.status = end.status;
       else timing.outcome = end.failure;
       if (ejection) timing.ejected = ejection.reason;

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { sanitizeRequest } from "../../../src/gateway/hygiene.ts";
-import { completeRequest, headerBytes, responseHeaderFacts } from "../../../src/telemetry/completed.ts";
+import { completeRequest, headerBytes, responseHead } from "../../../src/telemetry/completed.ts";
 import type { RequestContext } from "../../../src/gateway/context.ts";
 import type { RequestFacts } from "../../../src/gateway/facts.ts";
 
@@ -33,21 +33,35 @@ describe("request size on the wire", () => {
     expect(without.requestBytes).toBe("POST".length + "/items".length + "?x=1".length + 11 + headerBytes(request.headers) + 2 + 5);
   });
 
-  it("counts the response's header block in one pass, with the content type and grpc-status it reads", () => {
-    const headers = new Headers({ "content-type": "application/grpc", "grpc-status": "14", "x-a": "1" });
+  it("counts the response's header block in one pass, with the content type, length and grpc-status it reads", () => {
+    const headers = new Headers({ "content-type": "application/grpc", "grpc-status": "14", "x-a": "1", "content-length": "1" });
     headers.append("x-a", "2");
-    const facts = responseHeaderFacts(headers);
+    const facts = responseHead(new Response(null, { status: 200, headers }));
     // Repeated names are joined, as `get` and iteration give them: "x-a: 1, 2\r\n".
-    expect(facts).toEqual({ bytes: "content-type: application/grpc\r\n".length + "grpc-status: 14\r\n".length + "x-a: 1, 2\r\n".length, contentType: "application/grpc", grpcStatus: "14" });
+    expect(facts).toEqual({
+      status: 200,
+      bytes: "content-type: application/grpc\r\n".length + "grpc-status: 14\r\n".length + "x-a: 1, 2\r\n".length + "content-length: 1\r\n".length,
+      contentType: "application/grpc",
+      grpcStatus: "14",
+      contentLength: "1",
+    });
     let iterated = 0;
     for (const [name, value] of headers) iterated += name.length + value.length + 4;
     expect(headerBytes(headers)).toBe(iterated);
-    expect(responseHeaderFacts(new Headers())).toEqual({ bytes: 0, contentType: "", grpcStatus: "" });
+    expect(responseHead(new Response(null, { status: 204 }))).toEqual({ status: 204, bytes: 0, contentType: "", grpcStatus: "", contentLength: null });
 
     const request = new Request("http://app.example.com/svc.Echo/Say", { method: "POST" });
     const grpc = completeRequest({ request, record: { flags: [] }, response: new Response("x", { headers }), end: 1, responseBodyBytes: 1, disconnected: false });
     expect([grpc.grpc, grpc.grpcStatus]).toEqual([true, "14"]);
     expect(grpc.responseBytes).toBe(15 + 2 + facts.bytes + 2 + 1);
+    // Telemetry reads the head once, when the response leaves the pipeline; the report is the same.
+    const response = new Response("x", { status: 503, headers });
+    const head = responseHead(response);
+    expect(head.status).toBe(503);
+    const input = { request, record: { flags: [] }, response, end: 1, responseBodyBytes: 1, disconnected: false };
+    const fromHead = completeRequest({ ...input, head });
+    expect(fromHead).toEqual(completeRequest(input));
+    expect(fromHead.responseBytes).toBe(15 + 19 + facts.bytes + 2 + 1);
     const plain = completeRequest({ request, record: { flags: [] }, response: new Response("x", { headers: { "content-type": "text/plain", "grpc-status": "3" } }), end: 1, responseBodyBytes: 1, disconnected: false });
     expect([plain.grpc, plain.grpcStatus]).toEqual([false, ""]);
   });
