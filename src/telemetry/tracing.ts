@@ -61,11 +61,20 @@ export function attemptObserver(ctx: RequestContext): AttemptObserver | undefine
   const clientContext = ctx.facts.traceContext ?? true;
   return {
     sending(attempt, endpoint, url, headers) {
-      const timing: (typeof attempts)[number] = { attempt, endpoint: `${endpoint.address}:${endpoint.port}`, url, start: now(), end: 0, outcome: "response" };
-      if (trace) {
-        timing.spanId = randomHex(8, deps.random);
-        propagate(headers, trace, timing.spanId, propagators, clientContext);
-      }
+      const spanId = trace ? randomHex(8, deps.random) : undefined;
+      // Every field present from the start, so the object never changes shape (see newRecord).
+      const timing: (typeof attempts)[number] = {
+        attempt,
+        endpoint: `${endpoint.address}:${endpoint.port}`,
+        url,
+        start: now(),
+        end: 0,
+        outcome: "response",
+        status: undefined,
+        spanId,
+        ejected: undefined,
+      };
+      if (trace) propagate(headers, trace, spanId as string, propagators, clientContext);
       attempts.push(timing);
     },
     ended(attempt, end, ejection) {

@@ -17,6 +17,7 @@ import { ingress } from "../../../src/gateway/ingress.ts";
 import { rateLimitEnv } from "../../../src/ratelimit/decide.ts";
 import { Balancer } from "../../../src/routing/balancer.ts";
 import { hydrate } from "../../../src/routing/hydrate.ts";
+import { responseHead } from "../../../src/telemetry/completed.ts";
 import { doc, serviceEntry, snapshotOf, virtualService } from "../support.ts";
 
 const runtime = hydrate(
@@ -99,5 +100,27 @@ describe("per-request objects", () => {
     const result = await runPipeline(new Request("http://elsewhere.test/", { headers: { "cf-connecting-ip": "203.0.113.7" } }), runtime, deps);
     expect(result.response.status).toBe(404);
     expect(keys(result.record)).toEqual(keys(newRecord(0)));
+  });
+});
+
+describe("telemetry's per-request objects", () => {
+  const ATTEMPT = ["attempt", "endpoint", "url", "start", "end", "outcome", "status", "spanId", "ejected"];
+
+  it.each([100, 0])("keep their shape: the attempt timings of a retried request (traces sampled at %d%%) and the response head", async (percent) => {
+    const traced = hydrate(
+      await snapshotOf(
+        serviceEntry("api", ["api.internal"], { location: "MESH_INTERNAL", resolution: "STATIC", ports: [{ number: 8080, name: "http" }], endpoints: [{ address: "10.0.0.1" }] }),
+        virtualService("v", ["shop.test"], [{ route: [{ destination: { host: "api.internal" } }], retries: { attempts: 2, perTryTimeout: "1s", retryOn: "5xx" } }], {}, "istio-system"),
+        doc("GatewayConfig", "isthmus", { extensionProviders: [{ name: "otel", opentelemetry: { endpoint: "http://otlp.test", signals: ["traces"] } }] }, "istio-system"),
+        doc("Telemetry", "mesh", { tracing: [{ providers: [{ name: "otel" }], randomSamplingPercentage: percent }] }, "istio-system"),
+      ),
+    );
+    upstreamCalls = 0;
+    const result = await runPipeline(request("/items"), traced, deps);
+    expect(result.response.status).toBe(200);
+    const attempts = result.record.upstreamAttempts ?? [];
+    expect(attempts.map((a) => a.status)).toEqual([503, 200]);
+    for (const a of attempts) expect(keys(a)).toEqual(ATTEMPT);
+    expect(keys(responseHead(result.response))).toEqual(["status", "bytes", "contentType", "grpcStatus", "contentLength"]);
   });
 });
