@@ -54,12 +54,12 @@ async function verifyGatewayJwt(ctx: RequestContext, scope: SecurityScope): Prom
   const start = startStage(ctx);
   const outcome = await authenticate(scope.plan, ctx.facts, authnEnv(ctx));
   if (!outcome.ok) {
-    endStage(ctx, "authentication", start, { "isthmus.authn.result": "denied", "isthmus.authn.status": outcome.status });
+    endStage(ctx, "authentication", start, () => ({ "isthmus.authn.result": "denied", "isthmus.authn.status": outcome.status }));
     return jwtDenied(ctx, outcome.status, outcome.httpStatus);
   }
   applyTokenOutputs(ctx.facts.headers, outcome.verified);
   setIdentity(ctx, outcome.verified);
-  if (start !== undefined) endStage(ctx, "authentication", start, authnAttributes(ctx));
+  endStage(ctx, "authentication", start, () => authnAttributes(ctx));
   return undefined;
 }
 
@@ -82,12 +82,13 @@ export function authorize(ctx: RequestContext): PipelineResult | undefined | Pro
 }
 
 function authorized(ctx: RequestContext, start: number | undefined, result: PipelineResult | undefined): PipelineResult | undefined {
-  if (start === undefined) return result;
-  const deniedBy = ctx.record.authz?.deniedBy;
-  endStage(ctx, "authorization", start, {
-    "isthmus.authz.result": result ? "denied" : "allowed",
-    ...(deniedBy ? { "isthmus.authz.denied_by": deniedBy } : {}),
-    ...(result ? { "http.response.status_code": result.response.status } : {}),
+  endStage(ctx, "authorization", start, () => {
+    const deniedBy = ctx.record.authz?.deniedBy;
+    return {
+      "isthmus.authz.result": result ? "denied" : "allowed",
+      ...(deniedBy ? { "isthmus.authz.denied_by": deniedBy } : {}),
+      ...(result ? { "http.response.status_code": result.response.status } : {}),
+    };
   });
   return result;
 }

@@ -89,13 +89,11 @@ async function decide(ctx: RequestContext, pending: Pending[]): Promise<Pipeline
   report(ctx, decisions);
   const limiting = decisions.filter(refuses);
   const failedClosed = decisions.some((d) => d.outcome === "failed-closed");
-  if (start !== undefined) {
-    endStage(ctx, "rate_limit", start, {
-      "isthmus.ratelimit.result": limiting.length > 0 ? "limited" : failedClosed ? "failed-closed" : "allowed",
-      "isthmus.ratelimit.decisions": decisions.length,
-      "isthmus.ratelimit.object_calls": decisions.filter((d) => d.source === "object").length,
-    });
-  }
+  endStage(ctx, "rate_limit", start, () => ({
+    "isthmus.ratelimit.result": limiting.length > 0 ? "limited" : failedClosed ? "failed-closed" : "allowed",
+    "isthmus.ratelimit.decisions": decisions.length,
+    "isthmus.ratelimit.object_calls": decisions.filter((d) => d.source === "object").length,
+  }));
   if (limiting.length > 0) return localReply({ ...REPLIES.rateLimited, headers: limitedHeaders(decisions, limiting) }, record);
   if (failedClosed) return localReply(REPLIES.rateLimitServiceError, record);
 

@@ -59,14 +59,12 @@ export function hydrateTelemetry(def: TelemetryDef, runtime: TelemetryRuntime = 
   if (!plans.some((p) => p.active)) return undefined;
   const byCluster = new Map(Object.entries(def.clusterPlans).map(([name, i]) => [name, plans[i] as RuntimePlan]));
   const fallback = plans[0] as RuntimePlan;
-  const telemetry: RuntimeTelemetry = {
+  return {
     def,
     plans,
     planFor: (cluster) => (cluster !== undefined ? (byCluster.get(cluster) ?? fallback) : fallback),
+    sampling: uniformSampling(def.plans),
   };
-  const sampling = uniformSampling(def.plans);
-  if (sampling !== undefined) telemetry.sampling = sampling;
-  return telemetry;
 }
 
 /** The sampling percentage every plan traces at, or undefined when some plan does not trace or samples otherwise. */

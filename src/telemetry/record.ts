@@ -47,8 +47,12 @@ export function startStage(ctx: RequestContext): number | undefined {
   return trace && !trace.sampled ? undefined : ctx.deps.now();
 }
 
-/** Notes a stage's timing on the record (a no-op when `start` is undefined). */
-export function endStage(ctx: RequestContext, name: StageName, start: number | undefined, attributes: StageTiming["attributes"] = {}): void {
+/**
+ * Notes a stage's timing on the record, with the span attributes
+ * `attributes` builds: a no-op when `start` is undefined, and then the
+ * attributes are never built.
+ */
+export function endStage(ctx: RequestContext, name: StageName, start: number | undefined, attributes: () => StageTiming["attributes"] = () => ({})): void {
   if (start === undefined) return;
-  (ctx.record.stages ??= []).push({ name, start, end: ctx.deps.now(), attributes });
+  (ctx.record.stages ??= []).push({ name, start, end: ctx.deps.now(), attributes: attributes() });
 }

@@ -74,7 +74,7 @@ export function attemptObserver(ctx: RequestContext): AttemptObserver | undefine
         spanId,
         ejected: undefined,
       };
-      if (trace) propagate(headers, trace, spanId as string, propagators, clientContext);
+      if (trace && spanId) propagate(headers, trace, spanId, propagators, clientContext);
       attempts.push(timing);
     },
     ended(attempt, end, ejection) {

@@ -8,59 +8,27 @@
  * the cluster, whose plan's rate applies.
  */
 import { describe, expect, it } from "vitest";
-import { buildConfig } from "../../src/config/build.ts";
 import { runPipeline, type PipelineDeps } from "../../src/gateway/pipeline.ts";
 import { hydrate } from "../../src/routing/hydrate.ts";
 import { memoryDeps } from "../../bench/pipeline-harness.ts";
+import { doc, serviceEntry, snapshotOf, virtualService, type Doc } from "../unit/support.ts";
 
 const REQUEST_ID = "6b1f3a52-9c0d-4e7a-8f21-0a1b2c3d4e5f";
 
-const app = (ns: string, host: string) => `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: app, namespace: ${ns}}
-spec:
-  hosts: [${host}]
-  http:
-  - route: [{destination: {host: app.${ns}.internal}}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: app, namespace: ${ns}}
-spec:
-  hosts: [app.${ns}.internal]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1, ports: {http: 8080}}]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: open, namespace: ${ns}}
-spec:
-  action: ALLOW
-  rules: [{to: [{operation: {methods: [GET]}}]}]
-`;
+/** A host routed to one endpoint in namespace `ns`, behind an AuthorizationPolicy (a timed stage). */
+const app = (ns: string, host: string): Doc[] => [
+  virtualService("app", [host], [{ route: [{ destination: { host: `app.${ns}.internal` } }] }], {}, ns),
+  serviceEntry("app", [`app.${ns}.internal`], { location: "MESH_INTERNAL", resolution: "STATIC", endpoints: [{ address: "127.0.0.1", ports: { http: 8080 } }] }, ns),
+  doc("AuthorizationPolicy", "open", { action: "ALLOW", rules: [{ to: [{ operation: { methods: ["GET"] } }] }] }, ns),
+];
 
-const telemetry = (ns: string, percent: number) => `apiVersion: telemetry.istio.io/v1
-kind: Telemetry
-metadata: {name: tracing, namespace: ${ns}}
-spec:
-  tracing: [{providers: [{name: otel}], randomSamplingPercentage: ${percent}}]
-`;
+const tracing = (ns: string, entry: Record<string, unknown>) => doc("Telemetry", "tracing", { tracing: [entry] }, ns);
+const telemetry = (ns: string, percent: number) => tracing(ns, { providers: [{ name: "otel" }], randomSamplingPercentage: percent });
 
-const PROVIDER = `apiVersion: isthmus.dev/v1alpha1
-kind: GatewayConfig
-metadata: {name: isthmus, namespace: istio-system}
-spec:
-  extensionProviders:
-  - name: otel
-    opentelemetry: {endpoint: "http://otlp.test.example", signals: [traces]}
-`;
+const PROVIDER = doc("GatewayConfig", "isthmus", { extensionProviders: [{ name: "otel", opentelemetry: { endpoint: "http://otlp.test.example", signals: ["traces"] } }] }, "istio-system");
 
-async function gateway(...docs: string[]) {
-  const built = await buildConfig([{ path: "test.yaml", text: [PROVIDER, app("shop", "shop.example.com"), app("quiet", "quiet.example.com"), ...docs].join("---\n") }]);
-  if (!built.snapshot) throw new Error(JSON.stringify(built.problems));
-  const runtime = hydrate(built.snapshot);
+async function gateway(...docs: Doc[]) {
+  const runtime = hydrate(await snapshotOf(PROVIDER, ...app("shop", "shop.example.com"), ...app("quiet", "quiet.example.com"), ...docs));
   let clockReads = 0;
   const sent: Request[] = [];
   const deps: PipelineDeps = {
@@ -120,15 +88,7 @@ describe("the trace decision", () => {
   });
 
   it("is not made at entry when some traffic is not traced", async () => {
-    const partial = await gateway(
-      telemetry("istio-system", 100),
-      `apiVersion: telemetry.istio.io/v1
-kind: Telemetry
-metadata: {name: tracing, namespace: quiet}
-spec:
-  tracing: [{disableSpanReporting: true}]
-`,
-    );
+    const partial = await gateway(telemetry("istio-system", 100), tracing("quiet", { disableSpanReporting: true }));
     expect(partial.runtime.telemetry?.sampling).toBeUndefined();
     const quiet = await partial.serve("quiet.example.com");
     // No tracing for this traffic: no context is sent, and x-request-id stays as generated.
