@@ -109,11 +109,11 @@ export class Exporter {
   /**
    * Called once per finished request: flushes when due, else makes sure a
    * flush is scheduled. Returns the promise the request must keep alive in
-   * its waitUntil, or undefined when there is nothing to wait for.
+   * its waitUntil, or undefined when there is nothing to wait for. `now`
+   * is the time the request finished, when the caller has read the clock.
    */
-  finishedRequest(def: TelemetryDef, resource: Resource): Promise<void> | undefined {
+  finishedRequest(def: TelemetryDef, resource: Resource, now: number = this.deps.now()): Promise<void> | undefined {
     this.finished++;
-    const now = this.deps.now();
     const settings = def.settings;
     if (now - this.lastFlush >= settings.flushIntervalMs) return this.flush(def, resource);
     // A count-triggered export carries the buffered spans and log records (memory that grows with

@@ -5,6 +5,8 @@
  */
 import type { IstioMetric, TelemetryDef, TelemetryPlanDef } from "../config/snapshot-telemetry.ts";
 import { evaluate, parseExpression, tagValue, type AttributeReader, type Node } from "./expression.ts";
+import { ISTIO_METRIC_NAMES } from "./metric-names.ts";
+import type { RequestMetricNames } from "./metrics.ts";
 
 export interface TagOverride {
   tag: string;
@@ -23,6 +25,12 @@ export interface RuntimePlan {
   disabledCustom: ReadonlySet<string>;
   /** Label changes per metric; absent when the metric keeps Istio's labels. */
   tags: Partial<Record<IstioMetric, TagOverride[]>>;
+  /**
+   * The request metrics reported, when every one keeps Istio's labels (no
+   * `tags`): their series then share one key, and a store measures them
+   * together (`MetricsStore.measureRequest`). Undefined otherwise.
+   */
+  requestMetrics: RequestMetricNames | undefined;
   accessLog: boolean;
   /** True when the request should be logged (always true without a filter). */
   logFilter: (read: AttributeReader) => boolean;
@@ -94,14 +102,20 @@ function hydratePlan(def: TelemetryPlanDef, scraped: boolean): RuntimePlan {
     });
   }
   const filter = def.accessLog.filter !== undefined ? compiled(def.accessLog.filter) : undefined;
+  const disabled = new Set(def.metrics.disabled);
+  const reported = (metric: IstioMetric) => (disabled.has(metric) ? undefined : ISTIO_METRIC_NAMES[metric]);
   return {
     def,
     active: metrics || accessLog || def.tracing !== undefined,
     metrics,
     prometheus,
-    disabled: new Set(def.metrics.disabled),
+    disabled,
     disabledCustom: new Set(def.metrics.disabledCustom),
     tags,
+    requestMetrics:
+      Object.keys(tags).length === 0
+        ? { count: reported("REQUEST_COUNT"), duration: reported("REQUEST_DURATION"), requestSize: reported("REQUEST_SIZE"), responseSize: reported("RESPONSE_SIZE") }
+        : undefined,
     accessLog,
     logFilter: filter ? (read) => evaluate(filter, read) === true : () => true,
   };

@@ -18,17 +18,23 @@ const UNKNOWN = "unknown";
 /** Label values in the order of ISTIO_LABELS (metric-names.ts). */
 export type LabelValues = string[];
 
-const destinations = new WeakMap<object, Map<EndpointDef | undefined, string[]>>();
-const sources = new WeakMap<TelemetrySettingsDef, string[]>();
+/** Cached label values, with the number that stands for their content in series keys (see `cached`). */
+interface Part {
+  values: string[];
+  id: number;
+}
 
-function sourceValues(settings: TelemetrySettingsDef): string[] {
-  let v = sources.get(settings);
-  if (!v) {
+const destinations = new WeakMap<object, Map<EndpointDef | undefined, Part>>();
+const sources = new WeakMap<TelemetrySettingsDef, Part>();
+
+function sourcePart(settings: TelemetrySettingsDef): Part {
+  let part = sources.get(settings);
+  if (!part) {
     const w = settings.sourceWorkload;
-    v = ["source", w, settings.sourceNamespace, UNKNOWN, w, UNKNOWN, w, "latest", UNKNOWN];
-    sources.set(settings, v);
+    part = cached(["source", w, settings.sourceNamespace, UNKNOWN, w, UNKNOWN, w, "latest", UNKNOWN]);
+    sources.set(settings, part);
   }
-  return v;
+  return part;
 }
 
 /** Short service name: the first label of a Kubernetes service host, else the host. */
@@ -36,51 +42,48 @@ function serviceName(host: string): string {
   return host.endsWith(".svc.cluster.local") ? (host.split(".")[0] as string) : host;
 }
 
-function destinationValues(cluster: ClusterDef | undefined, endpoint: EndpointDef | undefined, passthroughHost: string | undefined): string[] {
-  if (!cluster) {
-    const host = passthroughHost ?? UNKNOWN;
-    return [UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, host, passthroughHost ? serviceName(host) : UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN];
-  }
+/** The destination labels of a request without a cluster (per request: a passthrough's host is one of them). */
+function unroutedValues(passthroughHost: string | undefined): string[] {
+  const host = passthroughHost ?? UNKNOWN;
+  return [UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, host, passthroughHost ? serviceName(host) : UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN];
+}
+
+function destinationPart(cluster: ClusterDef, endpoint: EndpointDef | undefined): Part {
   let byEndpoint = destinations.get(cluster);
   if (!byEndpoint) destinations.set(cluster, (byEndpoint = new Map()));
-  let v = byEndpoint.get(endpoint);
-  if (!v) {
+  let part = byEndpoint.get(endpoint);
+  if (!part) {
     const labels = endpoint?.labels ?? {};
     const app = labels.app ?? UNKNOWN;
     const canonical = labels["service.istio.io/canonical-name"] ?? labels["app.kubernetes.io/name"] ?? labels.app ?? serviceName(cluster.service);
     const revision = labels["service.istio.io/canonical-revision"] ?? labels["app.kubernetes.io/version"] ?? labels.version ?? "latest";
     const version = cluster.subset ?? labels.version ?? UNKNOWN;
     const region = endpoint?.locality?.split("/")[0];
-    v = [UNKNOWN, cluster.namespace, UNKNOWN, app, version, cluster.service, serviceName(cluster.service), cluster.namespace, canonical, revision, region || UNKNOWN];
-    byEndpoint.set(endpoint, v);
+    part = cached([UNKNOWN, cluster.namespace, UNKNOWN, app, version, cluster.service, serviceName(cluster.service), cluster.namespace, canonical, revision, region || UNKNOWN]);
+    byEndpoint.set(endpoint, part);
   }
-  return v;
+  return part;
 }
 
 /**
  * A small number per distinct content of a cached label-value array, so a
  * request's series key stays short. Equal contents share a number (two
  * clusters of one service on different ports have the same labels and must
- * be one series); the content is joined once per array, when first seen.
+ * be one series); the content is joined once per array, when it is cached.
  */
-const ids = new WeakMap<string[], number>();
 const byContent = new Map<string, number>();
 /** Bound on remembered contents (configurations come and go); past it the memory starts over with new numbers. */
 const MAX_CONTENTS = 50_000;
 let lastId = 0;
 
-function idOf(values: string[]): number {
-  let id = ids.get(values);
+function cached(values: string[]): Part {
+  const content = values.join("\u0001");
+  let id = byContent.get(content);
   if (id === undefined) {
-    const content = values.join("\u0001");
-    id = byContent.get(content);
-    if (id === undefined) {
-      if (byContent.size >= MAX_CONTENTS) byContent.clear();
-      byContent.set(content, (id = ++lastId));
-    }
-    ids.set(values, id);
+    if (byContent.size >= MAX_CONTENTS) byContent.clear();
+    byContent.set(content, (id = ++lastId));
   }
-  return id;
+  return { values, id };
 }
 
 /** A finished request's Istio labels: a short key that identifies the values, and the values themselves. */
@@ -99,14 +102,15 @@ export interface IstioLabels {
 export function istioLabels(c: Completed, settings: TelemetrySettingsDef): IstioLabels {
   const ctx = c.context;
   const passthrough = c.record.cluster === "PassthroughCluster" ? ctx?.facts.host : undefined;
-  const source = sourceValues(settings);
-  const destination = destinationValues(ctx?.cluster, c.record.upstreamEndpoint, passthrough);
+  const source = sourcePart(settings);
+  const cluster = ctx?.cluster;
+  const destination = cluster ? destinationPart(cluster, c.record.upstreamEndpoint) : undefined;
   const protocol = c.grpc ? "grpc" : "http";
   const status = String(c.status);
   // A passthrough's destination is built per request (its host); the host itself identifies it.
-  const destinationKey = ctx?.cluster ? String(idOf(destination)) : `p:${passthrough ?? ""}`;
+  const destinationKey = destination ? destination.id : `p:${passthrough ?? ""}`;
   return {
-    key: `${idOf(source)}\u0001${destinationKey}\u0001${protocol}\u0001${c.flags}\u0001${status}\u0001${c.grpcStatus}`,
-    values: () => [...source, ...destination, protocol, c.flags, UNKNOWN, status, c.grpcStatus],
+    key: `${source.id}\u0001${destinationKey}\u0001${protocol}\u0001${c.flags}\u0001${status}\u0001${c.grpcStatus}`,
+    values: () => [...source.values, ...(destination?.values ?? unroutedValues(passthrough)), protocol, c.flags, UNKNOWN, status, c.grpcStatus],
   };
 }

@@ -43,6 +43,8 @@ export class Telemetry {
   /** request.cf is read once per isolate for the colo (a Worker isolate serves one location). */
   private coloRead = false;
   private resource: { def: object; value: Resource } | undefined;
+  /** The stores each plan's metrics go to (see `stores`). */
+  private readonly planStores = new WeakMap<RuntimePlan, MetricsStore[]>();
   /** The telemetry of the snapshot last served, for metrics not tied to a request (JWKS fetches). */
   private current: { telemetry: RuntimeTelemetry; version: string } | undefined;
 
@@ -83,10 +85,11 @@ export class Telemetry {
     /** Reports the request; returns the export to keep alive, if one is due. A failure is logged, never thrown. */
     const finish = (sent: Sent): Promise<void> | undefined => {
       try {
-        const completed = completeRequest({ request, context: result.context, record: result.record, response, end: this.deps.now(), responseBodyBytes: sent.bytes, disconnected: sent.disconnected, head });
+        const end = this.deps.now();
+        const completed = completeRequest({ request, context: result.context, record: result.record, response, end, responseBodyBytes: sent.bytes, disconnected: sent.disconnected, head });
         this.report(completed, telemetry, plan, snapshot.version);
         // Without an OTLP provider (metrics for Prometheus only) there is nothing to export.
-        return telemetry.def.providers.length > 0 ? this.exporter.finishedRequest(telemetry.def, this.resourceFor(telemetry)) : undefined;
+        return telemetry.def.providers.length > 0 ? this.exporter.finishedRequest(telemetry.def, this.resourceFor(telemetry), end) : undefined;
       } catch (err) {
         this.deps.log("telemetry: reporting a request failed", { error: String(err) });
         return undefined;
@@ -134,9 +137,23 @@ export class Telemetry {
     return this.resource.value;
   }
 
-  /** The metrics stores of the plan's providers (none when the metric is disabled there). */
+  /**
+   * The metrics stores of the plan's providers (none when the metric is
+   * disabled there). Without `custom`, kept per plan: a provider's store
+   * lives as long as the isolate, and a new configuration brings new plans
+   * (and so applies its `maxSeries`).
+   */
   private stores(telemetry: RuntimeTelemetry, plan: RuntimePlan, custom?: string): MetricsStore[] {
-    if (!plan.metrics || (custom !== undefined && plan.disabledCustom.has(custom))) return [];
+    if (custom === undefined) {
+      let stores = this.planStores.get(plan);
+      if (!stores) this.planStores.set(plan, (stores = this.openStores(telemetry, plan)));
+      return stores;
+    }
+    return plan.disabledCustom.has(custom) ? [] : this.openStores(telemetry, plan);
+  }
+
+  private openStores(telemetry: RuntimeTelemetry, plan: RuntimePlan): MetricsStore[] {
+    if (!plan.metrics) return [];
     const max = telemetry.def.settings.maxSeries;
     const stores = plan.def.metrics.providers.map((i) => this.exporter.metrics(telemetry.def.providers[i] as OtlpProviderDef, max));
     if (plan.prometheus && this.deps.prometheus) stores.push(this.deps.prometheus.metrics(max));
@@ -182,32 +199,11 @@ export class Telemetry {
       const v = values();
       return (baseAttributes ??= ISTIO_LABELS.map((name, i) => attr(name, v[i] as string)));
     };
-    let read: ReturnType<typeof attributesOf> | undefined;
     const record = c.record;
-    for (const metric of METRICS) {
-      if (plan.disabled.has(metric)) continue;
-      const name = ISTIO_METRIC_NAMES[metric];
-      let key = baseKey;
-      let attributes = base;
-      const overrides = plan.tags[metric];
-      if (overrides) {
-        read ??= attributesOf(c);
-        const v = values();
-        const tags = new Map<string, string>(ISTIO_LABELS.map((n, i) => [n, v[i] as string]));
-        for (const o of overrides) {
-          if (o.value) tags.set(o.tag, o.value(read));
-          else tags.delete(o.tag);
-        }
-        key = [...tags].map(([k, t]) => `${k}=${t}`).join("\u0001");
-        attributes = () => [...tags].map(([k, t]) => attr(k, t));
-      }
-      for (const store of stores) {
-        if (metric === "REQUEST_COUNT") store.add(name, key, attributes);
-        else if (metric === "REQUEST_DURATION") store.record(name, key, attributes, c.durationMs);
-        else if (metric === "REQUEST_SIZE") store.record(name, key, attributes, c.requestBytes);
-        else store.record(name, key, attributes, c.responseBytes);
-      }
-    }
+    // Without label changes the four metrics share the key, and each store finds their series at once.
+    const together = plan.requestMetrics;
+    if (together) for (const store of stores) store.measureRequest(together, baseKey, base, c);
+    else recordTagged(c, plan, stores, baseKey, base, values);
 
     const cluster = record.cluster ?? "unknown";
     // Isthmus's own metrics go to the same stores, unless the plan disables them one by one.
@@ -235,6 +231,35 @@ export class Telemetry {
     }
     for (const store of storesOf(ISTHMUS_METRIC.configVersion)) {
       store.set(ISTHMUS_METRIC.configVersion, version, () => [attr("version", version)], 1);
+    }
+  }
+}
+
+/** Istio's request metrics when the plan changes some of their labels (`tags`): each metric has its own key. */
+function recordTagged(c: Completed, plan: RuntimePlan, stores: MetricsStore[], baseKey: string, base: () => KeyValue[], values: () => LabelValues): void {
+  let read: ReturnType<typeof attributesOf> | undefined;
+  for (const metric of METRICS) {
+    if (plan.disabled.has(metric)) continue;
+    const name = ISTIO_METRIC_NAMES[metric];
+    let key = baseKey;
+    let attributes = base;
+    const overrides = plan.tags[metric];
+    if (overrides) {
+      read ??= attributesOf(c);
+      const v = values();
+      const tags = new Map<string, string>(ISTIO_LABELS.map((n, i) => [n, v[i] as string]));
+      for (const o of overrides) {
+        if (o.value) tags.set(o.tag, o.value(read));
+        else tags.delete(o.tag);
+      }
+      key = [...tags].map(([k, t]) => `${k}=${t}`).join("\u0001");
+      attributes = () => [...tags].map(([k, t]) => attr(k, t));
+    }
+    for (const store of stores) {
+      if (metric === "REQUEST_COUNT") store.add(name, key, attributes);
+      else if (metric === "REQUEST_DURATION") store.record(name, key, attributes, c.durationMs);
+      else if (metric === "REQUEST_SIZE") store.record(name, key, attributes, c.requestBytes);
+      else store.record(name, key, attributes, c.responseBytes);
     }
   }
 }
@@ -278,8 +303,9 @@ export const SMALL_BODY_BYTES = 65_536;
  */
 export function meterBody(response: Response, head: Pick<ResponseHead, "status" | "contentLength"> = responseHead(response)): Metered {
   const body = response.body;
-  // A WebSocket upgrade keeps its own Response (its socket would be lost in a copy).
-  if (!body || head.status === 101 || response.webSocket) return known(response, { bytes: 0, disconnected: false });
+  // A WebSocket upgrade keeps its own Response (its socket would be lost in a copy). workerd refuses a
+  // WebSocket on any other status, so the status says it without reading `webSocket` (a native getter).
+  if (head.status === 101 || !body) return known(response, { bytes: 0, disconnected: false });
   const declared = parseLength(head.contentLength);
   if (declared !== undefined && declared <= SMALL_BODY_BYTES) return known(response, { bytes: declared, disconnected: false });
   if (declared !== undefined && typeof FixedLengthStream === "function") {

@@ -117,6 +117,41 @@ describe("Telemetry.observe", () => {
     expect(reads).toBe(6);
   });
 
+  it("applies a new configuration's maxSeries to the series opened under it", async () => {
+    const withCap = (cap: number) => YAML.replace("  extensionProviders:", `  telemetry: {maxSeries: ${cap}}\n  extensionProviders:`);
+    const hydrated = async (cap: number) => {
+      const built = await buildConfig([{ path: "test.yaml", text: withCap(cap) }]);
+      if (!built.snapshot) throw new Error(JSON.stringify(built.problems));
+      return hydrate(built.snapshot);
+    };
+    const [capped, raised] = [await hydrated(10), await hydrated(100)];
+    const telemetry = new Telemetry({ fetch: async () => new Response(null), now: () => Date.now(), sleep: () => new Promise(() => {}), random: Math.random, secret: () => undefined, log: () => {} });
+    // The upstream answers the status the path ends with: one set of series per status.
+    const deps = { ...memoryDeps(), fetch: async (url: string | URL | Request) => new Response("x", { status: Number(String(url).split("/").pop()) }) };
+    const serve = async (runtime: typeof capped, status: number) => {
+      const request = new Request(`http://app.bench.example.com/items/${status}`, { headers: { host: "app.bench.example.com" } });
+      const response = telemetry.observe(request, await runPipeline(request, runtime, deps, () => {}), runtime, () => {});
+      await response.text();
+      return response.status;
+    };
+    // Under a cap of 10: 200 opens Istio's four series and the config version's, 401 four more, 402 the last
+    // (its count) and folds three, 403 folds all four.
+    for (const status of [200, 401, 402, 403]) expect(await serve(capped, status)).toBe(status);
+    // The next configuration's cap of 100 applies to the same stores: 403 opens its series.
+    expect(await serve(raised, 403)).toBe(403);
+    const provider = raised.telemetry?.def.providers[0];
+    if (!provider) throw new Error("expected the otel provider");
+    const metrics = telemetry.exporter.metrics(provider, 100).collect(Date.now());
+    const counts = metrics.find((m) => m.name === "istio_requests_total")?.sum?.dataPoints.map((p) => [(p.attributes.find((a) => a.key === "response_code")?.value as { stringValue?: string } | undefined)?.stringValue ?? "overflow", p.asInt]);
+    expect(counts).toEqual([
+      ["200", 1],
+      ["401", 1],
+      ["402", 1],
+      ["403", 1],
+      ["overflow", 1],
+    ]);
+  });
+
   it("with a Prometheus endpoint and no OTLP provider, records for scrapes only and never holds a waitUntil", async () => {
     // The benchmark's one-route config as is: no GatewayConfig, no Telemetry, so Istio's default metrics go to `prometheus`.
     const built = await buildConfig([{ path: "test.yaml", text: minimal(8080).yaml }]);

@@ -104,3 +104,77 @@ describe("MetricsStore", () => {
     expect(store.collect(1)[0]?.gauge?.dataPoints.map((p) => p.asInt)).toEqual([1]);
   });
 });
+
+describe("MetricsStore.measureRequest", () => {
+  const NAMES = { count: "istio_requests_total", duration: "istio_request_duration_milliseconds", requestSize: "istio_request_bytes", responseSize: "istio_response_bytes" };
+  const request = (durationMs: number) => ({ durationMs, requestBytes: 300 + durationMs, responseBytes: 1_200 + durationMs });
+
+  /** The same requests through `add` and `record`, metric by metric. */
+  function oneByOne(store: MetricsStore, names: Partial<typeof NAMES>, key: string, m: ReturnType<typeof request>): void {
+    if (names.count) store.add(names.count, key, labels(key));
+    if (names.duration) store.record(names.duration, key, labels(key), m.durationMs);
+    if (names.requestSize) store.record(names.requestSize, key, labels(key), m.requestBytes);
+    if (names.responseSize) store.record(names.responseSize, key, labels(key), m.responseBytes);
+  }
+
+  it("reports what add and record report, over intervals, for the metrics named", () => {
+    const names = { ...NAMES, requestSize: undefined };
+    const together = new MetricsStore(100, 0);
+    const apart = new MetricsStore(100, 0);
+    // Interval 2 measures only key b: a's series is dropped there and opened again in interval 3.
+    const intervals = [["a", "b", "a"], ["b"], ["a", "a", "b"]];
+    intervals.forEach((keys, i) => {
+      keys.forEach((key, j) => {
+        together.measureRequest(names, key, labels(key), request(j * 7));
+        oneByOne(apart, names, key, request(j * 7));
+      });
+      expect(together.collect(i + 1)).toEqual(apart.collect(i + 1));
+    });
+  });
+
+  it("measures a series the previous interval reported, after the collection", () => {
+    // The series found stay known only for their interval: collected, they are no longer touched.
+    const store = new MetricsStore(100, 0);
+    store.measureRequest(NAMES, "a", labels("a"), request(1));
+    store.collect(1);
+    store.measureRequest(NAMES, "a", labels("a"), request(2));
+    const counted = store.collect(2).find((m) => m.name === NAMES.count);
+    expect(counted?.sum?.dataPoints.map((p) => p.asInt)).toEqual([1]);
+  });
+
+  it("follows a plan whose metrics change under the same key", () => {
+    const store = new MetricsStore(100, 0);
+    store.measureRequest({ ...NAMES, duration: undefined }, "a", labels("a"), request(1));
+    store.measureRequest(NAMES, "a", labels("a"), request(2));
+    const metrics = store.collect(1);
+    expect(metrics.find((m) => m.name === NAMES.count)?.sum?.dataPoints[0]?.asInt).toBe(2);
+    expect(metrics.find((m) => m.name === NAMES.duration)?.histogram?.dataPoints[0]?.count).toBe(1);
+  });
+
+  it("counts a fold per metric and request beyond the cap, as add and record do", () => {
+    const together = new MetricsStore(4, 0);
+    const apart = new MetricsStore(4, 0);
+    for (const key of ["a", "b", "b", "a", "c"]) {
+      together.measureRequest(NAMES, key, labels(key), request(3));
+      oneByOne(apart, NAMES, key, request(3));
+    }
+    const collected = together.collect(1);
+    expect(collected).toEqual(apart.collect(1));
+    expect(collected.find((m) => m.name === "isthmus_telemetry_series_folded_total")?.sum?.dataPoints[0]?.asInt).toBe(12);
+  });
+});
+
+describe("MetricsStore.set", () => {
+  it("reports a gauge set on every request in each interval it is set in", () => {
+    const store = new MetricsStore(100, 0);
+    const version = () => [attr("version", "v1")];
+    store.set("isthmus_config_version", "v1", version, 1);
+    store.set("isthmus_config_version", "v1", version, 1);
+    expect(store.collect(1)[0]?.gauge?.dataPoints.map((p) => p.asInt)).toEqual([1]);
+    // Known from the last interval, it must be touched again to be reported.
+    store.set("isthmus_config_version", "v1", version, 1);
+    expect(store.collect(2)[0]?.gauge?.dataPoints.map((p) => p.asInt)).toEqual([1]);
+    store.set("isthmus_config_version", "v2", () => [attr("version", "v2")], 1);
+    expect(store.collect(3)[0]?.gauge?.dataPoints.map((p) => p.attributes[0]?.value)).toEqual([{ stringValue: "v2" }]);
+  });
+});
