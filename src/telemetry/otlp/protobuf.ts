@@ -100,10 +100,16 @@ export function millisToNanos(ms: number): bigint {
   return Number.isInteger(ms) ? BigInt(ms) * 1_000_000n : BigInt(Math.round(ms * 1000)) * 1000n;
 }
 
+/** Lower-case hex (trace and span ids, validated where they were read or made) → bytes, without a string per byte. */
 function hexBytes(hex: string): Uint8Array {
   const out = new Uint8Array(hex.length >> 1);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
+  for (let i = 0; i < out.length; i++) out[i] = (nibble(hex.charCodeAt(2 * i)) << 4) | nibble(hex.charCodeAt(2 * i + 1));
   return out;
+}
+
+/** A hex digit's value (`0-9`, `a-f`, `A-F`). */
+function nibble(code: number): number {
+  return code <= 57 ? code - 48 : (code | 32) - 87;
 }
 
 function writeField(w: Writer, field: Field, value: unknown): void {
