@@ -1,5 +1,5 @@
 /**
- * `npm run bench:instructions -- [--requests N] [--rounds N] [--warmup N] [--chunk N] [--only id,id] [--keep]`:
+ * `npm run bench:instructions -- [--requests N] [--rounds N] [--warmup N] [--chunk N] [--chunked] [--only id,id] [--keep]`:
  * machine instructions per request inside workerd, counted by Valgrind's
  * callgrind, for the passthrough Workers and Isthmus's configs.
  *
@@ -34,6 +34,16 @@
  * (an idle gateway rebuilds its Durable Object and compiled code on the next
  * requests: NOTES, twelfth pass). The exports' cost is left out (at full
  * speed it is ~0.2–0.3% of a request, NOTES, eleventh pass).
+ *
+ * `--chunked` counts every subject that way (one without metric exports
+ * gets ~22 s of uncounted traffic between chunks, about what the other
+ * waits for its next export), and the table then gives each one's median
+ * chunk, and the median of each chunk less what V8's optimizing compilers
+ * did in it (read with `callgrind_annotate` once the subject is done). A
+ * round holds whatever compiling fell into it: V8 compiles code again
+ * after a major GC threw it away, in bursts of 1.3–2× a chunk's cost, and
+ * most chunks hold a little (NOTES, twelfth and thirteenth passes). With
+ * both realistic subjects, the table ends with telemetry's share.
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -44,7 +54,7 @@ import { workerdBinary } from "../src/cli/commands/serve.ts";
 import { minimal, realistic, type BenchConfig, type RequestSpec } from "./configs.ts";
 import { PASSTHROUGH, PASSTHROUGH_ENVOY_HEADERS, PASSTHROUGH_OBJECT, startServe, UPSTREAM_REQUEST, writeBareWorker, type BenchEnv } from "./contenders.ts";
 import { debianBinary, ensureDebianPackage } from "./debian.ts";
-import { callgrindTotal, instructionTable, type InstructionRow } from "./instructions-report.ts";
+import { callgrindTotal, compilerInstructions, instructionTable, type InstructionRow } from "./instructions-report.ts";
 import { freePort, runLoad, startPinned, stopProc, waitForPort } from "./processes.ts";
 import { startSideServers } from "./side-servers.ts";
 
@@ -97,7 +107,15 @@ const SUBJECTS: Subject[] = [
 ];
 
 const { values } = parseArgs({
-  options: { requests: { type: "string" }, rounds: { type: "string" }, warmup: { type: "string" }, chunk: { type: "string" }, only: { type: "string" }, keep: { type: "boolean" } },
+  options: {
+    requests: { type: "string" },
+    rounds: { type: "string" },
+    warmup: { type: "string" },
+    chunk: { type: "string" },
+    chunked: { type: "boolean" },
+    only: { type: "string" },
+    keep: { type: "boolean" },
+  },
 });
 const requests = Number(values.requests ?? "3000");
 const rounds = Number(values.rounds ?? "3");
@@ -110,6 +128,7 @@ if (subjects.length === 0) throw new Error(`--only: none of ${only?.join(", ")};
 const log = (s: string) => console.error(`instructions: ${s}`);
 const valgrind = ensureDebianPackage("valgrind", "valgrind", log);
 const control = debianBinary("callgrind_control");
+const annotate = debianBinary("callgrind_annotate");
 if (!valgrind || !control) throw new Error("valgrind is not installed and could not be (Debian package valgrind; apt-get needs root)");
 
 /** Sends exactly `count` requests, 8 connections, closed loop, from the generator core; `checked`: every one must be answered 200. */
@@ -138,8 +157,9 @@ try {
       // The chunks' size: what it serves in 8 s while callgrind counts (~3 times slower than not), by the
       // harness's clock, from 200 more requests after 50 (callgrind's first requests re-instrument code).
       // Checked, not counted: the counts are zeroed before each chunk.
+      const inChunks = subject.exportsMetrics === true || values.chunked === true;
       let chunk = fixedChunk ?? 0;
-      if (subject.exportsMetrics && fixedChunk === undefined) {
+      if (inChunks && fixedChunk === undefined) {
         spawnSync(control, ["--instr=on", pid]);
         await send(port, specs, 50, true);
         const probeStart = Date.now();
@@ -149,6 +169,9 @@ try {
         log(`${subject.id}: chunks of ${chunk} requests`);
       }
       const perRequest: number[] = [];
+      const chunks: number[] = [];
+      /** Each counted chunk's dump and size, annotated once the subject is done (no idle gaps between chunks). */
+      const chunkDumps: { dump: string; n: number }[] = [];
       /** Counts `n` requests: zeroes, counts, dumps; returns the dump's total instructions and its path. */
       const counted = async (n: number): Promise<{ total: number; dump: string }> => {
         spawnSync(control, ["--zero", pid]);
@@ -162,23 +185,29 @@ try {
       for (let r = 1; r <= rounds; r++) {
         let total = 0;
         let where: string;
-        if (subject.exportsMetrics) {
+        if (inChunks) {
           // Chunks, each dumped; one that held a metrics export is left out and sent again.
           let sent = 0;
           let held = 0;
           const dumps: string[] = [];
+          const meanwhile = () => send(port, specs, 25, true);
           while (sent < requests) {
             // Uncounted traffic keeps flowing while it waits, as at full speed: an idle gateway lets workerd
             // evict the rate limiter's object and V8 drop compiled code, and the first requests after the
             // gap would carry their rebuilding (~3.5M instructions of SQLite statements alone, NOTES twelfth pass).
-            await afterNextMetricsExport(side.env.otlpEndpoint, () => send(port, specs, 25, true));
-            const before = await metricsExports(side.env.otlpEndpoint);
+            // A subject without metric exports gets as much as the other waits for its next export (the 25 s
+            // interval less a chunk's ~8 s, then 5 s without one), so that both meet the same major GCs between chunks.
+            if (subject.exportsMetrics) await afterNextMetricsExport(side.env.otlpEndpoint, meanwhile);
+            else await busyFor(22_000, meanwhile);
+            const before = subject.exportsMetrics ? await metricsExports(side.env.otlpEndpoint) : 0;
             const n = Math.min(chunk, requests - sent);
             const part = await counted(n);
-            if ((await metricsExports(side.env.otlpEndpoint)) === before) {
+            if (!subject.exportsMetrics || (await metricsExports(side.env.otlpEndpoint)) === before) {
               total += part.total;
               sent += n;
               dumps.push(part.dump);
+              chunks.push(part.total / n);
+              chunkDumps.push({ dump: part.dump, n });
             } else if (++held > 5) throw new Error(`${subject.id}: metric exports keep landing among counted requests; try a smaller --chunk than ${chunk}`);
             else log(`${subject.id}: a metrics export landed in a chunk of ${n} (left out, sent again)`);
           }
@@ -191,7 +220,9 @@ try {
         perRequest.push(total / requests);
         log(`${subject.id}: round ${r}: ${(perRequest.at(-1) as number).toFixed(0)} instructions per request (${where})`);
       }
-      rows.push({ id: subject.id, label: subject.label, perRequest });
+      await stopProc(proc);
+      const compiling = inChunks && annotate ? chunkDumps.map(({ dump, n }) => compilerInstructions(listing(dump)) / n) : undefined;
+      rows.push({ id: subject.id, label: subject.label, perRequest, chunks: inChunks ? chunks : undefined, compiling });
     } finally {
       await stopProc(proc);
     }
@@ -202,6 +233,19 @@ try {
 }
 console.log(instructionTable(rows, { requests, rounds, warmup }));
 if (values.keep) log(`profiles kept in ${root}`);
+
+/** `callgrind_annotate`'s listing of a dump: every function with its own instructions. */
+function listing(dump: string): string {
+  const out = spawnSync(annotate as string, ["--threshold=100", dump], { encoding: "utf8", maxBuffer: 512 * 1024 * 1024 });
+  if (out.status !== 0) throw new Error(`callgrind_annotate ${dump} failed: ${out.stderr}`);
+  return out.stdout;
+}
+
+/** Runs `meanwhile` again and again for `ms`. */
+async function busyFor(ms: number, meanwhile: () => Promise<void>): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) await meanwhile();
+}
 
 /** Metrics exports the benchmark's OTLP sink has received. */
 async function metricsExports(otlpEndpoint: string): Promise<number> {

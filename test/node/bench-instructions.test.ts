@@ -4,7 +4,7 @@
  * when both are CPU-bound.
  */
 import { describe, expect, it } from "vitest";
-import { callgrindTotal, instructionTable } from "../../bench/instructions-report.ts";
+import { callgrindTotal, compilerInstructions, instructionTable } from "../../bench/instructions-report.ts";
 
 describe("callgrindTotal", () => {
   it("reads the totals line of a dump", () => {
@@ -32,13 +32,73 @@ describe("instructionTable", () => {
       ],
       run,
     );
-    expect(table).toContain("| passthrough (`passthrough`) | 463k | 480k, 456k, 463k | 100% |");
+    expect(table).toContain("| passthrough (`passthrough`) | 463k | 480k, 456k, 463k | — | — | 100% |");
     // 463 / 719 = 64%
-    expect(table).toContain("| minimal (`isthmus-minimal`) | 719k | 742k, 716k, 719k | 64% |");
+    expect(table).toContain("| minimal (`isthmus-minimal`) | 719k | 742k, 716k, 719k | — | — | 64% |");
   });
 
   it("leaves the ratio out without a passthrough row", () => {
     const table = instructionTable([{ id: "isthmus", label: "realistic", perRequest: [1_600_000] }], run);
-    expect(table).toContain("| realistic (`isthmus`) | 1600k | 1600k | — |");
+    expect(table).toContain("| realistic (`isthmus`) | 1600k | 1600k | — | — | — |");
+  });
+});
+
+describe("telemetry's share", () => {
+  const run = { requests: 1500, rounds: 3, warmup: 4000 };
+
+  it("compares median chunks when both subjects were counted in chunks, as a throughput difference", () => {
+    const table = instructionTable(
+      [
+        { id: "isthmus-telemetry-off", label: "off", perRequest: [1_240_000, 1_243_000, 1_245_000], chunks: [1_250_000, 1_238_000, 1_240_000, 1_900_000] },
+        // A round holding a recompilation burst is far above the typical chunk.
+        { id: "isthmus", label: "on", perRequest: [1_355_000, 1_605_000, 1_374_000], chunks: [1_331_000, 1_325_000, 1_340_000, 2_892_000] },
+      ],
+      run,
+    );
+    expect(table).toContain("| on (`isthmus`) | 1374k | 1355k, 1605k, 1374k | 1336k (4 chunks) | — | — |");
+    // median chunks 1,336k and 1,245k: +91k, +7.3% over off, 1 − 1245/1336 = 6.8% less throughput.
+    expect(table).toContain("Telemetry (on − off, median chunk of each): 91k instructions per request (+7.3% over off), so 6.8% less throughput when CPU-bound (target ≤ 5%).");
+  });
+
+  it("falls back to median rounds when off was counted whole", () => {
+    const table = instructionTable(
+      [
+        { id: "isthmus-telemetry-off", label: "off", perRequest: [1_000_000] },
+        { id: "isthmus", label: "on", perRequest: [1_100_000], chunks: [1_050_000] },
+      ],
+      run,
+    );
+    expect(table).toContain("| off (`isthmus-telemetry-off`) | 1000k | 1000k | — | — | — |");
+    expect(table).toContain("Telemetry (on − off, median round of each): 100k instructions per request (+10.0% over off), so 9.1% less throughput when CPU-bound (target ≤ 5%).");
+  });
+});
+
+describe("compilerInstructions", () => {
+  it("sums what V8's optimizing compilers did, and nothing else", () => {
+    const listing = [
+      "--------------------------------------------------------------------------------",
+      "1,939,221,301 (100.0%)  PROGRAM TOTALS",
+      "  12,000 ( 0.01%)  ???:v8::internal::compiler::GraphReducer::ReduceTop() [/x/workerd]",
+      "   3,400 ( 0.00%)  ???:v8::internal::maglev::MaglevGraphBuilder::Build() [/x/workerd]",
+      "     600 ( 0.00%)  ???:v8::internal::compiler::turboshaft::Assembler::Emit() [/x/workerd]",
+      "  90,000 ( 0.05%)  ???:v8::internal::Scavenger::Process(v8::JobDelegate*) [/x/workerd]",
+      "  50,000 ( 0.03%)  ???:0x000000000a1b2c3d [???]",
+    ].join("\n");
+    expect(compilerInstructions(listing)).toBe(16_000);
+  });
+
+  it("judges telemetry by each chunk less its compiling when both subjects were annotated", () => {
+    const table = instructionTable(
+      [
+        // The off subject's second chunk compiled 60k per request, the on subject's third 1,500k.
+        { id: "isthmus-telemetry-off", label: "off", perRequest: [1_250_000], chunks: [1_230_000, 1_300_000, 1_240_000], compiling: [0, 60_000, 5_000] },
+        { id: "isthmus", label: "on", perRequest: [1_400_000], chunks: [1_310_000, 1_320_000, 2_800_000], compiling: [0, 4_000, 1_500_000] },
+      ],
+      { requests: 1500, rounds: 1, warmup: 4000 },
+    );
+    expect(table).toContain("| on (`isthmus`) | 1400k | 1400k | 1320k (3 chunks) | 1310k | — |");
+    // Without compiling: off 1,230k, 1,240k, 1,235k → 1,235k; on 1,310k, 1,316k, 1,300k → 1,310k.
+    expect(table).toContain("Telemetry (on − off, median chunk without compiling, each): 75k instructions per request (+6.1% over off), so 5.7% less throughput when CPU-bound (target ≤ 5%).");
+    expect(table).toContain("Telemetry (on − off, median chunk of each): 80k instructions per request");
   });
 });
