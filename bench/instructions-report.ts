@@ -49,15 +49,17 @@ export function callgrindTotal(dump: string): number {
 
 /**
  * A Markdown table: median instructions per request (thousands), every
- * round, the median chunk for subjects counted in chunks, and the
- * passthrough's count divided by each row's (the throughput ratio to
- * expect when both are CPU-bound), when a `passthrough` row exists. With
- * the realistic config counted both with telemetry on (`isthmus`) and off
- * (`isthmus-telemetry-off`), a line gives telemetry's share.
+ * round, for subjects counted in chunks the median chunk and the median
+ * chunk less its compiling, and the passthrough's count divided by each
+ * row's (the throughput ratio to expect when both are CPU-bound), when a
+ * `passthrough` row exists. With the realistic config counted both with
+ * telemetry on (`isthmus`) and off (`isthmus-telemetry-off`), a line gives
+ * telemetry's share (`telemetryShare`).
  *
- * A round's mean holds whatever recompilation bursts (V8 compiling again
- * after a major GC) fell into it, up to ±20% for the realistic config; the
- * median chunk is the request's own work (bench/NOTES.md, twelfth pass).
+ * A round's mean holds whatever recompiling (V8 compiling again after a
+ * major GC) fell into it, up to ±20% for the realistic config; the median
+ * chunk less its compiling is the request's own work (bench/NOTES.md,
+ * twelfth and thirteenth passes).
  */
 export function instructionTable(rows: readonly InstructionRow[], run: { requests: number; rounds: number; warmup: number }): string {
   const base = rows.find((r) => r.id === "passthrough");

@@ -169,9 +169,8 @@ try {
         log(`${subject.id}: chunks of ${chunk} requests`);
       }
       const perRequest: number[] = [];
-      const chunks: number[] = [];
-      /** Each counted chunk's dump and size, annotated once the subject is done (no idle gaps between chunks). */
-      const chunkDumps: { dump: string; n: number }[] = [];
+      /** Each counted chunk's dump, size and instructions per request; annotated once the subject is done (no idle gaps between chunks). */
+      const chunks: { dump: string; n: number; perRequest: number }[] = [];
       /** Counts `n` requests: zeroes, counts, dumps; returns the dump's total instructions and its path. */
       const counted = async (n: number): Promise<{ total: number; dump: string }> => {
         spawnSync(control, ["--zero", pid]);
@@ -206,8 +205,7 @@ try {
               total += part.total;
               sent += n;
               dumps.push(part.dump);
-              chunks.push(part.total / n);
-              chunkDumps.push({ dump: part.dump, n });
+              chunks.push({ dump: part.dump, n, perRequest: part.total / n });
             } else if (++held > 5) throw new Error(`${subject.id}: metric exports keep landing among counted requests; try a smaller --chunk than ${chunk}`);
             else log(`${subject.id}: a metrics export landed in a chunk of ${n} (left out, sent again)`);
           }
@@ -221,8 +219,8 @@ try {
         log(`${subject.id}: round ${r}: ${(perRequest.at(-1) as number).toFixed(0)} instructions per request (${where})`);
       }
       await stopProc(proc);
-      const compiling = inChunks && annotate ? chunkDumps.map(({ dump, n }) => compilerInstructions(listing(dump)) / n) : undefined;
-      rows.push({ id: subject.id, label: subject.label, perRequest, chunks: inChunks ? chunks : undefined, compiling });
+      const compiling = inChunks && annotate ? chunks.map(({ dump, n }) => compilerInstructions(listing(dump)) / n) : undefined;
+      rows.push({ id: subject.id, label: subject.label, perRequest, chunks: inChunks ? chunks.map((c) => c.perRequest) : undefined, compiling });
     } finally {
       await stopProc(proc);
     }
