@@ -138,16 +138,30 @@ function readProc(path: string): string | undefined {
   }
 }
 
+/** Ports handed out by freePort in this process: each is closed when returned, so the OS may offer it again. */
+const handedOut = new Set<number>();
+
+/**
+ * A port free now and not handed out before in this process: two calls in a
+ * row (a side server's, then a contender's) never collide. The end-to-end
+ * tests use it too (test/helpers/gateway.ts).
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => resolve(port));
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const server = createServer();
+      server.once("error", reject);
+      server.listen(0, "127.0.0.1", () => {
+        const address = server.address();
+        const bound = typeof address === "object" && address ? address.port : 0;
+        server.close(() => resolve(bound));
+      });
     });
-  });
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 /**

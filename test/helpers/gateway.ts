@@ -5,9 +5,9 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "../../bench/processes.ts";
 
 export const ADMIN_TOKEN = "test-admin-token";
 
@@ -41,30 +41,8 @@ export interface StartOptions {
   env?: Record<string, string>;
 }
 
-/** Ports handed out by freePort in this process: each is closed when returned, so the OS may offer it again. */
-const handedOut = new Set<number>();
-
-/**
- * A port free now and not handed out before in this process: two calls in a
- * row (a test's --health-port, then the gateway's own --port) never collide.
- */
-export async function freePort(): Promise<number> {
-  for (;;) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const server = createServer();
-      server.once("error", reject);
-      server.listen(0, "127.0.0.1", () => {
-        const address = server.address();
-        const bound = typeof address === "object" && address ? address.port : 0;
-        server.close(() => resolve(bound));
-      });
-    });
-    if (!handedOut.has(port)) {
-      handedOut.add(port);
-      return port;
-    }
-  }
-}
+/** A port free now and not handed out before in this process (the benchmark harness's, shared). */
+export { freePort };
 
 export async function startGateway(yaml: string, options: StartOptions = {}): Promise<Gateway> {
   const command = options.command ?? "dev";
