@@ -7,6 +7,8 @@ import { median } from "./report.ts";
 export interface InstructionRow {
   id: string;
   label: string;
+  /** Which pass over the subjects (`--repeat`) counted this row; undefined with one pass. */
+  pass?: number;
   /** Instructions per request, one per round. */
   perRequest: number[];
   /** Instructions per request of each counted chunk, when the subject was counted in chunks. */
@@ -61,21 +63,24 @@ export function callgrindTotal(dump: string): number {
  * chunk less its compiling is the request's own work (bench/NOTES.md,
  * twelfth and thirteenth passes).
  */
-export function instructionTable(rows: readonly InstructionRow[], run: { requests: number; rounds: number; warmup: number }): string {
-  const base = rows.find((r) => r.id === "passthrough");
+export function instructionTable(rows: readonly InstructionRow[], run: { requests: number; rounds: number; warmup: number; passes?: number }): string {
   const k = (n: number) => `${(n / 1000).toFixed(0)}k`;
+  const passes = run.passes ?? 1;
   const lines = [
-    `Instructions per request inside workerd (callgrind; ${run.rounds} rounds of ${run.requests} requests after ${run.warmup} to warm up; median round):`,
+    `Instructions per request inside workerd (callgrind; ${run.rounds} rounds of ${run.requests} requests after ${run.warmup} to warm up; median round${passes > 1 ? `; ${passes} passes over the subjects, one after the other` : ""}):`,
     "",
     "| contender | instructions per request | rounds | median chunk | median chunk without compiling | passthrough ÷ this |",
     "|---|---|---|---|---|---|",
   ];
   for (const row of rows) {
     const m = median(row.perRequest);
+    // Each row against the passthrough of its own pass.
+    const base = rows.find((r) => r.id === "passthrough" && r.pass === row.pass);
     const ratio = base ? `${((median(base.perRequest) / m) * 100).toFixed(0)}%` : "—";
     const chunk = row.chunks?.length ? `${k(median(row.chunks))} (${row.chunks.length} chunks)` : "—";
     const own = ownWork(row);
-    lines.push(`| ${row.label} (\`${row.id}\`) | ${k(m)} | ${row.perRequest.map(k).join(", ")} | ${chunk} | ${own === undefined ? "—" : k(own)} | ${ratio} |`);
+    const label = row.pass === undefined ? row.label : `${row.label}, pass ${row.pass}`;
+    lines.push(`| ${label} (\`${row.id}\`) | ${k(m)} | ${row.perRequest.map(k).join(", ")} | ${chunk} | ${own === undefined ? "—" : k(own)} | ${ratio} |`);
   }
   const share = telemetryShare(rows);
   if (share) lines.push("", share);
@@ -89,26 +94,62 @@ function ownWork(row: InstructionRow): number | undefined {
   return median(chunks.map((c, i) => c - (compiling[i] as number)));
 }
 
+/** One reading of telemetry's cost: the telemetry-on and -off subjects' instructions per request by one measure. */
+interface Reading {
+  by: string;
+  on: number;
+  off: number;
+}
+
+/**
+ * The readings of one on/off pair, the preferred first: the median chunk
+ * without compiling and the median chunk when both subjects were counted
+ * in chunks (`--chunked`) and annotated; the median chunk when only
+ * chunked; else the median round of each.
+ */
+function readings(on: InstructionRow, off: InstructionRow): Reading[] {
+  const [ownOn, ownOff] = [ownWork(on), ownWork(off)];
+  const chunked = on.chunks?.length && off.chunks?.length ? { by: "median chunk", on: median(on.chunks), off: median(off.chunks) } : undefined;
+  if (ownOn !== undefined && ownOff !== undefined && chunked) return [{ by: "median chunk without compiling", on: ownOn, off: ownOff }, chunked];
+  if (chunked) return [chunked];
+  return [{ by: "median round", on: median(on.perRequest), off: median(off.perRequest) }];
+}
+
+/** CPU-bound throughput follows 1 / instructions: on serves off/on as many requests, so 1 − off/on fewer (percent). */
+function fewer(r: Reading): number {
+  return (1 - r.off / r.on) * 100;
+}
+
 /**
  * What telemetry costs the realistic request, on − off, and the throughput
  * difference that makes when CPU-bound (1 − off/on, the target's measure);
  * undefined without both rows. Judged by the median chunk without
  * compiling when both subjects were counted in chunks (`--chunked`) and
  * annotated, then by the median chunk; else by the median round of each.
+ * With several passes over the subjects (`--repeat`), each pass's on is
+ * read against its own off, and each measure gives every pass and their
+ * median.
  */
 export function telemetryShare(rows: readonly InstructionRow[]): string | undefined {
-  const on = rows.find((r) => r.id === "isthmus");
-  const off = rows.find((r) => r.id === "isthmus-telemetry-off");
-  if (!on || !off) return undefined;
-  const line = (by: string, a: number, b: number) => {
-    // CPU-bound throughput follows 1 / instructions: on serves off/on as many requests, so 1 − off/on fewer.
-    const fewer = (1 - b / a) * 100;
-    return `Telemetry (on − off, ${by}): ${((a - b) / 1000).toFixed(0)}k instructions per request (+${(((a - b) / b) * 100).toFixed(1)}% over off), so ${fewer.toFixed(1)}% less throughput when CPU-bound (target ≤ 5%).`;
-  };
-  const [ownOn, ownOff] = [ownWork(on), ownWork(off)];
-  if (ownOn !== undefined && ownOff !== undefined) {
-    return [line("median chunk without compiling, each", ownOn, ownOff), line("median chunk of each", median(on.chunks as number[]), median(off.chunks as number[]))].join("\n");
+  const pairs: Reading[][] = [];
+  for (const on of rows) {
+    if (on.id !== "isthmus") continue;
+    const off = rows.find((r) => r.id === "isthmus-telemetry-off" && r.pass === on.pass);
+    if (off) pairs.push(readings(on, off));
   }
-  if (on.chunks?.length && off.chunks?.length) return line("median chunk of each", median(on.chunks), median(off.chunks));
-  return line("median round of each", median(on.perRequest), median(off.perRequest));
+  const first = pairs[0];
+  if (!first) return undefined;
+  const k = (n: number) => `${(n / 1000).toFixed(0)}k`;
+  if (pairs.length === 1) {
+    return first
+      .map((r) => `Telemetry (on − off, by the ${r.by} of each): ${k(r.on - r.off)} instructions per request (+${(((r.on - r.off) / r.off) * 100).toFixed(1)}% over off), so ${fewer(r).toFixed(1)}% less throughput when CPU-bound (target ≤ 5%).`)
+      .join("\n");
+  }
+  return first
+    .map((r, i) => {
+      const same = pairs.map((p) => p[i]).filter((x): x is Reading => x?.by === r.by);
+      const shares = same.map(fewer);
+      return `Telemetry (1 − off/on by the ${r.by} of each, pass by pass): ${shares.map((x) => `${x.toFixed(1)}%`).join(", ")} (on − off ${same.map((x) => k(x.on - x.off)).join(", ")} instructions per request); median of ${shares.length} passes ${median(shares).toFixed(1)}% less throughput when CPU-bound (target ≤ 5%).`;
+    })
+    .join("\n");
 }

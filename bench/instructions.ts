@@ -1,5 +1,5 @@
 /**
- * `npm run bench:instructions -- [--requests N] [--rounds N] [--warmup N] [--chunk N] [--chunked] [--only id,id] [--keep]`:
+ * `npm run bench:instructions -- [--requests N] [--rounds N] [--warmup N] [--chunk N] [--chunked] [--repeat N] [--only id,id] [--keep]`:
  * machine instructions per request inside workerd, counted by Valgrind's
  * callgrind, for the passthrough Workers and Isthmus's configs.
  *
@@ -44,6 +44,13 @@
  * after a major GC threw it away, in bursts of 1.3–2× a chunk's cost, and
  * most chunks hold a little (NOTES, twelfth and thirteenth passes). With
  * both realistic subjects, the table ends with telemetry's share.
+ *
+ * `--repeat N` runs the whole list of subjects N times over, one pass
+ * after the other (off, on, off, on…), each subject in a fresh workerd.
+ * The same subject's median chunk differs by 2–3% between runs (which
+ * code V8 optimized and when its major GCs fell), as much as the margin
+ * the telemetry target leaves, so telemetry's share is given for each pass
+ * and as the median of the passes (NOTES, fourteenth pass).
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -113,6 +120,7 @@ const { values } = parseArgs({
     warmup: { type: "string" },
     chunk: { type: "string" },
     chunked: { type: "boolean" },
+    repeat: { type: "string" },
     only: { type: "string" },
     keep: { type: "boolean" },
   },
@@ -120,6 +128,8 @@ const { values } = parseArgs({
 const requests = Number(values.requests ?? "3000");
 const rounds = Number(values.rounds ?? "3");
 const warmup = Number(values.warmup ?? "4000");
+const passes = Number(values.repeat ?? "1");
+if (!Number.isInteger(passes) || passes < 1) throw new Error(`--repeat: expected a whole number of passes of at least 1, got ${values.repeat}`);
 /** Requests per counted chunk between two metric exports (25 s apart); default: what a probe says it serves in 8 s while counted. */
 const fixedChunk = values.chunk === undefined ? undefined : Number(values.chunk);
 const only = values.only?.split(",");
@@ -141,8 +151,9 @@ const root = mkdtempSync(join(tmpdir(), "isthmus-instructions-"));
 const side = await startSideServers(GEN_CPU);
 const rows: InstructionRow[] = [];
 try {
-  for (const subject of subjects) {
-    const dir = join(root, subject.id);
+  for (let pass = 1; pass <= passes; pass++) for (const subject of subjects) {
+    const name = passes > 1 ? `${subject.id}-${pass}` : subject.id;
+    const dir = join(root, name);
     mkdirSync(dir);
     const port = await freePort();
     const { capnp, flags, requests: specs } = await subject.prepare(dir, side.env, port);
@@ -151,7 +162,7 @@ try {
     try {
       await waitForPort(port, 300_000, proc);
       const pid = String(proc.child.pid);
-      log(`${subject.id}: warming up (${warmup} requests)`);
+      log(`${name}: warming up (${warmup} requests)`);
       // The first requests may land before the gateway has loaded its config (503 NC): not counted, not checked.
       await send(port, specs, warmup, false);
       // The chunks' size: what it serves in 8 s while callgrind counts (~3 times slower than not), by the
@@ -166,7 +177,7 @@ try {
         await send(port, specs, 200, true);
         chunk = Math.max(10, Math.floor((200 * 8_000) / (Date.now() - probeStart)));
         spawnSync(control, ["--instr=off", pid]);
-        log(`${subject.id}: chunks of ${chunk} requests`);
+        log(`${name}: chunks of ${chunk} requests`);
       }
       const perRequest: number[] = [];
       /** Each counted chunk's dump, size and instructions per request; annotated once the subject is done (no idle gaps between chunks). */
@@ -206,8 +217,8 @@ try {
               sent += n;
               dumps.push(part.dump);
               chunks.push({ dump: part.dump, n, perRequest: part.total / n });
-            } else if (++held > 5) throw new Error(`${subject.id}: metric exports keep landing among counted requests; try a smaller --chunk than ${chunk}`);
-            else log(`${subject.id}: a metrics export landed in a chunk of ${n} (left out, sent again)`);
+            } else if (++held > 5) throw new Error(`${name}: metric exports keep landing among counted requests; try a smaller --chunk than ${chunk}`);
+            else log(`${name}: a metrics export landed in a chunk of ${n} (left out, sent again)`);
           }
           where = `${dumps.length} dumps of up to ${chunk} requests, the last ${dumps.at(-1)}`;
         } else {
@@ -216,11 +227,11 @@ try {
           where = all.dump;
         }
         perRequest.push(total / requests);
-        log(`${subject.id}: round ${r}: ${(perRequest.at(-1) as number).toFixed(0)} instructions per request (${where})`);
+        log(`${name}: round ${r}: ${(perRequest.at(-1) as number).toFixed(0)} instructions per request (${where})`);
       }
       await stopProc(proc);
       const compiling = inChunks && annotate ? chunks.map(({ dump, n }) => compilerInstructions(listing(dump)) / n) : undefined;
-      rows.push({ id: subject.id, label: subject.label, perRequest, chunks: inChunks ? chunks.map((c) => c.perRequest) : undefined, compiling });
+      rows.push({ id: subject.id, label: subject.label, pass: passes > 1 ? pass : undefined, perRequest, chunks: inChunks ? chunks.map((c) => c.perRequest) : undefined, compiling });
     } finally {
       await stopProc(proc);
     }
@@ -229,7 +240,7 @@ try {
   await side.stop();
   if (!values.keep) rmSync(root, { recursive: true, force: true });
 }
-console.log(instructionTable(rows, { requests, rounds, warmup }));
+console.log(instructionTable(rows, { requests, rounds, warmup, passes }));
 if (values.keep) log(`profiles kept in ${root}`);
 
 /** `callgrind_annotate`'s listing of a dump: every function with its own instructions. */

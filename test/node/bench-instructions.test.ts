@@ -4,7 +4,7 @@
  * when both are CPU-bound.
  */
 import { describe, expect, it } from "vitest";
-import { callgrindTotal, compilerInstructions, instructionTable } from "../../bench/instructions-report.ts";
+import { callgrindTotal, compilerInstructions, instructionTable, type InstructionRow } from "../../bench/instructions-report.ts";
 
 describe("callgrindTotal", () => {
   it("reads the totals line of a dump", () => {
@@ -57,7 +57,7 @@ describe("telemetry's share", () => {
     );
     expect(table).toContain("| on (`isthmus`) | 1374k | 1355k, 1605k, 1374k | 1336k (4 chunks) | — | — |");
     // median chunks 1,336k and 1,245k: +91k, +7.3% over off, 1 − 1245/1336 = 6.8% less throughput.
-    expect(table).toContain("Telemetry (on − off, median chunk of each): 91k instructions per request (+7.3% over off), so 6.8% less throughput when CPU-bound (target ≤ 5%).");
+    expect(table).toContain("Telemetry (on − off, by the median chunk of each): 91k instructions per request (+7.3% over off), so 6.8% less throughput when CPU-bound (target ≤ 5%).");
   });
 
   it("falls back to median rounds when off was counted whole", () => {
@@ -69,7 +69,7 @@ describe("telemetry's share", () => {
       run,
     );
     expect(table).toContain("| off (`isthmus-telemetry-off`) | 1000k | 1000k | — | — | — |");
-    expect(table).toContain("Telemetry (on − off, median round of each): 100k instructions per request (+10.0% over off), so 9.1% less throughput when CPU-bound (target ≤ 5%).");
+    expect(table).toContain("Telemetry (on − off, by the median round of each): 100k instructions per request (+10.0% over off), so 9.1% less throughput when CPU-bound (target ≤ 5%).");
   });
 });
 
@@ -98,7 +98,40 @@ describe("compilerInstructions", () => {
     );
     expect(table).toContain("| on (`isthmus`) | 1400k | 1400k | 1320k (3 chunks) | 1310k | — |");
     // Without compiling: off 1,230k, 1,240k, 1,235k → 1,235k; on 1,310k, 1,316k, 1,300k → 1,310k.
-    expect(table).toContain("Telemetry (on − off, median chunk without compiling, each): 75k instructions per request (+6.1% over off), so 5.7% less throughput when CPU-bound (target ≤ 5%).");
-    expect(table).toContain("Telemetry (on − off, median chunk of each): 80k instructions per request");
+    expect(table).toContain("Telemetry (on − off, by the median chunk without compiling of each): 75k instructions per request (+6.1% over off), so 5.7% less throughput when CPU-bound (target ≤ 5%).");
+    expect(table).toContain("Telemetry (on − off, by the median chunk of each): 80k instructions per request");
+  });
+});
+
+describe("telemetry's share over several passes (--repeat)", () => {
+  it("reads each pass's on against its own off, then the median of the passes", () => {
+    const pass = (p: number, off: number, on: number): InstructionRow[] => [
+      { id: "passthrough", label: "passthrough", pass: p, perRequest: [470_000 + p * 10_000] },
+      { id: "isthmus-telemetry-off", label: "off", pass: p, perRequest: [off], chunks: [off, off + 1_000, off - 1_000], compiling: [0, 0, 0] },
+      { id: "isthmus", label: "on", pass: p, perRequest: [on], chunks: [on, on + 2_000, on - 2_000], compiling: [0, 0, 0] },
+    ];
+    // Pass 1: off 1,240k, on 1,321k (6.1%); pass 2: off 1,266k, on 1,316k (3.8%); pass 3: off 1,250k, on 1,310k (4.6%).
+    const table = instructionTable([...pass(1, 1_240_000, 1_321_000), ...pass(2, 1_266_000, 1_316_000), ...pass(3, 1_250_000, 1_310_000)], { requests: 1500, rounds: 1, warmup: 4000, passes: 3 });
+    expect(table).toContain("; 3 passes over the subjects, one after the other):");
+    // Each row against its own pass's passthrough: 480k / 1,321k, 490k / 1,316k.
+    expect(table).toContain("| on, pass 1 (`isthmus`) | 1321k | 1321k | 1321k (3 chunks) | 1321k | 36% |");
+    expect(table).toContain("| on, pass 2 (`isthmus`) | 1316k | 1316k | 1316k (3 chunks) | 1316k | 37% |");
+    expect(table).toContain(
+      "Telemetry (1 − off/on by the median chunk without compiling of each, pass by pass): 6.1%, 3.8%, 4.6% (on − off 81k, 50k, 60k instructions per request); median of 3 passes 4.6% less throughput when CPU-bound (target ≤ 5%).",
+    );
+    expect(table).toContain("Telemetry (1 − off/on by the median chunk of each, pass by pass): 6.1%, 3.8%, 4.6%");
+  });
+
+  it("leaves a pass without both subjects out of telemetry's share", () => {
+    const table = instructionTable(
+      [
+        { id: "isthmus-telemetry-off", label: "off", pass: 1, perRequest: [1_000_000] },
+        { id: "isthmus", label: "on", pass: 1, perRequest: [1_050_000] },
+        { id: "isthmus", label: "on", pass: 2, perRequest: [2_000_000] },
+      ],
+      { requests: 1500, rounds: 1, warmup: 4000, passes: 2 },
+    );
+    // Only pass 1 pairs: one pass, read as such (1 − 1000/1050 = 4.8%).
+    expect(table).toContain("Telemetry (on − off, by the median round of each): 50k instructions per request (+5.0% over off), so 4.8% less throughput when CPU-bound (target ≤ 5%).");
   });
 });
