@@ -64,7 +64,6 @@ export function callgrindTotal(dump: string): number {
  * twelfth and thirteenth passes).
  */
 export function instructionTable(rows: readonly InstructionRow[], run: { requests: number; rounds: number; warmup: number; passes?: number }): string {
-  const k = (n: number) => `${(n / 1000).toFixed(0)}k`;
   const passes = run.passes ?? 1;
   const lines = [
     `Instructions per request inside workerd (callgrind; ${run.rounds} rounds of ${run.requests} requests after ${run.warmup} to warm up; median round${passes > 1 ? `; ${passes} passes over the subjects, one after the other` : ""}):`,
@@ -77,10 +76,10 @@ export function instructionTable(rows: readonly InstructionRow[], run: { request
     // Each row against the passthrough of its own pass.
     const base = rows.find((r) => r.id === "passthrough" && r.pass === row.pass);
     const ratio = base ? `${((median(base.perRequest) / m) * 100).toFixed(0)}%` : "—";
-    const chunk = row.chunks?.length ? `${k(median(row.chunks))} (${row.chunks.length} chunks)` : "—";
+    const chunk = row.chunks?.length ? `${thousands(median(row.chunks))} (${row.chunks.length} chunks)` : "—";
     const own = ownWork(row);
     const label = row.pass === undefined ? row.label : `${row.label}, pass ${row.pass}`;
-    lines.push(`| ${label} (\`${row.id}\`) | ${k(m)} | ${row.perRequest.map(k).join(", ")} | ${chunk} | ${own === undefined ? "—" : k(own)} | ${ratio} |`);
+    lines.push(`| ${label} (\`${row.id}\`) | ${thousands(m)} | ${row.perRequest.map(thousands).join(", ")} | ${chunk} | ${own === undefined ? "—" : thousands(own)} | ${ratio} |`);
   }
   const share = telemetryShare(rows);
   if (share) lines.push("", share);
@@ -92,6 +91,11 @@ function ownWork(row: InstructionRow): number | undefined {
   const { chunks, compiling } = row;
   if (!chunks?.length || compiling?.length !== chunks.length) return undefined;
   return median(chunks.map((c, i) => c - (compiling[i] as number)));
+}
+
+/** Instructions in thousands, as the table and the telemetry lines print them: `1321k`. */
+function thousands(n: number): string {
+  return `${(n / 1000).toFixed(0)}k`;
 }
 
 /** One reading of telemetry's cost: the telemetry-on and -off subjects' instructions per request by one measure. */
@@ -139,17 +143,16 @@ export function telemetryShare(rows: readonly InstructionRow[]): string | undefi
   }
   const first = pairs[0];
   if (!first) return undefined;
-  const k = (n: number) => `${(n / 1000).toFixed(0)}k`;
   if (pairs.length === 1) {
     return first
-      .map((r) => `Telemetry (on − off, by the ${r.by} of each): ${k(r.on - r.off)} instructions per request (+${(((r.on - r.off) / r.off) * 100).toFixed(1)}% over off), so ${fewer(r).toFixed(1)}% less throughput when CPU-bound (target ≤ 5%).`)
+      .map((r) => `Telemetry (on − off, by the ${r.by} of each): ${thousands(r.on - r.off)} instructions per request (+${(((r.on - r.off) / r.off) * 100).toFixed(1)}% over off), so ${fewer(r).toFixed(1)}% less throughput when CPU-bound (target ≤ 5%).`)
       .join("\n");
   }
   return first
     .map((r, i) => {
       const same = pairs.map((p) => p[i]).filter((x): x is Reading => x?.by === r.by);
       const shares = same.map(fewer);
-      return `Telemetry (1 − off/on by the ${r.by} of each, pass by pass): ${shares.map((x) => `${x.toFixed(1)}%`).join(", ")} (on − off ${same.map((x) => k(x.on - x.off)).join(", ")} instructions per request); median of ${shares.length} passes ${median(shares).toFixed(1)}% less throughput when CPU-bound (target ≤ 5%).`;
+      return `Telemetry (1 − off/on by the ${r.by} of each, pass by pass): ${shares.map((x) => `${x.toFixed(1)}%`).join(", ")} (on − off ${same.map((x) => thousands(x.on - x.off)).join(", ")} instructions per request); median of ${shares.length} passes ${median(shares).toFixed(1)}% less throughput when CPU-bound (target ≤ 5%).`;
     })
     .join("\n");
 }

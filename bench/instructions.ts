@@ -150,8 +150,10 @@ async function send(port: number, specs: RequestSpec[], count: number, checked: 
 const root = mkdtempSync(join(tmpdir(), "isthmus-instructions-"));
 const side = await startSideServers(GEN_CPU);
 const rows: InstructionRow[] = [];
+/** Every subject once per pass, the passes one after the other. */
+const runs = Array.from({ length: passes }, (_, i) => subjects.map((subject) => ({ subject, pass: i + 1 }))).flat();
 try {
-  for (let pass = 1; pass <= passes; pass++) for (const subject of subjects) {
+  for (const { subject, pass } of runs) {
     const name = passes > 1 ? `${subject.id}-${pass}` : subject.id;
     const dir = join(root, name);
     mkdirSync(dir);
