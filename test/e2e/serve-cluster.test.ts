@@ -505,29 +505,47 @@ const config :Workerd.Config = (services = [(name = "intruder", worker = (compat
     });
 
     it("replaces all three in a rolling update under traffic: no decision fails, and the count carries through every handover", { timeout: 120_000 }, async () => {
-      // As a Deployment with maxSurge 1, maxUnavailable 0: a new replica joins, then an old one stops (SIGTERM),
-      // three times. Requests go every 40 ms to a replica that is not stopping, as a load balancer sends them once
-      // readiness fails. failureMode CLOSED at the default 250ms decisionTimeout: a decision lost in a handover
-      // would answer 500, and a count lost in one would admit more than the limit.
+      // As a Deployment with maxSurge 1, maxUnavailable 0: a new replica joins, and once its readiness probe
+      // passes (--health-port: it holds its lease in the bucket) an old one stops (SIGTERM), three times. Requests
+      // go every 40 ms to the ready replicas that are not stopping, as a load balancer sends them. failureMode
+      // CLOSED at the default 250ms decisionTimeout: a decision lost in a handover would answer 500, and a count
+      // lost in one would admit more than the limit.
       const host = "rollout.example.com";
+      /** How long each replica took from "ready on" (serving) to passing its readiness probe (a member of the cluster). */
+      const joined: number[] = [];
+      const rolloutReplica = async () => {
+        const healthPort = await freePort();
+        const g = await replica(`127.0.0.1:${await freePort()}`, "s3://isthmus-test/rollout", ["--cluster-stop-timeout", "3s", "--health-port", String(healthPort)]);
+        restarted.push(g);
+        const serving = Date.now();
+        while ((await readiness(healthPort)).status !== 200) {
+          if (Date.now() - serving > 30_000) throw new Error(`${g.url} was not ready within 30 s:\n${g.output()}`);
+          await sleep(50);
+        }
+        joined.push(Date.now() - serving);
+        return g;
+      };
       const live: Gateway[] = [];
-      const bootstrap = await Promise.all([0, 1, 2].map(async () => replica(`127.0.0.1:${await freePort()}`, "s3://isthmus-test/rollout", ["--cluster-stop-timeout", "3s"])));
-      restarted.push(...bootstrap);
+      const bootstrap = await Promise.all([0, 1, 2].map(rolloutReplica));
       live.push(...bootstrap);
       const statuses: number[] = [];
       let rolling = true;
       const started = Date.now();
+      /** Each request that neither was admitted nor refused by the limit: when, through which replica, how long it took. */
+      const failures: string[] = [];
       const traffic = (async () => {
         for (let i = 0; rolling; i++) {
-          statuses.push((await send((live[i % live.length] as Gateway).url, "/", { host })).status);
+          const through = live[i % live.length] as Gateway;
+          const sent = Date.now();
+          const { status } = await send(through.url, "/", { host });
+          statuses.push(status);
+          if (status !== 200 && status !== 429) failures.push(`${status} at ${sent - started} ms through ${through.url}, in ${Date.now() - sent} ms`);
           await sleep(40);
         }
       })();
       const handovers: number[] = [];
       for (const old of bootstrap) {
-        const next = await replica(`127.0.0.1:${await freePort()}`, "s3://isthmus-test/rollout", ["--cluster-stop-timeout", "3s"]);
-        restarted.push(next);
-        live.push(next);
+        live.push(await rolloutReplica());
         live.splice(live.indexOf(old), 1);
         handovers.push(statuses.filter((s) => s === 200).length);
         await old.stop();
@@ -539,10 +557,13 @@ const config :Workerd.Config = (services = [(name = "intruder", worker = (compat
       while (statuses.filter((s) => s === 429).length < 10) {
         const burst = await Promise.all(Array.from({ length: 10 }, (_, i) => send((live[i % live.length] as Gateway).url, "/", { host })));
         statuses.push(...burst.map((r) => r.status));
+        for (const r of burst) if (r.status !== 200 && r.status !== 429) failures.push(`${r.status} after the rollout, at ${Date.now() - started} ms`);
       }
       // The bucket refills continuously, one request every 3.6 s at 1,000 an hour, from its first decision on.
       const refilled = Math.floor(((Date.now() - started) * ROLLOUT_LIMIT) / 3_600_000);
-      expect(statuses.filter((s) => s !== 200 && s !== 429)).toEqual([]);
+      // On a failure, what the replicas logged of it (the rate limit logs each failed decision with its error).
+      const logged = [...bootstrap, ...live].flatMap((g) => g.output().split("\n").filter((l) => l.includes("decision failed") || l.includes("cluster")).map((l) => `${g.url}: ${l}`));
+      expect(statuses.filter((s) => s !== 200 && s !== 429), [...failures, ...logged].join("\n")).toEqual([]);
       // Never more than the limit and what refilled meanwhile. Each time the object moves, the new owner starts
       // from the floor the object stores under its live count (1% of the burst spent ahead; docs/CONFIG.md), so
       // each of the three handovers may refuse up to 10 requests early.
@@ -552,7 +573,7 @@ const config :Workerd.Config = (services = [(name = "intruder", worker = (compat
       // Requests were admitted before every stop, and the limit ran out only after the rollout.
       expect(handovers.every((admitted) => admitted > 0)).toBe(true);
       expect(statuses.indexOf(429)).toBeGreaterThanOrEqual(duringRollout);
-      console.log(`rolling update of three: ${duringRollout} requests during it (admitted before each stop: ${handovers.join(", ")}), ${statuses.length} in all, ${admitted} of ${ROLLOUT_LIMIT} (+${refilled} refilled) admitted`);
+      console.log(`rolling update of three: ${duringRollout} requests during it (admitted before each stop: ${handovers.join(", ")}; ready after serving in ${joined.join(", ")} ms), ${statuses.length} in all, ${admitted} of ${ROLLOUT_LIMIT} (+${refilled} refilled) admitted`);
     });
 
     it("when one is lost, the survivors' objects keep answering, and one survivor takes the lost one's over with their counts", async () => {
