@@ -119,6 +119,9 @@ function readings(on: InstructionRow, off: InstructionRow): Reading[] {
   return [{ by: "median round", on: median(on.perRequest), off: median(off.perRequest) }];
 }
 
+/** The measures `readings` gives, the preferred first. */
+const MEASURES = ["median chunk without compiling", "median chunk", "median round"];
+
 /** CPU-bound throughput follows 1 / instructions: on serves off/on as many requests, so 1 − off/on fewer (percent). */
 function fewer(r: Reading): number {
   return (1 - r.off / r.on) * 100;
@@ -135,24 +138,28 @@ function fewer(r: Reading): number {
  * median.
  */
 export function telemetryShare(rows: readonly InstructionRow[]): string | undefined {
-  const pairs: Reading[][] = [];
+  const pairs: { pass: number; readings: Reading[] }[] = [];
   for (const on of rows) {
     if (on.id !== "isthmus") continue;
     const off = rows.find((r) => r.id === "isthmus-telemetry-off" && r.pass === on.pass);
-    if (off) pairs.push(readings(on, off));
+    if (off) pairs.push({ pass: on.pass ?? 1, readings: readings(on, off) });
   }
   const first = pairs[0];
   if (!first) return undefined;
   if (pairs.length === 1) {
-    return first
+    return first.readings
       .map((r) => `Telemetry (on − off, by the ${r.by} of each): ${thousands(r.on - r.off)} instructions per request (+${(((r.on - r.off) / r.off) * 100).toFixed(1)}% over off), so ${fewer(r).toFixed(1)}% less throughput when CPU-bound (target ≤ 5%).`)
       .join("\n");
   }
-  return first
-    .map((r, i) => {
-      const same = pairs.map((p) => p[i]).filter((x): x is Reading => x?.by === r.by);
+  // Every measure some pass was read by, the preferred first; a pass read otherwise is named, not dropped silently.
+  const measures = MEASURES.filter((by) => pairs.some((p) => p.readings.some((r) => r.by === by)));
+  return measures
+    .map((by) => {
+      const same = pairs.flatMap((p) => p.readings.filter((r) => r.by === by));
+      const unread = pairs.filter((p) => !p.readings.some((r) => r.by === by)).map((p) => p.pass);
       const shares = same.map(fewer);
-      return `Telemetry (1 − off/on by the ${r.by} of each, pass by pass): ${shares.map((x) => `${x.toFixed(1)}%`).join(", ")} (on − off ${same.map((x) => thousands(x.on - x.off)).join(", ")} instructions per request); median of ${shares.length} passes ${median(shares).toFixed(1)}% less throughput when CPU-bound (target ≤ 5%).`;
+      const line = `Telemetry (1 − off/on by the ${by} of each, pass by pass): ${shares.map((x) => `${x.toFixed(1)}%`).join(", ")} (on − off ${same.map((x) => thousands(x.on - x.off)).join(", ")} instructions per request); median of ${shares.length} ${shares.length === 1 ? "pass" : "passes"} ${median(shares).toFixed(1)}% less throughput when CPU-bound (target ≤ 5%).`;
+      return unread.length > 0 ? `${line} Not read by this measure: pass ${unread.join(", ")}.` : line;
     })
     .join("\n");
 }

@@ -122,6 +122,22 @@ describe("telemetry's share over several passes (--repeat)", () => {
     expect(table).toContain("Telemetry (1 − off/on by the median chunk of each, pass by pass): 6.1%, 3.8%, 4.6%");
   });
 
+  it("names a pass that could not be read by a measure instead of leaving it out silently", () => {
+    const table = instructionTable(
+      [
+        { id: "isthmus-telemetry-off", label: "off", pass: 1, perRequest: [1_000_000], chunks: [1_000_000], compiling: [0] },
+        { id: "isthmus", label: "on", pass: 1, perRequest: [1_060_000], chunks: [1_060_000], compiling: [10_000] },
+        // Pass 2's dumps were not annotated (no compiling known): read by the median chunk alone.
+        { id: "isthmus-telemetry-off", label: "off", pass: 2, perRequest: [1_000_000], chunks: [1_000_000] },
+        { id: "isthmus", label: "on", pass: 2, perRequest: [1_040_000], chunks: [1_040_000] },
+      ],
+      { requests: 1500, rounds: 1, warmup: 4000, passes: 2 },
+    );
+    // Pass 1 without compiling: 1 − 1000/1050 = 4.8%; by the median chunk 1 − 1000/1060 = 5.7% and pass 2 1 − 1000/1040 = 3.8%, median 4.8%.
+    expect(table).toContain("Telemetry (1 − off/on by the median chunk without compiling of each, pass by pass): 4.8% (on − off 50k instructions per request); median of 1 pass 4.8% less throughput when CPU-bound (target ≤ 5%). Not read by this measure: pass 2.");
+    expect(table).toContain("Telemetry (1 − off/on by the median chunk of each, pass by pass): 5.7%, 3.8% (on − off 60k, 40k instructions per request); median of 2 passes 4.8% less throughput when CPU-bound (target ≤ 5%).");
+  });
+
   it("leaves a pass without both subjects out of telemetry's share", () => {
     const table = instructionTable(
       [
