@@ -14,6 +14,7 @@ import type { UpstreamState } from "../upstream/state.ts";
 import type { RateLimitEnv, RateLimitRecord } from "../ratelimit/decide.ts";
 import type { AttemptTiming, StageTiming } from "../telemetry/record.ts";
 import type { TraceContext } from "../telemetry/trace-context.ts";
+import type { ResponseHead } from "../telemetry/completed.ts";
 
 /** Everything the pipeline needs from the outside world. */
 export interface PipelineDeps {
@@ -136,6 +137,12 @@ export interface RequestContext {
   passthrough?: boolean;
   /** Client headers as they were before request authentication changed them (set only when needed later). */
   preAuthHeaders?: Headers;
+  /**
+   * The head of the upstream's response as telemetry reads it, counted when
+   * the response was copied and kept in step with every change since; unset
+   * when not counted, and cleared when a response hook changes the headers.
+   */
+  responseHead?: ResponseHead;
 }
 
 /**
@@ -165,6 +172,7 @@ export function newContext(
     cluster: undefined,
     passthrough: undefined,
     preAuthHeaders: undefined,
+    responseHead: undefined,
   };
 }
 

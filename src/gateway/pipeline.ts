@@ -67,7 +67,11 @@ export async function runPipeline(
     const step = stage(ctx);
     const result = step instanceof Promise ? await step : step;
     if (!result) continue;
-    for (const hook of ctx.responseHooks) hook(result.response);
+    if (ctx.responseHooks.length > 0) {
+      for (const hook of ctx.responseHooks) hook(result.response);
+      // A hook changes the headers: telemetry reads them again.
+      ctx.responseHead = undefined;
+    }
     // A new literal rather than adding `context` to the stage's object (see newRecord).
     return { response: result.response, record: result.record, context: ctx };
   }

@@ -5,6 +5,7 @@
 import type { ClusterDef, EndpointDef } from "../config/snapshot.ts";
 import { HOP_BY_HOP, limitBody } from "../gateway/hygiene.ts";
 import { badRequest, REPLIES, type LocalReply } from "../gateway/local-reply.ts";
+import { responseHeadWithout, type ResponseHead } from "../telemetry/completed.ts";
 
 /**
  * How the gateway sends a subrequest: the shape of the global `fetch` with a
@@ -95,4 +96,34 @@ export function downstreamResponse(upstream: Response): Response {
   const headers = response.headers;
   for (const name of HOP_BY_HOP) headers.delete(name);
   return response;
+}
+
+/** The header Envoy sets on every response from an upstream: how long the upstream took, in ms. */
+export const UPSTREAM_SERVICE_TIME = "x-envoy-upstream-service-time";
+
+/** What the counted copy removes from the upstream's headers: hop-by-hop ones, and the service time the gateway sets anew. */
+const COUNTED_DROPS: ReadonlySet<string> = new Set([...HOP_BY_HOP, UPSTREAM_SERVICE_TIME]);
+
+/**
+ * `downstreamResponse` for a request telemetry reports: one pass over the
+ * upstream's headers counts the response's head (its size on the wire,
+ * for `istio_response_bytes`) and finds the hop-by-hop headers it holds,
+ * and only those are deleted (instead of all seven names, ~2.2k
+ * instructions each, and a second pass at the end). The upstream's own
+ * `x-envoy-upstream-service-time` goes too: the caller sets it, and adds
+ * its bytes to `head.bytes`, as it must for any later change it makes.
+ *
+ * @example
+ * const { response, head } = countedDownstreamResponse(upstream);
+ * response.headers.set(UPSTREAM_SERVICE_TIME, "12");
+ * head.bytes += UPSTREAM_SERVICE_TIME.length + "12".length + 4;
+ */
+export function countedDownstreamResponse(upstream: Response): { response: Response; head: ResponseHead } {
+  const response = new Response(upstream.body, upstream);
+  const { head, present } = responseHeadWithout(response, COUNTED_DROPS);
+  if (present.length > 0) {
+    const headers = response.headers;
+    for (const name of present) headers.delete(name);
+  }
+  return { response, head };
 }

@@ -14,7 +14,7 @@ import { replayableBody, type UpstreamBody } from "../upstream/request-body.ts";
 import { ISTIO_DEFAULT_RETRY } from "../upstream/retry-on.ts";
 import { upstreamsOf } from "../upstream/state.ts";
 import { applyHeaderOps, orderedOps } from "./header-ops.ts";
-import { downstreamResponse, endpointUrl, forward, type Fetch } from "./forward.ts";
+import { countedDownstreamResponse, downstreamResponse, endpointUrl, forward, UPSTREAM_SERVICE_TIME, type Fetch } from "./forward.ts";
 import { redirectLocation, replacePrefix } from "./redirect.ts";
 import { findVirtualHost, pickDestination, selectRoute } from "./select.ts";
 import { decideFault } from "./fault.ts";
@@ -252,12 +252,23 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
   }
   record.flags.push(...result.flags);
 
-  const response = downstreamResponse(result.response);
   record.upstreamServiceTimeMs = Math.max(0, Math.round(deps.now() - started));
+  const serviceTime = String(record.upstreamServiceTimeMs);
+  const ops = orderedOps("response", rule.def.headers, destination.headers, weighted);
+  // Telemetry counts the response's head in the pass that drops its hop-by-hop headers, when nothing
+  // below changes them but the service time, whose bytes are added here; else it reads them at the end.
+  if (ctx.snapshot.telemetry?.planFor(cluster.name).active && ops.every((o) => o === undefined) && !hashKey.setCookie) {
+    const { response, head } = countedDownstreamResponse(result.response);
+    response.headers.set(UPSTREAM_SERVICE_TIME, serviceTime);
+    head.bytes += UPSTREAM_SERVICE_TIME.length + serviceTime.length + 4;
+    ctx.responseHead = head;
+    return { response, record };
+  }
+  const response = downstreamResponse(result.response);
   // `response.headers` is a native getter: read it once.
   const responseHeaders = response.headers;
-  responseHeaders.set("x-envoy-upstream-service-time", String(record.upstreamServiceTimeMs));
-  for (const ops of orderedOps("response", rule.def.headers, destination.headers, weighted)) applyHeaderOps(responseHeaders, ops);
+  responseHeaders.set(UPSTREAM_SERVICE_TIME, serviceTime);
+  for (const o of ops) applyHeaderOps(responseHeaders, o);
   if (hashKey.setCookie) responseHeaders.append("set-cookie", hashKey.setCookie);
   return { response, record };
 }

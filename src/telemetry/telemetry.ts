@@ -78,8 +78,9 @@ export class Telemetry {
     }
     const plan = telemetry.planFor(result.context?.cluster?.name);
     if (!plan.active) return result.response;
-    // The response is final here: its status and headers are read once, for the meter and the report.
-    const head = responseHead(result.response);
+    // The response is final here: its status and headers are read once, for the meter and the report
+    // (or were counted when it was copied from the upstream's, see countedDownstreamResponse).
+    const head = result.context?.responseHead ?? responseHead(result.response);
     const metered = meterBody(result.response, head);
     const { response } = metered;
     /** Reports the request; returns the export to keep alive, if one is due. A failure is logged, never thrown. */
