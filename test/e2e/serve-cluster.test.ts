@@ -56,6 +56,17 @@ async function readiness(port: number): Promise<{ status: number; text: string }
   return { status: response.status, text: await response.text() };
 }
 
+/** Probes a replica's readiness every 50 ms until it answers 200 or `timeoutMs` has passed; the last probe. */
+async function untilReady(port: number, timeoutMs: number): Promise<{ status: number; text: string }> {
+  const deadline = Date.now() + timeoutMs;
+  let probe = await readiness(port);
+  while (probe.status !== 200 && Date.now() < deadline) {
+    await sleep(50);
+    probe = await readiness(port);
+  }
+  return probe;
+}
+
 /**
  * A replica in the cluster of `bucketUrl` (s3:// on `bucket`, gs:// on `gcs`), listening for its peers on
  * `address`. A gs:// replica gets its tokens from the metadata server, as a GKE pod under Workload
@@ -487,12 +498,7 @@ const config :Workerd.Config = (services = [(name = "intruder", worker = (compat
         }),
       ]);
       restarted.push(good, wrong);
-      let goodProbe = await readiness(goodHealth);
-      for (let i = 0; i < 50 && goodProbe.status !== 200; i++) {
-        await sleep(100);
-        goodProbe = await readiness(goodHealth);
-      }
-      expect(goodProbe.status).toBe(200);
+      expect((await untilReady(goodHealth, 5_000)).status).toBe(200);
       // The other key: a member of the bucket (its lease is there), but its peers refuse it, so it never turns ready.
       for (let i = 0; i < 5; i++) {
         const wrongProbe = await readiness(wrongHealth);
@@ -518,10 +524,7 @@ const config :Workerd.Config = (services = [(name = "intruder", worker = (compat
         const g = await replica(`127.0.0.1:${await freePort()}`, "s3://isthmus-test/rollout", ["--cluster-stop-timeout", "3s", "--health-port", String(healthPort)]);
         restarted.push(g);
         const serving = Date.now();
-        while ((await readiness(healthPort)).status !== 200) {
-          if (Date.now() - serving > 30_000) throw new Error(`${g.url} was not ready within 30 s:\n${g.output()}`);
-          await sleep(50);
-        }
+        if ((await untilReady(healthPort, 30_000)).status !== 200) throw new Error(`${g.url} was not ready within 30 s:\n${g.output()}`);
         joined.push(Date.now() - serving);
         return g;
       };

@@ -78,8 +78,8 @@ describe("the response head counted as the upstream's response is copied", () =>
   });
 
   it.each([
-    ["the route sets response headers", [api, route({ headers: { response: { set: { "x-route": "api" }, remove: ["x-app"] } } }), ...telemetry], {}],
-    ["the destination adds response headers", [api, route({ route: [{ destination: { host: "api.internal" }, headers: { response: { add: { "x-dest": "1" } } } }] }), ...telemetry], {}],
+    ["the route sets response headers", [api, route({ headers: { response: { set: { "x-route": "api" }, remove: ["x-app"] } } }), ...telemetry], {}, "x-route"],
+    ["the destination adds response headers", [api, route({ route: [{ destination: { host: "api.internal" }, headers: { response: { add: { "x-dest": "1" } } } }] }), ...telemetry], {}, "x-dest"],
     [
       "the consistent-hash cookie is set",
       [
@@ -89,12 +89,14 @@ describe("the response head counted as the upstream's response is copied", () =>
         ...telemetry,
       ],
       {},
+      "set-cookie",
     ],
-    ["a response hook adds CORS headers", [api, route({ corsPolicy: { allowOrigins: [{ exact: "https://app.test" }], allowMethods: ["GET"] } }), ...telemetry], { origin: "https://app.test" }],
-  ] as const)("is not used when %s: telemetry reads the final headers", async (_what, docs, headers) => {
-    const { counted, final } = await run([...docs] as Parameters<typeof snapshotOf>, headers);
+    ["a response hook adds CORS headers", [api, route({ corsPolicy: { allowOrigins: [{ exact: "https://app.test" }], allowMethods: ["GET"] } }), ...telemetry], { origin: "https://app.test" }, "access-control-allow-origin"],
+  ] as const)("is not used when %s: telemetry reads the final headers", async (_what, docs, headers, changed) => {
+    const { counted, response } = await run([...docs] as Parameters<typeof snapshotOf>, headers);
     expect(counted).toBeUndefined();
-    expect(final.bytes).toBeGreaterThan(0);
+    // The case did change the response after the copy.
+    expect(response.headers.has(changed)).toBe(true);
   });
 
   it("is not counted with telemetry off", async () => {
