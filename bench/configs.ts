@@ -69,7 +69,17 @@ export interface RealisticOptions {
   lease?: { size: number };
   /** GatewayConfig `telemetry.flushInterval` (default 5s): the instruction count sets 25s to keep metric exports out of its counted requests. */
   flushInterval?: string;
+  /**
+   * Parts to leave out, for `bench:instructions`' feature ladder (what each
+   * part costs per request). All are in by default. The 20 policies need the
+   * JWT rule (they deny a request without a principal) and the rate limit
+   * is keyed by the principal, so leaving `jwt` out needs both out too.
+   */
+  without?: RealisticPart[];
 }
+
+/** The parts of the realistic config a ladder can leave out. */
+export type RealisticPart = "rateLimit" | "authorization" | "jwt" | "retries";
 
 /**
  * The realistic config: 1,000 routes over 50 hosts in front of one
@@ -82,11 +92,14 @@ export interface RealisticOptions {
  * const config = realistic(8080, { telemetry: true, jwt: await benchKeys("http://127.0.0.1:9000"), otlpEndpoint: "http://127.0.0.1:4318" });
  */
 export function realistic(upstreamPort: number, options: RealisticOptions): BenchConfig {
-  const table = routeTable(upstreamPort, { hosts: HOSTS, routesPerHost: ROUTES_PER_HOST, regex: true, retries: true });
+  const without = new Set(options.without ?? []);
+  if (without.has("jwt") && !(without.has("authorization") && without.has("rateLimit")))
+    throw new Error("realistic: the policies deny a request without a principal, and the rate limit is keyed by it; leave out authorization and rateLimit with jwt");
+  const table = routeTable(upstreamPort, { hosts: HOSTS, routesPerHost: ROUTES_PER_HOST, regex: true, retries: !without.has("retries") });
   const { tokens, issuer, jwksUri } = options.jwt;
   if (tokens.length === 0) throw new Error("realistic: at least one token is needed");
   const requests = table.requests.map((r, i) => ({ ...r, headers: { ...r.headers, authorization: `Bearer ${tokens[i % tokens.length]}` } }));
-  const docs = [table.yaml.trimEnd(), ...security(issuer, jwksUri, options.lease)];
+  const docs = [table.yaml.trimEnd(), ...security(issuer, jwksUri, options.lease, without)];
   if (options.telemetry) {
     if (!options.otlpEndpoint) throw new Error("realistic: telemetry needs an otlpEndpoint");
     docs.push(...telemetry(options.otlpEndpoint, options.flushInterval));
@@ -94,12 +107,17 @@ export function realistic(upstreamPort: number, options: RealisticOptions): Benc
   return { yaml: docs.join("\n---\n") + "\n", requests };
 }
 
-/** RequestAuthentication, the 20 AuthorizationPolicies and the RateLimitPolicy. */
-function security(issuer: string, jwksUri: string, lease?: { size: number }): string[] {
+/** RequestAuthentication, the 20 AuthorizationPolicies and the RateLimitPolicy, less the parts in `without`. */
+function security(issuer: string, jwksUri: string, lease: { size: number } | undefined, without: Set<RealisticPart>): string[] {
   const root = (kind: string, name: string, spec: string) => `apiVersion: ${kind === "RateLimitPolicy" ? "isthmus.dev/v1alpha1" : "security.istio.io/v1"}\nkind: ${kind}\nmetadata: {name: ${name}, namespace: istio-system}\nspec:\n${spec}`;
   const bench = (kind: string, name: string, spec: string) => `apiVersion: security.istio.io/v1\nkind: ${kind}\nmetadata: {name: ${name}, namespace: bench}\nspec:\n${spec}`;
+  const jwt = root("RequestAuthentication", "jwt", `  jwtRules:\n  - {issuer: "${issuer}", jwksUri: "${jwksUri}", audiences: [bench-api]}`);
+  const rateLimit = root(
+    "RateLimitPolicy",
+    "per-user",
+    `  rules:\n  - name: per-user\n    key: ["request.auth.principal"]\n    limits: [{requests: 1000000, unit: minute}]${lease ? `\n    lease: {size: ${lease.size}}` : ""}`,
+  );
   const docs = [
-    root("RequestAuthentication", "jwt", `  jwtRules:\n  - {issuer: "${issuer}", jwksUri: "${jwksUri}", audiences: [bench-api]}`),
     // Root namespace: the gateway layer and every destination.
     root("AuthorizationPolicy", "deny-admin-paths", `  action: DENY\n  rules: [{to: [{operation: {paths: ["/admin", "/admin/*", "*/.git/*", "*.php"]}}]}]`),
     root("AuthorizationPolicy", "deny-methods", `  action: DENY\n  rules: [{to: [{operation: {methods: [TRACE, CONNECT]}}]}]`),
@@ -129,14 +147,7 @@ function security(issuer: string, jwksUri: string, lease?: { size: number }): st
   docs.push(bench("AuthorizationPolicy", "deny-writes-to-items", `  action: DENY\n  rules: [{to: [{operation: {methods: [PUT, PATCH, DELETE], paths: ["*/items/*"]}}]}]`));
   docs.push(bench("AuthorizationPolicy", "deny-suspended", `  action: DENY\n  rules: [{when: [{key: "request.auth.claims[groups]", values: [suspended]}]}]`));
   docs.push(bench("AuthorizationPolicy", "canary-testers", `  action: ALLOW\n  rules: [{to: [{operation: {paths: ["*/item"]}}], when: [{key: "request.headers[x-canary]", values: ["1"]}]}]`));
-  docs.push(
-    root(
-      "RateLimitPolicy",
-      "per-user",
-      `  rules:\n  - name: per-user\n    key: ["request.auth.principal"]\n    limits: [{requests: 1000000, unit: minute}]${lease ? `\n    lease: {size: ${lease.size}}` : ""}`,
-    ),
-  );
-  return docs;
+  return [...(without.has("jwt") ? [] : [jwt]), ...(without.has("authorization") ? [] : docs), ...(without.has("rateLimit") ? [] : [rateLimit])];
 }
 
 /** The OTLP provider (GatewayConfig) and a production-like root Telemetry. */

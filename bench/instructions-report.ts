@@ -13,7 +13,7 @@ export interface InstructionRow {
   perRequest: number[];
   /** Instructions per request of each counted chunk, when the subject was counted in chunks. */
   chunks?: number[];
-  /** Of each chunk's, those in V8's optimizing compilers (`compilerInstructions`), per request. */
+  /** Of each chunk's (or, counted whole, each round's), those in V8's optimizing compilers (`compilerInstructions`), per request. */
   compiling?: number[];
 }
 
@@ -56,7 +56,8 @@ export function callgrindTotal(dump: string): number {
  * row's (the throughput ratio to expect when both are CPU-bound), when a
  * `passthrough` row exists. With the realistic config counted both with
  * telemetry on (`isthmus`) and off (`isthmus-telemetry-off`), a line gives
- * telemetry's share (`telemetryShare`).
+ * telemetry's share (`telemetryShare`); with the ladder's subjects
+ * (`--ladder`), a table of what each part costs (`ladderTable`).
  *
  * A round's mean holds whatever recompiling (V8 compiling again after a
  * major GC) fell into it, up to ±20% for the realistic config; the median
@@ -68,7 +69,7 @@ export function instructionTable(rows: readonly InstructionRow[], run: { request
   const lines = [
     `Instructions per request inside workerd (callgrind; ${run.rounds} rounds of ${run.requests} requests after ${run.warmup} to warm up; median round${passes > 1 ? `; ${passes} passes over the subjects, one after the other` : ""}):`,
     "",
-    "| contender | instructions per request | rounds | median chunk | median chunk without compiling | passthrough ÷ this |",
+    "| contender | instructions per request | rounds | median chunk | without compiling (median chunk, else round) | passthrough ÷ this |",
     "|---|---|---|---|---|---|",
   ];
   for (const row of rows) {
@@ -83,14 +84,69 @@ export function instructionTable(rows: readonly InstructionRow[], run: { request
   }
   const share = telemetryShare(rows);
   if (share) lines.push("", share);
+  const ladder = ladderTable(rows);
+  if (ladder) lines.push("", ladder);
   return lines.join("\n");
 }
 
-/** The median over chunks of each chunk's instructions less its compiling; undefined unless both are known. */
+/**
+ * The median over chunks (or, for a subject counted whole, over rounds) of
+ * each one's instructions less its compiling; undefined unless both are known.
+ */
 function ownWork(row: InstructionRow): number | undefined {
-  const { chunks, compiling } = row;
-  if (!chunks?.length || compiling?.length !== chunks.length) return undefined;
-  return median(chunks.map((c, i) => c - (compiling[i] as number)));
+  const { compiling } = row;
+  const parts = row.chunks?.length ? row.chunks : row.perRequest;
+  if (parts.length === 0 || compiling?.length !== parts.length) return undefined;
+  return median(parts.map((c, i) => c - (compiling[i] as number)));
+}
+
+/**
+ * `--ladder`'s subjects, in order: the realistic config (telemetry off),
+ * then one part left out at each step, down to the passthrough. `part`
+ * names what the step from the subject before to this one leaves out.
+ */
+export const LADDER: readonly { id: string; part?: string }[] = [
+  { id: "isthmus-telemetry-off" },
+  { id: "ladder-no-ratelimit", part: "the GLOBAL rate limit (one Durable Object call per request)" },
+  { id: "ladder-no-authorization", part: "the 20 AuthorizationPolicies" },
+  { id: "ladder-no-jwt", part: "JWT authentication (a verified-token cache hit)" },
+  { id: "ladder-no-retries", part: "the retry policy on every route" },
+  { id: "isthmus-minimal", part: "999 more routes over 50 hosts (exact, prefix, regex, header and weighted matches)" },
+  { id: "passthrough-envoy-headers", part: "the rest of Isthmus's pipeline (one route, above Envoy's header contract)" },
+  { id: "passthrough", part: "Envoy's header contract" },
+];
+
+/**
+ * What each part of the realistic config costs per request: the
+ * difference between consecutive `LADDER` subjects, each read by its
+ * median without compiling (median round where not annotated; the median
+ * over passes with `--repeat`). Undefined unless the ladder's first two
+ * subjects were counted.
+ *
+ * @example
+ * ladderTable(rows); // "What each part of the realistic config costs …\n\n| part left out | … |"
+ */
+export function ladderTable(rows: readonly InstructionRow[]): string | undefined {
+  const value = (id: string): number | undefined => {
+    const same = rows.filter((r) => r.id === id).map((r) => ownWork(r) ?? median(r.perRequest));
+    return same.length > 0 ? median(same) : undefined;
+  };
+  const top = value(LADDER[0]?.id as string);
+  if (top === undefined || value(LADDER[1]?.id as string) === undefined) return undefined;
+  const lines = [
+    "What each part of the realistic config (telemetry off) costs per request: the ladder's subjects, each leaving one more part out (without compiling, else the median round):",
+    "",
+    "| part left out | instructions per request it cost | share of the realistic request |",
+    "|---|---|---|",
+  ];
+  for (let i = 1; i < LADDER.length; i++) {
+    const [before, after] = [value((LADDER[i - 1] as { id: string }).id), value((LADDER[i] as { id: string }).id)];
+    if (before === undefined || after === undefined) continue;
+    lines.push(`| ${(LADDER[i] as { part: string }).part} | ${thousands(before - after)} | ${(((before - after) / top) * 100).toFixed(1)}% |`);
+  }
+  const last = [...LADDER].reverse().find(({ id }) => value(id) !== undefined) as { id: string };
+  lines.push(`| what is left (\`${last.id}\`) | ${thousands(value(last.id) as number)} | ${(((value(last.id) as number) / top) * 100).toFixed(1)}% |`);
+  return lines.join("\n");
 }
 
 /** Instructions in thousands, as the table and the telemetry lines print them: `1321k`. */
@@ -116,11 +172,14 @@ function readings(on: InstructionRow, off: InstructionRow): Reading[] {
   const chunked = on.chunks?.length && off.chunks?.length ? { by: "median chunk", on: median(on.chunks), off: median(off.chunks) } : undefined;
   if (ownOn !== undefined && ownOff !== undefined && chunked) return [{ by: "median chunk without compiling", on: ownOn, off: ownOff }, chunked];
   if (chunked) return [chunked];
-  return [{ by: "median round", on: median(on.perRequest), off: median(off.perRequest) }];
+  const round = { by: "median round", on: median(on.perRequest), off: median(off.perRequest) };
+  // Neither chunked (one chunked and one not compare no like measure but rounds): rounds less their compiling when both were annotated.
+  if (ownOn !== undefined && ownOff !== undefined && !on.chunks?.length && !off.chunks?.length) return [{ by: "median round without compiling", on: ownOn, off: ownOff }, round];
+  return [round];
 }
 
 /** The measures `readings` gives, the preferred first. */
-const MEASURES = ["median chunk without compiling", "median chunk", "median round"];
+const MEASURES = ["median chunk without compiling", "median chunk", "median round without compiling", "median round"];
 
 /** CPU-bound throughput follows 1 / instructions: on serves off/on as many requests, so 1 − off/on fewer (percent). */
 function fewer(r: Reading): number {

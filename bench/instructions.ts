@@ -1,5 +1,5 @@
 /**
- * `npm run bench:instructions -- [--requests N] [--rounds N] [--warmup N] [--chunk N] [--chunked] [--repeat N] [--only id,id] [--keep]`:
+ * `npm run bench:instructions -- [--requests N] [--rounds N] [--warmup N] [--chunk N] [--chunked] [--repeat N] [--only id,id | --ladder] [--keep]`:
  * machine instructions per request inside workerd, counted by Valgrind's
  * callgrind, for the passthrough Workers and Isthmus's configs.
  *
@@ -51,6 +51,13 @@
  * code V8 optimized and when its major GCs fell), as much as the margin
  * the telemetry target leaves, so telemetry's share is given for each pass
  * and as the median of the passes (NOTES, fourteenth pass).
+ *
+ * `--ladder` counts the realistic config (telemetry off), then the same
+ * leaving out one more part at each step (the rate limit, the policies,
+ * JWT, retries), the minimal config, the header-contract passthrough and
+ * the passthrough, and tabulates what each part costs per request: the
+ * difference between consecutive steps (instructions-report.ts LADDER).
+ * A subject counted whole is annotated too, each round less its compiling.
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -58,10 +65,10 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { spawnSync } from "node:child_process";
 import { workerdBinary } from "../src/cli/commands/serve.ts";
-import { minimal, realistic, type BenchConfig, type RequestSpec } from "./configs.ts";
+import { minimal, realistic, type BenchConfig, type RealisticPart, type RequestSpec } from "./configs.ts";
 import { PASSTHROUGH, PASSTHROUGH_ENVOY_HEADERS, PASSTHROUGH_OBJECT, startServe, UPSTREAM_REQUEST, writeBareWorker, type BenchEnv } from "./contenders.ts";
 import { debianBinary, ensureDebianPackage } from "./debian.ts";
-import { callgrindTotal, compilerInstructions, instructionTable, type InstructionRow } from "./instructions-report.ts";
+import { callgrindTotal, compilerInstructions, instructionTable, LADDER, type InstructionRow } from "./instructions-report.ts";
 import { freePort, runLoad, startPinned, stopProc, waitForPort } from "./processes.ts";
 import { startSideServers } from "./side-servers.ts";
 
@@ -99,6 +106,19 @@ function isthmus(id: string, label: string, build: (env: BenchEnv) => BenchConfi
   };
 }
 
+/** The realistic config, telemetry off, less `without`: one step of the feature ladder (`--ladder`). */
+function rung(id: string, label: string, without: RealisticPart[]): Subject {
+  return isthmus(id, label, (e) => realistic(e.upstreamPort, { telemetry: false, jwt: e.idp, without }));
+}
+
+/** The subjects the ladder adds, in its order (instructions-report.ts LADDER names what each step leaves out). */
+const RUNGS: Subject[] = [
+  rung("ladder-no-ratelimit", "realistic, telemetry off, without the rate limit", ["rateLimit"]),
+  rung("ladder-no-authorization", "… and without the 20 policies", ["rateLimit", "authorization"]),
+  rung("ladder-no-jwt", "… and without JWT", ["rateLimit", "authorization", "jwt"]),
+  rung("ladder-no-retries", "… and without retries (1,000 routes only)", ["rateLimit", "authorization", "jwt", "retries"]),
+];
+
 const SUBJECTS: Subject[] = [
   bare(PASSTHROUGH),
   bare(PASSTHROUGH_OBJECT),
@@ -122,6 +142,7 @@ const { values } = parseArgs({
     chunked: { type: "boolean" },
     repeat: { type: "string" },
     only: { type: "string" },
+    ladder: { type: "boolean" },
     keep: { type: "boolean" },
   },
 });
@@ -133,8 +154,15 @@ if (!Number.isInteger(passes) || passes < 1) throw new Error(`--repeat: expected
 /** Requests per counted chunk between two metric exports (25 s apart); default: what a probe says it serves in 8 s while counted. */
 const fixedChunk = values.chunk === undefined ? undefined : Number(values.chunk);
 const only = values.only?.split(",");
-const subjects = only ? SUBJECTS.filter((s) => only.includes(s.id)) : SUBJECTS;
-if (subjects.length === 0) throw new Error(`--only: none of ${only?.join(", ")}; expected ids among ${SUBJECTS.map((s) => s.id).join(", ")}`);
+const every = [...SUBJECTS, ...RUNGS];
+const byId = (id: string) => every.find((s) => s.id === id);
+if (values.ladder && only) throw new Error("--ladder and --only: give one (the ladder runs its own list)");
+const subjects = values.ladder
+  ? LADDER.map(({ id }) => byId(id) as Subject)
+  : only
+    ? every.filter((s) => only.includes(s.id))
+    : SUBJECTS;
+if (subjects.length === 0) throw new Error(`--only: none of ${only?.join(", ")}; expected ids among ${every.map((s) => s.id).join(", ")}`);
 const log = (s: string) => console.error(`instructions: ${s}`);
 const valgrind = ensureDebianPackage("valgrind", "valgrind", log);
 const control = debianBinary("callgrind_control");
@@ -182,6 +210,8 @@ try {
         log(`${name}: chunks of ${chunk} requests`);
       }
       const perRequest: number[] = [];
+      /** Unchunked: each round's dump, annotated like the chunks' once the subject is done. */
+      const roundDumps: string[] = [];
       /** Each counted chunk's dump, size and instructions per request; annotated once the subject is done (no idle gaps between chunks). */
       const chunks: { dump: string; n: number; perRequest: number }[] = [];
       /** Counts `n` requests: zeroes, counts, dumps; returns the dump's total instructions and its path. */
@@ -227,12 +257,17 @@ try {
           const all = await counted(requests);
           total = all.total;
           where = all.dump;
+          roundDumps.push(all.dump);
         }
         perRequest.push(total / requests);
         log(`${name}: round ${r}: ${(perRequest.at(-1) as number).toFixed(0)} instructions per request (${where})`);
       }
       await stopProc(proc);
-      const compiling = inChunks && annotate ? chunks.map(({ dump, n }) => compilerInstructions(listing(dump)) / n) : undefined;
+      const compiling = !annotate
+        ? undefined
+        : inChunks
+          ? chunks.map(({ dump, n }) => compilerInstructions(listing(dump)) / n)
+          : roundDumps.map((dump) => compilerInstructions(listing(dump)) / requests);
       rows.push({ id: subject.id, label: subject.label, pass: passes > 1 ? pass : undefined, perRequest, chunks: inChunks ? chunks.map((c) => c.perRequest) : undefined, compiling });
     } finally {
       await stopProc(proc);

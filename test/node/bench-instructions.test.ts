@@ -4,7 +4,7 @@
  * when both are CPU-bound.
  */
 import { describe, expect, it } from "vitest";
-import { callgrindTotal, compilerInstructions, instructionTable, type InstructionRow } from "../../bench/instructions-report.ts";
+import { callgrindTotal, compilerInstructions, instructionTable, ladderTable, LADDER, type InstructionRow } from "../../bench/instructions-report.ts";
 
 describe("callgrindTotal", () => {
   it("reads the totals line of a dump", () => {
@@ -149,5 +149,50 @@ describe("telemetry's share over several passes (--repeat)", () => {
     );
     // Only pass 1 pairs: one pass, read as such (1 − 1000/1050 = 4.8%).
     expect(table).toContain("Telemetry (on − off, by the median round of each): 50k instructions per request (+5.0% over off), so 4.8% less throughput when CPU-bound (target ≤ 5%).");
+  });
+});
+
+describe("the feature ladder (--ladder)", () => {
+  const run = { requests: 1500, rounds: 3, warmup: 4000 };
+  /** A ladder row counted whole: three rounds, each with its compiling. */
+  const row = (id: string, rounds: number[], compiling: number[]): InstructionRow => ({ id, label: id, perRequest: rounds, compiling });
+
+  it("charges each part the difference between the steps either side of it, each round less its compiling", () => {
+    const rows = [
+      // A round holding a recompiling burst: without compiling it is like the others.
+      row("isthmus-telemetry-off", [1_250_000, 1_450_000, 1_260_000], [10_000, 200_000, 10_000]),
+      row("ladder-no-ratelimit", [950_000, 960_000, 955_000], [0, 5_000, 0]),
+      row("ladder-no-authorization", [900_000, 900_000, 900_000], [0, 0, 0]),
+    ];
+    const table = ladderTable(rows) as string;
+    // Without compiling: 1,240k, 1,250k, 1,250k → median 1,250k; 950k, 955k, 955k → 955k; 900k.
+    expect(table).toContain("| the GLOBAL rate limit (one Durable Object call per request) | 295k | 23.6% |");
+    expect(table).toContain("| the 20 AuthorizationPolicies | 55k | 4.4% |");
+    expect(table).toContain("| what is left (`ladder-no-authorization`) | 900k | 72.0% |");
+    expect(instructionTable(rows, run)).toContain(table);
+    // The whole-counted row's own work is shown too.
+    expect(instructionTable(rows, run)).toContain("| isthmus-telemetry-off (`isthmus-telemetry-off`) | 1260k | 1250k, 1450k, 1260k | — | 1250k | — |");
+  });
+
+  it("skips a step whose subject was not counted, and needs the first two", () => {
+    const rows = [row("isthmus-telemetry-off", [1_000_000], [0]), row("ladder-no-ratelimit", [700_000], [0]), row("passthrough", [400_000], [0])];
+    const table = ladderTable(rows) as string;
+    expect(table).toContain("| the GLOBAL rate limit (one Durable Object call per request) | 300k | 30.0% |");
+    expect(table).not.toContain("20 AuthorizationPolicies");
+    expect(table).toContain("| what is left (`passthrough`) | 400k | 40.0% |");
+    expect(ladderTable([row("isthmus-telemetry-off", [1_000_000], [0])])).toBeUndefined();
+  });
+
+  it("runs from the realistic config down to the passthrough", () => {
+    expect(LADDER[0]?.id).toBe("isthmus-telemetry-off");
+    expect(LADDER.at(-1)?.id).toBe("passthrough");
+    expect(LADDER.slice(1).every((s) => s.part !== undefined)).toBe(true);
+  });
+
+  it("reads telemetry by rounds less their compiling when neither subject was chunked", () => {
+    const table = instructionTable([row("isthmus-telemetry-off", [1_000_000, 1_200_000, 1_010_000], [0, 200_000, 0]), row("isthmus", [1_050_000, 1_060_000, 1_300_000], [0, 0, 250_000])], run);
+    // Without compiling: off 1,000k, on 1,050k: 1 − 1000/1050 = 4.8%; by rounds: off 1,010k, on 1,060k: 4.7%.
+    expect(table).toContain("Telemetry (on − off, by the median round without compiling of each): 50k instructions per request (+5.0% over off), so 4.8% less throughput when CPU-bound (target ≤ 5%).");
+    expect(table).toContain("by the median round of each");
   });
 });
