@@ -18,7 +18,7 @@ import { badRequest } from "../gateway/local-reply.ts";
 import { bufferBody, checkRequest } from "./ext-authz/client.ts";
 import type { RuntimeSecurity, SecurityScope } from "./hydrate.ts";
 import type { PeerIdentity } from "./identity.ts";
-import { authenticate, identityOf, type AuthnEnv, type VerifiedToken } from "./jwt/authenticate.ts";
+import { authenticate, identityOf, type AuthnEnv, type AuthnOutcome, type VerifiedToken } from "./jwt/authenticate.ts";
 import { JwksCache } from "./jwt/jwks-cache.ts";
 import { applyTokenOutputs } from "./jwt/outputs.ts";
 import { forwardClientCert } from "./peer/client-cert.ts";
@@ -50,9 +50,14 @@ export function authenticateRequest(ctx: RequestContext): PipelineResult | undef
   return verifyGatewayJwt(ctx, sec.gateway);
 }
 
-async function verifyGatewayJwt(ctx: RequestContext, scope: SecurityScope): Promise<PipelineResult | undefined> {
+/** Synchronous when every token is a verified-token cache hit (authenticate). */
+function verifyGatewayJwt(ctx: RequestContext, scope: SecurityScope): PipelineResult | undefined | Promise<PipelineResult | undefined> {
   const start = startStage(ctx);
-  const outcome = await authenticate(scope.plan, ctx.facts, authnEnv(ctx));
+  const outcome = authenticate(scope.plan, ctx.facts, authnEnv(ctx));
+  return outcome instanceof Promise ? outcome.then((o) => gatewayAuthenticated(ctx, start, o)) : gatewayAuthenticated(ctx, start, outcome);
+}
+
+function gatewayAuthenticated(ctx: RequestContext, start: number | undefined, outcome: AuthnOutcome): PipelineResult | undefined {
   if (!outcome.ok) {
     endStage(ctx, "authentication", start, () => ({ "isthmus.authn.result": "denied", "isthmus.authn.status": outcome.status }));
     return jwtDenied(ctx, outcome.status, outcome.httpStatus);

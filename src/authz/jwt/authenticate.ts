@@ -14,7 +14,7 @@
 import type { JwtRuleDef } from "../../config/snapshot.ts";
 import type { RequestFacts } from "../../gateway/facts.ts";
 import type { RequestIdentity } from "../identity.ts";
-import { extractTokens, type ExtractionPlan } from "./extract.ts";
+import { extractTokens, type ExtractionPlan, type FoundToken } from "./extract.ts";
 import type { JwksCache, JwksPolicy } from "./jwks-cache.ts";
 import type { KeySet } from "./keys.ts";
 import { own, parseJwt, type ParsedJwt } from "./parse.ts";
@@ -48,35 +48,68 @@ export interface VerifiedToken {
 export type AuthnOutcome = { ok: true; verified: VerifiedToken[] } | { ok: false; status: JwtStatus; httpStatus: 401 | 403 };
 
 /**
- * Authenticates the request against the plan's rules.
+ * Authenticates the request against the plan's rules. Synchronous when
+ * every token found is a verified-token cache hit (or none is found), as
+ * most requests of a client with a session are: a caller awaits only a
+ * promise, and a hit costs no promise at all.
  * @example
- * const outcome = await authenticate(plan, ctx.facts, env);
+ * const result = authenticate(plan, ctx.facts, env);
+ * const outcome = result instanceof Promise ? await result : result;
  * if (!outcome.ok) return jwtFailure(outcome, ctx.facts);
  */
-export async function authenticate(plan: ExtractionPlan<JwtRule>, facts: RequestFacts, env: AuthnEnv): Promise<AuthnOutcome> {
-  const found = extractTokens(plan, facts, env.maxJwtBytes);
+export function authenticate(plan: ExtractionPlan<JwtRule>, facts: RequestFacts, env: AuthnEnv): AuthnOutcome | Promise<AuthnOutcome> {
+  const found = extractTokens(plan, facts, env.maxJwtBytes, isVerifiedBy);
   if (!found.ok) return { ok: false, status: JWT_STATUS.tooLarge, httpStatus: 401 };
   const verified: VerifiedToken[] = [];
-  for (const t of found.tokens) {
-    const result = await verifyToken(t.token, t.rules, env);
-    if (!result.ok) return { ok: false, status: result.status, httpStatus: result.status === JWT_STATUS.audienceNotAllowed ? 403 : 401 };
-    verified.push(t.header === undefined ? { jwt: result.jwt, rule: result.rule } : { jwt: result.jwt, rule: result.rule, header: t.header });
+  const now = env.now();
+  for (let i = 0; i < found.tokens.length; i++) {
+    const t = found.tokens[i] as FoundToken<JwtRule>;
+    const hit = cachedToken(t.token, t.rules, env, now);
+    if (!hit) return verifyRest(found.tokens, i, verified, env);
+    verified.push(verifiedToken(t, hit));
   }
   return { ok: true, verified };
 }
 
+/** Whether one of `rules` already verified `candidate` (extractTokens' shortcut). */
+function isVerifiedBy(candidate: string, rules: readonly JwtRule[]): boolean {
+  for (const rule of rules) if (rule.tokens.has(candidate)) return true;
+  return false;
+}
+
 type TokenResult = { ok: true; jwt: ParsedJwt; rule: JwtRule } | { ok: false; status: JwtStatus };
 
-async function verifyToken(token: string, candidates: readonly JwtRule[], env: AuthnEnv): Promise<TokenResult> {
-  const now = env.now();
+function verifiedToken(t: FoundToken<JwtRule>, result: { jwt: ParsedJwt; rule: JwtRule }): VerifiedToken {
+  return t.header === undefined ? { jwt: result.jwt, rule: result.rule } : { jwt: result.jwt, rule: result.rule, header: t.header };
+}
 
-  // Cache hits: only the cheap checks remain. A hit that fails them falls through to the full path.
+/** The tokens from `from` on, verified one after the other (the first is not a cache hit). */
+async function verifyRest(tokens: readonly FoundToken<JwtRule>[], from: number, verified: VerifiedToken[], env: AuthnEnv): Promise<AuthnOutcome> {
+  for (let i = from; i < tokens.length; i++) {
+    const t = tokens[i] as FoundToken<JwtRule>;
+    const hit = i === from ? undefined : cachedToken(t.token, t.rules, env, env.now());
+    const result = hit ? { ok: true as const, ...hit } : await verifyUncached(t.token, t.rules, env);
+    if (!result.ok) return { ok: false, status: result.status, httpStatus: result.status === JWT_STATUS.audienceNotAllowed ? 403 : 401 };
+    verified.push(verifiedToken(t, result));
+  }
+  return { ok: true, verified };
+}
+
+/**
+ * A cache hit that still passes the cheap checks (time, audience), by the
+ * first candidate rule that has one. A hit that fails them goes the full path.
+ */
+function cachedToken(token: string, candidates: readonly JwtRule[], env: AuthnEnv, now: number): { jwt: ParsedJwt; rule: JwtRule } | undefined {
   for (const rule of candidates) {
     const keys = rule.inlineKeys ?? env.jwks.current(remoteSource(rule.def), rule.def.timeoutMs, env.policy, env.waitUntil);
     const hit = rule.tokens.get(token, keys, now);
-    if (hit && !timeStatus(hit.jwt, now) && audienceAllowed(hit.jwt, rule.def.audiences)) return { ok: true, jwt: hit.jwt, rule };
+    if (hit && !timeStatus(hit.jwt, now) && audienceAllowed(hit.jwt, rule.def.audiences)) return { jwt: hit.jwt, rule };
   }
+  return undefined;
+}
 
+/** The full path: parse, then each candidate rule naming the token's issuer (keys, time, audience, signature). */
+async function verifyUncached(token: string, candidates: readonly JwtRule[], env: AuthnEnv): Promise<TokenResult> {
   const parsed = parseJwt(token);
   if (!parsed.ok) return parsed;
   const jwt = parsed.jwt;

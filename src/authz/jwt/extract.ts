@@ -55,8 +55,21 @@ export function extractionPlan<R>(rules: readonly [R, readonly ({ header: string
   return plan;
 }
 
-/** Finds every token the plan's locations hold. */
-export function extractTokens<R>(plan: ExtractionPlan<R>, facts: RequestFacts, maxBytes: number): Extraction<R> {
+/**
+ * Finds every token the plan's locations hold.
+ *
+ * `known(candidate, rules)`, when given, says whether a string is a token
+ * one of `rules` already verified (a verified-token cache entry). A header
+ * part whose whole rest after the prefix is such a token is taken as it is,
+ * without scanning it for the end of its run of JWT characters (~1 µs for
+ * a 700-character token, about half of a cache hit): a verified token is
+ * three strict base64url segments joined by dots, so the scan would have
+ * ended exactly at its end. Anything else is scanned as before.
+ *
+ * @example
+ * extractTokens(plan, facts, 8192, (t, rules) => rules.some((r) => r.tokens.has(t)));
+ */
+export function extractTokens<R>(plan: ExtractionPlan<R>, facts: RequestFacts, maxBytes: number, known?: (candidate: string, rules: readonly R[]) => boolean): Extraction<R> {
   const tokens: FoundToken<R>[] = [];
   for (const h of plan.headers) {
     const value = facts.headers.get(h.name);
@@ -65,6 +78,13 @@ export function extractTokens<R>(plan: ExtractionPlan<R>, facts: RequestFacts, m
     for (const part of value.includes(",") ? value.split(",") : [value]) {
       const trimmed = part.trimStart();
       if (!trimmed.startsWith(h.prefix)) continue;
+      if (known !== undefined && trimmed.length - h.prefix.length <= maxBytes) {
+        const rest = trimmed.slice(h.prefix.length);
+        if (known(rest, h.rules)) {
+          tokens.push({ token: rest, rules: h.rules, header: h.name });
+          continue;
+        }
+      }
       JWT_RUN.lastIndex = h.prefix.length;
       const run = JWT_RUN.exec(trimmed);
       if (!run) continue;

@@ -54,6 +54,11 @@ export class VerifiedTokens {
     return this.entries.size;
   }
 
+  /** Whether `token` is (still) an entry, valid or not: it was verified, so it is a whole token. */
+  has(token: string): boolean {
+    return this.entries.get(keyOf(token))?.token === token;
+  }
+
   /** The entry for a token, if it is still valid for `keys` at `now`. */
   get(token: string, keys: KeySet | undefined, now: number): CachedToken | undefined {
     const key = keyOf(token);

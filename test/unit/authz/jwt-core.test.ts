@@ -134,6 +134,32 @@ describe("token extraction", () => {
   it("refuses a token over the cap before anything else", () => {
     expect(extractTokens(plan, facts({ authorization: `Bearer ${"a".repeat(101)}` }), 100)).toEqual({ ok: false, tooLarge: true });
   });
+
+  it("takes a part's whole rest as the token when `known` says a rule verified it, and scans anything else", () => {
+    const asked: [string, string[]][] = [];
+    const known = (candidate: string, rules: readonly string[]) => {
+      asked.push([candidate, [...rules]]);
+      return candidate === "a.b.c";
+    };
+    const r = extractTokens(plan, facts({ authorization: "Bearer a.b.c, Bearer d.e.f trailing", "x-jwt": "g.h.i" }), 100, known);
+    expect(r.ok && r.tokens).toEqual([
+      { token: "a.b.c", rules: ["A", "B"], header: "authorization" },
+      { token: "d.e.f", rules: ["A", "B"], header: "authorization" },
+      { token: "g.h.i", rules: ["B"], header: "x-jwt" },
+    ]);
+    expect(asked).toEqual([
+      ["a.b.c", ["A", "B"]],
+      ["d.e.f trailing", ["A", "B"]],
+      ["g.h.i", ["B"]],
+    ]);
+  });
+
+  it("does not ask `known` about a rest over the cap: the scan refuses it", () => {
+    let asked = 0;
+    const r = extractTokens(plan, facts({ authorization: `Bearer ${"a".repeat(101)}` }), 100, () => ++asked > 0);
+    expect(r).toEqual({ ok: false, tooLarge: true });
+    expect(asked).toBe(0);
+  });
 });
 
 describe("key sets", () => {
@@ -241,6 +267,15 @@ describe("the verified-token cache", () => {
     cache.set("h", jwt(), keys, 0, 60_000);
     expect(cache.get("h", rotated, 1)).toBeUndefined();
     expect(cache.get("h", keys, 1)).toBeUndefined();
+  });
+
+  it("knows a token it holds, by the whole token, whatever its validity", () => {
+    const cache = new VerifiedTokens();
+    cache.set("a.b.c", jwt(1), keys, 0, 0);
+    expect(cache.has("a.b.c")).toBe(true);
+    expect(cache.has("x.b.c")).toBe(false);
+    expect(cache.has("a.b.c ")).toBe(false);
+    expect(cache.has("")).toBe(false);
   });
 
   it("is bounded, evicting the least recently used entry", () => {
