@@ -171,8 +171,11 @@ export class DecisionTimeout extends Error {
   }
 }
 
-/** Races a promise against a timer of its own (no timer or signal is shared between requests). */
-/** `promise`, or a DecisionTimeout (naming the rule's whole `timeoutMs`) after `ms`. */
+/**
+ * `promise`, or a DecisionTimeout (naming the rule's whole `timeoutMs`)
+ * after `ms`: a race against a timer of its own (no timer or signal is
+ * shared between requests).
+ */
 function withTimeout<T>(promise: Promise<T>, ms: number, timeoutMs: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => reject(new DecisionTimeout(timeoutMs)), ms);

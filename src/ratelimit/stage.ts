@@ -61,7 +61,8 @@ async function decide(ctx: RequestContext, pending: Pending[]): Promise<Pipeline
   const start = startStage(ctx);
   const env = rateLimitState(ctx);
   const decisions: RuleDecision[] = [];
-  const names = await Promise.all(pending.map(bucketOf));
+  const named = bucketNames(pending);
+  const names = named instanceof Promise ? await named : named;
 
   const now = ctx.deps.now();
   const global: number[] = [];
@@ -76,13 +77,18 @@ async function decide(ctx: RequestContext, pending: Pending[]): Promise<Pipeline
   });
 
   if (!decisions.some(refuses)) {
-    const made = await Promise.all(
-      global.map(async (i) => {
-        const p = pending[i] as Pending;
-        return ruleDecision(p, await decideGlobal(p.rule, names[i] as string, p.set, env, ctx.deps.now));
-      }),
-    );
-    decisions.push(...made);
+    // One GLOBAL rule (the usual case) is awaited alone; several are asked in parallel.
+    const only = global.length === 1 ? (pending[global[0] as number] as Pending) : undefined;
+    if (only) decisions.push(ruleDecision(only, await decideGlobal(only.rule, names[global[0] as number] as string, only.set, env, ctx.deps.now)));
+    else if (global.length > 1) {
+      const made = await Promise.all(
+        global.map(async (i) => {
+          const p = pending[i] as Pending;
+          return ruleDecision(p, await decideGlobal(p.rule, names[i] as string, p.set, env, ctx.deps.now));
+        }),
+      );
+      decisions.push(...made);
+    }
   }
 
   for (const d of decisions) env.decisions[d.source]++;
@@ -114,6 +120,12 @@ async function decide(ctx: RequestContext, pending: Pending[]): Promise<Pipeline
  */
 function ruleDecision(p: Pending, made: Pick<RuleDecision, "outcome" | "source" | "grant" | "held" | "error">): RuleDecision {
   return { rule: p.rule, limits: p.set.limits, policyNames: p.set.policyNames, outcome: made.outcome, source: made.source, grant: made.grant, held: made.held, error: made.error };
+}
+
+/** Every pending rule's bucket name; a promise only when one must still be hashed (bucketName remembers them). */
+function bucketNames(pending: readonly Pending[]): string[] | Promise<string[]> {
+  const names = pending.map(bucketOf);
+  return names.every((n): n is string => typeof n === "string") ? names : Promise.all(names);
 }
 
 /** The bucket's name: the object name for GLOBAL rules, the isolate map key for LOCAL ones (none for `requests: 0`). */

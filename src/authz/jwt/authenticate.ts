@@ -145,11 +145,27 @@ function remoteSource(def: JwtRuleDef): { uri: string } | { discovery: string } 
   return "uri" in j ? { uri: j.uri } : "discovery" in j ? { discovery: j.discovery } : { uri: "" };
 }
 
-/** The request identity from the first verified token. */
+/**
+ * Identities already built, by parsed token: a verified-token cache hit
+ * hands back the same ParsedJwt, so a client's later requests reuse the
+ * identity its first built (its claims copied and split once, not per
+ * request). Frozen, since every request with that token shares it.
+ */
+const identities = new WeakMap<ParsedJwt, { rule: JwtRule; identity: RequestIdentity }>();
+
+/** The request identity from the first verified token (shared by requests with the same token: read-only). */
 export function identityOf(verified: readonly VerifiedToken[]): RequestIdentity | undefined {
   const first = verified[0];
   if (!first) return undefined;
   const { jwt, rule } = first;
+  const known = identities.get(jwt);
+  if (known?.rule === rule) return known.identity;
+  const identity = buildIdentity(jwt, rule);
+  identities.set(jwt, { rule, identity });
+  return identity;
+}
+
+function buildIdentity(jwt: ParsedJwt, rule: JwtRule): RequestIdentity {
   const claims: Record<string, unknown> = { ...jwt.payload };
   for (const name of rule.spaceDelimited) {
     const v = own(jwt.payload, name);
@@ -160,5 +176,6 @@ export function identityOf(verified: readonly VerifiedToken[]): RequestIdentity 
   if (jwt.sub !== undefined) identity.sub = jwt.sub;
   const azp = own(jwt.payload, "azp");
   if (typeof azp === "string") identity.presenter = azp;
-  return identity;
+  Object.freeze(claims);
+  return Object.freeze(identity);
 }

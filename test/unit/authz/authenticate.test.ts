@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
-import { authenticate, type AuthnEnv, type JwtRule } from "../../../src/authz/jwt/authenticate.ts";
+import { authenticate, identityOf, type AuthnEnv, type JwtRule } from "../../../src/authz/jwt/authenticate.ts";
 import { extractionPlan } from "../../../src/authz/jwt/extract.ts";
 import { JwksCache } from "../../../src/authz/jwt/jwks-cache.ts";
 import { keySetOf } from "../../../src/authz/jwt/keys.ts";
@@ -18,7 +18,7 @@ const ISSUER = "https://idp.test";
 const { publicKey, privateKey } = await generateKeyPair("RS256");
 const jwk = { ...(await exportJWK(publicKey)), kid: "k1", alg: "RS256" };
 
-function rule(): JwtRule {
+function rule(spaceDelimitedClaims: string[] = []): JwtRule {
   const def: JwtRuleDef = {
     source: "RequestAuthentication/ns/jwt",
     index: 0,
@@ -29,9 +29,9 @@ function rule(): JwtRule {
     forwardOriginalToken: false,
     outputClaimToHeaders: [],
     timeoutMs: 5000,
-    spaceDelimitedClaims: [],
+    spaceDelimitedClaims,
   };
-  return { def, inlineKeys: keySetOf([jwk], "test"), tokens: new VerifiedTokens(), spaceDelimited: new Set() };
+  return { def, inlineKeys: keySetOf([jwk], "test"), tokens: new VerifiedTokens(), spaceDelimited: new Set(spaceDelimitedClaims) };
 }
 
 const sign = (sub: string, exp: number, aud = "api") => new SignJWT({}).setProtectedHeader({ alg: "RS256", kid: "k1" }).setIssuer(ISSUER).setSubject(sub).setAudience(aud).setExpirationTime(exp).sign(privateKey);
@@ -111,5 +111,24 @@ describe("authenticate", () => {
     const trailing = authenticate(plan, facts(`Bearer ${token} trailing`), e);
     expect(trailing).not.toBeInstanceOf(Promise);
     expect(trailing).toMatchObject({ ok: true, verified: [{ jwt: { sub: "frank" } }] });
+  });
+
+  it("builds a token's identity once, shares it read-only, and builds it anew for another rule", async () => {
+    const r = rule(["scope"]);
+    const plan = extractionPlan([[r, r.def.locations]]);
+    const e = env(Date.now);
+    const token = await new SignJWT({ scope: "read write" }).setProtectedHeader({ alg: "RS256", kid: "k1" }).setIssuer(ISSUER).setSubject("gina").setAudience("api").setExpirationTime(inAnHour).sign(privateKey);
+    const first = await authenticate(plan, facts(`Bearer ${token}`), e);
+    const again = authenticate(plan, facts(`Bearer ${token}`), e);
+    if (!first.ok || again instanceof Promise || !again.ok) throw new Error("setup");
+    const identity = identityOf(first.verified);
+    expect(identity).toMatchObject({ principal: `${ISSUER}/gina`, iss: ISSUER, sub: "gina", claims: { scope: ["read", "write"] } });
+    expect(identityOf(again.verified)).toBe(identity);
+    expect(Object.isFrozen(identity) && Object.isFrozen(identity?.claims)).toBe(true);
+    // The same parsed token under a rule that does not split `scope`.
+    const other = rule();
+    const otherIdentity = identityOf([{ jwt: (again.verified[0] as { jwt: never }).jwt, rule: other }]);
+    expect(otherIdentity?.claims.scope).toBe("read write");
+    expect(identityOf(again.verified)?.claims.scope).toEqual(["read", "write"]);
   });
 });

@@ -39,6 +39,10 @@ describe("Istio value forms", () => {
     expect(istioValue("*")("x")).toBe(true);
     expect(istioValue("*")("")).toBe(false);
     expect(istioValue("Example.COM", true)("example.com")).toBe(true);
+    // Case-insensitive matchers lower each value they are given, whatever they were given before.
+    const host = istioValue("Example.COM", true);
+    const suffix = istioValue("*.Example.com", true);
+    expect([host("EXAMPLE.com"), suffix("EXAMPLE.com"), host("other.com"), suffix("A.EXAMPLE.COM"), host("Example.Com"), host("example.com.evil")]).toEqual([true, false, false, true, true, false]);
     expect(istioValue("/a*b")("/a*b")).toBe(true);
     expect(istioValue("/a*b")("/axb")).toBe(false);
   });
