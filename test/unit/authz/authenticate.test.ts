@@ -127,7 +127,9 @@ describe("authenticate", () => {
     expect(Object.isFrozen(identity) && Object.isFrozen(identity?.claims)).toBe(true);
     // The same parsed token under a rule that does not split `scope`.
     const other = rule();
-    const otherIdentity = identityOf([{ jwt: (again.verified[0] as { jwt: never }).jwt, rule: other }]);
+    const parsed = again.verified[0]?.jwt;
+    if (!parsed) throw new Error("setup");
+    const otherIdentity = identityOf([{ jwt: parsed, rule: other }]);
     expect(otherIdentity?.claims.scope).toBe("read write");
     expect(identityOf(again.verified)?.claims.scope).toEqual(["read", "write"]);
   });
