@@ -4,7 +4,7 @@
  * with a half measured minutes apart.
  */
 import { describe, expect, it } from "vitest";
-import { median, pairLabel, pairs, type Measurement } from "../../bench/report.ts";
+import { median, pairLabel, pairs, telemetryVerdict, type Measurement } from "../../bench/report.ts";
 
 const half = (contender: string, round: number, load: string, throughput: number, cpuUsPerRequest: number): Measurement => ({
   contender,
@@ -44,5 +44,22 @@ describe("bench pairs", () => {
     expect(median([0.9, 0.5, 0.7])).toBe(0.7);
     expect(median([0.4, 0.9, 0.5, 0.7])).toBeCloseTo(0.6);
     expect(median([])).toBeNaN();
+  });
+});
+
+describe("the telemetry target from load pairs", () => {
+  it("is judged on the median when the pairs agree", () => {
+    expect(telemetryVerdict([0.01, 0.02, 0.03, 0.02, 0.04])).toBe("met");
+    expect(telemetryVerdict([0.09, 0.1, 0.11, 0.12])).toBe("**not met**");
+    expect(telemetryVerdict([-0.02, -0.03, -0.01])).toBe("met");
+  });
+
+  it("is not judged when the middle half of the pairs spreads more than the target's margin", () => {
+    // This stop's run: a median near 0% from pairs between −32% and +19%.
+    const verdict = telemetryVerdict([-0.32, -0.05, -0.03, -0.0, 0.01, 0.03, 0.15, 0.19]);
+    // Quartiles at the 3rd and 6th of the 8 sorted pairs: −3% and +3%.
+    expect(verdict).toMatch(/^not resolved by these pairs \(their middle half spreads over 6 points/);
+    expect(verdict).toContain("bench:instructions");
+    expect(telemetryVerdict([])).toMatch(/^not resolved/);
   });
 });
