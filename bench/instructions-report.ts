@@ -127,25 +127,27 @@ export const LADDER: readonly { id: string; part?: string }[] = [
  * ladderTable(rows); // "What each part of the realistic config costs …\n\n| part left out | … |"
  */
 export function ladderTable(rows: readonly InstructionRow[]): string | undefined {
-  const value = (id: string): number | undefined => {
+  const steps = LADDER.map(({ id, part }) => {
     const same = rows.filter((r) => r.id === id).map((r) => ownWork(r) ?? median(r.perRequest));
-    return same.length > 0 ? median(same) : undefined;
-  };
-  const top = value(LADDER[0]?.id as string);
-  if (top === undefined || value(LADDER[1]?.id as string) === undefined) return undefined;
+    return { id, part, value: same.length > 0 ? median(same) : undefined };
+  });
+  const top = steps[0]?.value;
+  if (top === undefined || steps[1]?.value === undefined) return undefined;
+  const share = (n: number) => `${((n / top) * 100).toFixed(1)}%`;
   const lines = [
     "What each part of the realistic config (telemetry off) costs per request: the ladder's subjects, each leaving one more part out (without compiling, else the median round):",
     "",
     "| part left out | instructions per request it cost | share of the realistic request |",
     "|---|---|---|",
   ];
-  for (let i = 1; i < LADDER.length; i++) {
-    const [before, after] = [value((LADDER[i - 1] as { id: string }).id), value((LADDER[i] as { id: string }).id)];
-    if (before === undefined || after === undefined) continue;
-    lines.push(`| ${(LADDER[i] as { part: string }).part} | ${thousands(before - after)} | ${(((before - after) / top) * 100).toFixed(1)}% |`);
+  let last = { id: steps[0]?.id as string, value: top };
+  for (const [i, step] of steps.entries()) {
+    const before = steps[i - 1]?.value;
+    if (step.value === undefined) continue;
+    if (before !== undefined) lines.push(`| ${step.part} | ${thousands(before - step.value)} | ${share(before - step.value)} |`);
+    last = { id: step.id, value: step.value };
   }
-  const last = [...LADDER].reverse().find(({ id }) => value(id) !== undefined) as { id: string };
-  lines.push(`| what is left (\`${last.id}\`) | ${thousands(value(last.id) as number)} | ${(((value(last.id) as number) / top) * 100).toFixed(1)}% |`);
+  lines.push(`| what is left (\`${last.id}\`) | ${thousands(last.value)} | ${share(last.value)} |`);
   return lines.join("\n");
 }
 
@@ -173,7 +175,7 @@ function readings(on: InstructionRow, off: InstructionRow): Reading[] {
   if (ownOn !== undefined && ownOff !== undefined && chunked) return [{ by: "median chunk without compiling", on: ownOn, off: ownOff }, chunked];
   if (chunked) return [chunked];
   const round = { by: "median round", on: median(on.perRequest), off: median(off.perRequest) };
-  // Neither chunked (one chunked and one not compare no like measure but rounds): rounds less their compiling when both were annotated.
+  // Rounds less their compiling only when neither was chunked: a chunked subject's own work is over chunks, not rounds.
   if (ownOn !== undefined && ownOff !== undefined && !on.chunks?.length && !off.chunks?.length) return [{ by: "median round without compiling", on: ownOn, off: ownOff }, round];
   return [round];
 }

@@ -155,10 +155,14 @@ if (!Number.isInteger(passes) || passes < 1) throw new Error(`--repeat: expected
 const fixedChunk = values.chunk === undefined ? undefined : Number(values.chunk);
 const only = values.only?.split(",");
 const every = [...SUBJECTS, ...RUNGS];
-const byId = (id: string) => every.find((s) => s.id === id);
+const byId = (id: string): Subject => {
+  const subject = every.find((s) => s.id === id);
+  if (!subject) throw new Error(`--ladder: no subject ${id} (instructions-report.ts LADDER and this file's subjects disagree)`);
+  return subject;
+};
 if (values.ladder && only) throw new Error("--ladder and --only: give one (the ladder runs its own list)");
 const subjects = values.ladder
-  ? LADDER.map(({ id }) => byId(id) as Subject)
+  ? LADDER.map(({ id }) => byId(id))
   : only
     ? every.filter((s) => only.includes(s.id))
     : SUBJECTS;

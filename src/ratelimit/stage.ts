@@ -77,18 +77,13 @@ async function decide(ctx: RequestContext, pending: Pending[]): Promise<Pipeline
   });
 
   if (!decisions.some(refuses)) {
+    const ask = async (i: number): Promise<RuleDecision> => {
+      const p = pending[i] as Pending;
+      return ruleDecision(p, await decideGlobal(p.rule, names[i] as string, p.set, env, ctx.deps.now));
+    };
     // One GLOBAL rule (the usual case) is awaited alone; several are asked in parallel.
-    const only = global.length === 1 ? (pending[global[0] as number] as Pending) : undefined;
-    if (only) decisions.push(ruleDecision(only, await decideGlobal(only.rule, names[global[0] as number] as string, only.set, env, ctx.deps.now)));
-    else if (global.length > 1) {
-      const made = await Promise.all(
-        global.map(async (i) => {
-          const p = pending[i] as Pending;
-          return ruleDecision(p, await decideGlobal(p.rule, names[i] as string, p.set, env, ctx.deps.now));
-        }),
-      );
-      decisions.push(...made);
-    }
+    if (global.length === 1) decisions.push(await ask(global[0] as number));
+    else if (global.length > 1) decisions.push(...(await Promise.all(global.map(ask))));
   }
 
   for (const d of decisions) env.decisions[d.source]++;

@@ -83,11 +83,11 @@ function verifiedToken(t: FoundToken<JwtRule>, result: { jwt: ParsedJwt; rule: J
   return t.header === undefined ? { jwt: result.jwt, rule: result.rule } : { jwt: result.jwt, rule: result.rule, header: t.header };
 }
 
-/** The tokens from `from` on, verified one after the other (the first is not a cache hit). */
+/** The tokens from `from` on (the first a cache miss), verified one after the other: a hit still takes only the cheap checks. */
 async function verifyRest(tokens: readonly FoundToken<JwtRule>[], from: number, verified: VerifiedToken[], env: AuthnEnv): Promise<AuthnOutcome> {
   for (let i = from; i < tokens.length; i++) {
     const t = tokens[i] as FoundToken<JwtRule>;
-    const hit = i === from ? undefined : cachedToken(t.token, t.rules, env, env.now());
+    const hit = cachedToken(t.token, t.rules, env, env.now());
     const result = hit ? { ok: true as const, ...hit } : await verifyUncached(t.token, t.rules, env);
     if (!result.ok) return { ok: false, status: result.status, httpStatus: result.status === JWT_STATUS.audienceNotAllowed ? 403 : 401 };
     verified.push(verifiedToken(t, result));

@@ -34,7 +34,7 @@ function rule(spaceDelimitedClaims: string[] = []): JwtRule {
   return { def, inlineKeys: keySetOf([jwk], "test"), tokens: new VerifiedTokens(), spaceDelimited: new Set(spaceDelimitedClaims) };
 }
 
-const sign = (sub: string, exp: number, aud = "api") => new SignJWT({}).setProtectedHeader({ alg: "RS256", kid: "k1" }).setIssuer(ISSUER).setSubject(sub).setAudience(aud).setExpirationTime(exp).sign(privateKey);
+const sign = (sub: string, exp: number, aud = "api", claims: Record<string, unknown> = {}) => new SignJWT(claims).setProtectedHeader({ alg: "RS256", kid: "k1" }).setIssuer(ISSUER).setSubject(sub).setAudience(aud).setExpirationTime(exp).sign(privateKey);
 
 function facts(authorization?: string, query = ""): RequestFacts {
   return { method: "GET", scheme: "https", host: "h", port: 443, authority: "h", path: "/", query, headers: new Headers(authorization ? { authorization } : {}), remoteIp: "" };
@@ -50,76 +50,73 @@ function env(nowMs: () => number): AuthnEnv {
   };
 }
 
+/** One rule's authentication as the stage runs it, at the clock `now` gives. */
+function authenticator(now: () => number = Date.now, spaceDelimitedClaims: string[] = []) {
+  const r = rule(spaceDelimitedClaims);
+  const plan = extractionPlan([[r, r.def.locations]]);
+  const e = env(now);
+  return (f: RequestFacts) => authenticate(plan, f, e);
+}
+
 describe("authenticate", () => {
   const inAnHour = Math.floor(Date.now() / 1000) + 3600;
 
   it("verifies a new token through a promise, then answers the same token synchronously with the same identity", async () => {
-    const r = rule();
-    const plan = extractionPlan([[r, r.def.locations]]);
-    const e = env(Date.now);
+    const check = authenticator();
     const token = await sign("alice", inAnHour);
-    const first = authenticate(plan, facts(`Bearer ${token}`), e);
+    const first = check(facts(`Bearer ${token}`));
     expect(first).toBeInstanceOf(Promise);
     const verified = await first;
-    const again = authenticate(plan, facts(`Bearer ${token}`), e);
+    const again = check(facts(`Bearer ${token}`));
     expect(again).not.toBeInstanceOf(Promise);
     expect(again).toEqual(verified);
     expect(verified.ok && verified.verified.map((v) => [v.jwt.sub, v.header])).toEqual([["alice", "authorization"]]);
   });
 
   it("answers a request without a token synchronously", () => {
-    const r = rule();
-    expect(authenticate(extractionPlan([[r, r.def.locations]]), facts(), env(Date.now))).toEqual({ ok: true, verified: [] });
+    expect(authenticator()(facts())).toEqual({ ok: true, verified: [] });
   });
 
   it("takes the full path for a cached token that has since expired, and fails it as Envoy does", async () => {
-    const r = rule();
-    const plan = extractionPlan([[r, r.def.locations]]);
     let now = Date.now();
-    const e = env(() => now);
+    const check = authenticator(() => now);
     const exp = Math.floor(now / 1000) + 10;
     const token = await sign("bob", exp);
-    expect(await authenticate(plan, facts(`Bearer ${token}`), e)).toMatchObject({ ok: true });
+    expect(await check(facts(`Bearer ${token}`))).toMatchObject({ ok: true });
     now = (exp + 61) * 1000; // past exp and the 60 s skew
-    const later = authenticate(plan, facts(`Bearer ${token}`), e);
+    const later = check(facts(`Bearer ${token}`));
     expect(later).toBeInstanceOf(Promise);
     expect(await later).toEqual({ ok: false, status: JWT_STATUS.expired, httpStatus: 401 });
   });
 
   it("verifies the tokens after a cache hit in order, every one of them", async () => {
-    const r = rule();
-    const plan = extractionPlan([[r, r.def.locations]]);
-    const e = env(Date.now);
+    const check = authenticator();
     const cached = await sign("carol", inAnHour);
-    await authenticate(plan, facts(`Bearer ${cached}`), e);
+    await check(facts(`Bearer ${cached}`));
     const fresh = await sign("dave", inAnHour);
-    const both = authenticate(plan, facts(`Bearer ${cached}`, `access_token=${fresh}`), e);
+    const both = check(facts(`Bearer ${cached}`, `access_token=${fresh}`));
     expect(both).toBeInstanceOf(Promise);
     const outcome = await both;
     expect(outcome.ok && outcome.verified.map((v) => v.jwt.sub)).toEqual(["carol", "dave"]);
     // A second token that fails fails the request, even after a hit.
     const wrongAudience = await sign("erin", inAnHour, "other");
-    expect(await authenticate(plan, facts(`Bearer ${cached}`, `access_token=${wrongAudience}`), e)).toEqual({ ok: false, status: JWT_STATUS.audienceNotAllowed, httpStatus: 403 });
+    expect(await check(facts(`Bearer ${cached}`, `access_token=${wrongAudience}`))).toEqual({ ok: false, status: JWT_STATUS.audienceNotAllowed, httpStatus: 403 });
   });
 
   it("finds a cached token followed by other text as the scan does", async () => {
-    const r = rule();
-    const plan = extractionPlan([[r, r.def.locations]]);
-    const e = env(Date.now);
+    const check = authenticator();
     const token = await sign("frank", inAnHour);
-    await authenticate(plan, facts(`Bearer ${token}`), e);
-    const trailing = authenticate(plan, facts(`Bearer ${token} trailing`), e);
+    await check(facts(`Bearer ${token}`));
+    const trailing = check(facts(`Bearer ${token} trailing`));
     expect(trailing).not.toBeInstanceOf(Promise);
     expect(trailing).toMatchObject({ ok: true, verified: [{ jwt: { sub: "frank" } }] });
   });
 
   it("builds a token's identity once, shares it read-only, and builds it anew for another rule", async () => {
-    const r = rule(["scope"]);
-    const plan = extractionPlan([[r, r.def.locations]]);
-    const e = env(Date.now);
-    const token = await new SignJWT({ scope: "read write" }).setProtectedHeader({ alg: "RS256", kid: "k1" }).setIssuer(ISSUER).setSubject("gina").setAudience("api").setExpirationTime(inAnHour).sign(privateKey);
-    const first = await authenticate(plan, facts(`Bearer ${token}`), e);
-    const again = authenticate(plan, facts(`Bearer ${token}`), e);
+    const check = authenticator(Date.now, ["scope"]);
+    const token = await sign("gina", inAnHour, "api", { scope: "read write" });
+    const first = await check(facts(`Bearer ${token}`));
+    const again = check(facts(`Bearer ${token}`));
     if (!first.ok || again instanceof Promise || !again.ok) throw new Error("setup");
     const identity = identityOf(first.verified);
     expect(identity).toMatchObject({ principal: `${ISSUER}/gina`, iss: ISSUER, sub: "gina", claims: { scope: ["read", "write"] } });
