@@ -20,7 +20,7 @@ export interface AcquireRequest {
   want: number;
   /** Grant fewer than `want` when that is all there is (a lease); otherwise all or nothing. */
   partial: boolean;
-  /** Unused tokens of an earlier lease, given back before anything is taken. */
+  /** Tokens given back before anything is taken: an expired lease's unspent ones, or those of a grant that arrived after its decision gave up. */
   returning: number;
 }
 

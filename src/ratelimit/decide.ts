@@ -5,6 +5,16 @@
  * made — the object throws, is overloaded or unreachable, answers too late,
  * or the binding is missing — becomes `failed-open` (admitted) or
  * `failed-closed` by the rule's failureMode.
+ *
+ * A call the decision gave up on at its timeout is not cancelled: the
+ * object may still apply it (under `isthmus serve --cluster-bucket`, a call
+ * waiting for a lost replica's object runs once another replica has taken
+ * it over). Its grant is then given back with the isolate's next call for
+ * the key, less the one token of a request failureMode let through, so a
+ * request refused by failureMode spends nothing and one admitted by it is
+ * counted, as if the object had answered in time. While tokens wait to be
+ * given back, a refusal the isolate remembers does not answer for the
+ * object: the call that gives them back may be admitted.
  */
 import type { LimitDef } from "../config/snapshot.ts";
 import { shapedGrant, type AcquireRequest, type Grant } from "./bucket-set.ts";
@@ -93,6 +103,7 @@ export async function decideGlobal(
   set: LimitSet,
   env: RateLimitEnv,
   now: () => number,
+  waitUntil: (promise: Promise<unknown>) => void,
 ): Promise<Pick<RuleDecision, "outcome" | "source" | "grant" | "held" | "error">> {
   const lease = rule.def.lease;
   const limits = set.limits;
@@ -101,23 +112,42 @@ export async function decideGlobal(
     const taken = env.leases.take(name, now());
     if (taken.taken && taken.lease) return { outcome: "allowed", source: "lease", grant: taken.lease.grant, held: taken.lease.tokens };
   }
-  const remembered = env.refusals.get(refusalKey, now());
+  // A remembered refusal answers, unless tokens wait to be given back: the call that returns them may be admitted.
+  const remembered = env.leases.returning(name) ? undefined : env.refusals.get(refusalKey, now());
   if (remembered) return { outcome: verdict(rule, false), source: "cache", grant: remembered };
   if (!env.objects) return failure(rule, "the Worker has no RATE_LIMITER Durable Object binding");
-  const returning = lease ? env.leases.takeReturns(name) : 0;
+  const returning = env.leases.takeReturns(name);
   const request: AcquireRequest = { algorithm: rule.def.algorithm, limits, want: lease ? lease.size : 1, partial: lease !== undefined, returning };
   const sentAt = now();
   let grant: Grant;
   try {
     grant = await acquireWithRetries(env.objects, name, request, rule.def.timeoutMs, now);
   } catch (error) {
-    // The object may or may not have taken them back; keeping them out is the side that never over-admits.
-    return failure(rule, error instanceof DecisionTimeout ? error.message : `the rate limiter failed: ${error instanceof Error ? error.message : String(error)}`);
+    // The object may or may not have taken `returning` back; keeping them out is the side that never over-admits.
+    if (!(error instanceof DecisionTimeout)) return failure(rule, `the rate limiter failed: ${error instanceof Error ? error.message : String(error)}`);
+    const failed = failure(rule, error.message);
+    waitUntil(giveBackLate(env.leases, name, error.late, failed.outcome === "failed-open"));
+    return failed;
   }
   if (!lease && grant.granted === 0) env.refusals.set(refusalKey, sentAt, sentAt + grant.retryAfterMs, grant);
   if (lease && grant.granted < lease.size) env.refusals.set(refusalKey, sentAt, sentAt + Math.min(grant.wantReadyMs, lease.ttlMs), { ...grant, granted: 0 });
   if (lease && grant.granted > 1) env.leases.add(name, grant.granted - 1, sentAt + lease.ttlMs, grant);
   return { outcome: verdict(rule, grant.granted > 0), source: "object", grant, held: lease ? Math.max(0, grant.granted - 1) : undefined };
+}
+
+/**
+ * The tokens of a grant that arrived after its decision gave up, given
+ * back with the isolate's next call for `name`: all of them, or all but
+ * the one the request spent when failureMode `admitted` it.
+ */
+async function giveBackLate(leases: Leases, name: string, late: Promise<Grant>, admitted: boolean): Promise<void> {
+  let granted: number;
+  try {
+    granted = (await late).granted;
+  } catch {
+    return; // The call failed after all: it took nothing.
+  }
+  leases.giveBackLater(name, granted - (admitted ? 1 : 0));
 }
 
 /** The first wait before asking again after a retryable failure; it doubles up to RETRY_MAX_WAIT_MS. */
@@ -165,20 +195,24 @@ function failure(rule: RuntimeRule, error: string): Pick<RuleDecision, "outcome"
 }
 
 export class DecisionTimeout extends Error {
-  constructor(ms: number) {
+  /** The call given up on, which the object may still answer. */
+  readonly late: Promise<Grant>;
+
+  constructor(ms: number, late: Promise<Grant>) {
     super(`the rate limiter did not answer within ${ms}ms`);
     this.name = "DecisionTimeout";
+    this.late = late;
   }
 }
 
 /**
- * `promise`, or a DecisionTimeout (naming the rule's whole `timeoutMs`)
- * after `ms`: a race against a timer of its own (no timer or signal is
- * shared between requests).
+ * `promise`, or a DecisionTimeout (naming the rule's whole `timeoutMs`,
+ * and holding `promise`) after `ms`: a race against a timer of its own (no
+ * timer or signal is shared between requests).
  */
-function withTimeout<T>(promise: Promise<T>, ms: number, timeoutMs: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new DecisionTimeout(timeoutMs)), ms);
+function withTimeout(promise: Promise<Grant>, ms: number, timeoutMs: number): Promise<Grant> {
+  return new Promise<Grant>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new DecisionTimeout(timeoutMs, promise)), ms);
     promise.then(
       (value) => {
         clearTimeout(timer);

@@ -35,7 +35,7 @@ export interface LeaseTake {
 
 export class Leases {
   private readonly pools = new Map<string, Lease[]>();
-  /** Unspent tokens of expired leases, waiting for the next call to the key's object. */
+  /** Unspent tokens of expired leases, and grants that arrived after their decision gave up (decide.ts), waiting for the next call to the key's object. */
   private readonly returns = new Map<string, number>();
   private readonly capacity: number;
 
@@ -66,9 +66,15 @@ export class Leases {
 
   /** The tokens to give back with the next call for `name` (and forgets them: put them back if the call fails). */
   takeReturns(name: string): number {
+    if (this.returns.size === 0) return 0;
     const n = this.returns.get(name) ?? 0;
     this.returns.delete(name);
     return n;
+  }
+
+  /** True when tokens wait to be given back with the next call for `name`. */
+  returning(name: string): boolean {
+    return this.returns.size > 0 && this.returns.has(name);
   }
 
   giveBackLater(name: string, tokens: number): void {

@@ -79,7 +79,7 @@ async function decide(ctx: RequestContext, pending: Pending[]): Promise<Pipeline
   if (!decisions.some(refuses)) {
     const ask = async (i: number): Promise<RuleDecision> => {
       const p = pending[i] as Pending;
-      return ruleDecision(p, await decideGlobal(p.rule, names[i] as string, p.set, env, ctx.deps.now));
+      return ruleDecision(p, await decideGlobal(p.rule, names[i] as string, p.set, env, ctx.deps.now, ctx.waitUntil));
     };
     // One GLOBAL rule (the usual case) is awaited alone; several are asked in parallel.
     if (global.length === 1) decisions.push(await ask(global[0] as number));

@@ -41,6 +41,8 @@ export interface BucketServer {
   denied: string[];
   /** S3: from now on, accept only requests signed with this key (a credential rotation). */
   acceptOnly(accessKeyId: string, secretAccessKey: string): void;
+  /** From now on, handle each request `ms` after it arrived (a slow or distant bucket); 0 for at once. */
+  delay(ms: number): void;
   close(): Promise<void>;
 }
 
@@ -210,10 +212,14 @@ export async function startBucketServer(dialect: BucketDialect): Promise<BucketS
     }
   };
 
+  let latency = 0;
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => handle(req, res, Buffer.concat(chunks)));
+    req.on("end", () => {
+      if (latency > 0) setTimeout(() => handle(req, res, Buffer.concat(chunks)), latency);
+      else handle(req, res, Buffer.concat(chunks));
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
@@ -225,6 +231,7 @@ export async function startBucketServer(dialect: BucketDialect): Promise<BucketS
     signedBy,
     denied,
     acceptOnly: (accessKeyId, secretAccessKey) => void (accepted = { accessKeyId, secretAccessKey }),
+    delay: (ms) => void (latency = ms),
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -28,7 +28,7 @@ async function hotKey(rule: Record<string, unknown>) {
     },
   };
   const isolates = (k: number) => Array.from({ length: k }, () => rateLimitEnv(counting));
-  const decide = (isolate: ReturnType<typeof rateLimitEnv>) => decideGlobal(hot, bucket, hot.base, isolate, () => Date.now());
+  const decide = (isolate: ReturnType<typeof rateLimitEnv>) => decideGlobal(hot, bucket, hot.base, isolate, () => Date.now(), () => undefined);
   return { isolates, decide, calls: () => calls };
 }
 

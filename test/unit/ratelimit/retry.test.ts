@@ -2,14 +2,16 @@
  * GLOBAL decisions ask the key's object again, through a fresh stub, after a
  * failure the runtime marks retryable (the object was reset or is moving to
  * another machine), within the rule's decision timeout; never after one it
- * marks overloaded, or any other.
+ * marks overloaded, or any other. A call given up on at the timeout that the
+ * object still answers gives its grant back.
  */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { decideGlobal, rateLimitEnv, retryable, type RateLimiterNamespace } from "../../../src/ratelimit/decide.ts";
+import { decideGlobal, rateLimitEnv, retryable, type RateLimiterNamespace, type RateLimiterStub } from "../../../src/ratelimit/decide.ts";
 import { hydrate } from "../../../src/routing/hydrate.ts";
 import type { RuntimeRule } from "../../../src/ratelimit/hydrate.ts";
 import { bucketName } from "../../../src/ratelimit/key.ts";
+import type { Grant } from "../../../src/ratelimit/bucket-set.ts";
 import { doc, snapshotOf } from "../support.ts";
 
 let policies = 0;
@@ -20,24 +22,48 @@ function objectError(message: string, flags: { retryable?: boolean; overloaded?:
 }
 
 /**
- * A rule of 2 per day whose object fails the first `failures` calls with
- * `error`, then is the real RateLimiter; counts the stubs asked for.
+ * A rule of 2 per day (`failureMode` OPEN unless said) whose object answers
+ * the first `failures` calls through `failing`, then is the real RateLimiter;
+ * counts the stubs asked for, and keeps what the decisions left to run
+ * after them (waitUntil).
  */
-async function flaky(error: Error, failures: number, decisionTimeout = "2s") {
+async function limiter(failing: (n: string) => RateLimiterStub, failures: number, decisionTimeout = "2s", failureMode?: "CLOSED") {
   const name = `retry${++policies}`;
-  const runtime = hydrate(await snapshotOf(doc("RateLimitPolicy", name, { rules: [{ name: "r", decisionTimeout, limits: [{ requests: 2, unit: "day" }] }] }, "istio-system")));
+  const runtime = hydrate(await snapshotOf(doc("RateLimitPolicy", name, { rules: [{ name: "r", decisionTimeout, ...(failureMode ? { failureMode } : {}), limits: [{ requests: 2, unit: "day" }] }] }, "istio-system")));
   const rule = runtime.rateLimits?.rules[0] as RuntimeRule;
   const bucket = await bucketName(rule.def.id, []);
   let stubs = 0;
   const objects: RateLimiterNamespace = {
     getByName: (n) => {
       stubs++;
-      if (stubs <= failures) return { acquire: () => Promise.reject(error) };
-      return env.RATE_LIMITER.getByName(n);
+      return stubs <= failures ? failing(n) : env.RATE_LIMITER.getByName(n);
     },
   };
   const isolate = rateLimitEnv(objects);
-  return { decide: () => decideGlobal(rule, bucket, rule.base, isolate, () => Date.now()), stubs: () => stubs };
+  const background: Promise<unknown>[] = [];
+  const decide = () => decideGlobal(rule, bucket, rule.base, isolate, () => Date.now(), (p) => background.push(p));
+  return { decide, stubs: () => stubs, background: () => Promise.all(background) };
+}
+
+/** An object that fails its first `failures` calls with `error`. */
+const flaky = (error: Error, failures: number, decisionTimeout?: string) => limiter(() => ({ acquire: () => Promise.reject(error) }), failures, decisionTimeout);
+
+/**
+ * An object that applies its first `slowCalls` calls at once but answers them `delayMs` late;
+ * `answered()` waits for those answers.
+ */
+async function slow(delayMs: number, slowCalls: number, decisionTimeout: string, failureMode?: "CLOSED") {
+  const calls: Promise<Grant>[] = [];
+  const delayed = (n: string): RateLimiterStub => ({
+    acquire: (request) => {
+      const call = env.RATE_LIMITER.getByName(n)
+        .acquire(request)
+        .then((grant) => new Promise<Grant>((resolve) => setTimeout(() => resolve(grant), delayMs)));
+      calls.push(call);
+      return call;
+    },
+  });
+  return { ...(await limiter(delayed, slowCalls, decisionTimeout, failureMode)), answered: () => Promise.all(calls) };
 }
 
 describe("retrying a GLOBAL decision", () => {
@@ -66,6 +92,34 @@ describe("retrying a GLOBAL decision", () => {
     // 10, 20, 40 ms waits fit in 100 ms; the next (80 ms) would not.
     expect(stubs()).toBe(4);
     expect(Date.now() - started).toBeLessThan(100);
+  });
+
+  it("gives the grant of a call answered after the timeout back when failureMode refused the request: the limit is still admitted whole", async () => {
+    const { decide, answered, background } = await slow(150, 1, "50ms", "CLOSED");
+    const late = await decide();
+    expect([late.outcome, late.error]).toEqual(["failed-closed", "the rate limiter did not answer within 50ms"]);
+    await answered();
+    await background();
+    expect([(await decide()).outcome, (await decide()).outcome, (await decide()).outcome]).toEqual(["allowed", "allowed", "limited"]);
+  });
+
+  it("counts the late grant's token against a request failureMode OPEN let through, as if the object had answered in time", async () => {
+    const { decide, answered, background } = await slow(150, 1, "50ms");
+    expect((await decide()).outcome).toBe("failed-open");
+    await answered();
+    await background();
+    expect([(await decide()).outcome, (await decide()).outcome]).toEqual(["allowed", "limited"]);
+  });
+
+  it("asks the object again instead of answering from a remembered refusal once a late grant is to be given back", async () => {
+    const { decide, answered, background } = await slow(150, 1, "50ms", "CLOSED");
+    const first = decide();
+    // While the first call's answer is on its way: the last token, then a refusal the isolate remembers.
+    expect([(await decide()).outcome, (await decide()).outcome]).toEqual(["allowed", "limited"]);
+    expect((await first).outcome).toBe("failed-closed");
+    await answered();
+    await background();
+    expect([(await decide()).outcome, (await decide()).outcome]).toEqual(["allowed", "limited"]);
   });
 
   it("reads the runtime's flags", () => {

@@ -13,6 +13,8 @@ import { env, exports } from "cloudflare:workers";
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { bucketName } from "../../../src/ratelimit/key.ts";
+import { wholeTokens } from "../../../src/ratelimit/algorithms.ts";
+import type { BucketSet } from "../../../src/ratelimit/bucket-set.ts";
 import { applyConfig } from "../helpers/apply.ts";
 
 const policy = (name: string, path: string, extra: string) => `
@@ -41,6 +43,7 @@ spec:
 ---${policy("durable", "/durable", `    limits: [{requests: 3, unit: hour}]\n    decisionTimeout: 5s`)}
 ---${policy("open", "/open", `    limits: [{requests: 100, unit: day}]\n    decisionTimeout: 100ms\n    failureMode: OPEN`)}
 ---${policy("closed", "/closed", `    limits: [{requests: 100, unit: day}]\n    decisionTimeout: 100ms\n    failureMode: CLOSED`)}
+---${policy("late", "/late", `    limits: [{requests: 3, unit: day}]\n    decisionTimeout: 100ms\n    failureMode: CLOSED`)}
 ---${policy("open-err", "/open-err", `    limits: [{requests: 100, unit: day}]\n    decisionTimeout: 5s\n    failureMode: OPEN`)}
 ---${policy("closed-err", "/closed-err", `    limits: [{requests: 100, unit: day}]\n    decisionTimeout: 5s\n    failureMode: CLOSED`)}
 `;
@@ -118,6 +121,24 @@ describe("global rate limiting through the Worker", () => {
       ["failed-open", "the rate limiter did not answer within 100ms"],
       ["failed-closed", "the rate limiter did not answer within 100ms"],
     ]);
+  });
+
+  it("gives back what the object granted after the decision gave up: the request refused by failureMode CLOSED spends nothing", async () => {
+    vi.spyOn(console, "error").mockImplementation(() => {});
+    const stub = await objectOf("late", "late");
+    const held = runInDurableObject(stub, (_, state) => state.blockConcurrencyWhile(() => scheduler.wait(400)));
+    await scheduler.wait(100);
+    expect((await get("/late", "late")).status).toBe(500);
+    await held;
+    // The Worker kept the call it gave up on alive (waitUntil), as it must where the call may already have been
+    // delivered (an object on another replica): the object applied it once its gate opened...
+    await scheduler.wait(50);
+    const stored = await runInDurableObject(stub, (_, state) => state.storage.kv.get<{ set: BucketSet }>("buckets"));
+    expect(stored && wholeTokens(stored.set.buckets[0]!.state, stored.set.buckets[0]!.limit, Date.now())).toBe(2);
+    // ...and its token comes back with the next call: the limit is admitted whole.
+    const statuses = [];
+    for (let i = 0; i < 4; i++) statuses.push((await get("/late", "late")).status);
+    expect(statuses).toEqual([200, 200, 200, 429]);
   });
 
   it("fails open or closed when the object fails", async () => {
