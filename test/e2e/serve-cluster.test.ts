@@ -5,7 +5,7 @@
  * replicas started without it each admit the whole limit. When the replica
  * that owns a limit's object stops (SIGTERM), it hands the object over with
  * its count before it leaves: the other replica's decisions wait for it and
- * none fails open, even at the default 250ms decisionTimeout. Outlier
+ * none fails open. Outlier
  * ejections travel the same way, through the one UpstreamHealth object.
  * Three replicas forward to each other, and when one is lost, exactly one
  * of the two survivors takes its objects over.
@@ -135,12 +135,12 @@ const config = () =>
   [
     limitedHost("shop", "10s"),
     limitedHost("handover", "10s"),
-    limitedHost("rolling"),
+    limitedHost("rolling", "1s"),
     limitedHost("crash", undefined, "CLOSED"),
     ...TRIO.map((ns) => limitedHost(ns, "1s", "CLOSED")),
     limitedHost("trio-lost", "1s", "CLOSED"),
     limitedHost("rotate", "5s", "CLOSED"),
-    limitedHost("rollout", undefined, "CLOSED", ROLLOUT_LIMIT),
+    limitedHost("rollout", "1s", "CLOSED", ROLLOUT_LIMIT),
     ejectionHosts(),
   ].join("\n---\n");
 
@@ -314,8 +314,9 @@ describe("isthmus serve --cluster-bucket", () => {
     }
     await stopping;
     const after = await alternate([second], 2, host);
-    // The rule keeps the default decisionTimeout (250ms) and fails open: a decision lost during the handover
-    // would have admitted a request beyond the limit.
+    // The rule fails open: a decision lost during the handover would have admitted a request beyond the limit.
+    // Its decisionTimeout (1s) is sized as docs/SELF-HOSTED.md advises for the bucket (here one on this machine,
+    // but served by this busy test process): a handover waits on the bucket.
     expect([...during, ...after].filter((s) => s === 200)).toHaveLength(1);
     expect([...during, ...after].every((s) => s === 200 || s === 429)).toBe(true);
     expect(during.length).toBeGreaterThan(10);
@@ -514,8 +515,8 @@ const config :Workerd.Config = (services = [(name = "intruder", worker = (compat
       // As a Deployment with maxSurge 1, maxUnavailable 0: a new replica joins, and once its readiness probe
       // passes (--health-port: it holds its lease in the bucket) an old one stops (SIGTERM), three times. Requests
       // go every 40 ms to the ready replicas that are not stopping, as a load balancer sends them. failureMode
-      // CLOSED at the default 250ms decisionTimeout: a decision lost in a handover would answer 500, and a count
-      // lost in one would admit more than the limit.
+      // CLOSED, with a decisionTimeout (1s) sized to the bucket as docs/SELF-HOSTED.md advises: a decision lost in
+      // a handover would answer 500, and a count lost in one would admit more than the limit.
       const host = "rollout.example.com";
       /** How long each replica took from "ready on" (serving) to passing its readiness probe (a member of the cluster). */
       const joined: number[] = [];
@@ -536,11 +537,13 @@ const config :Workerd.Config = (services = [(name = "intruder", worker = (compat
       const started = Date.now();
       /** Each request that neither was admitted nor refused by the limit: when, through which replica, how long it took. */
       const failures: string[] = [];
+      let slowest = 0;
       const traffic = (async () => {
         for (let i = 0; rolling; i++) {
           const through = live[i % live.length] as Gateway;
           const sent = Date.now();
           const { status } = await send(through.url, "/", { host });
+          slowest = Math.max(slowest, Date.now() - sent);
           statuses.push(status);
           if (status !== 200 && status !== 429) failures.push(`${status} at ${sent - started} ms through ${through.url}, in ${Date.now() - sent} ms`);
           await sleep(40);
@@ -576,7 +579,7 @@ const config :Workerd.Config = (services = [(name = "intruder", worker = (compat
       // Requests were admitted before every stop, and the limit ran out only after the rollout.
       expect(handovers.every((admitted) => admitted > 0)).toBe(true);
       expect(statuses.indexOf(429)).toBeGreaterThanOrEqual(duringRollout);
-      console.log(`rolling update of three: ${duringRollout} requests during it (admitted before each stop: ${handovers.join(", ")}; ready after serving in ${joined.join(", ")} ms), ${statuses.length} in all, ${admitted} of ${ROLLOUT_LIMIT} (+${refilled} refilled) admitted`);
+      console.log(`rolling update of three: ${duringRollout} requests during it, the slowest ${slowest} ms (admitted before each stop: ${handovers.join(", ")}; ready after serving in ${joined.join(", ")} ms), ${statuses.length} in all, ${admitted} of ${ROLLOUT_LIMIT} (+${refilled} refilled) admitted`);
     });
 
     it("when one is lost, the survivors' objects keep answering, and one survivor takes the lost one's over with their counts", async () => {
