@@ -212,6 +212,11 @@ function records(keys: string[], prefix: string): { leases: string[]; owned: str
   };
 }
 
+/** What the replicas logged of failed rate-limit decisions (each with its error) and of the cluster, for a failure's message. */
+function decisionLogs(replicas: Gateway[]): string[] {
+  return replicas.flatMap((g) => g.output().split("\n").filter((l) => l.includes("decision failed") || l.includes("cluster")).map((l) => `${g.url}: ${l}`));
+}
+
 /** Kills a replica's workerd (SIGKILL), as a lost node: it can neither hand its objects over nor leave the cluster. */
 function killWorkerd(replica: Gateway): void {
   const workerd = Number(readFileSync(`/proc/${replica.pid}/task/${replica.pid}/children`, "utf8").trim().split(/\s+/)[0]);
@@ -567,8 +572,7 @@ const config :Workerd.Config = (services = [(name = "intruder", worker = (compat
       }
       // The bucket refills continuously, one request every 3.6 s at 1,000 an hour, from its first decision on.
       const refilled = Math.floor(((Date.now() - started) * ROLLOUT_LIMIT) / 3_600_000);
-      // On a failure, what the replicas logged of it (the rate limit logs each failed decision with its error).
-      const logged = [...bootstrap, ...live].flatMap((g) => g.output().split("\n").filter((l) => l.includes("decision failed") || l.includes("cluster")).map((l) => `${g.url}: ${l}`));
+      const logged = decisionLogs([...bootstrap, ...live]);
       expect(statuses.filter((s) => s !== 200 && s !== 429), [...failures, ...logged].join("\n")).toEqual([]);
       // Never more than the limit and what refilled meanwhile. Each time the object moves, the new owner starts
       // from the floor the object stores under its live count (1% of the burst spent ahead; docs/CONFIG.md), so
@@ -614,7 +618,7 @@ const config :Workerd.Config = (services = [(name = "intruder", worker = (compat
       bucket.delay(0);
       // failureMode CLOSED: 500 and nothing admitted until the lease lapsed; then every decision made, and the two
       // left of the limit admitted between them, once (a token given back comes with that replica's next call).
-      const logged = trio.flatMap((g) => g.output().split("\n").filter((l) => l.includes("decision failed") || l.includes("cluster")).map((l) => `${g.url}: ${l}`));
+      const logged = decisionLogs(trio);
       const seen = `${statuses.join(",")}\n${logged.join("\n")}`;
       expect(refusedRounds, seen).toBe(2);
       const decided = statuses.findIndex((s) => s !== 500);
