@@ -31,22 +31,40 @@ export function compileRegex(pattern: string): Regex {
  * by something else), it matches nothing and the failure is logged once.
  */
 export function lazyRegex(pattern: string): Regex {
-  let compiled: Regex | undefined;
-  const get = (): Regex => {
-    if (compiled) return compiled;
+  return new LazyRegex(pattern);
+}
+
+/** One object per pattern, not one closure per method: a Snapshot can hold thousands. */
+class LazyRegex implements Regex {
+  private readonly pattern: string;
+  private compiled?: Regex;
+
+  constructor(pattern: string) {
+    this.pattern = pattern;
+  }
+
+  fullMatch(input: string): boolean {
+    return this.get().fullMatch(input);
+  }
+
+  replaceAll(input: string, template: string): string {
+    return this.get().replaceAll(input, template);
+  }
+
+  groups(input: string): string[] | undefined {
+    return this.get().groups(input);
+  }
+
+  private get(): Regex {
+    if (this.compiled) return this.compiled;
     try {
-      compiled = compileRegex(pattern);
+      this.compiled = compileRegex(this.pattern);
     } catch (error) {
-      console.error(JSON.stringify({ message: "isthmus: invalid regex in the snapshot; it matches nothing", pattern, error: error instanceof Error ? error.message : String(error) }));
-      compiled = { fullMatch: () => false, replaceAll: (input) => input, groups: () => undefined };
+      console.error(JSON.stringify({ message: "isthmus: invalid regex in the snapshot; it matches nothing", pattern: this.pattern, error: error instanceof Error ? error.message : String(error) }));
+      this.compiled = { fullMatch: () => false, replaceAll: (input) => input, groups: () => undefined };
     }
-    return compiled;
-  };
-  return {
-    fullMatch: (input) => get().fullMatch(input),
-    replaceAll: (input, template) => get().replaceAll(input, template),
-    groups: (input) => get().groups(input),
-  };
+    return this.compiled;
+  }
 }
 
 function wrap(re: RE2JS): Regex {
