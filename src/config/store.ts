@@ -5,13 +5,14 @@
  * (for `isthmus serve`) or memory.
  *
  * Layout:
- *   snapshot:<version>  compiled Snapshot JSON (immutable)
+ *   snapshot:<version>  compiled Snapshot JSON, virtual hosts packed (immutable; see snapshot-packing.ts)
  *   source:<version>    the resources it was compiled from (for diff)
  *   active              {version, appliedAt, previous} — flipping it activates a version
  *   history             newest-first list of applied versions (the last 20 are kept)
  */
 import type { CanonicalResource } from "./canonical.ts";
 import type { Snapshot } from "./snapshot.ts";
+import { packSnapshot, unpackSnapshot, type StoredSnapshot } from "./snapshot-packing.ts";
 
 export interface KeyValueStore {
   get(key: string): Promise<string | null>;
@@ -58,7 +59,7 @@ export async function readSources(store: KeyValueStore, version: string): Promis
 
 export async function readSnapshot(store: KeyValueStore, version: string): Promise<Snapshot | undefined> {
   const raw = await store.get(KEYS.snapshot(version));
-  return raw ? (JSON.parse(raw) as Snapshot) : undefined;
+  return raw ? unpackSnapshot(JSON.parse(raw) as StoredSnapshot) : undefined;
 }
 
 export interface ApplyOutcome {
@@ -76,7 +77,7 @@ export interface ApplyOutcome {
 export async function applySnapshot(store: KeyValueStore, snapshot: Snapshot, sources: CanonicalResource[], now: Date): Promise<ApplyOutcome> {
   const active = await readActive(store);
   if (active?.version === snapshot.version) return { version: snapshot.version, changed: false, previous: active.previous };
-  await store.put(KEYS.snapshot(snapshot.version), JSON.stringify(snapshot));
+  await store.put(KEYS.snapshot(snapshot.version), JSON.stringify(packSnapshot(snapshot)));
   await store.put(KEYS.source(snapshot.version), JSON.stringify(sources));
   const pointer: ActivePointer = { version: snapshot.version, appliedAt: now.toISOString() };
   if (active) pointer.previous = active.version;

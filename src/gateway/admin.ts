@@ -14,7 +14,7 @@
 import { Hono } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
 import type { SnapshotCache } from "./snapshot-cache.ts";
-import type { RuntimeSnapshot } from "../routing/hydrate.ts";
+import { compiledSnapshot, type RuntimeSnapshot } from "../routing/hydrate.ts";
 import type { UpstreamState } from "../upstream/state.ts";
 import type { RateLimitEnv } from "../ratelimit/decide.ts";
 
@@ -47,7 +47,8 @@ export function adminApp(prefix: string, token: string): Hono<{ Bindings: AdminC
   });
   app.get("/config", (c) => {
     if (!c.env.snapshot) return c.json({ error: "no configuration has been applied" }, 404);
-    return c.json(c.env.snapshot.snapshot);
+    // The compiled form, whatever layout it was stored in.
+    return c.json(compiledSnapshot(c.env.snapshot));
   });
   app.get("/upstreams", (c) => {
     const { snapshot, upstreams } = c.env;

@@ -6,7 +6,7 @@
  * last good one serving; the failure is logged and kept for /status.
  */
 import { KEYS, type ActivePointer } from "../config/store.ts";
-import type { Snapshot } from "../config/snapshot.ts";
+import type { StoredSnapshot } from "../config/snapshot-packing.ts";
 import { hydrate, type HydrateOptions, type RuntimeSnapshot } from "../routing/hydrate.ts";
 
 /** The read side of the config store (a KV namespace satisfies it). */
@@ -81,7 +81,7 @@ export class SnapshotCache {
       if (version === this.current?.runtime.version) return;
       const text = await this.source.get(KEYS.snapshot(version));
       if (text === null) throw new Error(`snapshot ${version} is missing from the config store`);
-      const snapshot = JSON.parse(text) as Snapshot;
+      const snapshot = JSON.parse(text) as StoredSnapshot;
       if (snapshot.version !== version) throw new Error(`snapshot stored as ${version} says it is ${String(snapshot.version)}`);
       const runtime = hydrate(snapshot, this.offers);
       this.current = { runtime, loadedAt: this.now() };

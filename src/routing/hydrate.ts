@@ -8,9 +8,12 @@
  * isolate therefore pays for the hosts it serves, not for every host of a
  * large configuration (10,000 routes over 500 hosts), and no request ever
  * compiles the same thing twice. Every pattern was checked against RE2
- * when the CLI compiled the configuration.
+ * when the CLI compiled the configuration. In the packed layout the CLI
+ * stores (src/config/snapshot-packing.ts), a virtual host's routes and
+ * rules are parsed from their JSON text at that same first request.
  */
-import { SNAPSHOT_FORMAT, type ClusterDef, type DestinationDef, type RuleDef, type Snapshot, type StringMatchDef, type VirtualHostDef } from "../config/snapshot.ts";
+import type { ClusterDef, DestinationDef, RuleDef, Snapshot, StringMatchDef } from "../config/snapshot.ts";
+import { joinSnapshot, PACKED_FORMAT, READABLE_FORMATS, readPackedHost, type HostRoutes, type SnapshotHead, type StoredSnapshot } from "../config/snapshot-packing.ts";
 import { hydrateSecurity, type RuntimeSecurity } from "../authz/hydrate.ts";
 import { hydrateRateLimits, type RuntimeRateLimits } from "../ratelimit/hydrate.ts";
 import { requestMatcher, type RequestMatcher } from "./match.ts";
@@ -49,21 +52,29 @@ export interface VirtualHost {
   readonly routes: Route[];
   /** Built on first access. */
   readonly index: RouteIndex;
+  /** The definitions the routes are built from (read again from the snapshot when not built yet). */
+  defs(): HostRoutes;
 }
 
-/** A virtual host whose routes are hydrated when first needed. */
+/**
+ * A virtual host whose routes are hydrated when first needed. Once built,
+ * it keeps the definitions it parsed and lets go of where it read them
+ * (a packed host's JSON text), so a host costs its text until a request
+ * reaches it and its objects after, never both.
+ */
 class LazyVirtualHost implements VirtualHost {
   readonly name: string;
   readonly httpsRedirect: boolean;
-  private readonly def: VirtualHostDef;
-  private readonly rule: (index: number) => Rule;
+  private read: () => HostRoutes;
+  /** Rules by their index in the compiled Snapshot, shared by every host. */
+  private readonly shared: (Rule | undefined)[];
   private built?: { routes: Route[]; index: RouteIndex };
 
-  constructor(def: VirtualHostDef, rule: (index: number) => Rule) {
-    this.name = def.name;
-    this.httpsRedirect = def.httpsRedirect;
-    this.def = def;
-    this.rule = rule;
+  constructor(name: string, httpsRedirect: boolean, read: () => HostRoutes, shared: (Rule | undefined)[]) {
+    this.name = name;
+    this.httpsRedirect = httpsRedirect;
+    this.read = read;
+    this.shared = shared;
   }
 
   get routes(): Route[] {
@@ -74,14 +85,21 @@ class LazyVirtualHost implements VirtualHost {
     return this.build().index;
   }
 
+  defs(): HostRoutes {
+    return this.read();
+  }
+
   private build(): { routes: Route[]; index: RouteIndex } {
     if (this.built) return this.built;
-    const routes = this.def.routes.map((r, order): Route => {
-      const route: Route = { name: r.name, order, rule: this.rule(r.rule), matches: requestMatcher(r.match) };
+    const defs = this.read();
+    this.read = () => defs;
+    const rule = (i: number): Rule => (this.shared[defs.ruleIds ? (defs.ruleIds[i] as number) : i] ??= hydrateRule(defs.rules[i] as RuleDef));
+    const routes = defs.routes.map((r, order): Route => {
+      const route: Route = { name: r.name, order, rule: rule(r.rule), matches: requestMatcher(r.match) };
       if (r.match.uri) route.uri = r.match.uri;
       return route;
     });
-    this.built = { routes, index: new RouteIndex(this.def.routes.map((r) => r.match)) };
+    this.built = { routes, index: new RouteIndex(defs.routes.map((r) => r.match)) };
     return this.built;
   }
 }
@@ -97,7 +115,8 @@ export interface HostIndex {
 
 export interface RuntimeSnapshot {
   version: string;
-  snapshot: Snapshot;
+  /** The snapshot less its virtual hosts' routes and rules (`compiledSnapshot` gives it whole). */
+  snapshot: SnapshotHead;
   hosts: HostIndex;
   virtualHosts: VirtualHost[];
   clusters: Map<string, ClusterDef>;
@@ -113,7 +132,7 @@ export interface RuntimeSnapshot {
 
 export class SnapshotFormatError extends Error {
   constructor(found: unknown) {
-    super(`snapshot format ${String(found)} is not supported by this gateway build (expected ${SNAPSHOT_FORMAT}); redeploy the Worker or re-apply with a matching CLI`);
+    super(`snapshot format ${String(found)} is not supported by this gateway build (it reads formats ${READABLE_FORMATS.join(" and ")}); redeploy the Worker or re-apply with a matching CLI`);
     this.name = "SnapshotFormatError";
   }
 }
@@ -122,11 +141,21 @@ export class SnapshotFormatError extends Error {
  * The Snapshot as the isolate serves it. `offers` says what this runtime
  * offers besides the snapshot (a Prometheus endpoint under `isthmus serve`).
  */
-export function hydrate(snapshot: Snapshot, offers: HydrateOptions = {}): RuntimeSnapshot {
-  if (snapshot.format !== SNAPSHOT_FORMAT) throw new SnapshotFormatError(snapshot.format);
-  const rules: (Rule | undefined)[] = new Array(snapshot.rules.length);
-  const rule = (i: number): Rule => (rules[i] ??= hydrateRule(snapshot.rules[i] as RuleDef));
-  const virtualHosts: VirtualHost[] = snapshot.virtualHosts.map((vh) => new LazyVirtualHost(vh, rule));
+export function hydrate(snapshot: StoredSnapshot, offers: HydrateOptions = {}): RuntimeSnapshot {
+  if (!READABLE_FORMATS.includes(snapshot.format)) throw new SnapshotFormatError(snapshot.format);
+  // One Rule per rule of the snapshot, shared by every route and host that uses it.
+  const rules: (Rule | undefined)[] = [];
+  let head: SnapshotHead;
+  let virtualHosts: VirtualHost[];
+  if (snapshot.format === PACKED_FORMAT) {
+    const { virtualHosts: packed, ...rest } = snapshot;
+    head = rest;
+    virtualHosts = packed.map((vh) => new LazyVirtualHost(vh.name, vh.httpsRedirect, () => ({ ...readPackedHost(vh), ruleIds: vh.ruleIds }), rules));
+  } else {
+    const { virtualHosts: defs, rules: ruleDefs, ...rest } = snapshot;
+    head = rest;
+    virtualHosts = defs.map((vh) => new LazyVirtualHost(vh.name, vh.httpsRedirect, () => ({ routes: vh.routes, rules: ruleDefs }), rules));
+  }
   const hosts: HostIndex = {
     exact: new Map(Object.entries(snapshot.hosts.exact)),
     suffix: new Map(snapshot.hosts.suffix),
@@ -135,7 +164,7 @@ export function hydrate(snapshot: Snapshot, offers: HydrateOptions = {}): Runtim
   if (snapshot.hosts.any !== undefined) hosts.any = snapshot.hosts.any;
   const runtime: RuntimeSnapshot = {
     version: snapshot.version,
-    snapshot,
+    snapshot: head,
     hosts,
     virtualHosts,
     clusters: new Map(Object.entries(snapshot.clusters)),
@@ -148,6 +177,11 @@ export function hydrate(snapshot: Snapshot, offers: HydrateOptions = {}): Runtim
     if (telemetry) runtime.telemetry = telemetry;
   }
   return runtime;
+}
+
+/** The compiled Snapshot a runtime serves, whatever layout it was stored in (the admin `/config`). */
+export function compiledSnapshot(runtime: RuntimeSnapshot): Snapshot {
+  return joinSnapshot(runtime.snapshot, runtime.virtualHosts.map((vh) => ({ name: vh.name, httpsRedirect: vh.httpsRedirect, routes: () => vh.defs() })));
 }
 
 function hydrateRule(def: RuleDef): Rule {

@@ -13,6 +13,9 @@ import type { ClusterDef, EndpointDef, Snapshot } from "../config/snapshot.ts";
 import { ClusterLimits } from "./limits.ts";
 import { OutlierDetector, type Ejection, type Observation } from "./outlier.ts";
 
+/** What the shared state reads of a snapshot (either stored layout has it). */
+type SnapshotHead = Pick<Snapshot, "version" | "settings" | "clusters">;
+
 /** An ejection as shared between isolates. */
 export interface EjectionReport {
   cluster: string;
@@ -123,7 +126,7 @@ export class UpstreamState {
   }
 
   /** Refreshes the shared view in the background when it is due. Call once per request. */
-  maybeSync(snapshot: Snapshot, waitUntil: (p: Promise<unknown>) => void): void {
+  maybeSync(snapshot: SnapshotHead, waitUntil: (p: Promise<unknown>) => void): void {
     if (!this.exchange || !needsSharedState(snapshot)) return;
     const interval = snapshot.settings.healthSyncMs ?? 2_000;
     if (this.now() - this.syncedAt >= interval) this.sync(snapshot.version, waitUntil);
@@ -214,10 +217,10 @@ export class UpstreamState {
   }
 }
 
-const needs = new WeakMap<Snapshot, boolean>();
+const needs = new WeakMap<SnapshotHead, boolean>();
 
 /** True when the configuration has anything to share between isolates. */
-export function needsSharedState(snapshot: Snapshot): boolean {
+export function needsSharedState(snapshot: SnapshotHead): boolean {
   let n = needs.get(snapshot);
   if (n === undefined) {
     n = (snapshot.settings.healthChecks?.length ?? 0) > 0 || Object.values(snapshot.clusters).some((c) => c.outlierDetection !== undefined);

@@ -9,7 +9,8 @@ import { startOrigin, type Origin } from "../helpers/origin.ts";
 import { send } from "../helpers/http.ts";
 import { routedService } from "../helpers/istio-yaml.ts";
 import { openLocalStore } from "../../src/cli/stores.ts";
-import { KEYS, readActive } from "../../src/config/store.ts";
+import { KEYS, readActive, readSnapshot } from "../../src/config/store.ts";
+import { PACKED_FORMAT } from "../../src/config/snapshot-packing.ts";
 import { main } from "../../src/cli/main.ts";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -128,5 +129,18 @@ describe("admin endpoint", () => {
     expect(snapshot.version).toBe(status.serving);
     expect(status.resources).toContain("VirtualService/prod/app");
     expect(Object.keys(snapshot.clusters)).toContain("outbound|80||app.prod.internal");
+    // The compiled form, though the store holds it packed (virtual hosts as text of their own).
+    const store = await openLocalStore(gw.stateDir, "isthmus-config");
+    try {
+      const stored = JSON.parse((await store.get(KEYS.snapshot(status.serving))) ?? "null") as { format: number };
+      expect(stored.format).toBe(PACKED_FORMAT);
+      expect(snapshot).toEqual(await readSnapshot(store, status.serving));
+      const compiled = snapshot as unknown as { format: number; virtualHosts: { name: string; routes: unknown[] }[]; rules: { source: string }[] };
+      expect(compiled.format).toBe(1);
+      expect(compiled.virtualHosts.find((vh) => vh.name === "app.example.com")?.routes.length).toBeGreaterThan(0);
+      expect(compiled.rules.map((r) => r.source)).toContain("VirtualService/prod/app");
+    } finally {
+      await store.close();
+    }
   });
 });

@@ -18,7 +18,8 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../../env.ts";
-import type { HealthCheckDef, HealthTargetDef, Snapshot } from "../../config/snapshot.ts";
+import type { HealthCheckDef, HealthTargetDef } from "../../config/snapshot.ts";
+import type { StoredSnapshot } from "../../config/snapshot-packing.ts";
 import { bindingFetch } from "../../routing/forward.ts";
 import { KEYS, type ActivePointer } from "../../config/store.ts";
 import { configSource } from "../../gateway/config-source.ts";
@@ -155,7 +156,7 @@ export class UpstreamHealth extends DurableObject<Env> {
       if (version === this.state.version) return;
       const text = await source.get(KEYS.snapshot(version));
       if (text === null) return;
-      const snapshot = JSON.parse(text) as Snapshot;
+      const snapshot = JSON.parse(text) as StoredSnapshot;
       const checks = snapshot.settings.healthChecks ?? [];
       const keep = new Set(checks.flatMap((c) => c.targets.map((t) => healthKey(c.service, c.port, `${t.address}:${t.port}`))));
       this.state.health = Object.fromEntries(Object.entries(this.state.health).filter(([key]) => keep.has(key)));

@@ -6,6 +6,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { CanonicalResource } from "../../../src/config/canonical.ts";
 import type { Snapshot } from "../../../src/config/snapshot.ts";
+import { PACKED_FORMAT, unpackSnapshot, type StoredSnapshot } from "../../../src/config/snapshot-packing.ts";
 import { applySnapshot, KEEP_VERSIONS, readActive, readHistory, readSnapshot, readSources, rollback, type KeyValueStore } from "../../../src/config/store.ts";
 import { build } from "../support.ts";
 
@@ -184,6 +185,8 @@ describe("against the real KV binding", () => {
     expect(await env.CONFIG.get("active", "json")).toMatchObject({ version: two.snapshot.version, previous: one.snapshot.version });
     await rollback(kv, at(2));
     expect(await env.CONFIG.get("active", "json")).toMatchObject({ version: one.snapshot.version, previous: two.snapshot.version });
-    expect(await env.CONFIG.get(`snapshot:${one.snapshot.version}`, "json")).toEqual(one.snapshot);
+    const stored = await env.CONFIG.get<StoredSnapshot>(`snapshot:${one.snapshot.version}`, "json");
+    expect(stored?.format).toBe(PACKED_FORMAT);
+    expect(unpackSnapshot(stored!)).toEqual(one.snapshot);
   });
 });

@@ -4,6 +4,7 @@
  */
 import { describe, expect, it, vi } from "vitest";
 import type { Snapshot } from "../../../src/config/snapshot.ts";
+import { packSnapshot } from "../../../src/config/snapshot-packing.ts";
 import { SnapshotCache } from "../../../src/gateway/snapshot-cache.ts";
 import { doc, snapshotOf, virtualService } from "../support.ts";
 
@@ -14,8 +15,9 @@ class Source {
     this.reads++;
     return this.data.get(key) ?? null;
   }
-  activate(snapshot: Snapshot) {
-    this.data.set(`snapshot:${snapshot.version}`, JSON.stringify(snapshot));
+  /** Stores a snapshot as the CLI does (packed), or as a CLI before the packed layout did ("plain"). */
+  activate(snapshot: Snapshot, layout: "packed" | "plain" = "packed") {
+    this.data.set(`snapshot:${snapshot.version}`, JSON.stringify(layout === "packed" ? packSnapshot(snapshot) : snapshot));
     this.data.set("active", JSON.stringify({ version: snapshot.version, appliedAt: "2025-01-01T00:00:00.000Z" }));
   }
 }
@@ -39,6 +41,26 @@ describe("SnapshotCache", () => {
     source.activate(one);
     now = 1000;
     expect((await cache.get(waitUntil))?.version).toBe(one.version);
+  });
+
+  it("serves a snapshot stored by an older CLI (plain layout) as it serves a packed one", async () => {
+    const source = new Source();
+    const plain = await config("plain");
+    const packed = await config("packed");
+    source.activate(plain, "plain");
+    let now = 0;
+    const cache = new SnapshotCache(source, () => now);
+    const served = async () => {
+      const runtime = await cache.get(() => {});
+      const host = runtime?.virtualHosts[runtime.hosts.exact.get("app.example.com") as number];
+      return host?.routes[0]?.rule.def.action;
+    };
+    expect(await served()).toMatchObject({ type: "direct", body: "plain" });
+    source.activate(packed);
+    now = 10_000;
+    await cache.refresh();
+    expect(await served()).toMatchObject({ type: "direct", body: "packed" });
+    expect(cache.status().lastError).toBeUndefined();
   });
 
   it("re-reads the pointer in the background once the refresh interval has passed", async () => {

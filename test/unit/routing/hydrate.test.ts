@@ -34,9 +34,9 @@ describe("hydrate", () => {
 
   it("refuses a snapshot of another format with a message that says what to do", async () => {
     const snapshot = await snapshotOf(virtualService("v", ["app.example.com"], [{ directResponse: { status: 200 } }]));
-    const future = { ...snapshot, format: 2 } as unknown as typeof snapshot;
+    const future = { ...snapshot, format: 3 } as unknown as typeof snapshot;
     expect(() => hydrate(future)).toThrow(SnapshotFormatError);
-    expect(() => hydrate(future)).toThrow(/snapshot format 2 is not supported by this gateway build \(expected 1\); redeploy the Worker or re-apply with a matching CLI/);
+    expect(() => hydrate(future)).toThrow(/snapshot format 3 is not supported by this gateway build \(it reads formats 1 and 2\); redeploy the Worker or re-apply with a matching CLI/);
   });
 
   it("builds a virtual host's routes only when a request first reaches it, and then keeps them", async () => {
