@@ -284,10 +284,14 @@ export function renderReport(info: RunInfo, contenders: Contender[], measurement
     if (c.routes === 10_000) {
       targets.push([
         "Snapshot load of 10,000 routes ≤ 50 ms (JSON.parse + hydrate, at isolate start)",
-        `${c.firstLoadMs.toFixed(0)} ms first load (cold JIT, as in a fresh isolate); ${c.loadMs.toFixed(0)} ms warm`,
+        `${c.firstLoadMs.toFixed(0)} ms first load (cold JIT, as in a fresh isolate); ${c.loadMs.toFixed(0)} ms warm (the stored, packed layout; the compiled layout read whole: ${c.plainLoadMs.toFixed(0)} ms warm); a virtual host's first request then adds ${int(c.hostFirstUs)} µs (its 20 routes parsed and hydrated)`,
         status(c.firstLoadMs <= 50),
       ]);
-      targets.push(["memory held by that Snapshot ≤ 10 MB", `${(c.heapBytes / 2 ** 20).toFixed(1)} MiB`, status(c.heapBytes <= 10 * 2 ** 20)]);
+      targets.push([
+        "memory held by that Snapshot ≤ 10 MB",
+        `${(c.heapBytes / 2 ** 20).toFixed(1)} MiB at load; ${(c.heapAllHostsBytes / 2 ** 20).toFixed(1)} MiB once requests have reached all 500 virtual hosts (their routes, matchers and indexes built)`,
+        c.heapAllHostsBytes <= 10 * 2 ** 20 ? "met" : c.heapBytes <= 10 * 2 ** 20 ? "met at load; **not met** once every host is reached" : "**not met**",
+      ]);
     }
     const j = micro.jwt;
     targets.push([
@@ -327,11 +331,14 @@ export function renderReport(info: RunInfo, contenders: Contender[], measurement
         `| Snapshot of ${int(micro.compile10k.routes)} routes (${micro.compile10k.hosts} hosts × 20) | value |`,
         "|---|---|",
         `| CLI build (YAML parse + validate + compile), once per apply | ${int(micro.compile10k.buildMs)} ms |`,
-        `| isolate load, first in the process (cold JIT, as in a fresh isolate): JSON.parse + hydrate | ${micro.compile10k.firstLoadMs.toFixed(1)} ms |`,
+        `| isolate load, first in the process (cold JIT, as in a fresh isolate): JSON.parse + hydrate of the stored (packed) text | ${micro.compile10k.firstLoadMs.toFixed(1)} ms |`,
         `| isolate load, warm (median): JSON.parse | ${micro.compile10k.parseMs.toFixed(1)} ms |`,
-        `| isolate load, warm (median): hydrate (matchers, regexes, indexes) | ${micro.compile10k.hydrateMs.toFixed(1)} ms |`,
-        `| Snapshot JSON size | ${(micro.compile10k.snapshotBytes / 2 ** 20).toFixed(2)} MiB |`,
-        `| heap held by the hydrated Snapshot | ${(micro.compile10k.heapBytes / 2 ** 20).toFixed(1)} MiB |`,
+        `| isolate load, warm (median): hydrate (host table, clusters; virtual hosts wait for their first request) | ${micro.compile10k.hydrateMs.toFixed(1)} ms |`,
+        `| the same load of the compiled layout read whole (as stored before the packed layout), warm (median) | ${micro.compile10k.plainLoadMs.toFixed(1)} ms |`,
+        `| a virtual host's first request: its text parsed, its 20 routes, matchers and index built (mean over the 500 hosts) | ${int(micro.compile10k.hostFirstUs)} µs |`,
+        `| stored Snapshot size (packed; the compiled JSON: ${(micro.compile10k.plainBytes / 2 ** 20).toFixed(2)} MiB) | ${(micro.compile10k.snapshotBytes / 2 ** 20).toFixed(2)} MiB |`,
+        `| heap held by the hydrated Snapshot at load | ${(micro.compile10k.heapBytes / 2 ** 20).toFixed(1)} MiB |`,
+        `| heap held once requests have reached every virtual host | ${(micro.compile10k.heapAllHostsBytes / 2 ** 20).toFixed(1)} MiB |`,
         "",
         "| pipeline per request, I/O replaced by in-memory ends (realistic config, telemetry on) | mean | p50 | p99 |",
         "|---|---|---|---|",
