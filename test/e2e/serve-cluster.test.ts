@@ -233,6 +233,12 @@ describe("isthmus serve --cluster-bucket", () => {
     expect(leases).toHaveLength(2);
     expect(owned.length).toBeGreaterThanOrEqual(1);
     for (const g of clustered) expect(g.output()).toContain("isthmus: Durable Objects shared with the replicas of s3://isthmus-test/gateways;");
+    // At start, serve noted the one GLOBAL rule left at the default decisionTimeout, and only that one.
+    for (const g of clustered) {
+      const notes = g.output().split("\n").filter((l) => l.startsWith("isthmus: note: RateLimitPolicy/"));
+      expect(notes).toHaveLength(1);
+      expect(notes[0]).toMatch(/^isthmus: note: RateLimitPolicy\/crash\/limits rule everyone: decisionTimeout 250 ms fits a bucket up to ~16 ms away; .* is answered 500 \(failureMode CLOSED\)/);
+    }
   });
 
   /**

@@ -12,7 +12,8 @@ import { fileNameToKey, keyToFileName } from "../../src/config/store-files.ts";
 import { openDirectoryStore } from "../../src/cli/stores.ts";
 import { kvBinding, workerSettings } from "../../src/cli/wrangler-config.ts";
 import { workerdConfig } from "../../src/cli/serve/workerd-config.ts";
-import { clusterArgs, clusterOptions, type ClusterFlags } from "../../src/cli/serve/cluster.ts";
+import { clusterArgs, clusterOptions, decisionTimeoutNotes, type ClusterFlags } from "../../src/cli/serve/cluster.ts";
+import { buildConfig } from "../../src/config/build.ts";
 import { eachLine, refusalMessage, servedDeployment } from "../../src/cli/serve/deployments.ts";
 import { waitForVersion } from "../../src/cli/supervise.ts";
 import { isthmus } from "./support.ts";
@@ -290,6 +291,24 @@ describe("replicas sharing Durable Objects (serve --cluster-bucket)", () => {
         `--cluster-key-file: ${file} holds 9 bytes; expected at least 32 (openssl rand -hex 32)`,
       );
     });
+  });
+
+  it("notes each GLOBAL rule whose decisionTimeout fits only a nearby bucket, with the distance it fits and what happens past it", async () => {
+    const rule = (name: string, extra: string) => `  - {name: ${name}, limits: [{requests: 10, unit: minute}]${extra}}`;
+    const yaml = `apiVersion: isthmus.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: {name: api, namespace: istio-system}
+spec:
+  rules:
+${[rule("by-default", ""), rule("closed-100ms", ", decisionTimeout: 100ms, failureMode: CLOSED"), rule("roomy", ", decisionTimeout: 2s"), rule("at-1s", ", decisionTimeout: 1s"), rule("local", ", scope: LOCAL")].join("\n")}
+`;
+    const built = await buildConfig([{ path: "limits.yaml", text: yaml }]);
+    expect(built.problems).toEqual([]);
+    const notes = decisionTimeoutNotes(built.snapshot!);
+    expect(notes).toHaveLength(2);
+    expect(notes[0]).toMatch(/^isthmus: note: RateLimitPolicy\/istio-system\/api rule by-default: decisionTimeout 250 ms fits a bucket up to ~16 ms away; .* is admitted unchecked \(failureMode OPEN\)\. Raise decisionTimeout if the bucket is farther \(docs\/SELF-HOSTED\.md\)\.$/);
+    expect(notes[1]).toMatch(/rule closed-100ms: decisionTimeout 100 ms fits a bucket up to ~6 ms away; .* is answered 500 \(failureMode CLOSED\)/);
+    expect(decisionTimeoutNotes({})).toEqual([]);
   });
 
   it("refuses an incomplete cluster setting before applying anything", async () => {

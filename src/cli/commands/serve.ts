@@ -8,7 +8,7 @@ import { hostPortOption, portOption, stateConfigDir } from "../options.ts";
 import { workerSettings } from "../wrangler-config.ts";
 import { bundleWorker, stopBundler } from "../serve/bundle.ts";
 import { workerdConfig } from "../serve/workerd-config.ts";
-import { clusterArgs, clusterOptions, type ClusterFlags } from "../serve/cluster.ts";
+import { clusterArgs, clusterOptions, decisionTimeoutNotes, type ClusterFlags } from "../serve/cluster.ts";
 import { missingCredentials, readCaFile, readCredentials, readKeypair, type ClientCredential, type Keypair } from "../serve/credentials.ts";
 import type { Snapshot } from "../../config/snapshot.ts";
 import { applyFiles, killProcess, superviseGateway } from "../supervise.ts";
@@ -136,7 +136,10 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   const credentials = credentialsOption(opts.credentials);
   const trustedCas = opts["trusted-ca"] !== undefined ? readCaFile(resolve(opts["trusted-ca"]), "--trusted-ca") : undefined;
   const cluster = clusterOptions(opts, process.env);
-  const inspect = (snapshot: Snapshot) => warnMissingCredentials(snapshot, credentials, opts.credentials);
+  const inspect = (snapshot: Snapshot) => {
+    warnMissingCredentials(snapshot, credentials, opts.credentials);
+    if (cluster) for (const note of decisionTimeoutNotes(snapshot)) console.error(note);
+  };
 
   const envFile = opts["env-file"] ?? join(dirname(wranglerConfig), ".dev.vars");
   if (opts["env-file"] !== undefined && !existsSync(envFile)) throw new CliError(`--env-file: ${envFile} does not exist`, 2);

@@ -18,6 +18,7 @@ import { CliError } from "../files.ts";
 import { hostPortOption } from "../options.ts";
 import { readText } from "./credentials.ts";
 import { CLUSTER_PORT_SERVICE } from "./workerd-config.ts";
+import type { Snapshot } from "../../config/snapshot.ts";
 
 export interface ClusterOptions {
   /** `s3://bucket/prefix` or `gs://bucket/prefix` (without a trailing slash): where the instances' leases and the objects' ownership records live. */
@@ -99,6 +100,42 @@ export function clusterOptions(flags: ClusterFlags, env: Record<string, string |
     ...(divisor !== undefined ? { timeDivisor: Number(divisor) } : {}),
     ...(flags["cluster-allow-deployments"] === true ? { allowDeployments: true } : {}),
   };
+}
+
+/**
+ * Round trips to the bucket a GLOBAL decision should be able to wait under
+ * `--cluster-bucket`: an object's first call and each move wait about five
+ * (its ownership record, cleanup alarm and first write), and measured runs
+ * needed about three times that to fail no decision in a rolling update
+ * (docs/SELF-HOSTED.md).
+ */
+export const DECISION_ROUND_TRIPS = 15;
+
+/** A `decisionTimeout` from which no note is given: a bucket ~67 ms away (another region) fits in it. */
+const ROOMY_DECISION_TIMEOUT_MS = 1_000;
+
+/**
+ * Notes for the GLOBAL rate-limit rules whose `decisionTimeout` leaves a
+ * clustered replica little room: under `--cluster-bucket` an object's first
+ * call and each move wait on the bucket, and serve cannot measure how far
+ * away it is (workerd holds the bucket's credentials). Each note names the
+ * rule, the bucket distance its timeout fits, and what happens past it.
+ *
+ * @example
+ * for (const note of decisionTimeoutNotes(snapshot)) console.error(note);
+ */
+export function decisionTimeoutNotes(snapshot: Pick<Snapshot, "rateLimits">): string[] {
+  return (snapshot.rateLimits?.rules ?? [])
+    .filter((rule) => rule.scope === "GLOBAL" && rule.timeoutMs < ROOMY_DECISION_TIMEOUT_MS)
+    .map((rule) => {
+      const fits = Math.max(1, Math.floor(rule.timeoutMs / DECISION_ROUND_TRIPS));
+      const past = rule.failureMode === "CLOSED" ? "answered 500 (failureMode CLOSED)" : "admitted unchecked (failureMode OPEN)";
+      return (
+        `isthmus: note: ${rule.source} rule ${rule.name}: decisionTimeout ${rule.timeoutMs} ms fits a bucket up to ~${fits} ms away; ` +
+        `with --cluster-bucket an object's first call and each move wait on the bucket (about ${DECISION_ROUND_TRIPS} round trips to be safe), ` +
+        `and a decision that outlasts the timeout is ${past}. Raise decisionTimeout if the bucket is farther (docs/SELF-HOSTED.md).`
+      );
+    });
 }
 
 /** `--cluster-stop-timeout`: a duration from 1s to 1h, in milliseconds. */
