@@ -118,7 +118,11 @@ describe("apply", () => {
     expect(active.code).toBe(0);
     expect(JSON.parse(active.stdout)).toMatchObject({ version: v1 });
     const snapshot = await wranglerGet(`snapshot:${v1}`);
-    expect(JSON.parse(snapshot.stdout)).toMatchObject({ format: 1, version: v1, resources: ["ServiceEntry/default/app", "ServiceEntry/default/httpbin", "VirtualService/default/app"] });
+    // Stored packed (format 2): each virtual host's routes and rules as JSON text of their own.
+    const stored = JSON.parse(snapshot.stdout) as { virtualHosts: { name: string; packed: string }[] };
+    expect(stored).toMatchObject({ format: 2, version: v1, resources: ["ServiceEntry/default/app", "ServiceEntry/default/httpbin", "VirtualService/default/app"] });
+    expect(stored.virtualHosts.length).toBeGreaterThan(0);
+    for (const vh of stored.virtualHosts) expect(JSON.parse(vh.packed)).toHaveProperty("routes");
   });
 
   it("says so when the same configuration is applied again", async () => {
