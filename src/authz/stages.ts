@@ -23,7 +23,7 @@ import { JwksCache } from "./jwt/jwks-cache.ts";
 import { applyTokenOutputs } from "./jwt/outputs.ts";
 import { forwardClientCert } from "./peer/client-cert.ts";
 import { readPeer } from "./peer/identity.ts";
-import { policyInput, type PolicyInput } from "./policy/engine.ts";
+import { NO_ALLOW_MATCHED, policyInput, verdict, type PolicyInput } from "./policy/engine.ts";
 import { extAuthzError, jwtFailure, PEER_CERTIFICATE_REQUIRED, RBAC_DENIED } from "./replies.ts";
 import { endStage, startStage } from "../telemetry/record.ts";
 import type { JwtStatus } from "./jwt/status.ts";
@@ -158,14 +158,9 @@ function judge(ctx: RequestContext, scope: SecurityScope, input: PolicyInput): P
     console.log(JSON.stringify({ message: "isthmus: authorization audit", path: facts.path, host: facts.authority, audit: record.authz.audit, dryRun: shadow }));
   }
 
-  for (const layer of scope.layers) {
-    const denied = layer.deny.find((p) => p.matches(input));
-    if (denied) return deny(ctx, denied.def.source);
-  }
-  for (const layer of scope.layers) {
-    if (layer.allow.length > 0 && !layer.allow.some((p) => p.matches(input))) return deny(ctx, undefined);
-  }
-  return undefined;
+  const outcome = verdict(scope.layers, input);
+  if (outcome === undefined) return undefined;
+  return deny(ctx, outcome === NO_ALLOW_MATCHED ? undefined : outcome.def.source);
 }
 
 function deny(ctx: RequestContext, policy: string | undefined): PipelineResult {

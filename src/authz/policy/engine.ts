@@ -49,22 +49,67 @@ export interface Policy {
   matches: Predicate;
 }
 
+/** The verdict when a layer has ALLOW policies and none of them matches (Istio's step 3). */
+export const NO_ALLOW_MATCHED = Symbol("no ALLOW policy matched");
+
+/**
+ * Istio's steps 2–4 over a request's policy layers: the first DENY policy
+ * that matches, in layer order; else `NO_ALLOW_MATCHED` when some layer has
+ * ALLOW policies and none of them matches; else undefined (allowed).
+ *
+ * @example
+ * const outcome = verdict(scope.layers, input);
+ * if (outcome !== undefined) deny(outcome === NO_ALLOW_MATCHED ? undefined : outcome.def.source);
+ */
+export function verdict(layers: readonly { deny: readonly Policy[]; allow: readonly Policy[] }[], input: PolicyInput): Policy | typeof NO_ALLOW_MATCHED | undefined {
+  for (const layer of layers) {
+    for (const policy of layer.deny) if (policy.matches(input)) return policy;
+  }
+  for (const layer of layers) {
+    if (layer.allow.length > 0 && !some(layer.allow, input)) return NO_ALLOW_MATCHED;
+  }
+  return undefined;
+}
+
 /** Compiles a policy's rules; a policy without rules matches nothing. */
 export function compilePolicy(def: PolicyDef): Policy {
   const rules = def.rules.map(compileRule);
-  const matches: Predicate = rules.length === 0 ? () => false : (input) => rules.some((r) => r(input));
-  return { def, matches };
+  return { def, matches: rules.length === 0 ? never : anyPredicate(rules) };
 }
 
 function compileRule(def: PolicyRuleDef): Predicate {
-  const all = (checks: PolicyCheckDef[]): Predicate => {
-    const compiled = checks.map(compileCheck);
-    return (input) => compiled.every((c) => c(input));
+  const all = (checks: PolicyCheckDef[]): Predicate => allPredicates(checks.map(compileCheck));
+  const parts: Predicate[] = [];
+  if (def.from.length > 0) parts.push(anyPredicate(def.from.map(all)));
+  if (def.to.length > 0) parts.push(anyPredicate(def.to.map(all)));
+  if (def.when.length > 0) parts.push(all(def.when));
+  return allPredicates(parts);
+}
+
+// Plain loops over compiled predicates: a policy decision runs every DENY policy for every request.
+const never: Predicate = () => false;
+const always: Predicate = () => true;
+
+function some(policies: readonly Policy[], input: PolicyInput): boolean {
+  for (const policy of policies) if (policy.matches(input)) return true;
+  return false;
+}
+
+function anyPredicate(predicates: readonly Predicate[]): Predicate {
+  if (predicates.length === 1) return predicates[0] as Predicate;
+  return (input) => {
+    for (const p of predicates) if (p(input)) return true;
+    return false;
   };
-  const from = def.from.map(all);
-  const to = def.to.map(all);
-  const when = all(def.when);
-  return (input) => (from.length === 0 || from.some((p) => p(input))) && (to.length === 0 || to.some((p) => p(input))) && when(input);
+}
+
+function allPredicates(predicates: readonly Predicate[]): Predicate {
+  if (predicates.length === 0) return always;
+  if (predicates.length === 1) return predicates[0] as Predicate;
+  return (input) => {
+    for (const p of predicates) if (!p(input)) return false;
+    return true;
+  };
 }
 
 /**

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { cidrContains, parseCidr, parseIp } from "../../../src/authz/policy/cidr.ts";
 import { istioValue } from "../../../src/authz/policy/value-match.ts";
 import { isPathTemplate, pathTemplateProblem, pathTemplateRegex } from "../../../src/authz/policy/path-template.ts";
-import { compilePolicy, requestPrincipalMatcher, type PolicyInput } from "../../../src/authz/policy/engine.ts";
+import { compilePolicy, NO_ALLOW_MATCHED, requestPrincipalMatcher, verdict, type PolicyInput } from "../../../src/authz/policy/engine.ts";
 import type { PolicyDef } from "../../../src/config/snapshot.ts";
 import type { RequestIdentity } from "../../../src/authz/identity.ts";
 
@@ -100,6 +100,41 @@ describe("the engine", () => {
     ...(identity ? { identity } : {}),
   });
   const policy = (rules: PolicyDef["rules"]): PolicyDef => ({ source: "AuthorizationPolicy/ns/p", action: "ALLOW", dryRun: false, rules });
+
+  it("ANDs the from, to and when of a rule, ORs within from and within to, and ORs the rules", () => {
+    const rule = (path: string, method: string, header: string): PolicyDef["rules"][number] => ({
+      from: [[{ attribute: "remote.ip", values: ["10.0.0.0/8"] }], [{ attribute: "remote.ip", values: ["192.0.2.1"] }]],
+      to: [[{ attribute: "request.path", values: [path] }], [{ attribute: "request.method", values: [method] }]],
+      when: [{ attribute: "request.headers", key: "x-a", values: [header] }],
+    });
+    const p = compilePolicy(policy([rule("/nope", "PUT", "1"), rule("/p", "DELETE", "2")]));
+    const two = new Headers({ "x-a": "2" });
+    // The first rule's `to` misses and the second rule's `when` does.
+    expect(p.matches(input())).toBe(false);
+    expect(p.matches(input({ method: "PUT" }))).toBe(true);
+    expect(p.matches(input({ path: "/q", method: "PUT" }))).toBe(true);
+    expect(p.matches(input({ headers: two }))).toBe(true);
+    expect(p.matches(input({ path: "/q", headers: two }))).toBe(false);
+    expect(p.matches(input({ headers: new Headers({ "x-a": "3" }) }))).toBe(false);
+    expect(p.matches(input({ headers: two, remoteIp: "203.0.113.9" }))).toBe(false);
+    expect(p.matches(input({ headers: two, remoteIp: "192.0.2.1" }))).toBe(true);
+  });
+
+  it("decides as Istio: the first matching DENY in layer order, then any layer whose ALLOW policies all miss", () => {
+    const on = (path: string, action: PolicyDef["action"], name: string) =>
+      compilePolicy({ source: `AuthorizationPolicy/ns/${name}`, action, dryRun: false, rules: [{ from: [], to: [[{ attribute: "request.path", values: [path] }]], when: [] }] });
+    const gateway = { deny: [on("/admin", "DENY", "g-deny")], allow: [on("/p", "ALLOW", "g-allow"), on("/q", "ALLOW", "g-allow-q")] };
+    const destination = { deny: [on("/p", "DENY", "d-deny"), on("/p", "DENY", "d-deny-2")], allow: [] };
+    const open = { deny: [], allow: [] };
+    expect(verdict([gateway, open], input())).toBeUndefined();
+    expect(verdict([gateway, open], input({ path: "/q" }))).toBeUndefined();
+    expect(verdict([gateway, open], input({ path: "/r" }))).toBe(NO_ALLOW_MATCHED);
+    expect(verdict([gateway, destination], input())).toBe(destination.deny[0]);
+    // A DENY anywhere wins over an ALLOW that did not match in an earlier layer.
+    expect(verdict([{ deny: [], allow: [on("/x", "ALLOW", "a")] }, destination], input())).toBe(destination.deny[0]);
+    expect(verdict([gateway, destination], input({ path: "/admin" }))).toBe(gateway.deny[0]);
+    expect(verdict([], input())).toBeUndefined();
+  });
 
   it("a policy without rules matches nothing; an empty rule matches everything", () => {
     expect(compilePolicy(policy([])).matches(input())).toBe(false);
