@@ -19,6 +19,7 @@ import type { RequestFacts } from "../src/gateway/facts.ts";
 import { realistic, routeTable, type BenchConfig, type RequestSpec } from "./configs.ts";
 import { benchKeys } from "./idp.ts";
 import { measureJwt, type JwtCosts } from "./jwt-measure.ts";
+import { measureAuthz, type AuthzCost } from "./authz-measure.ts";
 import type { WorkerdPipeline } from "./workerd-pipeline.ts";
 import { interleavedMeans, memoryDeps, OTLP_ENDPOINT, pipelineHarness, toRequest } from "./pipeline-harness.ts";
 
@@ -59,6 +60,8 @@ export interface MicroResults {
   pipeline: { routes: number; meanUs: number; p50Us: number; p99Us: number; endsUs: number; gatewayUs: number; rounds: number; telemetryExports: number };
   /** RS256 through the gateway's authentication code (bench/jwt-measure.ts), in Node. */
   jwt: JwtCosts;
+  /** One request's policy decision at 10 and 1,000 AuthorizationPolicies, two shapes (bench/authz-measure.ts). */
+  authz: AuthzCost[];
   /** The same pipeline harness inside workerd (bench/workerd-pipeline.ts), when it ran. */
   workerdPipeline?: WorkerdPipeline;
 }
@@ -256,19 +259,28 @@ function jwt(): Promise<JwtCosts> {
   return smoke ? measureJwt("RS256", 100, 5_000, 1) : measureJwt("RS256", 300, 20_000, 5);
 }
 
+/** Authorization at 10 and 1,000 policies; about the same time per round whatever the count. */
+async function authz(): Promise<AuthzCost[]> {
+  const out: AuthzCost[] = [];
+  for (const shape of ["every policy applies", "spread over namespaces"] as const) {
+    for (const policies of [10, 1_000]) out.push(await measureAuthz(policies, shape, Math.max(100, Math.round((smoke ? 20_000 : 200_000) / policies)), smoke ? 1 : 5));
+  }
+  return out;
+}
+
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] as number;
 }
 
-// `--only lookups|compile|pipeline|jwt` runs one part (for profiling with --cpu-prof, and before/after checks).
+// `--only lookups|compile|pipeline|jwt|authz` runs one part (for profiling with --cpu-prof, and before/after checks).
 const only = process.argv[process.argv.indexOf("--only") + 1];
 if (process.argv.includes("--only")) {
-  const part = only === "lookups" ? await lookups() : only === "compile" ? await compile10k() : only === "jwt" ? await jwt() : await pipeline();
+  const part = only === "lookups" ? await lookups() : only === "compile" ? await compile10k() : only === "jwt" ? await jwt() : only === "authz" ? await authz() : await pipeline();
   process.stdout.write(JSON.stringify(part));
 } else {
   // compile10k first: its first load must find hydrate's code not yet optimized, as a fresh isolate does.
   const compile = await compile10k();
-  const results: MicroResults = { compile10k: compile, lookups: await lookups(), pipeline: await pipeline(), jwt: await jwt() };
+  const results: MicroResults = { compile10k: compile, lookups: await lookups(), pipeline: await pipeline(), jwt: await jwt(), authz: await authz() };
   process.stdout.write(JSON.stringify(results));
 }
