@@ -470,7 +470,6 @@ function authzRows(costs: MicroResults["authz"] | undefined): string[] {
   const shapes = [...new Set(costs.map((c) => c.shape))];
   const cell = (c: (typeof costs)[number] | undefined) => (c ? `${(c.nsPerDecision / 1000).toFixed(2)} µs (${int(c.evaluated)} evaluated)` : "–");
   return [
-    "",
     "| authorization: one request's decision (DENY policies, then ALLOW; the request is allowed, so every DENY is evaluated) | 10 policies | 1,000 policies |",
     "|---|---|---|",
     ...shapes.map((shape) => `| ${shape === "every policy applies" ? "every policy applies (all in the root namespace)" : "spread over namespaces (ten per namespace; a request meets its destination's)"} | ${cell(at(shape, 10))} | ${cell(at(shape, 1_000))} |`),
