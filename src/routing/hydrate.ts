@@ -12,11 +12,12 @@
  * stores (src/config/snapshot-packing.ts), a virtual host's routes and
  * rules are parsed from their JSON text at that same first request.
  */
-import type { ClusterDef, DestinationDef, RuleDef, Snapshot, StringMatchDef } from "../config/snapshot.ts";
+import type { ClusterDef, DestinationDef, RouteDef, RuleDef, Snapshot, StringMatchDef } from "../config/snapshot.ts";
+import type { RequestFacts } from "../gateway/facts.ts";
 import { joinSnapshot, PACKED_FORMAT, READABLE_FORMATS, readPackedHost, type HostRoutes, type SnapshotHead, type StoredSnapshot } from "../config/snapshot-packing.ts";
 import { hydrateSecurity, type RuntimeSecurity } from "../authz/hydrate.ts";
 import { hydrateRateLimits, type RuntimeRateLimits } from "../ratelimit/hydrate.ts";
-import { requestMatcher, type RequestMatcher } from "./match.ts";
+import { matchesRequest } from "./match.ts";
 import { lazyRegex, type Regex } from "./regex.ts";
 import { RouteIndex } from "./route-index.ts";
 import { hydrateCors, type Cors } from "./cors.ts";
@@ -35,14 +36,37 @@ export interface Rule {
   cors?: Cors;
 }
 
-export interface Route {
-  name: string;
+/**
+ * A route of a virtual host: its definition as the snapshot holds it, its
+ * place in the host's ordered list, and the rule it applies. Its
+ * conditions are read from the definition when tested (src/routing/match.ts).
+ */
+export class Route {
+  readonly def: RouteDef;
   /** Position in the virtual host's ordered route list. */
-  order: number;
-  rule: Rule;
-  matches: RequestMatcher;
+  readonly order: number;
+  readonly rule: Rule;
+
+  constructor(def: RouteDef, order: number, rule: Rule) {
+    this.def = def;
+    this.order = order;
+    this.rule = rule;
+  }
+
+  /** The route's name (Envoy's ROUTE_NAME). */
+  get name(): string {
+    return this.def.name;
+  }
+
   /** The uri condition that matched, for prefix rewrites. */
-  uri?: StringMatchDef;
+  get uri(): StringMatchDef | undefined {
+    return this.def.match.uri;
+  }
+
+  /** True when the route's match holds for the request. */
+  matches(facts: RequestFacts): boolean {
+    return matchesRequest(this.def.match, facts);
+  }
 }
 
 export interface VirtualHost {
@@ -94,11 +118,7 @@ class LazyVirtualHost implements VirtualHost {
     const defs = this.read();
     this.read = () => defs;
     const rule = (i: number): Rule => (this.shared[defs.ruleIds ? (defs.ruleIds[i] as number) : i] ??= hydrateRule(defs.rules[i] as RuleDef));
-    const routes = defs.routes.map((r, order): Route => {
-      const route: Route = { name: r.name, order, rule: rule(r.rule), matches: requestMatcher(r.match) };
-      if (r.match.uri) route.uri = r.match.uri;
-      return route;
-    });
+    const routes = defs.routes.map((r, order) => new Route(r, order, rule(r.rule)));
     this.built = { routes, index: new RouteIndex(defs.routes.map((r) => r.match)) };
     return this.built;
   }

@@ -1,103 +1,89 @@
 /**
- * Runtime matchers built from the snapshot's matcher descriptors. Building
- * happens once per snapshot per isolate; matching is allocation-free.
+ * Route conditions, evaluated straight from the snapshot's match
+ * definitions. A route keeps only its definition (parsed from the stored
+ * snapshot anyway): matchers built as closures cost ~100 bytes each (a
+ * function and its context), two or more per route, which for 10,000
+ * routes was ~3 MB held for nothing the definition did not already say.
+ * A regex is compiled the first time it is evaluated and kept for as long
+ * as its definition is. Matching is allocation-free except for the
+ * lower-casing `ignoreCase` asks for.
  */
 import type { ClaimMatchDef, HeaderMatchDef, MatchDef, StringMatchDef } from "../config/snapshot.ts";
 import { queryParam, type RequestFacts } from "../gateway/facts.ts";
-import { lazyRegex } from "./regex.ts";
+import { lazyRegex, type Regex } from "./regex.ts";
 
-export type StringMatcher = (value: string | undefined) => boolean;
+/** Each regex definition's compiled pattern, for as long as the definition lives. */
+const regexes = new WeakMap<StringMatchDef, Regex>();
 
-/** Builds a matcher; `undefined` input (absent value) only satisfies nothing. */
-export function stringMatcher(def: StringMatchDef): StringMatcher {
+function regexOf(def: StringMatchDef & { type: "regex" }): Regex {
+  let re = regexes.get(def);
+  if (!re) regexes.set(def, (re = lazyRegex(def.value)));
+  return re;
+}
+
+/**
+ * True when `value` satisfies `def`; an absent value satisfies nothing.
+ * @example
+ * matchesString({ type: "prefix", value: "/api" }, "/api/users") // true
+ * matchesString({ type: "present" }, undefined) // false
+ */
+export function matchesString(def: StringMatchDef, value: string | undefined): boolean {
+  if (value === undefined) return false;
   switch (def.type) {
     case "present":
-      return (v) => v !== undefined;
+      return true;
     case "exact":
-      if (def.ignoreCase) {
-        const want = def.value.toLowerCase();
-        return (v) => v !== undefined && v.toLowerCase() === want;
-      }
-      return (v) => v === def.value;
+      return def.ignoreCase ? value.toLowerCase() === def.value.toLowerCase() : value === def.value;
     case "prefix":
-      if (def.ignoreCase) {
-        const want = def.value.toLowerCase();
-        return (v) => v !== undefined && v.toLowerCase().startsWith(want);
-      }
-      return (v) => v !== undefined && v.startsWith(def.value);
-    case "regex": {
-      const re = lazyRegex(def.value);
-      return (v) => v !== undefined && re.fullMatch(v);
-    }
+      return def.ignoreCase ? value.toLowerCase().startsWith(def.value.toLowerCase()) : value.startsWith(def.value);
+    case "regex":
+      return regexOf(def).fullMatch(value);
   }
 }
 
-export type RequestMatcher = (facts: RequestFacts) => boolean;
-
 /**
- * Builds the matcher for one HTTPMatchRequest: every present field must
- * hold (Istio ANDs the fields of a match block).
- *
- * Each check is made by a small function of its own, so a matcher holds
- * only what it tests: closures made here would share this function's scope,
- * and every matcher would keep the `checks` list alive (10,000 routes held
- * ~3 MB more that way).
+ * True when every present field of one HTTPMatchRequest holds (Istio ANDs
+ * the fields of a match block); an empty one matches every request.
+ * @example
+ * matchesRequest({ uri: { type: "prefix", value: "/api" }, port: 8443 }, facts)
  */
-export function requestMatcher(def: MatchDef): RequestMatcher {
-  const checks: RequestMatcher[] = [];
-  if (def.uri) checks.push(onPath(stringMatcher(def.uri)));
-  if (def.scheme) checks.push(onScheme(stringMatcher(def.scheme)));
-  if (def.method) checks.push(onMethod(stringMatcher(def.method)));
-  if (def.authority) checks.push(onAuthority(stringMatcher(def.authority)));
-  if (def.port !== undefined) checks.push(onPort(def.port));
-  for (const h of def.headers ?? []) checks.push(headerCheck(h, false));
-  for (const h of def.withoutHeaders ?? []) checks.push(headerCheck(h, true));
-  for (const c of def.claims ?? []) checks.push(claimCheck(c));
-  for (const q of def.queryParams ?? []) checks.push(onQueryParam(q.name, stringMatcher(q.match)));
-  if (checks.length === 0) return always;
-  if (checks.length === 1) return checks[0] as RequestMatcher;
-  return allOf(checks.slice());
+export function matchesRequest(def: MatchDef, f: RequestFacts): boolean {
+  if (def.uri && !matchesString(def.uri, f.path)) return false;
+  if (def.scheme && !matchesString(def.scheme, f.scheme)) return false;
+  if (def.method && !matchesString(def.method, f.method)) return false;
+  if (def.authority && !matchesString(def.authority, f.authority)) return false;
+  if (def.port !== undefined && f.port !== def.port) return false;
+  if (def.headers) for (const h of def.headers) if (!matchesHeader(h, f)) return false;
+  if (def.withoutHeaders) for (const h of def.withoutHeaders) if (!lacksHeader(h, f)) return false;
+  if (def.claims) for (const c of def.claims) if (!matchesClaim(c, f)) return false;
+  if (def.queryParams) for (const q of def.queryParams) if (!matchesString(q.match, queryParam(f, q.name))) return false;
+  return true;
 }
 
-const always: RequestMatcher = () => true;
-const onPath = (m: StringMatcher): RequestMatcher => (f) => m(f.path);
-const onScheme = (m: StringMatcher): RequestMatcher => (f) => m(f.scheme);
-const onMethod = (m: StringMatcher): RequestMatcher => (f) => m(f.method);
-const onAuthority = (m: StringMatcher): RequestMatcher => (f) => m(f.authority);
-const onPort = (port: number): RequestMatcher => (f) => f.port === port;
-const onQueryParam = (name: string, m: StringMatcher): RequestMatcher => (f) => m(queryParam(f, name));
-
-/** `checks` must not change afterwards (the matcher keeps it). */
-function allOf(checks: readonly RequestMatcher[]): RequestMatcher {
-  return (f) => {
-    for (const check of checks) if (!check(f)) return false;
-    return true;
-  };
+function matchesHeader(h: HeaderMatchDef, f: RequestFacts): boolean {
+  return matchesString(h.match, f.headers.get(h.name) ?? undefined);
 }
 
 /**
- * A header condition. For `withoutHeaders` the result is inverted and a
+ * A `withoutHeaders` condition: the header's match must not hold, and a
  * missing header counts as "" (Envoy's treat_missing_header_as_empty), so
  * `withoutHeaders: {x: {exact: v}}` lets requests without `x` through.
  */
-function headerCheck(h: HeaderMatchDef, invert: boolean): RequestMatcher {
-  const m = stringMatcher(h.match);
-  if (!invert) return (f) => m(f.headers.get(h.name) ?? undefined);
-  if (h.match.type === "present") return (f) => !f.headers.has(h.name);
-  return (f) => !m(f.headers.get(h.name) ?? "");
+function lacksHeader(h: HeaderMatchDef, f: RequestFacts): boolean {
+  if (h.match.type === "present") return !f.headers.has(h.name);
+  return !matchesString(h.match, f.headers.get(h.name) ?? "");
 }
 
 /** A `@request.auth.claims` condition: a string claim, or any string in a list claim. */
-function claimCheck(c: ClaimMatchDef): RequestMatcher {
-  const m = stringMatcher(c.match);
-  return (f) => {
-    let node: unknown = f.claims;
-    for (const key of c.claim) {
-      if (typeof node !== "object" || node === null || Array.isArray(node)) return false;
-      node = (node as Record<string, unknown>)[key];
-    }
-    if (typeof node === "string") return m(node);
-    if (Array.isArray(node)) return node.some((v) => typeof v === "string" && m(v));
-    return false;
-  };
+function matchesClaim(c: ClaimMatchDef, f: RequestFacts): boolean {
+  let node: unknown = f.claims;
+  for (const key of c.claim) {
+    if (typeof node !== "object" || node === null || Array.isArray(node)) return false;
+    node = (node as Record<string, unknown>)[key];
+  }
+  if (typeof node === "string") return matchesString(c.match, node);
+  if (Array.isArray(node)) {
+    for (const v of node) if (typeof v === "string" && matchesString(c.match, v)) return true;
+  }
+  return false;
 }

@@ -7,10 +7,15 @@ import { describe, expect, it } from "vitest";
 import type { MatchDef } from "../../../src/config/snapshot.ts";
 import { queryParam } from "../../../src/gateway/facts.ts";
 import { hydrate } from "../../../src/routing/hydrate.ts";
-import { requestMatcher, stringMatcher } from "../../../src/routing/match.ts";
+import type { StringMatchDef } from "../../../src/config/snapshot.ts";
+import type { RequestFacts } from "../../../src/gateway/facts.ts";
+import { matchesRequest, matchesString } from "../../../src/routing/match.ts";
 import { facts, snapshotOf, virtualService } from "../support.ts";
 
-describe("stringMatcher", () => {
+const stringMatcher = (def: StringMatchDef) => (value: string | undefined) => matchesString(def, value);
+const requestMatcher = (def: MatchDef) => (f: RequestFacts) => matchesRequest(def, f);
+
+describe("matchesString", () => {
   it("exact, prefix and regex, case-sensitive unless asked", () => {
     expect(stringMatcher({ type: "exact", value: "/a" })("/a")).toBe(true);
     expect(stringMatcher({ type: "exact", value: "/a" })("/A")).toBe(false);
@@ -35,7 +40,7 @@ describe("stringMatcher", () => {
   });
 });
 
-describe("requestMatcher", () => {
+describe("matchesRequest", () => {
   it("matches everything when empty", () => {
     expect(requestMatcher({})(facts())).toBe(true);
   });

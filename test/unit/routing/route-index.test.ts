@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from "vitest";
 import type { MatchDef, StringMatchDef } from "../../../src/config/snapshot.ts";
-import { requestMatcher } from "../../../src/routing/match.ts";
+import type { RequestFacts } from "../../../src/gateway/facts.ts";
+import { matchesRequest } from "../../../src/routing/match.ts";
 import { RouteIndex } from "../../../src/routing/route-index.ts";
 import { facts } from "../support.ts";
 
@@ -57,7 +58,7 @@ describe("RouteIndex", () => {
     for (let seed = 1; seed <= 300; seed++) {
       const random = prng(seed);
       const routes = randomRoutes(random);
-      const matchers = routes.map(requestMatcher);
+      const matchers = routes.map((def) => (f: RequestFacts) => matchesRequest(def, f));
       const index = new RouteIndex(routes);
       for (let n = 0; n < 50; n++) {
         const f = facts({ path: randomPath(random), method: random() < 0.5 ? "GET" : "POST", headers: random() < 0.5 ? { "x-canary": "1" } : {} });
