@@ -91,9 +91,44 @@ function packVirtualHost(vh: VirtualHostDef, rules: RuleDef[]): PackedVirtualHos
   return { name: vh.name, httpsRedirect: vh.httpsRedirect, ruleIds, packed: JSON.stringify(body) };
 }
 
-/** Reads a packed virtual host's routes and rules (its rule indexes stay local to the body). */
+/**
+ * Reads a packed virtual host's routes and rules (its rule indexes stay
+ * local to the body). The rules share one copy of each string they repeat.
+ */
 export function readPackedHost(vh: PackedVirtualHost): PackedHostBody {
-  return JSON.parse(vh.packed) as PackedHostBody;
+  const body = JSON.parse(vh.packed) as PackedHostBody;
+  shareRuleStrings(body.rules);
+  return body;
+}
+
+/**
+ * Makes rules share one copy of the strings they repeat: the routes of a
+ * VirtualService name the same source, and mostly the same destination
+ * hosts and clusters, and `JSON.parse` gives every occurrence a copy of
+ * its own (~150 bytes a rule, 1.4 MB over 10,000 routes). Strings of up
+ * to 10 characters are shared by V8 already.
+ */
+function shareRuleStrings(rules: RuleDef[]): void {
+  const seen = new Map<string, string>();
+  const one = (s: string): string => {
+    const found = seen.get(s);
+    if (found !== undefined) return found;
+    seen.set(s, s);
+    return s;
+  };
+  for (const rule of rules) {
+    rule.source = one(rule.source);
+    if (rule.action.type === "route") {
+      for (const d of rule.action.destinations) {
+        d.host = one(d.host);
+        d.cluster = one(d.cluster);
+      }
+    }
+    for (const m of rule.mirrors ?? []) {
+      m.host = one(m.host);
+      m.cluster = one(m.cluster);
+    }
+  }
 }
 
 /** The compiled Snapshot a stored one holds, in either layout. */
