@@ -29,8 +29,9 @@ export type HydrateOptions = TelemetryRuntime;
 
 export interface Rule {
   def: RuleDef;
-  /** Destinations with cumulative weights, for a weighted pick. */
-  destinations: { def: DestinationDef; upTo: number }[];
+  /** The route action's destinations (none for a redirect or a direct response). */
+  destinations: readonly DestinationDef[];
+  /** The sum of their weights, for a weighted pick. */
   totalWeight: number;
   uriRegex?: Regex;
   cors?: Cors;
@@ -205,14 +206,9 @@ export function compiledSnapshot(runtime: RuntimeSnapshot): Snapshot {
 }
 
 function hydrateRule(def: RuleDef): Rule {
-  const destinations: Rule["destinations"] = [];
+  const destinations = def.action.type === "route" ? def.action.destinations : [];
   let total = 0;
-  if (def.action.type === "route") {
-    for (const d of def.action.destinations) {
-      total += d.weight;
-      destinations.push({ def: d, upTo: total });
-    }
-  }
+  for (const d of destinations) total += d.weight;
   const rule: Rule = { def, destinations, totalWeight: total };
   if (def.rewrite?.uriRegex) rule.uriRegex = lazyRegex(def.rewrite.uriRegex.match);
   if (def.cors) rule.cors = hydrateCors(def.cors);

@@ -50,8 +50,13 @@ export function selectRoute(vhost: VirtualHost, facts: RequestFacts): Route | un
  * independently per request.
  */
 export function pickDestination(rule: Rule, draw: number): DestinationDef | undefined {
-  if (rule.destinations.length === 1) return rule.destinations[0]?.def;
+  const destinations = rule.destinations;
+  if (destinations.length === 1) return destinations[0];
   const target = draw * rule.totalWeight;
-  for (const d of rule.destinations) if (target < d.upTo) return d.def;
-  return rule.destinations[rule.destinations.length - 1]?.def;
+  let upTo = 0;
+  for (const d of destinations) {
+    upTo += d.weight;
+    if (target < upTo) return d;
+  }
+  return destinations[destinations.length - 1];
 }

@@ -26,7 +26,7 @@ describe("hydrate", () => {
     expect(findVirtualHost(runtime, "app.example.com")?.name).toBe("app.example.com");
     expect(findVirtualHost(runtime, "x.example.org")?.name).toBe("*.example.org");
     const rule = runtime.virtualHosts[0]!.routes[0]!.rule;
-    expect(rule.destinations.map((d) => d.upTo)).toEqual([20, 80]);
+    expect(rule.destinations.map((d) => [d.host, d.weight])).toEqual([["a.example.com", 20], ["b.example.com", 60]]);
     expect(rule.totalWeight).toBe(80);
     expect(rule.uriRegex?.replaceAll("/v3/users", rule.def.rewrite!.uriRegex!.rewrite)).toBe("/users?v=3");
     expect([...runtime.clusters.keys()].sort()).toEqual(["outbound|80||a.example.com", "outbound|80||b.example.com"]);

@@ -102,7 +102,7 @@ describe("pickDestination", () => {
 
   it("follows cumulative weights of a hand-built rule, and returns nothing without destinations", () => {
     const def: RuleDef = { source: "x", index: 0, action: { type: "route", destinations: [dest("a", 10), dest("b", 20), dest("c", 70)] } };
-    const rule: Rule = { def, destinations: [{ def: dest("a", 10), upTo: 10 }, { def: dest("b", 20), upTo: 30 }, { def: dest("c", 70), upTo: 100 }], totalWeight: 100 };
+    const rule: Rule = { def, destinations: [dest("a", 10), dest("b", 20), dest("c", 70)], totalWeight: 100 };
     expect([0.05, 0.1, 0.29, 0.3, 0.99].map((d) => pickDestination(rule, d)?.host)).toEqual(["a", "b", "b", "c", "c"]);
     expect(pickDestination({ def, destinations: [], totalWeight: 0 }, 0.5)).toBeUndefined();
   });
