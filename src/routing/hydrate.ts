@@ -1,8 +1,8 @@
 /**
- * Turns a Snapshot (plain JSON) into runtime objects: compiled matchers,
- * route indexes and lookup maps, once per snapshot version per isolate.
+ * Turns a Snapshot (plain JSON) into runtime objects: routes, route
+ * indexes and lookup maps, once per snapshot version per isolate.
  *
- * A virtual host's routes, matchers and index are built the first time a
+ * A virtual host's routes and index are built the first time a
  * request reaches that host, and a regex is compiled the first time it is
  * evaluated; both are then kept for the life of the snapshot. A cold
  * isolate therefore pays for the hosts it serves, not for every host of a
