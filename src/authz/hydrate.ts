@@ -34,6 +34,8 @@ export interface SecurityScope {
   custom: Policy[];
   audit: Policy[];
   dryRunDeny: Policy[];
+  /** The layers that have dry-run ALLOW policies. */
+  dryRunAllowLayers: PolicyLayer[];
   /** True when this scope has JWT rules beyond the gateway-wide ones (verified after route selection). */
   destinationJwt: boolean;
 }
@@ -76,6 +78,7 @@ export function hydrateSecurity(def: SecurityDef): RuntimeSecurity {
       custom: once((l) => l.custom),
       audit: once((l) => l.audit),
       dryRunDeny: once((l) => l.dryRunDeny),
+      dryRunAllowLayers: layers.filter((l) => l.dryRunAllow.length > 0),
       destinationJwt: index !== 0 && s.jwtRules.some((i) => !gatewayRules.has(i)),
     };
   });

@@ -23,7 +23,7 @@ import { JwksCache } from "./jwt/jwks-cache.ts";
 import { applyTokenOutputs } from "./jwt/outputs.ts";
 import { forwardClientCert } from "./peer/client-cert.ts";
 import { readPeer } from "./peer/identity.ts";
-import { NO_ALLOW_MATCHED, policyInput, verdict, type PolicyInput } from "./policy/engine.ts";
+import { NO_ALLOW_MATCHED, policyInput, verdict, type Policy, type PolicyInput } from "./policy/engine.ts";
 import { extAuthzError, jwtFailure, PEER_CERTIFICATE_REQUIRED, RBAC_DENIED } from "./replies.ts";
 import { endStage, startStage } from "../telemetry/record.ts";
 import type { JwtStatus } from "./jwt/status.ts";
@@ -141,7 +141,7 @@ function applyPolicies(ctx: RequestContext, sec: RuntimeSecurity, scope: Securit
 
   const input = policyInput(facts, peer, facts.auth, undefined);
 
-  const custom = scope.custom.filter((p) => p.matches(input));
+  const custom = matching(scope.custom, input);
   if (custom.length > 0) return runCustom(ctx, sec, custom).then((denied) => denied ?? judge(ctx, scope, input));
   return judge(ctx, scope, input);
 }
@@ -149,7 +149,7 @@ function applyPolicies(ctx: RequestContext, sec: RuntimeSecurity, scope: Securit
 /** AUDIT and dry-run policies are logged; then DENY, then ALLOW, layer by layer. */
 function judge(ctx: RequestContext, scope: SecurityScope, input: PolicyInput): PipelineResult | undefined {
   const { facts, record } = ctx;
-  const audit = scope.audit.filter((p) => p.matches(input));
+  const audit = matching(scope.audit, input);
   const shadow = dryRun(scope, input);
   if (audit.length || shadow) {
     record.authz = { ...record.authz };
@@ -163,6 +163,11 @@ function judge(ctx: RequestContext, scope: SecurityScope, input: PolicyInput): P
   return deny(ctx, outcome === NO_ALLOW_MATCHED ? undefined : outcome.def.source);
 }
 
+/** The policies that match, in order; a scope without any (the common case) allocates nothing. */
+function matching(policies: readonly Policy[], input: PolicyInput): readonly Policy[] {
+  return policies.length === 0 ? policies : policies.filter((p) => p.matches(input));
+}
+
 function deny(ctx: RequestContext, policy: string | undefined): PipelineResult {
   ctx.record.authz = { ...ctx.record.authz, deniedBy: policy ?? "no ALLOW policy matched" };
   ctx.record.details = `rbac_access_denied_matched_policy[${policy ?? "none"}]`;
@@ -170,7 +175,7 @@ function deny(ctx: RequestContext, policy: string | undefined): PipelineResult {
 }
 
 /** CUSTOM policies: each provider whose policy matches is asked once; any denial ends the request. */
-async function runCustom(ctx: RequestContext, sec: RuntimeSecurity, matched: SecurityScope["custom"]): Promise<PipelineResult | undefined> {
+async function runCustom(ctx: RequestContext, sec: RuntimeSecurity, matched: readonly Policy[]): Promise<PipelineResult | undefined> {
   const providers = [...new Set(matched.map((p) => p.def.provider as string))];
   for (const name of providers) {
     const provider = sec.extAuthz.get(name);
@@ -213,7 +218,7 @@ async function runCustom(ctx: RequestContext, sec: RuntimeSecurity, matched: Sec
  */
 function dryRun(scope: SecurityScope, input: PolicyInput): { allow?: string; deny?: string } | undefined {
   const denies = scope.dryRunDeny;
-  const allowLayers = scope.layers.filter((l) => l.dryRunAllow.length > 0);
+  const allowLayers = scope.dryRunAllowLayers;
   if (denies.length === 0 && allowLayers.length === 0) return undefined;
   const out: { allow?: string; deny?: string } = {};
   if (denies.length) {

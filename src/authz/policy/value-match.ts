@@ -46,6 +46,30 @@ function lowerCase(v: string): string {
   return lastLower;
 }
 
+/**
+ * The matcher for a list of Istio values: true when any of them matches.
+ * Exact values are looked up in one set (a policy's hosts, methods or
+ * principals are mostly exact), the others are tried in turn.
+ *
+ * @example
+ * anyValue(["GET", "HEAD"])("HEAD")   // true
+ * anyValue(["/api/*", "/health"])("/api/x") // true
+ */
+export function anyValue(patterns: readonly string[], ignoreCase = false): ValueMatcher {
+  const exact = new Set<string>();
+  const others: ValueMatcher[] = [];
+  for (const pattern of patterns) {
+    if (pattern.startsWith("*") || pattern.endsWith("*")) others.push(istioValue(pattern, ignoreCase));
+    else exact.add(ignoreCase ? pattern.toLowerCase() : pattern);
+  }
+  const rest = others.length === 0 ? undefined : anyOf(others);
+  if (exact.size === 0) return rest ?? (() => false);
+  if (exact.size === 1 && rest === undefined) return istioValue(patterns[0] as string, ignoreCase);
+  const has: ValueMatcher = ignoreCase ? (v) => exact.has(lowerCase(v)) : (v) => exact.has(v);
+  if (rest === undefined) return has;
+  return (v) => has(v) || rest(v);
+}
+
 /** True when any of the matchers accepts the value. */
 export function anyOf(matchers: readonly ValueMatcher[]): ValueMatcher {
   if (matchers.length === 1) return matchers[0] as ValueMatcher;

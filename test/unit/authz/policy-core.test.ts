@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { cidrContains, parseCidr, parseIp } from "../../../src/authz/policy/cidr.ts";
-import { istioValue } from "../../../src/authz/policy/value-match.ts";
+import { anyValue, istioValue } from "../../../src/authz/policy/value-match.ts";
 import { isPathTemplate, pathTemplateProblem, pathTemplateRegex } from "../../../src/authz/policy/path-template.ts";
 import { compilePolicy, NO_ALLOW_MATCHED, requestPrincipalMatcher, verdict, type PolicyInput } from "../../../src/authz/policy/engine.ts";
 import type { PolicyDef } from "../../../src/config/snapshot.ts";
@@ -45,6 +45,21 @@ describe("Istio value forms", () => {
     expect([host("EXAMPLE.com"), suffix("EXAMPLE.com"), host("other.com"), suffix("A.EXAMPLE.COM"), host("Example.Com"), host("example.com.evil")]).toEqual([true, false, false, true, true, false]);
     expect(istioValue("/a*b")("/a*b")).toBe(true);
     expect(istioValue("/a*b")("/axb")).toBe(false);
+  });
+
+  it("a list matches when any of its values does, exact ones looked up together", () => {
+    const values = ["GET", "/api/*", "*.json", "HEAD", "/a*b"];
+    const m = anyValue(values);
+    const inputs = ["GET", "HEAD", "get", "/api/x", "/x.json", "/a*b", "/axb", "", "POST"];
+    // The same answers as trying each value's own matcher in turn.
+    expect(inputs.map(m)).toEqual(inputs.map((v) => values.some((p) => istioValue(p)(v))));
+    expect(inputs.map(m)).toEqual([true, true, false, true, true, true, false, false, false]);
+    expect(anyValue(["*"])("")).toBe(false);
+    expect(anyValue(["*", "x"])("y")).toBe(true);
+    expect(anyValue([])("x")).toBe(false);
+    expect(anyValue(["a", "a"])("a")).toBe(true);
+    const hosts = anyValue(["Shop.Example.com", "*.Example.COM", "api.example.com"], true);
+    expect(["SHOP.example.com", "x.EXAMPLE.com", "API.Example.Com", "example.com", "shop.example.org"].map(hosts)).toEqual([true, true, true, false, false]);
   });
 });
 
