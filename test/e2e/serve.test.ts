@@ -251,7 +251,8 @@ describe("isthmus serve with a mounted ConfigMap", () => {
       const before = gw.output().length;
       swap("..v2");
       await until(async () => (await originOf(gw)) === "green");
-      expect(gw.output().slice(before)).toMatch(/isthmus: applied config \w+/);
+      // serve logs "applied" once its own poll sees the gateway serve the version, which can be after this test's request did.
+      await until(async () => /isthmus: applied config \w+/.test(gw.output().slice(before)));
     } finally {
       await gw.stop();
     }
