@@ -8,14 +8,12 @@ import { matchesString } from "./match.ts";
 
 export interface Cors {
   def: CorsDef;
-  origins: CorsDef["allowOrigins"];
-  /** A matcher that accepts the literal `*` allows every origin. */
+  /** An origin match that accepts the literal `*` allows every origin. */
   allowAll: boolean;
 }
 
 export function hydrateCors(def: CorsDef): Cors {
-  const origins = def.allowOrigins;
-  return { def, origins, allowAll: origins.some((m) => matchesString(m, "*")) };
+  return { def, allowAll: def.allowOrigins.some((m) => matchesString(m, "*")) };
 }
 
 export type CorsDecision =
@@ -29,7 +27,7 @@ export type CorsDecision =
 export function decideCors(cors: Cors, method: string, headers: Headers): CorsDecision {
   const origin = headers.get("origin");
   if (!origin) return { type: "none" };
-  const allowed = cors.allowAll || cors.origins.some((m) => matchesString(m, origin));
+  const allowed = cors.allowAll || cors.def.allowOrigins.some((m) => matchesString(m, origin));
   const requestedMethod = headers.get("access-control-request-method");
   const preflight = method === "OPTIONS" && !!requestedMethod;
   const d = cors.def;

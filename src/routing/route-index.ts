@@ -96,7 +96,6 @@ export class RouteIndex {
   }
 }
 
-
 /** Gathers candidate lists; copies and sorts only when more than one list was hit. */
 class Candidates {
   private single: readonly number[] | undefined;

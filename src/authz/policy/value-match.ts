@@ -64,7 +64,10 @@ export function anyValue(patterns: readonly string[], ignoreCase = false): Value
   }
   const rest = others.length === 0 ? undefined : anyOf(others);
   if (exact.size === 0) return rest ?? (() => false);
-  if (exact.size === 1 && rest === undefined) return istioValue(patterns[0] as string, ignoreCase);
+  if (exact.size === 1 && rest === undefined) {
+    const [only] = exact;
+    return istioValue(only as string, ignoreCase);
+  }
   const has: ValueMatcher = ignoreCase ? (v) => exact.has(lowerCase(v)) : (v) => exact.has(v);
   if (rest === undefined) return has;
   return (v) => has(v) || rest(v);

@@ -4,11 +4,9 @@
  * presence matches, `?k` with exact "", ignoreUriCase vs regex, claims).
  */
 import { describe, expect, it } from "vitest";
-import type { MatchDef } from "../../../src/config/snapshot.ts";
-import { queryParam } from "../../../src/gateway/facts.ts";
+import type { MatchDef, StringMatchDef } from "../../../src/config/snapshot.ts";
+import { queryParam, type RequestFacts } from "../../../src/gateway/facts.ts";
 import { hydrate } from "../../../src/routing/hydrate.ts";
-import type { StringMatchDef } from "../../../src/config/snapshot.ts";
-import type { RequestFacts } from "../../../src/gateway/facts.ts";
 import { matchesRequest, matchesString } from "../../../src/routing/match.ts";
 import { facts, snapshotOf, virtualService } from "../support.ts";
 
