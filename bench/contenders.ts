@@ -10,6 +10,7 @@ import { minimal, realistic, type RequestSpec } from "./configs.ts";
 import type { BenchKeys } from "./idp.ts";
 import { freePort, startPinned, stopProc, waitForOutput, waitForPort, type Proc } from "./processes.ts";
 import { debianBinary, ensureDebianPackage } from "./debian.ts";
+import { compatibilityCapnp } from "./runtime.ts";
 
 export interface Running {
   port: number;
@@ -71,7 +72,7 @@ const config :Workerd.Config = (
   services = [
     (name = "main", worker = (
       modules = [(name = "worker.js", esModule = embed "worker.js")],
-      compatibilityDate = "2026-11-01",
+      ${compatibilityCapnp()},
       bindings = [(name = "UPSTREAM", text = "http://127.0.0.1:${upstreamPort}")${objectBinding}],
       globalOutbound = "internet"${objectConfig})),
     (name = "internet", network = (allow = ["public", "private", "local"])),
@@ -215,7 +216,7 @@ export async function workerdOps(sutCpu: string): Promise<{ name: string; us: nu
     join(dir, "ops.capnp"),
     `using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
-  services = [(name = "main", worker = (modules = [(name = "worker.js", esModule = embed "worker.js")], compatibilityDate = "2026-11-01"))],
+  services = [(name = "main", worker = (modules = [(name = "worker.js", esModule = embed "worker.js")], ${compatibilityCapnp()}))],
   sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
 );
 `,

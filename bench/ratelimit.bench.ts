@@ -34,6 +34,7 @@ import type { RuntimeRule } from "../src/ratelimit/hydrate.ts";
 import { localBucketKey } from "../src/ratelimit/key.ts";
 import { Balancer } from "../src/routing/balancer.ts";
 import { send } from "../test/helpers/http.ts";
+import { COMPATIBILITY } from "./runtime.ts";
 
 process.env.CLOUDFLARE_CF_FETCH_ENABLED ??= "false";
 
@@ -138,7 +139,7 @@ async function workerd(): Promise<string[]> {
       modules: true,
       scriptPath: script,
       modulesRoot: dir,
-      compatibilityDate: "2026-11-01",
+      ...COMPATIBILITY,
       kvNamespaces: { CONFIG: "isthmus-config" },
       durableObjects: { RATE_LIMITER: { className: "RateLimiter", useSQLite: true } },
       bindings: { ADMIN_TOKEN: ADMIN },

@@ -14,6 +14,7 @@ import { benchKeys } from "./idp.ts";
 import { OTLP_ENDPOINT } from "./pipeline-harness.ts";
 import { answerOnce } from "./contenders.ts";
 import { freePort } from "./processes.ts";
+import { compatibilityCapnp } from "./runtime.ts";
 
 export interface WorkerdPipeline {
   meanUs: number;
@@ -44,7 +45,7 @@ export async function workerdPipeline(sutCpu: string, run: { iterations: number;
 const config :Workerd.Config = (
   services = [(name = "main", worker = (
     modules = [(name = "worker.js", esModule = embed "worker.js")],
-    compatibilityDate = "2026-11-01", # as in wrangler.toml (no nodejs_compat)
+    ${compatibilityCapnp()}, # as wrangler.toml (and isthmus serve) set them
     bindings = [(name = "INPUT", text = embed "input.json")]))],
   sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
 );
