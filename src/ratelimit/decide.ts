@@ -107,13 +107,12 @@ export async function decideGlobal(
 ): Promise<Pick<RuleDecision, "outcome" | "source" | "grant" | "held" | "error">> {
   const lease = rule.def.lease;
   const limits = set.limits;
-  const refusalKey = `${name}|${lease ? "lease" : "exact"}|${set.signature}`;
   if (lease) {
     const taken = env.leases.take(name, now());
     if (taken.taken && taken.lease) return { outcome: "allowed", source: "lease", grant: taken.lease.grant, held: taken.lease.tokens };
   }
   // A remembered refusal answers, unless tokens wait to be given back: the call that returns them may be admitted.
-  const remembered = env.leases.returning(name) ? undefined : env.refusals.get(refusalKey, now());
+  const remembered = env.leases.returning(name) || env.refusals.empty ? undefined : env.refusals.get(refusalKey(name, set, lease !== undefined), now());
   if (remembered) return { outcome: verdict(rule, false), source: "cache", grant: remembered };
   if (!env.objects) return failure(rule, "the Worker has no RATE_LIMITER Durable Object binding");
   const returning = env.leases.takeReturns(name);
@@ -129,10 +128,20 @@ export async function decideGlobal(
     waitUntil(giveBackLate(env.leases, name, error.late, failed.outcome === "failed-open"));
     return failed;
   }
-  if (!lease && grant.granted === 0) env.refusals.set(refusalKey, sentAt, sentAt + grant.retryAfterMs, grant);
-  if (lease && grant.granted < lease.size) env.refusals.set(refusalKey, sentAt, sentAt + Math.min(grant.wantReadyMs, lease.ttlMs), { ...grant, granted: 0 });
+  if (!lease && grant.granted === 0) env.refusals.set(refusalKey(name, set, false), sentAt, sentAt + grant.retryAfterMs, grant);
+  if (lease && grant.granted < lease.size) env.refusals.set(refusalKey(name, set, true), sentAt, sentAt + Math.min(grant.wantReadyMs, lease.ttlMs), { ...grant, granted: 0 });
   if (lease && grant.granted > 1) env.leases.add(name, grant.granted - 1, sentAt + lease.ttlMs, grant);
   return { outcome: verdict(rule, grant.granted > 0), source: "object", grant, held: lease ? Math.max(0, grant.granted - 1) : undefined };
+}
+
+/**
+ * What a remembered refusal is keyed by: the bucket, the way it is asked
+ * (exact or lease) and the limits, so a configuration change is seen at
+ * once. Built only when a refusal is read or written: the text is as long
+ * as the bucket name and the limits' signature together.
+ */
+function refusalKey(name: string, set: LimitSet, lease: boolean): string {
+  return `${name}|${lease ? "lease" : "exact"}|${set.signature}`;
 }
 
 /**

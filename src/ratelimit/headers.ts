@@ -23,9 +23,19 @@ export function limitedHeaders(decisions: readonly RuleDecision[], limiting: rea
   return headers;
 }
 
-/** Fields for an admitted request: only rules whose policy asks for them (`responseHeaders.onAllowed`). */
-export function allowedHeaders(decisions: readonly RuleDecision[]): Record<string, string> {
-  return quotaHeaders(decisions.filter((d) => d.rule.def.mode === "ENFORCE" && d.rule.def.headers.onAllowed));
+/**
+ * Fields for an admitted request: only rules whose policy asks for them
+ * (`responseHeaders.onAllowed`); undefined when none does.
+ */
+export function allowedHeaders(decisions: readonly RuleDecision[]): Record<string, string> | undefined {
+  const asking = decisions.filter(asksOnAllowed);
+  if (asking.length === 0) return undefined;
+  const headers = quotaHeaders(asking);
+  return Object.keys(headers).length > 0 ? headers : undefined;
+}
+
+function asksOnAllowed(d: RuleDecision): boolean {
+  return d.rule.def.mode === "ENFORCE" && d.rule.def.headers.onAllowed;
 }
 
 interface Item {

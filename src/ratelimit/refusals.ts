@@ -35,6 +35,11 @@ export class Refusals {
     this.capacity = capacity;
   }
 
+  /** No refusal is remembered (the usual case: callers then need not build a key to ask). */
+  get empty(): boolean {
+    return this.entries.size === 0;
+  }
+
   /** The remembered refusal for `key`, as the grant the object would give at `now`; undefined when none holds. */
   get(key: string, now: number): Grant | undefined {
     const r = this.entries.get(key);

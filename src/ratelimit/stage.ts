@@ -99,7 +99,7 @@ async function decide(ctx: RequestContext, pending: Pending[]): Promise<Pipeline
   if (failedClosed) return localReply(REPLIES.rateLimitServiceError, record);
 
   const headers = allowedHeaders(decisions);
-  if (Object.keys(headers).length > 0) {
+  if (headers) {
     ctx.responseHooks.push((response) => {
       for (const [name, value] of Object.entries(headers)) response.headers.set(name, value);
     });
@@ -156,7 +156,8 @@ function report(ctx: RequestContext, decisions: readonly RuleDecision[]): void {
       error: d.error || undefined,
     }),
   );
-  ctx.record.rateLimit = [...(ctx.record.rateLimit ?? []), ...records];
+  if (ctx.record.rateLimit) ctx.record.rateLimit.push(...records);
+  else ctx.record.rateLimit = records;
   const { facts } = ctx;
   for (const r of records) {
     if (r.outcome === "shadow-limited") {

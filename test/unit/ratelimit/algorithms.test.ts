@@ -128,9 +128,13 @@ describe("isolate state", () => {
 
   it("remembers a refusal until it expires, counting down the wait", () => {
     const refusals = new Refusals();
+    expect(refusals.empty).toBe(true);
     refusals.set("k", 1_000, 1_500, { granted: 0, remaining: [0], resetMs: [500], retryAfterMs: 500, wantReadyMs: 500 });
+    expect(refusals.empty).toBe(false);
     expect(refusals.get("k", 1_200)).toEqual({ granted: 0, remaining: [0], resetMs: [300], retryAfterMs: 300, wantReadyMs: 300 });
     expect(refusals.get("k", 1_500)).toBeUndefined();
+    // The expired refusal was forgotten when read: callers skip building keys again.
+    expect(refusals.empty).toBe(true);
     expect(refusals.get("other", 1_200)).toBeUndefined();
   });
 });
