@@ -328,6 +328,8 @@ export function renderReport(info: RunInfo, contenders: Contender[], measurement
           return `| ${shape} | ${ns(10)} | ${ns(1_000)} | ${ns(10_000)} |`;
         }),
         "",
+        "Every size is looked up with the same ten requests' shapes (bench/configs.ts `routeTable`): one per route at 10 routes; at 1,000 and 10,000 the routes in the same positions modulo 60 (exact, regex, header-matched and weighted routes keep their shares), spread from the first route to near the last; one host; the fastest of 7 interleaved rounds of 200 ms.",
+        "",
         `| Snapshot of ${int(micro.compile10k.routes)} routes (${micro.compile10k.hosts} hosts × 20) | value |`,
         "|---|---|",
         `| CLI build (YAML parse + validate + compile), once per apply | ${int(micro.compile10k.buildMs)} ms |`,
