@@ -5,8 +5,9 @@
  * function and its context), two or more per route, which for 10,000
  * routes was ~3 MB held for nothing the definition did not already say.
  * A regex is compiled the first time it is evaluated and kept for as long
- * as its definition is. Matching is allocation-free except for the
- * lower-casing `ignoreCase` asks for.
+ * as its definition is, and so is an `ignoreCase` value's lower case.
+ * Matching is allocation-free except for lower-casing the request's value
+ * when `ignoreCase` asks for it.
  */
 import type { ClaimMatchDef, HeaderMatchDef, MatchDef, StringMatchDef } from "../config/snapshot.ts";
 import { queryParam, type RequestFacts } from "../gateway/facts.ts";
@@ -21,6 +22,15 @@ function regexOf(def: StringMatchDef & { type: "regex" }): Regex {
   return re;
 }
 
+/** Each ignore-case definition's value in lower case, lowered once rather than at every evaluation. */
+const foldedValues = new WeakMap<StringMatchDef, string>();
+
+function foldedValue(def: StringMatchDef & { value: string }): string {
+  let folded = foldedValues.get(def);
+  if (folded === undefined) foldedValues.set(def, (folded = def.value.toLowerCase()));
+  return folded;
+}
+
 /**
  * True when `value` satisfies `def`; an absent value satisfies nothing.
  * @example
@@ -33,9 +43,9 @@ export function matchesString(def: StringMatchDef, value: string | undefined): b
     case "present":
       return true;
     case "exact":
-      return def.ignoreCase ? value.toLowerCase() === def.value.toLowerCase() : value === def.value;
+      return def.ignoreCase ? value.toLowerCase() === foldedValue(def) : value === def.value;
     case "prefix":
-      return def.ignoreCase ? value.toLowerCase().startsWith(def.value.toLowerCase()) : value.startsWith(def.value);
+      return def.ignoreCase ? value.toLowerCase().startsWith(foldedValue(def)) : value.startsWith(def.value);
     case "regex":
       return regexOf(def).fullMatch(value);
   }

@@ -25,6 +25,15 @@ describe("matchesString", () => {
     expect(stringMatcher({ type: "regex", value: "/v[0-9]" })("/v1/x")).toBe(false);
   });
 
+  it("keeps answering ignore-case matches from the definition's value lowered once", () => {
+    const exact = stringMatcher({ type: "exact", value: "/Cart", ignoreCase: true });
+    const prefix = stringMatcher({ type: "prefix", value: "/API/", ignoreCase: true });
+    for (let i = 0; i < 3; i++) {
+      expect([exact("/cart"), exact("/CART"), exact("/carts"), exact(undefined)]).toEqual([true, true, false, false]);
+      expect([prefix("/api/x"), prefix("/Api/"), prefix("/apix")]).toEqual([true, true, false]);
+    }
+  });
+
   it("never matches an absent value, except exact/prefix \"\" on a present empty one", () => {
     for (const def of [
       { type: "exact", value: "" },
