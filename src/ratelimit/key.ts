@@ -77,28 +77,52 @@ export function localBucketKey(ruleId: string, values: KeyValues): string | Prom
   return text.length <= LOCAL_KEY_MAX ? text : bucketName(ruleId, values);
 }
 
-/** Names already computed in this isolate for keys up to LOCAL_KEY_MAX (a warm key skips the digest); the oldest goes first when full. */
-const names = new Map<string, string>();
+/**
+ * Names already computed in this isolate (a warm key skips the digest), per
+ * rule: a one-part key by its value as it is (no text to build per request:
+ * the value is usually a string the request already holds, such as the
+ * verified principal), any other key by its JSON. Only keys whose digest
+ * input is at most LOCAL_KEY_MAX long are kept, and all are forgotten once
+ * NAMES_MAX are held (each is computed again on its next use).
+ */
+const names = new Map<string, { one: Map<string, string>; json: Map<string, string> }>();
+let namesHeld = 0;
 const NAMES_MAX = 10_000;
 
 /**
- * The bucket name for a rule and key values: 64 hex characters.
+ * The bucket name for a rule and key values: 64 hex characters, the
+ * SHA-256 of `<ruleId>\0<JSON of the values>` (stable across isolates and
+ * deploys: it names the rule's Durable Objects).
  *
  * @example
  * await bucketName("istio-system/api/per-user", ["alice"]) // "5b1c…"
  */
 export function bucketName(ruleId: string, values: KeyValues): string | Promise<string> {
-  const text = `${ruleId}\u0000${JSON.stringify(values)}`;
-  return names.get(text) ?? digestName(text);
+  const one = values.length === 1 ? values[0] : null;
+  const rule = names.get(ruleId);
+  if (rule) {
+    const known = typeof one === "string" ? rule.one.get(one) : rule.json.get(JSON.stringify(values));
+    if (known !== undefined) return known;
+  }
+  return digestName(ruleId, values, one);
 }
 
-async function digestName(text: string): Promise<string> {
+async function digestName(ruleId: string, values: KeyValues, one: string | null | undefined): Promise<string> {
+  const json = JSON.stringify(values);
+  const text = `${ruleId}\u0000${json}`;
   const digest = await crypto.subtle.digest("SHA-256", encoder.encode(text));
   let hex = "";
   for (const byte of new Uint8Array(digest)) hex += byte.toString(16).padStart(2, "0");
   if (text.length <= LOCAL_KEY_MAX) {
-    if (names.size >= NAMES_MAX) names.delete(names.keys().next().value as string);
-    names.set(text, hex);
+    if (namesHeld >= NAMES_MAX) {
+      names.clear();
+      namesHeld = 0;
+    }
+    let rule = names.get(ruleId);
+    if (!rule) names.set(ruleId, (rule = { one: new Map(), json: new Map() }));
+    const [held, key] = typeof one === "string" ? [rule.one, one] : [rule.json, json];
+    if (!held.has(key)) namesHeld++;
+    held.set(key, hex);
   }
   return hex;
 }
