@@ -6,7 +6,7 @@
  */
 import type { LimitDef, RateLimitDef, RateLimitRuleDef } from "../config/snapshot.ts";
 import { compileCheck, type PolicyInput, type Predicate } from "../authz/policy/engine.ts";
-import { anyOf, istioValue, type ValueMatcher } from "../authz/policy/value-match.ts";
+import { anyValue, type ValueMatcher } from "../authz/policy/value-match.ts";
 import { keyReader, type KeyInput, type KeyReader, type KeyValues } from "./key.ts";
 
 /** The limits a key is counted under, with what the request path needs about them precomputed. */
@@ -55,7 +55,7 @@ function hydrateRule(def: RateLimitRuleDef): RuntimeRule {
     applies,
     readers: def.key.map(keyReader),
     base: limitSet(def.name, def.limits),
-    overrides: def.overrides.map((o) => ({ part: o.part, matches: anyOf(o.values.map((v) => istioValue(v))), set: limitSet(def.name, o.limits) })),
+    overrides: def.overrides.map((o) => ({ part: o.part, matches: anyValue(o.values), set: limitSet(def.name, o.limits) })),
   };
 }
 

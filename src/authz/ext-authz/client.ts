@@ -22,7 +22,7 @@ import type { PipelineDeps } from "../../gateway/context.ts";
 import type { RequestFacts } from "../../gateway/facts.ts";
 import { HOP_BY_HOP } from "../../gateway/hygiene.ts";
 import { endpointUrl } from "../../routing/forward.ts";
-import { anyOf, istioValue, type ValueMatcher } from "../policy/value-match.ts";
+import { anyValue, type ValueMatcher } from "../policy/value-match.ts";
 
 export type CheckResult =
   | { kind: "allow"; upstream: [string, string][]; downstream: [string, string][] }
@@ -41,8 +41,7 @@ const DENY_DEFAULTS = ["www-authenticate", "location"];
 
 /** Header-name patterns (exact, `prefix*`, `*suffix`), case-insensitive. */
 export function headerPatterns(patterns: readonly string[]): ValueMatcher {
-  if (patterns.length === 0) return () => false;
-  return anyOf(patterns.map((p) => istioValue(p, true)));
+  return anyValue(patterns, true);
 }
 
 /**
