@@ -24,6 +24,7 @@ import { parseArgs } from "node:util";
 import { startSideServers } from "./side-servers.ts";
 import type { RequestSpec } from "./configs.ts";
 import { send } from "../test/helpers/http.ts";
+import { opensslRsaVerify } from "./crypto-floor.ts";
 import { workerdOps, direct, ensureNginx, isthmusLease, isthmusMinimal, isthmusNoTelemetry, isthmusRealistic, nginx, nginxBinary, passthrough, passthroughEnvoyHeaders, passthroughWithObject, type Contender, type Running } from "./contenders.ts";
 import { cpuTimeMs, runLoad } from "./processes.ts";
 import type { LoadOutput, LoadSpec } from "./load/main.ts";
@@ -160,6 +161,9 @@ if (!failed) {
   log("runtime operations in workerd");
   try {
     ops = await workerdOps(SUT_CPU);
+    const floor = opensslRsaVerify(SUT_CPU, smoke ? 1 : 3);
+    if (floor) ops.push(floor);
+    else log("openssl is not available: the RS256 floor is left out");
   } catch (error) {
     failed = true;
     log(`workerd operations failed: ${String(error)}`);
