@@ -76,14 +76,14 @@ async function decide(ctx: RequestContext, pending: Pending[]): Promise<Pipeline
     }
   });
 
-  if (!decisions.some(refuses)) {
-    const ask = async (i: number): Promise<RuleDecision> => {
-      const p = pending[i] as Pending;
-      return ruleDecision(p, await decideGlobal(p.rule, names[i] as string, p.set, env, ctx.deps.now, ctx.waitUntil));
-    };
-    // One GLOBAL rule (the usual case) is awaited alone; several are asked in parallel.
-    if (global.length === 1) decisions.push(await ask(global[0] as number));
-    else if (global.length > 1) decisions.push(...(await Promise.all(global.map(ask))));
+  if (global.length > 0 && !decisions.some(refuses)) {
+    const ask = (i: number) => decideGlobal((pending[i] as Pending).rule, names[i] as string, (pending[i] as Pending).set, env, ctx.deps.now, ctx.waitUntil);
+    // One GLOBAL rule (the usual case) is awaited alone, without a function of its own around it; several are asked in parallel.
+    if (global.length === 1) decisions.push(ruleDecision(pending[global[0] as number] as Pending, await ask(global[0] as number)));
+    else {
+      const made = await Promise.all(global.map(ask));
+      made.forEach((m, j) => decisions.push(ruleDecision(pending[global[j] as number] as Pending, m)));
+    }
   }
 
   for (const d of decisions) env.decisions[d.source]++;

@@ -14,6 +14,8 @@ export interface EndpointState {
 export class Balancer {
   private readonly state = new Map<string, EndpointState>();
   private readonly rrCurrent = new Map<string, number[]>();
+  /** The state of an endpoint definition, for the cluster it was asked for (a new snapshot's endpoints find theirs by address). */
+  private readonly byEndpoint = new WeakMap<EndpointDef, { cluster: string; state: EndpointState }>();
   private readonly random: () => number;
 
   constructor(random: () => number = Math.random) {
@@ -54,12 +56,16 @@ export class Balancer {
   }
 
   private stateOf(cluster: string, endpoint: EndpointDef): EndpointState {
+    // By the definition first: the text key is built once per endpoint of a snapshot, not per request.
+    const known = this.byEndpoint.get(endpoint);
+    if (known !== undefined && known.cluster === cluster) return known.state;
     const key = `${cluster}|${endpoint.address}:${endpoint.port}`;
     let s = this.state.get(key);
     if (!s) {
       s = { active: 0 };
       this.state.set(key, s);
     }
+    this.byEndpoint.set(endpoint, { cluster, state: s });
     return s;
   }
 

@@ -11,7 +11,7 @@
 import type { ClusterDef, EndpointDef } from "../config/snapshot.ts";
 import type { Balancer } from "../routing/balancer.ts";
 import { buildMaglev, buildRing, type HashTable } from "./hash-ring.ts";
-import { levelHealth, OVERPROVISIONING, planPriorities, priorityLoads, type PriorityLevel, type PriorityPlan } from "./priority.ts";
+import { levelHealth, OVERPROVISIONING, planPriorities, priorityLoads, type EndpointGroup, type PriorityLevel, type PriorityPlan } from "./priority.ts";
 
 export interface PickInput {
   cluster: ClusterDef;
@@ -78,24 +78,40 @@ export function planFor(cluster: ClusterDef, client: string | undefined, gateway
 export function pickEndpoint(input: PickInput): Pick | undefined {
   const { cluster, healthy, random } = input;
   const plan = planFor(cluster, input.client, input.gatewayLabels);
-  if (plan.levels.length === 0) return undefined;
-  const healthyCounts = plan.levels.map((l) => l.groups.reduce((n, g) => n + g.members.filter(healthy).length, 0));
-  let health = plan.levels.map((l, i) => levelHealth(healthyCounts[i] as number, l.size));
-  const excluded = input.excludeLevels;
-  if (excluded && excluded.size > 0 && plan.levels.some((_, i) => !excluded.has(i))) {
-    health = health.map((h, i) => (excluded.has(i) ? 0 : h));
+  const levels = plan.levels;
+  if (levels.length === 0) return undefined;
+  // Loops, and no arrays for the common shapes (one level, one locality, every endpoint healthy):
+  // this runs once per attempt of every request.
+  let levelIndex = 0;
+  let total: number;
+  let healthyInLevel: number;
+  if (levels.length === 1) {
+    // One level takes all the traffic, available or not (excluded levels never exclude them all).
+    healthyInLevel = healthyIn(levels[0] as PriorityLevel, healthy);
+    total = Math.min(100, levelHealth(healthyInLevel, (levels[0] as PriorityLevel).size));
+    random(); // the level draw below, made all the same: one number per pick whatever the plan
+  } else {
+    const healthyCounts = levels.map((l) => healthyIn(l, healthy));
+    let health = levels.map((l, i) => levelHealth(healthyCounts[i] as number, l.size));
+    const excluded = input.excludeLevels;
+    if (excluded && excluded.size > 0 && levels.some((_, i) => !excluded.has(i))) {
+      health = health.map((h, i) => (excluded.has(i) ? 0 : h));
+    }
+    const loads = priorityLoads(health);
+    total = loads.total;
+    levelIndex = drawIndex(loads.loads, random() * 100);
+    healthyInLevel = healthyCounts[levelIndex] as number;
   }
-  const { loads, total } = priorityLoads(health);
-  const levelIndex = drawIndex(loads, random() * 100);
-  const level = plan.levels[levelIndex] as PriorityLevel;
+  const level = levels[levelIndex] as PriorityLevel;
   const threshold = cluster.panicThreshold ?? 50;
-  const healthyPercent = level.size === 0 ? 0 : (100 * (healthyCounts[levelIndex] as number)) / level.size;
+  const healthyPercent = level.size === 0 ? 0 : (100 * healthyInLevel) / level.size;
   const panic = total < 100 && healthyPercent < threshold;
 
-  let members: number[];
+  let members: readonly number[];
   if (cluster.consistentHash || level.groups.length === 1) {
-    members = level.groups.flatMap((g) => g.members);
-    if (!panic) members = members.filter(healthy);
+    // Every member is usable in panic or when all are healthy: the level's own list, in order.
+    if (level.groups.length === 1 && (panic || healthyInLevel === level.size)) members = (level.groups[0] as EndpointGroup).members;
+    else members = usableMembers(level, panic ? undefined : healthy);
   } else {
     members = pickGroup(level, healthy, panic, random);
   }
@@ -110,11 +126,30 @@ export function pickEndpoint(input: PickInput): Pick | undefined {
     const skip = exclude && exclude.size > 0 && fresh.length > 0 ? (m: number) => exclude.has(members[m] as number) : undefined;
     index = members[table.pick(hash, skip)] as number;
   } else {
-    const candidates = (fresh.length > 0 ? fresh : members).map((m) => cluster.endpoints[m] as EndpointDef);
-    const chosen = input.balancer.pick(cluster, candidates) as EndpointDef;
-    index = cluster.endpoints.indexOf(chosen);
+    const pool = fresh.length > 0 ? fresh : members;
+    // The balancer returns a lone candidate as it is.
+    if (pool.length === 1) index = pool[0] as number;
+    else {
+      const candidates: EndpointDef[] = [];
+      for (const m of pool) candidates.push(cluster.endpoints[m] as EndpointDef);
+      index = cluster.endpoints.indexOf(input.balancer.pick(cluster, candidates) as EndpointDef);
+    }
   }
   return { index, endpoint: cluster.endpoints[index] as EndpointDef, level: levelIndex, panic };
+}
+
+/** How many of a level's endpoints may take traffic. */
+function healthyIn(level: PriorityLevel, healthy: (i: number) => boolean): number {
+  let n = 0;
+  for (const group of level.groups) for (const m of group.members) if (healthy(m)) n++;
+  return n;
+}
+
+/** A level's members in order, only the healthy ones when `healthy` is given. */
+function usableMembers(level: PriorityLevel, healthy: ((i: number) => boolean) | undefined): number[] {
+  const out: number[] = [];
+  for (const group of level.groups) for (const m of group.members) if (!healthy || healthy(m)) out.push(m);
+  return out;
 }
 
 /** Envoy's locality-weighted choice: weight × availability (weight alone in panic), then the locality's usable hosts. */
@@ -142,7 +177,7 @@ function drawIndex(weights: readonly number[], target: number): number {
   return last;
 }
 
-function tableFor(cluster: ClusterDef, members: number[]): HashTable {
+function tableFor(cluster: ClusterDef, members: readonly number[]): HashTable {
   const cache = cacheOf(cluster);
   const key = members.join(",");
   let table = cache.tables.get(key);

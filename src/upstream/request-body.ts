@@ -14,6 +14,9 @@ export type UpstreamBody =
   /** Streamed: only one attempt can send it. */
   | { type: "stream"; stream: ReadableStream<Uint8Array> };
 
+/** What the attempts send for a request without a body (one object for all: nothing changes it). */
+export const NO_UPSTREAM_BODY: UpstreamBody = Object.freeze({ type: "none" });
+
 /** Methods whose body fetch() refuses to send. */
 const NO_BODY = new Set(["GET", "HEAD"]);
 
@@ -26,7 +29,7 @@ const NO_BODY = new Set(["GET", "HEAD"]);
  * const body = await replayableBody(request.body, "POST", 12, 65_536); // { type: "bytes", ... }
  */
 export async function replayableBody(body: ReadableStream<Uint8Array> | null, method: string, contentLength: number | undefined, cap: number): Promise<UpstreamBody> {
-  if (body === null || NO_BODY.has(method)) return { type: "none" };
+  if (body === null || NO_BODY.has(method)) return NO_UPSTREAM_BODY;
   if (contentLength !== undefined && contentLength > cap) return { type: "stream", stream: body };
   const reader = body.getReader();
   const chunks: Uint8Array[] = [];

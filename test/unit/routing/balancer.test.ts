@@ -98,4 +98,26 @@ describe("Balancer", () => {
     // Now both have 1 in flight: a tie goes to the first pick (a).
     expect(b.pick(c, eps)?.address).toBe("a");
   });
+  it("LEAST_REQUEST keeps an endpoint's in-flight count across a new snapshot, and apart per cluster", () => {
+    const eps = [endpoint("a"), endpoint("b")];
+    const c = cluster("LEAST_REQUEST", eps);
+    const b = new Balancer(sequence(0.1, 0.9));
+    b.begin(c, eps[0]!);
+    b.begin(c, eps[0]!);
+    expect(b.pick(c, eps)?.address).toBe("b");
+    // A new snapshot: new definitions of the same endpoints still carry a's two requests in flight.
+    const next = [endpoint("a"), endpoint("b")];
+    expect(b.pick(cluster("LEAST_REQUEST", next), next)?.address).toBe("b");
+    // Another cluster that lists the same endpoint definition counts its own requests: a is idle there.
+    const other = cluster("LEAST_REQUEST", eps, "outbound|80||other");
+    expect(b.pick(other, eps)?.address).toBe("a");
+    b.begin(other, eps[0]!);
+    b.begin(other, eps[0]!);
+    b.begin(other, eps[0]!);
+    expect(b.pick(other, eps)?.address).toBe("b");
+    // …and its requests do not count in the first cluster: a has 2 in flight there, b none.
+    b.begin(c, eps[1]!);
+    b.begin(c, eps[1]!);
+    expect(b.pick(c, eps)?.address).toBe("a");
+  });
 });

@@ -183,3 +183,32 @@ describe("request locality from request.cf", () => {
     expect(reads).toBe(1);
   });
 });
+
+describe("one level, one locality (the shape without localityLbSetting)", () => {
+  const c = cluster([ep("a"), ep("b"), ep("c")], undefined, 50);
+  const pick = (healthy: (a: string) => boolean, exclude?: Set<number>) =>
+    pickEndpoint({ cluster: c, client: undefined, gatewayLabels: undefined, healthy: (j) => healthy(c.endpoints[j]!.address), exclude, balancer: new Balancer(() => 0.5), random: () => 0.5 });
+
+  it("round-robins over every endpoint when all are healthy", () => {
+    expect(spread(c, undefined, () => true, 300)).toEqual({ a: 100, b: 100, c: 100 });
+  });
+
+  it("leaves an unhealthy endpoint out while at least the panic threshold is healthy", () => {
+    expect(spread(c, undefined, (a) => a !== "b", 300)).toEqual({ a: 150, c: 150 });
+  });
+
+  it("returns the one endpoint left, with its index, level and no panic", () => {
+    expect(pick((a) => a !== "a", new Set([1]))).toEqual({ index: 2, endpoint: c.endpoints[2], level: 0, panic: false });
+  });
+
+  it("goes back to an endpoint an earlier attempt used when every usable one was tried", () => {
+    expect(pick((a) => a === "a" || a === "b", new Set([0, 1]))?.endpoint.address).toMatch(/^[ab]$/);
+    expect(pick(() => true, new Set([0, 1, 2]))).toBeDefined();
+  });
+
+  it("in panic picks among all endpoints, healthy or not", () => {
+    const picked = pick((a) => a === "a", new Set([0]));
+    expect(picked?.panic).toBe(true);
+    expect(picked?.index).not.toBe(0);
+  });
+});
