@@ -426,6 +426,10 @@ the same run, interleaved.
   send time, so a stall delays every request scheduled during it (no coordinated omission); when all
   connections are busy it opens more (up to 256) or queues. Timers make sends up to ~1 ms late, which
   counts in every contender's latency alike. *Saturation*: closed loop on 32 connections.
+- **Errors**: a response other than 200; a request whose connection failed or closed before the whole
+  response came; and, in the open loop, a request still unanswered 5 s after the last one was sent. A
+  contender that cannot serve the rate queues until then, so its errors at that rate are its overload
+  (the run's log gives each round's count of each kind; a smoke run fails on any error).
 - **Rates**: 25% and 50% of the passthrough Worker's saturation throughput in this run.
 - **SUT CPU µs/req**: user + system CPU time of the system under test's processes (from /proc) during the
   measured window, divided by the requests completed. For *direct* it is the upstream's own CPU.
