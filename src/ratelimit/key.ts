@@ -77,17 +77,31 @@ export function localBucketKey(ruleId: string, values: KeyValues): string | Prom
   return text.length <= LOCAL_KEY_MAX ? text : bucketName(ruleId, values);
 }
 
+/** One rule's remembered names: a one-part key by its value, any other key by its JSON. */
+interface RuleNames {
+  one: Map<string, string>;
+  json: Map<string, string>;
+}
+
 /**
  * Names already computed in this isolate (a warm key skips the digest), per
  * rule: a one-part key by its value as it is (no text to build per request:
  * the value is usually a string the request already holds, such as the
  * verified principal), any other key by its JSON. Only keys whose digest
- * input is at most LOCAL_KEY_MAX long are kept, and all are forgotten once
- * NAMES_MAX are held (each is computed again on its next use).
+ * input is at most LOCAL_KEY_MAX long are kept.
+ *
+ * Two generations bound the memory and keep warm keys warm: names go into
+ * `recent`; once it holds GENERATION names it becomes `older` (the previous
+ * older one is dropped) and a new `recent` starts; a name found in `older`
+ * is copied into `recent`. A key used at least once per GENERATION new keys
+ * is never digested again, however many new keys (a flood of principals or
+ * addresses) come between its uses; at most 2 × GENERATION = 10,000 names
+ * are held (before: 10,000 in one map, all forgotten at once when full).
  */
-const names = new Map<string, { one: Map<string, string>; json: Map<string, string> }>();
-let namesHeld = 0;
-const NAMES_MAX = 10_000;
+let recent = new Map<string, RuleNames>();
+let older = new Map<string, RuleNames>();
+let recentHeld = 0;
+const GENERATION = 5_000;
 
 /**
  * The bucket name for a rule and key values: 64 hex characters, the
@@ -99,10 +113,17 @@ const NAMES_MAX = 10_000;
  */
 export function bucketName(ruleId: string, values: KeyValues): string | Promise<string> {
   const one = values.length === 1 ? values[0] : null;
-  const rule = names.get(ruleId);
-  if (rule) {
-    const known = typeof one === "string" ? rule.one.get(one) : rule.json.get(JSON.stringify(values));
+  if (typeof one === "string") {
+    const known = recent.get(ruleId)?.one.get(one);
     if (known !== undefined) return known;
+    const kept = older.get(ruleId)?.one.get(one);
+    if (kept !== undefined) return remember(ruleId, one, true, kept);
+  } else {
+    const json = JSON.stringify(values);
+    const known = recent.get(ruleId)?.json.get(json);
+    if (known !== undefined) return known;
+    const kept = older.get(ruleId)?.json.get(json);
+    if (kept !== undefined) return remember(ruleId, json, false, kept);
   }
   return digestName(ruleId, values, one);
 }
@@ -113,16 +134,21 @@ async function digestName(ruleId: string, values: KeyValues, one: string | null 
   const digest = await crypto.subtle.digest("SHA-256", encoder.encode(text));
   let hex = "";
   for (const byte of new Uint8Array(digest)) hex += byte.toString(16).padStart(2, "0");
-  if (text.length <= LOCAL_KEY_MAX) {
-    if (namesHeld >= NAMES_MAX) {
-      names.clear();
-      namesHeld = 0;
-    }
-    let rule = names.get(ruleId);
-    if (!rule) names.set(ruleId, (rule = { one: new Map(), json: new Map() }));
-    const [held, key] = typeof one === "string" ? [rule.one, one] : [rule.json, json];
-    if (!held.has(key)) namesHeld++;
-    held.set(key, hex);
-  }
+  if (text.length <= LOCAL_KEY_MAX) remember(ruleId, typeof one === "string" ? one : json, typeof one === "string", hex);
   return hex;
+}
+
+/** Puts a name into the recent generation (which becomes the older one when full), and returns it. */
+function remember(ruleId: string, key: string, isOne: boolean, name: string): string {
+  if (recentHeld >= GENERATION) {
+    older = recent;
+    recent = new Map();
+    recentHeld = 0;
+  }
+  let rule = recent.get(ruleId);
+  if (!rule) recent.set(ruleId, (rule = { one: new Map(), json: new Map() }));
+  const held = isOne ? rule.one : rule.json;
+  if (!held.has(key)) recentHeld++;
+  held.set(key, name);
+  return name;
 }

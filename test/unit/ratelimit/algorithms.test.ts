@@ -112,6 +112,21 @@ describe("bucket names", () => {
     expect(typeof bucketName("ns/p/parts", ["a", "b"])).toBe("string");
     expect(typeof bucketName("ns/p/parts", [null])).toBe("string");
   });
+
+  it("keeps a name in use through a flood of new keys, and forgets one that is not (two generations of 5,000)", async () => {
+    const warm = await bucketName("ns/p/flood", ["warm"]);
+    const cold = await bucketName("ns/p/flood", ["cold"]);
+    for (let i = 0; i < 30_000; i++) {
+      await bucketName("ns/p/flood", [`user-${i}`]);
+      // Used once per 4,000 new keys: always answered at once, and the same name.
+      if (i % 4_000 === 3_999) expect(bucketName("ns/p/flood", ["warm"])).toBe(warm);
+    }
+    expect(bucketName("ns/p/flood", ["warm"])).toBe(warm);
+    // Not used for 30,000 new keys: digested again (a promise), to the same name.
+    const again = bucketName("ns/p/flood", ["cold"]);
+    expect(again).toBeInstanceOf(Promise);
+    expect(await again).toBe(cold);
+  });
 });
 
 describe("isolate state", () => {
