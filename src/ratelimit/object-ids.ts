@@ -9,7 +9,13 @@
  */
 import type { RateLimiterNamespace, RateLimiterStub } from "./decide.ts";
 
-/** Ids kept per isolate; past it the map starts again (a key's id is derived again on its next request). */
+/**
+ * Ids kept per isolate, in two generations of half as many: a full recent
+ * generation becomes the older one (the previous older is dropped), and an
+ * id found in the older is moved back. A key asked for at least once per
+ * MAX_CACHED_IDS / 2 new keys keeps its id through any flood of new keys;
+ * one that is not has its id derived again on its next request.
+ */
 export const MAX_CACHED_IDS = 10_000;
 
 /** The part of a Durable Object namespace binding this needs. */
@@ -24,19 +30,29 @@ export interface IdNamespace<Id> {
  * await objects.getByName(bucket).acquire(request); // the same object as env.RATE_LIMITER.getByName(bucket)
  */
 export function withCachedIds<Id>(namespace: IdNamespace<Id>, max = MAX_CACHED_IDS): RateLimiterNamespace & { readonly cached: number } {
-  const ids = new Map<string, Id>();
+  const generation = Math.max(1, Math.floor(max / 2));
+  let recent = new Map<string, Id>();
+  let older = new Map<string, Id>();
+  const keep = (name: string, id: Id): Id => {
+    if (recent.size >= generation) {
+      older = recent;
+      recent = new Map();
+    }
+    recent.set(name, id);
+    return id;
+  };
   return {
     getByName(name: string): RateLimiterStub {
-      let id = ids.get(name);
+      let id = recent.get(name);
       if (id === undefined) {
-        if (ids.size >= max) ids.clear();
-        id = namespace.idFromName(name);
-        ids.set(name, id);
+        const kept = older.get(name);
+        if (kept !== undefined) older.delete(name);
+        id = keep(name, kept ?? namespace.idFromName(name));
       }
       return namespace.get(id);
     },
     get cached() {
-      return ids.size;
+      return recent.size + older.size;
     },
   };
 }
