@@ -96,7 +96,7 @@ interface RuleNames {
  * is copied into `recent`. A key used at least once per GENERATION new keys
  * is never digested again, however many new keys (a flood of principals or
  * addresses) come between its uses; at most 2 × GENERATION = 10,000 names
- * are held (before: 10,000 in one map, all forgotten at once when full).
+ * are held.
  */
 let recent = new Map<string, RuleNames>();
 let older = new Map<string, RuleNames>();

@@ -86,7 +86,7 @@ export function pickEndpoint(input: PickInput): Pick | undefined {
   let total: number;
   let healthyInLevel: number;
   if (levels.length === 1) {
-    // One level takes all the traffic, available or not (excluded levels never exclude them all).
+    // One level takes all the traffic, available or not (excludeLevels never leaves no level, so it never applies here).
     healthyInLevel = healthyIn(levels[0] as PriorityLevel, healthy);
     total = Math.min(100, levelHealth(healthyInLevel, (levels[0] as PriorityLevel).size));
     random(); // the level draw below, made all the same: one number per pick whatever the plan
