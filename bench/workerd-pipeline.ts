@@ -22,6 +22,8 @@ export interface WorkerdPipeline {
   gatewayUs: number;
   rounds: number;
   exports: number;
+  /** Every round's whole path less its ends, µs per request. */
+  roundsGatewayUs: number[];
 }
 
 /**

@@ -6,8 +6,8 @@
  * workerd's clock only advances across I/O, so each block of requests is
  * bracketed by 1 ms timers and that millisecond is subtracted (as in
  * bench/workerd-ops). GET / answers `{ meanUs, endsUs, gatewayUs, rounds,
- * exports }`: blocks of the pipeline and of the ends alone, interleaved,
- * the fastest round's means kept.
+ * exports, roundsGatewayUs }`: blocks of the pipeline and of the ends alone,
+ * interleaved, the fastest round's means kept, and every round's difference.
  */
 import type { Snapshot } from "../../src/config/snapshot.ts";
 import { hydrate } from "../../src/routing/hydrate.ts";
@@ -43,9 +43,9 @@ export default {
   async fetch(_request: Request, env: Env): Promise<Response> {
     const input = JSON.parse(env.INPUT) as Input;
     const h = pipelineHarness(hydrate(input.snapshot), input.requests, input.keys);
-    const { meanUs, endsUs } = await interleavedMeans(h, { iterations: input.iterations, rounds: input.rounds, time: timed });
+    const { meanUs, endsUs, roundsGatewayUs } = await interleavedMeans(h, { iterations: input.iterations, rounds: input.rounds, time: timed });
     const exports = h.exports();
     // The after-response work is not awaited: a scheduled flush sleeps until its interval.
-    return Response.json({ meanUs, endsUs, gatewayUs: meanUs - endsUs, rounds: input.rounds, exports });
+    return Response.json({ meanUs, endsUs, gatewayUs: meanUs - endsUs, rounds: input.rounds, exports, roundsGatewayUs });
   },
 };
