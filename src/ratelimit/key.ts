@@ -7,6 +7,7 @@
  */
 import type { KeyPartDef } from "../config/snapshot.ts";
 import type { RequestFacts } from "../gateway/facts.ts";
+import { Generations } from "./generations.ts";
 
 /** One value per key part; null is a missing part counted under the shared bucket (`missingKey: SHARED`). */
 export type KeyValues = (string | null)[];
@@ -77,31 +78,16 @@ export function localBucketKey(ruleId: string, values: KeyValues): string | Prom
   return text.length <= LOCAL_KEY_MAX ? text : bucketName(ruleId, values);
 }
 
-/** One rule's remembered names: a one-part key by its value, any other key by its JSON. */
-interface RuleNames {
-  one: Map<string, string>;
-  json: Map<string, string>;
-}
-
 /**
  * Names already computed in this isolate (a warm key skips the digest), per
  * rule: a one-part key by its value as it is (no text to build per request:
  * the value is usually a string the request already holds, such as the
- * verified principal), any other key by its JSON. Only keys whose digest
- * input is at most LOCAL_KEY_MAX long are kept.
- *
- * Two generations bound the memory and keep warm keys warm: names go into
- * `recent`; once it holds GENERATION names it becomes `older` (the previous
- * older one is dropped) and a new `recent` starts; a name found in `older`
- * is copied into `recent`. A key used at least once per GENERATION new keys
- * is never digested again, however many new keys (a flood of principals or
- * addresses) come between its uses; at most 2 × GENERATION = 10,000 names
- * are held.
+ * verified principal), any other key by its JSON, in a group of its own
+ * (`<ruleId>\0`: a one-part value can spell a JSON text). Only keys whose
+ * digest input is at most LOCAL_KEY_MAX long are kept, in two generations of
+ * 5,000 (src/ratelimit/generations.ts): at most 10,000 names.
  */
-let recent = new Map<string, RuleNames>();
-let older = new Map<string, RuleNames>();
-let recentHeld = 0;
-const GENERATION = 5_000;
+const names = new Generations<string>(5_000);
 
 /**
  * The bucket name for a rule and key values: 64 hex characters, the
@@ -113,19 +99,8 @@ const GENERATION = 5_000;
  */
 export function bucketName(ruleId: string, values: KeyValues): string | Promise<string> {
   const one = values.length === 1 ? values[0] : null;
-  if (typeof one === "string") {
-    const known = recent.get(ruleId)?.one.get(one);
-    if (known !== undefined) return known;
-    const kept = older.get(ruleId)?.one.get(one);
-    if (kept !== undefined) return remember(ruleId, one, true, kept);
-  } else {
-    const json = JSON.stringify(values);
-    const known = recent.get(ruleId)?.json.get(json);
-    if (known !== undefined) return known;
-    const kept = older.get(ruleId)?.json.get(json);
-    if (kept !== undefined) return remember(ruleId, json, false, kept);
-  }
-  return digestName(ruleId, values, one);
+  const known = typeof one === "string" ? names.get(ruleId, one) : names.get(`${ruleId}\u0000`, JSON.stringify(values));
+  return known ?? digestName(ruleId, values, one);
 }
 
 async function digestName(ruleId: string, values: KeyValues, one: string | null | undefined): Promise<string> {
@@ -134,21 +109,9 @@ async function digestName(ruleId: string, values: KeyValues, one: string | null 
   const digest = await crypto.subtle.digest("SHA-256", encoder.encode(text));
   let hex = "";
   for (const byte of new Uint8Array(digest)) hex += byte.toString(16).padStart(2, "0");
-  if (text.length <= LOCAL_KEY_MAX) remember(ruleId, typeof one === "string" ? one : json, typeof one === "string", hex);
-  return hex;
-}
-
-/** Puts a name into the recent generation (which becomes the older one when full), and returns it. */
-function remember(ruleId: string, key: string, isOne: boolean, name: string): string {
-  if (recentHeld >= GENERATION) {
-    older = recent;
-    recent = new Map();
-    recentHeld = 0;
+  if (text.length <= LOCAL_KEY_MAX) {
+    if (typeof one === "string") names.set(ruleId, one, hex);
+    else names.set(`${ruleId}\u0000`, json, hex);
   }
-  let rule = recent.get(ruleId);
-  if (!rule) recent.set(ruleId, (rule = { one: new Map(), json: new Map() }));
-  const held = isOne ? rule.one : rule.json;
-  if (!held.has(key)) recentHeld++;
-  held.set(key, name);
-  return name;
+  return hex;
 }

@@ -8,14 +8,9 @@
  * made it.
  */
 import type { RateLimiterNamespace, RateLimiterStub } from "./decide.ts";
+import { Generations } from "./generations.ts";
 
-/**
- * Ids kept per isolate, in two generations of half as many: a full recent
- * generation becomes the older one (the previous older is dropped), and an
- * id found in the older is moved back. A key asked for at least once per
- * MAX_CACHED_IDS / 2 new keys keeps its id through any flood of new keys;
- * one that is not has its id derived again on its next request.
- */
+/** Ids kept per isolate, in two generations of half as many (src/ratelimit/generations.ts): a key asked for at least once per MAX_CACHED_IDS / 2 new keys keeps its id through any flood of new keys. */
 export const MAX_CACHED_IDS = 10_000;
 
 /** The part of a Durable Object namespace binding this needs. */
@@ -30,29 +25,13 @@ export interface IdNamespace<Id> {
  * await objects.getByName(bucket).acquire(request); // the same object as env.RATE_LIMITER.getByName(bucket)
  */
 export function withCachedIds<Id>(namespace: IdNamespace<Id>, max = MAX_CACHED_IDS): RateLimiterNamespace & { readonly cached: number } {
-  const generation = Math.max(1, Math.floor(max / 2));
-  let recent = new Map<string, Id>();
-  let older = new Map<string, Id>();
-  const keep = (name: string, id: Id): Id => {
-    if (recent.size >= generation) {
-      older = recent;
-      recent = new Map();
-    }
-    recent.set(name, id);
-    return id;
-  };
+  const ids = new Generations<Id>(Math.max(1, Math.floor(max / 2)));
   return {
     getByName(name: string): RateLimiterStub {
-      let id = recent.get(name);
-      if (id === undefined) {
-        const kept = older.get(name);
-        if (kept !== undefined) older.delete(name);
-        id = keep(name, kept ?? namespace.idFromName(name));
-      }
-      return namespace.get(id);
+      return namespace.get(ids.get("", name) ?? ids.set("", name, namespace.idFromName(name)));
     },
     get cached() {
-      return recent.size + older.size;
+      return ids.size;
     },
   };
 }
