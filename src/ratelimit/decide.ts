@@ -129,7 +129,10 @@ export async function decideGlobal(
     return failed;
   }
   if (!lease && grant.granted === 0) env.refusals.set(refusalKey(name, set, false), sentAt, sentAt + grant.retryAfterMs, grant);
-  if (lease && grant.granted < lease.size) env.refusals.set(refusalKey(name, set, true), sentAt, sentAt + Math.min(grant.wantReadyMs, lease.ttlMs), { ...grant, granted: 0 });
+  else if (lease && grant.granted < lease.size) env.refusals.set(refusalKey(name, set, true), sentAt, sentAt + Math.min(grant.wantReadyMs, lease.ttlMs), { ...grant, granted: 0 });
+  // Tokens given back can outlast a refusal remembered before: the object just granted what was asked, so the
+  // refusal no longer holds (two late grants given back in one call left a token no request asked for again).
+  else if (returning > 0 && !env.refusals.empty) env.refusals.delete(refusalKey(name, set, lease !== undefined));
   if (lease && grant.granted > 1) env.leases.add(name, grant.granted - 1, sentAt + lease.ttlMs, grant);
   return { outcome: verdict(rule, grant.granted > 0), source: "object", grant, held: lease ? Math.max(0, grant.granted - 1) : undefined };
 }
@@ -170,17 +173,21 @@ export const RETRY_MAX_WAIT_MS = 200;
  * object was reset, redeployed or is moving to another machine (under
  * `isthmus serve --cluster-bucket`, to another replica when its owner
  * stops). A retried acquire the object had applied before its reply was
- * lost counts twice, which can only refuse early, never over-admit.
+ * lost counts twice, which can only refuse early, never over-admit; for
+ * that reason a retry gives no tokens back (the first attempt may have).
  */
 async function acquireWithRetries(objects: RateLimiterNamespace, name: string, request: AcquireRequest, timeoutMs: number, now: () => number): Promise<Grant> {
   const deadline = now() + timeoutMs;
   let wait = RETRY_FIRST_WAIT_MS;
+  let asked = request;
   for (let attempt = 1; ; attempt++) {
     try {
-      return shapedGrant(await withTimeout(objects.getByName(name).acquire(request), Math.max(1, deadline - now()), timeoutMs));
+      return shapedGrant(await withTimeout(objects.getByName(name).acquire(asked), Math.max(1, deadline - now()), timeoutMs));
     } catch (error) {
       if (!retryable(error) || now() + wait >= deadline) throw attempt > 1 && error instanceof Error && !(error instanceof DecisionTimeout) ? new Error(`${error.message} (${attempt} attempts)`) : error;
     }
+    // The failed attempt may have given the tokens back already: giving them twice could admit more than the limit.
+    if (asked.returning > 0) asked = { ...asked, returning: 0 };
     await new Promise<void>((resolve) => setTimeout(resolve, wait));
     wait = Math.min(wait * 2, RETRY_MAX_WAIT_MS);
   }

@@ -5,9 +5,13 @@
  * flooded far above its limit therefore costs its object one call per
  * token, not one per request.
  *
- * For an exact rule this never admits less: the object's buckets gain no
- * token before then (its `retryAfterMs` is the time until every limit has
- * one). For a lease rule, an isolate whose lease came back short (or
+ * For an exact rule this admits less only when tokens are given back
+ * meanwhile: the object's buckets gain no token from refill before then
+ * (its `retryAfterMs` is the time until every limit has one), but another
+ * isolate may give back an expired lease's unspent tokens, or a grant that
+ * arrived after its decision gave up; this isolate then refuses until the
+ * time the object named (never more than the limit). Its own give-backs
+ * ask the object, and a grant forgets the refusal. For a lease rule, an isolate whose lease came back short (or
  * empty) waits until a whole lease is ready (`wantReadyMs`, at most the
  * lease's ttl) before asking again: on a saturated hot key that keeps
  * object calls near one per lease, at the cost of leaving a lease's worth
@@ -56,6 +60,11 @@ export class Refusals {
       retryAfterMs: r.until - now,
       wantReadyMs: Math.max(0, r.grant.wantReadyMs - elapsed),
     };
+  }
+
+  /** Forgets the refusal for `key`: the object has since granted what was asked. */
+  delete(key: string): void {
+    this.entries.delete(key);
   }
 
   /** Remembers a refusal the object made (asked at `at`) until `until`. */

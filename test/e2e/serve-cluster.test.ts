@@ -609,12 +609,13 @@ const config :Workerd.Config = (services = [(name = "intruder", worker = (compat
       // loading its storage outlast what is left of a decision's timeout: a call given up on is then applied by the
       // new owner, and must give its token back (a loaded CI machine once lost one that way).
       bucket.delay(300);
-      // Both survivors at once, until two rounds in a row refuse both: whichever claims the lost replica's object
-      // first runs it (the claim is a conditional write in the bucket), and the other forwards to it.
+      // Both survivors at once, until two rounds in a row refuse both, a second or more after the first decision (the
+      // grants of calls given up on may come a little after it): whichever claims the lost replica's object first runs
+      // it (the claim is a conditional write in the bucket), and the other forwards to it.
       const statuses: number[] = [];
       let refusedRounds = 0;
       let takenOverAfter = Number.POSITIVE_INFINITY;
-      while (refusedRounds < 2 && performance.now() - killed < 30_000) {
+      while ((refusedRounds < 2 || performance.now() - killed < takenOverAfter + 1_000) && performance.now() - killed < 30_000) {
         const round = (await Promise.all([send(b.url, "/", { host }), send(c.url, "/", { host })])).map((r) => r.status);
         statuses.push(...round);
         if (round.some((s) => s !== 500)) takenOverAfter = Math.min(takenOverAfter, performance.now() - killed);
@@ -623,10 +624,11 @@ const config :Workerd.Config = (services = [(name = "intruder", worker = (compat
       }
       bucket.delay(0);
       // failureMode CLOSED: 500 and nothing admitted until the lease lapsed; then every decision made, and the two
-      // left of the limit admitted between them, once (a token given back comes with that replica's next call).
+      // left of the limit admitted between them, once (a token given back comes with that replica's next call, which
+      // forgets the refusal it remembered: once, two given back in one call left the second unasked for).
       const logged = decisionLogs(trio);
       const seen = `${statuses.join(",")}\n${logged.join("\n")}`;
-      expect(refusedRounds, seen).toBe(2);
+      expect(refusedRounds, seen).toBeGreaterThanOrEqual(2);
       const decided = statuses.findIndex((s) => s !== 500);
       expect(statuses.slice(0, decided).every((s) => s === 500), seen).toBe(true);
       expect(statuses.slice(decided).every((s) => s === 200 || s === 429), seen).toBe(true);

@@ -22,14 +22,14 @@ function objectError(message: string, flags: { retryable?: boolean; overloaded?:
 }
 
 /**
- * A rule of 2 per day (`failureMode` OPEN unless said) whose object answers
+ * A rule of `requests` (default 2) per day (`failureMode` OPEN unless said) whose object answers
  * the first `failures` calls through `failing`, then is the real RateLimiter;
  * counts the stubs asked for, and keeps what the decisions left to run
  * after them (waitUntil).
  */
-async function limiter(failing: (n: string) => RateLimiterStub, failures: number, decisionTimeout = "2s", failureMode?: "CLOSED") {
+async function limiter(failing: (n: string) => RateLimiterStub, failures: number, decisionTimeout = "2s", failureMode?: "CLOSED", requests = 2) {
   const name = `retry${++policies}`;
-  const runtime = hydrate(await snapshotOf(doc("RateLimitPolicy", name, { rules: [{ name: "r", decisionTimeout, ...(failureMode ? { failureMode } : {}), limits: [{ requests: 2, unit: "day" }] }] }, "istio-system")));
+  const runtime = hydrate(await snapshotOf(doc("RateLimitPolicy", name, { rules: [{ name: "r", decisionTimeout, ...(failureMode ? { failureMode } : {}), limits: [{ requests, unit: "day" }] }] }, "istio-system")));
   const rule = runtime.rateLimits?.rules[0] as RuntimeRule;
   const bucket = await bucketName(rule.def.id, []);
   let stubs = 0;
@@ -120,6 +120,49 @@ describe("retrying a GLOBAL decision", () => {
     await answered();
     await background();
     expect([(await decide()).outcome, (await decide()).outcome]).toEqual(["allowed", "limited"]);
+  });
+
+  it("forgets a remembered refusal once a call giving late grants back is granted: what they returned is still admitted", async () => {
+    const { decide, answered, background } = await slow(150, 2, "50ms", "CLOSED");
+    // Two calls the decisions give up on: the object applies both (the limit is spent) and answers late.
+    expect((await Promise.all([decide(), decide()])).map((d) => d.outcome)).toEqual(["failed-closed", "failed-closed"]);
+    // Meanwhile the object refuses, and the isolate remembers it.
+    expect((await decide()).outcome).toBe("limited");
+    await answered();
+    await background();
+    // One call gives both tokens back and takes one; the other is still there for the next request.
+    expect([(await decide()).outcome, (await decide()).outcome, (await decide()).outcome]).toEqual(["allowed", "allowed", "limited"]);
+  });
+
+  it("gives tokens back once when a call that gave them is asked again: a retry cannot admit more than the limit", async () => {
+    // 6 per day. Calls 1–2 reach the object; 3–4 are applied at once but answered 150 ms late; 5 is applied and then
+    // fails as if the connection were lost before its answer (retryable); then the object again.
+    let calls = 0;
+    const late: Promise<Grant>[] = [];
+    const stub = (n: string): RateLimiterStub => ({
+      acquire: (request) => {
+        const call = ++calls;
+        const applied = env.RATE_LIMITER.getByName(n).acquire(request);
+        if (call === 3 || call === 4) {
+          const answer = applied.then((grant) => new Promise<Grant>((resolve) => setTimeout(() => resolve(grant), 150)));
+          late.push(answer);
+          return answer;
+        }
+        if (call === 5) return applied.then(() => Promise.reject(objectError("Network connection lost.", { retryable: true })));
+        return applied;
+      },
+    });
+    const { decide, background } = await limiter(stub, 1_000, "50ms", "CLOSED", 6);
+    expect([(await decide()).outcome, (await decide()).outcome]).toEqual(["allowed", "allowed"]);
+    // Given up on (failureMode CLOSED spent nothing): their two tokens are to be given back.
+    expect((await Promise.all([decide(), decide()])).map((d) => d.outcome)).toEqual(["failed-closed", "failed-closed"]);
+    await Promise.all(late);
+    await background();
+    // Call 5 gives the two back and takes one, then fails; its retry takes one more (counted twice: refusing early is
+    // the safe side) and must not give the two back again, or the day would admit 7.
+    const outcomes: string[] = [];
+    for (let i = 0; i < 6; i++) outcomes.push((await decide()).outcome);
+    expect(outcomes).toEqual(["allowed", "allowed", "allowed", "limited", "limited", "limited"]);
   });
 
   it("reads the runtime's flags", () => {
