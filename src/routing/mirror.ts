@@ -11,7 +11,7 @@
 import type { ClusterDef, EndpointDef, MirrorDef } from "../config/snapshot.ts";
 import type { Balancer } from "./balancer.ts";
 import { endpointUrl, type Fetch } from "./forward.ts";
-import { concatBytes } from "../gateway/bytes.ts";
+import { concatBytes, readAtMost } from "../gateway/bytes.ts";
 
 /** Marks a mirrored request so the shadow service can tell; clients cannot set it (x-isthmus-* is stripped). */
 export const MIRROR_HEADER = "x-isthmus-mirror";
@@ -110,23 +110,14 @@ export function planMirrors(input: MirrorInput): MirrorPlan {
 /** Reads a stream fully if it stays within `max` bytes; cancels it otherwise. */
 async function readCapped(stream: ReadableStream<Uint8Array>, max: number): Promise<Uint8Array | "too-large"> {
   const reader = stream.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
   try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > max) {
-        await reader.cancel();
-        return "too-large";
-      }
-      chunks.push(value);
-    }
+    const head = await readAtMost(reader, max);
+    if (head.done) return concatBytes(head.chunks, head.size);
+    await reader.cancel();
   } catch {
-    return "too-large";
+    // A body that fails to read is not mirrored, as one too large is not.
   }
-  return concatBytes(chunks, size);
+  return "too-large";
 }
 
 /** Picks which mirrors fire for a request by their percentages. */

@@ -5,7 +5,7 @@
  * request buffer limit for the same reason); a larger body is streamed and
  * the request gets one attempt.
  */
-import { concatBytes } from "../gateway/bytes.ts";
+import { concatBytes, readAtMost, replay } from "../gateway/bytes.ts";
 
 export type UpstreamBody =
   | { type: "none" }
@@ -32,33 +32,6 @@ export async function replayableBody(body: ReadableStream<Uint8Array> | null, me
   if (body === null || NO_BODY.has(method)) return NO_UPSTREAM_BODY;
   if (contentLength !== undefined && contentLength > cap) return { type: "stream", stream: body };
   const reader = body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    size += value.byteLength;
-    if (size > cap) return { type: "stream", stream: resume(chunks, reader) };
-  }
-  return { type: "bytes", bytes: concatBytes(chunks, size) };
-}
-
-/** A stream of `head` followed by whatever `reader` still has. */
-function resume(head: Uint8Array[], reader: ReadableStreamDefaultReader<Uint8Array>): ReadableStream<Uint8Array> {
-  let i = 0;
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      if (i < head.length) {
-        controller.enqueue(head[i++] as Uint8Array);
-        return;
-      }
-      const { done, value } = await reader.read();
-      if (done) controller.close();
-      else controller.enqueue(value);
-    },
-    cancel(reason) {
-      return reader.cancel(reason);
-    },
-  });
+  const head = await readAtMost(reader, cap);
+  return head.done ? { type: "bytes", bytes: concatBytes(head.chunks, head.size) } : { type: "stream", stream: replay(head.chunks, reader) };
 }

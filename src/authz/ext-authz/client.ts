@@ -20,6 +20,7 @@
 import type { ClusterDef, ExtAuthzDef } from "../../config/snapshot.ts";
 import type { PipelineDeps } from "../../gateway/context.ts";
 import type { RequestFacts } from "../../gateway/facts.ts";
+import { concatBytes, readAtMost, replay } from "../../gateway/bytes.ts";
 import { HOP_BY_HOP } from "../../gateway/hygiene.ts";
 import { endpointUrl } from "../../routing/forward.ts";
 import { anyValue, type ValueMatcher } from "../policy/value-match.ts";
@@ -113,27 +114,10 @@ export async function checkRequest(provider: ExtAuthzDef, cluster: ClusterDef, r
 async function readCapped(response: Response, max: number): Promise<string> {
   const reader = response.body?.getReader();
   if (!reader) return "";
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    size += value.byteLength;
-    if (size >= max) {
-      await reader.cancel();
-      break;
-    }
-  }
-  const all = new Uint8Array(Math.min(size, max));
-  let offset = 0;
-  for (const c of chunks) {
-    const part = c.subarray(0, Math.min(c.byteLength, all.length - offset));
-    all.set(part, offset);
-    offset += part.byteLength;
-    if (offset >= all.length) break;
-  }
-  return new TextDecoder().decode(all);
+  // Up to `max` bytes: stop at the first chunk that reaches it.
+  const head = await readAtMost(reader, max - 1);
+  if (!head.done) await reader.cancel();
+  return new TextDecoder().decode(concatBytes(head.chunks, head.size).subarray(0, max));
 }
 
 /**
@@ -148,48 +132,10 @@ export async function bufferBody(
 ): Promise<{ ok: true; check: Uint8Array; replay: ReadableStream<Uint8Array> | null } | { ok: false; tooLarge: true }> {
   if (!body) return { ok: true, check: new Uint8Array(0), replay: null };
   const reader = body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  let done = false;
-  while (size <= max) {
-    const r = await reader.read();
-    if (r.done) {
-      done = true;
-      break;
-    }
-    chunks.push(r.value);
-    size += r.value.byteLength;
-  }
-  if (!done && !allowPartial) {
+  const head = await readAtMost(reader, max);
+  if (head.size > max && !allowPartial) {
     await reader.cancel();
     return { ok: false, tooLarge: true };
   }
-  const head = new Uint8Array(size);
-  let offset = 0;
-  for (const c of chunks) {
-    head.set(c, offset);
-    offset += c.byteLength;
-  }
-  if (done && size > max && !allowPartial) return { ok: false, tooLarge: true };
-  const check = head.subarray(0, Math.min(size, max));
-  const replay = new ReadableStream<Uint8Array>({
-    start(controller) {
-      if (head.byteLength > 0) controller.enqueue(head);
-      if (done) controller.close();
-    },
-    async pull(controller) {
-      if (done) return;
-      const r = await reader.read();
-      if (r.done) {
-        done = true;
-        controller.close();
-      } else {
-        controller.enqueue(r.value);
-      }
-    },
-    cancel(reason) {
-      return reader.cancel(reason);
-    },
-  });
-  return { ok: true, check, replay };
+  return { ok: true, check: concatBytes(head.chunks, head.size).subarray(0, max), replay: replay(head.chunks, reader) };
 }
