@@ -22,14 +22,14 @@ function objectError(message: string, flags: { retryable?: boolean; overloaded?:
 }
 
 /**
- * A rule of `requests` (default 2) per day (`failureMode` OPEN unless said) whose object answers
+ * A rule of `requests` (default 2) per day (`failureMode` OPEN unless said; in lease mode of `lease` tokens when given) whose object answers
  * the first `failures` calls through `failing`, then is the real RateLimiter;
  * counts the stubs asked for, and keeps what the decisions left to run
  * after them (waitUntil).
  */
-async function limiter(failing: (n: string) => RateLimiterStub, failures: number, decisionTimeout = "2s", failureMode?: "CLOSED", requests = 2) {
+async function limiter(failing: (n: string) => RateLimiterStub, failures: number, decisionTimeout = "2s", failureMode?: "CLOSED", requests = 2, lease?: number) {
   const name = `retry${++policies}`;
-  const runtime = hydrate(await snapshotOf(doc("RateLimitPolicy", name, { rules: [{ name: "r", decisionTimeout, ...(failureMode ? { failureMode } : {}), limits: [{ requests, unit: "day" }] }] }, "istio-system")));
+  const runtime = hydrate(await snapshotOf(doc("RateLimitPolicy", name, { rules: [{ name: "r", decisionTimeout, ...(failureMode ? { failureMode } : {}), limits: [{ requests, unit: "day" }], ...(lease ? { lease: { size: lease } } : {}) }] }, "istio-system")));
   const rule = runtime.rateLimits?.rules[0] as RuntimeRule;
   const bucket = await bucketName(rule.def.id, []);
   let stubs = 0;
@@ -132,6 +132,32 @@ describe("retrying a GLOBAL decision", () => {
     await background();
     // One call gives both tokens back and takes one; the other is still there for the next request.
     expect([(await decide()).outcome, (await decide()).outcome, (await decide()).outcome]).toEqual(["allowed", "allowed", "limited"]);
+  });
+
+  it("in lease mode too: a full lease granted to a call giving tokens back forgets the short one remembered before", async () => {
+    // 6 per day, leases of 2. Calls 1–2 are applied at once but answered 150 ms late; then the object.
+    let calls = 0;
+    const late: Promise<Grant>[] = [];
+    const stub = (n: string): RateLimiterStub => ({
+      acquire: (request) => {
+        const applied = env.RATE_LIMITER.getByName(n).acquire(request);
+        if (++calls > 2) return applied;
+        const answer = applied.then((grant) => new Promise<Grant>((resolve) => setTimeout(() => resolve(grant), 150)));
+        late.push(answer);
+        return answer;
+      },
+    });
+    const { decide, background } = await limiter(stub, 1_000, "50ms", "CLOSED", 6, 2);
+    // Given up on: their four tokens are to be given back. Then a lease of the last two, and an empty one remembered.
+    expect((await Promise.all([decide(), decide()])).map((d) => d.outcome)).toEqual(["failed-closed", "failed-closed"]);
+    const before = [(await decide()).outcome, (await decide()).outcome, (await decide()).outcome];
+    expect(before).toEqual(["allowed", "allowed", "limited"]);
+    await Promise.all(late);
+    await background();
+    // The next call gives the four back and takes a lease of two; once it is spent, the two left are asked for.
+    const after: string[] = [];
+    for (let i = 0; i < 5; i++) after.push((await decide()).outcome);
+    expect(after).toEqual(["allowed", "allowed", "allowed", "allowed", "limited"]);
   });
 
   it("gives tokens back once when a call that gave them is asked again: a retry cannot admit more than the limit", async () => {
