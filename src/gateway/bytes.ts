@@ -17,8 +17,9 @@ export interface BodyHead {
  * `replay`.
  *
  * @example
- * const head = await readAtMost(body.getReader(), 65_536);
- * head.done ? concatBytes(head.chunks, head.size) : replay(head.chunks, reader);
+ * const reader = body.getReader();
+ * const head = await readAtMost(reader, 65_536);
+ * const whole = head.done ? concatBytes(head.chunks, head.size) : replay(head.chunks, reader);
  */
 export async function readAtMost(reader: ReadableStreamDefaultReader<Uint8Array>, cap: number): Promise<BodyHead> {
   const chunks: Uint8Array[] = [];

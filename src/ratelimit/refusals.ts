@@ -11,12 +11,13 @@
  * isolate may give back an expired lease's unspent tokens, or a grant that
  * arrived after its decision gave up; this isolate then refuses until the
  * time the object named (never more than the limit). Its own give-backs
- * ask the object, and a grant forgets the refusal. For a lease rule, an isolate whose lease came back short (or
- * empty) waits until a whole lease is ready (`wantReadyMs`, at most the
- * lease's ttl) before asking again: on a saturated hot key that keeps
- * object calls near one per lease, at the cost of leaving a lease's worth
- * of tokens in the bucket a little longer (for other isolates, or for
- * later: nothing is lost below the burst). The entry is keyed by the
+ * ask the object, and a grant forgets the refusal. For a lease rule, an
+ * isolate whose lease came back short (or empty) waits until a whole lease
+ * is ready (`wantReadyMs`, at most the lease's ttl) before asking again:
+ * on a saturated hot key that keeps object calls near one per lease, at
+ * the cost of leaving a lease's worth of tokens in the bucket a little
+ * longer (for other isolates, or for later: nothing is lost below the
+ * burst). The entry is keyed by the
  * limits as well, so a configuration change is seen at once. The time is
  * counted from when the call was sent, so clock differences between the
  * isolate and the object only shorten it.

@@ -21,13 +21,22 @@ function objectError(message: string, flags: { retryable?: boolean; overloaded?:
   return Object.assign(new Error(message), flags);
 }
 
+interface RuleOptions {
+  decisionTimeout?: string;
+  failureMode?: "CLOSED";
+  /** Per day; 2 unless said. */
+  requests?: number;
+  /** Lease mode with leases of this many tokens. */
+  lease?: number;
+}
+
 /**
- * A rule of `requests` (default 2) per day (`failureMode` OPEN unless said; in lease mode of `lease` tokens when given) whose object answers
+ * A rule of `requests` per day (`failureMode` OPEN unless said) whose object answers
  * the first `failures` calls through `failing`, then is the real RateLimiter;
  * counts the stubs asked for, and keeps what the decisions left to run
  * after them (waitUntil).
  */
-async function limiter(failing: (n: string) => RateLimiterStub, failures: number, decisionTimeout = "2s", failureMode?: "CLOSED", requests = 2, lease?: number) {
+async function limiter(failing: (n: string) => RateLimiterStub, failures: number, { decisionTimeout = "2s", failureMode, requests = 2, lease }: RuleOptions = {}) {
   const name = `retry${++policies}`;
   const runtime = hydrate(await snapshotOf(doc("RateLimitPolicy", name, { rules: [{ name: "r", decisionTimeout, ...(failureMode ? { failureMode } : {}), limits: [{ requests, unit: "day" }], ...(lease ? { lease: { size: lease } } : {}) }] }, "istio-system")));
   const rule = runtime.rateLimits?.rules[0] as RuntimeRule;
@@ -46,7 +55,14 @@ async function limiter(failing: (n: string) => RateLimiterStub, failures: number
 }
 
 /** An object that fails its first `failures` calls with `error`. */
-const flaky = (error: Error, failures: number, decisionTimeout?: string) => limiter(() => ({ acquire: () => Promise.reject(error) }), failures, decisionTimeout);
+const flaky = (error: Error, failures: number, decisionTimeout?: string) => limiter(() => ({ acquire: () => Promise.reject(error) }), failures, { decisionTimeout });
+
+/** The object's answer to `call`, `delayMs` late (the object has applied it at once); kept in `late`. */
+function answerLate(call: Promise<Grant>, delayMs: number, late: Promise<Grant>[]): Promise<Grant> {
+  const answer = call.then((grant) => new Promise<Grant>((resolve) => setTimeout(() => resolve(grant), delayMs)));
+  late.push(answer);
+  return answer;
+}
 
 /**
  * An object that applies its first `slowCalls` calls at once but answers them `delayMs` late;
@@ -54,16 +70,8 @@ const flaky = (error: Error, failures: number, decisionTimeout?: string) => limi
  */
 async function slow(delayMs: number, slowCalls: number, decisionTimeout: string, failureMode?: "CLOSED") {
   const calls: Promise<Grant>[] = [];
-  const delayed = (n: string): RateLimiterStub => ({
-    acquire: (request) => {
-      const call = env.RATE_LIMITER.getByName(n)
-        .acquire(request)
-        .then((grant) => new Promise<Grant>((resolve) => setTimeout(() => resolve(grant), delayMs)));
-      calls.push(call);
-      return call;
-    },
-  });
-  return { ...(await limiter(delayed, slowCalls, decisionTimeout, failureMode)), answered: () => Promise.all(calls) };
+  const delayed = (n: string): RateLimiterStub => ({ acquire: (request) => answerLate(env.RATE_LIMITER.getByName(n).acquire(request), delayMs, calls) });
+  return { ...(await limiter(delayed, slowCalls, { decisionTimeout, failureMode })), answered: () => Promise.all(calls) };
 }
 
 describe("retrying a GLOBAL decision", () => {
@@ -141,13 +149,10 @@ describe("retrying a GLOBAL decision", () => {
     const stub = (n: string): RateLimiterStub => ({
       acquire: (request) => {
         const applied = env.RATE_LIMITER.getByName(n).acquire(request);
-        if (++calls > 2) return applied;
-        const answer = applied.then((grant) => new Promise<Grant>((resolve) => setTimeout(() => resolve(grant), 150)));
-        late.push(answer);
-        return answer;
+        return ++calls > 2 ? applied : answerLate(applied, 150, late);
       },
     });
-    const { decide, background } = await limiter(stub, 1_000, "50ms", "CLOSED", 6, 2);
+    const { decide, background } = await limiter(stub, 1_000, { decisionTimeout: "50ms", failureMode: "CLOSED", requests: 6, lease: 2 });
     // Given up on: their four tokens are to be given back. Then a lease of the last two, and an empty one remembered.
     expect((await Promise.all([decide(), decide()])).map((d) => d.outcome)).toEqual(["failed-closed", "failed-closed"]);
     const before = [(await decide()).outcome, (await decide()).outcome, (await decide()).outcome];
@@ -169,16 +174,12 @@ describe("retrying a GLOBAL decision", () => {
       acquire: (request) => {
         const call = ++calls;
         const applied = env.RATE_LIMITER.getByName(n).acquire(request);
-        if (call === 3 || call === 4) {
-          const answer = applied.then((grant) => new Promise<Grant>((resolve) => setTimeout(() => resolve(grant), 150)));
-          late.push(answer);
-          return answer;
-        }
+        if (call === 3 || call === 4) return answerLate(applied, 150, late);
         if (call === 5) return applied.then(() => Promise.reject(objectError("Network connection lost.", { retryable: true })));
         return applied;
       },
     });
-    const { decide, background } = await limiter(stub, 1_000, "50ms", "CLOSED", 6);
+    const { decide, background } = await limiter(stub, 1_000, { decisionTimeout: "50ms", failureMode: "CLOSED", requests: 6 });
     expect([(await decide()).outcome, (await decide()).outcome]).toEqual(["allowed", "allowed"]);
     // Given up on (failureMode CLOSED spent nothing): their two tokens are to be given back.
     expect((await Promise.all([decide(), decide()])).map((d) => d.outcome)).toEqual(["failed-closed", "failed-closed"]);
