@@ -160,21 +160,26 @@ function utf8Length(s: string): number {
  * Wraps a request body so that it fails once more than `max` bytes have
  * been read. `onExceeded` runs first, so the caller can abort the upstream
  * request (a merely truncated stream would look like a complete, shorter
- * body to the origin).
+ * body to the origin). `onEnd` runs when the client's body has been read
+ * to its end (Envoy's end of the downstream request, where its timeouts
+ * start).
+ *
+ * @example
+ * const body = limitBody(request.body, 10_485_760, () => controller.abort(), () => startTimeout());
  */
-export function limitBody(body: ReadableStream<Uint8Array>, max: number, onExceeded: () => void): ReadableStream<Uint8Array> {
+export function limitBody(body: ReadableStream<Uint8Array>, max: number, onExceeded: () => void, onEnd?: () => void): ReadableStream<Uint8Array> {
   let seen = 0;
-  return body.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, controller) {
-        seen += chunk.byteLength;
-        if (seen > max) {
-          onExceeded();
-          controller.error(new Error("request body exceeds the configured limit"));
-        } else {
-          controller.enqueue(chunk);
-        }
-      },
-    }),
-  );
+  const transformer: Transformer<Uint8Array, Uint8Array> = {
+    transform(chunk, controller) {
+      seen += chunk.byteLength;
+      if (seen > max) {
+        onExceeded();
+        controller.error(new Error("request body exceeds the configured limit"));
+      } else {
+        controller.enqueue(chunk);
+      }
+    },
+  };
+  if (onEnd) transformer.flush = () => onEnd();
+  return body.pipeThrough(new TransformStream<Uint8Array, Uint8Array>(transformer));
 }

@@ -4,8 +4,10 @@
  * policy accepts, retries run out, or the route timeout passes.
  *
  * - The route timeout bounds everything: admission, every attempt and the
- *   backoff between them (504 `upstream request timeout`, flag UT).
- * - `perTryTimeout` bounds each attempt.
+ *   backoff between them (504 `upstream request timeout`, flag UT). Like
+ *   Envoy's, it runs from the end of the downstream request: a streamed
+ *   body's upload time does not count against it.
+ * - `perTryTimeout` bounds each attempt, from the same point.
  * - Every attempt carries `x-envoy-attempt-count`, and its result feeds
  *   the cluster's outlier detector.
  * - A retry goes to an endpoint not tried yet when one is available
@@ -86,32 +88,54 @@ type Sent =
 export async function sendWithRetries(input: AttemptsInput): Promise<AttemptsResult> {
   // Abort signals cost workerd real work per fetch, so they exist only when something can abort:
   // a route timeout here, a per-try timeout or a streamed body per attempt (sendOnce).
-  const route = input.timeoutMs !== undefined ? new AbortController() : undefined;
+  const timeoutMs = input.timeoutMs;
+  const route = timeoutMs !== undefined ? new AbortController() : undefined;
   let current: AbortController | undefined;
-  const routeTimer =
-    input.timeoutMs !== undefined
-      ? setTimeout(() => {
-          route?.abort();
-          current?.abort();
-        }, input.timeoutMs)
+  let routeTimer: ReturnType<typeof setTimeout> | undefined;
+  let settled = false;
+  const expire = () => {
+    route?.abort();
+    current?.abort();
+  };
+  // Envoy starts the route timeout at the end of the downstream request. A buffered body was read
+  // whole before this point, so its clock starts now; a streamed one is still arriving, so its clock
+  // starts again once the attempt has read it to its end (the wait for admission is bounded too).
+  const startClock =
+    timeoutMs !== undefined
+      ? () => {
+          if (settled) return;
+          if (routeTimer !== undefined) clearTimeout(routeTimer);
+          routeTimer = setTimeout(expire, timeoutMs);
+        }
       : undefined;
+  startClock?.();
   const routeSignal = route?.signal;
   const limits = input.state.limits(input.cluster.name);
   try {
     const admission = await limits.acquire(input.cluster.connectionPool, routeSignal);
     if (admission === "overflow") return { ok: false, reply: REPLIES.overflow, attempts: 0, flags: [] };
     if (admission === "timeout") return { ok: false, reply: REPLIES.timeout, attempts: 0, flags: [] };
+    if (input.body.type === "stream" && routeTimer !== undefined) {
+      clearTimeout(routeTimer);
+      routeTimer = undefined;
+    }
     try {
-      return await attempts(input, routeSignal, (c) => (current = c));
+      return await attempts(input, routeSignal, (c) => (current = c), startClock);
     } finally {
       limits.release();
     }
   } finally {
+    settled = true;
     if (routeTimer !== undefined) clearTimeout(routeTimer);
   }
 }
 
-async function attempts(input: AttemptsInput, routeSignal: AbortSignal | undefined, track: (c: AbortController) => void): Promise<AttemptsResult> {
+async function attempts(
+  input: AttemptsInput,
+  routeSignal: AbortSignal | undefined,
+  track: (c: AbortController) => void,
+  startRouteClock: (() => void) | undefined,
+): Promise<AttemptsResult> {
   const { cluster, policy, state } = input;
   const limits = state.limits(cluster.name);
   const previousHosts = policy.previousHosts ?? !cluster.consistentHash;
@@ -160,7 +184,7 @@ async function attempts(input: AttemptsInput, routeSignal: AbortSignal | undefin
     const done = input.balancer.begin(cluster, endpoint);
     let sent: Sent;
     try {
-      sent = await sendOnce(input, endpoint, attempt, controller, routeSignal);
+      sent = await sendOnce(input, endpoint, attempt, controller, routeSignal, startRouteClock);
     } finally {
       done();
       if (holdingRetry) limits.endRetry();
@@ -199,29 +223,52 @@ async function attempts(input: AttemptsInput, routeSignal: AbortSignal | undefin
   }
 }
 
-async function sendOnce(input: AttemptsInput, endpoint: EndpointDef, attempt: number, controller: AbortController | undefined, routeSignal: AbortSignal | undefined): Promise<Sent> {
+/**
+ * One attempt. Its per-try timeout, like Envoy's, runs from the end of the
+ * downstream request: at once for a buffered body, and for a streamed one
+ * from when the attempt has read it to its end (which also starts the
+ * route's clock again, `bodyEnded`).
+ */
+async function sendOnce(
+  input: AttemptsInput,
+  endpoint: EndpointDef,
+  attempt: number,
+  controller: AbortController | undefined,
+  routeSignal: AbortSignal | undefined,
+  bodyEnded: (() => void) | undefined,
+): Promise<Sent> {
   let perTryTimedOut = false;
   let tooLarge = false;
+  let over = false;
   const perTryMs = perTryTimeoutOf(input.policy);
-  const perTry =
-    perTryMs !== undefined
-      ? setTimeout(() => {
-          perTryTimedOut = true;
-          controller?.abort();
-        }, perTryMs)
-      : undefined;
+  let perTry: ReturnType<typeof setTimeout> | undefined;
+  const startPerTry = () => {
+    if (perTryMs === undefined || over) return;
+    perTry = setTimeout(() => {
+      perTryTimedOut = true;
+      controller?.abort();
+    }, perTryMs);
+  };
   const headers = input.headers;
   headers.set("x-envoy-attempt-count", String(attempt));
   const url = input.url(endpoint);
   input.observer?.sending(attempt, endpoint, url, headers);
   let body: BodyInit | null = null;
   if (input.body.type === "bytes") body = input.body.bytes.slice();
-  else if (input.body.type === "stream") {
-    body = limitBody(input.body.stream, input.maxBodyBytes, () => {
-      tooLarge = true;
-      controller?.abort();
-    });
-  }
+  if (input.body.type === "stream") {
+    body = limitBody(
+      input.body.stream,
+      input.maxBodyBytes,
+      () => {
+        tooLarge = true;
+        controller?.abort();
+      },
+      () => {
+        startPerTry();
+        bodyEnded?.();
+      },
+    );
+  } else startPerTry();
   try {
     const init: RequestInit = { method: input.method, headers, body, redirect: "manual" };
     if (controller) init.signal = controller.signal;
@@ -237,6 +284,7 @@ async function sendOnce(input: AttemptsInput, endpoint: EndpointDef, attempt: nu
     if (perTryTimedOut) return { kind: "attempt", outcome: { type: "per-try-timeout" } };
     return { kind: "attempt", outcome: { type: "connect-failure" } };
   } finally {
+    over = true;
     if (perTry !== undefined) clearTimeout(perTry);
   }
 }

@@ -65,6 +65,11 @@ const config = () =>
     route("route-timeout", "route-timeout.example.com", "mixed", { timeout: "300ms", retries: "{attempts: 0}" }),
     route("per-try", "per-try.example.com", "mixed", { retries: "{attempts: 1, perTryTimeout: 200ms, retryOn: 5xx}" }),
     destinationRule("mixed", "    loadBalancer: {simple: ROUND_ROBIN}"),
+    service("uploads", ["ok1"]),
+    route("upload-timeout", "upload-timeout.example.com", "uploads", { timeout: "300ms", retries: "{attempts: 0}" }),
+    route("upload-per-try", "upload-per-try.example.com", "uploads", { retries: "{attempts: 1, perTryTimeout: 300ms, retryOn: 5xx}" }),
+    service("upload-hanging", ["hang1"]),
+    route("upload-hang", "upload-hang.example.com", "upload-hanging", { timeout: "300ms", retries: "{attempts: 0}" }),
 
     service("hashed", ["h1", "h2", "h3"]),
     route("hashed", "hashed.example.com", "hashed"),
@@ -268,6 +273,37 @@ describe("timeouts", () => {
     expect(r?.ms).toBeLessThan(1_500);
     const attempts = [...o.hang1!.received, ...o.hang2!.received].map((x) => Number(x.headers["x-envoy-attempt-count"]));
     expect(Math.max(...attempts)).toBeGreaterThanOrEqual(3);
+  }, 30_000);
+});
+
+describe("timeouts start at the end of the request, as Envoy's do (§1.8)", () => {
+  /** A chunked POST whose parts arrive `gapMs` apart: the body is streamed to the origin, not buffered first. */
+  const upload = async (host: string, parts: string[], gapMs: number) => {
+    const started = Date.now();
+    const res = await send(gw.url, "/upload", { host, method: "POST", slowBody: { parts, gapMs } });
+    return { ...res, ms: Date.now() - started };
+  };
+
+  it("does not count a streamed body's upload against the route timeout (800 ms upload, timeout 300 ms)", async () => {
+    const res = await upload("upload-timeout.example.com", ["a".repeat(1_000), "b".repeat(1_000), "c".repeat(1_000), "d".repeat(1_000)], 200);
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body).body).toHaveLength(4_000);
+    expect(res.ms).toBeGreaterThanOrEqual(750);
+  }, 30_000);
+
+  it("starts a streamed body's per-try timeout when the body has arrived too (120 KiB over 1.25 s, perTryTimeout 300 ms)", async () => {
+    // Above maxRetryBodyBytes (64 KiB): the first 64 KiB are read, then the rest is streamed in one attempt.
+    const parts = Array.from({ length: 6 }, (_, i) => String(i).repeat(20_480));
+    const res = await upload("upload-per-try.example.com", parts, 250);
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body).body).toHaveLength(122_880);
+  }, 30_000);
+
+  it("still times out an origin that hangs once it has the streamed body: 504 a route timeout after the upload", async () => {
+    const res = await upload("upload-hang.example.com", ["a".repeat(1_000), "b".repeat(1_000), "c".repeat(1_000)], 200);
+    expect([res.status, res.body]).toEqual([504, "upstream request timeout"]);
+    expect(res.ms).toBeGreaterThanOrEqual(850);
+    expect(res.ms).toBeLessThan(3_000);
   }, 30_000);
 });
 

@@ -16,6 +16,8 @@ export interface Send {
   method?: string;
   headers?: Record<string, string>;
   body?: string;
+  /** A body sent chunked, one part at a time with `gapMs` between them (a slow upload); instead of `body`. */
+  slowBody?: { parts: string[]; gapMs: number };
 }
 
 /** Sends one request to `base` (e.g. http://127.0.0.1:8787) with the given Host. */
@@ -44,6 +46,17 @@ export function send(base: string, path: string, options: Send = {}): Promise<Re
     );
     req.on("timeout", () => req.destroy(new Error(`timeout: ${path}`)));
     req.on("error", reject);
+    if (options.slowBody) {
+      const { parts, gapMs } = options.slowBody;
+      void (async () => {
+        for (const part of parts) {
+          req.write(part);
+          await new Promise((r) => setTimeout(r, gapMs));
+        }
+        req.end();
+      })();
+      return;
+    }
     if (options.body !== undefined) req.write(options.body);
     req.end();
   });
