@@ -182,7 +182,9 @@ async function runCustom(ctx: RequestContext, sec: RuntimeSecurity, matched: rea
     const cluster = provider ? ctx.snapshot.clusters.get(provider.cluster) : undefined;
     if (!provider || !cluster) return localReply(extAuthzError(403), ctx.record);
     let body: Uint8Array | undefined;
-    if (provider.includeRequestBody) {
+    // A GET or HEAD can arrive with a body, but no fetch() can send one (to the authorizer or the
+    // upstream, which never gets it either): its check goes without, as if it had none.
+    if (provider.includeRequestBody && ctx.facts.method !== "GET" && ctx.facts.method !== "HEAD") {
       const buffered = await bufferBody(ctx.request.body, provider.includeRequestBody.maxBytes, provider.includeRequestBody.allowPartial);
       if (!buffered.ok) return localReply(badRequest(413, "payload too large"), ctx.record);
       body = buffered.check;

@@ -225,6 +225,20 @@ describe("includeRequestBodyInCheck", () => {
     expect(upstream?.body).toBe("hello");
   });
 
+  it("checks a GET that carries a body without it, instead of failing with a 500 (no fetch can send a GET body)", async () => {
+    authz.decide(() => ({ status: 200 }));
+    const allowed = await call("body", "/upload", { method: "GET", body: "hello", headers: { "content-length": "5" } });
+    expect(allowed.res.status).toBe(200);
+    expect(allowed.check?.method).toBe("GET");
+    expect(allowed.check?.body).toBe("");
+    expect(allowed.upstream?.method).toBe("GET");
+    authz.decide(() => ({ status: 403 }));
+    const denied = await call("body", "/upload", { method: "GET", body: "hello", headers: { "content-length": "5" } });
+    expect(denied.res.status).toBe(403);
+    expect(denied.upstream).toBeUndefined();
+    authz.decide(() => ({ status: 200 }));
+  });
+
   it("answers 413 for a body over maxRequestBytes when partial messages are not allowed", async () => {
     const { res, check, upstream } = await call("body", "/upload", { method: "POST", body: "x".repeat(100) });
     expect(res.status).toBe(413);
