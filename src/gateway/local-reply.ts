@@ -36,6 +36,8 @@ export const REPLIES = {
   rbacDenied: { status: 403, body: "RBAC: access denied" },
   rateLimited: { status: 429, body: "local_rate_limited", flag: "RL" },
   rateLimitServiceError: { status: 500, body: "", flag: "RLSE" },
+  /** An ALLOW_ANY passthrough that came back to the gateway that sent it (an Isthmus reply: Envoy has none). */
+  loopDetected: { status: 508, body: "request loop detected" },
 } as const satisfies Record<string, LocalReply>;
 
 /** A 4xx for a malformed request, with Envoy's downstream-protocol-error flag. */

@@ -21,6 +21,7 @@ import { decideFault } from "./fault.ts";
 import { decideCors } from "./cors.ts";
 import { cohortDraw } from "./cohort.ts";
 import { planMirrors, selectMirrors } from "./mirror.ts";
+import { passthroughVia, VIA_HEADER } from "./passthrough-mark.ts";
 import { attemptObserver, mirrorDecorator } from "../telemetry/tracing.ts";
 
 /** Mirrors without a route timeout give up after this long (ctx.waitUntil has ~30 s after the response). */
@@ -292,10 +293,22 @@ function clusterFetch(cluster: ClusterDef, deps: PipelineDeps): Fetch | undefine
   return fetchVia;
 }
 
-/** ALLOW_ANY: an unknown host is forwarded to itself, as Istio's PassthroughCluster does. */
+/**
+ * ALLOW_ANY: an unknown host is forwarded to itself, as Istio's
+ * PassthroughCluster does. The client picks the address, so a Host naming
+ * this gateway (its own address and port, or a name that resolves to it)
+ * would make it call itself until it runs out of connections: every
+ * passthrough carries this gateway's mark in `x-isthmus-via`, and one that
+ * arrives already marked by it (or by more gateways than any real chain
+ * has) is refused with 508.
+ */
 async function passthrough(ctx: RequestContext): Promise<PipelineResult> {
   const { facts, record } = ctx;
   record.cluster = "PassthroughCluster";
+  // Clients cannot send x-isthmus-* headers upstream (hygiene strips them), so the mark is read from the request as received.
+  const via = passthroughVia(ctx.request.headers.get(VIA_HEADER));
+  if (via === undefined) return localReply(REPLIES.loopDetected, record);
+  facts.headers.set(VIA_HEADER, via);
   const url = `${facts.scheme}://${facts.authority}${facts.path}${facts.query ? `?${facts.query}` : ""}`;
   const observer = attemptObserver(ctx);
   observer?.sending(1, { address: facts.host, port: facts.port, labels: {}, weight: 1 }, url, facts.headers);

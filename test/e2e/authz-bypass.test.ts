@@ -237,6 +237,19 @@ describe("which policies apply", () => {
     expect(await call("/anything", { "x-block": "1" }, host)).toMatchObject({ status: 403, reached: false });
   });
 
+  it("refuses a passthrough that comes back to the gateway itself (508) instead of calling itself until its connections run out", async () => {
+    const self = new URL(gw.url).host;
+    const started = Date.now();
+    // identity: the runtime would otherwise compress the inner hop's reply for the outer hop's fetch, and this client does not decode.
+    const res = await send(gw.url, "/loop", { host: self, headers: { "accept-encoding": "identity" } });
+    expect([res.status, res.body]).toEqual([508, "request loop detected"]);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    // A chain through other gateways is not a loop: their marks travel on with this gateway's appended.
+    const before = app.received.length;
+    expect(await call("/anything", { "x-isthmus-via": "another-gateway" }, `127.0.0.1:${app.port}`)).toMatchObject({ status: 200, reached: true });
+    expect(app.received[before]?.headers["x-isthmus-via"]).toMatch(/^another-gateway, [0-9a-f-]{36}$/);
+  });
+
   it("a selector policy applies only to destinations whose endpoint labels match", async () => {
     expect(await call("/a/anything", {}, "labels.test")).toMatchObject({ status: 200, reached: true });
     expect(await call("/b/ok", {}, "labels.test")).toMatchObject({ status: 200, reached: true });
