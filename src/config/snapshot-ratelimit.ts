@@ -56,6 +56,12 @@ export interface RateLimitRuleDef {
   match: PolicyCheckDef[];
   /** And every condition. */
   when: PolicyCheckDef[];
+  /**
+   * Not where every check of one of these lists holds: the routes (hosts) an
+   * EnvoyFilter configures its local rate limit for itself, where Envoy's
+   * more specific configuration replaces this one. Absent: none.
+   */
+  unless?: PolicyCheckDef[][];
   /** The parts of the key the rule counts by; none: one bucket for every request the rule covers. */
   key: KeyPartDef[];
   missingKey: "SKIP" | "SHARED";

@@ -49,7 +49,9 @@ export function hydrateRateLimits(def: RateLimitDef): RuntimeRateLimits {
 
 function hydrateRule(def: RateLimitRuleDef): RuntimeRule {
   const checks = [...def.match, ...def.when].map(compileCheck);
-  const applies: Predicate = checks.length === 0 ? () => true : (input) => checks.every((c) => c(input));
+  const holds: Predicate = checks.length === 0 ? () => true : (input) => checks.every((c) => c(input));
+  const replaced = (def.unless ?? []).map((list) => list.map(compileCheck));
+  const applies: Predicate = replaced.length === 0 ? holds : (input) => holds(input) && !replaced.some((list) => list.every((c) => c(input)));
   return {
     def,
     applies,

@@ -13,7 +13,11 @@
  * token_bucket (max_tokens → burst, tokens_per_fill per fill_interval →
  * the rate), filter_enabled and filter_enforced (Envoy's 0% defaults: not
  * enabled → no rule; enabled, not enforced → SHADOW), response_headers_to_add
- * (on 429s) and enable_x_ratelimit_headers map directly. What cannot be
+ * (on 429s) and enable_x_ratelimit_headers map directly. As in Envoy, the
+ * most specific configuration is the one that applies: a route's replaces
+ * its host's and the filter's, a host's replaces the filter's (`unless` on
+ * the less specific rules), and one with filter_enabled 0% exempts its
+ * routes (hosts) from them. What cannot be
  * honoured is reported: as an error when it changes which requests are
  * limited (descriptors, local_cluster_rate_limit, route actions), so a
  * limit is never silently dropped; as a warning when it only changes the
@@ -48,7 +52,7 @@ export function translateEnvoyFilters(
   clusters: readonly ClusterDef[],
   diag: Diagnostics,
 ): Translated[] {
-  const out: Translated[] = [];
+  const patched: Patched[] = [];
   for (const filter of filters) {
     const patches = filter.spec.configPatches ?? [];
     const found = patches.map((p, i) => localRateLimitPatch(p, ["spec", "configPatches", i]));
@@ -64,11 +68,39 @@ export function translateEnvoyFilters(
       }
       const attachment = attach(filter, patches[i]?.match, path, rootNamespace, labels, clusters, diag);
       if (!attachment) return;
-      const rule = translate(filter, f, i, diag);
-      if (rule) out.push({ rule, attachment });
+      const translated = translate(filter, f, i, diag);
+      if (translated) patched.push({ ...translated, level: f.level, filter: filter.id, attachment });
     });
   }
+  const out: Translated[] = [];
+  for (const p of patched) {
+    if (!p.rule) continue;
+    const unless = patched.filter((q) => LEVELS[q.level] > LEVELS[p.level] && replaces(q, p)).map((q) => q.match);
+    out.push({ rule: unless.length > 0 ? { ...p.rule, unless } : p.rule, attachment: p.attachment });
+  }
   return out;
+}
+
+/** A patch that translated: its rule (none when filter_enabled is 0%), and the requests its configuration covers. */
+interface Patched {
+  rule: RateLimitRuleDef | undefined;
+  match: PolicyCheckDef[];
+  level: Found["level"];
+  filter: string;
+  attachment: Attachment;
+}
+
+/** How specific each level's configuration is: Envoy uses the most specific one it finds. */
+const LEVELS: Record<Found["level"], number> = { filter: 0, host: 1, route: 2 };
+
+/**
+ * Whether `specific`'s configuration replaces `general`'s where it applies:
+ * it must be configured on the same proxy, which holds for patches of one
+ * EnvoyFilter (one selector) and for a patch that applies to the gateway
+ * itself.
+ */
+function replaces(specific: Patched, general: Patched): boolean {
+  return specific.filter === general.filter || specific.attachment.all || specific.attachment.gateway;
 }
 
 interface Found {
@@ -150,7 +182,7 @@ function attach(
   return at;
 }
 
-function translate(filter: Resource<"EnvoyFilter">, found: Found, index: number, diag: Diagnostics): RateLimitRuleDef | undefined {
+function translate(filter: Resource<"EnvoyFilter">, found: Found, index: number, diag: Diagnostics): { rule: RateLimitRuleDef | undefined; match: PolicyCheckDef[] } | undefined {
   const { config, configPath } = found;
   const at = (...field: (string | number)[]) => [...configPath, ...field];
   const errorsBefore = diag.problems.filter((p) => p.severity === "error").length;
@@ -197,8 +229,9 @@ function translate(filter: Resource<"EnvoyFilter">, found: Found, index: number,
   const { match, key } = scopeOf(filter, found, diag);
   if (diag.problems.filter((p) => p.severity === "error").length > errorsBefore) return undefined;
   if (enabled === 0) {
-    diag.warn(filter, at("filter_enabled"), "is 0% (Envoy's default when unset), so this local rate limit does nothing; set it to 100%");
-    return undefined;
+    if (found.level === "filter") diag.warn(filter, at("filter_enabled"), "is 0% (Envoy's default when unset), so this local rate limit does nothing; set it to 100%");
+    else diag.warn(filter, at("filter_enabled"), `is 0% (Envoy's default when unset): these ${found.level === "route" ? "routes" : "hosts"} are not limited, not even by a less specific configuration of this local rate limit; set it to 100% to limit them`);
+    return { rule: undefined, match };
   }
 
   const onLimited: [string, string][] = [];
@@ -231,7 +264,7 @@ function translate(filter: Resource<"EnvoyFilter">, found: Found, index: number,
     headers: { format: draft ? "DRAFT_VERSION_03" : "NONE", onAllowed: draft },
   };
   if (onLimited.length) rule.headers.onLimited = onLimited;
-  return rule;
+  return { rule, match };
 }
 
 const KNOWN = new Set([

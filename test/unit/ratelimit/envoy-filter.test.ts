@@ -159,6 +159,89 @@ spec:
     expect([replies[0]?.headers.get("x-ratelimit-limit"), replies[0]?.headers.get("x-ratelimit-remaining")]).toEqual(["1, 1;w=1", "1"]);
   });
 
+  /** One GATEWAY patch of the local rate limit filter: the filter's own, a virtual host's or a route's. */
+  const patch = (applyTo: "HTTP_FILTER" | "VIRTUAL_HOST" | "HTTP_ROUTE", name: string, bucket: string, options: { vhost?: string; route?: string; enabled?: number } = {}) => {
+    const config = `
+            "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+            stat_prefix: ${name}
+            token_bucket: ${bucket}
+            filter_enabled: {default_value: {numerator: ${options.enabled ?? 100}}}
+            filter_enforced: {default_value: {numerator: 100}}`;
+    if (applyTo === "HTTP_FILTER") {
+      return `
+  - applyTo: HTTP_FILTER
+    match: {context: GATEWAY}
+    patch:
+      operation: INSERT_BEFORE
+      value:
+        name: envoy.filters.http.local_ratelimit
+        typed_config:${config.replace(/^ {12}/gm, "          ")}`;
+    }
+    const route = options.route ? `, route: {name: ${options.route}, action: ANY}` : "";
+    return `
+  - applyTo: ${applyTo}
+    match:
+      context: GATEWAY
+      routeConfiguration: {vhost: {name: "${options.vhost ?? "bookinfo.test:80"}"${route}}}
+    patch:
+      operation: MERGE
+      value:
+        typed_per_filter_config:
+          envoy.filters.http.local_ratelimit:${config}`;
+  };
+  const envoyFilter = (...patches: string[]) => `
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: layered, namespace: istio-system}
+spec:
+  configPatches:${patches.join("")}`;
+  const statuses = async (runtime: ReturnType<typeof hydrate>, isolate: PipelineDeps, path: string, n: number) => {
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) out.push((await runPipeline(new Request(`http://bookinfo.test${path}`), runtime, isolate)).response.status);
+    return out;
+  };
+
+  it("applies the most specific configuration, as Envoy does: a route's replaces its host's and the filter's, a host's the filter's", async () => {
+    const result = await build(
+      productpage,
+      envoyFilter(
+        patch("HTTP_FILTER", "everything", "{max_tokens: 3, tokens_per_fill: 3, fill_interval: 60s}"),
+        patch("VIRTUAL_HOST", "bookinfo", "{max_tokens: 2, tokens_per_fill: 2, fill_interval: 60s}"),
+        patch("HTTP_ROUTE", "pages", "{max_tokens: 1000, tokens_per_fill: 1000, fill_interval: 1s}", { route: "pages" }),
+      ),
+    );
+    expect([errors(result), warnings(result)]).toEqual([[], []]);
+    const [filterRule, hostRule, routeRule] = result.snapshot!.rateLimits!.rules;
+    const host = { attribute: "request.host", values: ["bookinfo.test", "bookinfo.test:*"] };
+    const pages = { attribute: "route.name", values: ["pages"] };
+    expect(filterRule?.unless).toEqual([[host], [host, pages]]);
+    expect(hostRule?.unless).toEqual([[host, pages]]);
+    expect(routeRule?.unless).toBeUndefined();
+    const runtime = hydrate(result.snapshot!);
+    const isolate = deps();
+    // pages: only its own 1,000 per second (the filter's 3 and the host's 2 per minute would refuse the 3rd and 4th).
+    expect(await statuses(runtime, isolate, "/p", 6)).toEqual([200, 200, 200, 200, 200, 200]);
+    // health, another route of the host: the host's 2 per minute, not the filter's 3.
+    expect(await statuses(runtime, isolate, "/health", 3)).toEqual([200, 200, 429]);
+  });
+
+  it("exempts the routes whose own configuration has filter_enabled 0% from the filter's limit, and says so", async () => {
+    const result = await build(
+      productpage,
+      envoyFilter(
+        patch("HTTP_FILTER", "everything", "{max_tokens: 3, tokens_per_fill: 3, fill_interval: 60s}"),
+        patch("HTTP_ROUTE", "health", "{max_tokens: 1, tokens_per_fill: 1, fill_interval: 60s}", { route: "health", enabled: 0 }),
+      ),
+    );
+    expect(errors(result)).toEqual([]);
+    expect(warnings(result)).toEqual([expect.stringMatching(/filter_enabled: is 0% .*these routes are not limited, not even by a less specific configuration/)]);
+    expect(result.snapshot!.rateLimits!.rules).toHaveLength(1);
+    const runtime = hydrate(result.snapshot!);
+    const isolate = deps();
+    expect(await statuses(runtime, isolate, "/health", 5)).toEqual([200, 200, 200, 200, 200]);
+    expect(await statuses(runtime, isolate, "/p", 4)).toEqual([200, 200, 200, 429]);
+  });
+
   it("refuses what would change which requests are limited, and ignores every other patch with a warning", async () => {
     const descriptors = istioExample(`
             descriptors:
