@@ -201,13 +201,15 @@ describe("local replies", () => {
     expect(web.received.length).toBe(before);
   });
 
-  it("answers 413 when a chunked body grows past the limit", async () => {
+  it("answers 413 when a chunked body grows past the limit, without calling the origin", async () => {
+    const before = web.received.length;
     const chunk = "x".repeat(600);
     const raw = await sendRaw(
       gw.url,
       `POST / HTTP/1.1\r\nHost: shop.example.com\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n258\r\n${chunk}\r\n258\r\n${chunk}\r\n0\r\n\r\n`,
     );
     expect(raw).toMatch(/^HTTP\/1\.1 413/);
+    expect(web.received.length).toBe(before);
   });
 
   it("answers 431 when the request headers are too large", async () => {
@@ -234,12 +236,28 @@ describe("malformed requests on the wire", () => {
     expect(web.received.length).toBe(before);
   });
 
-  it("never forwards a request carrying both Content-Length and Transfer-Encoding", async () => {
+  it("a request with both Content-Length and Transfer-Encoding is framed by its chunked body only, and nothing smuggled after it reaches the origin", async () => {
+    // workerd drops Content-Length when Transfer-Encoding is present, so the Worker never sees both
+    // (hygiene's 400 for the pair cannot fire): the request is forwarded with its chunked body (empty
+    // here), and workerd closes the connection after answering it (RFC 9112 §6.3), so the bytes
+    // after that body are never read as a second request.
+    const smuggled = "GET /smuggled HTTP/1.1\r\nHost: shop.example.com\r\n\r\n";
+    const clte = `POST /clte HTTP/1.1\r\nHost: shop.example.com\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${smuggled}`;
+    const seen = () => [...api.received, ...web.received, ...egress.received].map((r) => r.url);
     const before = web.received.length;
-    await sendRaw(gw.url, "POST / HTTP/1.1\r\nHost: shop.example.com\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: shop.example.com\r\n\r\n");
-    for (const r of web.received.slice(before)) {
-      expect(r.headers["content-length"] !== undefined && r.headers["transfer-encoding"] !== undefined).toBe(false);
-      expect(r.body).not.toContain("smuggled");
-    }
+    const raw = await sendRaw(gw.url, clte);
+    expect(raw.match(/^HTTP\/1\.1 \d{3}/gm)).toEqual(["HTTP/1.1 200"]);
+    expect(raw).toMatch(/^Connection: close\r$/im);
+    const got = web.received.slice(before);
+    expect(got.map((r) => `${r.method} ${r.url}`)).toEqual(["POST /clte"]);
+    expect(got[0]?.body).toBe("");
+    expect(got[0]?.headers["content-length"]).toBe("0");
+    expect(got[0]?.headers["transfer-encoding"]).toBeUndefined();
+    expect(seen().filter((url) => url.includes("/smuggled"))).toEqual([]);
+
+    // Control: the same bytes without Content-Length are a chunked request and a pipelined one, and
+    // the second does reach the origin, so the check above would see a request smuggled through.
+    await sendRaw(gw.url, clte.replace("Content-Length: 6\r\n", ""));
+    expect(seen().filter((url) => url.includes("/smuggled"))).toEqual(["/smuggled"]);
   });
 });

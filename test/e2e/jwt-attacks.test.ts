@@ -5,7 +5,12 @@
  * and never produce a 500; an attacker's key server must never be asked
  * for anything.
  */
-import { createHmac, createPublicKey } from "node:crypto";
+import { execFileSync } from "node:child_process";
+import { createHmac, createPrivateKey, createPublicKey, X509Certificate } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { compactVerify, importJWK, importX509, jwtVerify } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../helpers/gateway.ts";
 import { b64url, rawToken, signingKey, startIdp, type Idp, type SigningKey } from "../helpers/idp.ts";
@@ -72,6 +77,24 @@ async function forge(header: Record<string, unknown> | string, payload: Record<s
 function hmacToken(header: Record<string, unknown>, payload: Record<string, unknown>, secret: string | Buffer): string {
   const unsigned = rawToken(header, payload).slice(0, -1);
   return `${unsigned}.${createHmac("sha256", secret).update(unsigned).digest("base64url")}`;
+}
+
+/**
+ * An attacker's RS256 key and a self-signed certificate for it, made with openssl (as
+ * test/helpers/pki.ts makes its PKI): what a forger would put in `x5c`.
+ */
+async function selfSignedAttacker(): Promise<{ key: SigningKey; cert: X509Certificate; pem: string }> {
+  const dir = mkdtempSync(join(tmpdir(), "isthmus-x5c-"));
+  try {
+    execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "x5c.key", "-subj", "/CN=attacker", "-days", "2", "-sha256", "-out", "x5c.crt"], { cwd: dir, stdio: "pipe" });
+    const pem = readFileSync(join(dir, "x5c.crt"), "utf8");
+    const pkcs8 = createPrivateKey(readFileSync(join(dir, "x5c.key"))).export({ type: "pkcs8", format: "der" });
+    const privateKey = await crypto.subtle.importKey("pkcs8", pkcs8, { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }, false, ["sign"]);
+    const cert = new X509Certificate(pem);
+    return { key: { kid: "attacker-x5c", alg: "RS256", privateKey, publicJwk: cert.publicKey.export({ format: "jwk" }) }, cert, pem };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 async function attempt(headers: Record<string, string>, path = "/"): Promise<Reply> {
@@ -145,7 +168,6 @@ describe("key injection", () => {
       { alg: "RS256", kid: evil.kid, jku: attacker.jwksUri },
       { alg: "RS256", kid: rsa.kid, jku: attacker.jwksUri },
       { alg: "RS256", kid: evil.kid, x5u: `${attacker.url}/cert.pem` },
-      { alg: "RS256", kid: evil.kid, x5c: ["MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"] },
     ]) {
       const res = await withBearer(await forge(header, claims(), evil));
       expect(res.status).toBe(401);
@@ -169,14 +191,31 @@ describe("key injection", () => {
     expect(res.body).toBe("Jwt verification fails");
   });
 
-  it("b64: false (RFC 7797 unencoded payload) → 401", async () => {
-    const header = b64url(JSON.stringify({ alg: "RS256", kid: rsa.kid, b64: false, crit: ["b64"] }));
-    const payload = JSON.stringify(claims());
-    const signature = await signInput(`${header}.${payload}`, rsa);
-    for (const token of [`${header}.${b64url(payload)}.${signature}`, `${header}..${signature}`]) {
+  it("an x5c carrying the attacker's own self-signed certificate is never trusted → 401", async () => {
+    const { key, cert, pem } = await selfSignedAttacker();
+    expect(cert.checkIssued(cert) && cert.verify(cert.publicKey)).toBe(true);
+    for (const kid of [rsa.kid, undefined]) {
+      const token = await forge({ alg: "RS256", ...(kid ? { kid } : {}), x5c: [cert.raw.toString("base64")] }, claims(), key);
+      // A verifier that took the key from x5c would accept this token.
+      await expect(jwtVerify(token, await importX509(pem, "RS256"), { algorithms: ["RS256"] })).resolves.toBeDefined();
       const res = await withBearer(token);
-      expect(res.status).toBe(401);
+      expect(res.status, String(kid)).toBe(401);
+      expect(res.body, String(kid)).toBe("Jwt verification fails");
     }
+  });
+
+  it("b64: false (RFC 7797 unencoded payload), validly signed by the real key → 401", async () => {
+    // Signed over header.base64url(payload) with b64 in crit: read as RFC 7797, that is exactly the
+    // signing input, so the signature is valid and only the JWT rule against b64: false refuses it.
+    const token = await forge({ alg: "RS256", b64: false, crit: ["b64"], kid: rsa.kid }, claims(), rsa);
+    await expect(compactVerify(token, await importJWK(rsa.publicJwk, "RS256"))).resolves.toBeDefined();
+    await expect(jwtVerify(token, await importJWK(rsa.publicJwk, "RS256"))).rejects.toThrow("JWTs MUST NOT use unencoded payload");
+    const res = await withBearer(token);
+    expect(res.status).toBe(401);
+    expect(res.body).toBe("Jwt verification fails");
+    // With the payload detached (RFC 7515 Appendix F) there is no payload to read: not a JWT at all.
+    const detached = await withBearer(`${token.slice(0, token.indexOf("."))}.${token.slice(token.lastIndexOf("."))}`);
+    expect(detached.body).toBe("Jwt payload is an invalid JSON");
   });
 });
 

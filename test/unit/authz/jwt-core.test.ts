@@ -15,9 +15,9 @@ import { signatureStatus, timeStatus } from "../../../src/authz/jwt/verify.ts";
 import { claimHeaderValue } from "../../../src/authz/jwt/outputs.ts";
 import type { RequestFacts } from "../../../src/gateway/facts.ts";
 
-const b64 = (s: string) => {
+const b64 = (s: string | Uint8Array) => {
   let binary = "";
-  for (const byte of new TextEncoder().encode(s)) binary += String.fromCharCode(byte);
+  for (const byte of typeof s === "string" ? new TextEncoder().encode(s) : s) binary += String.fromCharCode(byte);
   return btoa(binary).replace(/=+$/, "").replace(/\+/g, "-").replace(/\//g, "_");
 };
 const token = (header: object | string, payload: object | string, sig = "c2ln") =>
@@ -193,11 +193,24 @@ describe("key sets", () => {
     expect(parseJwks("not json")).toBeUndefined();
   });
 
-  it("never verify with an empty HMAC secret", async () => {
-    const set = keySetOf([{ kty: "oct", k: "" }], "");
-    const parsed = parseJwt(token({ alg: "HS256" }, {}, "AAAA"));
-    if (!parsed.ok || !set) throw new Error("setup");
-    expect(await signatureStatus(parsed.jwt, set, Date.now())).toBe(JWT_STATUS.verificationFails);
+  it("never verify with an empty HMAC secret, even a token really signed with it", async () => {
+    // HMAC pads its key with zeros to the hash's block size (RFC 2104 §2), so for SHA-256 the empty
+    // key and 64 zero bytes give the same MAC. WebCrypto (workerd's too) refuses to import a
+    // zero-length HMAC key, so the forger signs with the 64 zero bytes; the known
+    // HMAC-SHA256("", "") below pins that equivalence.
+    const zeros = new Uint8Array(64);
+    const hmac = await crypto.subtle.importKey("raw", zeros, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    const mac = async (data: string) => new Uint8Array(await crypto.subtle.sign("HMAC", hmac, new TextEncoder().encode(data)));
+    const hex = (bytes: Uint8Array) => [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+    expect(hex(await mac(""))).toBe("b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
+    const unsigned = `${b64(JSON.stringify({ alg: "HS256" }))}.${b64(JSON.stringify({ sub: "mallory" }))}`;
+    const parsed = parseJwt(`${unsigned}.${b64(await mac(unsigned))}`);
+    const empty = keySetOf([{ kty: "oct", k: "" }], "");
+    const sameMac = keySetOf([{ kty: "oct", k: b64(zeros) }], "");
+    if (!parsed.ok || !empty || !sameMac) throw new Error("setup");
+    // The signature is genuine: a verifier that MACed with the empty secret would accept the token.
+    expect(await signatureStatus(parsed.jwt, sameMac, Date.now())).toBeUndefined();
+    expect(await signatureStatus(parsed.jwt, empty, Date.now())).toBe(JWT_STATUS.verificationFails);
   });
 
   it("verify a real signature and import each key once", async () => {
