@@ -19,6 +19,7 @@ let idp: Idp;
 /** One namespace per case: `<ns>.authz.test` → `svc.<ns>.internal`, with these policies. */
 const CASES: Record<string, (iss: string) => string> = {
   methods: () => allow(`- to: [{operation: {methods: ["GET", "HEAD"]}}]`),
+  lowermethods: () => allow(`- to: [{operation: {methods: ["get", "POST"]}}]`),
   notmethods: () => deny(`- to: [{operation: {notMethods: ["GET"]}}]`),
   paths: () => allow(`- to: [{operation: {paths: ["/exact", "/prefix/*", "*.json", "/items/{*}/edit", "/files/{**}"]}}]`),
   notpaths: () => allow(`- to: [{operation: {notPaths: ["/admin*"]}}]`),
@@ -120,6 +121,11 @@ describe("to.operation", () => {
     expect(await status("methods", "/", { method: "GET" })).toBe(200);
     expect(await status("methods", "/", { method: "POST" })).toBe(403);
     expect(await status("methods", "/", { method: "PATCH" })).toBe(403);
+  });
+
+  it("methods: a lower-case value never matches the upper-case method (§7.20)", async () => {
+    expect(await status("lowermethods", "/", { method: "GET" })).toBe(403);
+    expect(await status("lowermethods", "/", { method: "POST" })).toBe(200);
   });
 
   it("notMethods", async () => {

@@ -157,6 +157,10 @@ spec:
     match: [{uri: {exact: /delay}}]
     fault: {delay: {fixedDelay: 400ms, percentage: {value: 100}}}
     route: [{destination: {host: app, subset: v1}}]
+  - name: delay-no-percentage
+    match: [{uri: {exact: /delay-none}}]
+    fault: {delay: {fixedDelay: 2s}}
+    route: [{destination: {host: app, subset: v1}}]
   - name: grpc-abort
     match: [{uri: {exact: /grpc-abort}}]
     fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 100}}}
@@ -174,6 +178,10 @@ spec:
   - name: cors-ignore
     match: [{uri: {prefix: /cignore}}]
     corsPolicy: {allowOrigins: [{exact: "https://app.example"}], unmatchedPreflights: IGNORE}
+    route: [{destination: {host: app, subset: v1}}]
+  - name: cors-any
+    match: [{uri: {prefix: /cany}}]
+    corsPolicy: {allowOrigins: [{exact: "*"}], allowMethods: [GET, POST]}
     route: [{destination: {host: app, subset: v1}}]
   - name: mirror
     match: [{uri: {prefix: /mirror}}]
@@ -258,6 +266,13 @@ ${serviceEntry({
 ${serviceEntry({ name: "shadow", namespace: "shop", endpoints: [shadow.port] })}
 ---
 ${serviceEntry({ name: "other", namespace: "shop", endpoints: [other.port] })}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-cors-admin, namespace: shop}
+spec:
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/cors/admin", "/cany/admin"]}}]}]
 `;
 
 beforeAll(async () => {
@@ -454,6 +469,16 @@ describe("fault injection", () => {
     expect(await spread(20, "/abort-none")).toEqual({ v1: 20 });
   });
 
+  it("delays nothing when the delay percentage is absent (0%, §7.10)", async () => {
+    // fixedDelay is 2s: one injected delay would fail the bound.
+    for (let i = 0; i < 10; i++) {
+      const started = Date.now();
+      const res = await get("/delay-none");
+      expect(res.headers["x-origin"]).toBe("v1");
+      expect(Date.now() - started).toBeLessThan(1_000);
+    }
+  });
+
   it("delays a request and then forwards it", async () => {
     const started = Date.now();
     const res = await get("/delay");
@@ -512,6 +537,39 @@ describe("CORS (§1.12)", () => {
     expect(res.headers["access-control-allow-origin"]).toBeUndefined();
     expect(v1.received.length).toBe(before);
   });
+
+  it("echoes the request's origin for allowOrigins exact \"*\", never * itself", async () => {
+    const res = await get("/cany/items", { origin: "https://anyone.example" });
+    expect(res.headers["x-origin"]).toBe("v1");
+    expect(res.headers["access-control-allow-origin"]).toBe("https://anyone.example");
+    const before = v1.received.length;
+    const preflight = await send(gw.url, "/cany/items", { host: HOST, method: "OPTIONS", headers: { origin: "https://other.example", "access-control-request-method": "POST" } });
+    expect(preflight.status).toBe(200);
+    expect(preflight.headers["access-control-allow-origin"]).toBe("https://other.example");
+    expect(v1.received.length).toBe(before);
+  });
+
+  it("runs after RBAC: an AuthorizationPolicy's 403 carries no CORS headers, even for an allowed origin (§7.13)", async () => {
+    const before = v1.received.length;
+    for (const path of ["/cors/admin", "/cany/admin"]) {
+      const res = await get(path, { origin: "https://app.example" });
+      expect([res.status, res.body]).toEqual([403, "RBAC: access denied"]);
+      expect(res.headers["access-control-allow-origin"]).toBeUndefined();
+      expect(res.headers["access-control-expose-headers"]).toBeUndefined();
+    }
+    expect(v1.received.length).toBe(before);
+  });
+
+  it("refuses an allowed-origin preflight to a denied path with RBAC's 403, not the preflight 200", async () => {
+    const before = v1.received.length;
+    for (const path of ["/cors/admin", "/cany/admin"]) {
+      const res = await send(gw.url, path, { host: HOST, method: "OPTIONS", headers: { origin: "https://app.example", "access-control-request-method": "POST" } });
+      expect([res.status, res.body]).toEqual([403, "RBAC: access denied"]);
+      expect(res.headers["access-control-allow-origin"]).toBeUndefined();
+      expect(res.headers["access-control-allow-methods"]).toBeUndefined();
+    }
+    expect(v1.received.length).toBe(before);
+  });
 });
 
 describe("mirroring", () => {
@@ -536,6 +594,20 @@ describe("mirroring", () => {
     expect(v1.received[v1.received.length - 1]?.headers["x-isthmus-mirror"]).toBeUndefined();
   });
 
+  it("gives the copy the original authority, with no -shadow suffix (Istio >= 1.28, §7.9)", async () => {
+    for (const [i, authority] of ["shop.example.com", "shop.example.com:8080"].entries()) {
+      const url = `/mirror/host/${i}`;
+      expect((await get(url, {}, authority)).headers["x-origin"]).toBe("v1");
+      expect(await waitFor(() => shadow.received.some((r) => r.url === url))).toBe(true);
+      const copy = shadow.received.find((r) => r.url === url);
+      const primary = v1.received.find((r) => r.url === url);
+      expect(copy?.headers["x-isthmus-mirror"]).toBe("1");
+      expect(copy?.headers["x-forwarded-host"]).toBe(authority);
+      expect(copy?.headers["x-forwarded-host"]).toBe(primary?.headers["x-forwarded-host"]);
+      expect(Object.values(copy?.headers ?? {}).join("\n")).not.toContain("-shadow");
+    }
+  });
+
   it("is not changed by a shadow that answers 500 or hangs", async () => {
     shadow.respond((_req, res) => {
       res.writeHead(500);
@@ -550,6 +622,8 @@ describe("mirroring", () => {
     expect(res.status).toBe(200);
     expect(res.headers["x-origin"]).toBe("v1");
     expect(Date.now() - started).toBeLessThan(1_500);
+    // The copy can reach the shadow after the client's answer; wait for it, so it is not counted by the next test.
+    expect(await waitFor(() => ["/mirror/a", "/mirror/b"].every((url) => shadow.received.some((r) => r.url === url)))).toBe(true);
   });
 
   it("skips the mirror when the body is over maxMirrorBodyBytes, and the primary still gets the whole body", async () => {

@@ -350,4 +350,24 @@ spec:
     expect(sec?.policies[1]?.rules[0]?.when).toEqual([]);
     expect(warnings(r.problems).map((p) => p.message).join("\n")).toMatch(/ALLOW rule is dropped[\s\S]*condition is dropped/);
   });
+
+  it("warns that a lower-case method never matches (methods are case-sensitive, §7.20)", async () => {
+    const r = await build(`
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: lower, namespace: ns}
+spec:
+  rules:
+  - to: [{operation: {methods: ["get", "POST", "*"]}}]
+`);
+    expect(errors(r.problems)).toEqual([]);
+    expect(warnings(r.problems)).toEqual([
+      expect.objectContaining({
+        file: "security.yaml",
+        resource: "AuthorizationPolicy/ns/lower",
+        field: "spec.rules[0].to[0].operation.methods",
+        message: 'methods are case-sensitive and HTTP methods are upper case; "get" never matches a standard method',
+      }),
+    ]);
+  });
 });

@@ -8,7 +8,7 @@ import { runPipeline, type PipelineDeps } from "../../../src/gateway/pipeline.ts
 import { Balancer } from "../../../src/routing/balancer.ts";
 import { hydrate } from "../../../src/routing/hydrate.ts";
 import { packSnapshot, type PackedSnapshot } from "../../../src/config/snapshot-packing.ts";
-import { serviceEntry, snapshotOf, virtualService, type Doc } from "../support.ts";
+import { doc, serviceEntry, snapshotOf, virtualService, type Doc } from "../support.ts";
 
 interface Upstream {
   requests: Request[];
@@ -122,6 +122,29 @@ describe("runPipeline", () => {
     // Istio's default retry policy (2 retries on connect-failure) applies, so the origin is tried 3 times.
     expect([refused.response.status, refused.body, refused.sent.length]).toEqual([503, "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: connection failure", 3]);
     expect(refused.record.flags).toEqual(expect.arrayContaining(["UF", "URX"]));
+  });
+
+  it("answers 503 NC with an empty body for a route whose cluster is missing from the snapshot (one the CLI would refuse, §7.28)", async () => {
+    const snapshot = await snapshotOf(
+      origin("api", "10.0.0.1", { endpoints: [{ address: "10.0.0.1", labels: { version: "v1" } }, { address: "10.0.0.2", labels: { version: "v2" } }] }),
+      doc("DestinationRule", "api", { host: "api.internal", subsets: [{ name: "v1", labels: { version: "v1" } }, { name: "v2", labels: { version: "v2" } }] }),
+      virtualService("v", ["shop.example.com"], [
+        { match: [{ uri: { prefix: "/v1" } }], route: [{ destination: { host: "api.internal", subset: "v1" } }] },
+        { route: [{ destination: { host: "api.internal", subset: "v2" } }] },
+      ]),
+    );
+    // The compiler refuses an undefined subset, so the only way to a route without its cluster is to drop the cluster by hand.
+    expect(Object.keys(snapshot.clusters)).toContain("outbound|8080|v1|api.internal");
+    delete snapshot.clusters["outbound|8080|v1|api.internal"];
+    const runtime = hydrate(snapshot);
+    const up = upstream();
+    const missing = await runPipeline(new Request("http://shop.example.com/v1/items"), runtime, up.deps);
+    expect([missing.response.status, await missing.response.text(), missing.record.flags]).toEqual([503, "", ["NC"]]);
+    expect(up.requests).toHaveLength(0);
+    // Only that route fails: the other subset's route still forwards.
+    const other = await runPipeline(new Request("http://shop.example.com/items"), runtime, up.deps);
+    expect(other.response.status).toBe(200);
+    expect(up.requests.map((r) => r.url)).toEqual(["http://10.0.0.2:8080/items"]);
   });
 
   it("answers redirects and direct responses at the edge, with the route's response headers", async () => {
