@@ -19,10 +19,19 @@ describe("retryOn", () => {
     expect(retriable(p, refused, "GET", false)).toBe(true);
     expect(retriable(p, response(503), "GET", false)).toBe(false);
     expect(retriable(p, response(500), "GET", false)).toBe(false);
+    // gRPC is always POST: its statuses are retried only where non-idempotent methods are (the annotation).
     expect(retriable(p, response(200, { "grpc-status": "14" }), "POST", true)).toBe(true);
     expect(retriable(p, response(200, { "grpc-status": "1" }), "POST", true)).toBe(true);
     expect(retriable(p, response(200, { "grpc-status": "13" }), "POST", true)).toBe(false);
     expect(retriable(p, perTry, "GET", false)).toBe(false);
+  });
+
+  it("does not retry gRPC UNAVAILABLE without isthmus.dev/retry-non-idempotent: gRPC is POST, and the origin had the request", () => {
+    const p = ISTIO_DEFAULT_RETRY;
+    expect(retriable(p, response(200, { "grpc-status": "14" }), "POST", false)).toBe(false);
+    expect(retriable(p, response(200, { "grpc-status": "1" }), "POST", false)).toBe(false);
+    // A failure Cloudflare reports before the request reached the origin is retried for any method.
+    expect(retriable(p, response(522, { server: "cloudflare" }), "POST", false)).toBe(true);
   });
 
   it("5xx covers 5xx responses, connection failures and per-try timeouts", () => {
