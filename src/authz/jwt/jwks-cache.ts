@@ -20,6 +20,7 @@
  *   not the very first fetch.
  */
 import type { Fetch } from "../../routing/forward.ts";
+import { concatBytes, readAtMost } from "../../gateway/bytes.ts";
 import { KeySet, parseJwks } from "./keys.ts";
 
 export interface JwksPolicy {
@@ -158,9 +159,15 @@ export class JwksCache {
         await res.body?.cancel();
         throw new Error(`${url} answered ${res.status}`);
       }
-      const text = await res.text();
-      if (text.length > MAX_JWKS_BYTES) throw new Error(`${url} returned more than ${MAX_JWKS_BYTES} bytes`);
-      return text;
+      // Read no further than the cap: a document that goes on is refused once it passes it, not buffered whole.
+      const reader = res.body?.getReader();
+      if (!reader) return "";
+      const head = await readAtMost(reader, MAX_JWKS_BYTES);
+      if (!head.done) {
+        await reader.cancel();
+        throw new Error(`${url} returned more than ${MAX_JWKS_BYTES} bytes`);
+      }
+      return new TextDecoder().decode(concatBytes(head.chunks, head.size));
     } finally {
       clearTimeout(timer);
     }

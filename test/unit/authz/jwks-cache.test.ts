@@ -121,6 +121,29 @@ describe("JwksCache", () => {
     expect(first.ok && second.ok && first.keys === second.keys).toBe(true);
   });
 
+  it("stops reading a document that passes 1 MiB, instead of buffering all of it, and fails closed", async () => {
+    let pulled = 0;
+    const chunk = new Uint8Array(64 * 1024).fill(0x20);
+    const cache = new JwksCache(
+      async () =>
+        new Response(
+          new ReadableStream<Uint8Array>({
+            pull(controller) {
+              // 8 MiB of whitespace, handed out as it is read.
+              if (pulled >= 8 * 1024 * 1024) return controller.close();
+              pulled += chunk.byteLength;
+              controller.enqueue(chunk);
+            },
+          }),
+        ),
+      () => 1_000_000,
+    );
+    const result = await cache.keys({ uri: "https://idp.example/huge" }, "a", 5_000, POLICY, () => {});
+    expect(result.ok).toBe(false);
+    expect(pulled).toBeGreaterThan(1024 * 1024);
+    expect(pulled).toBeLessThan(2 * 1024 * 1024);
+  });
+
   it("rejects a document without usable keys and keeps the previous ones", async () => {
     const t = setup();
     await t.get("a");
