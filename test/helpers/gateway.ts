@@ -50,33 +50,46 @@ export async function startGateway(yaml: string, options: StartOptions = {}): Pr
   const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), "isthmus-state-"));
   const configFile = join(configDir, "config.yaml");
   writeFileSync(configFile, yaml);
-  const port = await freePort();
-  let out = "";
   const stateFlag = command === "dev" ? "--persist-to" : "--state";
-  const child: ChildProcess = spawn(process.execPath, ["bin/isthmus.js", command, "-f", configDir, "--port", String(port), stateFlag, stateDir, ...(options.args ?? [])], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ISTHMUS_ADMIN_TOKEN: ADMIN_TOKEN, ...options.env },
-  });
-  child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr?.on("data", (d: Buffer) => (out += d.toString()));
-
+  let port = 0;
+  let out = "";
+  let child: ChildProcess | undefined;
   const waitFor = async (pattern: RegExp, from: number, timeoutMs: number): Promise<RegExpExecArray> => {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       const m = pattern.exec(out.slice(from));
       if (m) return m;
-      if (child.exitCode !== null) throw new Error(`isthmus ${command} exited (${child.exitCode}):\n${out}`);
+      if (child?.exitCode !== null) throw new Error(`isthmus ${command} exited (${child?.exitCode}):\n${out}`);
       await new Promise((r) => setTimeout(r, 50));
     }
     throw new Error(`timed out waiting for ${pattern}:\n${out}`);
   };
 
-  await waitFor(/isthmus: ready on (\S+) \(config (\w+)\)/, 0, 120_000);
+  // A free port can be taken by another process before the gateway binds it (test files start
+  // gateways in parallel): then the gateway exits at once, and a new port is tried.
+  for (let attempt = 1; ; attempt++) {
+    port = await freePort();
+    out = "";
+    const launched: ChildProcess = spawn(process.execPath, ["bin/isthmus.js", command, "-f", configDir, "--port", String(port), stateFlag, stateDir, ...(options.args ?? [])], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, ISTHMUS_ADMIN_TOKEN: ADMIN_TOKEN, ...options.env },
+    });
+    child = launched;
+    launched.stdout?.on("data", (d: Buffer) => (out += d.toString()));
+    launched.stderr?.on("data", (d: Buffer) => (out += d.toString()));
+    try {
+      await waitFor(/isthmus: ready on (\S+) \(config (\w+)\)/, 0, 120_000);
+      break;
+    } catch (error) {
+      if (attempt >= 3 || launched.exitCode === null || !/Address already in use|EADDRINUSE/.test(out)) throw error;
+    }
+  }
+  const running = child;
   const url = `http://127.0.0.1:${port}`;
   return {
     url,
     port,
-    pid: child.pid as number,
+    pid: running.pid as number,
     configDir,
     stateDir,
     output: () => out,
@@ -92,14 +105,14 @@ export async function startGateway(yaml: string, options: StartOptions = {}): Pr
     },
     admin: (path) => fetch(`${url}/__isthmus${path}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }),
     async stop(stopOptions = {}) {
-      if (child.exitCode === null) {
-        child.kill("SIGINT");
+      if (running.exitCode === null) {
+        running.kill("SIGINT");
         await new Promise<void>((resolve) => {
           const t = setTimeout(() => {
-            child.kill("SIGKILL");
+            running.kill("SIGKILL");
             resolve();
           }, 10_000);
-          child.once("exit", () => {
+          running.once("exit", () => {
             clearTimeout(t);
             resolve();
           });
