@@ -93,10 +93,6 @@ export async function sendWithRetries(input: AttemptsInput): Promise<AttemptsRes
   let current: AbortController | undefined;
   let routeTimer: ReturnType<typeof setTimeout> | undefined;
   let settled = false;
-  const expire = () => {
-    route?.abort();
-    current?.abort();
-  };
   // Envoy starts the route timeout at the end of the downstream request. A buffered body was read
   // whole before this point, so its clock starts now; a streamed one is still arriving, so its clock
   // starts again once the attempt has read it to its end (the wait for admission is bounded too).
@@ -105,7 +101,10 @@ export async function sendWithRetries(input: AttemptsInput): Promise<AttemptsRes
       ? () => {
           if (settled) return;
           if (routeTimer !== undefined) clearTimeout(routeTimer);
-          routeTimer = setTimeout(expire, timeoutMs);
+          routeTimer = setTimeout(() => {
+            route?.abort();
+            current?.abort();
+          }, timeoutMs);
         }
       : undefined;
   startClock?.();
@@ -242,13 +241,15 @@ async function sendOnce(
   let over = false;
   const perTryMs = perTryTimeoutOf(input.policy);
   let perTry: ReturnType<typeof setTimeout> | undefined;
-  const startPerTry = () => {
-    if (perTryMs === undefined || over) return;
-    perTry = setTimeout(() => {
-      perTryTimedOut = true;
-      controller?.abort();
-    }, perTryMs);
-  };
+  const startPerTry =
+    perTryMs === undefined
+      ? undefined
+      : () => {
+          perTry = setTimeout(() => {
+            perTryTimedOut = true;
+            controller?.abort();
+          }, perTryMs);
+        };
   const headers = input.headers;
   headers.set("x-envoy-attempt-count", String(attempt));
   const url = input.url(endpoint);
@@ -264,11 +265,11 @@ async function sendOnce(
         controller?.abort();
       },
       () => {
-        startPerTry();
+        if (!over) startPerTry?.();
         bodyEnded?.();
       },
     );
-  } else startPerTry();
+  } else startPerTry?.();
   try {
     const init: RequestInit = { method: input.method, headers, body, redirect: "manual" };
     if (controller) init.signal = controller.signal;
