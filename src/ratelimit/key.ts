@@ -7,6 +7,7 @@
  */
 import type { KeyPartDef } from "../config/snapshot.ts";
 import type { RequestFacts } from "../gateway/facts.ts";
+import { requestHeaderReader } from "../gateway/request-header.ts";
 import { Generations } from "./generations.ts";
 
 /** One value per key part; null is a missing part counted under the shared bucket (`missingKey: SHARED`). */
@@ -27,8 +28,8 @@ export function keyReader(part: KeyPartDef): KeyReader {
     case "remote.ip":
       return (i) => i.facts.remoteIp || undefined;
     case "request.headers": {
-      const name = typeof part.key === "string" ? part.key : "";
-      return (i) => i.facts.headers.get(name) ?? undefined;
+      const read = requestHeaderReader(typeof part.key === "string" ? part.key : "");
+      return (i) => read(i.facts);
     }
     case "request.auth.principal":
       // Istio's request.auth.principal needs both iss and sub.

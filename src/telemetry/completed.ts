@@ -211,6 +211,16 @@ export function attributesOf(c: Completed): AttributeReader {
       case "request.method":
         return c.method;
       case "request.headers":
+        switch (key) {
+          case ":authority":
+            return c.host;
+          case ":path":
+            return c.query ? `${c.path}?${c.query}` : c.path;
+          case ":method":
+            return c.method;
+          case ":scheme":
+            return c.scheme;
+        }
         return headers.get(key as string);
       case "request.useragent":
         return headers.get("user-agent");

@@ -18,6 +18,7 @@
  * const expr = parseExpression("response.code >= 500 || request.headers['x-debug'] == '1'");
  * if (expr.ok) evaluate(expr.node, (name, key) => attributesOf(request)(name, key));
  */
+import { isRequestHeaderName } from "../gateway/request-header.ts";
 
 export type Value = string | number | boolean | null | Value[];
 
@@ -265,7 +266,14 @@ class Parser {
     if (!kind) throw new Error(`unknown attribute "${name}"; supported: ${Object.keys(ATTRIBUTES).join(", ")}`);
     if (kind === "keyed" && key === undefined) throw new Error(`${name} needs a name, as in ${name}['x-example']`);
     if (kind === "plain" && key !== undefined) throw new Error(`${name} takes no [name]`);
-    return key !== undefined ? { type: "attribute", name, key: name.endsWith("headers") ? key.toLowerCase() : key } : { type: "attribute", name };
+    if (key !== undefined && name.endsWith("headers")) {
+      const header = key.toLowerCase();
+      // Headers.get throws for a name that is not a header name; the pseudo-headers are read from the request instead.
+      const readable = name === "request.headers" ? isRequestHeaderName(header) : isRequestHeaderName(header) && !header.startsWith(":");
+      if (!readable) throw new Error(`${name}['${key}'] is not a header name${name === "request.headers" ? " (or :authority, :path, :method, :scheme)" : ""}`);
+      return { type: "attribute", name, key: header };
+    }
+    return key !== undefined ? { type: "attribute", name, key } : { type: "attribute", name };
   }
 }
 

@@ -10,6 +10,7 @@
  * 4. otherwise allowed. AUDIT policies only mark; dry-run policies are
  *    evaluated in a shadow engine and never change the verdict.
  */
+import { requestHeaderReader } from "../../gateway/request-header.ts";
 import type { PolicyCheckDef, PolicyDef, PolicyRuleDef } from "../../config/snapshot.ts";
 import type { RequestFacts } from "../../gateway/facts.ts";
 import type { PeerIdentity, RequestIdentity } from "../identity.ts";
@@ -185,8 +186,8 @@ function attributeTest(def: PolicyCheckDef): Test {
       return list((i) => claimValues(i.identity?.claims, path));
     }
     case "request.headers": {
-      const name = typeof def.key === "string" ? def.key : "";
-      return strings((i) => i.facts.headers.get(name) ?? undefined);
+      const read = requestHeaderReader(typeof def.key === "string" ? def.key : "");
+      return strings((i) => read(i.facts));
     }
     case "request.host":
       return (values) => {

@@ -7,6 +7,7 @@
  * value checks; each decides what to do with an attribute the edge cannot
  * know (see `Unusable`).
  */
+import { isRequestHeaderName } from "../../gateway/request-header.ts";
 import type { PolicyAttribute, PolicyCheckDef } from "../snapshot.ts";
 import type { AnyResource } from "../validate.ts";
 import type { Diagnostics, FieldPath } from "./diagnostics.ts";
@@ -91,8 +92,8 @@ export function conditionCheck(
     if (attribute === "source.namespace" || attribute === "source.serviceAccount") diag.warn(resource, [...path, "key"], `${key} ${MESH_IDENTITY}`);
   } else if (key.startsWith("request.headers")) {
     const names = bracketed(key.slice("request.headers".length));
-    if (!names || names.length !== 1) {
-      diag.error(resource, [...path, "key"], `expected request.headers[<header name>], got "${key}"`);
+    if (!names || names.length !== 1 || !isRequestHeaderName((names[0] as string).toLowerCase())) {
+      diag.error(resource, [...path, "key"], `expected request.headers[<header name>] (an HTTP header name, or :authority, :path, :method or :scheme), got "${key}"`);
       return undefined;
     }
     c = check("request.headers", values, notValues, { key: (names[0] as string).toLowerCase() });

@@ -7,6 +7,7 @@
  * all traffic, another namespace → its services, a selector → matching
  * destinations or the gateway itself), giving each cluster its scope.
  */
+import { isRequestHeaderName } from "../../gateway/request-header.ts";
 import { durationMs } from "../duration.ts";
 import type { ClusterDef, KeyPartDef, LimitDef, OverrideDef, PolicyCheckDef, RateLimitDef, RateLimitRuleDef } from "../snapshot.ts";
 import type { RateLimitRule } from "../schema/isthmus.ts";
@@ -199,7 +200,7 @@ function compileLimits(policy: Resource<"RateLimitPolicy">, limits: RateLimitRul
   });
 }
 
-const KEY_PARTS = "remote.ip, request.headers[<name>], request.auth.principal, request.auth.claims[<claim>] (nested: [<a>][<b>]), request.host, request.method, request.path, route";
+const KEY_PARTS = "remote.ip, request.headers[<name>] (a header name, or :authority, :path, :method or :scheme), request.auth.principal, request.auth.claims[<claim>] (nested: [<a>][<b>]), request.host, request.method, request.path, route";
 
 /** A key part as written (`request.headers[x-api-key]`) → its definition; undefined when unknown. */
 export function keyPart(text: string): KeyPartDef | undefined {
@@ -218,7 +219,8 @@ export function keyPart(text: string): KeyPartDef | undefined {
   }
   if (text.startsWith("request.headers")) {
     const names = bracketed(text.slice("request.headers".length));
-    return names?.length === 1 ? { attribute: "request.headers", key: (names[0] as string).toLowerCase() } : undefined;
+    const name = names?.length === 1 ? (names[0] as string).toLowerCase() : undefined;
+    return name !== undefined && isRequestHeaderName(name) ? { attribute: "request.headers", key: name } : undefined;
   }
   if (text.startsWith("request.auth.claims")) {
     const names = bracketed(text.slice("request.auth.claims".length));

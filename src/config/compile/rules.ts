@@ -293,7 +293,10 @@ export function compileHeaders(headers: z.infer<typeof HeadersSchema> | undefine
     }
     if (addedAuthority !== undefined && !def.set?.some(([n]) => n === ":authority")) def.set = [...(def.set ?? []), [":authority", addedAuthority]];
     if (ops.remove?.length) {
-      const remove = ops.remove.map((n) => n.toLowerCase()).filter((n) => !n.startsWith(":") && n !== "host");
+      ops.remove.forEach((n, i) => {
+        if (!n.startsWith(":") && !HEADER_NAME.test(n)) fail([...path, side, "remove", i], `expected a valid HTTP header name, got "${n}"`);
+      });
+      const remove = ops.remove.map((n) => n.toLowerCase()).filter((n) => !n.startsWith(":") && n !== "host" && HEADER_NAME.test(n));
       if (remove.length) def.remove = remove;
     }
     if (def.set || def.add || def.remove) out[side] = def;

@@ -209,6 +209,8 @@ describe("header operations", () => {
 
   it("rejects invalid header names and values with CR or LF", async () => {
     expect(await fieldErrors({ route: [dest()], headers: { request: { set: { "bad name": "x" } } } })).toEqual(['spec.http[0].headers.request.set["bad name"]: expected a valid HTTP header name']);
+    // A name Headers refuses would make every request on the route throw when it is removed.
+    expect(await fieldErrors({ route: [dest()], headers: { response: { remove: ["x-ok", "bad name"] } } })).toEqual(['spec.http[0].headers.response.remove[1]: expected a valid HTTP header name, got "bad name"']);
     expect(await fieldErrors({ route: [dest()], headers: { request: { add: { "x-a": "one\r\nx-b: two" } } } })).toEqual(['spec.http[0].headers.request.add["x-a"]: expected a value without CR, LF or NUL']);
   });
 

@@ -2,6 +2,8 @@
  * The CEL subset of access-log filters and metric tag values.
  */
 import { describe, expect, it } from "vitest";
+import { newRecord } from "../../../src/gateway/context.ts";
+import { attributesOf, completeRequest } from "../../../src/telemetry/completed.ts";
 import { evaluate, parseExpression, tagValue, type Value } from "../../../src/telemetry/expression.ts";
 
 const attrs: Record<string, Value> = {
@@ -69,6 +71,23 @@ describe("expressions", () => {
     expect(bad("request.path.matches('a')")).toMatch(/startsWith, endsWith or contains/);
     expect(bad("'unterminated")).toMatch(/unterminated string/);
     expect(bad("")).toMatch(/empty/);
+    // Headers.get would throw for these at every request: refused when the config is built.
+    expect(bad("request.headers['x bad'] == '1'")).toMatch(/request.headers\['x bad'\] is not a header name \(or :authority, :path, :method, :scheme\)/);
+    expect(bad("response.headers[':status'] == '200'")).toMatch(/response.headers\[':status'\] is not a header name$/);
+    expect(bad("request.headers[':authority'] == 'a'")).toBe("");
+  });
+
+  it("reads request.headers[':authority'], [':path'], [':method'] and [':scheme'] from the request, as Envoy's pseudo-headers", () => {
+    const completed = completeRequest({
+      request: new Request("https://shop.example.com/cart?id=7", { method: "POST" }),
+      record: newRecord(0),
+      response: new Response("ok"),
+      end: 1,
+      responseBodyBytes: 2,
+      disconnected: false,
+    });
+    const read = attributesOf(completed);
+    expect([":authority", ":path", ":method", ":scheme"].map((k) => read("request.headers", k))).toEqual(["shop.example.com", "/cart?id=7", "POST", "https"]);
   });
 
   it("gives tag values as Istio labels them (missing → unknown)", () => {
