@@ -187,7 +187,16 @@ function attributeTest(def: PolicyCheckDef): Test {
     }
     case "request.headers": {
       const read = requestHeaderReader(typeof def.key === "string" ? def.key : "");
-      return strings((i) => read(i.facts));
+      // Istio makes `*` on a header Envoy's present_match (matcher.HeaderMatcher): an empty value is present too,
+      // where `*` on any other attribute needs a value (`.+`).
+      return (values) => {
+        const present = values.includes("*");
+        const m = anyValue(values);
+        return (i) => {
+          const v = read(i.facts);
+          return v !== undefined && (present || m(v));
+        };
+      };
     }
     case "request.host":
       return (values) => {

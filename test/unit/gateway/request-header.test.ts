@@ -52,6 +52,21 @@ describe("request.headers[<pseudo-header>]", () => {
     expect(await status(runtime, isolate, "http://other.test/admin")).toBe(200);
   });
 
+  it("treats values ['*'] on a header as present, empty or not (Envoy's present_match), so an empty header cannot slip past a DENY", async () => {
+    const runtime = hydrate(
+      await snapshotOf(
+        site,
+        doc("AuthorizationPolicy", "no-debug", { action: "DENY", rules: [{ when: [{ key: "request.headers[x-debug]", values: ["*"] }] }] }, "istio-system"),
+        doc("AuthorizationPolicy", "tenant-required", { action: "DENY", rules: [{ to: [{ operation: { hosts: ["other.test"] } }], when: [{ key: "request.headers[x-tenant]", notValues: ["*"] }] }] }, "istio-system"),
+      ),
+    );
+    const isolate = deps();
+    const get = async (url: string, headers: Record<string, string>) => (await runPipeline(new Request(url, { headers }), runtime, isolate)).response.status;
+    expect([await get("http://app.test/", {}), await get("http://app.test/", { "x-debug": "" }), await get("http://app.test/", { "x-debug": "1" })]).toEqual([200, 403, 403]);
+    // notValues ['*']: the header is absent. An empty one is present.
+    expect([await get("http://other.test/", {}), await get("http://other.test/", { "x-tenant": "" })]).toEqual([403, 200]);
+  });
+
   it("counts a rate-limit key by :method", async () => {
     const runtime = hydrate(
       await snapshotOf(site, doc("RateLimitPolicy", "per-method", { rules: [{ name: "m", scope: "LOCAL", key: ["request.headers[:method]"], limits: [{ requests: 1, unit: "minute" }] }] }, "istio-system")),
