@@ -62,7 +62,7 @@ function gatewayAuthenticated(ctx: RequestContext, start: number | undefined, ou
     endStage(ctx, "authentication", start, () => ({ "isthmus.authn.result": "denied", "isthmus.authn.status": outcome.status }));
     return jwtDenied(ctx, outcome.status, outcome.httpStatus);
   }
-  applyTokenOutputs(ctx.facts.headers, outcome.verified);
+  applyTokenOutputs(ctx.facts, outcome.verified);
   setIdentity(ctx, outcome.verified);
   endStage(ctx, "authentication", start, () => authnAttributes(ctx));
   return undefined;
@@ -128,7 +128,7 @@ async function authenticateForDestination(ctx: RequestContext, sec: RuntimeSecur
   const outcome = await authenticate(scope.plan, source, authnEnv(ctx));
   if (!outcome.ok) return jwtDenied(ctx, outcome.status, outcome.httpStatus);
   const gatewayRules = new Set(sec.gateway.jwtRules);
-  applyTokenOutputs(facts.headers, outcome.verified.filter((v) => !gatewayRules.has(v.rule)));
+  applyTokenOutputs(facts, outcome.verified.filter((v) => !gatewayRules.has(v.rule)));
   setIdentity(ctx, outcome.verified);
   return undefined;
 }

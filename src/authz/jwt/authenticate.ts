@@ -42,7 +42,10 @@ export interface AuthnEnv {
 export interface VerifiedToken {
   jwt: ParsedJwt;
   rule: JwtRule;
+  /** The header that carried it, if one did. */
   header?: string;
+  /** The query parameter that carried it, if one did. */
+  param?: string;
 }
 
 export type AuthnOutcome = { ok: true; verified: VerifiedToken[] } | { ok: false; status: JwtStatus; httpStatus: 401 | 403 };
@@ -80,7 +83,8 @@ function isVerifiedBy(candidate: string, rules: readonly JwtRule[]): boolean {
 type TokenResult = { ok: true; jwt: ParsedJwt; rule: JwtRule } | { ok: false; status: JwtStatus };
 
 function verifiedToken(t: FoundToken<JwtRule>, result: { jwt: ParsedJwt; rule: JwtRule }): VerifiedToken {
-  return t.header === undefined ? { jwt: result.jwt, rule: result.rule } : { jwt: result.jwt, rule: result.rule, header: t.header };
+  if (t.header !== undefined) return { jwt: result.jwt, rule: result.rule, header: t.header };
+  return t.param === undefined ? { jwt: result.jwt, rule: result.rule } : { jwt: result.jwt, rule: result.rule, param: t.param };
 }
 
 /** The tokens from `from` on (the first a cache miss), verified one after the other: a hit still takes only the cheap checks. */

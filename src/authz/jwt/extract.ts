@@ -21,6 +21,8 @@ export interface FoundToken<R> {
   rules: R[];
   /** Set for tokens found in a header (the header verification may remove). */
   header?: string;
+  /** Set for tokens found in a query parameter (the parameter verification may remove). */
+  param?: string;
 }
 
 export type Extraction<R> = { ok: true; tokens: FoundToken<R>[] } | { ok: false; tooLarge: true };
@@ -95,7 +97,7 @@ export function extractTokens<R>(plan: ExtractionPlan<R>, facts: RequestFacts, m
   for (const p of plan.params) {
     for (const value of queryParams(facts, p.name)) {
       if (value.length > maxBytes) return { ok: false, tooLarge: true };
-      if (value) tokens.push({ token: value, rules: p.rules });
+      if (value) tokens.push({ token: value, rules: p.rules, param: p.name });
     }
   }
   if (plan.cookies.length > 0) {

@@ -4,23 +4,53 @@
  * (base64url), `outputClaimToHeaders` copies claims (strings as they are,
  * integers in decimal, booleans as true/false, objects and lists as
  * base64 JSON, anything else not at all), and unless
- * `forwardOriginalToken` is set the header that carried the token is
- * removed. Tokens from query parameters and cookies are left in place, as
- * Envoy leaves them.
+ * `forwardOriginalToken` is set the header or query parameter that
+ * carried the token is removed (Envoy removes a query parameter's token
+ * since envoyproxy/envoy#34418). A token from a cookie is left in place, as
+ * Envoy leaves it.
  */
+import type { RequestFacts } from "../../gateway/facts.ts";
 import { encodeBase64 } from "./base64url.ts";
 import type { VerifiedToken } from "./authenticate.ts";
 import { own } from "./parse.ts";
 
-export function applyTokenOutputs(headers: Headers, verified: readonly VerifiedToken[]): void {
-  for (const { jwt, rule, header } of verified) {
+export function applyTokenOutputs(facts: RequestFacts, verified: readonly VerifiedToken[]): void {
+  const headers = facts.headers;
+  for (const { jwt, rule, header, param } of verified) {
     const def = rule.def;
     if (def.outputPayloadToHeader) setSafely(headers, def.outputPayloadToHeader, jwt.payloadSegment);
     for (const { header: name, claim } of def.outputClaimToHeaders) {
       const value = claimHeaderValue(jwt.payload, claim);
       if (value) setSafely(headers, name, value);
     }
-    if (header !== undefined && !def.forwardOriginalToken) headers.delete(header);
+    if (def.forwardOriginalToken) continue;
+    if (header !== undefined) headers.delete(header);
+    if (param !== undefined) facts.query = withoutParam(facts.query, param);
+  }
+}
+
+/**
+ * A query string without every occurrence of a parameter (its name compared
+ * decoded, as extraction found it); the other parameters keep their order
+ * and their encoding.
+ *
+ * @example
+ * withoutParam("a=1&access_token=xyz&b=2", "access_token") // "a=1&b=2"
+ */
+export function withoutParam(query: string, name: string): string {
+  const kept: string[] = [];
+  for (const part of query.split("&")) {
+    const eq = part.indexOf("=");
+    if (decodeName(eq < 0 ? part : part.slice(0, eq)) !== name) kept.push(part);
+  }
+  return kept.join("&");
+}
+
+function decodeName(s: string): string {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, " "));
+  } catch {
+    return s;
   }
 }
 
