@@ -88,6 +88,9 @@ export class OutlierDetector {
       reason = this.countStatus(host, status, def);
     }
     if (!reason || host.ejection) return undefined;
+    // As Envoy's onConsecutiveErrorWorker: the counter that reached its threshold starts again whether or not
+    // the ejection happens, so an endpoint maxEjectionPercent spared is tried again after as many errors more.
+    resetReached(host, def);
     const ejectedPercent = (100 * (this.ejectedCount + ejectedElsewhere + 1)) / hostCount;
     if (ejectedPercent > def.maxEjectionPercent) return undefined;
     if (host.multiplier * def.baseEjectionTimeMs < def.maxEjectionTimeMs + def.baseEjectionTimeMs) host.multiplier++;
@@ -194,4 +197,11 @@ export class OutlierDetector {
     h.consecutiveLocal = 0;
     this.ejectedCount--;
   }
+}
+
+/** Resets each consecutive-error counter that stands at its threshold (the ones that just asked for an ejection). */
+function resetReached(host: HostState, def: OutlierDetectionDef): void {
+  if (def.consecutive5xxErrors > 0 && host.consecutive5xx >= def.consecutive5xxErrors) host.consecutive5xx = 0;
+  if (def.consecutiveGatewayErrors > 0 && host.consecutiveGateway >= def.consecutiveGatewayErrors) host.consecutiveGateway = 0;
+  if (def.splitExternalLocalOriginErrors && host.consecutiveLocal >= def.consecutiveLocalOriginFailures) host.consecutiveLocal = 0;
 }

@@ -88,6 +88,20 @@ describe("maxEjectionPercent", () => {
     const other = new OutlierDetector(d, 0);
     for (let i = 0; i < 3; i++) expect(other.observe("c", s500, d, 3, i, 1)).toBeUndefined();
   });
+
+  it("tries again after as many errors more when the cap spared an endpoint, as Envoy resets the count either way", () => {
+    const d = def({ maxEjectionPercent: 34, baseEjectionTimeMs: 10_000, intervalMs: 1_000 });
+    const od = new OutlierDetector(d, 0);
+    for (let i = 0; i < 3; i++) od.observe("a", s500, d, 3, i);
+    // b reaches the threshold while a is out: spared by the cap, and its count starts again.
+    for (let i = 0; i < 3; i++) expect(od.observe("b", s500, d, 3, 10 + i)).toBeUndefined();
+    expect(od.state("b", d, 20).consecutive5xx).toBe(0);
+    // a comes back at the first sweep 10 s after its ejection; b keeps failing: ejected at its next third error, not never.
+    expect(od.isEjected("a", d, 11_000)).toBe(false);
+    expect(od.observe("b", s500, d, 3, 11_100)).toBeUndefined();
+    expect(od.observe("b", s500, d, 3, 11_200)).toBeUndefined();
+    expect(od.observe("b", s500, d, 3, 11_300)).toMatchObject({ endpoint: "b", reason: "consecutive-5xx" });
+  });
 });
 
 describe("ejection time", () => {
