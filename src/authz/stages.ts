@@ -45,7 +45,10 @@ export function authenticatePeer(ctx: RequestContext): undefined {
 export function authenticateRequest(ctx: RequestContext): PipelineResult | undefined | Promise<PipelineResult | undefined> {
   const sec = ctx.snapshot.security;
   if (!sec) return undefined;
-  if (sec.destinationJwt) ctx.preAuthHeaders = new Headers(ctx.facts.headers);
+  // Kept for what reads the client's headers as sent: destination-scoped JWT rules, and external
+  // authorizers (Envoy runs ext_authz before jwt_authn, so an authorizer sees the bearer token a
+  // verified rule removes).
+  if (sec.destinationJwt || sec.extAuthz.size > 0) ctx.preAuthHeaders = new Headers(ctx.facts.headers);
   if (sec.gateway.jwtRules.length === 0 || isCorsPreflight(ctx.facts)) return undefined;
   return verifyGatewayJwt(ctx, sec.gateway);
 }
@@ -190,7 +193,8 @@ async function runCustom(ctx: RequestContext, sec: RuntimeSecurity, matched: rea
       body = buffered.check;
       ctx.request = new Request(ctx.request.url, { method: ctx.request.method, headers: ctx.request.headers, body: buffered.replay });
     }
-    const result = await checkRequest(provider, cluster, body ? { facts: ctx.facts, body } : { facts: ctx.facts }, ctx.deps);
+    const facts = ctx.preAuthHeaders ? { ...ctx.facts, headers: ctx.preAuthHeaders } : ctx.facts;
+    const result = await checkRequest(provider, cluster, body ? { facts, body } : { facts }, ctx.deps);
     if (result.kind === "deny") {
       ctx.record.authz = { ...ctx.record.authz, deniedBy: `ext-authz ${name}` };
       ctx.record.details = "ext_authz_denied";

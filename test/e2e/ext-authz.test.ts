@@ -180,6 +180,16 @@ describe("a CUSTOM policy", () => {
     expect(denied.res.body).toBe("who are you");
   });
 
+  it("sends the authorizer the bearer token a RequestAuthentication verified (and removed), as Envoy's ext_authz sees it", async () => {
+    authz.decide(() => ({ status: 200 }));
+    const token = await idp.sign();
+    const { res, check, upstream } = await call("custom", "/protected/x", { headers: { authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(200);
+    expect(check?.headers.authorization).toBe(`Bearer ${token}`);
+    // Upstream, the verified token is gone (forwardOriginalToken is not set).
+    expect(upstream?.headers.authorization).toBeUndefined();
+  });
+
   it("runs after request authentication: an invalid token is refused without asking the authorizer", async () => {
     authz.decide(() => ({ status: 200 }));
     const bad = `${(await idp.sign()).slice(0, -6)}AAAAAA`;
