@@ -108,8 +108,8 @@ describe("RateLimitPolicy compile", () => {
     );
     const at = "RateLimitPolicy/istio-system/limits: spec.rules";
     expect(errors(result).map((e) => e.replace(/^config\.yaml:\d+: error: /, ""))).toEqual([
-      `${at}[0].key[0]: unknown key part "request.cookies[session]"; expected one of remote.ip, request.headers[<name>], request.auth.principal, request.auth.claims[<claim>] (nested: [<a>][<b>]), request.host, request.method, request.path, route`,
-      `${at}[0].key[1]: unknown key part "request.headers[]"; expected one of remote.ip, request.headers[<name>], request.auth.principal, request.auth.claims[<claim>] (nested: [<a>][<b>]), request.host, request.method, request.path, route`,
+      `${at}[0].key[0]: unknown key part "request.cookies[session]"; expected one of remote.ip, request.headers[<name>] (a header name, or :authority, :path, :method or :scheme), request.auth.principal, request.auth.claims[<claim>] (nested: [<a>][<b>]), request.host, request.method, request.path, route`,
+      `${at}[0].key[1]: unknown key part "request.headers[]"; expected one of remote.ip, request.headers[<name>] (a header name, or :authority, :path, :method or :scheme), request.auth.principal, request.auth.claims[<claim>] (nested: [<a>][<b>]), request.host, request.method, request.path, route`,
       `${at}[1].when[0].key: destination.ip is not known at the edge (a Worker sees neither the address the client connected to nor Envoy filter metadata); a rate limit cannot depend on it`,
       `${at}[1].when[1].key: unknown attribute "request.colour"; expected one of request.headers[<name>], source.ip, remote.ip, source.namespace, source.principal, source.serviceAccount, request.auth.principal, request.auth.audiences, request.auth.presenter, request.auth.claims[<name>], destination.ip, destination.port, connection.sni`,
       `${at}[2].limits[0].burst: requests: 0 blocks every request; a burst has no meaning with it`,
