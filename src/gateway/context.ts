@@ -138,6 +138,13 @@ export interface RequestContext {
   /** Client headers as they were before request authentication changed them (set only when needed later). */
   preAuthHeaders?: Headers;
   /**
+   * Set by the stages that apply the route's response header operations
+   * themselves (a forwarded response, a redirect or direct response, a
+   * CORS preflight); any other reply made once a route is chosen gets them
+   * from the pipeline, as Envoy finalizes every local reply's headers.
+   */
+  routeHeadersApplied?: boolean;
+  /**
    * The head of the upstream's response as telemetry reads it, counted when
    * the response was copied and kept in step with every change since; unset
    * when not counted, and cleared when a response hook changes the headers.
@@ -172,6 +179,7 @@ export function newContext(
     cluster: undefined,
     passthrough: undefined,
     preAuthHeaders: undefined,
+    routeHeadersApplied: undefined,
     responseHead: undefined,
   };
 }

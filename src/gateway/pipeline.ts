@@ -18,7 +18,7 @@
  *   11 forward + 12 response routing/stages.ts forwardUpstream
  */
 import type { RuntimeSnapshot } from "../routing/hydrate.ts";
-import { answerAtEdge, applyCors, forwardUpstream, injectFault, selectRouteStage, selectUpstream, selectVirtualHost } from "../routing/stages.ts";
+import { answerAtEdge, applyCors, applyRouteResponseHeaders, forwardUpstream, injectFault, selectRouteStage, selectUpstream, selectVirtualHost } from "../routing/stages.ts";
 import { authenticatePeer, authenticateRequest, authorize } from "../authz/stages.ts";
 import { limitRate } from "../ratelimit/stage.ts";
 import { localReply, newContext, newRecord, type PipelineDeps, type PipelineResult, type RequestContext } from "./context.ts";
@@ -67,6 +67,7 @@ export async function runPipeline(
     const step = stage(ctx);
     const result = step instanceof Promise ? await step : step;
     if (!result) continue;
+    if (ctx.route !== undefined && ctx.routeHeadersApplied === undefined) applyRouteResponseHeaders(ctx, result.response.headers);
     if (ctx.responseHooks.length > 0) {
       for (const hook of ctx.responseHooks) hook(result.response);
       // A hook changes the headers: telemetry reads them again.

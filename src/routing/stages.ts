@@ -85,7 +85,11 @@ export function applyCors(ctx: RequestContext): PipelineResult | undefined {
   const cors = ctx.route?.rule.cors;
   if (!cors) return undefined;
   const decision = decideCors(cors, ctx.facts.method, ctx.facts.headers);
-  if (decision.type === "preflight") return { response: new Response(null, { status: 200, headers: decision.headers }), record: ctx.record };
+  if (decision.type === "preflight") {
+    // Envoy's CORS filter answers a preflight without the route's header operations.
+    ctx.routeHeadersApplied = true;
+    return { response: new Response(null, { status: 200, headers: decision.headers }), record: ctx.record };
+  }
   if (decision.type === "actual") {
     const headers = decision.headers;
     ctx.responseHooks.push((response) => {
@@ -110,8 +114,24 @@ export function answerAtEdge(ctx: RequestContext): PipelineResult | undefined {
     if (body !== undefined && body.length > 0) response.headers.set("content-type", "text/plain");
     result = { response, record: ctx.record };
   }
-  if (result) applyHeaderOps(result.response.headers, route.rule.def.headers?.response);
+  if (result) {
+    applyHeaderOps(result.response.headers, route.rule.def.headers?.response);
+    ctx.routeHeadersApplied = true;
+  }
   return result;
+}
+
+/**
+ * The route's (and its weighted destination's) response header operations
+ * on a reply the gateway made itself once the route was chosen: a 403, a
+ * 429, a fault abort, a 503 or 504. Envoy finalizes every local reply's
+ * headers with the route, so a security header set on the route is on its
+ * error responses too.
+ */
+export function applyRouteResponseHeaders(ctx: RequestContext, headers: Headers): void {
+  const rule = ctx.route?.rule;
+  if (!rule) return;
+  for (const ops of orderedOps("response", rule.def.headers, ctx.destination?.headers, rule.destinations.length > 1)) applyHeaderOps(headers, ops);
 }
 
 /**
@@ -256,6 +276,7 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
   }
   record.flags.push(...result.flags);
 
+  ctx.routeHeadersApplied = true;
   record.upstreamServiceTimeMs = Math.max(0, Math.round(deps.now() - started));
   const serviceTime = String(record.upstreamServiceTimeMs);
   const ops = orderedOps("response", rule.def.headers, destination.headers, weighted);

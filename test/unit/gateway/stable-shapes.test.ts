@@ -81,7 +81,7 @@ describe("per-request objects", () => {
     const context = result.context;
     if (!context) throw new Error("a request past ingress has a context");
     expect(keys(context.facts)).toEqual(keys(fresh.facts));
-    expect(keys(context)).toEqual(["request", "snapshot", "settings", "deps", "facts", "record", "waitUntil", "responseHooks", "vhost", "route", "destination", "cluster", "passthrough", "preAuthHeaders", "responseHead"]);
+    expect(keys(context)).toEqual(["request", "snapshot", "settings", "deps", "facts", "record", "waitUntil", "responseHooks", "vhost", "route", "destination", "cluster", "passthrough", "preAuthHeaders", "routeHeadersApplied", "responseHead"]);
     expect(keys(result)).toEqual(["response", "record", "context"]);
   });
 
