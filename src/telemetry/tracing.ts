@@ -88,15 +88,21 @@ export function attemptObserver(ctx: RequestContext): AttemptObserver | undefine
   };
 }
 
-/** Writes the trace context of each mirrored copy (its own CLIENT span); undefined when not traced. */
+/**
+ * Writes the trace context of each mirrored copy (its own CLIENT span, which
+ * the gateway reports); undefined when not traced. The copy is marked not
+ * sampled, as Istio's mirror policy sets (`trace_sampled: false`), so the
+ * shadow service does not add its spans to the production trace.
+ */
 export function mirrorDecorator(ctx: RequestContext): ((headers: Headers, index: number) => void) | undefined {
   const trace = traceOf(ctx);
   const telemetry = ctx.snapshot.telemetry;
   if (!trace || !telemetry) return undefined;
   const spans = (ctx.record.mirrorSpans ??= []);
+  const unsampled = trace.sampled ? { ...trace, sampled: false } : trace;
   return (headers, index) => {
     const spanId = randomHex(8, ctx.deps.random);
     spans[index] = spanId;
-    propagate(headers, trace, spanId, telemetry.def.settings.propagators);
+    propagate(headers, unsampled, spanId, telemetry.def.settings.propagators);
   };
 }
