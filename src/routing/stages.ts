@@ -112,6 +112,11 @@ export function answerAtEdge(ctx: RequestContext): PipelineResult | undefined {
     const body = action.bodyBase64 !== undefined ? base64Bytes(action.bodyBase64) : action.body;
     const response = new Response(body ?? null, { status: action.status });
     if (body !== undefined && body.length > 0) response.headers.set("content-type", "text/plain");
+    // Envoy's router gives a direct 201 or 3xx the request's own URL as its Location.
+    if (action.status === 201 || (action.status >= 300 && action.status < 400)) {
+      const f = ctx.facts;
+      response.headers.set("location", `${f.scheme}://${f.authority}${f.path}${f.query ? `?${f.query}` : ""}`);
+    }
     result = { response, record: ctx.record };
   }
   if (result) {

@@ -66,3 +66,22 @@ describe("a route's response headers on the gateway's own replies", () => {
     expect(await get("/limited")).toEqual({ status: 429, ...withHeaders });
   });
 });
+
+describe("a direct response", () => {
+  it("gives a 201 or a 3xx the request's own URL as its Location, as Envoy's router does, and a 200 none", async () => {
+    const runtime = hydrate(
+      await snapshotOf(
+        virtualService("d", ["direct.test"], [
+          { match: [{ uri: { prefix: "/created" } }], directResponse: { status: 201 } },
+          { match: [{ uri: { prefix: "/moved" } }], directResponse: { status: 302, body: { string: "see there" } } },
+          { directResponse: { status: 200 } },
+        ]),
+      ),
+    );
+    const deps: PipelineDeps = { fetch: () => Promise.reject(new Error("no upstream")), balancer: new Balancer(() => 0), random: () => 0, requestId: () => "rid", now: () => 0, sleep: async () => {} };
+    const location = async (url: string) => (await runPipeline(new Request(url), runtime, deps)).response.headers.get("location");
+    expect(await location("http://direct.test/created/7?x=1")).toBe("http://direct.test/created/7?x=1");
+    expect(await location("http://direct.test:8080/moved")).toBe("http://direct.test:8080/moved");
+    expect(await location("http://direct.test/other")).toBeNull();
+  });
+});
