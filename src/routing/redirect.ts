@@ -38,11 +38,12 @@ export function redirectLocation(r: RedirectDef, facts: RequestFacts, uriMatch: 
 
 /**
  * Envoy's prefix_rewrite: the part of the path the route's uri match
- * consumed is replaced (an exact match consumes the whole path).
- * `prefix: /foo` with `/` turns `/foo/x` into `//x`, as in Envoy.
+ * consumed is replaced (an exact or a regex match consumes the whole path;
+ * no uri match consumes the leading `/`). `prefix: /foo` with `/` turns
+ * `/foo/x` into `//x`, as in Envoy.
  */
 export function replacePrefix(path: string, uriMatch: StringMatchDef | undefined, replacement: string): string {
-  if (uriMatch?.type === "exact") return replacement;
+  if (uriMatch?.type === "exact" || uriMatch?.type === "regex") return replacement;
   if (uriMatch?.type === "prefix") return replacement + path.slice(uriMatch.value.length);
   return replacement + path.slice(1);
 }

@@ -99,10 +99,12 @@ function compileRule(vs: Resource<"VirtualService">, route: HTTPRoute, index: nu
     }
     if (rw.authority !== undefined) rule.rewrite.authority = rw.authority;
   }
-  if (route.redirect?.prefixRewrite !== undefined || route.rewrite?.uri !== undefined) {
+  // Istio's validateHTTPRedirect wants prefix matches for a redirect's prefixRewrite. A rewrite.uri has no such
+  // rule: with a regex match Envoy's prefix_rewrite replaces the whole path (the regex matched all of it).
+  if (route.redirect?.prefixRewrite !== undefined) {
     (route.match ?? []).forEach((m, j) => {
       if (m.uri?.regex !== undefined) {
-        fail([...path, "match", j, "uri"], "a prefix rewrite needs exact or prefix uri matches (Envoy cannot rewrite a prefix matched by a regex)");
+        fail([...path, "match", j, "uri"], "a redirect's prefixRewrite needs exact or prefix uri matches (Istio refuses it with a regex match)");
       }
     });
   }

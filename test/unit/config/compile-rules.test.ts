@@ -74,10 +74,12 @@ describe("redirect", () => {
     expect(await fieldErrors({ redirect: { scheme: "ftp" } })).toEqual(['spec.http[0].redirect.scheme: expected http or https, got "ftp"']);
   });
 
-  it("rejects prefixRewrite on a rule that matches by regex", async () => {
+  it("rejects a redirect's prefixRewrite on a rule that matches by regex (Istio's validation), but not rewrite.uri", async () => {
     expect(await fieldErrors({ match: [{ uri: { prefix: "/a" } }, { uri: { regex: "/b.*" } }], redirect: { prefixRewrite: "/c" } })).toEqual([
-      "spec.http[0].match[1].uri: a prefix rewrite needs exact or prefix uri matches (Envoy cannot rewrite a prefix matched by a regex)",
+      "spec.http[0].match[1].uri: a redirect's prefixRewrite needs exact or prefix uri matches (Istio refuses it with a regex match)",
     ]);
+    // Istio accepts it, and Envoy's prefix_rewrite then replaces the whole path the regex matched.
+    expect(await fieldErrors({ match: [{ uri: { regex: "/v1/[a-z]+" } }], rewrite: { uri: "/v2/items" }, route: [dest()] })).toEqual([]);
   });
 });
 

@@ -83,8 +83,9 @@ describe("replacePrefix", () => {
     expect(replacePrefix("/foobar", { type: "prefix", value: "/foo" }, "/baz")).toBe("/bazbar");
   });
 
-  it("replaces the whole path for an exact match and the leading / for no uri match", () => {
+  it("replaces the whole path for an exact or a regex match and the leading / for no uri match", () => {
     expect(replacePrefix("/old", { type: "exact", value: "/old" }, "/new")).toBe("/new");
+    expect(replacePrefix("/v1/abc", { type: "regex", value: "/v1/[a-z]+" }, "/v2/items")).toBe("/v2/items");
     expect(replacePrefix("/anything/here", undefined, "/base/")).toBe("/base/anything/here");
   });
 
