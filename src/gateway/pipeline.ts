@@ -65,8 +65,9 @@ export async function runPipeline(
   for (const stage of STAGES) {
     // Most stages decide synchronously: awaiting their plain results would cost a microtask turn each.
     const step = stage(ctx);
-    const result = step instanceof Promise ? await step : step;
+    let result = step instanceof Promise ? await step : step;
     if (!result) continue;
+    if (ctx.route === undefined && ctx.snapshot.rateLimits && result.record.flags.includes("NR")) result = (await limitUnrouted(ctx)) ?? result;
     if (ctx.route !== undefined && ctx.routeHeadersApplied === undefined) applyRouteResponseHeaders(ctx, result.response.headers);
     if (ctx.responseHooks.length > 0) {
       for (const hook of ctx.responseHooks) hook(result.response);
@@ -77,4 +78,18 @@ export async function runPipeline(
     return { response: result.response, record: result.record, context: ctx };
   }
   throw new Error("the pipeline ended without a response");
+}
+
+/**
+ * Envoy's rate limit filters run before its router answers 404 NR, so a
+ * gateway-wide limit counts the requests no route takes too (a scanner's
+ * guesses): those rules decide here, and a refusal replaces the 404.
+ */
+async function limitUnrouted(ctx: RequestContext): Promise<PipelineResult | undefined> {
+  const step = limitRate(ctx);
+  const limited = step instanceof Promise ? await step : step;
+  if (!limited) return undefined;
+  const flags = ctx.record.flags;
+  flags.splice(flags.indexOf("NR"), 1);
+  return limited;
 }

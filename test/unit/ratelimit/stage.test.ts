@@ -69,6 +69,24 @@ async function get(runtime: RuntimeSnapshot, deps: PipelineDeps, path = "/", hea
 /** A generous decision timeout: these tests are about decisions, not about a cold object in a busy test runner. */
 const perUser = (extra: Record<string, unknown> = {}) => ({ name: "per-user", key: ["request.headers[x-user]"], limits: [{ requests: 3, unit: "day" }], decisionTimeout: "10s", ...extra });
 
+describe("requests no route takes", () => {
+  it("count towards a gateway-wide limit before their 404, as Envoy's rate limit filters run before its router (a scanner is limited too)", async () => {
+    const { runtime } = await gateway({
+      rules: [
+        { name: "per-ip", scope: "LOCAL", key: ["remote.ip"], limits: [{ requests: 2, unit: "minute" }] },
+        { name: "orders-only", scope: "LOCAL", match: { routes: ["orders"] }, limits: [{ requests: 1, unit: "minute" }] },
+      ],
+    });
+    const { deps } = isolate(null);
+    const unknown = async () => {
+      const { response, record } = await runPipeline(new Request("http://no-such-host.test/wp-login.php", { headers: { "cf-connecting-ip": "203.0.113.9" } }), runtime, deps);
+      return [response.status, record.flags.join(",")];
+    };
+    // The route-scoped rule never sees them; the per-IP one refuses the third with 429 (flag RL, not NR).
+    expect([await unknown(), await unknown(), await unknown()]).toEqual([[404, "NR"], [404, "NR"], [429, "RL"]]);
+  });
+});
+
 describe("rate limiting in the pipeline", () => {
   it("admits exactly the limit, then answers Envoy's 429 with Retry-After and the IETF fields", async () => {
     const { runtime } = await gateway({ rules: [perUser()] });
