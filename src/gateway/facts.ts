@@ -54,13 +54,20 @@ export function queryParam(facts: RequestFacts, name: string): string | undefine
   for (const part of facts.query.split("&")) {
     const eq = part.indexOf("=");
     const key = eq < 0 ? part : part.slice(0, eq);
-    if (safeDecode(key) !== name) continue;
-    return eq < 0 ? "" : safeDecode(part.slice(eq + 1));
+    if (decodeQueryPart(key) !== name) continue;
+    return eq < 0 ? "" : decodeQueryPart(part.slice(eq + 1));
   }
   return undefined;
 }
 
-function safeDecode(s: string): string {
+/**
+ * A query string's name or value decoded (`+` is a space), or as it is when
+ * its escapes are malformed.
+ *
+ * @example
+ * decodeQueryPart("a+b%2Fc") // "a b/c"
+ */
+export function decodeQueryPart(s: string): string {
   try {
     return decodeURIComponent(s.replace(/\+/g, " "));
   } catch {

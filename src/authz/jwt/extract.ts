@@ -6,7 +6,7 @@
  * found is returned (they must all verify), and each one is checked
  * against the size cap before any decoding.
  */
-import { queryParam, type RequestFacts } from "../../gateway/facts.ts";
+import { decodeQueryPart, queryParam, type RequestFacts } from "../../gateway/facts.ts";
 
 /** The places tokens are looked for, deduplicated, with the rules that declared each one. */
 export interface ExtractionPlan<R> {
@@ -120,18 +120,11 @@ function queryParams(facts: RequestFacts, name: string): string[] {
   for (const part of facts.query.split("&")) {
     const eq = part.indexOf("=");
     const key = eq < 0 ? part : part.slice(0, eq);
-    if (decode(key) === name) out.push(eq < 0 ? "" : decode(part.slice(eq + 1)));
+    if (decodeQueryPart(key) === name) out.push(eq < 0 ? "" : decodeQueryPart(part.slice(eq + 1)));
   }
   return out;
 }
 
-function decode(s: string): string {
-  try {
-    return decodeURIComponent(s.replace(/\+/g, " "));
-  } catch {
-    return s;
-  }
-}
 
 function parseCookies(header: string | null): Map<string, string> {
   const out = new Map<string, string>();

@@ -9,7 +9,7 @@
  * since envoyproxy/envoy#34418). A token from a cookie is left in place, as
  * Envoy leaves it.
  */
-import type { RequestFacts } from "../../gateway/facts.ts";
+import { decodeQueryPart, type RequestFacts } from "../../gateway/facts.ts";
 import { encodeBase64 } from "./base64url.ts";
 import type { VerifiedToken } from "./authenticate.ts";
 import { own } from "./parse.ts";
@@ -41,18 +41,11 @@ export function withoutParam(query: string, name: string): string {
   const kept: string[] = [];
   for (const part of query.split("&")) {
     const eq = part.indexOf("=");
-    if (decodeName(eq < 0 ? part : part.slice(0, eq)) !== name) kept.push(part);
+    if (decodeQueryPart(eq < 0 ? part : part.slice(0, eq)) !== name) kept.push(part);
   }
   return kept.join("&");
 }
 
-function decodeName(s: string): string {
-  try {
-    return decodeURIComponent(s.replace(/\+/g, " "));
-  } catch {
-    return s;
-  }
-}
 
 /** The header value Envoy writes for a claim (`a.b.c` reads nested objects); undefined when it writes none. */
 export function claimHeaderValue(payload: Record<string, unknown>, claim: string): string | undefined {
