@@ -31,7 +31,11 @@ export interface RequestFacts {
   peerIp?: string;
   /** The HTTP/1.1 size of the header block as the client sent it (`name: value\r\n` each), counted by hygiene; telemetry reports it. */
   receivedHeaderBytes?: number;
-  /** The client's Content-Length as a number (absent when it sent none), checked and noted by hygiene. */
+  /**
+   * The request body's size: the client's Content-Length, checked and noted
+   * by hygiene; for a body sent without one (chunked, or HTTP/2), the bytes
+   * read once the gateway has read it whole (absent until then).
+   */
   bodyLength?: number | undefined;
   /**
    * The client sent a trace context header or `x-client-trace-id` (noted by

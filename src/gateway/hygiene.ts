@@ -160,14 +160,14 @@ function utf8Length(s: string): number {
  * Wraps a request body so that it fails once more than `max` bytes have
  * been read. `onExceeded` runs first, so the caller can abort the upstream
  * request (a merely truncated stream would look like a complete, shorter
- * body to the origin). `onEnd` runs when the client's body has been read
- * to its end (Envoy's end of the downstream request, where its timeouts
- * start).
+ * body to the origin). `onEnd` runs with the body's size when the client's
+ * body has been read to its end (Envoy's end of the downstream request,
+ * where its timeouts start).
  *
  * @example
- * const body = limitBody(request.body, 10_485_760, () => controller.abort(), () => startTimeout());
+ * const body = limitBody(request.body, 10_485_760, () => controller.abort(), (size) => startTimeout());
  */
-export function limitBody(body: ReadableStream<Uint8Array>, max: number, onExceeded: () => void, onEnd?: () => void): ReadableStream<Uint8Array> {
+export function limitBody(body: ReadableStream<Uint8Array>, max: number, onExceeded: () => void, onEnd?: (size: number) => void): ReadableStream<Uint8Array> {
   let seen = 0;
   const transformer: Transformer<Uint8Array, Uint8Array> = {
     transform(chunk, controller) {
@@ -180,6 +180,6 @@ export function limitBody(body: ReadableStream<Uint8Array>, max: number, onExcee
       }
     },
   };
-  if (onEnd) transformer.flush = () => onEnd();
+  if (onEnd) transformer.flush = () => onEnd(seen);
   return body.pipeThrough(new TransformStream<Uint8Array, Uint8Array>(transformer));
 }

@@ -32,6 +32,8 @@ export interface UpstreamRequest {
   body: ReadableStream<Uint8Array> | null;
   maxBodyBytes: number;
   timeoutMs?: number;
+  /** Told the body's size once it has been read to its end. */
+  bodyRead?: (size: number) => void;
 }
 
 export type ForwardResult = { ok: true; response: Response } | { ok: false; reply: LocalReply };
@@ -62,10 +64,15 @@ export async function forward(fetchFn: Fetch, url: string, req: UpstreamRequest)
         }, req.timeoutMs)
       : undefined;
   const body = hasBody
-    ? limitBody(req.body as ReadableStream<Uint8Array>, req.maxBodyBytes, () => {
-        tooLarge = true;
-        controller?.abort();
-      })
+    ? limitBody(
+        req.body as ReadableStream<Uint8Array>,
+        req.maxBodyBytes,
+        () => {
+          tooLarge = true;
+          controller?.abort();
+        },
+        req.bodyRead,
+      )
     : null;
   try {
     const init: RequestInit = { method: req.method, headers: req.headers, body, redirect: "manual" };

@@ -243,6 +243,9 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
           ? NO_UPSTREAM_BODY
           : { type: "stream", stream: body };
   if (upstreamBody.type === "bytes" && upstreamBody.bytes.byteLength > limits.maxRequestBodyBytes) return localReply(badRequest(413, "payload too large"), record);
+  // A body sent without Content-Length is measured as it is read, for telemetry's request size.
+  if (upstreamBody.type === "bytes") facts.bodyLength ??= upstreamBody.bytes.byteLength;
+  const bodyRead = upstreamBody.type === "stream" && facts.bodyLength === undefined ? (size: number) => (facts.bodyLength = size) : undefined;
   const hashKey = cluster.consistentHash ? requestHash(cluster.consistentHash.key, facts, deps.random) : {};
 
   const started = deps.now();
@@ -256,6 +259,7 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
     url: (endpoint) => endpointUrl(cluster, endpoint, facts.host, path, facts.query),
     timeoutMs: rule.def.timeoutMs,
     maxBodyBytes: limits.maxRequestBodyBytes,
+    bodyRead,
     client,
     gatewayLabels: ctx.settings.gatewayLabels,
     hash: hashKey.hash,
@@ -343,6 +347,7 @@ async function passthrough(ctx: RequestContext): Promise<PipelineResult> {
     headers: facts.headers,
     body: ctx.request.body,
     maxBodyBytes: ctx.settings.limits.maxRequestBodyBytes,
+    bodyRead: (size) => (facts.bodyLength ??= size),
   });
   observer?.ended(1, result.ok ? { status: result.response.status } : { failure: result.reply.flag === "UT" ? "route-timeout" : "connect-failure" }, undefined);
   record.upstreamHost = `${facts.host}:${facts.port}`;

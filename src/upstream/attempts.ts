@@ -49,6 +49,8 @@ export interface AttemptsInput {
   timeoutMs?: number;
   /** Cap on a streamed body (a buffered one was measured already). */
   maxBodyBytes: number;
+  /** Told a streamed body's size once it has been read to its end. */
+  bodyRead?: (size: number) => void;
   /** The request's locality and the gateway's labels, for locality load balancing. */
   client: string | undefined;
   gatewayLabels: Record<string, string> | undefined;
@@ -264,9 +266,10 @@ async function sendOnce(
         tooLarge = true;
         controller?.abort();
       },
-      () => {
+      (size) => {
         if (!over) startPerTry?.();
         bodyEnded?.();
+        input.bodyRead?.(size);
       },
     );
   } else startPerTry?.();
