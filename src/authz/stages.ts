@@ -23,7 +23,7 @@ import { JwksCache } from "./jwt/jwks-cache.ts";
 import { applyTokenOutputs } from "./jwt/outputs.ts";
 import { forwardClientCert } from "./peer/client-cert.ts";
 import { readPeer } from "./peer/identity.ts";
-import { NO_ALLOW_MATCHED, policyInput, verdict, type Policy, type PolicyInput } from "./policy/engine.ts";
+import { NO_ALLOW_MATCHED, policyInput, rbacPolicyName, verdict, type Policy, type PolicyInput } from "./policy/engine.ts";
 import { extAuthzError, jwtFailure, PEER_CERTIFICATE_REQUIRED, RBAC_DENIED } from "./replies.ts";
 import { endStage, startStage } from "../telemetry/record.ts";
 import type { JwtStatus } from "./jwt/status.ts";
@@ -163,7 +163,7 @@ function judge(ctx: RequestContext, scope: SecurityScope, input: PolicyInput): P
 
   const outcome = verdict(scope.layers, input);
   if (outcome === undefined) return undefined;
-  return deny(ctx, outcome === NO_ALLOW_MATCHED ? undefined : outcome.def.source);
+  return deny(ctx, outcome === NO_ALLOW_MATCHED ? undefined : outcome, input);
 }
 
 /** The policies that match, in order; a scope without any (the common case) allocates nothing. */
@@ -171,9 +171,10 @@ function matching(policies: readonly Policy[], input: PolicyInput): readonly Pol
   return policies.length === 0 ? policies : policies.filter((p) => p.matches(input));
 }
 
-function deny(ctx: RequestContext, policy: string | undefined): PipelineResult {
-  ctx.record.authz = { ...ctx.record.authz, deniedBy: policy ?? "no ALLOW policy matched" };
-  ctx.record.details = `rbac_access_denied_matched_policy[${policy ?? "none"}]`;
+/** A 403 naming the DENY policy that matched (none: no ALLOW policy did), in the access log as Istio's RBAC names it. */
+function deny(ctx: RequestContext, policy: Policy | undefined, input: PolicyInput): PipelineResult {
+  ctx.record.authz = { ...ctx.record.authz, deniedBy: policy?.def.source ?? "no ALLOW policy matched" };
+  ctx.record.details = `rbac_access_denied_matched_policy[${policy ? rbacPolicyName(policy.def.source, policy.matchedRule(input)) : "none"}]`;
   return localReply(RBAC_DENIED, ctx.record);
 }
 

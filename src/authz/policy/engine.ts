@@ -48,6 +48,8 @@ export type Predicate = (input: PolicyInput) => boolean;
 export interface Policy {
   def: PolicyDef;
   matches: Predicate;
+  /** The index of the first rule that matches, -1 when none does (asked only to name a denial). */
+  matchedRule: (input: PolicyInput) => number;
 }
 
 /** The verdict when a layer has ALLOW policies and none of them matches (Istio's step 3). */
@@ -75,7 +77,19 @@ export function verdict(layers: readonly { deny: readonly Policy[]; allow: reado
 /** Compiles a policy's rules; a policy without rules matches nothing. */
 export function compilePolicy(def: PolicyDef): Policy {
   const rules = def.rules.map(compileRule);
-  return { def, matches: rules.length === 0 ? never : anyPredicate(rules) };
+  return { def, matches: rules.length === 0 ? never : anyPredicate(rules), matchedRule: (input) => rules.findIndex((r) => r(input)) };
+}
+
+/**
+ * The name Istio gives a policy's rule in Envoy's RBAC configuration, which
+ * a denial's `response_code_details` carries.
+ *
+ * @example
+ * rbacPolicyName("AuthorizationPolicy/shop/no-admin", 1) // "ns[shop]-policy[no-admin]-rule[1]"
+ */
+export function rbacPolicyName(source: string, rule: number): string {
+  const [, namespace = "", name = ""] = source.split("/");
+  return `ns[${namespace}]-policy[${name}]-rule[${rule}]`;
 }
 
 function compileRule(def: PolicyRuleDef): Predicate {
