@@ -128,6 +128,8 @@ export interface MatchDef {
   headers?: HeaderMatchDef[];
   claims?: ClaimMatchDef[];
   withoutHeaders?: HeaderMatchDef[];
+  /** `withoutHeaders` on `@request.auth.claims`: the claim must not match (a request without it passes), as Istio's inverted metadata matcher. */
+  withoutClaims?: ClaimMatchDef[];
   queryParams?: { name: string; match: StringMatchDef }[];
   port?: number;
 }

@@ -66,6 +66,7 @@ export function matchesRequest(def: MatchDef, f: RequestFacts): boolean {
   if (def.headers) for (const h of def.headers) if (!matchesHeader(h, f)) return false;
   if (def.withoutHeaders) for (const h of def.withoutHeaders) if (!lacksHeader(h, f)) return false;
   if (def.claims) for (const c of def.claims) if (!matchesClaim(c, f)) return false;
+  if (def.withoutClaims) for (const c of def.withoutClaims) if (matchesClaim(c, f)) return false;
   if (def.queryParams) for (const q of def.queryParams) if (!matchesString(q.match, queryParam(f, q.name))) return false;
   return true;
 }

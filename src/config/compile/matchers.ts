@@ -75,7 +75,7 @@ export function compileMatch(m: z.infer<typeof HTTPMatchRequest>, path: FieldPat
   if (headers.headers.length) out.headers = headers.headers;
   if (headers.claims.length) out.claims = headers.claims;
   const without = compileHeaderMatches(m.withoutHeaders, [...path, "withoutHeaders"], fail);
-  if (without.claims.length) fail([...path, "withoutHeaders"], "claim matches (@request.auth.claims) are only supported in headers");
+  if (without.claims.length) out.withoutClaims = without.claims;
   if (without.headers.length) out.withoutHeaders = without.headers;
   if (m.queryParams) {
     const params: NonNullable<MatchDef["queryParams"]> = [];

@@ -313,9 +313,9 @@ describe("match blocks", () => {
     expect(await fieldErrors({ match: [{ headers: { "@request.auth.claims": { exact: "x" } } }], route: [dest()] })).toEqual([
       'spec.http[0].match[0].headers["@request.auth.claims"]: expected @request.auth.claims.<name> or @request.auth.claims[<name>][<nested>]',
     ]);
-    expect(await fieldErrors({ match: [{ withoutHeaders: { "@request.auth.claims.sub": { exact: "x" } } }], route: [dest()] })).toEqual([
-      "spec.http[0].match[0].withoutHeaders: claim matches (@request.auth.claims) are only supported in headers",
-    ]);
+    // Istio accepts a claim in withoutHeaders (an inverted metadata matcher): it compiles to withoutClaims.
+    const without = await compileRules({ match: [{ withoutHeaders: { "@request.auth.claims.sub": { exact: "x" } } }], route: [dest()] });
+    expect(routesOf(without)?.[0]).toEqual({ withoutClaims: [{ claim: ["sub"], match: { type: "exact", value: "x" } }] });
   });
 
   it("rejects empty scheme, method and authority matches, a uri match with no type and a bad header name", async () => {

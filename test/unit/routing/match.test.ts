@@ -135,6 +135,14 @@ describe("matchesRequest", () => {
     expect(nested(facts({ claims: { realm_access: { roles: ["ops-admin"] } } }))).toBe(true);
     expect(nested(facts({ claims: { realm_access: ["roles"] } }))).toBe(false);
   });
+
+  it("withoutHeaders on a claim: the claim must not match, and a request without it (or without a token) passes", () => {
+    const notAdmin = requestMatcher({ withoutClaims: [{ claim: ["groups"], match: { type: "exact", value: "admin" } }] });
+    expect(notAdmin(facts({ claims: { groups: ["dev", "admin"] } }))).toBe(false);
+    expect(notAdmin(facts({ claims: { groups: ["dev"] } }))).toBe(true);
+    expect(notAdmin(facts({ claims: {} }))).toBe(true);
+    expect(notAdmin(facts({}))).toBe(true);
+  });
 });
 
 describe("ignoreUriCase", () => {
