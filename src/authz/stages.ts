@@ -21,6 +21,7 @@ import type { PeerIdentity } from "./identity.ts";
 import { authenticate, identityOf, type AuthnEnv, type AuthnOutcome, type VerifiedToken } from "./jwt/authenticate.ts";
 import { JwksCache } from "./jwt/jwks-cache.ts";
 import { applyTokenOutputs } from "./jwt/outputs.ts";
+import { sendsNoBody } from "../upstream/request-body.ts";
 import { forwardClientCert } from "./peer/client-cert.ts";
 import { readPeer } from "./peer/identity.ts";
 import { NO_ALLOW_MATCHED, policyInput, rbacPolicyName, verdict, type Policy, type PolicyInput } from "./policy/engine.ts";
@@ -188,7 +189,7 @@ async function runCustom(ctx: RequestContext, sec: RuntimeSecurity, matched: rea
     let body: Uint8Array | undefined;
     // A GET or HEAD can arrive with a body, but no fetch() can send one (to the authorizer or the
     // upstream, which never gets it either): its check goes without, as if it had none.
-    if (provider.includeRequestBody && ctx.facts.method !== "GET" && ctx.facts.method !== "HEAD") {
+    if (provider.includeRequestBody && !sendsNoBody(ctx.facts.method)) {
       const buffered = await bufferBody(ctx.request.body, provider.includeRequestBody.maxBytes, provider.includeRequestBody.allowPartial);
       if (!buffered.ok) return localReply(badRequest(413, "payload too large"), ctx.record);
       body = buffered.check;

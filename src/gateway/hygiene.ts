@@ -6,6 +6,7 @@
  */
 import type { RequestLimits } from "../config/snapshot.ts";
 import { badRequest, type LocalReply } from "./local-reply.ts";
+import { isHttpToken } from "./request-header.ts";
 import { isTraceContextHeader } from "../telemetry/trace-context.ts";
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction. */
@@ -21,7 +22,6 @@ const SPOOFABLE_PREFIXES = ["x-forwarded-", "x-envoy-", "x-isthmus-"];
 /** Hop-by-hop and exact spoofable names together: one lookup per header. */
 const STRIPPED_EXACT = new Set([...HOP_BY_HOP, ...SPOOFABLE_EXACT]);
 
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 function spoofablePrefix(name: string): boolean {
   if (name.charCodeAt(0) !== 120 /* x */ || name.charCodeAt(1) !== 45 /* - */) return false;
@@ -66,7 +66,7 @@ export function sanitizeRequest(request: Request, options: HygieneOptions): Hygi
   if (request.url.length * 3 > limits.maxUrlBytes && utf8Length(request.url) > limits.maxUrlBytes) {
     return { ok: false, reply: badRequest(414, "URI too long") };
   }
-  if (!TOKEN.test(request.method)) return { ok: false, reply: badRequest(400, "invalid method") };
+  if (!isHttpToken(request.method)) return { ok: false, reply: badRequest(400, "invalid method") };
 
   // One pass over the headers: validate them, note the ones to strip and the
   // few later stages read (iteration joins repeated names as `get` does).
@@ -89,7 +89,7 @@ export function sanitizeRequest(request: Request, options: HygieneOptions): Hygi
     if (invalid) return;
     count++;
     bytes += name.length + value.length + 4;
-    if (!TOKEN.test(name)) invalid = badRequest(400, "invalid header name");
+    if (!isHttpToken(name)) invalid = badRequest(400, "invalid header name");
     else if (/[\r\n\0]/.test(value)) invalid = badRequest(400, "invalid header value");
     switch (name) {
       case "host":

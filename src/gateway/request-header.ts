@@ -6,11 +6,52 @@
  */
 import type { RequestFacts } from "./facts.ts";
 
+/** What the pseudo-headers read: the request's authority (with its port, as sent), path, query, method and scheme. */
+export interface PseudoHeaderSource {
+  authority: string;
+  path: string;
+  query: string;
+  method: string;
+  scheme: string;
+}
+
+/**
+ * The value of a pseudo-header (`:path` with its query, as Envoy's), or
+ * undefined for any other name.
+ *
+ * @example
+ * pseudoHeader(":path", { authority: "a.test", path: "/x", query: "q=1", method: "GET", scheme: "https" }) // "/x?q=1"
+ */
+export function pseudoHeader(name: string, r: PseudoHeaderSource): string | undefined {
+  switch (name) {
+    case ":authority":
+      return r.authority;
+    case ":path":
+      return r.query ? `${r.path}?${r.query}` : r.path;
+    case ":method":
+      return r.method;
+    case ":scheme":
+      return r.scheme;
+  }
+  return undefined;
+}
+
 /** The pseudo-headers Envoy's matchers see on a request. */
 export const PSEUDO_HEADERS: ReadonlySet<string> = new Set([":authority", ":path", ":method", ":scheme"]);
 
-/** A header name as `Headers` accepts it (RFC 9110 token), lower case. */
-const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/**
+ * An RFC 9110 token: what `Headers` accepts as a header name, and what a
+ * method must be.
+ *
+ * @example
+ * isHttpToken("x-api-key") // true
+ * isHttpToken("bad name")  // false
+ */
+export function isHttpToken(s: string): boolean {
+  return TOKEN.test(s);
+}
 
 /** Whether a lower-case `name` can be read from a request: a header name, or a pseudo-header. */
 export function isRequestHeaderName(name: string): boolean {
@@ -27,16 +68,7 @@ export function isRequestHeaderName(name: string): boolean {
  * requestHeaderReader("x-tenant")(facts)   // "acme", or undefined when absent
  */
 export function requestHeaderReader(name: string): (facts: RequestFacts) => string | undefined {
-  switch (name) {
-    case ":authority":
-      return (f) => f.authority;
-    case ":path":
-      return (f) => (f.query ? `${f.path}?${f.query}` : f.path);
-    case ":method":
-      return (f) => f.method;
-    case ":scheme":
-      return (f) => f.scheme;
-  }
+  if (PSEUDO_HEADERS.has(name)) return (f) => pseudoHeader(name, f);
   // A name the compiler would refuse (a snapshot written by something else) matches nothing instead of throwing.
   if (!TOKEN.test(name)) return () => undefined;
   return (f) => f.headers.get(name) ?? undefined;

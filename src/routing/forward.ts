@@ -5,6 +5,7 @@
 import type { ClusterDef, EndpointDef } from "../config/snapshot.ts";
 import { HOP_BY_HOP, limitBody } from "../gateway/hygiene.ts";
 import { badRequest, REPLIES, type LocalReply } from "../gateway/local-reply.ts";
+import { sendsNoBody } from "../upstream/request-body.ts";
 import { responseHeadWithout, type ResponseHead } from "../telemetry/completed.ts";
 
 /**
@@ -51,7 +52,7 @@ export function endpointUrl(cluster: ClusterDef, endpoint: EndpointDef, requestH
  * oversized body (413).
  */
 export async function forward(fetchFn: Fetch, url: string, req: UpstreamRequest): Promise<ForwardResult> {
-  const hasBody = req.body !== null && req.method !== "GET" && req.method !== "HEAD";
+  const hasBody = req.body !== null && !sendsNoBody(req.method);
   // Only a timeout or a body limit can abort the upstream request; without either, no controller is needed.
   const controller = hasBody || req.timeoutMs !== undefined ? new AbortController() : undefined;
   let timedOut = false;

@@ -12,6 +12,7 @@ import type { ClusterDef, EndpointDef, MirrorDef } from "../config/snapshot.ts";
 import type { Balancer } from "./balancer.ts";
 import { endpointUrl, type Fetch } from "./forward.ts";
 import { concatBytes, readAtMost } from "../gateway/bytes.ts";
+import { sendsNoBody } from "../upstream/request-body.ts";
 
 /** Marks a mirrored request so the shadow service can tell; clients cannot set it (x-isthmus-* is stripped). */
 export const MIRROR_HEADER = "x-isthmus-mirror";
@@ -54,7 +55,7 @@ export interface MirrorInput {
 
 /** Prepares mirrors for one request: tees the body if needed. */
 export function planMirrors(input: MirrorInput): MirrorPlan {
-  const hasBody = input.body !== null && input.method !== "GET" && input.method !== "HEAD";
+  const hasBody = input.body !== null && !sendsNoBody(input.method);
   let primaryBody = input.body;
   let mirrorBody: Promise<Uint8Array | null | "too-large"> = Promise.resolve(null);
   if (hasBody) {

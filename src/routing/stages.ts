@@ -10,7 +10,7 @@ import { DEFAULT_SETTINGS } from "../config/defaults.ts";
 import { sendWithRetries } from "../upstream/attempts.ts";
 import { pickEndpoint } from "../upstream/picker.ts";
 import { requestHash } from "../upstream/hash-key.ts";
-import { NO_UPSTREAM_BODY, replayableBody, type UpstreamBody } from "../upstream/request-body.ts";
+import { NO_UPSTREAM_BODY, replayableBody, sendsNoBody, type UpstreamBody } from "../upstream/request-body.ts";
 import { ISTIO_DEFAULT_RETRY } from "../upstream/retry-on.ts";
 import { upstreamsOf } from "../upstream/state.ts";
 import { applyHeaderOps, orderedOps } from "./header-ops.ts";
@@ -239,7 +239,7 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
       ? NO_UPSTREAM_BODY
       : policy.attempts > 0
         ? await replayableBody(body, facts.method, contentLength, limits.maxRetryBodyBytes ?? DEFAULT_SETTINGS.limits.maxRetryBodyBytes ?? 0)
-        : facts.method === "GET" || facts.method === "HEAD"
+        : sendsNoBody(facts.method)
           ? NO_UPSTREAM_BODY
           : { type: "stream", stream: body };
   if (upstreamBody.type === "bytes" && upstreamBody.bytes.byteLength > limits.maxRequestBodyBytes) return localReply(badRequest(413, "payload too large"), record);

@@ -6,6 +6,7 @@
 import type { RequestContext, RequestRecord } from "../gateway/context.ts";
 import type { AttributeReader } from "./expression.ts";
 import { declaredLength } from "../gateway/content-length.ts";
+import { pseudoHeader } from "../gateway/request-header.ts";
 
 export interface Completed {
   request: Request;
@@ -211,16 +212,8 @@ export function attributesOf(c: Completed): AttributeReader {
       case "request.method":
         return c.method;
       case "request.headers":
-        switch (key) {
-          case ":authority":
-            return c.host;
-          case ":path":
-            return c.query ? `${c.path}?${c.query}` : c.path;
-          case ":method":
-            return c.method;
-          case ":scheme":
-            return c.scheme;
-        }
+        // The compiler lets only header names and Envoy's pseudo-headers through (expression.ts).
+        if ((key as string).startsWith(":")) return pseudoHeader(key as string, { authority: c.host, path: c.path, query: c.query, method: c.method, scheme: c.scheme });
         return headers.get(key as string);
       case "request.useragent":
         return headers.get("user-agent");

@@ -21,6 +21,15 @@ export const NO_UPSTREAM_BODY: UpstreamBody = Object.freeze({ type: "none" });
 const NO_BODY = new Set(["GET", "HEAD"]);
 
 /**
+ * Whether a request with `method` goes anywhere without a body: fetch()
+ * refuses one for GET and HEAD, so a body such a client sends reaches
+ * neither the upstream, a mirror nor an external authorizer.
+ */
+export function sendsNoBody(method: string): boolean {
+  return NO_BODY.has(method);
+}
+
+/**
  * Buffers `body` when it is at most `cap` bytes. Without a Content-Length
  * it reads up to `cap`; if the body goes on, the bytes read so far are put
  * back in front of the rest and the result is a stream.

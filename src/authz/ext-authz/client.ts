@@ -23,6 +23,7 @@ import type { RequestFacts } from "../../gateway/facts.ts";
 import { concatBytes, readAtMost, replay } from "../../gateway/bytes.ts";
 import { HOP_BY_HOP } from "../../gateway/hygiene.ts";
 import { endpointUrl } from "../../routing/forward.ts";
+import { sendsNoBody } from "../../upstream/request-body.ts";
 import { anyValue, type ValueMatcher } from "../policy/value-match.ts";
 
 export type CheckResult =
@@ -63,7 +64,7 @@ export async function checkRequest(provider: ExtAuthzDef, cluster: ClusterDef, r
   }
   for (const [name, value] of provider.additionalHeaders) headers.set(name, value);
   headers.set("x-forwarded-host", facts.authority);
-  const hasBody = req.body !== undefined && facts.method !== "GET" && facts.method !== "HEAD";
+  const hasBody = req.body !== undefined && !sendsNoBody(facts.method);
 
   const controller = new AbortController();
   let timedOut = false;

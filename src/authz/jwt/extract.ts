@@ -125,7 +125,6 @@ function queryParams(facts: RequestFacts, name: string): string[] {
   return out;
 }
 
-
 function parseCookies(header: string | null): Map<string, string> {
   const out = new Map<string, string>();
   if (!header) return out;

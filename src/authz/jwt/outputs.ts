@@ -46,7 +46,6 @@ export function withoutParam(query: string, name: string): string {
   return kept.join("&");
 }
 
-
 /** The header value Envoy writes for a claim (`a.b.c` reads nested objects); undefined when it writes none. */
 export function claimHeaderValue(payload: Record<string, unknown>, claim: string): string | undefined {
   let node: unknown = payload;

@@ -8,11 +8,11 @@ import { durationMs } from "../duration.ts";
 import type { GatewaySettings, HealthCheckDef, HealthTargetDef } from "../snapshot.ts";
 import type { Resource } from "../validate.ts";
 import type { Diagnostics, FieldPath } from "./diagnostics.ts";
+import { isHttpToken } from "../../gateway/request-header.ts";
 import type { ServiceRegistry } from "./services.ts";
 
 const DEFAULTS = { path: "/", intervalMs: 10_000, timeoutMs: 5_000, expectedCodes: ["200"], healthyThreshold: 2, unhealthyThreshold: 2 };
 
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 export function compileGatewayUpstreams(config: Resource<"GatewayConfig">, settings: GatewaySettings, services: ServiceRegistry, diag: Diagnostics): void {
   const spec = config.spec;
@@ -54,7 +54,7 @@ export function compileGatewayUpstreams(config: Resource<"GatewayConfig">, setti
     if (unhealthyThreshold < 1) fail([...at, "unhealthyThreshold"], "expected at least 1");
     const headers: [string, string][] = [];
     for (const [name, value] of Object.entries(hc.headers ?? {})) {
-      if (!HEADER_NAME.test(name) || name.toLowerCase() === "host") fail([...at, "headers", name], "expected a header name other than host (a Worker sends the endpoint address as Host)");
+      if (!isHttpToken(name) || name.toLowerCase() === "host") fail([...at, "headers", name], "expected a header name other than host (a Worker sends the endpoint address as Host)");
       else if (/[\r\n\0]/.test(value)) fail([...at, "headers", name], "expected a value without CR, LF or NUL");
       else headers.push([name.toLowerCase(), value]);
     }

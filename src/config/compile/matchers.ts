@@ -7,6 +7,7 @@ import type { HTTPMatchRequest } from "../schema/networking.ts";
 import type { StringMatch } from "../schema/common.ts";
 import type { ClaimMatchDef, HeaderMatchDef, MatchDef, StringMatchDef } from "../snapshot.ts";
 import { regexError } from "../../routing/regex.ts";
+import { isHttpToken } from "../../gateway/request-header.ts";
 import type { FieldPath } from "./diagnostics.ts";
 
 export type Report = (path: FieldPath, message: string) => void;
@@ -108,7 +109,7 @@ function compileHeaderMatches(
     }
     const name = rawName.toLowerCase();
     if (PSEUDO_HEADER_KEYS.has(name)) continue;
-    if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(name)) {
+    if (!isHttpToken(name)) {
       report([...path, rawName], "expected a valid HTTP header name");
       continue;
     }

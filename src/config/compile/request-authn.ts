@@ -9,9 +9,9 @@ import { durationMs } from "../duration.ts";
 import type { JwtLocationDef, JwtRuleDef } from "../snapshot.ts";
 import type { Resource } from "../validate.ts";
 import { strippedAtIngress } from "../../gateway/hygiene.ts";
+import { isHttpToken } from "../../gateway/request-header.ts";
 import type { Diagnostics } from "./diagnostics.ts";
 
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const DEFAULT_TIMEOUT_MS = 5_000;
 const ALWAYS_SPACE_DELIMITED = ["scope", "permission"];
 /** JWK members that only a private key has; a JWKS for verification never needs them. */
@@ -38,7 +38,7 @@ export function compileJwtRules(ra: Resource<"RequestAuthentication">, diag: Dia
 
     const locations: JwtLocationDef[] = [];
     rule.fromHeaders?.forEach((h, j) => {
-      if (!TOKEN.test(h.name)) diag.error(ra, at("fromHeaders", j, "name"), `expected an HTTP header name, got "${h.name}"`);
+      if (!isHttpToken(h.name)) diag.error(ra, at("fromHeaders", j, "name"), `expected an HTTP header name, got "${h.name}"`);
       else if (strippedAtIngress(h.name.toLowerCase())) {
         diag.warn(ra, at("fromHeaders", j, "name"), `${h.name} is removed from every client request by the gateway's header hygiene, so no token is ever found there`);
       }
@@ -50,10 +50,10 @@ export function compileJwtRules(ra: Resource<"RequestAuthentication">, diag: Dia
 
     const outputs: JwtRuleDef["outputClaimToHeaders"] = [];
     rule.outputClaimToHeaders?.forEach((o, j) => {
-      if (!TOKEN.test(o.header) || o.header.startsWith(":")) diag.error(ra, at("outputClaimToHeaders", j, "header"), `expected an HTTP header name, got "${o.header}"`);
+      if (!isHttpToken(o.header) || o.header.startsWith(":")) diag.error(ra, at("outputClaimToHeaders", j, "header"), `expected an HTTP header name, got "${o.header}"`);
       outputs.push({ header: o.header.toLowerCase(), claim: o.claim });
     });
-    if (rule.outputPayloadToHeader !== undefined && !TOKEN.test(rule.outputPayloadToHeader)) {
+    if (rule.outputPayloadToHeader !== undefined && !isHttpToken(rule.outputPayloadToHeader)) {
       diag.error(ra, at("outputPayloadToHeader"), `expected an HTTP header name, got "${rule.outputPayloadToHeader}"`);
     }
     if (!jwks) return;

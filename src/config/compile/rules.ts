@@ -9,6 +9,7 @@ import type { Headers as HeadersSchema, HTTPRoute } from "../schema/networking.t
 import type { ActionDef, DestinationDef, HeaderOpsDef, HeadersDef, MatchDef, RedirectDef, RuleDef } from "../snapshot.ts";
 import type { Resource } from "../validate.ts";
 import { regexError } from "../../routing/regex.ts";
+import { isHttpToken } from "../../gateway/request-header.ts";
 import type { Diagnostics, FieldPath } from "./diagnostics.ts";
 import { compileMatch, isCatchAll } from "./matchers.ts";
 import { compileCohort, compileCors, compileFault, compileMirrors } from "./route-extras.ts";
@@ -248,7 +249,6 @@ function compileDestinations(
   return { type: "route", destinations };
 }
 
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /**
  * Compiles header operations. Istio drops `:`-prefixed keys; `host` in
@@ -269,7 +269,7 @@ export function compileHeaders(headers: z.infer<typeof HeadersSchema> | undefine
       for (const [rawName, value] of Object.entries(ops[op] ?? {}).sort(([a], [b]) => a.localeCompare(b))) {
         const name = rawName.toLowerCase();
         if (name.startsWith(":") && name !== ":authority") continue;
-        if (!HEADER_NAME.test(name.replace(/^:/, ""))) {
+        if (!isHttpToken(name.replace(/^:/, ""))) {
           fail([...path, side, op, rawName], "expected a valid HTTP header name");
           continue;
         }
@@ -296,9 +296,9 @@ export function compileHeaders(headers: z.infer<typeof HeadersSchema> | undefine
     if (addedAuthority !== undefined && !def.set?.some(([n]) => n === ":authority")) def.set = [...(def.set ?? []), [":authority", addedAuthority]];
     if (ops.remove?.length) {
       ops.remove.forEach((n, i) => {
-        if (!n.startsWith(":") && !HEADER_NAME.test(n)) fail([...path, side, "remove", i], `expected a valid HTTP header name, got "${n}"`);
+        if (!n.startsWith(":") && !isHttpToken(n)) fail([...path, side, "remove", i], `expected a valid HTTP header name, got "${n}"`);
       });
-      const remove = ops.remove.map((n) => n.toLowerCase()).filter((n) => !n.startsWith(":") && n !== "host" && HEADER_NAME.test(n));
+      const remove = ops.remove.map((n) => n.toLowerCase()).filter((n) => !n.startsWith(":") && n !== "host" && isHttpToken(n));
       if (remove.length) def.remove = remove;
     }
     if (def.set || def.add || def.remove) out[side] = def;

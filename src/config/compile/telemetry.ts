@@ -39,6 +39,7 @@ import type { Resource } from "../validate.ts";
 import type { Diagnostics, FieldPath } from "./diagnostics.ts";
 import { attachment, gatewayLabels, type Attachment } from "./security-targets.ts";
 import type { ServiceRegistry } from "./services.ts";
+import { isHttpToken } from "../../gateway/request-header.ts";
 import { parseExpression } from "../../telemetry/expression.ts";
 import { ISTHMUS_METRICS } from "../../telemetry/metric-names.ts";
 
@@ -138,7 +139,7 @@ function compileProviders(config: Resource<"GatewayConfig"> | undefined, diag: D
     if (!/^https?:\/\//i.test(otel.endpoint)) diag.error(config, [...at, "opentelemetry", "endpoint"], "expected an http:// or https:// URL (OTLP/HTTP)");
     const headers: [string, string][] = [];
     otel.headers?.forEach((h, j) => {
-      if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(h.name)) diag.error(config, [...at, "opentelemetry", "headers", j, "name"], `expected an HTTP header name, got "${h.name}"`);
+      if (!isHttpToken(h.name)) diag.error(config, [...at, "opentelemetry", "headers", j, "name"], `expected an HTTP header name, got "${h.name}"`);
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(h.secret)) {
         diag.error(config, [...at, "opentelemetry", "headers", j, "secret"], `expected the name of a Worker secret (letters, digits, _), got "${h.secret}"; the value itself never goes in the YAML`);
       }

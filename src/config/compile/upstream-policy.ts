@@ -12,6 +12,7 @@ import type { z } from "zod";
 import { durationMs } from "../duration.ts";
 import type { ConnectionPoolSettings, LoadBalancerSettings, LocalityLoadBalancerSetting, OutlierDetection, TrafficPolicy } from "../schema/networking.ts";
 import type { ClusterDef, ConnectionPoolDef, ConsistentHashDef, HashKeyDef, LocalityLbDef, OutlierDetectionDef } from "../snapshot.ts";
+import { isHttpToken } from "../../gateway/request-header.ts";
 import type { FieldPath } from "./diagnostics.ts";
 
 type Report = (path: FieldPath, message: string) => void;
@@ -82,7 +83,7 @@ function checkConsistentHash(hash: NonNullable<z.infer<typeof LoadBalancerSettin
     warn(path, "no hash key (httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName): every request hashes to a random endpoint");
   }
   if (hash.httpCookie) {
-    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(hash.httpCookie.name)) error([...path, "httpCookie", "name"], "expected a cookie name (an HTTP token)");
+    if (!isHttpToken(hash.httpCookie.name)) error([...path, "httpCookie", "name"], "expected a cookie name (an HTTP token)");
   }
   if (hash.maglev?.tableSize !== undefined) {
     const size = hash.maglev.tableSize;
