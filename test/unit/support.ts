@@ -7,7 +7,9 @@ import { stringify } from "yaml";
 import { buildConfig, type BuildResult } from "../../src/config/build.ts";
 import { formatProblem } from "../../src/config/problems.ts";
 import type { Snapshot } from "../../src/config/snapshot.ts";
+import type { PipelineDeps } from "../../src/gateway/context.ts";
 import type { RequestFacts } from "../../src/gateway/facts.ts";
+import { Balancer } from "../../src/routing/balancer.ts";
 
 const API: Record<string, string> = {
   VirtualService: "networking.istio.io/v1",
@@ -94,5 +96,25 @@ export function facts(overrides: Omit<Partial<RequestFacts>, "headers"> & { head
     headers: headers instanceof Headers ? headers : new Headers(headers ?? {}),
     remoteIp: "203.0.113.7",
     ...rest,
+  };
+}
+
+/**
+ * One isolate's dependencies for running the pipeline in a test: no
+ * upstream unless `fetch` is given, draws that always take the first
+ * choice, the real clock and no waiting; a test overrides what it controls.
+ *
+ * @example
+ * const deps = pipelineDeps({ fetch: async () => new Response("ok"), upstreams: new UpstreamState({ log: () => {} }) });
+ */
+export function pipelineDeps(overrides: Partial<PipelineDeps> = {}): PipelineDeps {
+  return {
+    fetch: () => Promise.reject(new Error("no upstream in this test")),
+    balancer: new Balancer(() => 0),
+    random: () => 0,
+    requestId: () => "00000000-0000-4000-8000-000000000000",
+    now: () => Date.now(),
+    sleep: async () => {},
+    ...overrides,
   };
 }

@@ -4,11 +4,10 @@
  * queries written for an Istio gateway keep working.
  */
 import { describe, expect, it } from "vitest";
-import { runPipeline, type PipelineDeps } from "../../../src/gateway/pipeline.ts";
+import { runPipeline } from "../../../src/gateway/pipeline.ts";
 import { rbacPolicyName } from "../../../src/authz/policy/engine.ts";
-import { Balancer } from "../../../src/routing/balancer.ts";
 import { hydrate } from "../../../src/routing/hydrate.ts";
-import { doc, snapshotOf, virtualService } from "../support.ts";
+import { doc, pipelineDeps, snapshotOf, virtualService } from "../support.ts";
 
 describe("response_code_details of an authorization denial", () => {
   it("names the DENY policy's matching rule as Istio does, and none when no ALLOW policy matched", async () => {
@@ -19,7 +18,7 @@ describe("response_code_details of an authorization denial", () => {
         doc("AuthorizationPolicy", "only-get", { action: "ALLOW", rules: [{ to: [{ operation: { hosts: ["app.test"] } }] }] }, "istio-system"),
       ),
     );
-    const deps: PipelineDeps = { fetch: () => Promise.reject(new Error("none")), balancer: new Balancer(() => 0), random: () => 0, requestId: () => "rid", now: () => 0, sleep: async () => {} };
+    const deps = pipelineDeps();
     const details = async (url: string) => {
       const r = await runPipeline(new Request(url), runtime, deps);
       return [r.response.status, r.record.details, r.record.authz?.deniedBy];

@@ -9,21 +9,12 @@ import { describe, expect, it } from "vitest";
 import { runPipeline, type PipelineDeps } from "../../../src/gateway/pipeline.ts";
 import { requestHeaderReader } from "../../../src/gateway/request-header.ts";
 import { rateLimitEnv } from "../../../src/ratelimit/decide.ts";
-import { Balancer } from "../../../src/routing/balancer.ts";
 import { hydrate } from "../../../src/routing/hydrate.ts";
-import { build, doc, errors, facts, snapshotOf, virtualService } from "../support.ts";
+import { build, doc, errors, facts, pipelineDeps, snapshotOf, virtualService } from "../support.ts";
 
 const site = virtualService("v", ["app.test", "other.test"], [{ name: "all", directResponse: { status: 200, body: { string: "ok" } } }], {}, "istio-system");
 
-const deps = (): PipelineDeps => ({
-  fetch: () => Promise.reject(new Error("no upstream in these tests")),
-  balancer: new Balancer(() => 0),
-  random: () => 0,
-  requestId: () => "rid",
-  now: () => 1_000,
-  sleep: async () => {},
-  rateLimits: rateLimitEnv(),
-});
+const deps = (): PipelineDeps => pipelineDeps({ rateLimits: rateLimitEnv() });
 
 const status = async (runtime: ReturnType<typeof hydrate>, isolate: PipelineDeps, url: string, method = "GET") =>
   (await runPipeline(new Request(url, { method }), runtime, isolate)).response.status;

@@ -6,12 +6,11 @@
  * header, and not twice on a forwarded response.
  */
 import { describe, expect, it } from "vitest";
-import { runPipeline, type PipelineDeps } from "../../../src/gateway/pipeline.ts";
+import { runPipeline } from "../../../src/gateway/pipeline.ts";
 import { rateLimitEnv } from "../../../src/ratelimit/decide.ts";
-import { Balancer } from "../../../src/routing/balancer.ts";
 import { hydrate } from "../../../src/routing/hydrate.ts";
 import { UpstreamState } from "../../../src/upstream/state.ts";
-import { doc, serviceEntry, snapshotOf, virtualService } from "../support.ts";
+import { doc, pipelineDeps, serviceEntry, snapshotOf, virtualService } from "../support.ts";
 
 const hsts = { response: { set: { "strict-transport-security": "max-age=31536000" }, add: { "x-route": "shop" } } };
 
@@ -32,16 +31,7 @@ async function gateway(upstream: () => Response | Promise<Response>) {
       doc("RateLimitPolicy", "one", { rules: [{ name: "one", scope: "LOCAL", match: { routes: ["limited"] }, limits: [{ requests: 1, unit: "minute" }] }] }),
     ),
   );
-  const deps: PipelineDeps = {
-    fetch: async () => upstream(),
-    balancer: new Balancer(() => 0),
-    random: () => 0,
-    requestId: () => "00000000-0000-4000-8000-000000000000",
-    now: () => Date.now(),
-    sleep: async () => {},
-    upstreams: new UpstreamState({ log: () => {} }),
-    rateLimits: rateLimitEnv(),
-  };
+  const deps = pipelineDeps({ fetch: async () => upstream(), upstreams: new UpstreamState({ log: () => {} }), rateLimits: rateLimitEnv() });
   return async (path: string) => {
     const r = await runPipeline(new Request(`http://shop.test${path}`), runtime, deps);
     return { status: r.response.status, hsts: r.response.headers.get("strict-transport-security"), route: r.response.headers.get("x-route") };
@@ -78,7 +68,7 @@ describe("a direct response", () => {
         ]),
       ),
     );
-    const deps: PipelineDeps = { fetch: () => Promise.reject(new Error("no upstream")), balancer: new Balancer(() => 0), random: () => 0, requestId: () => "rid", now: () => 0, sleep: async () => {} };
+    const deps = pipelineDeps();
     const location = async (url: string) => (await runPipeline(new Request(url), runtime, deps)).response.headers.get("location");
     expect(await location("http://direct.test/created/7?x=1")).toBe("http://direct.test/created/7?x=1");
     expect(await location("http://direct.test:8080/moved")).toBe("http://direct.test:8080/moved");

@@ -4,11 +4,10 @@
  * the body was buffered for retries or streamed to the origin.
  */
 import { describe, expect, it } from "vitest";
-import { runPipeline, type PipelineDeps } from "../../../src/gateway/pipeline.ts";
-import { Balancer } from "../../../src/routing/balancer.ts";
+import { runPipeline } from "../../../src/gateway/pipeline.ts";
 import { hydrate } from "../../../src/routing/hydrate.ts";
 import { UpstreamState } from "../../../src/upstream/state.ts";
-import { serviceEntry, snapshotOf, virtualService } from "../support.ts";
+import { pipelineDeps, serviceEntry, snapshotOf, virtualService } from "../support.ts";
 
 /** A body of `parts` chunks of `size` bytes, with no declared length. */
 const chunked = (parts: number, size: number) => {
@@ -33,18 +32,13 @@ describe("a request body without Content-Length", () => {
       ),
     );
     const received: number[] = [];
-    const deps: PipelineDeps = {
+    const deps = pipelineDeps({
       fetch: async (url, init) => {
         received.push((await new Request(url, init).arrayBuffer()).byteLength);
         return new Response("ok");
       },
-      balancer: new Balancer(() => 0),
-      random: () => 0,
-      requestId: () => "00000000-0000-4000-8000-000000000000",
-      now: () => Date.now(),
-      sleep: async () => {},
       upstreams: new UpstreamState({ log: () => {} }),
-    };
+    });
     const size = async (path: string, body: ReadableStream<Uint8Array>) => {
       const r = await runPipeline(new Request(`http://app.test${path}`, { method: "POST", body, duplex: "half" } as RequestInit), runtime, deps);
       expect(r.response.status).toBe(200);
