@@ -11,6 +11,7 @@
  *   6  route selection      routing/stages.ts  selectRouteStage
  *   7  authorization        authz/stages.ts    authorize
  *   8  rate limiting        ratelimit/stage.ts limitRate
+ *      no route: 404 NR     routing/stages.ts  answerUnrouted
  *   9  fault injection      routing/stages.ts  injectFault
  *      CORS                 routing/stages.ts  applyCors
  *      route actions        routing/stages.ts  answerAtEdge
@@ -18,7 +19,7 @@
  *   11 forward + 12 response routing/stages.ts forwardUpstream
  */
 import type { RuntimeSnapshot } from "../routing/hydrate.ts";
-import { answerAtEdge, applyCors, applyRouteResponseHeaders, forwardUpstream, injectFault, selectRouteStage, selectUpstream, selectVirtualHost } from "../routing/stages.ts";
+import { answerAtEdge, answerUnrouted, applyCors, applyRouteResponseHeaders, forwardUpstream, injectFault, selectRouteStage, selectUpstream, selectVirtualHost } from "../routing/stages.ts";
 import { authenticatePeer, authenticateRequest, authorize } from "../authz/stages.ts";
 import { limitRate } from "../ratelimit/stage.ts";
 import { localReply, newContext, newRecord, type PipelineDeps, type PipelineResult, type RequestContext } from "./context.ts";
@@ -37,6 +38,7 @@ export const STAGES: readonly Stage[] = [
   selectRouteStage,
   authorize,
   limitRate,
+  answerUnrouted,
   injectFault,
   applyCors,
   answerAtEdge,
@@ -65,9 +67,8 @@ export async function runPipeline(
   for (const stage of STAGES) {
     // Most stages decide synchronously: awaiting their plain results would cost a microtask turn each.
     const step = stage(ctx);
-    let result = step instanceof Promise ? await step : step;
+    const result = step instanceof Promise ? await step : step;
     if (!result) continue;
-    if (ctx.route === undefined && ctx.snapshot.rateLimits && result.record.flags.includes("NR")) result = (await limitUnrouted(ctx)) ?? result;
     if (ctx.route !== undefined && ctx.routeHeadersApplied === undefined) applyRouteResponseHeaders(ctx, result.response.headers);
     if (ctx.responseHooks.length > 0) {
       for (const hook of ctx.responseHooks) hook(result.response);
@@ -78,18 +79,4 @@ export async function runPipeline(
     return { response: result.response, record: result.record, context: ctx };
   }
   throw new Error("the pipeline ended without a response");
-}
-
-/**
- * Envoy's rate limit filters run before its router answers 404 NR, so a
- * gateway-wide limit counts the requests no route takes too (a scanner's
- * guesses): those rules decide here, and a refusal replaces the 404.
- */
-async function limitUnrouted(ctx: RequestContext): Promise<PipelineResult | undefined> {
-  const step = limitRate(ctx);
-  const limited = step instanceof Promise ? await step : step;
-  if (!limited) return undefined;
-  const flags = ctx.record.flags;
-  flags.splice(flags.indexOf("NR"), 1);
-  return limited;
 }

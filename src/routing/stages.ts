@@ -27,29 +27,42 @@ import { attemptObserver, mirrorDecorator } from "../telemetry/tracing.ts";
 /** Mirrors without a route timeout give up after this long (ctx.waitUntil has ~30 s after the response). */
 const MIRROR_TIMEOUT_MS = 25_000;
 
-/** Stage 3: host → virtual host; unknown hosts get 404 NR (or pass through under ALLOW_ANY). */
+/**
+ * Stage 3: host → virtual host. An unknown host passes through under
+ * ALLOW_ANY; otherwise it is answered by answerUnrouted, after the
+ * security stages, as Envoy's router answers it after its filters.
+ */
 export function selectVirtualHost(ctx: RequestContext): PipelineResult | undefined {
-  const { facts, record } = ctx;
-  const vhost = findVirtualHost(ctx.snapshot, facts.host);
-  if (!vhost) {
-    if (ctx.settings.outboundTrafficPolicy !== "ALLOW_ANY") return localReply(REPLIES.noRoute, record);
-    // Forwarded by forwardUpstream, once the security stages have seen the request.
-    ctx.passthrough = true;
-    return undefined;
-  }
-  if (vhost.httpsRedirect && facts.scheme === "http") {
-    const location = redirectLocation({ status: 301, scheme: "https" }, facts, undefined);
-    return localReply({ status: 301, body: "", headers: { location } }, record);
-  }
-  ctx.vhost = vhost;
+  const vhost = findVirtualHost(ctx.snapshot, ctx.facts.host);
+  if (vhost) ctx.vhost = vhost;
+  // Forwarded by forwardUpstream, once the security stages have seen the request.
+  else if (ctx.settings.outboundTrafficPolicy === "ALLOW_ANY") ctx.passthrough = true;
   return undefined;
+}
+
+/** Envoy's `require_tls` (Gateway `tls.httpsRedirect`): plain HTTP takes no route, its router redirects. */
+function redirectsToHttps(ctx: RequestContext): boolean {
+  return ctx.vhost !== undefined && ctx.vhost.httpsRedirect && ctx.facts.scheme === "http";
+}
+
+/**
+ * After authorization and rate limiting: a request no route took gets
+ * 404 NR, or the 301 of a Gateway server's `httpsRedirect`. Envoy's
+ * router answers both, after jwt_authn, RBAC, ext_authz and the rate
+ * limit filters have seen the request, so a DENY policy's 403 comes first.
+ */
+export function answerUnrouted(ctx: RequestContext): PipelineResult | undefined {
+  if (ctx.route !== undefined || ctx.passthrough) return undefined;
+  if (!redirectsToHttps(ctx)) return localReply(REPLIES.noRoute, ctx.record);
+  const location = redirectLocation({ status: 301, scheme: "https" }, ctx.facts, undefined);
+  return localReply({ status: 301, body: "", headers: { location } }, ctx.record);
 }
 
 /** Stage 6: the first route whose match holds (pure). */
 export function selectRouteStage(ctx: RequestContext): PipelineResult | undefined {
-  if (ctx.passthrough) return undefined;
-  const route = ctx.vhost ? selectRoute(ctx.vhost, ctx.facts) : undefined;
-  if (!route) return localReply(REPLIES.noRoute, ctx.record);
+  if (ctx.passthrough || !ctx.vhost || redirectsToHttps(ctx)) return undefined;
+  const route = selectRoute(ctx.vhost, ctx.facts);
+  if (!route) return undefined;
   ctx.route = route;
   ctx.record.routeName = route.name;
   // Envoy picks the weighted cluster when it resolves the route, so the

@@ -174,6 +174,37 @@ describe("runPipeline", () => {
     expect((await send(docs, "https://shop.example.com/cart")).response.status).toBe(200);
   });
 
+  it("authorizes before answering 404 NR or an httpsRedirect 301, as Envoy's jwt_authn and RBAC filters run before its router", async () => {
+    const gw = { apiVersion: "networking.istio.io/v1", kind: "Gateway", metadata: { name: "gw", namespace: "edge" }, spec: { servers: [{ port: { number: 80, name: "http", protocol: "HTTP" }, hosts: ["secure.example.com"], tls: { httpsRedirect: true } }] } };
+    const jwks = JSON.stringify({ keys: [{ kty: "oct", kid: "k", k: "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA", alg: "HS256" }] });
+    const docs = [
+      origin("api", "10.0.0.1"),
+      gw,
+      virtualService("v", ["shop.example.com"], [{ match: [{ uri: { prefix: "/api" } }], route: [{ destination: { host: "api.internal" } }] }]),
+      virtualService("s", ["secure.example.com"], [{ directResponse: { status: 200 } }], { gateways: ["edge/gw"] }),
+      doc("AuthorizationPolicy", "no-admin", { action: "DENY", rules: [{ to: [{ operation: { paths: ["/admin*"] } }] }] }, "istio-system"),
+      doc("RequestAuthentication", "jwt", { jwtRules: [{ issuer: "https://idp.example", jwks }] }, "istio-system"),
+    ];
+    const status = async (url: string, init: RequestInit = {}) => {
+      const { response, record, sent } = await send(docs, url, init);
+      return [response.status, record.flags.join(","), sent.length];
+    };
+    // No route for /admin on a known host, nor on an unknown one: the DENY policy answers first.
+    expect(await status("http://shop.example.com/admin/users")).toEqual([403, "", 0]);
+    expect(await status("http://elsewhere.example.com/admin")).toEqual([403, "", 0]);
+    // A token that fails verification: 401 before the router, routed or not.
+    const bad = { headers: { authorization: "Bearer not.a.token" } };
+    expect(await status("http://elsewhere.example.com/", bad)).toEqual([401, "", 0]);
+    expect(await status("http://shop.example.com/missing", bad)).toEqual([401, "", 0]);
+    // Plain HTTP to an httpsRedirect server: denied by the policy, or redirected.
+    expect(await status("http://secure.example.com/admin")).toEqual([403, "", 0]);
+    const redirect = await send(docs, "http://secure.example.com/cart");
+    expect([redirect.response.status, redirect.response.headers.get("location")]).toEqual([301, "https://secure.example.com/cart"]);
+    // What the policies let through and no route takes is still 404 NR.
+    expect(await status("http://shop.example.com/missing")).toEqual([404, "NR", 0]);
+    expect(await status("http://elsewhere.example.com/")).toEqual([404, "NR", 0]);
+  });
+
   it("fails only the requests of a virtual host whose packed text is corrupt (a snapshot altered by hand), and keeps serving the others", async () => {
     const docs = [origin("api", "10.0.0.1"), virtualService("a", ["a.example.com"], [{ route: [{ destination: { host: "api.internal" } }] }]), virtualService("b", ["b.example.com"], [{ route: [{ destination: { host: "api.internal" } }] }])];
     const packed = JSON.parse(JSON.stringify(packSnapshot(await snapshotOf(...docs)))) as PackedSnapshot;
