@@ -52,14 +52,32 @@ export interface RequestFacts {
   peer?: PeerIdentity;
 }
 
-/** The first value of a query parameter, `""` for `?k`, undefined when absent. */
+/** The first value of a query parameter, decoded; `""` for `?k`, undefined when absent. */
 export function queryParam(facts: RequestFacts, name: string): string | undefined {
-  if (!facts.query) return undefined;
-  for (const part of facts.query.split("&")) {
+  return firstQueryValue(facts.query, name, decodeQueryPart);
+}
+
+/**
+ * The first value of a query parameter as the client wrote it, compared by
+ * its name as written: what Envoy's route `query_parameters` match sees
+ * (its router parses the query string without percent-decoding).
+ *
+ * @example
+ * rawQueryParam(facts, "q") // "a+b%2Fc" for ?q=a+b%2Fc
+ */
+export function rawQueryParam(facts: RequestFacts, name: string): string | undefined {
+  return firstQueryValue(facts.query, name, asWritten);
+}
+
+const asWritten = (s: string): string => s;
+
+function firstQueryValue(query: string, name: string, decode: (s: string) => string): string | undefined {
+  if (!query) return undefined;
+  for (const part of query.split("&")) {
     const eq = part.indexOf("=");
     const key = eq < 0 ? part : part.slice(0, eq);
-    if (decodeQueryPart(key) !== name) continue;
-    return eq < 0 ? "" : decodeQueryPart(part.slice(eq + 1));
+    if (decode(key) !== name) continue;
+    return eq < 0 ? "" : decode(part.slice(eq + 1));
   }
   return undefined;
 }

@@ -10,7 +10,7 @@
  * when `ignoreCase` asks for it.
  */
 import type { ClaimMatchDef, HeaderMatchDef, MatchDef, StringMatchDef } from "../config/snapshot.ts";
-import { queryParam, type RequestFacts } from "../gateway/facts.ts";
+import { rawQueryParam, type RequestFacts } from "../gateway/facts.ts";
 import { lazyRegex, type Regex } from "./regex.ts";
 
 /** Each regex definition's compiled pattern, for as long as the definition lives. */
@@ -67,7 +67,7 @@ export function matchesRequest(def: MatchDef, f: RequestFacts): boolean {
   if (def.withoutHeaders) for (const h of def.withoutHeaders) if (!lacksHeader(h, f)) return false;
   if (def.claims) for (const c of def.claims) if (!matchesClaim(c, f)) return false;
   if (def.withoutClaims) for (const c of def.withoutClaims) if (matchesClaim(c, f)) return false;
-  if (def.queryParams) for (const q of def.queryParams) if (!matchesString(q.match, queryParam(f, q.name))) return false;
+  if (def.queryParams) for (const q of def.queryParams) if (!matchesString(q.match, rawQueryParam(f, q.name))) return false;
   return true;
 }
 

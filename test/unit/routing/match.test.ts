@@ -111,7 +111,7 @@ describe("matchesRequest", () => {
     expect(m(facts({ headers: { "x-internal": "" } }))).toBe(false);
   });
 
-  it("query parameters: exact \"\" matches ?k, presence, first value, decoding", () => {
+  it("query parameters: exact \"\" matches ?k, presence, first value, compared as written (Envoy's router does not decode them)", () => {
     const empty = requestMatcher({ queryParams: [{ name: "debug", match: { type: "exact", value: "" } }] });
     expect(empty(facts({ query: "debug" }))).toBe(true);
     expect(empty(facts({ query: "debug=" }))).toBe(true);
@@ -120,7 +120,9 @@ describe("matchesRequest", () => {
     const present = requestMatcher({ queryParams: [{ name: "debug", match: { type: "present" } }] });
     expect(present(facts({ query: "a=1&debug=0" }))).toBe(true);
     expect(present(facts({ query: "a=1&debugger=0" }))).toBe(false);
-    expect(requestMatcher({ queryParams: [{ name: "q", match: { type: "exact", value: "a b/c" } }] })(facts({ query: "q=a+b%2Fc" }))).toBe(true);
+    expect(requestMatcher({ queryParams: [{ name: "q", match: { type: "exact", value: "a b/c" } }] })(facts({ query: "q=a+b%2Fc" }))).toBe(false);
+    expect(requestMatcher({ queryParams: [{ name: "q", match: { type: "exact", value: "a+b%2Fc" } }] })(facts({ query: "q=a+b%2Fc" }))).toBe(true);
+    expect(requestMatcher({ queryParams: [{ name: "debug", match: { type: "present" } }] })(facts({ query: "%64ebug=1" }))).toBe(false);
     expect(requestMatcher({ queryParams: [{ name: "id", match: { type: "regex", value: "\\d+$" } }] })(facts({ query: "id=a123" }))).toBe(false);
   });
 
