@@ -132,6 +132,11 @@ export interface MatchDef {
   withoutClaims?: ClaimMatchDef[];
   queryParams?: { name: string; match: StringMatchDef }[];
   port?: number;
+  /**
+   * Ports an earlier catch-all of the same VirtualService took (a block with
+   * only `port`): Istio's table for such a port never has this route.
+   */
+  exceptPorts?: number[];
 }
 
 export interface RouteDef {

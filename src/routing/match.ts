@@ -63,6 +63,7 @@ export function matchesRequest(def: MatchDef, f: RequestFacts): boolean {
   if (def.method && !matchesString(def.method, f.method)) return false;
   if (def.authority && !matchesString(def.authority, f.authority)) return false;
   if (def.port !== undefined && f.port !== def.port) return false;
+  if (def.exceptPorts !== undefined && def.exceptPorts.includes(f.port)) return false;
   if (def.headers) for (const h of def.headers) if (!matchesHeader(h, f)) return false;
   if (def.withoutHeaders) for (const h of def.withoutHeaders) if (!lacksHeader(h, f)) return false;
   if (def.claims) for (const c of def.claims) if (!matchesClaim(c, f)) return false;

@@ -118,18 +118,3 @@ function compileHeaderMatches(
   }
   return out;
 }
-
-/**
- * Istio's IsCatchAllRoute: no match at all, or a match block whose only
- * condition is `uri: prefix "/"` or `uri: regex "*"` / `".*"`.
- */
-export function isCatchAll(matches: readonly MatchDef[]): boolean {
-  if (matches.length === 0) return true;
-  return matches.some((m) => {
-    const keys = Object.keys(m);
-    if (keys.length === 0) return true;
-    if (keys.length !== 1 || !m.uri) return false;
-    // Case-insensitive `/` still matches every path (Envoy's IsCatchAllRoute ignores case_sensitive).
-    return (m.uri.type === "prefix" && m.uri.value === "/") || (m.uri.type === "regex" && (m.uri.value === ".*" || m.uri.value === "*"));
-  });
-}

@@ -11,7 +11,8 @@ import type { Resource } from "../validate.ts";
 import { regexError } from "../../routing/regex.ts";
 import { isHttpToken } from "../../gateway/request-header.ts";
 import type { Diagnostics, FieldPath } from "./diagnostics.ts";
-import { compileMatch, isCatchAll } from "./matchers.ts";
+import { compileMatch } from "./matchers.ts";
+import { takesEverything } from "./catch-all.ts";
 import { compileCohort, compileCors, compileFault, compileMirrors } from "./route-extras.ts";
 import { compileRetry } from "./retries.ts";
 import type { ServiceRegistry } from "./services.ts";
@@ -27,14 +28,15 @@ export interface CompiledRule {
   rule: RuleDef;
   /** One entry per match block (a single catch-all entry when `match` is absent). */
   routes: CompiledRoute[];
-  catchAll: boolean;
 }
 
 const REDIRECT_CODES = new Set([301, 302, 303, 307, 308]);
 
 /**
  * Compiles every HTTP rule of a VirtualService. Rules after a catch-all
- * are unreachable; Istio drops them and so does Isthmus, with a warning.
+ * for every port and gateway are unreachable; Istio drops them and so does
+ * Isthmus, with a warning. Catch-alls for one port or gateway are resolved
+ * per gateway binding (reachableRules, catch-all.ts).
  */
 export function compileHttpRules(vs: Resource<"VirtualService">, services: ServiceRegistry, diag: Diagnostics): CompiledRule[] {
   const out: CompiledRule[] = [];
@@ -44,7 +46,7 @@ export function compileHttpRules(vs: Resource<"VirtualService">, services: Servi
     const compiled = compileRule(vs, route, i, services, diag);
     if (!compiled) continue;
     out.push(compiled);
-    if (compiled.catchAll && i < http.length - 1) {
+    if (compiled.routes.some(takesEverything) && i < http.length - 1) {
       diag.warn(vs, ["spec", "http", i + 1], `unreachable: rule ${i} before it matches every request (Istio drops the rules after a catch-all)`);
       break;
     }
@@ -143,7 +145,7 @@ function compileRule(vs: Resource<"VirtualService">, route: HTTPRoute, index: nu
   }
 
   if (!ok || !action) return undefined;
-  return { rule, routes: matches, catchAll: isCatchAll(matches.map((m) => m.match)) };
+  return { rule, routes: matches };
 }
 
 /** Opts a VirtualService's routes into retrying non-idempotent requests after any retriable failure. */

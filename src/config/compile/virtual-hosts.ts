@@ -16,7 +16,7 @@ import type { HostTable, RouteDef, RuleDef, VirtualHostDef } from "../snapshot.t
 import type { Resource } from "../validate.ts";
 import type { Diagnostics } from "./diagnostics.ts";
 import { expandShortName, hostMatches, intersectHosts, specificity } from "./hosts.ts";
-import { isCatchAll } from "./matchers.ts";
+import { matchesEveryRequest, reachableRules } from "./catch-all.ts";
 import { compileHttpRules, type CompiledRule } from "./rules.ts";
 import type { Service, ServiceRegistry } from "./services.ts";
 
@@ -76,12 +76,9 @@ export function buildVirtualHosts(
     for (const { host, httpsRedirect, through } of hosts) {
       const e = entry(host);
       e.httpsRedirect ||= httpsRedirect;
-      for (const rule of compiled) {
-        // match.gateways: a match block only applies through the gateways it names.
-        const routes = gateways.length === 0 ? rule.routes : rule.routes.filter((r) => !r.gateways || r.gateways.some((g) => through.has(g)));
-        if (routes.length === rule.routes.length) e.rules.push(rule);
-        else if (routes.length > 0) e.rules.push({ ...rule, routes, catchAll: isCatchAll(routes.map((r) => r.match)) });
-      }
+      // match.gateways: a match block only applies through the gateways it names.
+      const bound = gateways.length === 0 ? compiled : compiled.map((rule) => throughGateways(rule, through));
+      e.rules.push(...reachableRules(bound));
     }
   }
 
@@ -102,8 +99,8 @@ export function buildVirtualHosts(
   for (const name of names) {
     const e = byHost.get(name) as HostEntry;
     // Istio's SortVHostRoutes works on routes (one per match block): catch-all
-    // routes move to the end, every other route keeps its place.
-    const all = e.rules.flatMap((compiled) => compiled.routes.map((route) => ({ compiled, route, catchAll: isCatchAll([route.match]) })));
+    // routes (of any port's table) move to the end, every other route keeps its place.
+    const all = e.rules.flatMap((compiled) => compiled.routes.map((route) => ({ compiled, route, catchAll: matchesEveryRequest(route.match) })));
     const routes: RouteDef[] = [];
     for (const { compiled, route } of [...all.filter((r) => !r.catchAll), ...all.filter((r) => r.catchAll)]) {
       let ruleIndex = ruleIndexOf.get(compiled.rule);
@@ -122,6 +119,12 @@ export function buildVirtualHosts(
   hostTable.suffix.sort((a, b) => b[0].length - a[0].length);
   hostTable.prefix.sort((a, b) => b[0].length - a[0].length);
   return { hosts: hostTable, virtualHosts, rules };
+}
+
+/** The rule's match blocks that apply through one of these gateways (all of them when none names a gateway). */
+function throughGateways(rule: CompiledRule, through: ReadonlySet<string>): CompiledRule {
+  const routes = rule.routes.filter((r) => !r.gateways || r.gateways.some((g) => through.has(g)));
+  return routes.length === rule.routes.length ? rule : { ...rule, routes };
 }
 
 function bindings(gateway: Resource<"Gateway">, diag: Diagnostics): ServerBinding[] {
@@ -215,6 +218,6 @@ function defaultRoutes(service: Service, services: ServiceRegistry): CompiledRul
       action: { type: "route", destinations: [{ host: service.host, port: port.number, cluster: cluster.name, weight: 100 }] },
     };
     const match = ports.length === 1 ? {} : { port: port.number };
-    return { rule, routes: [{ name: "", match }], catchAll: ports.length === 1 };
+    return { rule, routes: [{ name: "", match }] };
   });
 }

@@ -205,6 +205,36 @@ describe("runPipeline", () => {
     expect(await status("http://elsewhere.example.com/")).toEqual([404, "NR", 0]);
   });
 
+  it("resolves catch-alls per port and gateway, as Istio's per-port route tables do (a port-only block is a catch-all on its port)", async () => {
+    const redirectPlain = virtualService("site", ["shop.example.com"], [
+      { match: [{ port: 80 }], redirect: { scheme: "https" } },
+      { match: [{ uri: { prefix: "/shop" } }], directResponse: { status: 200, body: { string: "shop" } } },
+    ]);
+    const api = virtualService("api", ["shop.example.com"], [{ match: [{ uri: { prefix: "/api" } }], directResponse: { status: 200, body: { string: "api" } } }]);
+    (redirectPlain.metadata as Record<string, unknown>).creationTimestamp = "2024-01-01T00:00:00Z";
+    (api.metadata as Record<string, unknown>).creationTimestamp = "2024-06-01T00:00:00Z";
+    const answer = async (url: string) => {
+      const { response, body } = await send([redirectPlain, api], url);
+      return response.status === 200 ? body : `${response.status} ${response.headers.get("location") ?? ""}`;
+    };
+    // Port 80's table: the redirect took every request, so /shop is never there; merged, the catch-all moves after /api.
+    expect(await answer("http://shop.example.com/shop")).toBe("301 https://shop.example.com/shop");
+    expect(await answer("http://shop.example.com/api/x")).toBe("api");
+    expect(await answer("http://shop.example.com/other")).toBe("301 https://shop.example.com/other");
+    // Port 443's table never had the redirect.
+    expect(await answer("https://shop.example.com/shop")).toBe("shop");
+    expect(await answer("https://shop.example.com/other")).toBe("404 ");
+
+    // A block for one gateway takes every request through that gateway only: the next rule still serves the other.
+    const gws = ["public", "internal"].map((name) => ({ apiVersion: "networking.istio.io/v1", kind: "Gateway", metadata: { name, namespace: "edge" }, spec: { servers: [{ port: { number: 80, name: "http", protocol: "HTTP" }, hosts: [`${name}.example.com`] }] } }));
+    const split = virtualService("split", ["public.example.com", "internal.example.com"], [
+      { match: [{ gateways: ["edge/public"] }], directResponse: { status: 200, body: { string: "public only" } } },
+      { directResponse: { status: 200, body: { string: "everyone" } } },
+    ], { gateways: ["edge/public", "edge/internal"] });
+    expect((await send([...gws, split], "http://public.example.com/")).body).toBe("public only");
+    expect((await send([...gws, split], "http://internal.example.com/")).body).toBe("everyone");
+  });
+
   it("fails only the requests of a virtual host whose packed text is corrupt (a snapshot altered by hand), and keeps serving the others", async () => {
     const docs = [origin("api", "10.0.0.1"), virtualService("a", ["a.example.com"], [{ route: [{ destination: { host: "api.internal" } }] }]), virtualService("b", ["b.example.com"], [{ route: [{ destination: { host: "api.internal" } }] }])];
     const packed = JSON.parse(JSON.stringify(packSnapshot(await snapshotOf(...docs)))) as PackedSnapshot;
