@@ -107,7 +107,7 @@ export function openRemoteStore(configPath: string, binding: string): ClosableSt
       // wrangler prints the value followed by a newline.
       if (r.status === 0) return r.stdout.endsWith("\n") ? r.stdout.slice(0, -1) : r.stdout;
       if (/not found|404/i.test(r.stderr + r.stdout)) return null;
-      throw new CliError(`wrangler kv key get ${key} failed: ${lastLine(r.stderr || r.stdout)}`);
+      throw new CliError(`wrangler kv key get ${key} failed: ${wranglerError(r.stderr || r.stdout)}`);
     },
     async put(key, value) {
       const dir = mkdtempSync(join(tmpdir(), "isthmus-"));
@@ -115,14 +115,14 @@ export function openRemoteStore(configPath: string, binding: string): ClosableSt
         const file = join(dir, "value");
         writeFileSync(file, value);
         const r = await run(["put", key, "--path", file]);
-        if (r.status !== 0) throw new CliError(`wrangler kv key put ${key} failed: ${lastLine(r.stderr || r.stdout)}`);
+        if (r.status !== 0) throw new CliError(`wrangler kv key put ${key} failed: ${wranglerError(r.stderr || r.stdout)}`);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
     },
     async delete(key) {
       const r = await run(["delete", key]);
-      if (r.status !== 0 && !/not found|404/i.test(r.stderr + r.stdout)) throw new CliError(`wrangler kv key delete ${key} failed: ${lastLine(r.stderr || r.stdout)}`);
+      if (r.status !== 0 && !/not found|404/i.test(r.stderr + r.stdout)) throw new CliError(`wrangler kv key delete ${key} failed: ${wranglerError(r.stderr || r.stdout)}`);
     },
     close: async () => {},
   };
@@ -166,6 +166,17 @@ export function openDirectoryStore(dir: string): ClosableStore {
   };
 }
 
-function lastLine(text: string): string {
-  return text.trim().split("\n").filter(Boolean).pop() ?? "unknown error";
+/**
+ * What wrangler said went wrong: its `✘ [ERROR]` line when there is one,
+ * else its last line that is not the "Logs were written to" pointer.
+ * Colour codes are removed (wrangler colours its output even into a pipe).
+ *
+ * @example
+ * wranglerError("✘ [ERROR] set CLOUDFLARE_API_TOKEN\n\n🪵  Logs were written to …") // "set CLOUDFLARE_API_TOKEN"
+ */
+export function wranglerError(text: string): string {
+  const lines = text.replace(/\x1b\[[0-9;]*m/g, "").split("\n").map((l) => l.trim()).filter(Boolean);
+  const error = lines.find((l) => l.includes("[ERROR]"));
+  if (error) return error.slice(error.indexOf("[ERROR]") + "[ERROR]".length).trim();
+  return lines.filter((l) => !l.includes("Logs were written to")).pop() ?? "unknown error";
 }

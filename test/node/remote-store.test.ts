@@ -4,11 +4,12 @@
  * the real wrangler CLI (`wrangler kv key ... --remote`) for users who
  * authenticate with `wrangler login`.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { main } from "../../src/cli/main.ts";
+import { wranglerError } from "../../src/cli/stores.ts";
 import { startFakeCloudflare, type FakeCloudflare } from "../helpers/fake-cloudflare-api.ts";
 
 let api: FakeCloudflare;
@@ -85,5 +86,28 @@ describe("isthmus apply --remote through wrangler (wrangler login users)", () =>
     expect(await main(["apply", "-f", file, "--remote", "--config", wranglerToml])).toBe(0);
     expect(active().version).toMatch(/^[0-9a-f]{12}$/);
     expect(api.requests.some((r) => r.includes("/accounts/acc-2/"))).toBe(true);
+  });
+
+  it("reports wrangler's own error, not its log-file pointer, when wrangler cannot authenticate", { timeout: 120_000 }, async () => {
+    // No login either: wrangler keeps its OAuth token under $XDG_CONFIG_HOME/.wrangler.
+    Object.assign(process.env, { CLOUDFLARE_API_BASE_URL: api.baseUrl, XDG_CONFIG_HOME: join(dir, "no-login") });
+    delete process.env.CLOUDFLARE_API_TOKEN;
+    delete process.env.CLOUDFLARE_ACCOUNT_ID;
+    const errors: string[] = [];
+    const spy = vi.spyOn(console, "error").mockImplementation((...args: unknown[]) => void errors.push(args.join(" ")));
+    try {
+      expect(await main(["versions", "--remote", "--config", wranglerToml])).toBe(1);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(errors).toEqual([expect.stringMatching(/^isthmus: wrangler kv key get \w+ failed: In a non-interactive environment, it's necessary to set a CLOUDFLARE_API_TOKEN/)]);
+  });
+});
+
+describe("wranglerError", () => {
+  it("takes the [ERROR] line without colours, else the last line that is not the log pointer", () => {
+    expect(wranglerError("\x1b[31m✘ \x1b[41;31m[\x1b[41;97mERROR\x1b[41;31m]\x1b[0m \x1b[1mAuthentication error [code: 10000]\x1b[0m\n\n🪵  Logs were written to \"/x.log\"\n")).toBe("Authentication error [code: 10000]");
+    expect(wranglerError("something odd\n\n🪵  Logs were written to \"/x.log\"\n")).toBe("something odd");
+    expect(wranglerError("")).toBe("unknown error");
   });
 });
