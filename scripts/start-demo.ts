@@ -4,8 +4,10 @@
  */
 import { startOrigins } from "../examples/bookinfo/origins.ts";
 import { main } from "../src/cli/main.ts";
+import { demoPort } from "./demo-port.ts";
 
-const port = process.env.PORT ?? "8787";
+const args = process.argv.slice(2);
+const { port, given } = demoPort(args, process.env);
 try {
   await startOrigins(`http://127.0.0.1:${port}`);
 } catch (error) {
@@ -13,4 +15,4 @@ try {
   process.exit(1);
 }
 // Extra arguments go to `isthmus dev`, e.g. `npm start -- -f examples/telemetry/isthmus-telemetry.yaml --env-file ...`.
-process.exit(await main(["dev", "-f", "examples/bookinfo/config", "--port", port, ...process.argv.slice(2)]));
+process.exit(await main(["dev", "-f", "examples/bookinfo/config", ...(given ? [] : ["--port", port]), ...args]));

@@ -9,7 +9,7 @@ export const help = `isthmus dev -f PATH... [--port N] [--persist-to DIR] — ru
 Applies the configuration to the local KV, starts the gateway with
 \`wrangler dev\`, and prints one line once it serves that configuration:
 
-  isthmus: ready on http://127.0.0.1:8787 (config 3f9c2a1)
+  isthmus: ready on http://127.0.0.1:8787 (config 3f9c2a1b0c4d)
 
 Edits to the files are validated and re-applied; a configuration with
 errors is reported and the previous one keeps serving. Ctrl-C stops the

@@ -10,7 +10,7 @@ ${STORE_HELP}
 
 Examples:
   isthmus rollback
-  isthmus rollback --to 3f9c2a1 --remote`;
+  isthmus rollback --to 3f9c2a1b0c4d --remote`;
 
 export async function rollback(opts: StoreOptions & { to?: string }): Promise<number> {
   const store = await openStore(opts);

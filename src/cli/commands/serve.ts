@@ -22,7 +22,7 @@ request path). The configuration store is a directory on local disk
 (DIR/config) and Durable Objects are stored under DIR/durable-objects, so
 both survive a restart. Prints one line once it serves the configuration:
 
-  isthmus: ready on http://127.0.0.1:8787 (config 3f9c2a1)
+  isthmus: ready on http://127.0.0.1:8787 (config 3f9c2a1b0c4d)
 
 Like \`isthmus dev\`, edits to the files are validated and re-applied; a
 configuration with errors is reported and the previous one keeps serving.
@@ -98,8 +98,7 @@ Options:
                   never on a public address
 
 The admin endpoints use the token in ISTHMUS_ADMIN_TOKEN (random per run
-when unset). See README.md, "Self-hosted: isthmus serve", for what differs
-from Cloudflare.
+when unset). See docs/SELF-HOSTED.md for what differs from Cloudflare.
 
 Example:
   isthmus serve -f examples/bookinfo/config --port 8080 --state /var/lib/isthmus`;
