@@ -9,7 +9,7 @@ import { WorkerEntrypoint } from "cloudflare:workers";
 import type { Env } from "./env.ts";
 import { adminApp } from "./gateway/admin.ts";
 import { runPipeline, type PipelineDeps } from "./gateway/pipeline.ts";
-import { SnapshotCache } from "./gateway/snapshot-cache.ts";
+import { nothingServed, SnapshotCache } from "./gateway/snapshot-cache.ts";
 import { configSource } from "./gateway/config-source.ts";
 import { DEFAULT_SETTINGS } from "./config/defaults.ts";
 import { JwksCache } from "./authz/jwt/jwks-cache.ts";
@@ -80,10 +80,6 @@ function isolateDeps(env: Env): PipelineDeps {
   };
 }
 
-const NO_CONFIG =
-  "isthmus: no configuration has been applied to this gateway yet.\n" +
-  "Apply one with `npx isthmus apply -f <files>` (add --remote for a deployed gateway).\n";
-
 const NO_STORE = "isthmus: no configuration store is bound to this Worker (expected the KV namespace CONFIG or the service CONFIG_STORE).\n";
 
 /** A local text/plain answer. */
@@ -114,7 +110,7 @@ export default {
       return admin.app.fetch(request, { cache, snapshot, upstreams: deps.upstreams, rateLimits: deps.rateLimits });
     }
 
-    if (!snapshot) return plainText(NO_CONFIG, 503);
+    if (!snapshot) return plainText(nothingServed(cache), 503);
     try {
       deps ??= isolateDeps(env);
       const waitUntil = (p: Promise<unknown>) => ctx.waitUntil(p);
@@ -150,7 +146,7 @@ export class Health extends WorkerEntrypoint<Env> {
     const cache = snapshotCache(this.env);
     if (!cache) return plainText(NO_STORE, 503);
     const snapshot = await cache.get((p) => this.ctx.waitUntil(p));
-    if (!snapshot) return plainText(NO_CONFIG, 503);
+    if (!snapshot) return plainText(nothingServed(cache), 503);
     if (this.env.CLUSTER_PORT) {
       if (!(await clusterReady(this.env.CLUSTER_PORT))) return plainText(NOT_A_MEMBER, 503);
       if (this.env.UPSTREAM_HEALTH && !(await peersReached(this.env.UPSTREAM_HEALTH))) return plainText(PEERS_NOT_REACHED, 503);

@@ -4,6 +4,12 @@
  * in the background (ctx.waitUntil), and a new version is swapped in only
  * once it has loaded and hydrated. A version that fails to load leaves the
  * last good one serving; the failure is logged and kept for /status.
+ *
+ * Until a first version is served, every request that finds a load in
+ * flight loads too, rather than waiting for another request's promise
+ * (unsafe in workerd, docs/ARCHITECTURE.md): concurrent requests to a cold
+ * isolate all get the configuration. Only once a load has found nothing (or
+ * failed) does the isolate look again at most once a second.
  */
 import { KEYS, type ActivePointer } from "../config/store.ts";
 import type { StoredSnapshot } from "../config/snapshot-packing.ts";
@@ -27,6 +33,8 @@ export class SnapshotCache {
   private current?: { runtime: RuntimeSnapshot; loadedAt: number };
   private checkedAt = -Infinity;
   private refreshing = false;
+  /** Loads started and not yet finished. */
+  private loading = 0;
   lastError?: LoadError;
   private readonly source: SnapshotSource;
   private readonly now: () => number;
@@ -43,7 +51,7 @@ export class SnapshotCache {
   async get(waitUntil: (p: Promise<unknown>) => void): Promise<RuntimeSnapshot | undefined> {
     const now = this.now();
     if (!this.current) {
-      if (now - this.checkedAt >= EMPTY_RECHECK_MS) await this.refresh();
+      if (this.loading > 0 || now - this.checkedAt >= EMPTY_RECHECK_MS) await this.refresh();
       return this.serving();
     }
     const interval = this.current.runtime.snapshot.settings.configRefreshMs;
@@ -70,6 +78,15 @@ export class SnapshotCache {
 
   /** Reads the pointer and loads the version it names if it is new. Never throws. */
   async refresh(): Promise<void> {
+    this.loading++;
+    try {
+      await this.load();
+    } finally {
+      this.loading--;
+    }
+  }
+
+  private async load(): Promise<void> {
     this.checkedAt = this.now();
     let version: string | undefined;
     try {
@@ -99,4 +116,21 @@ export class SnapshotCache {
       );
     }
   }
+}
+
+/**
+ * The body of the 503 a gateway answers while it serves no configuration:
+ * none applied yet, or the active one failed to load (the reason is in the
+ * Worker's logs and the admin status, not told to clients).
+ *
+ * @example
+ * nothingServed(cache) // "isthmus: no configuration has been applied to this gateway yet. ..."
+ */
+export function nothingServed(cache: SnapshotCache): string {
+  const error = cache.lastError;
+  if (!error) {
+    return "isthmus: no configuration has been applied to this gateway yet.\nApply one with `npx isthmus apply -f <files>` (add --remote for a deployed gateway).\n";
+  }
+  const which = error.version ? `the active configuration (${error.version})` : "the active configuration";
+  return `isthmus: ${which} could not be loaded, so this gateway serves nothing yet; the Worker's logs and the admin status say why.\n`;
 }

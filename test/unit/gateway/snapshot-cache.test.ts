@@ -5,7 +5,7 @@
 import { describe, expect, it, vi } from "vitest";
 import type { Snapshot } from "../../../src/config/snapshot.ts";
 import { packSnapshot } from "../../../src/config/snapshot-packing.ts";
-import { SnapshotCache } from "../../../src/gateway/snapshot-cache.ts";
+import { nothingServed, SnapshotCache } from "../../../src/gateway/snapshot-cache.ts";
 import { doc, snapshotOf, virtualService } from "../support.ts";
 
 class Source {
@@ -41,6 +41,33 @@ describe("SnapshotCache", () => {
     source.activate(one);
     now = 1000;
     expect((await cache.get(waitUntil))?.version).toBe(one.version);
+  });
+
+  it("gives the configuration to every request that reaches a cold isolate while the first load is in flight", async () => {
+    const source = new Source();
+    const one = await config("one");
+    source.activate(one);
+    const slow = { get: async (key: string) => (await scheduler.wait(50), source.get(key)) };
+    const cache = new SnapshotCache(slow, () => 0);
+    const versions = await Promise.all([1, 2, 3].map(() => cache.get(() => {}).then((r) => r?.version)));
+    expect(versions).toEqual([one.version, one.version, one.version]);
+    // Once a version is served, the next request neither waits nor reads.
+    const reads = source.reads;
+    expect((await cache.get(() => {}))?.version).toBe(one.version);
+    expect(source.reads).toBe(reads);
+  });
+
+  it("says why it serves nothing: none applied, or the active one failed to load", async () => {
+    const source = new Source();
+    const cache = new SnapshotCache(source, () => 0);
+    await cache.get(() => {});
+    expect(nothingServed(cache)).toMatch(/^isthmus: no configuration has been applied to this gateway yet\./);
+    source.data.set("active", JSON.stringify({ version: "0123456789ab", appliedAt: "2025-01-01T00:00:00.000Z" }));
+    const broken = new SnapshotCache(source, () => 0);
+    const logged = vi.spyOn(console, "error").mockImplementation(() => {});
+    expect(await broken.get(() => {})).toBeUndefined();
+    logged.mockRestore();
+    expect(nothingServed(broken)).toBe("isthmus: the active configuration (0123456789ab) could not be loaded, so this gateway serves nothing yet; the Worker's logs and the admin status say why.\n");
   });
 
   it("serves a snapshot stored by an older CLI (plain layout) as it serves a packed one", async () => {
