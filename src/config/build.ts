@@ -31,6 +31,7 @@ export async function buildConfig(files: readonly SourceFile[]): Promise<BuildRe
   });
   const { resources, problems: validation } = validateDocuments(documents);
   problems.push(...validation);
+  if (resources.length === 0 && !hasErrors(problems)) problems.push(nothingToApply(files));
   const sources = resources.map(canonicalResource);
   if (hasErrors(problems)) return { resources, sources, problems: sortProblems(problems) };
   const compiled = await compile(resources);
@@ -38,6 +39,17 @@ export async function buildConfig(files: readonly SourceFile[]): Promise<BuildRe
   const result: BuildResult = { resources, sources, problems: sortProblems(problems) };
   if (compiled.snapshot && !hasErrors(problems)) result.snapshot = compiled.snapshot;
   return result;
+}
+
+/**
+ * Applying a configuration replaces the whole active one, so an input with no
+ * resource Isthmus reads (an empty file, a `kind: List` with no items, a
+ * directory of ignored kinds or the wrong files) would leave every host
+ * answering 404. kubectl refuses it too ("no objects passed to apply").
+ */
+function nothingToApply(files: readonly SourceFile[]): Problem {
+  const where = files.length === 0 ? "no file was read" : `read ${files.length === 1 ? (files[0] as SourceFile).path : `${files.length} files`}`;
+  return { severity: "error", message: `no resources to apply (${where}): an empty configuration would replace the active one and every host would answer 404` };
 }
 
 function sortProblems(problems: Problem[]): Problem[] {

@@ -136,9 +136,12 @@ describe("buildConfig over several files", () => {
     expect(result.snapshot).toBeUndefined();
   });
 
-  it("treats a file of only comments and separators as no resources", async () => {
+  it("treats a file of only comments and separators as no resources, which is an error: applied, it would replace the active config", async () => {
     const result = await build("# nothing\n---\n");
-    expect(lines(result)).toEqual([]);
+    expect(lines(result)).toEqual([
+      "error: no resources to apply (read config.yaml): an empty configuration would replace the active one and every host would answer 404",
+    ]);
     expect(result.resources).toEqual([]);
+    expect(result.snapshot).toBeUndefined();
   });
 });
