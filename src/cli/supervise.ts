@@ -5,6 +5,7 @@
  */
 import type { ChildProcess } from "node:child_process";
 import { statSync, watch, type FSWatcher } from "node:fs";
+import { basename, dirname } from "node:path";
 import { buildConfig } from "../config/build.ts";
 import { applySnapshot, readActive } from "../config/store.ts";
 import type { Snapshot } from "../config/snapshot.ts";
@@ -82,10 +83,7 @@ export async function superviseGateway(s: Supervised): Promise<number> {
   };
   for (const path of s.files) {
     try {
-      watchers.push(watch(path, { recursive: true }, onChange));
-      // Node's recursive watcher on Linux misses a symlink renamed into place, which is how Kubernetes
-      // updates a mounted ConfigMap (the `..data` link); a plain watcher on the directory sees it.
-      if (statSync(path).isDirectory()) watchers.push(watch(path, onChange));
+      watchers.push(...watchPath(path, onChange));
     } catch {
       console.error(`isthmus: cannot watch ${path}; changes to it will not be re-applied`);
     }
@@ -95,6 +93,21 @@ export async function superviseGateway(s: Supervised): Promise<number> {
   for (const w of watchers) w.close();
   console.error(`isthmus: the gateway (${s.name}) exited with code ${code}`);
   return code === 0 ? 0 : 1;
+}
+
+/**
+ * Watchers that call `onChange` when the configuration at `path` changes.
+ * A directory: a recursive watcher, plus a plain one, since Node's recursive
+ * watcher on Linux misses a symlink renamed into place, which is how
+ * Kubernetes updates a mounted ConfigMap (the `..data` link). A file: a
+ * watcher on its directory, for that name (and Kubernetes' `..data` links),
+ * since editors and `sed -i` save by renaming a new file over the old one,
+ * and a watcher on the file itself stays on the old inode, deaf from then on.
+ */
+function watchPath(path: string, onChange: () => void): FSWatcher[] {
+  if (statSync(path).isDirectory()) return [watch(path, { recursive: true }, onChange), watch(path, onChange)];
+  const name = basename(path);
+  return [watch(dirname(path), (_event, changed) => (changed === null || changed === name || changed.startsWith("..") ? onChange() : undefined))];
 }
 
 export interface Applied {

@@ -227,6 +227,23 @@ describe("isthmus serve with a Durable Object class", () => {
   }, 120_000);
 });
 
+describe("isthmus serve -f FILE", () => {
+  it("keeps re-applying the file after saves that replace it (vim, sed -i: a new file renamed over the old)", async () => {
+    const gw = await startGateway(config(blue), { command: "serve", watchFile: true });
+    try {
+      await gw.reconfigure(config(green), { atomic: true });
+      expect(await originOf(gw)).toBe("green");
+      // The watcher on the replaced file's inode would see nothing from here on.
+      await gw.reconfigure(config(blue), { atomic: true });
+      expect(await originOf(gw)).toBe("blue");
+      await gw.reconfigure(config(green));
+      expect(await originOf(gw)).toBe("green");
+    } finally {
+      await gw.stop();
+    }
+  }, 120_000);
+});
+
 describe("isthmus serve with a mounted ConfigMap", () => {
   it("re-applies when the ..data link is swapped to a new version of the files (Kubernetes, git-sync)", async () => {
     const gw = await startGateway(config(blue), { command: "serve" });

@@ -4,7 +4,7 @@
  * state directory, exactly as a user runs it. One gateway per test file.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../../bench/processes.ts";
@@ -21,8 +21,11 @@ export interface Gateway {
   stateDir: string;
   /** Everything `isthmus dev` / `isthmus serve` printed so far. */
   output: () => string;
-  /** Rewrites the config and waits until the gateway serves the new version. */
-  reconfigure(yaml: string): Promise<string>;
+  /**
+   * Rewrites the config and waits until the gateway serves the new version;
+   * `atomic` saves as vim and `sed -i` do (a new file renamed over the old).
+   */
+  reconfigure(yaml: string, options?: { atomic?: boolean }): Promise<string>;
   /** Rewrites the config and waits for `isthmus dev` to report errors. */
   reconfigureInvalid(yaml: string): Promise<string>;
   admin(path: string): Promise<Response>;
@@ -39,6 +42,8 @@ export interface StartOptions {
   args?: string[];
   /** Extra environment variables (e.g. AWS_ENDPOINT_URL for a cluster's bucket). */
   env?: Record<string, string>;
+  /** `-f` names the config file itself rather than its directory. */
+  watchFile?: boolean;
 }
 
 /** A port free now and not handed out before in this process (the benchmark harness's, shared). */
@@ -70,7 +75,7 @@ export async function startGateway(yaml: string, options: StartOptions = {}): Pr
   for (let attempt = 1; ; attempt++) {
     port = await freePort();
     out = "";
-    const launched: ChildProcess = spawn(process.execPath, ["bin/isthmus.js", command, "-f", configDir, "--port", String(port), stateFlag, stateDir, ...(options.args ?? [])], {
+    const launched: ChildProcess = spawn(process.execPath, ["bin/isthmus.js", command, "-f", options.watchFile ? configFile : configDir, "--port", String(port), stateFlag, stateDir, ...(options.args ?? [])], {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, ISTHMUS_ADMIN_TOKEN: ADMIN_TOKEN, ...options.env },
     });
@@ -93,9 +98,14 @@ export async function startGateway(yaml: string, options: StartOptions = {}): Pr
     configDir,
     stateDir,
     output: () => out,
-    async reconfigure(next) {
+    async reconfigure(next, saving = {}) {
       const from = out.length;
-      writeFileSync(configFile, next);
+      if (saving.atomic) {
+        writeFileSync(`${configFile}.tmp`, next);
+        renameSync(`${configFile}.tmp`, configFile);
+      } else {
+        writeFileSync(configFile, next);
+      }
       return (await waitFor(/isthmus: applied config (\w+)/, from, 60_000))[1] as string;
     },
     async reconfigureInvalid(next) {
