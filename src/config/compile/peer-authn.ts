@@ -55,7 +55,10 @@ export class PeerModes {
       }
       this.workloads.push(pa);
     }
-    if (mesh) this.mesh = mesh;
+    if (mesh) {
+      this.mesh = mesh;
+      if (mesh.spec.mtls?.mode === "STRICT") warnEdgeWide(mesh, diag);
+    }
   }
 
   /** Whether any PeerAuthentication is in effect. */
@@ -99,4 +102,28 @@ function settle(mode: Mode, parent: PeerMode): PeerMode {
 
 function cmp(a: string, b: string): number {
   return a === b ? 0 : a < b ? -1 : 1;
+}
+
+/** Acknowledges that a mesh-wide STRICT policy is meant to require client certificates at the edge. */
+export const EDGE_CLIENT_CERTIFICATES_ANNOTATION = "isthmus.dev/edge-client-certificates";
+
+/**
+ * Istio's most common baseline, a mesh-wide STRICT policy, leaves an ingress
+ * gateway's clients alone (their TLS is the Gateway server's). At the edge it
+ * asks every request for a verified client certificate, so a copied mesh
+ * config answers 403 to all traffic: warn, unless the annotation says
+ * `required` (meant) or is otherwise set wrongly (an error).
+ */
+function warnEdgeWide(mesh: PA, diag: Diagnostics): void {
+  const ack = mesh.metadata.annotations?.[EDGE_CLIENT_CERTIFICATES_ANNOTATION];
+  if (ack === "required") return;
+  if (ack !== undefined) {
+    diag.error(mesh, ["metadata", "annotations", EDGE_CLIENT_CERTIFICATES_ANNOTATION], `expected "required", got "${ack}"`);
+    return;
+  }
+  diag.warn(
+    mesh,
+    ["spec", "mtls", "mode"],
+    `mesh-wide STRICT: every request to the edge needs a verified client certificate (Cloudflare API Shield mTLS), else 403; an Istio ingress gateway's clients are not affected by it. Annotate ${EDGE_CLIENT_CERTIFICATES_ANNOTATION}: "required" if that is meant, or set STRICT per namespace or workload`,
+  );
 }

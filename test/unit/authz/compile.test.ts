@@ -191,6 +191,28 @@ spec:
     expect(mode("outbound|80||web.a.internal")).toBe("PERMISSIVE");
     expect(mode("outbound|80||web.b.internal")).toBe("DISABLE");
   });
+
+  it("warns that a mesh-wide STRICT policy asks every edge client for a certificate, unless annotated as meant", async () => {
+    const mesh = (annotations = "") => `${SERVICE("a")}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system${annotations}}
+spec: {mtls: {mode: STRICT}}
+`;
+    const plain = await build(mesh());
+    expect(warnings(plain.problems)).toEqual([
+      expect.objectContaining({ resource: "PeerAuthentication/istio-system/default", field: "spec.mtls.mode", message: expect.stringMatching(/^mesh-wide STRICT: every request to the edge needs a verified client certificate .* an Istio ingress gateway's clients are not affected by it\. Annotate isthmus\.dev\/edge-client-certificates: "required" if that is meant/) }),
+    ]);
+    expect(plain.snapshot?.security?.scopes[0]?.peerMode).toBe("STRICT");
+    const meant = await build(mesh(`, annotations: {isthmus.dev/edge-client-certificates: required}`));
+    expect(meant.problems).toEqual([]);
+    const wrong = await build(mesh(`, annotations: {isthmus.dev/edge-client-certificates: "yes"}`));
+    expect(errors(wrong.problems)).toEqual([expect.objectContaining({ field: 'metadata.annotations["isthmus.dev/edge-client-certificates"]', message: 'expected "required", got "yes"' })]);
+    // A namespace's STRICT is about its own services: no warning.
+    const namespaced = await build(mesh().replace("namespace: istio-system", "namespace: a"));
+    expect(warnings(namespaced.problems)).toEqual([]);
+  });
 });
 
 describe("errors name the file, line, resource and field", () => {
