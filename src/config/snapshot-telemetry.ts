@@ -58,6 +58,13 @@ export interface TracingPlanDef {
   /** 0–100; applies to requests without a sampled or unsampled parent. */
   samplingPercent: number;
   customTags: CustomTagDef[];
+  /**
+   * `false` (Telemetry `disableSpanReporting`): no span is built or sent for
+   * this traffic; its trace is still decided, propagated upstream and marked
+   * in x-request-id, as Istio's field does not change propagation or
+   * sampling. Absent: spans are reported.
+   */
+  reportSpans?: false;
 }
 
 export interface MetricsPlanDef {
@@ -86,7 +93,7 @@ export interface AccessLogPlanDef {
 }
 
 export interface TelemetryPlanDef {
-  /** Absent: no spans and no trace context written (client headers pass unchanged). */
+  /** Absent: no trace (no spans, no trace context written: client headers pass unchanged). */
   tracing?: TracingPlanDef;
   metrics: MetricsPlanDef;
   accessLog: AccessLogPlanDef;

@@ -67,8 +67,12 @@ export function accessLogEntry(c: Completed): AccessLogEntry {
   };
 }
 
-/** The entry as an OTLP log record: the JSON line as body, every non-null field as an attribute. */
-export function accessLogRecord(entry: AccessLogEntry, line: string, c: Completed): LogRecord {
+/**
+ * The entry as an OTLP log record: the JSON line as body, every non-null
+ * field as an attribute, and the sampled trace's ids (its span id only when
+ * `spansReported`: with `disableSpanReporting` the gateway's span is never sent).
+ */
+export function accessLogRecord(entry: AccessLogEntry, line: string, c: Completed, spansReported = true): LogRecord {
   const attributes: KeyValue[] = [];
   for (const [key, value] of Object.entries(entry)) if (value !== null) attributes.push(attr(key, value as string | number));
   const record: LogRecord = {
@@ -82,7 +86,7 @@ export function accessLogRecord(entry: AccessLogEntry, line: string, c: Complete
   const trace = c.record.trace;
   if (trace?.sampled) {
     record.traceId = trace.traceId;
-    record.spanId = trace.spanId;
+    if (spansReported) record.spanId = trace.spanId;
   }
   return record;
 }

@@ -32,6 +32,8 @@ export interface RuntimePlan {
    */
   requestMetrics: RequestMetricNames | undefined;
   accessLog: boolean;
+  /** Spans are built and sent for this traffic (it is traced, and `disableSpanReporting` is not set). */
+  spans: boolean;
   /** True when the request should be logged (always true without a filter). */
   logFilter: (read: AttributeReader) => boolean;
 }
@@ -49,6 +51,12 @@ export interface RuntimeTelemetry {
    * decided once routing has picked the cluster.
    */
   sampling?: number;
+  /**
+   * Some plan reports spans. When none does (tracing only propagates, with
+   * `disableSpanReporting`), stages and attempts are never timed: their
+   * times serve only spans.
+   */
+  spans: boolean;
 }
 
 /** What the runtime offers besides the snapshot's OTLP providers. */
@@ -72,6 +80,7 @@ export function hydrateTelemetry(def: TelemetryDef, runtime: TelemetryRuntime = 
     plans,
     planFor: (cluster) => (cluster !== undefined ? (byCluster.get(cluster) ?? fallback) : fallback),
     sampling: uniformSampling(def.plans),
+    spans: plans.some((p) => p.spans),
   };
 }
 
@@ -117,6 +126,7 @@ function hydratePlan(def: TelemetryPlanDef, scraped: boolean): RuntimePlan {
         ? { count: reported("REQUEST_COUNT"), duration: reported("REQUEST_DURATION"), requestSize: reported("REQUEST_SIZE"), responseSize: reported("RESPONSE_SIZE") }
         : undefined,
     accessLog,
+    spans: def.tracing !== undefined && def.tracing.reportSpans !== false,
     logFilter: filter ? (read) => evaluate(filter, read) === true : () => true,
   };
 }

@@ -38,11 +38,11 @@ export interface AttemptTiming {
 
 /**
  * The time a stage starts, when a span may need it: the snapshot reports
- * telemetry and the request's trace is sampled or not decided yet (else no
+ * spans and the request's trace is sampled or not decided yet (else no
  * clock is read); pass it to `endStage`. Stage timings serve only spans.
  */
 export function startStage(ctx: RequestContext): number | undefined {
-  if (!ctx.snapshot.telemetry) return undefined;
+  if (!ctx.snapshot.telemetry?.spans) return undefined;
   const trace = ctx.record.trace;
   return trace && !trace.sampled ? undefined : ctx.deps.now();
 }

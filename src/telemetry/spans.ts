@@ -10,6 +10,7 @@
  * so spans of pure computation last 0 ms (docs/ARCHITECTURE.md, Telemetry).
  */
 import type { CustomTagDef } from "../config/snapshot.ts";
+import type { MirrorOutcome } from "../routing/mirror.ts";
 import { protocolOf, type Completed } from "./completed.ts";
 import { attr, SPAN_KIND, STATUS_CODE, type KeyValue, type Span } from "./otlp/model.ts";
 import type { TraceContext } from "./trace-context.ts";
@@ -45,6 +46,7 @@ function customTagAttributes(input: SpanInput): KeyValue[] {
   return out;
 }
 
+/** The spans of a sampled request (see the file's comment): the SERVER span first, then its children. */
 export function buildSpans(input: SpanInput): Span[] {
   const { completed: c, trace } = input;
   const record = c.record;
@@ -118,7 +120,8 @@ export function buildSpans(input: SpanInput): Span[] {
     if (a.status !== undefined) at.push(attr("http.response.status_code", a.status));
     if (a.outcome !== "response") at.push(attr("error.type", a.outcome));
     if (a.ejected) at.push(attr("isthmus.outlier.ejected", a.ejected));
-    const failed = a.outcome !== "response" || (a.status ?? 0) >= 500;
+    // A CLIENT span is an error for 4xx as well as 5xx (OpenTelemetry HTTP semantic conventions).
+    const failed = a.outcome !== "response" || (a.status ?? 0) >= 400;
     spans.push({
       traceId: trace.traceId,
       spanId: a.spanId ?? randomHex(8, input.random),
@@ -146,10 +149,16 @@ export function buildSpans(input: SpanInput): Span[] {
       startTimeUnixNano: record.mirrorsStarted ?? c.start,
       endTimeUnixNano: record.mirrorsEnded ?? c.end,
       attributes: at,
-      status: m.outcome === "sent" ? { code: STATUS_CODE.UNSET } : { code: STATUS_CODE.ERROR, message: m.outcome },
+      status: mirrorStatus(m),
     });
   });
   return spans;
+}
+
+/** A mirrored copy's CLIENT span status: an error when it was not sent or was answered 4xx or 5xx. */
+function mirrorStatus(m: MirrorOutcome): NonNullable<Span["status"]> {
+  if (m.outcome !== "sent") return { code: STATUS_CODE.ERROR, message: m.outcome };
+  return m.status >= 400 ? { code: STATUS_CODE.ERROR, message: `HTTP ${m.status}` } : { code: STATUS_CODE.UNSET };
 }
 
 function splitHostPort(endpoint: string): [string, number] {

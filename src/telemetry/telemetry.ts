@@ -24,7 +24,8 @@ import type { MetricsStore } from "./metrics.ts";
 import type { PrometheusRegistry } from "./prometheus.ts";
 import { attr, type KeyValue, type Resource } from "./otlp/model.ts";
 import { buildSpans } from "./spans.ts";
-import { decideTrace, randomHex } from "./trace-context.ts";
+import { randomHex } from "./trace-context.ts";
+import { traceWhenReported } from "./tracing.ts";
 
 export interface TelemetryDeps extends ExporterDeps {
   /** Writes an access-log line (console.log in the Worker). */
@@ -125,10 +126,15 @@ export class Telemetry {
     }
   }
 
+  /**
+   * The OTLP resource of this isolate: the configured attributes, with
+   * `service.instance.id` unique to the isolate (a configured value gets
+   * the isolate's id appended), and Cloudflare's cloud attributes unless set.
+   */
   private resourceFor(telemetry: RuntimeTelemetry): Resource {
     const def = telemetry.def.settings;
     if (this.resource?.def === def) return this.resource.value;
-    const attributes: KeyValue[] = Object.entries(def.resourceAttributes).map(([k, v]) => attr(k, v));
+    const attributes: KeyValue[] = Object.entries(def.resourceAttributes).map(([k, v]) => (k === "service.instance.id" ? attr(k, instanceIdOf(v, this.instanceId)) : attr(k, v)));
     const has = (k: string) => k in def.resourceAttributes;
     if (!has("service.instance.id")) attributes.push(attr("service.instance.id", this.instanceId));
     if (!has("cloud.provider")) attributes.push(attr("cloud.provider", "cloudflare"));
@@ -167,10 +173,10 @@ export class Telemetry {
 
     const tracing = plan.def.tracing;
     if (tracing) {
-      // Requests answered before any upstream call decide their trace here.
-      const facts = c.context?.facts;
-      const trace = (c.record.trace ??= decideTrace(facts?.headers ?? c.request.headers, tracing.samplingPercent, this.deps.random, facts?.traceContext ?? true));
-      if (trace.sampled) {
+      // Requests answered before any upstream call decide their trace here (x-request-id marked as on the request's path).
+      const trace = c.record.trace ?? traceWhenReported(c.request, c.context, c.record, tracing.samplingPercent, this.deps.random);
+      // disableSpanReporting: the trace was propagated, but no span is built or sent.
+      if (trace.sampled && plan.spans) {
         const provider = def.providers[tracing.provider] as OtlpProviderDef;
         const spans = buildSpans({ completed: c, trace, customTags: tracing.customTags, environment: this.deps.secret, random: this.deps.random, configVersion: version });
         this.exporter.addSpans(provider, def.settings.maxSeries, spans);
@@ -182,7 +188,7 @@ export class Telemetry {
       const line = JSON.stringify(entry);
       if (plan.def.accessLog.console) (this.deps.write ?? console.log)(line);
       for (const i of plan.def.accessLog.providers) {
-        this.exporter.addLog(def.providers[i] as OtlpProviderDef, def.settings.maxSeries, accessLogRecord(entry, line, c));
+        this.exporter.addLog(def.providers[i] as OtlpProviderDef, def.settings.maxSeries, accessLogRecord(entry, line, c, plan.spans));
       }
     }
   }
@@ -234,6 +240,19 @@ export class Telemetry {
       store.set(ISTHMUS_METRIC.configVersion, version, () => [attr("version", version)], 1);
     }
   }
+}
+
+/**
+ * The `service.instance.id` exported for a configured one: the value with
+ * the isolate's id appended. Metrics are delta per isolate, and OTLP allows
+ * one writer per stream: isolates sharing an id would send overlapping
+ * points of the same series, which a collector's deltatocumulative drops.
+ *
+ * @example
+ * instanceIdOf("edge-prod", "5f1c9a0b7e2d4c13-0a1b2c3d4e5f6a7b") // "edge-prod-5f1c9a0b7e2d4c13-0a1b2c3d4e5f6a7b"
+ */
+function instanceIdOf(configured: string, isolate: string): string {
+  return configured === "" ? isolate : `${configured}-${isolate}`;
 }
 
 /** Istio's request metrics when the plan changes some of their labels (`tags`): each metric has its own key. */

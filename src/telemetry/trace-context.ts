@@ -9,13 +9,31 @@
  */
 import type { Propagator } from "../config/snapshot-telemetry.ts";
 
-/** What the client sent: a parent to join, and its sampling decision when it made one. */
-export interface IncomingContext {
+/**
+ * What the client sent: a parent to join (`IncomingParent`), or only a
+ * sampling decision (`IncomingDecision`).
+ */
+export type IncomingContext = IncomingParent | IncomingDecision;
+
+/** A parent to join, and its sampling decision when it made one. */
+export interface IncomingParent {
   traceId: string;
   parentSpanId: string;
   /** Undefined when the parent deferred the decision (B3 without a sampled flag). */
   sampled?: boolean;
   traceState?: string;
+}
+
+/**
+ * A B3 sampling state sent without ids (`b3: 0`, `b3: 1`, `b3: d`, a lone
+ * `x-b3-sampled` or `x-b3-flags: 1`): no parent to join, but a decision the
+ * new trace follows, as Envoy's Zipkin extractor does.
+ */
+export interface IncomingDecision {
+  traceId?: undefined;
+  parentSpanId?: undefined;
+  sampled: boolean;
+  traceState?: undefined;
 }
 
 export interface TraceContext {
@@ -33,14 +51,19 @@ const HEX32 = /^[0-9a-f]{32}$/;
 const HEX16 = /^[0-9a-f]{16}$/;
 const ZERO32 = "0".repeat(32);
 const ZERO16 = "0".repeat(16);
-/** W3C: vendors must propagate at least 512 characters of tracestate; longer values are dropped. */
+/** W3C: vendors must propagate at least 512 characters of tracestate; a longer one is truncated (see `truncateTraceState`). */
 const MAX_TRACESTATE = 512;
+/** W3C: when truncating tracestate, list members longer than this are removed first. */
+const MAX_TRUNCATED_MEMBER = 128;
+/** The two decisions a B3 header can carry without ids, shared (read only), so reading one allocates nothing. */
+const B3_SAMPLED: IncomingDecision = Object.freeze({ sampled: true });
+const B3_UNSAMPLED: IncomingDecision = Object.freeze({ sampled: false });
 
 /**
  * W3C traceparent (https://www.w3.org/TR/trace-context/): `00-<32 hex>-<16 hex>-<2 hex>`,
  * lower case, ids not all zero, version not `ff`; a higher version is read by its first four fields.
  */
-export function parseTraceparent(value: string | null, traceState?: string | null): IncomingContext | undefined {
+export function parseTraceparent(value: string | null, traceState?: string | null): IncomingParent | undefined {
   if (!value) return undefined;
   const v = value.trim();
   const parts = v.split("-");
@@ -49,42 +72,92 @@ export function parseTraceparent(value: string | null, traceState?: string | nul
   if (!/^[0-9a-f]{2}$/.test(version) || version === "ff") return undefined;
   if (version === "00" && (parts.length !== 4 || v.length !== 55)) return undefined;
   if (!HEX32.test(traceId) || traceId === ZERO32 || !HEX16.test(spanId) || spanId === ZERO16 || !/^[0-9a-f]{2}$/.test(flags)) return undefined;
-  const out: IncomingContext = { traceId, parentSpanId: spanId, sampled: (parseInt(flags, 16) & 1) === 1 };
+  const out: IncomingParent = { traceId, parentSpanId: spanId, sampled: (parseInt(flags, 16) & 1) === 1 };
   const state = traceState?.trim();
-  if (state && state.length <= MAX_TRACESTATE) out.traceState = state;
-  return out;
-}
-
-/** B3 single header: `<trace>-<span>[-<sampled>[-<parent>]]`, or only the sampling state (`0`, `1`, `d`) — which has no parent to join. */
-export function parseB3Single(value: string | null): IncomingContext | undefined {
-  if (!value) return undefined;
-  const parts = value.trim().toLowerCase().split("-");
-  if (parts.length < 2) return undefined;
-  const [traceId, spanId, sampled] = parts as [string, string, string | undefined];
-  const out = b3Context(traceId, spanId);
-  if (!out) return undefined;
-  if (sampled !== undefined) {
-    if (sampled === "1" || sampled === "d") out.sampled = true;
-    else if (sampled === "0") out.sampled = false;
-    else return undefined;
+  if (state) {
+    const kept = state.length <= MAX_TRACESTATE ? state : truncateTraceState(state);
+    if (kept) out.traceState = kept;
   }
   return out;
 }
 
-/** B3 multi headers: x-b3-traceid, x-b3-spanid, x-b3-sampled (`1`/`0`, or `true`/`false`), x-b3-flags (`1` = debug, sampled). */
-export function parseB3Multi(headers: Headers): IncomingContext | undefined {
-  const traceId = headers.get("x-b3-traceid");
-  const spanId = headers.get("x-b3-spanid");
-  if (!traceId || !spanId) return undefined;
-  const out = b3Context(traceId.trim().toLowerCase(), spanId.trim().toLowerCase());
+/**
+ * A tracestate over 512 characters cut down to fit, by whole list members
+ * as W3C Trace Context says: members longer than 128 characters are
+ * removed first, then members from the end. Empty members are dropped;
+ * the rest are joined with `,`. Undefined when nothing fits.
+ *
+ * @example
+ * truncateTraceState(`a=1,long=${"x".repeat(600)}`) // "a=1"
+ */
+export function truncateTraceState(state: string): string | undefined {
+  const members = state
+    .split(",")
+    .map((m) => m.trim())
+    .filter((m) => m !== "" && m.length <= MAX_TRUNCATED_MEMBER);
+  // Joined length: the members and a comma between each two.
+  let length = members.reduce((n, m) => n + m.length, 0) + Math.max(0, members.length - 1);
+  while (length > MAX_TRACESTATE) length -= (members.pop() as string).length + (members.length > 0 ? 1 : 0);
+  return members.length > 0 ? members.join(",") : undefined;
+}
+
+/**
+ * B3 single header: `<trace>-<span>[-<sampled>[-<parent>]]` (the parent 16
+ * lower-hex digits, not all zero; no more fields), or only the sampling
+ * state (`0`, `1`, `d`): a decision without a parent to join.
+ */
+export function parseB3Single(value: string | null): IncomingContext | undefined {
+  if (!value) return undefined;
+  const v = value.trim().toLowerCase();
+  if (v.length === 1) return b3Decision(v);
+  const parts = v.split("-");
+  if (parts.length < 2 || parts.length > 4) return undefined;
+  const [traceId, spanId, sampled, parent] = parts as [string, string, string | undefined, string | undefined];
+  if (parent !== undefined && (!HEX16.test(parent) || parent === ZERO16)) return undefined;
+  const out = b3Context(traceId, spanId);
   if (!out) return undefined;
-  const sampled = headers.get("x-b3-sampled")?.trim().toLowerCase();
-  if (headers.get("x-b3-flags")?.trim() === "1" || sampled === "1" || sampled === "true") out.sampled = true;
-  else if (sampled === "0" || sampled === "false") out.sampled = false;
+  if (sampled !== undefined) {
+    const decision = b3Decision(sampled);
+    if (!decision) return undefined;
+    out.sampled = decision.sampled;
+  }
   return out;
 }
 
-function b3Context(traceId: string, spanId: string): IncomingContext | undefined {
+/** A B3 sampling state: `1` accept, `d` debug (accept), `0` deny; undefined for anything else. */
+function b3Decision(state: string): IncomingDecision | undefined {
+  return state === "1" || state === "d" ? B3_SAMPLED : state === "0" ? B3_UNSAMPLED : undefined;
+}
+
+/**
+ * B3 multi headers: x-b3-traceid, x-b3-spanid, x-b3-sampled (`1`/`0`, or
+ * `true`/`false`), x-b3-flags (`1` = debug, sampled). Without the ids, the
+ * sampling headers alone are a decision without a parent.
+ */
+export function parseB3Multi(headers: Headers): IncomingContext | undefined {
+  const traceId = headers.get("x-b3-traceid");
+  const spanId = headers.get("x-b3-spanid");
+  if (!traceId || !spanId) {
+    const decision = b3MultiSampled(headers);
+    return decision === undefined ? undefined : decision ? B3_SAMPLED : B3_UNSAMPLED;
+  }
+  const out = b3Context(traceId.trim().toLowerCase(), spanId.trim().toLowerCase());
+  if (!out) return undefined;
+  const sampled = b3MultiSampled(headers);
+  if (sampled !== undefined) out.sampled = sampled;
+  return out;
+}
+
+/** The decision of x-b3-flags (`1`: debug, so sampled) and x-b3-sampled; undefined when they make none. */
+function b3MultiSampled(headers: Headers): boolean | undefined {
+  if (headers.get("x-b3-flags")?.trim() === "1") return true;
+  const sampled = headers.get("x-b3-sampled")?.trim().toLowerCase();
+  if (sampled === "1" || sampled === "true") return true;
+  if (sampled === "0" || sampled === "false") return false;
+  return undefined;
+}
+
+function b3Context(traceId: string, spanId: string): IncomingParent | undefined {
   // 64-bit B3 trace ids are widened to 128 bits with leading zeros.
   const trace = /^[0-9a-f]{16}$/.test(traceId) ? `${ZERO16}${traceId}` : traceId;
   if (!HEX32.test(trace) || trace === ZERO32 || !HEX16.test(spanId) || spanId === ZERO16) return undefined;
@@ -144,7 +217,8 @@ function hexDigit(n: number): number {
 
 /**
  * The request's trace: joins the client's trace when it sent one and follows
- * its sampling decision (parent-based); otherwise a new root sampled at
+ * its sampling decision (parent-based); otherwise a new root, which follows
+ * a decision the client sent without ids (B3), else is sampled at
  * `samplingPercent`.
  */
 export function startTrace(incoming: IncomingContext | undefined, samplingPercent: number, random: () => number, clientForced = false): TraceContext {
@@ -155,7 +229,8 @@ export function startTrace(incoming: IncomingContext | undefined, samplingPercen
   const sampled = incoming?.sampled ?? (forced || sampledByRate());
   const trace: TraceContext = { traceId: incoming?.traceId ?? randomHex(16, random), spanId: randomHex(8, random), sampled };
   if (forced) trace.forced = true;
-  if (incoming) trace.parentSpanId = incoming.parentSpanId;
+  // A decision sent without ids (B3 sampling state) starts a new trace: no parent.
+  if (incoming?.parentSpanId !== undefined) trace.parentSpanId = incoming.parentSpanId;
   if (incoming?.traceState) trace.traceState = incoming.traceState;
   return trace;
 }

@@ -1,11 +1,11 @@
 /**
  * The pipeline's side of tracing: deciding the request's trace (as it
  * enters when every Telemetry plan samples alike, else once its traffic,
- * and so its plan, is known), marking `x-request-id`, and the attempt
- * observer that times each upstream attempt and writes the trace context
- * it carries.
+ * and so its plan, is known, else as it is reported), marking
+ * `x-request-id`, and the attempt observer that times each upstream
+ * attempt and writes the trace context it carries.
  */
-import type { RequestContext } from "../gateway/context.ts";
+import type { RequestContext, RequestRecord } from "../gateway/context.ts";
 import type { AttemptObserver } from "../upstream/attempts.ts";
 import { decideTrace, markRequestId, propagate, randomHex, type TraceContext } from "./trace-context.ts";
 
@@ -35,10 +35,27 @@ export function traceAtEntry(ctx: RequestContext): void {
   decide(ctx, sampling, ctx.facts.requestId ?? ctx.facts.headers.get("x-request-id"));
 }
 
+/**
+ * The trace of a request whose plan has tracing but which was answered
+ * before anything decided it (an authorization denial, a 404, a rate
+ * limit, when plans sample at different rates): decided as it is reported,
+ * and x-request-id marked as `traceOf` marks it, so that the access log and
+ * the spans show the marked id (the response has already gone out).
+ * Without a context (ingress refused the request) there is no generated id
+ * to mark.
+ */
+export function traceWhenReported(request: Request, context: RequestContext | undefined, record: RequestRecord, samplingPercent: number, random: () => number): TraceContext {
+  const trace = context
+    ? decide(context, samplingPercent, context.facts.headers.get("x-request-id"), random)
+    : decideTrace(request.headers, samplingPercent, random);
+  record.trace = trace;
+  return trace;
+}
+
 /** Decides the trace and marks the request id with it; a header is written only when the mark changes it. */
-function decide(ctx: RequestContext, samplingPercent: number, requestId: string | null): TraceContext {
+function decide(ctx: RequestContext, samplingPercent: number, requestId: string | null, random: () => number = ctx.deps.random): TraceContext {
   const headers = ctx.facts.headers;
-  const trace = decideTrace(headers, samplingPercent, ctx.deps.random, ctx.facts.traceContext ?? true);
+  const trace = decideTrace(headers, samplingPercent, random, ctx.facts.traceContext ?? true);
   ctx.record.trace = trace;
   if (requestId) {
     // A generated UUID (version 4) already reads "not sampled": most requests write nothing here.
@@ -56,8 +73,8 @@ export function attemptObserver(ctx: RequestContext): AttemptObserver | undefine
   const propagators = telemetry.def.settings.propagators;
   const attempts = (ctx.record.upstreamAttempts ??= []);
   const { deps } = ctx;
-  // Attempt times serve only the CLIENT spans of a sampled trace: otherwise no clock is read (0).
-  const now = trace?.sampled ? () => deps.now() : () => 0;
+  // Attempt times serve only the CLIENT spans of a sampled trace, when spans are reported: otherwise no clock is read (0).
+  const now = trace?.sampled && telemetry.spans ? () => deps.now() : () => 0;
   const clientContext = ctx.facts.traceContext ?? true;
   return {
     sending(attempt, endpoint, url, headers) {

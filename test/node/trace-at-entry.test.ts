@@ -88,7 +88,7 @@ describe("the trace decision", () => {
   });
 
   it("is not made at entry when some traffic is not traced", async () => {
-    const partial = await gateway(telemetry("istio-system", 100), tracing("quiet", { disableSpanReporting: true }));
+    const partial = await gateway(telemetry("istio-system", 100), tracing("quiet", { providers: [{ name: "zipkin" }] }));
     expect(partial.runtime.telemetry?.sampling).toBeUndefined();
     const quiet = await partial.serve("quiet.example.com");
     // No tracing for this traffic: no context is sent, and x-request-id stays as generated.

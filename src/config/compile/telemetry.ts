@@ -232,6 +232,22 @@ class Levels {
   }
 }
 
+/** Prometheus label names; Istio's tag names (`request_host`, `source_principal`, …) are all of them. */
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+/**
+ * Why a tag override's name cannot be a metric label, or undefined when it
+ * can. A label Prometheus refuses fails the whole scrape of `isthmus serve
+ * --metrics-port` (every metric lost), and a name such as `source.principal`
+ * would be sanitised into a duplicate of Istio's `source_principal`.
+ */
+function labelNameProblem(name: string): string | undefined {
+  if (!LABEL_NAME.test(name)) return `expected a Prometheus label name (letters, digits and _, not starting with a digit), got ${JSON.stringify(name)}`;
+  if (name === "le") return `"le" is the bucket label of Prometheus histograms; choose another name`;
+  if (name.startsWith("__")) return `names starting with "__" are reserved by Prometheus; choose another name`;
+  return undefined;
+}
+
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
@@ -322,8 +338,11 @@ class PlanMerger {
         if (entry.customTags !== undefined) customTags = this.customTags(t, entry.customTags, [...at, "customTags"]);
       });
     }
-    if (provider === undefined || disabled) return undefined;
-    return { provider, samplingPercent, customTags };
+    if (provider === undefined) return undefined;
+    const plan: TracingPlanDef = { provider, samplingPercent, customTags };
+    // Istio: disableSpanReporting "does NOT impact context propagation or trace sampling behavior".
+    if (disabled) plan.reportSpans = false;
+    return plan;
   }
 
   private customTags(t: T, tags: NonNullable<NonNullable<TelemetrySpec["tracing"]>[number]["customTags"]>, path: FieldPath): CustomTagDef[] {
@@ -417,6 +436,11 @@ class PlanMerger {
   }
 
   private tagOverride(t: T, tag: string, o: { operation?: "UPSERT" | "REMOVE" | undefined; value?: string | undefined }, path: FieldPath): TagOverrideDef | undefined {
+    const badName = labelNameProblem(tag);
+    if (badName) {
+      this.once(t, path, () => this.diag.error(t, path, badName));
+      return undefined;
+    }
     if (o.operation === "REMOVE") return { tag, remove: true };
     if (o.value === undefined) {
       this.once(t, path, () => this.diag.error(t, [...path, "value"], "expected a value (an expression such as request.host or 'literal') for an UPSERT"));

@@ -127,10 +127,24 @@ describe("Telemetry compile: precedence", () => {
     expect(planOf(snapshot, SITE).tracing?.samplingPercent).toBe(100);
   });
 
-  it("disableSpanReporting turns tracing off for that traffic only", async () => {
-    const snapshot = await snapshotOf(gatewayConfig(), ...traffic, telemetry("web", { tracing: [{ disableSpanReporting: true }] }, "web"));
-    expect(planOf(snapshot).tracing).toBeDefined();
-    expect(planOf(snapshot, SITE).tracing).toBeUndefined();
+  it("disableSpanReporting stops span reporting for that traffic only, and keeps its tracing (propagation and sampling)", async () => {
+    const snapshot = await snapshotOf(gatewayConfig(), ...traffic, telemetry("web", { tracing: [{ disableSpanReporting: true, randomSamplingPercentage: 20 }] }, "web"));
+    expect(planOf(snapshot).tracing).toEqual({ provider: 0, samplingPercent: 1, customTags: [] });
+    // Istio: "This does NOT impact context propagation or trace sampling behavior."
+    expect(planOf(snapshot, SITE).tracing).toEqual({ provider: 0, samplingPercent: 20, customTags: [], reportSpans: false });
+    const runtime = hydrateTelemetry(snapshot.telemetry as NonNullable<Snapshot["telemetry"]>);
+    expect(runtime?.planFor(SITE).active).toBe(true);
+  });
+
+  it("a later level's disableSpanReporting: false reports spans again", async () => {
+    const snapshot = await snapshotOf(
+      gatewayConfig(),
+      ...traffic,
+      telemetry("mesh", { tracing: [{ disableSpanReporting: true }] }),
+      telemetry("web", { tracing: [{ disableSpanReporting: false }] }, "web"),
+    );
+    expect(planOf(snapshot).tracing?.reportSpans).toBe(false);
+    expect(planOf(snapshot, SITE).tracing).toEqual({ provider: 0, samplingPercent: 1, customTags: [] });
   });
 
   it("a provider name GatewayConfig does not define leaves tracing off, with a warning", async () => {
@@ -224,6 +238,38 @@ describe("Telemetry compile: metrics", () => {
     const warns = warnings(result).join("\n");
     expect(warns).toMatch(/overrides\[2\]\.match\.customMetric: no metric named "my_metric"/);
     expect(warns).toMatch(/overrides\[3\]\.match\.metric: TCP_SENT_BYTES is a TCP or gRPC streaming metric/);
+  });
+});
+
+describe("Telemetry compile: tag override names", () => {
+  const overriding = (tagOverrides: Record<string, unknown>, metric = "ALL_METRICS") => telemetry("mesh", { metrics: [{ overrides: [{ match: { metric }, tagOverrides }] }] });
+
+  it("refuses a name that is not a Prometheus label name, le, or a name starting with __ (one bad label fails a whole scrape)", async () => {
+    const result = await build(
+      gatewayConfig(),
+      ...traffic,
+      overriding({
+        "source.principal": { value: "request.auth.principal" },
+        "request-host": { value: "request.host" },
+        "1st": { value: "'x'" },
+        "": { value: "'x'" },
+        le: { value: "request.host" },
+        __name__: { value: "'x'" },
+        "x.y": { operation: "REMOVE" },
+      }),
+    );
+    const errs = errors(result).join("\n");
+    for (const name of ["source.principal", "request-host", "1st", "", "x.y"]) {
+      expect(errs).toContain(`Telemetry/istio-system/mesh: spec.metrics[0].overrides[0].tagOverrides[${JSON.stringify(name)}]: expected a Prometheus label name (letters, digits and _, not starting with a digit), got ${JSON.stringify(name)}`);
+    }
+    expect(errs).toMatch(/tagOverrides\.le: "le" is the bucket label of Prometheus histograms; choose another name/);
+    expect(errs).toMatch(/tagOverrides\.__name__: names starting with "__" are reserved by Prometheus; choose another name/);
+    expect(result.snapshot).toBeUndefined();
+  });
+
+  it("accepts Istio's label names and new plain ones", async () => {
+    const snapshot = await snapshotOf(gatewayConfig(), ...traffic, overriding({ request_host: { value: "request.host" }, _tenant: { value: "'a'" }, source_principal: { operation: "REMOVE" } }, "REQUEST_COUNT"));
+    expect(planOf(snapshot).metrics.tags.REQUEST_COUNT?.map((o) => o.tag)).toEqual(["_tenant", "request_host", "source_principal"]);
   });
 });
 

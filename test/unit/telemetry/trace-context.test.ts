@@ -44,7 +44,25 @@ describe("traceparent", () => {
 
   it("keeps tracestate with a valid traceparent, up to 512 characters", () => {
     expect(parseTraceparent(`00-${TRACE}-${SPAN}-01`, "vendor=abc")?.traceState).toBe("vendor=abc");
-    expect(parseTraceparent(`00-${TRACE}-${SPAN}-01`, `v=${"x".repeat(600)}`)?.traceState).toBeUndefined();
+  });
+
+  it("truncates a tracestate over 512 characters by whole list members: those over 128 characters first, then from the end (W3C)", () => {
+    const parent = `00-${TRACE}-${SPAN}-01`;
+    const member = (key: string, length: number) => `${key}=${"x".repeat(length - key.length - 1)}`;
+    // One member alone over 512 and nothing else: nothing is left to keep.
+    expect(parseTraceparent(parent, member("v", 600))?.traceState).toBeUndefined();
+    // A long member (> 128) goes first, even from the front; the others fit and stay in order.
+    const short = [member("a", 100), member("b", 100), member("c", 100)];
+    expect(parseTraceparent(parent, [member("long", 300), ...short, member("big", 129)].join(","))?.traceState).toBe(short.join(","));
+    // All members short but too many characters: members are removed from the end until the rest fits.
+    const many = Array.from({ length: 8 }, (_, i) => member(`k${i}`, 100));
+    const kept = parseTraceparent(parent, many.join(", "))?.traceState;
+    expect(kept).toBe(many.slice(0, 5).join(","));
+    expect((kept ?? "").length).toBeLessThanOrEqual(512);
+    // Up to 512 characters, kept exactly as sent.
+    const exact = [member("a", 128), member("b", 128), member("c", 128), member("d", 125)].join(",");
+    expect(exact.length).toBe(512);
+    expect(parseTraceparent(parent, exact)?.traceState).toBe(exact);
   });
 });
 
@@ -54,7 +72,29 @@ describe("B3", () => {
     expect(parseB3Single(`${TRACE}-${SPAN}-d`)?.sampled).toBe(true);
     expect(parseB3Single(`${TRACE}-${SPAN}-0-aaaaaaaaaaaaaaaa`)?.sampled).toBe(false);
     expect(parseB3Single(`${TRACE}-${SPAN}`)).toEqual({ traceId: TRACE, parentSpanId: SPAN });
-    expect(parseB3Single("0")).toBeUndefined();
+  });
+
+  it("reads a sampling state sent alone (b3: 0, 1, d) as a decision without a parent, as Envoy's Zipkin extractor does", () => {
+    expect(parseB3Single("0")).toEqual({ sampled: false });
+    expect(parseB3Single("1")).toEqual({ sampled: true });
+    expect(parseB3Single(" D ")).toEqual({ sampled: true });
+    for (const bad of ["2", "x", "", "true"]) expect(parseB3Single(bad), bad).toBeUndefined();
+  });
+
+  it("validates the parent span id of the single header and refuses more than four fields", () => {
+    expect(parseB3Single(`${TRACE}-${SPAN}-1-aaaaaaaaaaaaaaaa`)).toEqual({ traceId: TRACE, parentSpanId: SPAN, sampled: true });
+    for (const bad of [`${TRACE}-${SPAN}-1-zz`, `${TRACE}-${SPAN}-1-${"0".repeat(16)}`, `${TRACE}-${SPAN}-1-${SPAN}-extra`, `${TRACE}-${SPAN}-1-`, `${TRACE}-${SPAN}-1-${SPAN}0`]) {
+      expect(parseB3Single(bad), bad).toBeUndefined();
+    }
+  });
+
+  it("reads a lone x-b3-sampled or x-b3-flags: 1 as a decision without a parent", () => {
+    expect(parseB3Multi(new Headers({ "x-b3-sampled": "0" }))).toEqual({ sampled: false });
+    expect(parseB3Multi(new Headers({ "x-b3-sampled": "1" }))).toEqual({ sampled: true });
+    expect(parseB3Multi(new Headers({ "x-b3-sampled": "true" }))).toEqual({ sampled: true });
+    expect(parseB3Multi(new Headers({ "x-b3-flags": "1" }))).toEqual({ sampled: true });
+    expect(parseB3Multi(new Headers({ "x-b3-sampled": "maybe" }))).toBeUndefined();
+    expect(parseB3Multi(new Headers({ "x-b3-flags": "0" }))).toBeUndefined();
   });
 
   it("widens 64-bit trace ids to 128 bits", () => {
@@ -102,6 +142,24 @@ describe("sampling", () => {
     expect(root.sampled).toBe(true);
     expect(root.traceId).toMatch(/^[0-9a-f]{32}$/);
     expect(root.parentSpanId).toBeUndefined();
+  });
+
+  it("starts a new trace that follows a B3 decision sent without ids, whatever the rate", () => {
+    for (const headers of [{ b3: "0" }, { "x-b3-sampled": "0" }] as Record<string, string>[]) {
+      const trace = startTrace(readIncoming(new Headers(headers)), 100, seq(0.5));
+      expect(trace.sampled, JSON.stringify(headers)).toBe(false);
+      expect(trace.parentSpanId).toBeUndefined();
+      expect(trace.traceId).toMatch(/^[0-9a-f]{32}$/);
+    }
+    for (const headers of [{ b3: "1" }, { b3: "d" }, { "x-b3-sampled": "1" }, { "x-b3-flags": "1" }] as Record<string, string>[]) {
+      const trace = startTrace(readIncoming(new Headers(headers)), 0, seq(0.5), true);
+      expect(trace.sampled, JSON.stringify(headers)).toBe(true);
+      // The client's decision, not a trace forced by x-client-trace-id.
+      expect(trace.forced).toBeUndefined();
+      expect(trace.parentSpanId).toBeUndefined();
+    }
+    // A decision in b3 wins over x-b3-* ids, as Envoy reads the b3 header alone when it is present.
+    expect(readIncoming(new Headers({ b3: "0", "x-b3-traceid": TRACE, "x-b3-spanid": SPAN, "x-b3-sampled": "1" }))).toEqual({ sampled: false });
   });
 
   it("defers to the rate when a B3 parent made no decision", () => {
