@@ -50,7 +50,12 @@ export interface RateLimitRuleDef {
   source: string;
   /** The rule's name: the quota policy name clients see in RateLimit-Policy. */
   name: string;
-  /** `<ns>/<policy>/<rule>`: part of every bucket's identity (renaming a rule starts new buckets). */
+  /**
+   * `<ns>/<policy>/<rule>` (`EnvoyFilter/<ns>/<name>/configPatches[<i>]` for
+   * a translated patch): part of every bucket's identity (renaming a rule
+   * starts new buckets). Unique in a snapshot and free of control
+   * characters (compile refuses both).
+   */
   id: string;
   /** The request must match every check (hosts, methods, paths, ports, routes). */
   match: PolicyCheckDef[];

@@ -6,7 +6,7 @@
  * (global scope) and the isolate (local scope) both run it.
  */
 import type { LimitDef } from "../config/snapshot.ts";
-import { available, convert, EPSILON, fullBucket, giveBack, isFull, msUntil, msUntilNextToken, take, wholeTokens, type Algorithm, type BucketState } from "./algorithms.ts";
+import { available, convert, EPSILON, fullBucket, giveBack, isFull, loadedState, msUntil, msUntilNextToken, storedState, take, wholeTokens, type Algorithm, type BucketState } from "./algorithms.ts";
 
 export interface BucketSet {
   algorithm: Algorithm;
@@ -59,8 +59,9 @@ export function shapedRequest(r: AcquireRequest): AcquireRequest {
 }
 
 /**
- * Gives back, then takes, at `now`. Buckets whose limit changed since the
- * last call keep the tokens they held (capped at the new burst).
+ * Gives back, then takes, at `now`. When the limits changed since the last
+ * call, each limit keeps its own bucket, found by what it is, not where it
+ * is in the list (see `reconcile`).
  *
  * @example
  * const { set, grant } = acquire(undefined, { algorithm: "TOKEN_BUCKET", limits: [{ requests: 10, windowMs: 1000, burst: 10 }], want: 1, partial: false, returning: 0 }, Date.now());
@@ -155,14 +156,73 @@ export function refillMs(limits: readonly LimitDef[]): number {
   return ms;
 }
 
+/**
+ * The buckets for `limits`, from the previous set's. The usual case — the
+ * same limits in the same order, under the same algorithm — reuses every
+ * state as it is. After a configuration change each new limit takes the
+ * bucket of the old limit it is, not of the one at its position (adding a
+ * per-second limit in front of a spent day limit must not hand the day a
+ * full bucket):
+ *
+ * 1. an identical limit (requests, window and burst): its state as it is;
+ * 2. else a limit of the same window whose numbers changed: its tokens,
+ *    capped at the new burst;
+ * 3. else, in order, an old limit left over (a unit changed: 100/minute
+ *    became 6000/hour): its tokens, capped at the new burst;
+ * 4. else none: the bucket starts full, as every new bucket does.
+ *
+ * Old buckets no limit took are dropped. A change of algorithm keeps every
+ * bucket's tokens.
+ */
 function reconcile(previous: BucketSet | undefined, algorithm: Algorithm, limits: readonly LimitDef[], now: number): BucketSet {
+  if (previous && previous.algorithm === algorithm && sameLimits(previous.buckets, limits)) {
+    return { algorithm, buckets: limits.map((limit, i) => ({ limit, state: (previous.buckets[i] as BucketSet["buckets"][number]).state })) };
+  }
+  const old = previous?.buckets ?? [];
+  const taken = matchBuckets(old, limits);
   const buckets = limits.map((limit, i) => {
-    const old = previous?.buckets[i];
-    if (!old) return { limit, state: fullBucket(algorithm, limit, now) };
-    if (previous.algorithm === algorithm && sameLimit(old.limit, limit)) return { limit, state: old.state };
-    return { limit, state: convert(old.state, old.limit, limit, algorithm, now) };
+    const from = taken[i] === undefined ? undefined : old[taken[i]];
+    if (!from || !previous) return { limit, state: fullBucket(algorithm, limit, now) };
+    if (previous.algorithm === algorithm && sameLimit(from.limit, limit)) return { limit, state: from.state };
+    return { limit, state: convert(from.state, from.limit, limit, algorithm, now) };
   });
   return { algorithm, buckets };
+}
+
+/** True when `buckets` are for exactly `limits`, in that order. */
+function sameLimits(buckets: BucketSet["buckets"], limits: readonly LimitDef[]): boolean {
+  if (buckets.length !== limits.length) return false;
+  for (let i = 0; i < limits.length; i++) {
+    if (!sameLimit((buckets[i] as BucketSet["buckets"][number]).limit, limits[i] as LimitDef)) return false;
+  }
+  return true;
+}
+
+/** For each new limit, the index of the old bucket it takes over (see `reconcile`), or undefined. */
+function matchBuckets(old: BucketSet["buckets"], limits: readonly LimitDef[]): (number | undefined)[] {
+  const used = old.map(() => false);
+  const taken: (number | undefined)[] = limits.map(() => undefined);
+  const passes: ((from: LimitDef, to: LimitDef) => boolean)[] = [sameLimit, (from, to) => from.windowMs === to.windowMs, () => true];
+  for (const fits of passes) {
+    limits.forEach((limit, i) => {
+      if (taken[i] !== undefined) return;
+      const j = old.findIndex((b, k) => !used[k] && fits(b.limit, limit));
+      if (j < 0) return;
+      used[j] = true;
+      taken[i] = j;
+    });
+  }
+  return taken;
+}
+
+/** A set read from storage (written by this version or an earlier one), in the form this version computes with. */
+export function loadedSet(set: BucketSet): BucketSet {
+  return { algorithm: set.algorithm, buckets: set.buckets.map((b) => ({ limit: b.limit, state: loadedState(b.state) })) };
+}
+
+/** A set to store: what an earlier version can read too (a rollback), see `storedState`. */
+export function storedSet(set: BucketSet): BucketSet {
+  return { algorithm: set.algorithm, buckets: set.buckets.map((b) => ({ limit: b.limit, state: storedState(b.state, b.limit) })) };
 }
 
 function sameLimit(a: LimitDef, b: LimitDef): boolean {

@@ -96,31 +96,84 @@ export function decideLocal(rule: RuntimeRule, name: string, set: LimitSet, env:
   return { outcome: verdict(rule, grant.granted > 0), source: "isolate", grant };
 }
 
-/** A request's one token, from the key's Durable Object or a lease of its tokens. */
-export async function decideGlobal(
-  rule: RuntimeRule,
-  name: string,
-  set: LimitSet,
-  env: RateLimitEnv,
-  now: () => number,
-  waitUntil: (promise: Promise<unknown>) => void,
-): Promise<Pick<RuleDecision, "outcome" | "source" | "grant" | "held" | "error">> {
+/** What a GLOBAL decision settles. */
+export type GlobalDecision = Pick<RuleDecision, "outcome" | "source" | "grant" | "held" | "error">;
+
+/**
+ * A request's one token, from the key's Durable Object or a lease of its
+ * tokens. In lease mode a token from the isolate's pool answers at once;
+ * an empty pool is refilled by one request at a time (`decideLeased`).
+ */
+export function decideGlobal(rule: RuntimeRule, name: string, set: LimitSet, env: RateLimitEnv, now: () => number, waitUntil: (promise: Promise<unknown>) => void): Promise<GlobalDecision> {
   const lease = rule.def.lease;
-  const limits = set.limits;
   if (lease) {
     const taken = env.leases.take(name, now());
-    if (taken.taken && taken.lease) return { outcome: "allowed", source: "lease", grant: taken.lease.grant, held: taken.lease.tokens };
+    if (taken.taken && taken.lease) return Promise.resolve({ outcome: "allowed", source: "lease", grant: taken.lease.grant, held: taken.lease.tokens });
   }
-  // A remembered refusal answers, unless tokens wait to be given back: the call that returns them may be admitted.
-  const remembered = env.leases.returning(name) || env.refusals.empty ? undefined : env.refusals.get(refusalKey(name, set, lease !== undefined), now());
-  if (remembered) return { outcome: verdict(rule, false), source: "cache", grant: remembered };
+  const remembered = rememberedRefusal(rule, name, set, env, now);
+  if (remembered) return Promise.resolve(remembered);
+  if (!lease) return askObject(rule, name, set, env, now, waitUntil, now() + rule.def.timeoutMs);
+  return decideLeased(rule, name, set, env, now, waitUntil);
+}
+
+/**
+ * A refusal the object made earlier and the isolate remembers (see
+ * refusals.ts), unless tokens wait to be given back: the call that returns
+ * them may be admitted.
+ */
+function rememberedRefusal(rule: RuntimeRule, name: string, set: LimitSet, env: RateLimitEnv, now: () => number): GlobalDecision | undefined {
+  if (env.refusals.empty || env.leases.returning(name)) return undefined;
+  const grant = env.refusals.get(refusalKey(name, set, rule.def.lease !== undefined), now());
+  return grant ? { outcome: verdict(rule, false), source: "cache", grant } : undefined;
+}
+
+/**
+ * Lease mode with the isolate's pool empty: this request asks the object
+ * for a lease unless another request of the isolate is asking already; it
+ * then waits for that call and takes from the pool it refilled, asks next
+ * if the pool is empty again, or fails (by failureMode, with that call's
+ * error) if the call failed. Bounded by the rule's decision timeout, from
+ * this request's start, like any GLOBAL decision.
+ */
+async function decideLeased(rule: RuntimeRule, name: string, set: LimitSet, env: RateLimitEnv, now: () => number, waitUntil: (promise: Promise<unknown>) => void): Promise<GlobalDecision> {
+  const deadline = now() + rule.def.timeoutMs;
+  for (;;) {
+    const turn = env.leases.lead(name, now(), rule.def.timeoutMs);
+    if (turn > 0) return askAsLeader(rule, name, set, env, now, waitUntil, deadline, turn);
+    const failed = await env.leases.waitFor(name, deadline - now());
+    if (failed !== undefined) return failure(rule, failed);
+    const taken = env.leases.take(name, now());
+    if (taken.taken && taken.lease) return { outcome: "allowed", source: "lease", grant: taken.lease.grant, held: taken.lease.tokens };
+    // The call came back short: the object refused, and the isolate remembers it.
+    const remembered = rememberedRefusal(rule, name, set, env, now);
+    if (remembered) return remembered;
+    if (now() >= deadline) return failure(rule, timeoutMessage(rule.def.timeoutMs));
+  }
+}
+
+/** The lease call of turn `turn`; the requests waiting for it are woken once it ends, with its error if it failed. */
+async function askAsLeader(rule: RuntimeRule, name: string, set: LimitSet, env: RateLimitEnv, now: () => number, waitUntil: (promise: Promise<unknown>) => void, deadline: number, turn: number): Promise<GlobalDecision> {
+  let failed: string | undefined;
+  try {
+    const decision = await askObject(rule, name, set, env, now, waitUntil, deadline);
+    failed = decision.error;
+    return decision;
+  } finally {
+    env.leases.settle(name, turn, failed);
+  }
+}
+
+/** The object's answer, by `deadline`; in lease mode a lease of which this request spends one token. */
+async function askObject(rule: RuntimeRule, name: string, set: LimitSet, env: RateLimitEnv, now: () => number, waitUntil: (promise: Promise<unknown>) => void, deadline: number): Promise<GlobalDecision> {
+  const lease = rule.def.lease;
+  const limits = set.limits;
   if (!env.objects) return failure(rule, "the Worker has no RATE_LIMITER Durable Object binding");
   const returning = env.leases.takeReturns(name);
   const request: AcquireRequest = { algorithm: rule.def.algorithm, limits, want: lease ? lease.size : 1, partial: lease !== undefined, returning };
   const sentAt = now();
   let grant: Grant;
   try {
-    grant = await acquireWithRetries(env.objects, name, request, rule.def.timeoutMs, now);
+    grant = await acquireWithRetries(env.objects, name, request, deadline, rule.def.timeoutMs, now);
   } catch (error) {
     // The object may or may not have taken `returning` back; keeping them out is the side that never over-admits.
     if (!(error instanceof DecisionTimeout)) return failure(rule, `the rate limiter failed: ${error instanceof Error ? error.message : String(error)}`);
@@ -133,7 +186,8 @@ export async function decideGlobal(
   // Tokens given back can outlast a refusal remembered before: the object just granted what was asked, so the
   // refusal no longer holds (two late grants given back in one call left a token no request asked for again).
   else if (returning > 0 && !env.refusals.empty) env.refusals.delete(refusalKey(name, set, lease !== undefined));
-  if (lease && grant.granted > 1) env.leases.add(name, grant.granted - 1, sentAt + lease.ttlMs, grant);
+  // An isolate holds at most one lease's tokens of a key (lease.ts).
+  if (lease && grant.granted > 1) env.leases.add(name, grant.granted - 1, sentAt + lease.ttlMs, grant, lease.size - 1);
   return { outcome: verdict(rule, grant.granted > 0), source: "object", grant, held: lease ? Math.max(0, grant.granted - 1) : undefined };
 }
 
@@ -168,7 +222,8 @@ export const RETRY_MAX_WAIT_MS = 200;
 
 /**
  * One acquire, asked again through a fresh stub while the runtime marks the
- * failure retryable and the decision timeout leaves time, as Cloudflare
+ * failure retryable and the decision's `deadline` leaves time (errors name
+ * the rule's whole `timeoutMs`), as Cloudflare
  * advises for Durable Object errors (`retryable` set, `overloaded` not): the
  * object was reset, redeployed or is moving to another machine (under
  * `isthmus serve --cluster-bucket`, to another replica when its owner
@@ -176,8 +231,7 @@ export const RETRY_MAX_WAIT_MS = 200;
  * lost counts twice, which can only refuse early, never over-admit; for
  * that reason a retry gives no tokens back (the first attempt may have).
  */
-async function acquireWithRetries(objects: RateLimiterNamespace, name: string, request: AcquireRequest, timeoutMs: number, now: () => number): Promise<Grant> {
-  const deadline = now() + timeoutMs;
+async function acquireWithRetries(objects: RateLimiterNamespace, name: string, request: AcquireRequest, deadline: number, timeoutMs: number, now: () => number): Promise<Grant> {
   let wait = RETRY_FIRST_WAIT_MS;
   let asked = request;
   for (let attempt = 1; ; attempt++) {
@@ -210,12 +264,17 @@ function failure(rule: RuntimeRule, error: string): Pick<RuleDecision, "outcome"
   return { outcome: closed ? "failed-closed" : "failed-open", source: "object", error };
 }
 
+/** The error of a decision not made within the rule's `timeoutMs`. */
+function timeoutMessage(timeoutMs: number): string {
+  return `the rate limiter did not answer within ${timeoutMs}ms`;
+}
+
 export class DecisionTimeout extends Error {
   /** The call given up on, which the object may still answer. */
   readonly late: Promise<Grant>;
 
   constructor(ms: number, late: Promise<Grant>) {
-    super(`the rate limiter did not answer within ${ms}ms`);
+    super(timeoutMessage(ms));
     this.name = "DecisionTimeout";
     this.late = late;
   }

@@ -84,7 +84,9 @@ export function localBucketKey(ruleId: string, values: KeyValues): string | Prom
  * rule: a one-part key by its value as it is (no text to build per request:
  * the value is usually a string the request already holds, such as the
  * verified principal), any other key by its JSON, in a group of its own
- * (`<ruleId>\0`: a one-part value can spell a JSON text). Only keys whose
+ * (`<ruleId>\0`: a one-part value can spell a JSON text; no rule id holds a
+ * NUL, compile refuses control characters in them, so that group is never
+ * another rule's). Only keys whose
  * digest input is at most LOCAL_KEY_MAX long are kept, in two generations of
  * 5,000 (src/ratelimit/generations.ts): at most 10,000 names.
  */

@@ -27,7 +27,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import type { LimitDef } from "../config/snapshot.ts";
-import { acquire, shapedRequest, allFull, floorHolds, floorFor, msUntilFull, refillMs, type AcquireRequest, type BucketSet, type Grant } from "./bucket-set.ts";
+import { acquire, shapedRequest, allFull, floorHolds, floorFor, loadedSet, msUntilFull, refillMs, storedSet, type AcquireRequest, type BucketSet, type Grant } from "./bucket-set.ts";
 
 /** Buckets refilling faster than this (ms, empty to full) are not persisted. */
 export const PERSIST_AFTER_MS = 1_000;
@@ -86,17 +86,24 @@ export class RateLimiter extends DurableObject {
     }
     const at = now + msUntilFull(this.buckets, now) + CLEANUP_DELAY_MS;
     if (this.stored) {
-      this.stored = { ...this.stored, alarmAt: at };
-      this.ctx.storage.kv.put(STATE_KEY, this.stored);
+      this.stored = { set: this.stored.set, alarmAt: at };
+      this.write(this.stored);
     }
     await this.ctx.storage.setAlarm(at);
   }
 
   private load(): void {
     if (this.loaded) return;
-    this.stored = this.ctx.storage.kv.get<Stored>(STATE_KEY);
+    const stored = this.ctx.storage.kv.get<Stored>(STATE_KEY);
+    // Read in this version's form, whichever version wrote it.
+    if (stored) this.stored = stored.alarmAt === undefined ? { set: loadedSet(stored.set) } : { set: loadedSet(stored.set), alarmAt: stored.alarmAt };
     this.buckets = this.stored?.set;
     this.loaded = true;
+  }
+
+  /** Writes `stored` in the form every version reads (see `storedSet`). */
+  private write(stored: Stored): void {
+    this.ctx.storage.kv.put(STATE_KEY, stored.alarmAt === undefined ? { set: storedSet(stored.set) } : { set: storedSet(stored.set), alarmAt: stored.alarmAt });
   }
 
   /** Stores a new floor under `set`; the cleanup alarm is set unless one is still pending. */
@@ -112,7 +119,7 @@ export class RateLimiter extends DurableObject {
         console.error(JSON.stringify({ message: "isthmus: rate limiter could not set its cleanup alarm", error: String(error) }));
       });
     }
-    this.ctx.storage.kv.put(STATE_KEY, stored);
+    this.write(stored);
     this.stored = stored;
   }
 }

@@ -43,6 +43,9 @@ const NO_EFFECT = new Set(["stat_prefix", "stage", "always_consume_default_token
 export interface Translated {
   rule: RateLimitRuleDef;
   attachment: Attachment;
+  /** The EnvoyFilter and the patch the rule was translated from (for problems found later). */
+  resource: Resource<"EnvoyFilter">;
+  path: FieldPath;
 }
 
 export function translateEnvoyFilters(
@@ -69,14 +72,14 @@ export function translateEnvoyFilters(
       const attachment = attach(filter, patches[i]?.match, path, rootNamespace, labels, clusters, diag);
       if (!attachment) return;
       const translated = translate(filter, f, i, diag);
-      if (translated) patched.push({ ...translated, level: f.level, filter: filter.id, attachment });
+      if (translated) patched.push({ ...translated, level: f.level, filter: filter.id, attachment, resource: filter, path });
     });
   }
   const out: Translated[] = [];
   for (const p of patched) {
     if (!p.rule) continue;
     const unless = patched.filter((q) => LEVELS[q.level] > LEVELS[p.level] && replaces(q, p)).map((q) => q.match);
-    out.push({ rule: unless.length > 0 ? { ...p.rule, unless } : p.rule, attachment: p.attachment });
+    out.push({ rule: unless.length > 0 ? { ...p.rule, unless } : p.rule, attachment: p.attachment, resource: p.resource, path: p.path });
   }
   return out;
 }
@@ -88,6 +91,8 @@ interface Patched {
   level: Found["level"];
   filter: string;
   attachment: Attachment;
+  resource: Resource<"EnvoyFilter">;
+  path: FieldPath;
 }
 
 /** How specific each level's configuration is: Envoy uses the most specific one it finds. */
@@ -249,7 +254,8 @@ function translate(filter: Resource<"EnvoyFilter">, found: Found, index: number,
   const rule: RateLimitRuleDef = {
     source: filter.id,
     name,
-    id: `${filter.namespace}/${filter.name}/configPatches[${index}]`,
+    // Prefixed with the kind: a RateLimitPolicy of the same namespace and name may have a rule named `configPatches[0]`.
+    id: `${filter.id}/configPatches[${index}]`,
     match,
     when: [],
     key,

@@ -8,6 +8,7 @@
  * destinations or the gateway itself), giving each cluster its scope.
  */
 import { isRequestHeaderName } from "../../gateway/request-header.ts";
+import { formatPath } from "../problems.ts";
 import { durationMs } from "../duration.ts";
 import type { ClusterDef, KeyPartDef, LimitDef, OverrideDef, PolicyCheckDef, RateLimitDef, RateLimitRuleDef } from "../snapshot.ts";
 import type { RateLimitRule } from "../schema/isthmus.ts";
@@ -41,21 +42,65 @@ export function compileRateLimits(inputs: RateLimitInputs, diag: Diagnostics): R
   const labels = gatewayLabels(inputs.gatewayConfig, inputs.gateways);
   const rules: RateLimitRuleDef[] = [];
   const attachments: Attachment[] = [];
+  const ids = new Map<string, RuleOrigin>();
+  const add = (rule: RateLimitRuleDef, at: Attachment, origin: RuleOrigin) => {
+    if (!uniqueId(rule, origin, ids, diag)) return;
+    rules.push(rule);
+    attachments.push(at);
+  };
   for (const policy of inputs.policies) {
     const at = attachment(policy, inputs.rootNamespace, labels, clusters, diag);
     for (const rule of compileRateLimitPolicy(policy, inputs.routeNames, diag)) {
-      rules.push(rule);
-      attachments.push(at);
+      const index = policy.spec.rules?.findIndex((r) => r.name === rule.name) ?? -1;
+      add(rule, at, { resource: policy, path: ["spec", "rules", index, "name"], where: `${policy.id} spec.rules[${index}]` });
     }
   }
   for (const t of translateEnvoyFilters(inputs.envoyFilters, inputs.rootNamespace, labels, clusters, diag)) {
-    rules.push(t.rule);
-    attachments.push(t.attachment);
+    add(t.rule, t.attachment, { resource: t.resource, path: t.path, where: `${t.resource.id} ${formatPath(t.path)}` });
   }
   if (rules.length === 0) return undefined;
 
   const gateway = rules.map((_, i) => i).filter((i) => attachments[i]?.all === true || attachments[i]?.gateway === true);
   return { rules, ...distinctScopes(gateway, clusters, (cluster) => clusterRules(cluster, gateway, attachments)) };
+}
+
+/** Where a rule was written: the resource and field its problems are reported on, and how a message names it. */
+interface RuleOrigin {
+  resource: Resource<"RateLimitPolicy"> | Resource<"EnvoyFilter">;
+  path: FieldPath;
+  where: string;
+}
+
+/**
+ * True when no rule compiled before has `rule`'s id, and the id holds no
+ * control character (the isolate's name cache groups keys by id and id +
+ * NUL, key.ts); otherwise reports the rule, which is left out. Ids name
+ * buckets: two rules with one id would count in each other's buckets.
+ * RateLimitPolicy ids are `<ns>/<policy>/<rule>` and EnvoyFilter ones
+ * `EnvoyFilter/<ns>/<name>/configPatches[<i>]`, so only names with
+ * slashes can meet.
+ */
+function uniqueId(rule: RateLimitRuleDef, origin: RuleOrigin, ids: Map<string, RuleOrigin>, diag: Diagnostics): boolean {
+  if (CONTROL.test(rule.id)) {
+    // A rule name with one is reported where it is written (compileRateLimitPolicy); this is the namespace or name.
+    diag.error(origin.resource, ["metadata"], `expected a namespace and name without control characters, got ${printable(rule.id)}: they are part of the id of every rule's buckets`);
+    return false;
+  }
+  const seen = ids.get(rule.id);
+  if (seen) {
+    diag.error(origin.resource, origin.path, `this rule's id ${JSON.stringify(rule.id)} is also the id of ${seen.where}; rules with one id would share their buckets: rename one of them`);
+    return false;
+  }
+  ids.set(rule.id, origin);
+  return true;
+}
+
+/** Control characters (Unicode Cc: C0, DEL, C1). */
+const CONTROL = /\p{Cc}/u;
+
+/** `text` quoted, with control characters escaped (JSON leaves DEL and C1 raw). */
+function printable(text: string): string {
+  return JSON.stringify(text).replace(/\p{Cc}/gu, (c) => `\\u${(c.codePointAt(0) ?? 0).toString(16).padStart(4, "0")}`);
 }
 
 function clusterRules(cluster: ClusterDef, gateway: number[], attachments: Attachment[]): number[] {
@@ -82,6 +127,10 @@ export function compileRateLimitPolicy(policy: Resource<"RateLimitPolicy">, rout
       return;
     }
     names.set(rule.name, i);
+    if (CONTROL.test(rule.name)) {
+      diag.error(policy, [...at, "name"], `expected a rule name without control characters, got ${printable(rule.name)}: the name is part of the bucket's identity and of response fields`);
+      return;
+    }
     const errorsBefore = countErrors(diag);
     const def = compileRule(policy, rule, at, routeNames, diag);
     if (countErrors(diag) > errorsBefore) return;

@@ -74,10 +74,130 @@ describe("token bucket and GCRA", () => {
     expect(acquire(set, lease(0, 100), 0).grant.remaining).toEqual([25]);
   });
 
+  it.each(ALGORITHMS)("%s: admits exactly the burst at a real clock, at rates up to 1e9 a minute", (algorithm) => {
+    // Epoch milliseconds, as Date.now() gives them: at 1.77e12 a double's step is 2^-12 ms, coarser than one
+    // token's interval at these rates, so time kept as an absolute number would round every take.
+    const now = 1_767_000_000_000;
+    for (const [requests, burst] of [
+      [200_000_000, 1_000],
+      [60_000_000, 100_000],
+      [1_000_000_000, 10],
+      [1_000_000_000, 100_000],
+      [1_000_000, 100_000],
+    ] as const) {
+      let set: BucketSet | undefined;
+      let admitted = 0;
+      for (let i = 0; i <= burst; i++) {
+        const out = acquire(set, req(algorithm, requests, 60_000, burst), now);
+        set = out.set;
+        admitted += out.grant.granted;
+      }
+      expect({ requests, burst, admitted }).toEqual({ requests, burst, admitted: burst });
+      // Full again once it has had time to refill.
+      expect(acquire(set, req(algorithm, requests, 60_000, burst, { want: burst }), now + (burst * 60_000) / requests + 1).grant.granted).toBe(burst);
+    }
+    // And refills at the stated rate: 1,000,000 a minute is 50 tokens in 3 ms.
+    let set: BucketSet | undefined;
+    for (let i = 0; i < 1_000; i++) set = acquire(set, req(algorithm, 1_000_000, 60_000, 1_000), now).set;
+    expect(acquire(set, req(algorithm, 1_000_000, 60_000, 1_000, { want: 51 }), now + 3).grant.granted).toBe(0);
+    expect(acquire(set, req(algorithm, 1_000_000, 60_000, 1_000, { want: 50 }), now + 3).grant.granted).toBe(50);
+  });
+
+  it.each(ALGORITHMS)("%s: a leased bucket at a real clock grants exactly its burst", (algorithm) => {
+    const now = 1_767_000_000_000;
+    let set: BucketSet | undefined;
+    let granted = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const out = acquire(set, req(algorithm, 200_000_000, 60_000, 100_000, { want: 10, partial: true }), now);
+      set = out.set;
+      granted += out.grant.granted;
+    }
+    expect(granted).toBe(100_000);
+  });
+
+  it.each(ALGORITHMS)("%s: a clock that steps back and then forward again does not refill twice", (algorithm) => {
+    // 10 a minute, burst 10: a token every 6 s. At T nine are taken; at T+1 s the object runs on a clock 30 s behind
+    // and asks once; at T+2 s it is back on time and asks 20 times. The true bucket had 10 tokens and 2 s of refill:
+    // 10 admitted in all, and the next token 6 s after the tenth was taken.
+    const T = 1_767_000_000_000;
+    let set: BucketSet | undefined;
+    const ask = (t: number, times = 1) => {
+      let granted = 0;
+      for (let i = 0; i < times; i++) {
+        const out = acquire(set, req(algorithm, 10, 60_000), t);
+        set = out.set;
+        granted += out.grant.granted;
+      }
+      return granted;
+    };
+    expect(ask(T, 9)).toBe(9);
+    expect(ask(T + 1_000 - 30_000) + ask(T + 2_000, 20)).toBe(1);
+    expect(ask(T + 5_999)).toBe(0);
+    expect(ask(T + 6_000)).toBe(1);
+  });
+
   it("states how long a set takes to refill from empty", () => {
     expect(refillMs([{ requests: 10, windowMs: 1000, burst: 10 }])).toBe(1000);
     expect(refillMs([{ requests: 10, windowMs: 1000, burst: 10 }, { requests: 100, windowMs: 3_600_000, burst: 100 }])).toBe(3_600_000);
     expect(refillMs([{ requests: 10, windowMs: 1000, burst: 30 }])).toBe(3000);
+  });
+});
+
+describe("a configuration change", () => {
+  const sec = { requests: 100, windowMs: 1_000, burst: 100 };
+  const day = { requests: 200, windowMs: 86_400_000, burst: 200 };
+  const T = 1_767_000_000_000;
+  const ask = (set: BucketSet | undefined, limits: AcquireRequest["limits"], t: number, want = 1) => acquire(set, { algorithm: "TOKEN_BUCKET", limits, want, partial: false, returning: 0 }, t);
+  /** Spends the day limit's 200 under `limits` over three seconds; the set afterwards. */
+  const spendDay = (limits: AcquireRequest["limits"]) => {
+    let set: BucketSet | undefined;
+    let admitted = 0;
+    for (const t of [T, T + 1_000, T + 2_000]) {
+      for (let i = 0; i < 150; i++) {
+        const out = ask(set, limits, t);
+        set = out.set;
+        admitted += out.grant.granted;
+      }
+    }
+    expect(admitted).toBe(200);
+    return set as BucketSet;
+  };
+  /** Admitted in the 10 s after the change, at 500 attempts a second (the day is spent: 0 is right). */
+  const next10s = (start: BucketSet, limits: AcquireRequest["limits"]) => {
+    let set: BucketSet | undefined = start;
+    let admitted = 0;
+    for (let s = 3; s < 13; s++) {
+      for (let i = 0; i < 500; i++) {
+        const out = ask(set, limits, T + s * 1_000);
+        set = out.set;
+        admitted += out.grant.granted;
+      }
+    }
+    return admitted;
+  };
+
+  it.each([
+    ["unchanged", [sec, day], [sec, day]],
+    ["reordered", [sec, day], [day, sec]],
+    ["a per-second limit removed", [sec, day], [day]],
+    ["a per-second limit added in front", [day], [sec, day]],
+    ["a per-second limit added after", [day], [day, sec]],
+  ] as const)("keeps each limit's state with that limit, not its position: %s", (_, before, after) => {
+    expect(next10s(spendDay([...before]), [...after])).toBe(0);
+  });
+
+  it("keeps the tokens of a limit whose numbers change (same unit), capped at the new burst, and starts a new unit full", () => {
+    const minute = { requests: 10, windowMs: 60_000, burst: 10 };
+    let set: BucketSet | undefined;
+    for (let i = 0; i < 7; i++) set = ask(set, [minute, day], T).set;
+    // 10/min → 20/min: the 3 tokens left are kept, not 20.
+    expect(ask(set, [{ requests: 20, windowMs: 60_000, burst: 20 }, day], T).grant.remaining).toEqual([2, 192]);
+    // 10/min → 2/min: capped at the new burst.
+    expect(ask(set, [{ requests: 2, windowMs: 60_000, burst: 2 }, day], T).grant.remaining).toEqual([1, 192]);
+    // A per-hour limit added next to them starts full.
+    expect(ask(set, [minute, { requests: 50, windowMs: 3_600_000, burst: 50 }, day], T).grant.remaining).toEqual([2, 49, 192]);
+    // 10/min → 600/h (the unit changed, nothing else matches): it keeps the per-minute limit's tokens.
+    expect(ask(set, [{ requests: 600, windowMs: 3_600_000, burst: 600 }, day], T).grant.remaining).toEqual([2, 192]);
   });
 });
 
@@ -153,6 +273,34 @@ describe("isolate state", () => {
     expect(leases.takeReturns("k")).toBe(0);
     expect(leases.take("k", 250)).toEqual({ taken: false });
     expect(leases.takeReturns("k")).toBe(2);
+  });
+
+  it("lets one request at a time ask for a key's lease; another takes over a call older than the decision timeout", async () => {
+    const leases = new Leases();
+    const first = leases.lead("k", 0, 250);
+    expect(first).toBeGreaterThan(0);
+    expect(leases.lead("k", 100, 250)).toBe(0);
+    expect(leases.lead("other", 100, 250)).toBeGreaterThan(0);
+    const waiting = leases.waitFor("k", 10_000);
+    // The first call's request never settles it (cancelled, say): at 250 ms another request asks instead.
+    const second = leases.lead("k", 250, 250);
+    expect(second).toBeGreaterThan(first);
+    leases.settle("k", first, "too late to count");
+    leases.settle("k", second, "the rate limiter failed: boom");
+    expect(await waiting).toBe("the rate limiter failed: boom");
+    expect(await leases.waitFor("k", 10_000)).toBeUndefined();
+    // A waiter whose own time runs out wakes by itself.
+    leases.lead("k", 300, 250);
+    expect(await leases.waitFor("k", 5)).toBeUndefined();
+  });
+
+  it("never holds more than one lease's tokens of a key: the excess goes back with the next call", () => {
+    const leases = new Leases();
+    const grant = { granted: 10, remaining: [0], resetMs: [0], retryAfterMs: 0, wantReadyMs: 0 };
+    leases.add("k", 9, 100, grant, 9);
+    leases.add("k", 9, 100, grant, 9);
+    expect(leases.held("k")).toBe(9);
+    expect(leases.takeReturns("k")).toBe(9);
   });
 
   it("remembers a refusal until it expires, counting down the wait", () => {

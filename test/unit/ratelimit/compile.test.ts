@@ -150,6 +150,46 @@ describe("RateLimitPolicy compile", () => {
     expect(result.snapshot).toBeDefined();
   });
 
+  it("gives EnvoyFilter rules ids no RateLimitPolicy rule of the same namespace and name can have", async () => {
+    // The EnvoyFilter's patch and a policy rule named after it, both counting every request in one isolate bucket.
+    const envoyFilter = `
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: edge, namespace: istio-system}
+spec:
+  configPatches:
+  - applyTo: HTTP_FILTER
+    match: {context: GATEWAY}
+    patch:
+      operation: INSERT_BEFORE
+      value:
+        name: envoy.filters.http.local_ratelimit
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+          stat_prefix: edge
+          token_bucket: {max_tokens: 1000, tokens_per_fill: 1000, fill_interval: 1s}
+          filter_enabled: {default_value: {numerator: 100}}
+          filter_enforced: {default_value: {numerator: 100}}
+`;
+    const snapshot = await snapshotOf(envoyFilter, policy({ rules: [rule({ name: "configPatches[0]", scope: "LOCAL" })] }, "istio-system", "edge"));
+    const ids = snapshot.rateLimits?.rules.map((r) => r.id);
+    expect(ids).toEqual(["istio-system/edge/configPatches[0]", "EnvoyFilter/istio-system/edge/configPatches[0]"]);
+  });
+
+  it("refuses two rules with one id, and control characters in rule names: they name buckets", async () => {
+    const result = await build(
+      policy({ rules: [rule({ name: "b/c" }), rule({ name: "r\u0000" }), rule({ name: "line\nbreak" }), rule({ name: "del\u007f" })] }, "ns", "a"),
+      policy({ rules: [rule({ name: "c" })] }, "ns", "a/b"),
+    );
+    expect(errors(result).map((e) => e.replace(/^config\.yaml:\d+: error: /, ""))).toEqual([
+      'RateLimitPolicy/ns/a: spec.rules[1].name: expected a rule name without control characters, got "r\\u0000": the name is part of the bucket\'s identity and of response fields',
+      'RateLimitPolicy/ns/a: spec.rules[2].name: expected a rule name without control characters, got "line\\nbreak": the name is part of the bucket\'s identity and of response fields',
+      'RateLimitPolicy/ns/a: spec.rules[3].name: expected a rule name without control characters, got "del\\u007f": the name is part of the bucket\'s identity and of response fields',
+      'RateLimitPolicy/ns/a/b: spec.rules[0].name: this rule\'s id "ns/a/b/c" is also the id of RateLimitPolicy/ns/a spec.rules[0]; rules with one id would share their buckets: rename one of them',
+    ]);
+    expect(result.snapshot).toBeUndefined();
+  });
+
   it("maps policies onto traffic as the security kinds are: root namespace, namespace, selector, gateway selector", async () => {
     const origin = (name: string, ns: string, labels: Record<string, string>) =>
       serviceEntry(name, [`${name}.${ns}.internal`], { location: "MESH_INTERNAL", resolution: "STATIC", endpoints: [{ address: "10.0.0.1", labels }] }, ns);

@@ -156,7 +156,7 @@ spec:
     const replies = [];
     for (let i = 0; i < 3; i++) replies.push((await runPipeline(new Request("http://bookinfo.test/p"), runtime, isolate)).response);
     expect(replies.map((r) => r.status)).toEqual([200, 200, 429]);
-    expect([replies[0]?.headers.get("x-ratelimit-limit"), replies[0]?.headers.get("x-ratelimit-remaining")]).toEqual(["1, 1;w=1", "1"]);
+    expect([replies[0]?.headers.get("x-ratelimit-limit"), replies[0]?.headers.get("x-ratelimit-remaining")]).toEqual(["2, 1;w=1", "1"]);
   });
 
   /** One GATEWAY patch of the local rate limit filter: the filter's own, a virtual host's or a route's. */

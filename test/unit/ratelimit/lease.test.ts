@@ -8,6 +8,8 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { decideGlobal, rateLimitEnv, type RateLimiterNamespace } from "../../../src/ratelimit/decide.ts";
+import { acquire, type AcquireRequest, type BucketSet } from "../../../src/ratelimit/bucket-set.ts";
+import type { LimitSet } from "../../../src/ratelimit/hydrate.ts";
 import { hydrate } from "../../../src/routing/hydrate.ts";
 import type { RuntimeRule } from "../../../src/ratelimit/hydrate.ts";
 import { bucketName } from "../../../src/ratelimit/key.ts";
@@ -29,7 +31,7 @@ async function hotKey(rule: Record<string, unknown>) {
   };
   const isolates = (k: number) => Array.from({ length: k }, () => rateLimitEnv(counting));
   const decide = (isolate: ReturnType<typeof rateLimitEnv>) => decideGlobal(hot, bucket, hot.base, isolate, () => Date.now(), () => undefined);
-  return { isolates, decide, calls: () => calls };
+  return { isolates, decide, calls: () => calls, bucket };
 }
 
 describe("lease mode", () => {
@@ -122,4 +124,88 @@ describe("lease mode", () => {
     expect(admittedAt.length).toBeLessThanOrEqual(longRun + leaseBound);
     expect(calls() / requests).toBeLessThan(0.5);
   });
+
+  it("asks the object for one lease at a time per key, however many of the isolate's requests find its pool empty", async () => {
+    const { isolates, decide, calls, bucket } = await hotKey({ limits: [{ requests: 1_000, unit: "day" }], lease: { size: 10, ttl: "60s" } });
+    const [isolate] = isolates(1) as [ReturnType<typeof rateLimitEnv>];
+    // 25 requests arrive together at one isolate: a lease of 10 serves 10 of them, the next lease the next 10, a third the rest.
+    const outcomes = await Promise.all(Array.from({ length: 25 }, () => decide(isolate)));
+    expect(outcomes.map((o) => o.outcome)).toEqual(Array.from({ length: 25 }, () => "allowed"));
+    expect(calls()).toBe(3);
+    expect(outcomes.filter((o) => o.source === "object").length).toBe(3);
+    expect(isolate.leases.held(bucket)).toBe(5);
+  });
+
+  it("keeps the documented bound, min(isolates × size, rate × ttl), with concurrent requests in one isolate", async () => {
+    // One isolate; 100/s with a burst of 1000, leases of 10 for 1 s; an object that runs the real bucket arithmetic on
+    // a clock the test moves. At t0, `k` requests arrive together; from t0 + 990 ms a request every ms, with 3000 more
+    // at t0 + 990 ms. Admissions in the 1 s window from t0 + 990 ms: at most 1000 + 100 + min(1 × 10, 100) = 1110.
+    const measured: Record<string, { heldAfterT0: number; admittedInWindow: number; objectCalls: number }> = {};
+    for (const k of [1, 10, 20]) {
+      const fake = fakeObject(1_767_000_000_000);
+      const isolate = rateLimitEnv(fake.objects);
+      const decide = () => decideGlobal(FAKE_RULE, "k", FAKE_SET, isolate, () => fake.clock, () => undefined);
+      const t0 = fake.clock;
+      const first = await Promise.all(Array.from({ length: k }, decide));
+      expect(first.every((d) => d.outcome === "allowed")).toBe(true);
+      const held = isolate.leases.held("k");
+      fake.clock = t0 + 990;
+      let admitted = 0;
+      for (let i = 0; i < 1_000; i++, fake.clock++) {
+        for (let j = 0; j < (i === 0 ? 3_000 : 5); j++) if ((await decide()).outcome === "allowed") admitted++;
+      }
+      measured[`${k} concurrent at t0`] = { heldAfterT0: held, admittedInWindow: admitted, objectCalls: fake.calls };
+      expect(admitted, `${k} concurrent at t0`).toBeLessThanOrEqual(1_110);
+      // What the isolate held after t0: at most one lease's unspent tokens.
+      expect(held, `${k} concurrent at t0`).toBeLessThanOrEqual(9);
+    }
+    console.log(JSON.stringify({ scenario: "100/s burst 1000, lease 10 for 1 s, one isolate, 1 s window from t0 + 990 ms (bound 1110)", ...measured }));
+  });
+
+  it("lets the requests that waited for a lease call that failed follow the rule's failure mode, with its error", async () => {
+    for (const failureMode of ["OPEN", "CLOSED"] as const) {
+      let calls = 0;
+      const failing: RateLimiterNamespace = { getByName: () => ({ acquire: () => (calls++, Promise.reject(new Error("internal error"))) }) };
+      const isolate = rateLimitEnv(failing);
+      const rule = { ...FAKE_RULE, def: { ...FAKE_RULE.def, failureMode } } as RuntimeRule;
+      const outcomes = await Promise.all(Array.from({ length: 5 }, () => decideGlobal(rule, "k", FAKE_SET, isolate, () => Date.now(), () => undefined)));
+      expect(outcomes.map((o) => [o.outcome, o.error])).toEqual(Array.from({ length: 5 }, () => [failureMode === "OPEN" ? "failed-open" : "failed-closed", "the rate limiter failed: internal error"]));
+      expect(calls).toBe(1);
+    }
+  });
+
+  it("does not wait past the decision timeout for a lease call another request started", async () => {
+    // The object never answers: the first request gives up at its timeout, and so do those that waited on it.
+    const silent: RateLimiterNamespace = { getByName: () => ({ acquire: () => new Promise(() => undefined) }) };
+    const isolate = rateLimitEnv(silent);
+    const rule = { ...FAKE_RULE, def: { ...FAKE_RULE.def, timeoutMs: 100 } } as RuntimeRule;
+    const started = Date.now();
+    const outcomes = await Promise.all(Array.from({ length: 3 }, () => decideGlobal(rule, "k", FAKE_SET, isolate, () => Date.now(), () => undefined)));
+    expect(outcomes.map((o) => [o.outcome, o.error])).toEqual(Array.from({ length: 3 }, () => ["failed-open", "the rate limiter did not answer within 100ms"]));
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
 });
+
+/** A lease rule for `decideGlobal` alone: 100/s, burst 1000, leases of 10 for 1 s. */
+const FAKE_RULE = {
+  def: { id: "ns/p/r", name: "r", mode: "ENFORCE", failureMode: "OPEN", timeoutMs: 250, algorithm: "TOKEN_BUCKET", lease: { size: 10, ttlMs: 1_000 } },
+} as unknown as RuntimeRule;
+const FAKE_LIMITS = [{ requests: 100, windowMs: 1_000, burst: 1_000 }];
+const FAKE_SET: LimitSet = { limits: FAKE_LIMITS, policyNames: ["r"], signature: JSON.stringify(FAKE_LIMITS) };
+
+/** An object running the real bucket arithmetic synchronously (as the RateLimiter does), on a clock the test sets. */
+function fakeObject(start: number) {
+  const fake = { clock: start, calls: 0, bucket: undefined as BucketSet | undefined, objects: undefined as unknown as RateLimiterNamespace };
+  fake.objects = {
+    getByName: () => ({
+      acquire: async (request: AcquireRequest) => {
+        fake.calls++;
+        const out = acquire(fake.bucket, request, fake.clock);
+        fake.bucket = out.set;
+        return out.grant;
+      },
+    }),
+  };
+  return fake;
+}
+

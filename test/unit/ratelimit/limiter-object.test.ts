@@ -52,6 +52,26 @@ describe("RateLimiter", () => {
     }
   });
 
+  it("reads a GCRA count an earlier version stored (one absolute TAT), and stores its own so that version reads it too", async () => {
+    const stub = object();
+    const gcra = { ...one(5, DAY), algorithm: "GCRA" as const };
+    const interval = DAY / 5;
+    // What the version before stored after three of five tokens were taken: TAT three intervals ahead.
+    await runInDurableObject(stub, (_, state) => {
+      state.storage.kv.put("buckets", { set: { algorithm: "GCRA", buckets: [{ limit: gcra.limits[0], state: { tat: Date.now() + 3 * interval } }] } });
+    });
+    await evictDurableObject(stub);
+    expect((await stub.acquire(gcra)).remaining).toEqual([1]);
+    expect((await stub.acquire(gcra)).granted).toBe(1);
+    expect((await stub.acquire(gcra)).granted).toBe(0);
+    // Stored now: this version's state, and the TAT an earlier version reads (five intervals ahead).
+    const stored = await runInDurableObject(stub, (_, state) => state.storage.kv.get<{ set: { buckets: { state: { owed: number; at: number; tat: number } }[] } }>("buckets"));
+    const state = stored?.set.buckets[0]?.state;
+    expect((state?.at ?? 0) + ((state?.owed ?? 0) * interval) - (state?.tat ?? 0)).toBeCloseTo(0, 3);
+    expect((state?.tat ?? 0) - Date.now()).toBeGreaterThan(5 * interval - 60_000);
+    expect((state?.tat ?? 0) - Date.now()).toBeLessThanOrEqual(5 * interval);
+  });
+
   it("keeps a count of a minute-or-longer limit across eviction", async () => {
     const stub = object();
     for (let i = 0; i < 3; i++) expect((await stub.acquire(one(5, 3_600_000))).granted).toBe(1);
