@@ -81,6 +81,18 @@ function validateDocument(doc: RawDocument, problems: Problem[]): AnyResource | 
   const name = typeof meta.name === "string" ? meta.name : "?";
   const id = `${kind}/${namespace}/${name}`;
 
+  const gatewayApi = gatewayApiVersion(raw.apiVersion);
+  if (gatewayApi) {
+    problems.push({
+      severity: "error",
+      ...at(["apiVersion"]),
+      resource: id,
+      field: "apiVersion",
+      message: `Kubernetes Gateway API resources are not supported; use Istio's networking.istio.io Gateway with VirtualServices, got ${JSON.stringify(gatewayApi)}`,
+    });
+    return undefined;
+  }
+
   if (!isKind(kind)) {
     const ignored = IGNORED_ISTIO_KINDS[kind];
     if (ignored) {
@@ -144,6 +156,19 @@ function validateDocument(doc: RawDocument, problems: Problem[]): AnyResource | 
     });
   }
   return resource;
+}
+
+/**
+ * The apiVersion if it belongs to the Kubernetes Gateway API (Gateway,
+ * HTTPRoute, ...; `gateway.networking.k8s.io` or its experimental
+ * `gateway.networking.x-k8s.io`), which Isthmus does not read.
+ *
+ * @example
+ * gatewayApiVersion("gateway.networking.k8s.io/v1"); // "gateway.networking.k8s.io/v1"
+ * gatewayApiVersion("networking.istio.io/v1"); // undefined
+ */
+function gatewayApiVersion(apiVersion: unknown): string | undefined {
+  return typeof apiVersion === "string" && /^gateway\.networking\.(x-)?k8s\.io\//.test(apiVersion) ? apiVersion : undefined;
 }
 
 function issueToProblems(issue: z.core.$ZodIssue, doc: RawDocument, id: string, schema: z.ZodType): Problem[] {

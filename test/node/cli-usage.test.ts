@@ -153,6 +153,6 @@ describe("isthmus validate", () => {
     p.write("empty/readme.md", "# nothing here");
     const empty = await p.run("validate", "-f", "empty");
     expect(empty.code).toBe(1);
-    expect(empty.stderr).toBe("isthmus: no .yaml or .yml files found in empty\n");
+    expect(empty.stderr).toBe("isthmus: no .yaml, .yml or .json files found in empty\n");
   });
 });

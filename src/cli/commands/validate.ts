@@ -4,9 +4,10 @@ import { plural, printProblems, summary } from "../output.ts";
 
 export const help = `isthmus validate -f PATH... — check configuration without applying it
 
-Reads every .yaml/.yml file under the given paths (multi-document files and
-\`kind: List\` are fine), validates each resource and the references between
-them, and compiles them. Prints one line per problem; exits 1 on any error.
+Reads every .yaml/.yml/.json file under the given paths (multi-document
+files, \`kind: List\` and merge keys are fine), validates each resource and the
+references between them, and compiles them. Prints one line per problem;
+exits 1 on any error.
 
 Example:
   isthmus validate -f examples/bookinfo`;

@@ -83,6 +83,33 @@ describe("kinds and apiVersions", () => {
     ]);
   });
 
+  it("says Kubernetes Gateway API resources are not supported instead of suggesting another apiVersion", () => {
+    const text = [
+      "apiVersion: gateway.networking.k8s.io/v1", // 1
+      "kind: Gateway", // 2
+      "metadata: {name: edge, namespace: web}", // 3
+      "spec: {gatewayClassName: istio, listeners: [{name: http, port: 80, protocol: HTTP}]}", // 4
+      "---", // 5
+      "kind: HTTPRoute", // 6
+      "apiVersion: gateway.networking.k8s.io/v1beta1", // 7
+      "metadata: {name: r}", // 8
+      "spec: {parentRefs: [{name: edge}]}", // 9
+      "---", // 10
+      "apiVersion: gateway.networking.x-k8s.io/v1alpha1", // 11
+      "kind: XListenerSet", // 12
+      "metadata: {name: l}", // 13
+      "",
+    ].join("\n");
+    const { resources, lines } = validate(text);
+    expect(resources).toEqual([]);
+    const why = "Kubernetes Gateway API resources are not supported; use Istio's networking.istio.io Gateway with VirtualServices";
+    expect(lines).toEqual([
+      `config.yaml:1: error: Gateway/web/edge: apiVersion: ${why}, got "gateway.networking.k8s.io/v1"`,
+      `config.yaml:7: error: HTTPRoute/default/r: apiVersion: ${why}, got "gateway.networking.k8s.io/v1beta1"`,
+      `config.yaml:11: error: XListenerSet/default/l: apiVersion: ${why}, got "gateway.networking.x-k8s.io/v1alpha1"`,
+    ]);
+  });
+
   it("rejects an unknown kind as an error", () => {
     const { resources, lines } = validate("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web}\nspec: {}\n");
     expect(resources).toEqual([]);
