@@ -18,6 +18,8 @@ export interface KeyValueStore {
   get(key: string): Promise<string | null>;
   put(key: string, value: string): Promise<void>;
   delete(key: string): Promise<void>;
+  /** Where the store lives, for error messages ("the config store" when absent). */
+  readonly description?: string;
 }
 
 export const KEEP_VERSIONS = 20;
@@ -42,14 +44,74 @@ export interface HistoryEntry {
   resources: number;
 }
 
-export async function readActive(store: KeyValueStore): Promise<ActivePointer | undefined> {
-  const raw = await store.get(KEYS.active);
-  return raw ? (JSON.parse(raw) as ActivePointer) : undefined;
+/**
+ * A store key whose value is not what Isthmus writes there: not JSON (a hand
+ * edit, a half-copied state directory) or JSON of the wrong shape. The
+ * message names the store and the key.
+ */
+export class StoreFormatError extends Error {
+  readonly key: string;
+  constructor(key: string, message: string) {
+    super(message);
+    this.name = "StoreFormatError";
+    this.key = key;
+  }
 }
 
+/**
+ * The active pointer, or undefined when nothing was ever applied.
+ * Throws a StoreFormatError naming the store and key when it does not parse.
+ *
+ * @example
+ * await readActive(store); // { version: "3f9c2a1b0c4d", appliedAt: "2025-01-01T00:00:00.000Z", previous: "0d6388dcf39b" }
+ * // corrupt: Error "directory store (st/config): key active is not valid JSON: Unexpected token 'g', ..."
+ */
+export async function readActive(store: KeyValueStore): Promise<ActivePointer | undefined> {
+  return readJson(store, KEYS.active, "an active pointer", '{"version": "...", "appliedAt": "..."}', isActivePointer);
+}
+
+/**
+ * The history, newest first ([] when nothing was ever applied). Throws a
+ * StoreFormatError naming the store and key when it does not parse.
+ *
+ * @example
+ * await readHistory(store); // [{ version: "3f9c2a1b0c4d", appliedAt: "...", action: "apply", resources: 3 }]
+ */
 export async function readHistory(store: KeyValueStore): Promise<HistoryEntry[]> {
-  const raw = await store.get(KEYS.history);
-  return raw ? (JSON.parse(raw) as HistoryEntry[]) : [];
+  return (await readJson(store, KEYS.history, "a version history", 'a list of {"version": "...", ...}', isHistory)) ?? [];
+}
+
+async function readJson<T>(store: KeyValueStore, key: string, what: string, expected: string, valid: (value: unknown) => value is T): Promise<T | undefined> {
+  const raw = await store.get(key);
+  if (!raw) return undefined;
+  const where = `${store.description ?? "the config store"}: key ${key}`;
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch (error) {
+    // V8 quotes the start of the text, line breaks and all: keep the message on one line.
+    const reason = (error instanceof Error ? error.message : String(error)).replace(/\r?\n/g, "\\n").replace(/\t/g, "\\t");
+    throw new StoreFormatError(key, `${where} is not valid JSON: ${reason}`);
+  }
+  if (!valid(value)) throw new StoreFormatError(key, `${where} is not ${what}: expected ${expected}, got ${clip(JSON.stringify(value))}`);
+  return value;
+}
+
+const clip = (text: string) => (text.length > 80 ? `${text.slice(0, 80)}...` : text);
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isActivePointer(value: unknown): value is ActivePointer {
+  return isObject(value) && typeof value.version === "string" && typeof value.appliedAt === "string" && (value.previous === undefined || typeof value.previous === "string");
+}
+
+function isHistory(value: unknown): value is HistoryEntry[] {
+  return (
+    Array.isArray(value) &&
+    value.every((h) => isObject(h) && typeof h.version === "string" && typeof h.appliedAt === "string" && (h.action === "apply" || h.action === "rollback") && typeof h.resources === "number")
+  );
 }
 
 export async function readSources(store: KeyValueStore, version: string): Promise<CanonicalResource[] | undefined> {
@@ -64,26 +126,94 @@ export async function readSnapshot(store: KeyValueStore, version: string): Promi
 
 export interface ApplyOutcome {
   version: string;
-  /** False when this version was already active (nothing was written). */
+  /** False when this version was already active (the pointer and history were not written). */
   changed: boolean;
   previous?: string;
+  /**
+   * True when the version was already active but the resources differed in
+   * what does not change the snapshot (labels, annotations, fields Isthmus
+   * ignores), so only `source:<version>` was rewritten, for diff.
+   */
+  sourcesUpdated?: boolean;
 }
 
 /**
  * Activates a snapshot: writes it (and its sources) first, then flips the
  * pointer, so a reader never sees a pointer to a missing snapshot. Older
- * versions beyond the last 20 are deleted.
+ * versions beyond the last 20 are deleted. When the version is already
+ * active, only its sources are rewritten, and only if they differ.
+ * `warn` hears about a history that was unreadable and started afresh.
+ *
+ * @example
+ * await applySnapshot(store, result.snapshot, result.sources, new Date());
+ * // { version: "3f9c2a1b0c4d", changed: true, previous: "0d6388dcf39b" }
  */
-export async function applySnapshot(store: KeyValueStore, snapshot: Snapshot, sources: CanonicalResource[], now: Date): Promise<ApplyOutcome> {
+export async function applySnapshot(store: KeyValueStore, snapshot: Snapshot, sources: CanonicalResource[], now: Date, warn: (message: string) => void = defaultWarn): Promise<ApplyOutcome> {
+  // An active pointer that does not parse stops the apply (readActive throws, naming the store and
+  // key) rather than being overwritten: it is what every gateway reads, so a person should look at
+  // it (it may be a newer CLI's format, or a hand edit in progress), and without it the new pointer
+  // would have no `previous` to roll back to. The history only lists versions, so see readHistoryToExtend.
   const active = await readActive(store);
-  if (active?.version === snapshot.version) return { version: snapshot.version, changed: false, previous: active.previous };
+  if (active?.version === snapshot.version) return refreshSources(store, active, sources);
+  const history = await readHistoryToExtend(store, warn);
   await store.put(KEYS.snapshot(snapshot.version), JSON.stringify(packSnapshot(snapshot)));
   await store.put(KEYS.source(snapshot.version), JSON.stringify(sources));
   const pointer: ActivePointer = { version: snapshot.version, appliedAt: now.toISOString() };
   if (active) pointer.previous = active.version;
   await store.put(KEYS.active, JSON.stringify(pointer));
-  await recordHistory(store, { version: snapshot.version, appliedAt: pointer.appliedAt, action: "apply", resources: sources.length }, snapshot.version);
+  await recordHistory(store, history, { version: snapshot.version, appliedAt: pointer.appliedAt, action: "apply", resources: sources.length }, snapshot.version);
   return pointer.previous ? { version: snapshot.version, changed: true, previous: pointer.previous } : { version: snapshot.version, changed: true };
+}
+
+function defaultWarn(message: string): void {
+  console.warn(`isthmus: warning: ${message}`);
+}
+
+/**
+ * The history an apply extends. One that does not parse is replaced by a
+ * new one (with a warning): it only lists versions for `versions` and
+ * `rollback --to`, and refusing would block every apply until someone
+ * deleted the key by hand. Versions it listed are then neither listed nor
+ * pruned. A failed read (a network error) still fails the apply.
+ */
+async function readHistoryToExtend(store: KeyValueStore, warn: (message: string) => void): Promise<HistoryEntry[]> {
+  try {
+    return await readHistory(store);
+  } catch (error) {
+    if (!(error instanceof StoreFormatError)) throw error;
+    warn(`${error.message}; starting a new history (versions applied before are no longer listed or pruned)`);
+    return [];
+  }
+}
+
+/**
+ * The same snapshot applied again: rewrites `source:<version>` when the
+ * resources differ from the stored ones as diff compares them (ignoring
+ * file, line and key order), so diff does not report the change forever.
+ */
+async function refreshSources(store: KeyValueStore, active: ActivePointer, sources: CanonicalResource[]): Promise<ApplyOutcome> {
+  const unchanged: ApplyOutcome = active.previous ? { version: active.version, changed: false, previous: active.previous } : { version: active.version, changed: false };
+  const stored = await store.get(KEYS.source(active.version));
+  if (stored !== null && sameResources(stored, sources)) return unchanged;
+  await store.put(KEYS.source(active.version), JSON.stringify(sources));
+  return { ...unchanged, sourcesUpdated: true };
+}
+
+/** Whether the stored sources (JSON) hold the same resources as `sources`; false when they do not parse. */
+function sameResources(stored: string, sources: CanonicalResource[]): boolean {
+  let before: CanonicalResource[];
+  try {
+    before = JSON.parse(stored) as CanonicalResource[];
+  } catch {
+    return false;
+  }
+  return Array.isArray(before) && resourcesKey(before) === resourcesKey(sources);
+}
+
+/** The resources as JSON with sorted keys, by id, without where they were written (file, line). */
+function resourcesKey(resources: CanonicalResource[]): string {
+  const sorted = [...resources].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map((r) => ({ id: r.id, apiVersion: r.apiVersion, kind: r.kind, metadata: r.metadata, spec: r.spec }));
+  return JSON.stringify(sorted, (_key, value: unknown) => (isObject(value) ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : value));
 }
 
 /**
@@ -110,12 +240,13 @@ export async function rollback(store: KeyValueStore, now: Date, to?: string): Pr
   }
   const pointer: ActivePointer = { version, appliedAt: now.toISOString(), previous: active.version };
   await store.put(KEYS.active, JSON.stringify(pointer));
-  await recordHistory(store, { version, appliedAt: pointer.appliedAt, action: "rollback", resources: entry?.resources ?? 0 }, version);
+  await recordHistory(store, history, { version, appliedAt: pointer.appliedAt, action: "rollback", resources: entry?.resources ?? 0 }, version);
   return { version, changed: true, previous: active.version };
 }
 
-async function recordHistory(store: KeyValueStore, entry: HistoryEntry, active: string): Promise<void> {
-  const history = [entry, ...(await readHistory(store)).filter((h) => h.version !== entry.version)];
+/** Puts `entry` first in `previous` (the stored history) and deletes the versions that fall off, except `active`. */
+async function recordHistory(store: KeyValueStore, previous: HistoryEntry[], entry: HistoryEntry, active: string): Promise<void> {
+  const history = [entry, ...previous.filter((h) => h.version !== entry.version)];
   const kept = history.slice(0, KEEP_VERSIONS);
   await store.put(KEYS.history, JSON.stringify(kept));
   for (const old of history.slice(KEEP_VERSIONS)) {

@@ -26,7 +26,7 @@ export async function apply(files: string[], opts: StoreOptions): Promise<number
   const store = await openStore(opts);
   try {
     const outcome = await applySnapshot(store, result.snapshot, result.sources, new Date());
-    if (!outcome.changed) console.log(`isthmus: config ${outcome.version} is already active in ${store.description}`);
+    if (!outcome.changed) console.log(`isthmus: config ${outcome.version} is already active in ${store.description}${outcome.sourcesUpdated ? "; sources updated (labels, annotations or other fields that do not change the compiled config)" : ""}`);
     else console.log(`isthmus: applied config ${outcome.version} (${plural(result.resources.length, "resource")}) to ${store.description}${outcome.previous ? `; previous ${outcome.previous}` : ""}`);
     return 0;
   } catch (error) {

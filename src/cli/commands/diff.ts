@@ -1,7 +1,7 @@
 import { buildConfig } from "../../config/build.ts";
 import { diffResources } from "../../config/diff.ts";
 import { readActive, readSources as readStoredSources } from "../../config/store.ts";
-import { readSources } from "../files.ts";
+import { CliError, readSources } from "../files.ts";
 import { openStore, STORE_HELP, type StoreOptions } from "../options.ts";
 import { plural, printProblems, summary } from "../output.ts";
 
@@ -15,7 +15,24 @@ ${STORE_HELP}
 Example:
   isthmus diff -f examples/bookinfo`;
 
+/**
+ * Prints what applying `files` would change and returns the exit code:
+ * 0 nothing, 1 something, 2 an error. Every error (a missing file or
+ * wrangler.toml, a store that cannot be read) ends in one line and exit 2,
+ * since 1 would tell a script that changes are pending.
+ *
+ * @example
+ * await diff(["examples/bookinfo"], { state: ".isthmus" }); // 0, 1 or 2
+ */
 export async function diff(files: string[], opts: StoreOptions): Promise<number> {
+  try {
+    return await diffAgainstStore(files, opts);
+  } catch (error) {
+    throw new CliError(error instanceof Error ? error.message : String(error), 2);
+  }
+}
+
+async function diffAgainstStore(files: string[], opts: StoreOptions): Promise<number> {
   const result = await buildConfig(readSources(files));
   printProblems(result.problems);
   if (summary(result.problems).errors > 0) {

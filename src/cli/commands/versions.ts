@@ -1,4 +1,5 @@
 import { readActive, readHistory } from "../../config/store.ts";
+import { CliError } from "../files.ts";
 import { openStore, STORE_HELP, type StoreOptions } from "../options.ts";
 
 export const help = `isthmus versions [--local | --remote] — list the stored configuration versions
@@ -23,6 +24,9 @@ export async function versions(opts: StoreOptions): Promise<number> {
       console.log(`${mark} ${h.version.padEnd(13)} ${h.appliedAt.padEnd(26)} ${h.action.padEnd(9)} ${h.resources}`);
     }
     return 0;
+  } catch (error) {
+    // A store whose active or history key does not parse: one line naming the store and key, not a stack.
+    throw error instanceof CliError ? error : new CliError(error instanceof Error ? error.message : String(error));
   } finally {
     await store.close();
   }

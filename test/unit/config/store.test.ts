@@ -72,6 +72,66 @@ describe("applySnapshot", () => {
     expect(store.log).toEqual([]);
   });
 
+  it("rewrites the sources, and only them, when the version is already active but the resources differ (a label)", async () => {
+    const store = new MemoryStore();
+    const one = await config(1);
+    await applySnapshot(store, one.snapshot, one.sources, at(0));
+    const labelled = (await build(`apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v, labels: {team: web}}\nspec: {hosts: [app.example.com], http: [{directResponse: {status: 200, body: {string: "1"}}}]}\n`)).sources;
+    expect(labelled).not.toEqual(one.sources);
+    const pointer = await readActive(store);
+    const history = await readHistory(store);
+    store.log.length = 0;
+    const v = one.snapshot.version;
+    expect(await applySnapshot(store, one.snapshot, labelled, at(5))).toEqual({ version: v, changed: false, sourcesUpdated: true });
+    expect(store.log).toEqual([`put source:${v}`]);
+    expect(await readSources(store, v)).toEqual(labelled);
+    expect(await readActive(store)).toEqual(pointer);
+    expect(await readHistory(store)).toEqual(history);
+  });
+
+  it("does not rewrite the sources when only where the resources are (file, line) or their key order differs", async () => {
+    const store = new MemoryStore();
+    const one = await config(1);
+    await applySnapshot(store, one.snapshot, one.sources, at(0));
+    const moved = one.sources.map((r) => ({ ...r, file: "elsewhere/mesh.yaml", line: 7, spec: Object.fromEntries(Object.entries(r.spec as object).reverse()) }));
+    store.log.length = 0;
+    expect(await applySnapshot(store, one.snapshot, moved, at(5))).toEqual({ version: one.snapshot.version, changed: false });
+    expect(store.log).toEqual([]);
+  });
+
+  it("stops with the store and key named when the active pointer is not valid JSON, writing nothing", async () => {
+    const store = Object.assign(new MemoryStore(), { description: "directory store (st)" });
+    await store.put("active", "garbage{\n");
+    store.log.length = 0;
+    const one = await config(1);
+    await expect(readActive(store)).rejects.toThrow(/^directory store \(st\): key active is not valid JSON: Unexpected token 'g', "garbage\{\\n" is not valid JSON$/);
+    await expect(applySnapshot(store, one.snapshot, one.sources, at(0))).rejects.toThrow(/^directory store \(st\): key active is not valid JSON: /);
+    expect(store.log).toEqual([]);
+    await expect(rollback(store, at(0))).rejects.toThrow(/key active is not valid JSON/);
+  });
+
+  it("names the store (or says 'the config store') and the key when active or history hold the wrong shape", async () => {
+    const store = new MemoryStore();
+    await store.put("active", JSON.stringify({ appliedAt: "x" }));
+    await expect(readActive(store)).rejects.toThrow('the config store: key active is not an active pointer: expected {"version": "...", "appliedAt": "..."}, got {"appliedAt":"x"}');
+    await store.put("history", JSON.stringify({ version: "x" }));
+    await expect(readHistory(store)).rejects.toThrow('the config store: key history is not a version history: expected a list of {"version": "...", ...}, got {"version":"x"}');
+  });
+
+  it("applies over a history that is not valid JSON, starting it afresh with a warning", async () => {
+    const store = Object.assign(new MemoryStore(), { description: "directory store (st)" });
+    const one = await config(1);
+    const two = await config(2);
+    await applySnapshot(store, one.snapshot, one.sources, at(0));
+    await store.put("history", "[{oops");
+    await expect(readHistory(store)).rejects.toThrow(/^directory store \(st\): key history is not valid JSON: .+/);
+    const warnings: string[] = [];
+    const outcome = await applySnapshot(store, two.snapshot, two.sources, at(1), (w) => warnings.push(w));
+    expect(outcome).toEqual({ version: two.snapshot.version, changed: true, previous: one.snapshot.version });
+    expect(warnings).toEqual([expect.stringMatching(/^directory store \(st\): key history is not valid JSON: .+; starting a new history \(versions applied before are no longer listed or pruned\)$/)]);
+    expect(await readHistory(store)).toEqual([{ version: two.snapshot.version, appliedAt: at(1).toISOString(), action: "apply", resources: 1 }]);
+  });
+
   it("keeps only the last 20 versions and deletes the snapshots and sources of older ones", async () => {
     const store = new MemoryStore();
     const versions: string[] = [];
