@@ -132,13 +132,23 @@ export function sanitizeRequest(request: Request, options: HygieneOptions): Hygi
   // Copy natively, then remove what must not pass (and what `Connection` names as hop-by-hop).
   const headers = new Headers(request.headers);
   for (const name of strip) headers.delete(name);
-  if (connection) {
-    for (const token of connection.split(",")) {
-      const name = token.trim().toLowerCase();
-      if (name) headers.delete(name);
-    }
-  }
+  if (connection) deleteConnectionOptions(headers, connection);
   return { ok: true, headers, bytes, host, connectingIp, forwardedFor, bodyLength, traceContext };
+}
+
+/**
+ * Removes the headers a `Connection` value names (RFC 9110 §7.6.1: they
+ * are hop-by-hop too, and an intermediary must not forward them), in a
+ * request or a response.
+ *
+ * @example
+ * deleteConnectionOptions(headers, "x-secret, close"); // x-secret is gone
+ */
+export function deleteConnectionOptions(headers: Headers, connection: string): void {
+  for (const token of connection.split(",")) {
+    const name = token.trim().toLowerCase();
+    if (name) headers.delete(name);
+  }
 }
 
 /** The UTF-8 length of a string, without encoding it. */
@@ -156,30 +166,61 @@ function utf8Length(s: string): number {
   return n;
 }
 
+/** What `limitBody` tells its caller about the body it wraps. */
+export interface BodyWatch {
+  /** The most bytes the body may have. */
+  max: number;
+  /** The body passed `max`: runs before the stream fails, so the caller can abort the upstream request. */
+  onExceeded: () => void;
+  /** The client's body was read to its end (Envoy's end of the downstream request, where its timeouts start). */
+  onEnd?: (size: number) => void;
+  /** Reading the client's body failed (the client went away mid-upload). */
+  onFailed?: () => void;
+}
+
 /**
  * Wraps a request body so that it fails once more than `max` bytes have
- * been read. `onExceeded` runs first, so the caller can abort the upstream
- * request (a merely truncated stream would look like a complete, shorter
- * body to the origin). `onEnd` runs with the body's size when the client's
- * body has been read to its end (Envoy's end of the downstream request,
- * where its timeouts start).
+ * been read, and tells the caller when the body ends or the client's side
+ * fails. The caller must abort the upstream request on `onExceeded` and
+ * `onFailed`: workerd's fetch ends an errored body stream as if it were
+ * complete, so an origin would otherwise take a cut-short upload for a
+ * whole one (Envoy resets the upstream stream instead).
  *
  * @example
- * const body = limitBody(request.body, 10_485_760, () => controller.abort(), (size) => startTimeout());
+ * const body = limitBody(request.body, { max: 10_485_760, onExceeded: () => controller.abort(), onFailed: () => controller.abort() });
  */
-export function limitBody(body: ReadableStream<Uint8Array>, max: number, onExceeded: () => void, onEnd?: (size: number) => void): ReadableStream<Uint8Array> {
+export function limitBody(body: ReadableStream<Uint8Array>, watch: BodyWatch): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
   let seen = 0;
-  const transformer: Transformer<Uint8Array, Uint8Array> = {
-    transform(chunk, controller) {
-      seen += chunk.byteLength;
-      if (seen > max) {
-        onExceeded();
-        controller.error(new Error("request body exceeds the configured limit"));
-      } else {
-        controller.enqueue(chunk);
-      }
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let read: ReadableStreamReadResult<Uint8Array>;
+        try {
+          read = await reader.read();
+        } catch (error) {
+          watch.onFailed?.();
+          controller.error(error);
+          return;
+        }
+        if (read.done) {
+          watch.onEnd?.(seen);
+          controller.close();
+          return;
+        }
+        seen += read.value.byteLength;
+        if (seen > watch.max) {
+          watch.onExceeded();
+          controller.error(new Error("request body exceeds the configured limit"));
+          void reader.cancel().catch(() => {});
+          return;
+        }
+        controller.enqueue(read.value);
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
     },
-  };
-  if (onEnd) transformer.flush = () => onEnd(seen);
-  return body.pipeThrough(new TransformStream<Uint8Array, Uint8Array>(transformer));
+    { highWaterMark: 0 },
+  );
 }

@@ -3,9 +3,9 @@
  * route timeout, and maps failures to Envoy's local replies.
  */
 import type { ClusterDef, EndpointDef } from "../config/snapshot.ts";
-import { HOP_BY_HOP, limitBody } from "../gateway/hygiene.ts";
+import { deleteConnectionOptions, HOP_BY_HOP, limitBody } from "../gateway/hygiene.ts";
 import { badRequest, REPLIES, type LocalReply } from "../gateway/local-reply.ts";
-import { sendsNoBody } from "../upstream/request-body.ts";
+import { sendsNoBody, withDeclaredLength } from "../upstream/request-body.ts";
 import { responseHeadWithout, type ResponseHead } from "../telemetry/completed.ts";
 
 /**
@@ -31,6 +31,8 @@ export interface UpstreamRequest {
   method: string;
   headers: Headers;
   body: ReadableStream<Uint8Array> | null;
+  /** The client's Content-Length, when it declared one: the body is sent with it. */
+  length?: number | undefined;
   maxBodyBytes: number;
   timeoutMs?: number;
   /** Told the body's size once it has been read to its end. */
@@ -65,14 +67,18 @@ export async function forward(fetchFn: Fetch, url: string, req: UpstreamRequest)
         }, req.timeoutMs)
       : undefined;
   const body = hasBody
-    ? limitBody(
-        req.body as ReadableStream<Uint8Array>,
-        req.maxBodyBytes,
-        () => {
-          tooLarge = true;
-          controller?.abort();
-        },
-        req.bodyRead,
+    ? withDeclaredLength(
+        limitBody(req.body as ReadableStream<Uint8Array>, {
+          max: req.maxBodyBytes,
+          onExceeded: () => {
+            tooLarge = true;
+            controller?.abort();
+          },
+          onEnd: req.bodyRead,
+          // The client went away mid-upload: reset the upstream request rather than let it look complete.
+          onFailed: () => controller?.abort(),
+        }),
+        req.length,
       )
     : null;
   try {
@@ -102,8 +108,23 @@ export function downstreamResponse(upstream: Response): Response {
   const response = new Response(upstream.body, upstream);
   // `response.headers` is a native getter: read it once, not once per name.
   const headers = response.headers;
+  const connection = headers.get("connection");
   for (const name of HOP_BY_HOP) headers.delete(name);
+  if (connection !== null) deleteConnectionOptions(headers, connection);
   return response;
+}
+
+/** Deletes the headers `connection` names, and returns their size as `scan` counted it (name + value + 4). */
+function deleteCountedOptions(headers: Headers, connection: string): number {
+  let bytes = 0;
+  for (const token of connection.split(",")) {
+    const name = token.trim().toLowerCase();
+    const value = name ? headers.get(name) : null;
+    if (value === null) continue;
+    bytes += name.length + value.length + 4;
+    headers.delete(name);
+  }
+  return bytes;
 }
 
 /** The header Envoy sets on every response from an upstream: how long the upstream took, in ms. */
@@ -131,7 +152,10 @@ export function countedDownstreamResponse(upstream: Response): { response: Respo
   const { head, present } = responseHeadWithout(response, COUNTED_DROPS);
   if (present.length > 0) {
     const headers = response.headers;
+    // Headers the upstream's Connection names go too; they were counted, so they are counted off again.
+    const connection = present.includes("connection") ? headers.get("connection") : null;
     for (const name of present) headers.delete(name);
+    if (connection !== null) head.bytes -= deleteCountedOptions(headers, connection);
   }
   return { response, head };
 }

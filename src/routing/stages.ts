@@ -254,7 +254,7 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
         ? await replayableBody(body, facts.method, contentLength, limits.maxRetryBodyBytes ?? DEFAULT_SETTINGS.limits.maxRetryBodyBytes ?? 0)
         : sendsNoBody(facts.method)
           ? NO_UPSTREAM_BODY
-          : { type: "stream", stream: body };
+          : { type: "stream", stream: body, length: contentLength };
   if (upstreamBody.type === "bytes" && upstreamBody.bytes.byteLength > limits.maxRequestBodyBytes) return localReply(badRequest(413, "payload too large"), record);
   // A body sent without Content-Length is measured as it is read, for telemetry's request size.
   if (upstreamBody.type === "bytes") facts.bodyLength ??= upstreamBody.bytes.byteLength;
@@ -359,6 +359,7 @@ async function passthrough(ctx: RequestContext): Promise<PipelineResult> {
     method: facts.method,
     headers: facts.headers,
     body: ctx.request.body,
+    length: facts.bodyLength,
     maxBodyBytes: ctx.settings.limits.maxRequestBodyBytes,
     bodyRead: (size) => (facts.bodyLength ??= size),
   });

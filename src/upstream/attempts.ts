@@ -26,7 +26,7 @@ import type { Balancer } from "../routing/balancer.ts";
 import type { Fetch } from "../routing/forward.ts";
 import type { Ejection, Observation } from "./outlier.ts";
 import { pickEndpoint } from "./picker.ts";
-import type { UpstreamBody } from "./request-body.ts";
+import { withDeclaredLength, type UpstreamBody } from "./request-body.ts";
 import { backoffMs, excludedLevels, retriable, type AttemptOutcome } from "./retry-policy.ts";
 import type { UpstreamState } from "./state.ts";
 
@@ -259,19 +259,21 @@ async function sendOnce(
   let body: BodyInit | null = null;
   if (input.body.type === "bytes") body = input.body.bytes.slice();
   if (input.body.type === "stream") {
-    body = limitBody(
-      input.body.stream,
-      input.maxBodyBytes,
-      () => {
+    const limited = limitBody(input.body.stream, {
+      max: input.maxBodyBytes,
+      onExceeded: () => {
         tooLarge = true;
         controller?.abort();
       },
-      (size) => {
+      onEnd: (size) => {
         if (!over) startPerTry?.();
         bodyEnded?.();
         input.bodyRead?.(size);
       },
-    );
+      // The client went away mid-upload: reset the upstream request rather than let it look complete.
+      onFailed: () => controller?.abort(),
+    });
+    body = withDeclaredLength(limited, input.body.length);
   } else startPerTry?.();
   try {
     const init: RequestInit = { method: input.method, headers, body, redirect: "manual" };

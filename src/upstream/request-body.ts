@@ -11,8 +11,8 @@ export type UpstreamBody =
   | { type: "none" }
   /** Buffered: every attempt can send it. */
   | { type: "bytes"; bytes: Uint8Array }
-  /** Streamed: only one attempt can send it. */
-  | { type: "stream"; stream: ReadableStream<Uint8Array> };
+  /** Streamed: only one attempt can send it; `length` is the client's Content-Length, when it declared one. */
+  | { type: "stream"; stream: ReadableStream<Uint8Array>; length?: number | undefined };
 
 /** What the attempts send for a request without a body (one object for all: nothing changes it). */
 export const NO_UPSTREAM_BODY: UpstreamBody = Object.freeze({ type: "none" });
@@ -39,8 +39,23 @@ export function sendsNoBody(method: string): boolean {
  */
 export async function replayableBody(body: ReadableStream<Uint8Array> | null, method: string, contentLength: number | undefined, cap: number): Promise<UpstreamBody> {
   if (body === null || NO_BODY.has(method)) return NO_UPSTREAM_BODY;
-  if (contentLength !== undefined && contentLength > cap) return { type: "stream", stream: body };
+  if (contentLength !== undefined && contentLength > cap) return { type: "stream", stream: body, length: contentLength };
   const reader = body.getReader();
   const head = await readAtMost(reader, cap);
   return head.done ? { type: "bytes", bytes: concatBytes(head.chunks, head.size) } : { type: "stream", stream: replay(head.chunks, reader) };
+}
+
+/**
+ * A streamed body as fetch() should send it: with the length the client
+ * declared. workerd sends a stream of unknown length chunked and drops
+ * Content-Length (an origin that needs one, as S3's PUT does, answers 411),
+ * where Envoy forwards the client's Content-Length; a FixedLengthStream
+ * sends it, and resets the upstream connection if the body ends short.
+ *
+ * @example
+ * init.body = withDeclaredLength(limited, 70_000); // sent with Content-Length: 70000
+ */
+export function withDeclaredLength(stream: ReadableStream<Uint8Array>, length: number | undefined): ReadableStream<Uint8Array> {
+  if (length === undefined) return stream;
+  return stream.pipeThrough(new FixedLengthStream(length));
 }

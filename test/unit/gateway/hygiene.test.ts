@@ -44,13 +44,33 @@ describe("limits", () => {
   it("cuts a streamed body off once it passes the limit, telling the caller first", async () => {
     let exceeded = false;
     const body = new Response("x".repeat(10)).body!;
-    const limited = limitBody(body, 6, () => (exceeded = true));
+    const limited = limitBody(body, { max: 6, onExceeded: () => (exceeded = true) });
     await expect(new Response(limited).text()).rejects.toThrow(/exceeds the configured limit/);
     expect(exceeded).toBe(true);
-    const fits = limitBody(new Response("x".repeat(6)).body!, 6, () => {
-      throw new Error("must not be called");
+    let ended: number | undefined;
+    const fits = limitBody(new Response("x".repeat(6)).body!, {
+      max: 6,
+      onExceeded: () => {
+        throw new Error("must not be called");
+      },
+      onEnd: (size) => (ended = size),
     });
     expect(await new Response(fits).text()).toBe("xxxxxx");
+    expect(ended).toBe(6);
+  });
+
+  it("tells the caller when the client's side of the body fails (a client gone mid-upload)", async () => {
+    let failed = false;
+    let ended = false;
+    const client = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new Uint8Array([1, 2, 3]));
+        controller.error(new Error("client went away"));
+      },
+    });
+    const watched = limitBody(client, { max: 100, onExceeded: () => {}, onEnd: () => (ended = true), onFailed: () => (failed = true) });
+    await expect(new Response(watched).arrayBuffer()).rejects.toThrow(/client went away/);
+    expect([failed, ended]).toEqual([true, false]);
   });
 });
 

@@ -105,3 +105,22 @@ describe("the response head counted as the upstream's response is copied", () =>
     expect([...response.headers.keys()]).toEqual(["content-length", "content-type", "x-app", "x-envoy-upstream-service-time"]);
   });
 });
+
+describe("headers the upstream's Connection names (RFC 9110 §7.6.1)", () => {
+  const naming: PipelineDeps = {
+    ...deps,
+    fetch: async () => new Response("{}", { headers: { "content-type": "application/json", connection: "x-secret, Keep-Alive", "x-secret": "internal", "keep-alive": "timeout=5", "x-app": "1" } }),
+  };
+  const served = async (docs: Parameters<typeof snapshotOf>) => {
+    const result = await runPipeline(request(), hydrate(await snapshotOf(...docs)), naming);
+    return { keys: [...result.response.headers.keys()], counted: result.context?.responseHead, final: responseHead(result.response) };
+  };
+
+  it("are not forwarded to the client, with telemetry off or on (and then not counted)", async () => {
+    const off = await served([api, route()]);
+    expect(off.keys).toEqual(["content-type", "x-app", "x-envoy-upstream-service-time"]);
+    const on = await served([api, route(), ...telemetry]);
+    expect(on.keys).toEqual(off.keys);
+    expect(on.counted).toEqual(on.final);
+  });
+});
