@@ -42,6 +42,8 @@ export interface RequestFacts {
    * hygiene); false lets tracing skip reading them. Absent: unknown, read them.
    */
   traceContext?: boolean;
+  /** A WebSocket handshake, whose Upgrade and Connection headers go upstream (noted by hygiene). */
+  websocket?: boolean;
   /** The x-request-id ingress generated (a client's is never kept at the edge). Absent: read the header. */
   requestId?: string;
   /** Verified JWT claims, once request authentication ran. */

@@ -44,7 +44,18 @@ export function strippedAtIngress(name: string): boolean {
  * `x-b3-*`) or `x-client-trace-id`; without one, tracing reads none of them.
  */
 export type HygieneResult =
-  | { ok: true; headers: Headers; bytes: number; host: string | null; connectingIp: string | null; forwardedFor: string | null; bodyLength: number | undefined; traceContext: boolean }
+  | {
+      ok: true;
+      headers: Headers;
+      bytes: number;
+      host: string | null;
+      connectingIp: string | null;
+      forwardedFor: string | null;
+      bodyLength: number | undefined;
+      traceContext: boolean;
+      /** A WebSocket handshake (`websocketUpgrade`): its `Upgrade` and `Connection` headers are kept for the upstream. */
+      websocket: boolean;
+    }
   | { ok: false; reply: LocalReply };
 
 export interface HygieneOptions {
@@ -82,6 +93,7 @@ export function sanitizeRequest(request: Request, options: HygieneOptions): Hygi
   let forwardedFor = null as string | null;
   let contentLength = null as string | null;
   let connection = null as string | null;
+  let upgrade = null as string | null;
   let transferEncoding = false as boolean;
   let traceContext = false;
   // (The `as` types: assignments in the callback do not widen what TypeScript narrowed the initial values to.)
@@ -106,6 +118,9 @@ export function sanitizeRequest(request: Request, options: HygieneOptions): Hygi
         break;
       case "connection":
         connection = value;
+        break;
+      case "upgrade":
+        upgrade = value;
         break;
       case "transfer-encoding":
         transferEncoding = true;
@@ -133,7 +148,27 @@ export function sanitizeRequest(request: Request, options: HygieneOptions): Hygi
   const headers = new Headers(request.headers);
   for (const name of strip) headers.delete(name);
   if (connection) deleteConnectionOptions(headers, connection);
-  return { ok: true, headers, bytes, host, connectingIp, forwardedFor, bodyLength, traceContext };
+  const websocket = upgrade !== null && websocketUpgrade(request.method, upgrade, connection);
+  if (websocket) {
+    headers.set("upgrade", "websocket");
+    headers.set("connection", "Upgrade");
+  }
+  return { ok: true, headers, bytes, host, connectingIp, forwardedFor, bodyLength, traceContext, websocket };
+}
+
+/**
+ * A WebSocket handshake (RFC 6455 §4.1): a GET whose `Upgrade` names
+ * websocket and whose `Connection` names upgrade. Istio turns on Envoy's
+ * `websocket` upgrade for every route, so the gateway passes these on; any
+ * other upgrade (h2c, …) is hop-by-hop and removed, as Envoy does.
+ *
+ * @example
+ * websocketUpgrade("GET", "websocket", "keep-alive, Upgrade") // true
+ */
+export function websocketUpgrade(method: string, upgrade: string, connection: string | null): boolean {
+  if (method !== "GET" || connection === null) return false;
+  const names = (list: string) => list.split(",").map((t) => t.trim().toLowerCase());
+  return names(upgrade).includes("websocket") && names(connection).includes("upgrade");
 }
 
 /**

@@ -49,6 +49,7 @@ export function ingress(request: Request, settings: GatewaySettings, deps: Pipel
     receivedHeaderBytes: clean.bytes,
     bodyLength: clean.bodyLength,
     traceContext: clean.traceContext,
+    websocket: clean.websocket,
     requestId,
     // Present from the start, so the object never changes shape (see newRecord).
     peerIp: client.remoteIp !== peerIp ? peerIp : undefined,

@@ -105,6 +105,7 @@ export async function forward(fetchFn: Fetch, url: string, req: UpstreamRequest)
  * the new response's own (`{ headers: new Headers(...) }` copies them twice).
  */
 export function downstreamResponse(upstream: Response): Response {
+  if (upstream.webSocket) return acceptedWebSocket(upstream);
   const response = new Response(upstream.body, upstream);
   // `response.headers` is a native getter: read it once, not once per name.
   const headers = response.headers;
@@ -112,6 +113,17 @@ export function downstreamResponse(upstream: Response): Response {
   for (const name of HOP_BY_HOP) headers.delete(name);
   if (connection !== null) deleteConnectionOptions(headers, connection);
   return response;
+}
+
+/**
+ * The origin's 101 to a WebSocket handshake, handed to the client with its
+ * socket (a 101 cannot be built from a body), and mutable headers without
+ * the hop-by-hop ones the runtime sets again for the upgrade.
+ */
+function acceptedWebSocket(upstream: Response): Response {
+  const headers = new Headers(upstream.headers);
+  for (const name of HOP_BY_HOP) headers.delete(name);
+  return new Response(null, { status: 101, webSocket: upstream.webSocket, headers });
 }
 
 /** Deletes the headers `connection` names, and returns their size as `scan` counted it (name + value + 4). */
@@ -148,7 +160,7 @@ const COUNTED_DROPS: ReadonlySet<string> = new Set([...HOP_BY_HOP, UPSTREAM_SERV
  * head.bytes += UPSTREAM_SERVICE_TIME.length + "12".length + 4;
  */
 export function countedDownstreamResponse(upstream: Response): { response: Response; head: ResponseHead } {
-  const response = new Response(upstream.body, upstream);
+  const response = upstream.webSocket ? acceptedWebSocket(upstream) : new Response(upstream.body, upstream);
   const { head, present } = responseHeadWithout(response, COUNTED_DROPS);
   if (present.length > 0) {
     const headers = response.headers;

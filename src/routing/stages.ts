@@ -205,7 +205,8 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
 
   let body = ctx.request.body;
   const contentLength = facts.bodyLength;
-  const mirrors = rule.def.mirrors ? selectMirrors(rule.def.mirrors, deps.random) : [];
+  // A WebSocket handshake is not mirrored: a copy would open a second socket to the shadow.
+  const mirrors = rule.def.mirrors && !facts.websocket ? selectMirrors(rule.def.mirrors, deps.random) : [];
   const client = ctx.snapshot.locality.resolveFor(ctx.request);
   if (mirrors.length > 0) {
     const decorate = mirrorDecorator(ctx);

@@ -74,6 +74,24 @@ describe("limits", () => {
   });
 });
 
+describe("WebSocket handshakes", () => {
+  const handshake = (method: string, headers: Record<string, string>) => sanitizeRequest(new Request("http://a.example.com/chat", { method, headers }), { limits: limits() });
+  it("keep Upgrade: websocket and Connection: Upgrade for the upstream; other upgrades and methods lose them", () => {
+    const ws = handshake("GET", { upgrade: "WebSocket", connection: "keep-alive, Upgrade", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==" });
+    if (!ws.ok) throw new Error("refused");
+    expect([ws.websocket, ws.headers.get("upgrade"), ws.headers.get("connection"), ws.headers.get("keep-alive"), ws.headers.get("sec-websocket-key")]).toEqual([true, "websocket", "Upgrade", null, "dGhlIHNhbXBsZSBub25jZQ=="]);
+    for (const [method, headers] of [
+      ["GET", { upgrade: "h2c", connection: "Upgrade" }],
+      ["GET", { upgrade: "websocket" }],
+      ["POST", { upgrade: "websocket", connection: "Upgrade" }],
+    ] as const) {
+      const other = handshake(method, headers);
+      if (!other.ok) throw new Error("refused");
+      expect([method, other.websocket, other.headers.get("upgrade"), other.headers.get("connection")]).toEqual([method, false, null, null]);
+    }
+  });
+});
+
 describe("request smuggling shapes", () => {
   it("answers 400 when both Content-Length and Transfer-Encoding are present", () => {
     const request = new Request("http://a.example.com/", { method: "POST", body: "hello", headers: { "content-length": "5", "transfer-encoding": "chunked" } });
