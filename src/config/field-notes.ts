@@ -25,7 +25,6 @@ const warn = (path: string, message: string, when?: (value: unknown) => boolean)
 const error = (path: string, message: string, when?: (value: unknown) => boolean): FieldRule => ({ path, severity: "error", message, when });
 
 const MESH_ONLY = "only selects workloads inside a mesh; at the edge every resource given to Isthmus is visible, so it is ignored";
-const NO_SOURCE_WORKLOAD = "requests arrive from the internet, which has no source workload; this match condition is ignored";
 const CONNECTIONS = "Workers fetch() manages upstream connections itself; this connection setting is ignored";
 const SERVER_TLS = "Cloudflare terminates TLS for the gateway; configure certificates in Cloudflare (edge or custom-hostname certificates); ignored";
 
@@ -35,8 +34,6 @@ export const EDGE_CAVEATS: Record<Kind, FieldRule[]> = {
     warn("spec.exportTo", MESH_ONLY),
     warn("spec.tls", "TLS routes need the raw TLS stream; a Worker only receives HTTP requests, so these routes are ignored"),
     warn("spec.tcp", "TCP routes need a raw TCP listener; a Worker only receives HTTP requests, so these routes are ignored"),
-    warn("spec.http[].match[].sourceLabels", NO_SOURCE_WORKLOAD),
-    warn("spec.http[].match[].sourceNamespace", NO_SOURCE_WORKLOAD),
     warn("spec.http[].match[].statPrefix", "Envoy stat prefixes do not exist at the edge; Isthmus reports Istio's standard metrics; ignored"),
     error("spec.http[].fault.delay.exponentialDelay", "exponentialDelay is not supported (Istio rejects it too); use fixedDelay"),
     error("spec.http[].fault.abort.http2Error", "http2Error is not supported (Istio rejects it too); use httpStatus or grpcStatus"),

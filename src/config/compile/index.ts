@@ -17,6 +17,7 @@ import { compileTelemetry } from "./telemetry.ts";
 import { compileSettings } from "./settings.ts";
 import { compileGatewayUpstreams } from "./health-checks.ts";
 import { buildVirtualHosts } from "./virtual-hosts.ts";
+import { gatewayLabels } from "./security-targets.ts";
 import { contentVersion } from "./version.ts";
 
 export interface CompileResult {
@@ -32,7 +33,8 @@ export async function compile(resources: readonly AnyResource[]): Promise<Compil
   const settings = compileSettings(of("GatewayConfig"), diag);
   const gatewayConfig = of("GatewayConfig")[0];
   const services = new ServiceRegistry(of("ServiceEntry"), of("DestinationRule"), diag, gatewayConfig?.spec.credentials);
-  const { hosts, virtualHosts, rules } = buildVirtualHosts(of("VirtualService"), of("Gateway"), gatewayConfig?.spec.gatewayLabels, services, diag);
+  const edge = { labels: gatewayLabels(gatewayConfig, of("Gateway")), namespace: gatewayConfig?.namespace ?? settings.rootNamespace };
+  const { hosts, virtualHosts, rules } = buildVirtualHosts(of("VirtualService"), of("Gateway"), gatewayConfig?.spec.gatewayLabels, services, diag, edge);
   const security = compileSecurity(
     {
       requestAuthentications: of("RequestAuthentication"),

@@ -12,6 +12,7 @@ import { regexError } from "../../routing/regex.ts";
 import { isHttpToken } from "../../gateway/request-header.ts";
 import type { Diagnostics, FieldPath } from "./diagnostics.ts";
 import { compileMatch } from "./matchers.ts";
+import type { GatewayLabels } from "./security-targets.ts";
 import { takesEverything } from "./catch-all.ts";
 import { compileCohort, compileCors, compileFault, compileMirrors } from "./route-extras.ts";
 import { compileRetry } from "./retries.ts";
@@ -38,12 +39,12 @@ const REDIRECT_CODES = new Set([301, 302, 303, 307, 308]);
  * Isthmus, with a warning. Catch-alls for one port or gateway are resolved
  * per gateway binding (reachableRules, catch-all.ts).
  */
-export function compileHttpRules(vs: Resource<"VirtualService">, services: ServiceRegistry, diag: Diagnostics): CompiledRule[] {
+export function compileHttpRules(vs: Resource<"VirtualService">, services: ServiceRegistry, diag: Diagnostics, edge: EdgeWorkload): CompiledRule[] {
   const out: CompiledRule[] = [];
   const http = vs.spec.http ?? [];
   for (let i = 0; i < http.length; i++) {
     const route = http[i] as HTTPRoute;
-    const compiled = compileRule(vs, route, i, services, diag);
+    const compiled = compileRule(vs, route, i, services, diag, edge);
     if (!compiled) continue;
     out.push(compiled);
     if (compiled.routes.some(takesEverything) && i < http.length - 1) {
@@ -54,7 +55,7 @@ export function compileHttpRules(vs: Resource<"VirtualService">, services: Servi
   return out;
 }
 
-function compileRule(vs: Resource<"VirtualService">, route: HTTPRoute, index: number, services: ServiceRegistry, diag: Diagnostics): CompiledRule | undefined {
+function compileRule(vs: Resource<"VirtualService">, route: HTTPRoute, index: number, services: ServiceRegistry, diag: Diagnostics, edge: EdgeWorkload): CompiledRule | undefined {
   const path: FieldPath = ["spec", "http", index];
   let ok = true;
   const fail = (p: FieldPath, message: string) => {
@@ -81,6 +82,11 @@ function compileRule(vs: Resource<"VirtualService">, route: HTTPRoute, index: nu
   (route.match ?? []).forEach((m, j) => {
     const compiled = compileMatch(m, [...path, "match", j], fail);
     if (!compiled) return;
+    const elsewhere = m.gateways?.length ? undefined : notFromEdge(m, edge);
+    if (elsewhere) {
+      diag.warn(vs, [...path, "match", j], `never matches at the edge: ${elsewhere}, so this block is skipped, as an Istio gateway skips it`);
+      return;
+    }
     const entry: CompiledRoute = { name: routeName(route.name, m.name), match: compiled };
     if (m.gateways?.length) entry.gateways = m.gateways.map((g) => (g === "mesh" || g.includes("/") ? g : `${vs.namespace}/${g}`));
     matches.push(entry);
@@ -146,6 +152,29 @@ function compileRule(vs: Resource<"VirtualService">, route: HTTPRoute, index: nu
 
   if (!ok || !action) return undefined;
   return { rule, routes: matches };
+}
+
+/** The gateway workload, as the `sourceLabels` and `sourceNamespace` of a match block see it. */
+export interface EdgeWorkload {
+  /** GatewayConfig `gatewayLabels`, else Istio's ingress gateway labels and the Gateways' selectors (security-targets.ts). */
+  labels: GatewayLabels;
+  /** The GatewayConfig's namespace, else the root namespace. */
+  namespace: string;
+}
+
+/**
+ * Why a match block's source conditions exclude the gateway (undefined when
+ * they hold). Istio's sourceMatchHTTP builds a gateway's routes with only the
+ * blocks whose `sourceLabels` are among the gateway's own labels and whose
+ * `sourceNamespace` is its namespace: the source of edge traffic is the
+ * gateway. Dropping the conditions instead would open a route meant for one
+ * in-mesh caller to the internet.
+ */
+function notFromEdge(m: { sourceLabels?: Record<string, string> | undefined; sourceNamespace?: string | undefined }, edge: EdgeWorkload): string | undefined {
+  const missing = Object.entries(m.sourceLabels ?? {}).filter(([k, v]) => !edge.labels.get(k)?.has(v));
+  if (missing.length > 0) return `sourceLabels ${missing.map(([k, v]) => `${k}=${v}`).join(", ")} are not the gateway's labels (GatewayConfig gatewayLabels)`;
+  if (m.sourceNamespace !== undefined && m.sourceNamespace !== edge.namespace) return `sourceNamespace ${m.sourceNamespace} is not the gateway's namespace (${edge.namespace})`;
+  return undefined;
 }
 
 /** Opts a VirtualService's routes into retrying non-idempotent requests after any retriable failure. */

@@ -17,7 +17,7 @@ import type { Resource } from "../validate.ts";
 import type { Diagnostics } from "./diagnostics.ts";
 import { expandShortName, hostMatches, intersectHosts, specificity } from "./hosts.ts";
 import { matchesEveryRequest, reachableRules } from "./catch-all.ts";
-import { compileHttpRules, type CompiledRule } from "./rules.ts";
+import { compileHttpRules, type CompiledRule, type EdgeWorkload } from "./rules.ts";
 import type { Service, ServiceRegistry } from "./services.ts";
 
 interface ServerBinding {
@@ -45,6 +45,7 @@ export function buildVirtualHosts(
   gatewayLabels: Record<string, string> | undefined,
   services: ServiceRegistry,
   diag: Diagnostics,
+  edge: EdgeWorkload,
 ): VirtualHostsResult {
   const applied = gateways.filter((g) => {
     const selector = g.spec.selector;
@@ -72,7 +73,7 @@ export function buildVirtualHosts(
   for (const vs of ordered) {
     const hosts = edgeHosts(vs, gateways, applied, servers, diag);
     if (hosts.length === 0) continue;
-    const compiled = compileHttpRules(vs, services, diag);
+    const compiled = compileHttpRules(vs, services, diag, edge);
     for (const { host, httpsRedirect, through } of hosts) {
       const e = entry(host);
       e.httpsRedirect ||= httpsRedirect;

@@ -74,17 +74,22 @@ describe("edge caveats", () => {
     expect(warnings(await build(gateway("PASSTHROUGH")))).toEqual([expect.stringMatching(/spec\.servers\[0\]\.tls\.mode: Cloudflare terminates TLS for the gateway/)]);
   });
 
-  it("warns about in-mesh match conditions on each match block that uses them", async () => {
+  it("skips a match block whose sourceLabels or sourceNamespace are not the gateway's, with a warning, as an Istio gateway does", async () => {
     const result = await build(
       serviceEntry("a", ["a.example.com"]),
       virtualService("v", ["a.example.com"], [
         { match: [{ uri: { prefix: "/x" } }, { uri: { prefix: "/y" }, sourceLabels: { app: "web" } }], route: [{ destination: { host: "a.example.com" } }] },
+        { match: [{ uri: { prefix: "/z" }, sourceNamespace: "ops" }], route: [{ destination: { host: "a.example.com" } }] },
+        { match: [{ uri: { prefix: "/gw" }, sourceLabels: { istio: "ingressgateway" }, sourceNamespace: "istio-system" }], route: [{ destination: { host: "a.example.com" } }] },
       ]),
     );
     expect(warnings(result)).toEqual([
-      expect.stringMatching(/VirtualService\/default\/v: spec\.http\[0\]\.match\[1\]\.sourceLabels: requests arrive from the internet, which has no source workload/),
+      expect.stringMatching(/VirtualService\/default\/v: spec\.http\[0\]\.match\[1\]: never matches at the edge: sourceLabels app=web are not the gateway's labels \(GatewayConfig gatewayLabels\), so this block is skipped, as an Istio gateway skips it$/),
+      expect.stringMatching(/VirtualService\/default\/v: spec\.http\[1\]\.match\[0\]: never matches at the edge: sourceNamespace ops is not the gateway's namespace \(istio-system\)/),
     ]);
-    expect(result.snapshot).toBeDefined();
+    // The gateway's own labels and namespace: the block applies.
+    const prefixes = result.snapshot?.virtualHosts[0]?.routes.map((r) => (r.match.uri?.type === "prefix" ? r.match.uri.value : ""));
+    expect(prefixes).toEqual(["/x", "/gw"]);
   });
 });
 

@@ -235,6 +235,19 @@ describe("runPipeline", () => {
     expect((await send([...gws, split], "http://internal.example.com/")).body).toBe("everyone");
   });
 
+  it("never routes the internet by a block meant for an in-mesh caller (sourceLabels): the next rule serves, as at an Istio gateway", async () => {
+    const docs = [
+      origin("admin", "10.0.0.9"),
+      origin("api", "10.0.0.1"),
+      virtualService("v", ["shop.example.com"], [
+        { match: [{ sourceLabels: { app: "backoffice" } }], route: [{ destination: { host: "admin.internal" } }] },
+        { match: [{ uri: { prefix: "/admin" }, sourceNamespace: "ops" }], route: [{ destination: { host: "admin.internal" } }] },
+        { route: [{ destination: { host: "api.internal" } }] },
+      ]),
+    ];
+    for (const path of ["/", "/admin/users"]) expect((await send(docs, `http://shop.example.com${path}`)).sent[0]?.url).toBe(`http://10.0.0.1:8080${path}`);
+  });
+
   it("fails only the requests of a virtual host whose packed text is corrupt (a snapshot altered by hand), and keeps serving the others", async () => {
     const docs = [origin("api", "10.0.0.1"), virtualService("a", ["a.example.com"], [{ route: [{ destination: { host: "api.internal" } }] }]), virtualService("b", ["b.example.com"], [{ route: [{ destination: { host: "api.internal" } }] }])];
     const packed = JSON.parse(JSON.stringify(packSnapshot(await snapshotOf(...docs)))) as PackedSnapshot;
