@@ -306,13 +306,13 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
   // Telemetry counts the response's head in the pass that drops its hop-by-hop headers, when nothing
   // below changes them but the service time, whose bytes are added here; else it reads them at the end.
   if (ctx.snapshot.telemetry?.planFor(cluster.name).active && ops.every((o) => o === undefined) && !hashKey.setCookie) {
-    const { response, head } = countedDownstreamResponse(result.response);
+    const { response, head } = countedDownstreamResponse(result.response, facts.websocket);
     response.headers.set(UPSTREAM_SERVICE_TIME, serviceTime);
     head.bytes += UPSTREAM_SERVICE_TIME.length + serviceTime.length + 4;
     ctx.responseHead = head;
     return { response, record };
   }
-  const response = downstreamResponse(result.response);
+  const response = downstreamResponse(result.response, facts.websocket);
   // `response.headers` is a native getter: read it once.
   const responseHeaders = response.headers;
   responseHeaders.set(UPSTREAM_SERVICE_TIME, serviceTime);
@@ -367,7 +367,7 @@ async function passthrough(ctx: RequestContext): Promise<PipelineResult> {
   observer?.ended(1, result.ok ? { status: result.response.status } : { failure: result.reply.flag === "UT" ? "route-timeout" : "connect-failure" }, undefined);
   record.upstreamHost = `${facts.host}:${facts.port}`;
   if (!result.ok) return localReply(result.reply, record);
-  return { response: downstreamResponse(result.response), record };
+  return { response: downstreamResponse(result.response, facts.websocket), record };
 }
 
 function base64Bytes(b64: string): Uint8Array {
