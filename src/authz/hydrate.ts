@@ -9,7 +9,6 @@ import type { JwtRule } from "./jwt/authenticate.ts";
 import { extractionPlan, type ExtractionPlan } from "./jwt/extract.ts";
 import { keySetOf } from "./jwt/keys.ts";
 import { VerifiedTokens } from "./jwt/token-cache.ts";
-import { headerPatterns } from "./ext-authz/client.ts";
 import { compilePolicy, type Policy } from "./policy/engine.ts";
 
 export interface PolicyLayer {
@@ -50,8 +49,6 @@ export interface RuntimeSecurity {
   extAuthz: Map<string, ExtAuthzDef>;
   /** True when some scope verifies JWTs after route selection (the client's token headers are then kept aside). */
   destinationJwt: boolean;
-  /** Client headers named by an ext-authz `headersToUpstreamOnAllow` pattern, removed before authentication. */
-  upstreamFromAuthorizer?: (name: string) => boolean;
 }
 
 export function hydrateSecurity(def: SecurityDef): RuntimeSecurity {
@@ -92,8 +89,6 @@ export function hydrateSecurity(def: SecurityDef): RuntimeSecurity {
     extAuthz: new Map(Object.entries(def.extAuthz)),
     destinationJwt: scopes.some((s) => s.destinationJwt),
   };
-  const patterns = Object.values(def.extAuthz).flatMap((p) => p.headersToUpstreamOnAllow.filter((h) => h.includes("*")));
-  if (patterns.length) runtime.upstreamFromAuthorizer = headerPatterns(patterns);
   return runtime;
 }
 

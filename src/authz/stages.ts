@@ -16,6 +16,7 @@ import { localReply, type PipelineResult, type RequestContext } from "../gateway
 import type { RequestFacts } from "../gateway/facts.ts";
 import { badRequest } from "../gateway/local-reply.ts";
 import { bufferBody, checkRequest } from "./ext-authz/client.ts";
+import { vouchUpstream } from "./ext-authz/upstream.ts";
 import type { RuntimeSecurity, SecurityScope } from "./hydrate.ts";
 import type { PeerIdentity } from "./identity.ts";
 import { authenticate, identityOf, type AuthnEnv, type AuthnOutcome, type VerifiedToken } from "./jwt/authenticate.ts";
@@ -35,10 +36,6 @@ export function authenticatePeer(ctx: RequestContext): undefined {
   if (!sec) return undefined;
   const peer = readPeer(ctx.request.cf, sec.def.peerCertificate.principal);
   ctx.facts.peer = peer;
-  // Headers an ext-authz provider may set upstream (by pattern) are never taken from the client.
-  if (sec.upstreamFromAuthorizer) {
-    for (const name of [...ctx.facts.headers.keys()]) if (sec.upstreamFromAuthorizer(name)) ctx.facts.headers.delete(name);
-  }
   return undefined;
 }
 
@@ -179,9 +176,14 @@ function deny(ctx: RequestContext, policy: Policy | undefined, input: PolicyInpu
   return localReply(RBAC_DENIED, ctx.record);
 }
 
-/** CUSTOM policies: each provider whose policy matches is asked once; any denial ends the request. */
+/**
+ * CUSTOM policies: each provider whose policy matches is asked once; any denial ends the request.
+ * A request let through gets the authorizer's upstream headers (ext-authz/upstream.ts).
+ */
 async function runCustom(ctx: RequestContext, sec: RuntimeSecurity, matched: readonly Policy[]): Promise<PipelineResult | undefined> {
   const providers = [...new Set(matched.map((p) => p.def.provider as string))];
+  const vouched = new Set<string>();
+  const keep = (header: string) => sec.injectedHeaders.has(header) || vouched.has(header);
   for (const name of providers) {
     const provider = sec.extAuthz.get(name);
     const cluster = provider ? ctx.snapshot.clusters.get(provider.cluster) : undefined;
@@ -200,15 +202,19 @@ async function runCustom(ctx: RequestContext, sec: RuntimeSecurity, matched: rea
     if (result.kind === "deny") {
       ctx.record.authz = { ...ctx.record.authz, deniedBy: `ext-authz ${name}` };
       ctx.record.details = "ext_authz_denied";
-      return localReply({ status: result.status, body: result.body, flag: "UAEX", headers: Object.fromEntries(result.headers) }, ctx.record);
+      return localReply({ status: result.status, body: result.body, flag: "UAEX", headers: result.headers }, ctx.record);
     }
     if (result.kind === "error") {
       console.error(JSON.stringify({ message: "isthmus: ext-authz check failed", provider: name, error: result.reason, failOpen: provider.failOpen }));
-      if (provider.failOpen) continue;
-      ctx.record.details = "ext_authz_error";
-      return localReply(extAuthzError(provider.statusOnError), ctx.record);
+      if (!provider.failOpen) {
+        ctx.record.details = "ext_authz_error";
+        return localReply(extAuthzError(provider.statusOnError), ctx.record);
+      }
+      vouchUpstream(ctx.facts.headers, provider, [], keep);
+      continue;
     }
-    for (const [n, v] of result.upstream) ctx.facts.headers.set(n, v);
+    vouchUpstream(ctx.facts.headers, provider, result.upstream, keep);
+    for (const [n] of result.upstream) vouched.add(n);
     if (result.downstream.length) {
       ctx.responseHooks.push((response) => {
         for (const [n, v] of result.downstream) response.headers.append(n, v);

@@ -15,7 +15,8 @@ export type IngressResult = { ok: true; facts: RequestFacts } | { ok: false; rep
 
 /**
  * @param injected lower-case names of headers Isthmus itself sets from verified identities
- *   (JWT claim and payload headers, ext-authz headers): a client never gets to send them.
+ *   (JWT claim and payload headers): a client never gets to send them. (An ext-authz
+ *   provider's upstream headers are handled on the requests it checks: authz/ext-authz/upstream.ts.)
  */
 export function ingress(request: Request, settings: GatewaySettings, deps: PipelineDeps, injected?: ReadonlySet<string>): IngressResult {
   const clean = sanitizeRequest(request, injected ? { limits: settings.limits, injected } : { limits: settings.limits });

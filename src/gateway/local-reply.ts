@@ -10,7 +10,8 @@ export interface LocalReply {
   status: number;
   body: string;
   flag?: ResponseFlag;
-  headers?: Record<string, string>;
+  /** One value per name, or a list of pairs whose repeated names (several `set-cookie`) are all sent. */
+  headers?: Record<string, string> | readonly (readonly [string, string])[];
 }
 
 export const REPLIES = {
@@ -45,8 +46,37 @@ export function badRequest(status: 400 | 413 | 414 | 431, reason: string): Local
   return { status, body: reason, flag: "DPE" };
 }
 
+/** Statuses whose responses cannot have a body (a `Response` with one throws). */
+const NULL_BODY_STATUS = new Set([101, 204, 205, 304]);
+
+/**
+ * The client response for a local reply. A reply with a body and no
+ * Content-Type of its own gets `text/plain` (Envoy's local-reply rule): an
+ * external authorizer's JSON or HTML denial keeps its type. Repeated
+ * header names in a list of pairs are all sent.
+ *
+ * @example
+ * toResponse({ status: 302, body: "", headers: [["location", "/login"], ["set-cookie", "a=1"], ["set-cookie", "b=2"]] });
+ * // 302 with both Set-Cookie headers
+ */
 export function toResponse(reply: LocalReply): Response {
-  const headers = new Headers(reply.headers);
-  if (reply.body) headers.set("content-type", "text/plain");
-  return new Response(reply.body || null, { status: reply.status, headers });
+  const headers = replyHeaders(reply.headers);
+  const body = reply.body && !NULL_BODY_STATUS.has(reply.status) ? reply.body : null;
+  if (body && !headers.has("content-type")) headers.set("content-type", "text/plain");
+  return new Response(body, { status: reply.status, headers });
+}
+
+function replyHeaders(init: LocalReply["headers"]): Headers {
+  const headers = new Headers();
+  if (!init) return headers;
+  if (isPairs(init)) {
+    for (const [name, value] of init) headers.append(name, value);
+  } else {
+    for (const [name, value] of Object.entries(init)) headers.set(name, value);
+  }
+  return headers;
+}
+
+function isPairs(init: NonNullable<LocalReply["headers"]>): init is readonly (readonly [string, string])[] {
+  return Array.isArray(init);
 }

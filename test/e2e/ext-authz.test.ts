@@ -3,7 +3,9 @@
  * Node server) declared as a GatewayConfig envoyExtAuthzHttp provider:
  * what the authorizer is sent, how its allow/deny/error answers reach the
  * client and the origin, timeouts and fail modes, the body option, and
- * the order CUSTOM → DENY → ALLOW.
+ * the order CUSTOM → DENY → ALLOW, and Istio's oauth2-proxy recipe
+ * (Authorization in headersToUpstreamOnAllow, `%REQ()%` operators, a login
+ * redirect with several cookies).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startAuthorizer, type Authorizer } from "../helpers/ext-authz.ts";
@@ -57,7 +59,16 @@ spec:
     envoyExtAuthzHttp:
       service: authz.auth.internal
       port: 9000
-      includeRequestBodyInCheck: {maxRequestBytes: 16}`,
+      includeRequestBodyInCheck: {maxRequestBytes: 16}
+  - name: oauth2-proxy
+    envoyExtAuthzHttp:
+      service: authz.auth.internal
+      port: 9000
+      timeout: 1s
+      includeRequestHeadersInCheck: [cookie]
+      includeAdditionalHeadersInCheck: {X-Auth-Request-Redirect: "https://%REQ(:authority)%%REQ(:path)%"}
+      headersToUpstreamOnAllow: [authorization, path, x-auth-request-user]
+      headersToDownstreamOnDeny: [content-type, set-cookie]`,
     serviceEntry({ name: "authz", namespace: "auth", port: { number: 9000 }, endpoints: [authz.port] }),
     serviceEntry({ name: "down", namespace: "auth", port: { number: 9000 }, endpoints: [closedPort] }),
     requestAuthentication(idp),
@@ -76,6 +87,7 @@ spec:
     site("open", custom("open", "open")),
     site("unavailable", custom("unavailable", "unavailable")),
     site("body", custom("body", "body")),
+    site("oauth", custom("oauth", "oauth2-proxy", `\n  - to: [{operation: {notPaths: ["/public/*"]}}]`)),
   ].join("\n---\n");
 
 beforeAll(async () => {
@@ -132,19 +144,23 @@ describe("a CUSTOM policy", () => {
     expect(upstream?.headers["x-other"]).toBeUndefined();
   });
 
-  it("never lets a client set the headers the authorizer vouches for", async () => {
+  it("on a request it allows, never lets a client set the headers the authorizer vouches for; unchecked requests are untouched", async () => {
     authz.decide(() => ({ status: 200 }));
     const spoof = { "x-auth-user": "mallory", "x-auth-group-admin": "yes" };
-    for (const path of ["/protected/x", "/not-checked"]) {
-      const { upstream } = await call("custom", path, { headers: spoof });
-      expect(upstream?.headers["x-auth-user"], path).toBeUndefined();
-      expect(upstream?.headers["x-auth-group-admin"], path).toBeUndefined();
-    }
+    const checked = await call("custom", "/protected/x", { headers: spoof });
+    expect(checked.upstream?.headers["x-auth-user"]).toBeUndefined();
+    expect(checked.upstream?.headers["x-auth-group-admin"]).toBeUndefined();
+    // As Envoy: a request no CUSTOM policy checks goes upstream as the client sent it.
+    const unchecked = await call("custom", "/not-checked", { headers: spoof });
+    expect(unchecked.check).toBeUndefined();
+    expect(unchecked.upstream?.headers["x-auth-user"]).toBe("mallory");
   });
 
-  it("allows on any 2xx", async () => {
+  it("allows only on 200: any other status, a 204 too, is a denial with that status", async () => {
     authz.decide(() => ({ status: 204 }));
-    expect((await call("custom", "/protected/x")).res.status).toBe(200);
+    const { res, upstream } = await call("custom", "/protected/x");
+    expect(res.status).toBe(204);
+    expect(upstream).toBeUndefined();
   });
 
   it("passes a denial's status, body and selected headers to the client, and never calls the origin", async () => {
@@ -196,6 +212,48 @@ describe("a CUSTOM policy", () => {
     const { res, check } = await call("custom", "/protected/x", { headers: { authorization: `Bearer ${bad}` } });
     expect(res.status).toBe(401);
     expect(check).toBeUndefined();
+  });
+});
+
+describe("the oauth2-proxy recipe", () => {
+  it("leaves the client's Authorization to JWT authentication and the check, and the authorizer's replaces it upstream", async () => {
+    const bad = `${(await idp.sign()).slice(0, -6)}AAAAAA`;
+    authz.decide(() => ({ status: 200 }));
+    // The gateway-wide RequestAuthentication sees the token (it was stripped at ingress, so a bad one passed as anonymous).
+    const refused = await call("oauth", "/app", { headers: { authorization: `Bearer ${bad}` } });
+    expect(refused.res.status).toBe(401);
+    expect(refused.check).toBeUndefined();
+    const opaque = await call("oauth", "/public/x", { headers: { authorization: "Basic dTpw" } });
+    expect(opaque.upstream?.headers.authorization).toBe("Basic dTpw");
+    authz.decide(() => ({ status: 200, headers: { authorization: "Bearer minted", "x-auth-request-user": "alice" } }));
+    const allowed = await call("oauth", "/app", { headers: { authorization: "Basic dTpw", cookie: "_oauth2_proxy=abc" } });
+    expect(allowed.check?.headers.authorization).toBe("Basic dTpw");
+    expect(allowed.check?.headers.cookie).toBe("_oauth2_proxy=abc");
+    expect(allowed.upstream?.headers.authorization).toBe("Bearer minted");
+    expect(allowed.upstream?.headers["x-auth-request-user"]).toBe("alice");
+  });
+
+  it("sends the URL the client asked for in X-Auth-Request-Redirect", async () => {
+    authz.decide(() => ({ status: 200 }));
+    const { check } = await call("oauth", "/app/page?x=1&y=%20");
+    expect(check?.headers["x-auth-request-redirect"]).toBe("https://oauth.authz.test/app/page?x=1&y=%20");
+  });
+
+  it("passes the login redirect with all its cookies and the authorizer's Content-Type", async () => {
+    authz.decide(() => ({
+      status: 302,
+      body: "<a href=\"https://login.example/\">Found</a>",
+      headers: { location: "https://login.example/", "content-type": "text/html; charset=utf-8", "set-cookie": ["csrf=1; Path=/", "csrf2=2; Path=/"] },
+    }));
+    const { res, upstream } = await call("oauth", "/app");
+    expect(res.status).toBe(302);
+    expect(res.headers.location).toBe("https://login.example/");
+    expect(res.headers["content-type"]).toBe("text/html; charset=utf-8");
+    expect(res.headers["set-cookie"]).toBe("csrf=1; Path=/, csrf2=2; Path=/");
+    expect(upstream).toBeUndefined();
+    authz.decide(() => ({ status: 401, body: '{"error":"denied"}', headers: { "content-type": "application/json" } }));
+    const json = (await call("oauth", "/app")).res;
+    expect([json.status, json.headers["content-type"], json.body]).toEqual([401, "application/json", '{"error":"denied"}']);
   });
 });
 

@@ -16,7 +16,8 @@ export interface Check {
 export interface Decision {
   status: number;
   body?: string;
-  headers?: Record<string, string>;
+  /** A list sends the name once per value (several `Set-Cookie`). */
+  headers?: Record<string, string | string[]>;
   delayMs?: number;
 }
 

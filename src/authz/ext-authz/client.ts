@@ -1,21 +1,24 @@
 /**
  * The HTTP external authorizer of CUSTOM policies (Istio's
- * envoyExtAuthzHttp). The check request has the client request's method,
- * `pathPrefix` + path + query, the client headers named in
+ * envoyExtAuthzHttp, Envoy's ext_authz HTTP service). The check request
+ * has the client request's method, `pathPrefix` + path + query, the
+ * client's `Authorization` (always, as Envoy's), the client headers named in
  * `includeRequestHeadersInCheck` (exact, `prefix*` or `*suffix`), the
- * `includeAdditionalHeadersInCheck` headers, `x-forwarded-host` with the
- * original authority (a Worker cannot send another Host than the URL's),
- * and the buffered body when `includeRequestBodyInCheck` asks for it.
+ * `includeAdditionalHeadersInCheck` headers with their command operators
+ * expanded (an empty result is not sent, as in Envoy), `x-forwarded-host`
+ * with the original authority (a Worker cannot send another Host than the
+ * URL's), and the buffered body when `includeRequestBodyInCheck` asks for it.
  *
- * - a 2xx answer allows; `headersToUpstreamOnAllow` are copied onto the
- *   upstream request and `headersToDownstreamOnAllow` onto the response;
+ * As Envoy reads the answer:
+ * - 200 allows; `headersToUpstreamOnAllow` are copied onto the upstream
+ *   request (see upstream.ts) and `headersToDownstreamOnAllow` onto the
+ *   response;
  * - a 5xx answer, a timeout or a connection failure is an error: allowed
  *   when `failOpen`, else `statusOnError` (403) with flag UAEX;
- * - any other answer denies: its status and body go to the client with
- *   the headers `headersToDownstreamOnDeny` selects (all when unset),
- *   flag UAEX.
- *
- * Envoy allows only on 200; Isthmus allows on any 2xx (docs/CONFIG.md).
+ * - any other answer (a 204 or another 2xx too) denies: its status and body
+ *   go to the client with the headers `headersToDownstreamOnDeny` selects
+ *   (all when unset; repeated ones, such as several `Set-Cookie`, all
+ *   kept), flag UAEX.
  */
 import type { ClusterDef, ExtAuthzDef } from "../../config/snapshot.ts";
 import type { PipelineDeps } from "../../gateway/context.ts";
@@ -25,6 +28,7 @@ import { HOP_BY_HOP } from "../../gateway/hygiene.ts";
 import { endpointUrl } from "../../routing/forward.ts";
 import { sendsNoBody } from "../../upstream/request-body.ts";
 import { anyValue, type ValueMatcher } from "../policy/value-match.ts";
+import { parseHeaderValue, type HeaderValue } from "./command-operators.ts";
 
 export type CheckResult =
   | { kind: "allow"; upstream: [string, string][]; downstream: [string, string][] }
@@ -57,13 +61,7 @@ export async function checkRequest(provider: ExtAuthzDef, cluster: ClusterDef, r
   const { facts } = req;
   const url = endpointUrl(cluster, endpoint, facts.host, `${provider.pathPrefix}${facts.path}`, facts.query);
 
-  const include = headerPatterns(provider.includeRequestHeaders);
-  const headers = new Headers();
-  for (const [name, value] of facts.headers) {
-    if (include(name) && !HOP_BY_HOP.has(name) && name !== "content-length" && name !== "host") headers.set(name, value);
-  }
-  for (const [name, value] of provider.additionalHeaders) headers.set(name, value);
-  headers.set("x-forwarded-host", facts.authority);
+  const headers = checkHeaders(provider, facts);
   const hasBody = req.body !== undefined && !sendsNoBody(facts.method);
 
   const controller = new AbortController();
@@ -80,7 +78,7 @@ export async function checkRequest(provider: ExtAuthzDef, cluster: ClusterDef, r
     return { kind: "error", reason: timedOut ? "timeout" : error instanceof Error ? error.message : String(error) };
   }
   try {
-    if (response.status >= 200 && response.status < 300) {
+    if (response.status === 200) {
       await response.body?.cancel();
       const toUpstream = headerPatterns(provider.headersToUpstreamOnAllow);
       const toDownstream = headerPatterns(provider.headersToDownstreamOnAllow);
@@ -110,6 +108,37 @@ export async function checkRequest(provider: ExtAuthzDef, cluster: ClusterDef, r
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** The headers of the check request (see the file's comment). */
+function checkHeaders(provider: ExtAuthzDef, facts: RequestFacts): Headers {
+  const include = headerPatterns(provider.includeRequestHeaders);
+  const headers = new Headers();
+  for (const [name, value] of facts.headers) {
+    if ((name === "authorization" || include(name)) && !HOP_BY_HOP.has(name) && name !== "content-length" && name !== "host") headers.set(name, value);
+  }
+  for (const [name, format] of additionalHeaders(provider)) {
+    const value = format(facts);
+    if (value) headers.set(name, value);
+    else headers.delete(name);
+  }
+  headers.set("x-forwarded-host", facts.authority);
+  return headers;
+}
+
+const formatted = new WeakMap<ExtAuthzDef, [string, HeaderValue][]>();
+
+/** The provider's additional headers as formatters, parsed once per snapshot (compile refused those that do not parse). */
+function additionalHeaders(provider: ExtAuthzDef): [string, HeaderValue][] {
+  let out = formatted.get(provider);
+  if (!out) {
+    out = provider.additionalHeaders.map(([name, text]) => {
+      const parsed = parseHeaderValue(text);
+      return [name, parsed.ok ? parsed.value : () => text];
+    });
+    formatted.set(provider, out);
+  }
+  return out;
 }
 
 async function readCapped(response: Response, max: number): Promise<string> {

@@ -1,9 +1,13 @@
 /**
  * GatewayConfig `extensionProviders[].envoyExtAuthzHttp` → ExtAuthzDef,
  * with Istio's defaults (timeout 600s, statusOnError 403, failOpen false).
+ * `includeAdditionalHeadersInCheck` values keep their command operators
+ * (`%REQ(:authority)%`, …), expanded per check; one Isthmus cannot expand
+ * is an error here (see authz/ext-authz/command-operators.ts).
  * The authorizer is a ServiceEntry host like any other origin; its
  * cluster is added to the snapshot so the gateway reaches it the same way.
  */
+import { parseHeaderValue } from "../../authz/ext-authz/command-operators.ts";
 import { durationMs } from "../duration.ts";
 import type { ExtAuthzDef } from "../snapshot.ts";
 import type { Resource } from "../validate.ts";
@@ -50,6 +54,9 @@ export function compileExtAuthz(
       diag.error(config, at("pathPrefix"), `expected a path starting with /, got "${pathPrefix}"`);
       return;
     }
+    const additional = Object.entries(http.includeAdditionalHeadersInCheck ?? {});
+    const formattable = additional.map(([name, value]) => checkHeaderValue(value, (reason) => diag.error(config, at("includeAdditionalHeadersInCheck", name), reason)));
+    if (formattable.includes(false)) return;
     const cluster = services.cluster(service, port, undefined, http.service);
     const lower = (list: string[] | undefined) => (list ?? []).map((h) => h.toLowerCase());
     const def: ExtAuthzDef = {
@@ -61,7 +68,7 @@ export function compileExtAuthz(
       failOpen: http.failOpen ?? false,
       statusOnError,
       includeRequestHeaders: lower(http.includeRequestHeadersInCheck),
-      additionalHeaders: Object.entries(http.includeAdditionalHeadersInCheck ?? {}).map(([k, v]) => [k.toLowerCase(), v]),
+      additionalHeaders: additional.map(([k, v]) => [k.toLowerCase(), v]),
       headersToUpstreamOnAllow: lower(http.headersToUpstreamOnAllow),
       headersToDownstreamOnAllow: lower(http.headersToDownstreamOnAllow),
     };
@@ -74,4 +81,11 @@ export function compileExtAuthz(
     out[provider.name] = def;
   });
   return out;
+}
+
+/** True when Isthmus can format `value` per request; else reports why (an operator it does not expand, a lone `%`). */
+function checkHeaderValue(value: string, report: (reason: string) => void): boolean {
+  const parsed = parseHeaderValue(value);
+  if (!parsed.ok) report(parsed.reason);
+  return parsed.ok;
 }

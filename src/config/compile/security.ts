@@ -83,13 +83,13 @@ export function compileSecurity(inputs: SecurityInputs, diag: Diagnostics): Secu
   const gatewayScope: SecurityScopeDef = { jwtRules: gatewayRules, peerMode: peer.gatewayMode(), layers: gatewayLayer.length ? [gatewayLayer] : [] };
   const { scopes, clusterScopes } = distinctScopes(gatewayScope, clusters, (cluster) => clusterScope(cluster, gatewayRules, gatewayLayer, ruleAttachments, policyAttachments, peer, byIssuer));
 
+  // Stripped from every client request at ingress. Not the ext-authz headersToUpstreamOnAllow names:
+  // those are removed only on requests a provider lets through (authz/ext-authz/upstream.ts), as a
+  // name such as `authorization` is also a client credential that JWT rules and the check must see.
   const injected = new Set<string>();
   for (const rule of jwtRules) {
     if (rule.outputPayloadToHeader) injected.add(rule.outputPayloadToHeader);
     for (const o of rule.outputClaimToHeaders) injected.add(o.header);
-  }
-  for (const provider of Object.values(extAuthz)) {
-    for (const h of provider.headersToUpstreamOnAllow) if (!h.includes("*")) injected.add(h);
   }
 
   return {
