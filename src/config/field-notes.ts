@@ -25,13 +25,16 @@ const warn = (path: string, message: string, when?: (value: unknown) => boolean)
 const error = (path: string, message: string, when?: (value: unknown) => boolean): FieldRule => ({ path, severity: "error", message, when });
 
 const MESH_ONLY = "only selects workloads inside a mesh; at the edge every resource given to Isthmus is visible, so it is ignored";
+/** exportTo: what the edge does with the resource (`serves`, `applies`) whatever it says. */
+const exportTo = (does: string) =>
+  `exportTo limits which namespaces' proxies see this resource (an Istio ingress gateway in another namespace would not see one exported only to "."); the edge ${does} it regardless, as it does every resource given to Isthmus, so exportTo is ignored`;
 const CONNECTIONS = "Workers fetch() manages upstream connections itself; this connection setting is ignored";
 const SERVER_TLS = "Cloudflare terminates TLS for the gateway; configure certificates in Cloudflare (edge or custom-hostname certificates); ignored";
 
 /** Fields Istio has that cannot be honoured by a Worker, per kind. */
 export const EDGE_CAVEATS: Record<Kind, FieldRule[]> = {
   VirtualService: [
-    warn("spec.exportTo", MESH_ONLY),
+    warn("spec.exportTo", exportTo("serves")),
     warn("spec.tls", "TLS routes need the raw TLS stream; a Worker only receives HTTP requests, so these routes are ignored"),
     warn("spec.tcp", "TCP routes need a raw TCP listener; a Worker only receives HTTP requests, so these routes are ignored"),
     warn("spec.http[].match[].statPrefix", "Envoy stat prefixes do not exist at the edge; Isthmus reports Istio's standard metrics; ignored"),
@@ -39,17 +42,17 @@ export const EDGE_CAVEATS: Record<Kind, FieldRule[]> = {
     error("spec.http[].fault.abort.http2Error", "http2Error is not supported (Istio rejects it too); use httpStatus or grpcStatus"),
   ],
   DestinationRule: [
-    warn("spec.exportTo", MESH_ONLY),
+    warn("spec.exportTo", exportTo("applies")),
     warn("spec.workloadSelector", MESH_ONLY),
-    warn("spec.trafficPolicy.tunnel", "HTTP CONNECT tunnelling to origins is not available from a Worker; ignored"),
-    warn("spec.trafficPolicy.proxyProtocol", "a Worker cannot send a PROXY protocol header to origins; ignored"),
+    ...originProtocolCaveats("spec.trafficPolicy"),
+    ...originProtocolCaveats("spec.subsets[].trafficPolicy"),
     ...trafficPolicyCaveats("spec.trafficPolicy"),
     ...trafficPolicyCaveats("spec.trafficPolicy.portLevelSettings[]"),
     ...trafficPolicyCaveats("spec.subsets[].trafficPolicy"),
     ...trafficPolicyCaveats("spec.subsets[].trafficPolicy.portLevelSettings[]"),
   ],
   ServiceEntry: [
-    warn("spec.exportTo", MESH_ONLY),
+    warn("spec.exportTo", exportTo("serves")),
     warn("spec.addresses", "virtual IPs only matter to in-mesh TCP capture; ignored"),
     warn("spec.workloadSelector", "workloadSelector selects in-mesh pods; list the origins as endpoints instead; ignored"),
     warn("spec.subjectAltNames", "a Worker verifies origin certificates against public CAs and the URL host; SAN pinning is ignored"),
@@ -87,6 +90,18 @@ export const EDGE_CAVEATS: Record<Kind, FieldRule[]> = {
   EnvoyFilter: [],
 };
 
+/**
+ * `tunnel` and `proxyProtocol`, which a traffic policy has at the top level
+ * and in a subset (not in `portLevelSettings`).
+ */
+function originProtocolCaveats(base: string): FieldRule[] {
+  return [
+    warn(`${base}.tunnel`, "HTTP CONNECT tunnelling to origins is not available from a Worker; ignored"),
+    warn(`${base}.proxyProtocol`, "a Worker cannot send a PROXY protocol header to origins; ignored"),
+  ];
+}
+
+/** The caveats of every traffic policy: top level, subset, and their `portLevelSettings` entries. */
 function trafficPolicyCaveats(base: string): FieldRule[] {
   return [
     warn(`${base}.connectionPool.tcp.maxConnections`, CONNECTIONS),

@@ -101,11 +101,18 @@ const LEVELS: Record<Found["level"], number> = { filter: 0, host: 1, route: 2 };
 /**
  * Whether `specific`'s configuration replaces `general`'s where it applies:
  * it must be configured on the same proxy, which holds for patches of one
- * EnvoyFilter (one selector) and for a patch that applies to the gateway
- * itself.
+ * EnvoyFilter (one selector), for a patch that applies to the gateway
+ * itself, and for a root-namespace SIDECAR_INBOUND patch against any patch
+ * applied at sidecars (destinations), since it is on every sidecar.
  */
 function replaces(specific: Patched, general: Patched): boolean {
-  return specific.filter === general.filter || specific.attachment.all || specific.attachment.gateway;
+  if (specific.filter === general.filter || specific.attachment.all || specific.attachment.gateway) return true;
+  return everyDestination(specific.attachment) && !general.attachment.all && !general.attachment.gateway;
+}
+
+/** Root namespace, no selector, destinations only: a SIDECAR_INBOUND patch on every sidecar (see inboundOnly). */
+function everyDestination(at: Attachment): boolean {
+  return !at.all && !at.gateway && !at.namespaceWide && !at.workload;
 }
 
 interface Found {
@@ -179,12 +186,23 @@ function attach(
     }
     return { all: true, gateway: true, cluster: () => true, namespaceWide: false, workload: false };
   }
-  if (context === "SIDECAR_INBOUND") return { ...at, gateway: false };
+  if (context === "SIDECAR_INBOUND") return inboundOnly(at);
   if (context !== "ANY") {
     diag.warn(filter, [...path, "match", "context"], `unknown patch context "${context}"; ignored`);
     return undefined;
   }
   return at;
+}
+
+/**
+ * A SIDECAR_INBOUND patch runs at sidecars only, so at the edge it applies
+ * to traffic routed to destinations and never in the gateway layer: a
+ * root-namespace EnvoyFilter without a selector covers every cluster, not
+ * every request (an unrouted 404 or an httpsRedirect 301 reaches no sidecar).
+ */
+function inboundOnly(at: Attachment): Attachment {
+  if (at.all) return { all: false, gateway: false, cluster: () => true, namespaceWide: false, workload: false };
+  return { ...at, gateway: false };
 }
 
 function translate(filter: Resource<"EnvoyFilter">, found: Found, index: number, diag: Diagnostics): { rule: RateLimitRuleDef | undefined; match: PolicyCheckDef[] } | undefined {

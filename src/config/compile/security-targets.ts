@@ -10,10 +10,10 @@
  *   labels match (in the policy's namespace; any namespace for the root namespace)
  * - `targetRef(s)` Service / ServiceEntry → traffic routed to that service
  *
- * The gateway labels are GatewayConfig `gatewayLabels` when set, else the
- * labels of Istio's default ingress gateway plus the selectors of the
- * Gateway resources, so `selector: {istio: ingressgateway}` policies copied
- * from a mesh keep protecting the edge.
+ * The gateway labels are GatewayConfig `gatewayLabels` when set (`{}` counts
+ * as unset), else the labels of Istio's default ingress gateway plus the
+ * selectors of the Gateway resources, so `selector: {istio: ingressgateway}`
+ * policies copied from a mesh keep protecting the edge.
  */
 import type { ClusterDef } from "../snapshot.ts";
 import type { AnyResource, Resource } from "../validate.ts";
@@ -40,6 +40,23 @@ export type GatewayLabels = Map<string, Set<string>>;
 /** Labels of Istio's default ingress gateway deployment. */
 const ISTIO_INGRESS_LABELS: Record<string, string> = { app: "istio-ingressgateway", istio: "ingressgateway" };
 
+/**
+ * GatewayConfig `gatewayLabels` when it names at least one label; `{}` is
+ * read as unset, for Gateway selection, policy selectors and the settings
+ * alike.
+ *
+ * @example
+ * configuredGatewayLabels({}); // undefined
+ * configuredGatewayLabels({ istio: "edge" }); // { istio: "edge" }
+ */
+export function configuredGatewayLabels(labels: Record<string, string> | undefined): Record<string, string> | undefined {
+  return labels && Object.keys(labels).length > 0 ? labels : undefined;
+}
+
+/**
+ * The labels the gateway answers to: GatewayConfig `gatewayLabels` when set,
+ * else Istio's default ingress gateway labels plus every Gateway's selector.
+ */
 export function gatewayLabels(config: Resource<"GatewayConfig"> | undefined, gateways: Resource<"Gateway">[]): GatewayLabels {
   const labels: GatewayLabels = new Map();
   const add = (k: string, v: string) => {
@@ -47,7 +64,7 @@ export function gatewayLabels(config: Resource<"GatewayConfig"> | undefined, gat
     if (!set) labels.set(k, (set = new Set()));
     set.add(v);
   };
-  const configured = config?.spec.gatewayLabels;
+  const configured = configuredGatewayLabels(config?.spec.gatewayLabels);
   if (configured) {
     for (const [k, v] of Object.entries(configured)) add(k, v);
     return labels;

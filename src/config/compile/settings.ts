@@ -8,6 +8,7 @@ import type { GatewayConfigSpec } from "../schema/isthmus.ts";
 import type { Resource } from "../validate.ts";
 import type { Diagnostics, FieldPath } from "./diagnostics.ts";
 import { compileRetry } from "./retries.ts";
+import { configuredGatewayLabels } from "./security-targets.ts";
 import { localityProblem } from "../../upstream/locality.ts";
 
 export function compileSettings(configs: Resource<"GatewayConfig">[], diag: Diagnostics): GatewaySettings {
@@ -46,7 +47,8 @@ export function compileSettings(configs: Resource<"GatewayConfig">[], diag: Diag
   };
   const locality = compileLocality(spec.locality, fail);
   if (locality) settings.locality = locality;
-  if (spec.gatewayLabels && Object.keys(spec.gatewayLabels).length > 0) settings.gatewayLabels = spec.gatewayLabels;
+  const labels = configuredGatewayLabels(spec.gatewayLabels);
+  if (labels) settings.gatewayLabels = labels;
   const trusted = spec.gatewayTopology?.numTrustedProxies;
   if (trusted) settings.numTrustedProxies = trusted;
   return settings;

@@ -312,7 +312,9 @@ class PlanMerger {
         const why = this.otherProviders.has(lower)
           ? `"${ref.name}" is not an opentelemetry provider`
           : `GatewayConfig defines no opentelemetry provider named "${ref.name}"${signal === "logs" ? ` (Istio's built-in "${ENVOY}" writes access logs to the console)` : signal === "metrics" ? ` ("${PROMETHEUS}" means the providers that list the metrics signal)` : ""}`;
-        this.once(t, [...path, i, "name"], () => this.diag.warn(t, [...path, i, "name"], `${why}; ignored (as Istio ignores providers it cannot find)`));
+        // Istio drops the name but the entry still replaces the default providers: with no other provider, the signal is off.
+        const off = `this entry still replaces the default providers (as in Istio), so unless it names another provider that exists, ${signal === "traces" ? "tracing" : signal === "metrics" ? "metrics reporting" : "access logging"} is off for the traffic it covers`;
+        this.once(t, [...path, i, "name"], () => this.diag.warn(t, [...path, i, "name"], `${why}; ${off}`));
       }
     });
     return { named: true, indexes: [...new Set(indexes)], envoy, prometheus };

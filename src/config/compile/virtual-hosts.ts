@@ -5,6 +5,9 @@
  * - With Gateways, a VirtualService applies when its `gateways` names one of
  *   them, for the hosts it shares with that Gateway's servers (Istio's
  *   host intersection, honouring the `namespace/host` form).
+ * - A Gateway whose selector GatewayConfig `gatewayLabels` does not cover is
+ *   left out with a warning, as is a VirtualService bound only to such
+ *   Gateways.
  * - Several VirtualServices for one host merge: their rules keep their own
  *   order, and catch-all routes move to the end (Istio's gateway merge).
  * - A MESH_EXTERNAL ServiceEntry host (Istio's default location) that no
@@ -15,6 +18,7 @@
 import type { HostTable, RouteDef, RuleDef, VirtualHostDef } from "../snapshot.ts";
 import type { Resource } from "../validate.ts";
 import type { Diagnostics } from "./diagnostics.ts";
+import { configuredGatewayLabels } from "./security-targets.ts";
 import { expandShortName, hostMatches, intersectHosts, specificity } from "./hosts.ts";
 import { matchesEveryRequest, reachableRules } from "./catch-all.ts";
 import { compileHttpRules, type CompiledRule, type EdgeWorkload } from "./rules.ts";
@@ -47,11 +51,7 @@ export function buildVirtualHosts(
   diag: Diagnostics,
   edge: EdgeWorkload,
 ): VirtualHostsResult {
-  const applied = gateways.filter((g) => {
-    const selector = g.spec.selector;
-    if (!gatewayLabels || !selector) return true;
-    return Object.entries(selector).every(([k, v]) => gatewayLabels[k] === v);
-  });
+  const applied = selectedGateways(gateways, configuredGatewayLabels(gatewayLabels), diag);
   const servers = applied.flatMap((g) => bindings(g, diag));
   const byHost = new Map<string, HostEntry>();
   const entry = (host: string): HostEntry => {
@@ -122,6 +122,34 @@ export function buildVirtualHosts(
   return { hosts: hostTable, virtualHosts, rules };
 }
 
+/**
+ * The Gateways this edge serves: every one when GatewayConfig `gatewayLabels`
+ * is unset (or `{}`), else those whose every `selector` label is among them.
+ * A Gateway left out is reported on its selector, since its servers then
+ * serve nothing here.
+ */
+function selectedGateways(gateways: Resource<"Gateway">[], gatewayLabels: Record<string, string> | undefined, diag: Diagnostics): Resource<"Gateway">[] {
+  if (!gatewayLabels) return gateways;
+  const configured = labelList(gatewayLabels);
+  return gateways.filter((g) => {
+    const missing = Object.entries(g.spec.selector ?? {}).filter(([k, v]) => gatewayLabels[k] !== v);
+    if (missing.length === 0) return true;
+    diag.warn(
+      g,
+      ["spec", "selector"],
+      `not selected by GatewayConfig gatewayLabels (${configured}): selector ${missing.length === 1 ? "label" : "labels"} ${labelList(Object.fromEntries(missing))} ${missing.length === 1 ? "is" : "are"} not among them; its servers are not served (add the labels to gatewayLabels, or change the selector, to serve them)`,
+    );
+    return false;
+  });
+}
+
+/** `k=v, k2=v2`, for messages. */
+function labelList(labels: Record<string, string>): string {
+  return Object.entries(labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(", ");
+}
+
 /** The rule's match blocks that apply through one of these gateways (all of them when none names a gateway). */
 function throughGateways(rule: CompiledRule, through: ReadonlySet<string>): CompiledRule {
   const routes = rule.routes.filter((r) => !r.gateways || r.gateways.some((g) => through.has(g)));
@@ -176,14 +204,18 @@ function edgeHosts(
     return [];
   }
   const bound: Resource<"Gateway">[] = [];
+  const unselected: string[] = [];
   refs.forEach((ref, i) => {
     if (ref === "mesh") return;
     const [ns, name] = ref.includes("/") ? (ref.split("/", 2) as [string, string]) : [vs.namespace, ref];
     const gateway = applied.find((g) => g.namespace === ns && g.name === name);
     if (gateway) bound.push(gateway);
-    else if (allGateways.some((g) => g.namespace === ns && g.name === name)) return;
+    else if (allGateways.some((g) => g.namespace === ns && g.name === name)) unselected.push(`${ns}/${name}`);
     else diag.warn(vs, ["spec", "gateways", i], `no Gateway ${ns}/${name} is defined; this binding is ignored`);
   });
+  if (bound.length === 0 && unselected.length > 0) {
+    diag.warn(vs, ["spec", "gateways"], `bound only to Gateways GatewayConfig gatewayLabels does not select (${unselected.join(", ")}); ignored at the edge`);
+  }
 
   const out = new Map<string, { httpsRedirect: boolean; through: Set<string> }>();
   for (const server of servers) {

@@ -61,6 +61,30 @@ describe("edge caveats", () => {
     expect(result.snapshot).toBeUndefined();
   });
 
+  it("warns about tunnel and proxyProtocol in a subset's traffic policy as at the top level", async () => {
+    const policy = { tunnel: { targetHost: "proxy.example.com", targetPort: 8080 }, proxyProtocol: { version: "V1" } };
+    const result = await build(
+      serviceEntry("a", ["a.example.com"]),
+      doc("DestinationRule", "r", { host: "a.example.com", trafficPolicy: policy, subsets: [{ name: "v1", labels: { v: "1" }, trafficPolicy: policy }] }),
+    );
+    expect(errors(result)).toEqual([]);
+    expect(warnings(result).map((w) => w.replace(/^config\.yaml:\d+: warning: DestinationRule\/default\/r: /, ""))).toEqual([
+      "spec.trafficPolicy.tunnel: HTTP CONNECT tunnelling to origins is not available from a Worker; ignored",
+      "spec.trafficPolicy.proxyProtocol: a Worker cannot send a PROXY protocol header to origins; ignored",
+      "spec.subsets[0].trafficPolicy.tunnel: HTTP CONNECT tunnelling to origins is not available from a Worker; ignored",
+      "spec.subsets[0].trafficPolicy.proxyProtocol: a Worker cannot send a PROXY protocol header to origins; ignored",
+    ]);
+  });
+
+  it("says that exportTo does not stop the edge serving a VirtualService or ServiceEntry", async () => {
+    const result = await build(serviceEntry("a", ["a.example.com"], { exportTo: ["."] }), virtualService("v", ["a.example.com"], [{ route: [{ destination: { host: "a.example.com" } }] }], { exportTo: ["."] }));
+    expect(warnings(result).map((w) => w.replace(/^config\.yaml:\d+: warning: /, ""))).toEqual([
+      expect.stringMatching(/^ServiceEntry\/default\/a: spec\.exportTo: .*the edge serves it regardless/),
+      expect.stringMatching(/^VirtualService\/default\/v: spec\.exportTo: .*the edge serves it regardless/),
+    ]);
+    expect(result.snapshot?.virtualHosts.map((vh) => vh.name)).toEqual(["a.example.com"]);
+  });
+
   it("flags a conditional caveat only for the values it is about", async () => {
     const dr = (tls: string) => doc("DestinationRule", "r", { host: "a.example.com", trafficPolicy: { tls: JSON.parse(tls) } });
     const se = serviceEntry("a", ["a.example.com"]);

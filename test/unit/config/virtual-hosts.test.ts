@@ -6,7 +6,9 @@
 import { describe, expect, it } from "vitest";
 import { hostMatches, intersectHosts } from "../../../src/config/compile/hosts.ts";
 import type { Snapshot } from "../../../src/config/snapshot.ts";
-import { build, doc, errors, serviceEntry, snapshotOf, virtualService, warnings, type Doc } from "../support.ts";
+import { runPipeline } from "../../../src/gateway/pipeline.ts";
+import { hydrate } from "../../../src/routing/hydrate.ts";
+import { build, doc, errors, pipelineDeps, serviceEntry, snapshotOf, virtualService, warnings, type Doc } from "../support.ts";
 
 const internal = serviceEntry("app", ["app.internal"], { location: "MESH_INTERNAL" });
 const direct = (body: string, extra: Record<string, unknown> = {}) => ({ directResponse: { status: 200, body: { string: body } }, ...extra });
@@ -117,8 +119,47 @@ describe("with Gateway resources", () => {
       virtualService("b", ["b.example.com"], [direct("b")], { gateways: ["edge/internal-gw"] }),
     );
     expect(served(result.snapshot!)).toEqual({ "a.example.com": ["a"] });
-    // Bound to a Gateway of another gateway deployment: not an error, not a warning.
+    // Bound to a Gateway of another gateway deployment: not served, and said, on the Gateway and on the VirtualService.
+    expect(warnings(result)).toEqual([
+      expect.stringMatching(/Gateway\/edge\/internal-gw: spec\.selector: not selected by GatewayConfig gatewayLabels \(istio=edge\): selector label istio=ingressgateway is not among them; its servers are not served/),
+      expect.stringMatching(/VirtualService\/default\/b: spec\.gateways: bound only to Gateways GatewayConfig gatewayLabels does not select \(edge\/internal-gw\); ignored at the edge/),
+    ]);
+  });
+
+  it("warns only about a VirtualService bound to no selected Gateway", async () => {
+    const selected = doc("Gateway", "edge-gw", { selector: { istio: "edge" }, servers: [{ port: { number: 80, name: "http", protocol: "HTTP" }, hosts: ["*"] }] }, "edge");
+    const other = doc("Gateway", "internal-gw", { selector: { istio: "ingressgateway" }, servers: [{ port: { number: 80, name: "http", protocol: "HTTP" }, hosts: ["*"] }] }, "edge");
+    const result = await build(
+      doc("GatewayConfig", "isthmus", { gatewayLabels: { istio: "edge" } }, "istio-system"),
+      selected,
+      other,
+      virtualService("both", ["a.example.com"], [direct("a")], { gateways: ["edge/edge-gw", "edge/internal-gw"] }),
+    );
+    expect(served(result.snapshot!)).toEqual({ "a.example.com": ["a"] });
+    expect(warnings(result)).toEqual([expect.stringMatching(/Gateway\/edge\/internal-gw: spec\.selector: not selected by GatewayConfig gatewayLabels/)]);
+  });
+
+  it("treats gatewayLabels: {} as unset: every Gateway applies, as the settings read it", async () => {
+    const result = await build(
+      doc("GatewayConfig", "isthmus", { gatewayLabels: {} }, "istio-system"),
+      doc("Gateway", "gw", { selector: { istio: "ingressgateway" }, servers: [{ port: { number: 80, name: "http", protocol: "HTTP" }, hosts: ["a.example.com"] }] }, "edge"),
+      virtualService("a", ["a.example.com"], [direct("a")], { gateways: ["edge/gw"] }),
+    );
     expect(warnings(result)).toEqual([]);
+    expect(served(result.snapshot!)).toEqual({ "a.example.com": ["a"] });
+    expect(result.snapshot?.settings.gatewayLabels).toBeUndefined();
+  });
+
+  it("treats gatewayLabels: {} as unset for policy selectors: Istio's ingress gateway labels select the gateway", async () => {
+    const result = await build(
+      doc("GatewayConfig", "isthmus", { gatewayLabels: {} }, "istio-system"),
+      doc("AuthorizationPolicy", "deny-all", { selector: { matchLabels: { istio: "ingressgateway" } }, action: "DENY", rules: [{}] }, "istio-system"),
+      virtualService("a", ["a.example.com"], [direct("a")]),
+    );
+    expect(warnings(result)).toEqual([]);
+    const runtime = hydrate(result.snapshot!);
+    const { response } = await runPipeline(new Request("http://a.example.com/"), runtime, pipelineDeps());
+    expect(response.status).toBe(403);
   });
 });
 

@@ -106,6 +106,25 @@ describe("EnvoyFilter local_ratelimit", () => {
     expect((await runPipeline(new Request("http://bookinfo.test/health"), runtime, isolate)).response.status).toBe(200);
   });
 
+  it("attaches a root-namespace SIDECAR_INBOUND patch to every destination, never gateway-wide: requests no route takes are not counted", async () => {
+    const rootInbound = istioExample()
+      .replace("namespace: bookinfo}", "namespace: istio-system}")
+      .replace("  workloadSelector:\n    labels: {app: productpage}\n", "")
+      .replace("max_tokens: 4, tokens_per_fill: 4", "max_tokens: 1, tokens_per_fill: 1");
+    const result = await build(productpage, rootInbound);
+    expect([errors(result), warnings(result)]).toEqual([[], []]);
+    const rl = result.snapshot!.rateLimits!;
+    // Not in the gateway's scope (Istio runs SIDECAR_INBOUND patches only at sidecars), in every cluster's.
+    expect(rl.scopes[0]).toEqual([]);
+    expect(Object.keys(rl.clusterScopes)).toEqual(Object.keys(result.snapshot!.clusters));
+    const runtime = hydrate(result.snapshot!);
+    const isolate = deps();
+    const status = async (url: string) => (await runPipeline(new Request(url), runtime, isolate)).response.status;
+    // Unrouted 404s and direct responses spend no token of the bucket the destinations share.
+    expect([await status("http://nohost.example.com/a"), await status("http://nohost.example.com/b"), await status("http://bookinfo.test/health")]).toEqual([404, 404, 200]);
+    expect([await status("http://bookinfo.test/productpage"), await status("http://bookinfo.test/productpage")]).toEqual([200, 429]);
+  });
+
   it("maps filter_enforced 0% to SHADOW, skips a filter that is not enabled, and warns about partial percentages", async () => {
     const enforcedOff = istioExample().replace("default_value: {numerator: 100, denominator: HUNDRED}\n            response", "default_value: {numerator: 0, denominator: HUNDRED}\n            response");
     expect((await snapshotOf(productpage, enforcedOff)).rateLimits?.rules[0]?.mode).toBe("SHADOW");
@@ -223,6 +242,23 @@ spec:
     expect(await statuses(runtime, isolate, "/p", 6)).toEqual([200, 200, 200, 200, 200, 200]);
     // health, another route of the host: the host's 2 per minute, not the filter's 3.
     expect(await statuses(runtime, isolate, "/health", 3)).toEqual([200, 200, 429]);
+  });
+
+  it("lets a root-namespace SIDECAR_INBOUND route configuration replace the filter-wide ones at sidecars, not the gateway's", async () => {
+    const inboundRoute = patch("HTTP_ROUTE", "pages", "{max_tokens: 1000, tokens_per_fill: 1000, fill_interval: 1s}", { route: "pages", vhost: "inbound|http|9080" }).replace(
+      "context: GATEWAY",
+      "context: SIDECAR_INBOUND",
+    );
+    const gatewayWide = envoyFilter(patch("HTTP_FILTER", "everything", "{max_tokens: 3, tokens_per_fill: 3, fill_interval: 60s}"));
+    const result = await build(productpage, `${istioExample()}\n`, `${gatewayWide}\n`, envoyFilter(inboundRoute).replace("name: layered", "name: inbound-pages"));
+    expect([errors(result), warnings(result)]).toEqual([[], []]);
+    const rules = result.snapshot!.rateLimits!.rules;
+    const pages = [{ attribute: "route.name", values: ["pages"] }];
+    expect(rules.map((r) => [r.name, r.unless])).toEqual([
+      ["http_local_rate_limiter", [pages]],
+      ["everything", undefined],
+      ["pages", undefined],
+    ]);
   });
 
   it("exempts the routes whose own configuration has filter_enabled 0% from the filter's limit, and says so", async () => {

@@ -150,7 +150,24 @@ describe("Telemetry compile: precedence", () => {
   it("a provider name GatewayConfig does not define leaves tracing off, with a warning", async () => {
     const result = await build(gatewayConfig(), ...traffic, telemetry("mesh", { tracing: [{ providers: [{ name: "zipkin" }] }] }));
     expect(planOf(result.snapshot as Snapshot).tracing).toBeUndefined();
-    expect(warnings(result).join("\n")).toMatch(/tracing\[0\]\.providers\[0\]\.name: GatewayConfig defines no opentelemetry provider named "zipkin"/);
+    expect(warnings(result)).toEqual([
+      expect.stringMatching(
+        /tracing\[0\]\.providers\[0\]\.name: GatewayConfig defines no opentelemetry provider named "zipkin"; this entry still replaces the default providers \(as in Istio\), so unless it names another provider that exists, tracing is off for the traffic it covers$/,
+      ),
+    ]);
+  });
+
+  it("a metrics or access-log provider name GatewayConfig does not define turns that signal off, with a warning saying so", async () => {
+    const result = await build(
+      gatewayConfig({ extensionProviders: [provider({ signals: ["traces", "metrics", "logs"] })] }),
+      ...traffic,
+      telemetry("mesh", { metrics: [{ providers: [{ name: "stackdriver" }] }], accessLogging: [{ providers: [{ name: "otel-als" }] }] }),
+    );
+    expect(planOf(result.snapshot as Snapshot)).toMatchObject({ metrics: { providers: [], prometheus: false }, accessLog: { console: false, providers: [] } });
+    expect(warnings(result)).toEqual([
+      expect.stringMatching(/metrics\[0\]\.providers\[0\]\.name: GatewayConfig defines no opentelemetry provider named "stackdriver" .*; this entry still replaces the default providers \(as in Istio\), so unless it names another provider that exists, metrics reporting is off for the traffic it covers$/),
+      expect.stringMatching(/accessLogging\[0\]\.providers\[0\]\.name: GatewayConfig defines no opentelemetry provider named "otel-als" .*; this entry still replaces the default providers \(as in Istio\), so unless it names another provider that exists, access logging is off for the traffic it covers$/),
+    ]);
   });
 
   it("warns that SERVER-only entries do not apply to a gateway", async () => {
