@@ -55,6 +55,8 @@ export async function superviseGateway(s: Supervised): Promise<number> {
   };
   process.on("SIGINT", () => shutdown(130));
   process.on("SIGTERM", () => shutdown(143));
+  // A closed terminal or ssh session: the gateway runs in its own session, so it would outlive this one.
+  process.on("SIGHUP", () => shutdown(129));
 
   try {
     await waitForVersion(s.base, s.first.adminPrefix, s.token, s.first.version, s.gateway, s.readyTimeoutMs, s.name);
@@ -89,9 +91,9 @@ export async function superviseGateway(s: Supervised): Promise<number> {
     }
   }
 
-  const code = await new Promise<number>((done) => s.gateway.once("exit", (c) => done(c ?? 1)));
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((done) => s.gateway.once("exit", (c, sig) => done([c, sig])));
   for (const w of watchers) w.close();
-  console.error(`isthmus: the gateway (${s.name}) exited with code ${code}`);
+  console.error(`isthmus: the gateway (${s.name}) ${signal !== null ? `was killed by ${signal}` : `exited with code ${code}`}`);
   return code === 0 ? 0 : 1;
 }
 

@@ -5,7 +5,7 @@
  * `isthmus apply --state`), an invalid configuration, state that survives
  * a restart, Ctrl-C, and Durable Objects on local disk.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -143,6 +143,17 @@ describe("isthmus serve", () => {
     const kept = await gw.reconfigureInvalid(config(green).replace("kind: ServiceEntry", "kind: ServiceEntryy"));
     expect(kept).toBe(version);
     expect(await originOf(gw)).toBe("green");
+  });
+
+  it("refuses a second serve on the same state directory, before it writes anything there", async () => {
+    const errors: string[] = [];
+    const spy = vi.spyOn(console, "error").mockImplementation((...args: unknown[]) => void errors.push(args.join(" ")));
+    try {
+      expect(await main(["serve", "-f", gw.configDir, "--port", String(gw.port + 1), "--state", stateDir])).toBe(1);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(errors).toEqual([expect.stringMatching(/^isthmus: the state directory .+ is in use by isthmus serve \(pid \d+\)/)]);
   });
 
   it("serves a version written by `isthmus apply --state DIR` within the refresh interval", async () => {

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, readFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { lockStateDir } from "../serve/state-lock.ts";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { randomUUID } from "node:crypto";
@@ -125,7 +126,8 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   const healthPort = opts["health-port"] !== undefined ? portOption("--health-port", opts["health-port"], { "--port": port, "--https-port": https?.port }) : undefined;
   const metricsPort =
     opts["metrics-port"] !== undefined ? portOption("--metrics-port", opts["metrics-port"], { "--port": port, "--https-port": https?.port, "--health-port": healthPort }) : undefined;
-  const inspector = opts["inspector-addr"] !== undefined ? hostPortOption("--inspector-addr", opts["inspector-addr"]) : undefined;
+  const inspector = opts["inspector-addr"] !== undefined ? loopbackOnly("--inspector-addr", hostPortOption("--inspector-addr", opts["inspector-addr"])) : undefined;
+  const token = adminToken(process.env.ISTHMUS_ADMIN_TOKEN);
   const state = resolve(opts.state ?? ".isthmus");
   const wranglerConfig = opts.config ?? "wrangler.toml";
   const settings = workerSettings(wranglerConfig);
@@ -150,15 +152,23 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
     ...settings.durableObjects.map((d): [string, string] => [d.binding, `a Durable Object binding in ${wranglerConfig}`]),
   ]);
 
+  const runDir = join(state, "run");
+  try {
+    mkdirSync(runDir, { recursive: true });
+  } catch (error) {
+    throw new CliError(`--state ${state}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  // Before anything is written to the state directory, such as the configuration applied next.
+  const release = lockStateDir(runDir);
+  process.once("exit", release);
+
   const storeOptions = { state };
   const first = await applyFiles(files, storeOptions, inspect);
   if (!first) return 1;
 
-  const runDir = join(state, "run");
   // workerd refuses to start a cluster on a disk holding objects from before it (they are not
   // imported), so a clustered instance keeps its share of the objects in a directory of its own.
   const durableObjectDir = join(state, cluster ? "cluster-durable-objects" : "durable-objects");
-  mkdirSync(runDir, { recursive: true });
   mkdirSync(durableObjectDir, { recursive: true });
   try {
     await bundleWorker(entry, join(runDir, "worker.js"));
@@ -167,8 +177,6 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   } finally {
     await stopBundler();
   }
-  // Tests pin the admin token through the environment; otherwise it is random per run.
-  const token = process.env.ISTHMUS_ADMIN_TOKEN ?? randomUUID();
   const configFile = join(runDir, "isthmus.capnp");
   const bracketed = ip.includes(":") ? `[${ip}]` : ip;
   const address = (p: number) => `${bracketed}:${p}`;
@@ -195,6 +203,8 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
     }),
     { mode: 0o600 },
   );
+  // It holds the admin token, --env-file secrets and private keys: 0600 even when the file was already there.
+  chmodSync(configFile, 0o600);
 
   // A clustered replica's stderr passes through serve, which stops it if it serves a deployment from the bucket.
   const refuseDeployments = cluster !== undefined && cluster.allowDeployments !== true;
@@ -294,4 +304,26 @@ function startWorkerd(configFile: string, flags: string[], pipeStderr: boolean):
     stdio: ["ignore", "inherit", pipeStderr ? "pipe" : "inherit"],
     detached: true,
   });
+}
+
+/**
+ * The V8 inspector runs any code in the gateway, with its secrets: only on
+ * a loopback address (reach it through an SSH tunnel or kubectl port-forward).
+ */
+function loopbackOnly(option: string, hostPort: string): string {
+  const host = hostPort.slice(0, hostPort.lastIndexOf(":")).replace(/^\[|\]$/g, "");
+  if (host === "localhost" || host === "::1" || /^127\./.test(host)) return hostPort;
+  throw new CliError(`${option}: expected a loopback address (127.0.0.1, ::1 or localhost), got ${hostPort}: the inspector gives whoever reaches it code execution in the gateway`, 2);
+}
+
+/**
+ * The admin token: ISTHMUS_ADMIN_TOKEN (tests and operators pin it), else
+ * random per run. A bearer token has token68's characters (RFC 7235); the
+ * admin endpoints answer 400 to any other before comparing, so such a
+ * token would lock the gateway out of its own readiness check.
+ */
+function adminToken(configured: string | undefined): string {
+  if (configured === undefined) return randomUUID();
+  if (!/^[A-Za-z0-9._~+/-]+=*$/.test(configured)) throw new CliError("ISTHMUS_ADMIN_TOKEN: expected a bearer token (letters, digits and -._~+/, then = padding)", 2);
+  return configured;
 }
