@@ -195,6 +195,8 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
   else if (rule.uriRegex && rule.def.rewrite?.uriRegex) path = rule.uriRegex.replaceAll(facts.path, rule.def.rewrite.uriRegex.rewrite);
   const weighted = rule.destinations.length > 1;
   const headers = facts.headers;
+  // Envoy's router records the path it rewrote (with the query), as an Istio gateway sends it (envoy headers are on).
+  if (path !== facts.path || rule.def.rewrite?.uri !== undefined) headers.set("x-envoy-original-path", facts.query ? `${facts.path}?${facts.query}` : facts.path);
   headers.set("x-forwarded-host", rule.def.rewrite?.authority ?? facts.authority);
   for (const ops of orderedOps("request", rule.def.headers, destination.headers, weighted)) applyHeaderOps(headers, ops);
 

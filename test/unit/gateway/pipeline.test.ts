@@ -67,6 +67,8 @@ describe("runPipeline", () => {
     );
     expect(sent).toHaveLength(1);
     expect(sent[0]?.url).toBe("http://10.0.0.1:8080/v2/orders?limit=5");
+    // As Envoy's router records a rewritten path.
+    expect(sent[0]?.headers.get("x-envoy-original-path")).toBe("/api/orders?limit=5");
     expect(sent[0]?.headers.get("x-route")).toBe("orders");
     expect(sent[0]?.headers.get("x-drop")).toBeNull();
     expect(sent[0]?.headers.get("x-keep")).toBe("2");
@@ -84,6 +86,10 @@ describe("runPipeline", () => {
       "http://shop.example.com/v3/users/7",
     );
     expect(sent[0]?.url).toBe("http://10.0.0.1:8080/users/7/version/3");
+    expect(sent[0]?.headers.get("x-envoy-original-path")).toBe("/v3/users/7");
+    // Without a rewrite there is nothing to record, and a client's own is never passed on.
+    const plain = await send([origin("api", "10.0.0.1"), virtualService("v", ["shop.example.com"], [{ route: [{ destination: { host: "api.internal" } }] }])], "http://shop.example.com/v3/users/7", { headers: { "x-envoy-original-path": "/spoofed" } });
+    expect(plain.sent[0]?.headers.get("x-envoy-original-path")).toBeNull();
   });
 
   it("lets the route's set win over a weighted destination's, and a single destination's win over the route's", async () => {
