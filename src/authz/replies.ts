@@ -5,7 +5,7 @@
  * RBAC denials (403 `RBAC: access denied`) and the PeerAuthentication
  * STRICT refusal (403; Envoy would refuse the TLS handshake instead).
  */
-import type { RequestFacts } from "../gateway/facts.ts";
+import { pathWithQuery, type RequestFacts } from "../gateway/facts.ts";
 import { REPLIES, type LocalReply } from "../gateway/local-reply.ts";
 import type { JwtStatus } from "./jwt/status.ts";
 
@@ -13,7 +13,7 @@ import type { JwtStatus } from "./jwt/status.ts";
 const MAX_REALM_PATH = 256;
 
 export function jwtFailure(status: JwtStatus, httpStatus: 401 | 403, facts: RequestFacts): LocalReply {
-  const path = `${facts.path}${facts.query ? `?${facts.query}` : ""}`.slice(0, MAX_REALM_PATH);
+  const path = pathWithQuery(facts).slice(0, MAX_REALM_PATH);
   const realm = `${facts.scheme}://${facts.authority}${path}`.replace(/["\\]/g, "");
   return { status: httpStatus, body: status, headers: { "www-authenticate": `Bearer realm="${realm}", error="invalid_token"` } };
 }

@@ -11,6 +11,7 @@
  *   history             newest-first list of applied versions (the last 20 are kept)
  */
 import type { CanonicalResource } from "./canonical.ts";
+import { diffResources } from "./diff.ts";
 import type { Snapshot } from "./snapshot.ts";
 import { packSnapshot, unpackSnapshot, type StoredSnapshot } from "./snapshot-packing.ts";
 
@@ -199,21 +200,15 @@ async function refreshSources(store: KeyValueStore, active: ActivePointer, sourc
   return { ...unchanged, sourcesUpdated: true };
 }
 
-/** Whether the stored sources (JSON) hold the same resources as `sources`; false when they do not parse. */
+/** Whether the stored sources (JSON) hold what `isthmus diff` sees as `sources`; false when they do not parse. */
 function sameResources(stored: string, sources: CanonicalResource[]): boolean {
-  let before: CanonicalResource[];
+  let before: unknown;
   try {
-    before = JSON.parse(stored) as CanonicalResource[];
+    before = JSON.parse(stored);
   } catch {
     return false;
   }
-  return Array.isArray(before) && resourcesKey(before) === resourcesKey(sources);
-}
-
-/** The resources as JSON with sorted keys, by id, without where they were written (file, line). */
-function resourcesKey(resources: CanonicalResource[]): string {
-  const sorted = [...resources].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map((r) => ({ id: r.id, apiVersion: r.apiVersion, kind: r.kind, metadata: r.metadata, spec: r.spec }));
-  return JSON.stringify(sorted, (_key, value: unknown) => (isObject(value) ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : value));
+  return Array.isArray(before) && diffResources(before as CanonicalResource[], sources).length === 0;
 }
 
 /**

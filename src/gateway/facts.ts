@@ -54,6 +54,17 @@ export interface RequestFacts {
   peer?: PeerIdentity;
 }
 
+/**
+ * A request's path with its query, as `:path` carries it (the path
+ * normalized by ingress).
+ *
+ * @example
+ * pathWithQuery({ path: "/api/orders", query: "limit=5" }) // "/api/orders?limit=5"
+ */
+export function pathWithQuery(r: { path: string; query: string }): string {
+  return r.query ? `${r.path}?${r.query}` : r.path;
+}
+
 /** The first value of a query parameter, decoded; `""` for `?k`, undefined when absent. */
 export function queryParam(facts: RequestFacts, name: string): string | undefined {
   return firstQueryValue(facts.query, name, decodeQueryPart);

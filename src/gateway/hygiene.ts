@@ -167,8 +167,23 @@ export function sanitizeRequest(request: Request, options: HygieneOptions): Hygi
  */
 export function websocketUpgrade(method: string, upgrade: string, connection: string | null): boolean {
   if (method !== "GET" || connection === null) return false;
-  const names = (list: string) => list.split(",").map((t) => t.trim().toLowerCase());
-  return names(upgrade).includes("websocket") && names(connection).includes("upgrade");
+  return headerTokens(upgrade).includes("websocket") && headerTokens(connection).includes("upgrade");
+}
+
+/**
+ * The lower-cased members of a comma-separated header value such as
+ * `Connection` or `Upgrade`, empty ones left out.
+ *
+ * @example
+ * headerTokens("keep-alive, Upgrade") // ["keep-alive", "upgrade"]
+ */
+export function headerTokens(value: string): string[] {
+  const out: string[] = [];
+  for (const token of value.split(",")) {
+    const name = token.trim().toLowerCase();
+    if (name) out.push(name);
+  }
+  return out;
 }
 
 /**
@@ -180,10 +195,7 @@ export function websocketUpgrade(method: string, upgrade: string, connection: st
  * deleteConnectionOptions(headers, "x-secret, close"); // x-secret is gone
  */
 export function deleteConnectionOptions(headers: Headers, connection: string): void {
-  for (const token of connection.split(",")) {
-    const name = token.trim().toLowerCase();
-    if (name) headers.delete(name);
-  }
+  for (const name of headerTokens(connection)) headers.delete(name);
 }
 
 /** The UTF-8 length of a string, without encoding it. */

@@ -4,7 +4,7 @@
  * Worker's `Headers` cannot hold (asking it for `:authority` throws), so
  * they are read from the request's facts instead.
  */
-import type { RequestFacts } from "./facts.ts";
+import { pathWithQuery, type RequestFacts } from "./facts.ts";
 
 /** What the pseudo-headers read: the request's authority (with its port, as sent), path, query, method and scheme. */
 export interface PseudoHeaderSource {
@@ -27,7 +27,7 @@ export function pseudoHeader(name: string, r: PseudoHeaderSource): string | unde
     case ":authority":
       return r.authority;
     case ":path":
-      return r.query ? `${r.path}?${r.query}` : r.path;
+      return pathWithQuery(r);
     case ":method":
       return r.method;
     case ":scheme":

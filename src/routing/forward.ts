@@ -3,7 +3,7 @@
  * route timeout, and maps failures to Envoy's local replies.
  */
 import type { ClusterDef, EndpointDef } from "../config/snapshot.ts";
-import { deleteConnectionOptions, HOP_BY_HOP, limitBody } from "../gateway/hygiene.ts";
+import { deleteConnectionOptions, headerTokens, HOP_BY_HOP, limitBody } from "../gateway/hygiene.ts";
 import { badRequest, REPLIES, type LocalReply } from "../gateway/local-reply.ts";
 import { sendsNoBody, withDeclaredLength } from "../upstream/request-body.ts";
 import { responseHeadWithout, type ResponseHead } from "../telemetry/completed.ts";
@@ -131,9 +131,8 @@ function acceptedWebSocket(upstream: Response): Response {
 /** Deletes the headers `connection` names, and returns their size as `scan` counted it (name + value + 4). */
 function deleteCountedOptions(headers: Headers, connection: string): number {
   let bytes = 0;
-  for (const token of connection.split(",")) {
-    const name = token.trim().toLowerCase();
-    const value = name ? headers.get(name) : null;
+  for (const name of headerTokens(connection)) {
+    const value = headers.get(name);
     if (value === null) continue;
     bytes += name.length + value.length + 4;
     headers.delete(name);

@@ -23,6 +23,7 @@ import { cohortDraw } from "./cohort.ts";
 import { planMirrors, selectMirrors } from "./mirror.ts";
 import { passthroughVia, VIA_HEADER } from "./passthrough-mark.ts";
 import { attemptObserver, mirrorDecorator } from "../telemetry/tracing.ts";
+import { pathWithQuery } from "../gateway/facts.ts";
 
 /** Mirrors without a route timeout give up after this long (ctx.waitUntil has ~30 s after the response). */
 const MIRROR_TIMEOUT_MS = 25_000;
@@ -128,7 +129,7 @@ export function answerAtEdge(ctx: RequestContext): PipelineResult | undefined {
     // Envoy's router gives a direct 201 or 3xx the request's own URL as its Location.
     if (action.status === 201 || (action.status >= 300 && action.status < 400)) {
       const f = ctx.facts;
-      response.headers.set("location", `${f.scheme}://${f.authority}${f.path}${f.query ? `?${f.query}` : ""}`);
+      response.headers.set("location", `${f.scheme}://${f.authority}${pathWithQuery(f)}`);
     }
     result = { response, record: ctx.record };
   }
@@ -195,8 +196,8 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
   else if (rule.uriRegex && rule.def.rewrite?.uriRegex) path = rule.uriRegex.replaceAll(facts.path, rule.def.rewrite.uriRegex.rewrite);
   const weighted = rule.destinations.length > 1;
   const headers = facts.headers;
-  // Envoy's router records the path it rewrote (with the query), as an Istio gateway sends it (envoy headers are on).
-  if (path !== facts.path || rule.def.rewrite?.uri !== undefined) headers.set("x-envoy-original-path", facts.query ? `${facts.path}?${facts.query}` : facts.path);
+  // Envoy's router records the path of a route that rewrites it (with the query), as an Istio gateway sends it (envoy headers are on).
+  if (rule.def.rewrite?.uri !== undefined || rule.def.rewrite?.uriRegex) headers.set("x-envoy-original-path", pathWithQuery(facts));
   headers.set("x-forwarded-host", rule.def.rewrite?.authority ?? facts.authority);
   for (const ops of orderedOps("request", rule.def.headers, destination.headers, weighted)) applyHeaderOps(headers, ops);
 
@@ -355,7 +356,7 @@ async function passthrough(ctx: RequestContext): Promise<PipelineResult> {
   const via = passthroughVia(ctx.request.headers.get(VIA_HEADER));
   if (via === undefined) return localReply(REPLIES.loopDetected, record);
   facts.headers.set(VIA_HEADER, via);
-  const url = `${facts.scheme}://${facts.authority}${facts.path}${facts.query ? `?${facts.query}` : ""}`;
+  const url = `${facts.scheme}://${facts.authority}${pathWithQuery(facts)}`;
   const observer = attemptObserver(ctx);
   observer?.sending(1, { address: facts.host, port: facts.port, labels: {}, weight: 1 }, url, facts.headers);
   const result = await forward(ctx.deps.fetch, url, {

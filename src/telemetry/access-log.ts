@@ -6,6 +6,7 @@
  */
 import { protocolOf, type Completed } from "./completed.ts";
 import { attr, type KeyValue, type LogRecord } from "./otlp/model.ts";
+import { pathWithQuery } from "../gateway/facts.ts";
 
 export interface AccessLogEntry {
   start_time: string;
@@ -43,7 +44,7 @@ export function accessLogEntry(c: Completed): AccessLogEntry {
     route_name: c.record.routeName || null,
     method: c.method,
     // The path as requested (normalized), before any rewrite: %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%.
-    path: c.query ? `${c.path}?${c.query}` : c.path,
+    path: pathWithQuery(c),
     protocol: protocolOf(c.request),
     response_code: c.status,
     response_flags: c.flags,

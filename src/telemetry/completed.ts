@@ -7,6 +7,7 @@ import type { RequestContext, RequestRecord } from "../gateway/context.ts";
 import type { AttributeReader } from "./expression.ts";
 import { declaredLength } from "../gateway/content-length.ts";
 import { pseudoHeader } from "../gateway/request-header.ts";
+import { pathWithQuery } from "../gateway/facts.ts";
 
 export interface Completed {
   request: Request;
@@ -202,7 +203,7 @@ export function attributesOf(c: Completed): AttributeReader {
   return (name, key) => {
     switch (name) {
       case "request.path":
-        return c.query ? `${c.path}?${c.query}` : c.path;
+        return pathWithQuery(c);
       case "request.url_path":
         return c.path;
       case "request.host":

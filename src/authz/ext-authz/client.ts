@@ -50,6 +50,45 @@ export function headerPatterns(patterns: readonly string[]): ValueMatcher {
   return anyValue(patterns, true);
 }
 
+/** A provider's header selections and additional headers, built once per provider definition (it lives as long as its snapshot). */
+export interface ProviderPlan {
+  /** includeRequestHeadersInCheck */
+  include: ValueMatcher;
+  /** headersToUpstreamOnAllow */
+  toUpstream: ValueMatcher;
+  /** headersToDownstreamOnAllow */
+  toDownstream: ValueMatcher;
+  /** headersToDownstreamOnDeny with Envoy's defaults; every header when unset */
+  onDeny: ValueMatcher;
+  /** includeAdditionalHeadersInCheck, as formatters (compile refused values that do not parse) */
+  additional: [string, HeaderValue][];
+}
+
+const plans = new WeakMap<ExtAuthzDef, ProviderPlan>();
+
+/**
+ * The provider's plan, from the cache once built.
+ * @example
+ * planOf(provider).include("x-user") // true when includeRequestHeadersInCheck names it
+ */
+export function planOf(provider: ExtAuthzDef): ProviderPlan {
+  let plan = plans.get(provider);
+  if (!plan) {
+    plan = {
+      include: headerPatterns(provider.includeRequestHeaders),
+      toUpstream: headerPatterns(provider.headersToUpstreamOnAllow),
+      toDownstream: headerPatterns(provider.headersToDownstreamOnAllow),
+      onDeny: provider.headersToDownstreamOnDeny ? headerPatterns([...provider.headersToDownstreamOnDeny, ...DENY_DEFAULTS]) : () => true,
+      additional: provider.additionalHeaders.map(([name, text]) => {
+        const parsed = parseHeaderValue(text);
+        return [name, parsed.ok ? parsed.value : () => text];
+      }),
+    };
+    plans.set(provider, plan);
+  }
+  return plan;
+}
+
 /**
  * Asks the authorizer about a request.
  * @example
@@ -61,7 +100,8 @@ export async function checkRequest(provider: ExtAuthzDef, cluster: ClusterDef, r
   const { facts } = req;
   const url = endpointUrl(cluster, endpoint, facts.host, `${provider.pathPrefix}${facts.path}`, facts.query);
 
-  const headers = checkHeaders(provider, facts);
+  const plan = planOf(provider);
+  const headers = checkHeaders(plan, facts);
   const hasBody = req.body !== undefined && !sendsNoBody(facts.method);
 
   const controller = new AbortController();
@@ -80,8 +120,7 @@ export async function checkRequest(provider: ExtAuthzDef, cluster: ClusterDef, r
   try {
     if (response.status === 200) {
       await response.body?.cancel();
-      const toUpstream = headerPatterns(provider.headersToUpstreamOnAllow);
-      const toDownstream = headerPatterns(provider.headersToDownstreamOnAllow);
+      const { toUpstream, toDownstream } = plan;
       const upstream: [string, string][] = [];
       const downstream: [string, string][] = [];
       for (const [name, value] of response.headers) {
@@ -96,11 +135,10 @@ export async function checkRequest(provider: ExtAuthzDef, cluster: ClusterDef, r
       return { kind: "error", reason: `the authorizer answered ${response.status}` };
     }
     const body = await readCapped(response, MAX_DENIAL_BODY);
-    const select = provider.headersToDownstreamOnDeny ? headerPatterns([...provider.headersToDownstreamOnDeny, ...DENY_DEFAULTS]) : () => true;
     const out: [string, string][] = [];
     for (const [name, value] of response.headers) {
       if (HOP_BY_HOP.has(name) || name === "content-length" || name === "content-encoding") continue;
-      if (select(name)) out.push([name, value]);
+      if (plan.onDeny(name)) out.push([name, value]);
     }
     return { kind: "deny", status: response.status, body, headers: out };
   } catch (error) {
@@ -111,34 +149,18 @@ export async function checkRequest(provider: ExtAuthzDef, cluster: ClusterDef, r
 }
 
 /** The headers of the check request (see the file's comment). */
-function checkHeaders(provider: ExtAuthzDef, facts: RequestFacts): Headers {
-  const include = headerPatterns(provider.includeRequestHeaders);
+function checkHeaders(plan: ProviderPlan, facts: RequestFacts): Headers {
   const headers = new Headers();
   for (const [name, value] of facts.headers) {
-    if ((name === "authorization" || include(name)) && !HOP_BY_HOP.has(name) && name !== "content-length" && name !== "host") headers.set(name, value);
+    if ((name === "authorization" || plan.include(name)) && !HOP_BY_HOP.has(name) && name !== "content-length" && name !== "host") headers.set(name, value);
   }
-  for (const [name, format] of additionalHeaders(provider)) {
+  for (const [name, format] of plan.additional) {
     const value = format(facts);
     if (value) headers.set(name, value);
     else headers.delete(name);
   }
   headers.set("x-forwarded-host", facts.authority);
   return headers;
-}
-
-const formatted = new WeakMap<ExtAuthzDef, [string, HeaderValue][]>();
-
-/** The provider's additional headers as formatters, parsed once per snapshot (compile refused those that do not parse). */
-function additionalHeaders(provider: ExtAuthzDef): [string, HeaderValue][] {
-  let out = formatted.get(provider);
-  if (!out) {
-    out = provider.additionalHeaders.map(([name, text]) => {
-      const parsed = parseHeaderValue(text);
-      return [name, parsed.ok ? parsed.value : () => text];
-    });
-    formatted.set(provider, out);
-  }
-  return out;
 }
 
 async function readCapped(response: Response, max: number): Promise<string> {

@@ -19,7 +19,7 @@
  */
 import type { ExtAuthzDef } from "../../config/snapshot.ts";
 import { strippedAtIngress } from "../../gateway/hygiene.ts";
-import { headerPatterns } from "./client.ts";
+import { headerPatterns, planOf } from "./client.ts";
 
 /** Client headers never removed for being an authorizer output: credentials and the request's own framing. */
 const NEVER_REMOVED: ReadonlySet<string> = new Set(["authorization", "proxy-authorization", "cookie", "host", "content-type", "content-length", "content-encoding", "content-language", "content-location", "content-range"]);
@@ -48,7 +48,7 @@ function removableBy(provider: ExtAuthzDef): (name: string) => boolean {
   let remove = removable.get(provider);
   if (!remove) {
     const outputs = headerPatterns(provider.headersToUpstreamOnAllow.filter((p) => p !== "*"));
-    const checked = headerPatterns(provider.includeRequestHeaders);
+    const checked = planOf(provider).include;
     remove = (name) => outputs(name) && !checked(name) && !NEVER_REMOVED.has(name) && !strippedAtIngress(name);
     removable.set(provider, remove);
   }
