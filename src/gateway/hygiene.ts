@@ -125,6 +125,11 @@ export function sanitizeRequest(request: Request, options: HygieneOptions): Hygi
       case "transfer-encoding":
         transferEncoding = true;
         break;
+      case "expect":
+        // The runtime has already answered 100 Continue to the client; as Envoy without
+        // proxy_100_continue, the expectation is not passed on.
+        if (value.toLowerCase() === "100-continue") strip.push(name);
+        break;
       default:
         if (isTraceContextHeader(name)) traceContext = true;
     }

@@ -162,6 +162,12 @@ describe("the forwarded header set", () => {
     ).toEqual({ "x-end-to-end": "1" });
   });
 
+  it("does not pass on Expect: 100-continue, which the runtime has answered (Envoy without proxy_100_continue)", () => {
+    expect(forwarded({ expect: "100-Continue", "x-ok": "1" })).toEqual({ "x-ok": "1" });
+    // Any other expectation is the origin's to meet or refuse with 417.
+    expect(forwarded({ expect: "x-custom" })).toEqual({ expect: "x-custom" });
+  });
+
   it("strips headers Isthmus injects itself", () => {
     expect(forwarded({ "x-jwt-sub": "admin", "x-ok": "1" }, new Set(["x-jwt-sub"]))).toEqual({ "x-ok": "1" });
   });
