@@ -78,6 +78,8 @@ export interface RequestRecord {
   upstreamServiceTimeMs?: number;
   /** Envoy's RESPONSE_CODE_DETAILS for replies the gateway made, when the flag does not say it. */
   details?: string;
+  /** A timeout still runs over the response body (it may yet be cut off, flag UT): reported once the body ends. */
+  bodyDeadline?: boolean;
 }
 
 /**
@@ -110,6 +112,7 @@ export function newRecord(startedAt: number): RequestRecord {
     mirrorsEnded: undefined,
     upstreamServiceTimeMs: undefined,
     details: undefined,
+    bodyDeadline: undefined,
   };
 }
 

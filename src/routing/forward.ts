@@ -104,11 +104,12 @@ export async function forward(fetchFn: Fetch, url: string, req: UpstreamRequest)
  * The upstream response is the init, so its headers are copied once, into
  * the new response's own (`{ headers: new Headers(...) }` copies them twice).
  * `websocket`: the request was a WebSocket handshake, whose 101 carries the socket.
+ * `body`: the body to send in place of the upstream's (one a timeout may cut off, see bodyWithDeadline).
  */
-export function downstreamResponse(upstream: Response, websocket = false): Response {
+export function downstreamResponse(upstream: Response, websocket = false, body: ReadableStream<Uint8Array> | null = upstream.body): Response {
   // `webSocket` is a native getter: read only for a handshake.
   if (websocket && upstream.webSocket) return acceptedWebSocket(upstream);
-  const response = new Response(upstream.body, upstream);
+  const response = new Response(body, upstream);
   // `response.headers` is a native getter: read it once, not once per name.
   const headers = response.headers;
   const connection = headers.get("connection");
@@ -160,8 +161,8 @@ const COUNTED_DROPS: ReadonlySet<string> = new Set([...HOP_BY_HOP, UPSTREAM_SERV
  * response.headers.set(UPSTREAM_SERVICE_TIME, "12");
  * head.bytes += UPSTREAM_SERVICE_TIME.length + "12".length + 4;
  */
-export function countedDownstreamResponse(upstream: Response, websocket = false): { response: Response; head: ResponseHead } {
-  const response = websocket && upstream.webSocket ? acceptedWebSocket(upstream) : new Response(upstream.body, upstream);
+export function countedDownstreamResponse(upstream: Response, websocket = false, body: ReadableStream<Uint8Array> | null = upstream.body): { response: Response; head: ResponseHead } {
+  const response = websocket && upstream.webSocket ? acceptedWebSocket(upstream) : new Response(body, upstream);
   const { head, present } = responseHeadWithout(response, COUNTED_DROPS);
   if (present.length > 0) {
     const headers = response.headers;

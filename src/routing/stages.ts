@@ -289,6 +289,8 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
     version: ctx.snapshot.version,
     // Every field written, present or not (a conditional spread would give each combination its own shape).
     observer,
+    // Only a route with a timeout can run out of time over the response body (a rare event: one closure per such request).
+    bodyExpired: rule.def.timeoutMs !== undefined || policy.perTryTimeoutMs !== undefined ? () => record.flags.push("UT") : undefined,
   });
   record.attempts = result.attempts;
   if (result.endpoint) {
@@ -301,6 +303,7 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
     return reply;
   }
   record.flags.push(...result.flags);
+  if (result.body) record.bodyDeadline = true;
 
   ctx.routeHeadersApplied = true;
   record.upstreamServiceTimeMs = Math.max(0, Math.round(deps.now() - started));
@@ -309,13 +312,13 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
   // Telemetry counts the response's head in the pass that drops its hop-by-hop headers, when nothing
   // below changes them but the service time, whose bytes are added here; else it reads them at the end.
   if (ctx.snapshot.telemetry?.planFor(cluster.name).active && ops.every((o) => o === undefined) && !hashKey.setCookie) {
-    const { response, head } = countedDownstreamResponse(result.response, facts.websocket);
+    const { response, head } = countedDownstreamResponse(result.response, facts.websocket, result.body);
     response.headers.set(UPSTREAM_SERVICE_TIME, serviceTime);
     head.bytes += UPSTREAM_SERVICE_TIME.length + serviceTime.length + 4;
     ctx.responseHead = head;
     return { response, record };
   }
-  const response = downstreamResponse(result.response, facts.websocket);
+  const response = downstreamResponse(result.response, facts.websocket, result.body);
   // `response.headers` is a native getter: read it once.
   const responseHeaders = response.headers;
   responseHeaders.set(UPSTREAM_SERVICE_TIME, serviceTime);

@@ -157,7 +157,9 @@ export function completeRequest(input: {
 }): Completed {
   const { request, context, record, response } = input;
   const facts = context?.facts;
-  if (input.disconnected && !record.flags.includes("DC")) record.flags.push("DC");
+  // A body a timeout cut off (flag UT, set first) ended by the gateway's doing, not the client's.
+  const disconnected = input.disconnected && !record.flags.includes("UT");
+  if (disconnected && !record.flags.includes("DC")) record.flags.push("DC");
   const url = facts ? undefined : new URL(request.url);
   const method = facts?.method ?? request.method;
   const path = facts?.path ?? url?.pathname ?? "/";
@@ -167,7 +169,7 @@ export function completeRequest(input: {
   // Request line + headers + blank line + body, as HTTP/1.1 puts them on the wire.
   const requestBytes = method.length + path.length + (query ? query.length + 1 : 0) + 11 + (facts?.receivedHeaderBytes ?? headerBytes(request.headers)) + 2 + requestBodyBytes;
   const sent = input.head ?? responseHead(response);
-  const status = input.disconnected && input.responseBodyBytes === 0 ? 0 : sent.status;
+  const status = disconnected && input.responseBodyBytes === 0 ? 0 : sent.status;
   const responseBytes = 15 + (REASON_LENGTH[sent.status] ?? 8) + sent.bytes + 2 + input.responseBodyBytes;
   const grpc = sent.contentType.startsWith("application/grpc");
   const start = record.startedAt ?? input.end;

@@ -82,7 +82,7 @@ export class Telemetry {
     // The response is final here: its status and headers are read once, for the meter and the report
     // (or were counted when it was copied from the upstream's, see countedDownstreamResponse).
     const head = result.context?.responseHead ?? responseHead(result.response);
-    const metered = meterBody(result.response, head);
+    const metered = meterBody(result.response, head, result.record.bodyDeadline);
     const { response } = metered;
     /** Reports the request; returns the export to keep alive, if one is due. A failure is logged, never thrown. */
     const finish = (sent: Sent): Promise<void> | undefined => {
@@ -311,7 +311,8 @@ export const SMALL_BODY_BYTES = 65_536;
  * went away first; `sent` holds the same at once when nothing is left to
  * wait for (no body, or a small one).
  *
- * - A body of declared length up to SMALL_BODY_BYTES is not wrapped at all:
+ * - A body of declared length up to SMALL_BODY_BYTES is not wrapped at all
+ *   (unless `mayBeCut`: a timeout still runs over it, see bodyWithDeadline):
  *   it follows the headers at once, so the request is reported when the
  *   response starts, with the declared size (a disconnect during it is not
  *   seen). Wrapping it cost about 0.1 ms of workerd CPU per request.
@@ -321,13 +322,13 @@ export const SMALL_BODY_BYTES = 65_536;
  * - Other bodies (chunked, or outside workerd) are counted by a JavaScript
  *   TransformStream (about 0.5 ms per request; bench/NOTES.md).
  */
-export function meterBody(response: Response, head: Pick<ResponseHead, "status" | "contentLength"> = responseHead(response)): Metered {
+export function meterBody(response: Response, head: Pick<ResponseHead, "status" | "contentLength"> = responseHead(response), mayBeCut = false): Metered {
   const body = response.body;
   // A WebSocket upgrade keeps its own Response (its socket would be lost in a copy). workerd refuses a
   // WebSocket on any other status, so the status says it without reading `webSocket` (a native getter).
   if (head.status === 101 || !body) return known(response, { bytes: 0, disconnected: false });
   const declared = parseLength(head.contentLength);
-  if (declared !== undefined && declared <= SMALL_BODY_BYTES) return known(response, { bytes: declared, disconnected: false });
+  if (declared !== undefined && declared <= SMALL_BODY_BYTES && !mayBeCut) return known(response, { bytes: declared, disconnected: false });
   if (declared !== undefined && typeof FixedLengthStream === "function") {
     const pipe = new FixedLengthStream(declared);
     const done = body.pipeTo(pipe.writable).then(

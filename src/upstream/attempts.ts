@@ -4,10 +4,13 @@
  * policy accepts, retries run out, or the route timeout passes.
  *
  * - The route timeout bounds everything: admission, every attempt and the
- *   backoff between them (504 `upstream request timeout`, flag UT). Like
- *   Envoy's, it runs from the end of the downstream request: a streamed
- *   body's upload time does not count against it.
- * - `perTryTimeout` bounds each attempt, from the same point.
+ *   backoff between them (504 `upstream request timeout`, flag UT), and
+ *   then the response body, as Envoy's covers the whole response: a body
+ *   still arriving when it passes is cut off (`bodyExpired`). Like Envoy's,
+ *   it runs from the end of the downstream request: a streamed body's
+ *   upload time does not count against it.
+ * - `perTryTimeout` bounds each attempt, from the same point (and the
+ *   response body of the last one, as the route timeout does).
  * - Every attempt carries `x-envoy-attempt-count`, and its result feeds
  *   the cluster's outlier detector.
  * - A retry goes to an endpoint not tried yet when one is available
@@ -27,6 +30,8 @@ import type { Fetch } from "../routing/forward.ts";
 import type { Ejection, Observation } from "./outlier.ts";
 import { pickEndpoint } from "./picker.ts";
 import { withDeclaredLength, type UpstreamBody } from "./request-body.ts";
+import { bodyWithDeadline } from "./response-deadline.ts";
+import { parseLength } from "../gateway/content-length.ts";
 import { backoffMs, excludedLevels, retriable, type AttemptOutcome } from "./retry-policy.ts";
 import type { UpstreamState } from "./state.ts";
 
@@ -66,6 +71,8 @@ export interface AttemptsInput {
   version: string;
   /** Told about each attempt (telemetry: timings, trace context headers); absent costs nothing. */
   observer?: AttemptObserver;
+  /** Called when a timeout passes while the response body is still arriving (the body is then cut off). */
+  bodyExpired?: () => void;
 }
 
 /** What one attempt ended with. */
@@ -79,11 +86,24 @@ export interface AttemptObserver {
 }
 
 export type AttemptsResult =
-  | { ok: true; response: Response; endpoint: EndpointDef; attempts: number; flags: ResponseFlag[] }
+  | {
+      ok: true;
+      response: Response;
+      endpoint: EndpointDef;
+      attempts: number;
+      flags: ResponseFlag[];
+      /**
+       * The body to send in place of `response.body` when a timeout still
+       * runs over it (bodyWithDeadline); absent: `response.body` as it is.
+       */
+      body?: ReadableStream<Uint8Array>;
+      /** When the last attempt's per-try timeout passes (ms since the epoch), if it was running. */
+      perTryDeadline?: number;
+    }
   | { ok: false; reply: LocalReply; endpoint?: EndpointDef; attempts: number; flags: ResponseFlag[] };
 
 type Sent =
-  | { kind: "attempt"; outcome: AttemptOutcome; response?: Response }
+  | { kind: "attempt"; outcome: AttemptOutcome; response?: Response; perTryDeadline?: number }
   | { kind: "route-timeout" }
   | { kind: "body-too-large" };
 
@@ -94,6 +114,7 @@ export async function sendWithRetries(input: AttemptsInput): Promise<AttemptsRes
   const route = timeoutMs !== undefined ? new AbortController() : undefined;
   let current: AbortController | undefined;
   let routeTimer: ReturnType<typeof setTimeout> | undefined;
+  let routeDeadline: number | undefined;
   let settled = false;
   // Envoy starts the route timeout at the end of the downstream request. A buffered body was read
   // whole before this point, so its clock starts now; a streamed one is still arriving, so its clock
@@ -103,6 +124,7 @@ export async function sendWithRetries(input: AttemptsInput): Promise<AttemptsRes
       ? () => {
           if (settled) return;
           if (routeTimer !== undefined) clearTimeout(routeTimer);
+          routeDeadline = Date.now() + timeoutMs;
           routeTimer = setTimeout(() => {
             route?.abort();
             current?.abort();
@@ -119,9 +141,12 @@ export async function sendWithRetries(input: AttemptsInput): Promise<AttemptsRes
     if (input.body.type === "stream" && routeTimer !== undefined) {
       clearTimeout(routeTimer);
       routeTimer = undefined;
+      routeDeadline = undefined;
     }
     try {
-      return await attempts(input, routeSignal, (c) => (current = c), startClock);
+      const result = await attempts(input, routeSignal, (c) => (current = c), startClock);
+      if (result.ok && (routeDeadline !== undefined || result.perTryDeadline !== undefined)) boundBody(result, routeDeadline, input.bodyExpired);
+      return result;
     } finally {
       limits.release();
     }
@@ -129,6 +154,21 @@ export async function sendWithRetries(input: AttemptsInput): Promise<AttemptsRes
     settled = true;
     if (routeTimer !== undefined) clearTimeout(routeTimer);
   }
+}
+
+/**
+ * Lets the earlier of the route deadline and the last attempt's per-try
+ * deadline run over the response body. A WebSocket's 101 is exempt: Envoy
+ * starts its timeouts at the end of the downstream request, which an
+ * upgraded connection never has.
+ */
+function boundBody(result: AttemptsResult & { ok: true }, routeDeadline: number | undefined, expired: (() => void) | undefined): void {
+  const { response } = result;
+  const body = response.body;
+  if (!body || response.status === 101) return;
+  const deadline = Math.min(routeDeadline ?? Infinity, result.perTryDeadline ?? Infinity);
+  const length = parseLength(response.headers.get("content-length"));
+  result.body = bodyWithDeadline(body, Math.max(0, deadline - Date.now()), length, expired ?? (() => {}));
 }
 
 async function attempts(
@@ -143,17 +183,17 @@ async function attempts(
   const tried = new Set<number>();
   const levels: number[] = [];
   const flags: ResponseFlag[] = [];
-  let last: { response?: Response; reply?: LocalReply; endpoint: EndpointDef } | undefined;
+  let last: { response?: Response; reply?: LocalReply; endpoint: EndpointDef; perTryDeadline?: number } | undefined;
   let holdingRetry = false;
 
   const finish = (extra?: ResponseFlag): AttemptsResult => {
     if (holdingRetry) limits.endRetry();
     if (extra) flags.push(extra);
     const made = levels.length;
-    if (last?.response) return { ok: true, response: last.response, endpoint: last.endpoint, attempts: made, flags };
+    if (last?.response) return { ok: true, response: last.response, endpoint: last.endpoint, attempts: made, flags, perTryDeadline: last.perTryDeadline };
     return { ok: false, reply: last?.reply ?? REPLIES.noHealthyUpstream, endpoint: last?.endpoint, attempts: made, flags };
   };
-  const replace = async (next: { response?: Response; reply?: LocalReply; endpoint: EndpointDef }) => {
+  const replace = async (next: { response?: Response; reply?: LocalReply; endpoint: EndpointDef; perTryDeadline?: number }) => {
     await discard(last?.response);
     last = next;
   };
@@ -206,7 +246,7 @@ async function attempts(
     const outcome = sent.outcome;
     const ejection = state.observe(cluster, endpoint, observationOf(outcome), input.waitUntil, input.version);
     input.observer?.ended(attempt, outcome.type === "response" ? { status: outcome.status } : { failure: outcome.type }, ejection);
-    if (sent.response) await replace({ response: sent.response, endpoint });
+    if (sent.response) await replace({ response: sent.response, endpoint, perTryDeadline: sent.perTryDeadline });
     else await replace({ reply: outcome.type === "per-try-timeout" ? REPLIES.timeout : attempt > 1 ? REPLIES.retriedConnectFailure : REPLIES.connectFailure, endpoint });
 
     if (!retriable(policy, outcome, input.method, input.retryAnyMethod)) return finish();
@@ -243,10 +283,12 @@ async function sendOnce(
   let over = false;
   const perTryMs = perTryTimeoutOf(input.policy);
   let perTry: ReturnType<typeof setTimeout> | undefined;
+  let perTryDeadline: number | undefined;
   const startPerTry =
     perTryMs === undefined
       ? undefined
       : () => {
+          perTryDeadline = Date.now() + perTryMs;
           perTry = setTimeout(() => {
             perTryTimedOut = true;
             controller?.abort();
@@ -283,7 +325,7 @@ async function sendOnce(
       await discard(response);
       return { kind: "body-too-large" };
     }
-    return { kind: "attempt", outcome: { type: "response", status: response.status, headers: response.headers }, response };
+    return { kind: "attempt", outcome: { type: "response", status: response.status, headers: response.headers }, response, perTryDeadline };
   } catch {
     if (tooLarge) return { kind: "body-too-large" };
     if (routeSignal?.aborted) return { kind: "route-timeout" };

@@ -10,11 +10,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../helpers/gateway.ts";
 import { echoAs, failWith, hang, resetConnection, startOrigin, type Origin } from "../helpers/origin.ts";
 import { send, type Reply } from "../helpers/http.ts";
+import { request as httpRequest } from "node:http";
 import { serviceEntry, virtualService } from "../helpers/istio-yaml.ts";
 
 let gw: Gateway;
 const o: Record<string, Origin> = {};
-const NAMES = ["r1", "r2", "r3", "e1", "e2", "e3", "p1", "p2", "p3", "t1", "t2", "t3", "slow", "hang1", "hang2", "ok1", "h1", "h2", "h3", "d1", "d2", "d3"] as const;
+const NAMES = ["r1", "r2", "r3", "e1", "e2", "e3", "p1", "p2", "p3", "t1", "t2", "t3", "slow", "hang1", "hang2", "ok1", "h1", "h2", "h3", "d1", "d2", "d3", "trickle"] as const;
 
 /** The ServiceEntry `<name>.edge.internal`, with one endpoint per origin named in `origins`. */
 const service = (name: string, origins: string[]) => serviceEntry({ name, namespace: "edge", endpoints: origins.map((n) => o[n]!.port) });
@@ -70,6 +71,10 @@ const config = () =>
     route("upload-per-try", "upload-per-try.example.com", "uploads", { retries: "{attempts: 1, perTryTimeout: 300ms, retryOn: 5xx}" }),
     service("upload-hanging", ["hang1"]),
     route("upload-hang", "upload-hang.example.com", "upload-hanging", { timeout: "300ms", retries: "{attempts: 0}" }),
+
+    service("trickle", ["trickle"]),
+    route("body-timeout", "body-timeout.example.com", "trickle", { timeout: "600ms", retries: "{attempts: 0}" }),
+    route("body-per-try", "body-per-try.example.com", "trickle", { retries: "{attempts: 1, perTryTimeout: 600ms, retryOn: 5xx}" }),
 
     service("hashed", ["h1", "h2", "h3"]),
     route("hashed", "hashed.example.com", "hashed"),
@@ -273,6 +278,72 @@ describe("timeouts", () => {
     expect(r?.ms).toBeLessThan(1_500);
     const attempts = [...o.hang1!.received, ...o.hang2!.received].map((x) => Number(x.headers["x-envoy-attempt-count"]));
     expect(Math.max(...attempts)).toBeGreaterThanOrEqual(3);
+  }, 30_000);
+});
+
+describe("the route timeout covers the response body, as Envoy's does (§1.8)", () => {
+  /** Whether the origin got to finish each response it started. */
+  const finished: boolean[] = [];
+  beforeAll(() => {
+    // Headers at once, then four 1 KiB parts `gap` ms apart (the path says how long), with or without a Content-Length.
+    o.trickle!.respond((req, res) => {
+      const url = new URL(req.url, "http://origin");
+      const gap = Number(url.searchParams.get("gap"));
+      res.writeHead(200, url.searchParams.has("length") ? { "content-length": "4096", "x-origin": "trickle" } : { "x-origin": "trickle" });
+      let sent = 0;
+      const next = () => {
+        res.write("x".repeat(1024));
+        if (++sent === 4) res.end();
+        else timer = setTimeout(next, gap);
+      };
+      let timer = setTimeout(next, 0);
+      res.on("close", () => {
+        clearTimeout(timer);
+        finished.push(res.writableFinished);
+      });
+    });
+  });
+
+  /** GETs `path` and reads the body to its end or until the gateway cuts it off. */
+  const download = (host: string, path: string) =>
+    new Promise<{ status: number; bytes: number; complete: boolean; ms: number }>((resolve, reject) => {
+      const started = Date.now();
+      const url = new URL(gw.url);
+      const req = httpRequest({ host: url.hostname, port: url.port, path, headers: { host } }, (res) => {
+        let bytes = 0;
+        res.on("data", (c: Buffer) => (bytes += c.length));
+        res.on("error", () => {});
+        res.on("close", () => resolve({ status: res.statusCode ?? 0, bytes, complete: res.complete, ms: Date.now() - started }));
+      });
+      req.on("error", reject);
+      req.end();
+    });
+
+  it("sends a body that ends within the timeout whole (4 parts over 150 ms, timeout 600 ms)", async () => {
+    for (const path of ["/?gap=50", "/?gap=50&length"]) {
+      const res = await download("body-timeout.example.com", path);
+      expect({ path, ...res, ms: undefined }).toEqual({ path, status: 200, bytes: 4096, complete: true, ms: undefined });
+    }
+  }, 30_000);
+
+  it("cuts off a body still arriving when the route timeout passes, and resets the upstream request (4 parts over 1.2 s)", async () => {
+    for (const path of ["/?gap=400", "/?gap=400&length"]) {
+      finished.length = 0;
+      const res = await download("body-timeout.example.com", path);
+      expect({ path, status: res.status, complete: res.complete }).toEqual({ path, status: 200, complete: false });
+      expect(res.bytes).toBeLessThan(4096);
+      expect(res.ms).toBeGreaterThanOrEqual(550);
+      expect(res.ms).toBeLessThan(1_150);
+      await expect.poll(() => finished, { timeout: 3_000 }).toEqual([false]);
+    }
+  }, 30_000);
+
+  it("cuts off the last attempt's body at its perTryTimeout too", async () => {
+    finished.length = 0;
+    const res = await download("body-per-try.example.com", "/?gap=400");
+    expect([res.status, res.complete]).toEqual([200, false]);
+    expect(res.ms).toBeLessThan(1_150);
+    await expect.poll(() => finished, { timeout: 3_000 }).toEqual([false]);
   }, 30_000);
 });
 

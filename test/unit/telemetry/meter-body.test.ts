@@ -23,6 +23,14 @@ describe("meterBody", () => {
     expect(await response.text()).toBe("hello world");
   });
 
+  it("waits for a small body a timeout may still cut off (mayBeCut), and learns when it is", async () => {
+    const upstream = new Response(streamOf(["hello"]), { headers: { "content-length": "5" } });
+    const { response, done, sent } = meterBody(upstream, undefined, true);
+    expect(sent).toBeUndefined();
+    expect(await response.text()).toBe("hello");
+    expect(await done).toEqual({ bytes: 5, disconnected: false });
+  });
+
   it("passes a large body of declared length through natively, keeping its Content-Length", async () => {
     const chunk = "x".repeat(SMALL_BODY_BYTES);
     const upstream = new Response(streamOf([chunk, "tail"]), { status: 201, headers: { "content-length": String(SMALL_BODY_BYTES + 4), "x-a": "1" } });

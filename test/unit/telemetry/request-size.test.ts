@@ -65,4 +65,12 @@ describe("request size on the wire", () => {
     const plain = completeRequest({ request, record: { flags: [] }, response: new Response("x", { headers: { "content-type": "text/plain", "grpc-status": "3" } }), end: 1, responseBodyBytes: 1, disconnected: false });
     expect([plain.grpc, plain.grpcStatus]).toEqual([false, ""]);
   });
+
+  it("logs a body a timeout cut off as Envoy does: flag UT and the status sent, not a client disconnect (DC, status 0)", () => {
+    const request = new Request("http://app.example.com/download");
+    const cut = completeRequest({ request, record: { flags: ["UT"] }, response: new Response("partial"), end: 1, responseBodyBytes: 0, disconnected: true });
+    expect([cut.status, cut.flags, cut.details]).toEqual([200, "UT", "upstream_response_timeout"]);
+    const gone = completeRequest({ request, record: { flags: [] }, response: new Response("partial"), end: 1, responseBodyBytes: 0, disconnected: true });
+    expect([gone.status, gone.flags]).toEqual([0, "DC"]);
+  });
 });
