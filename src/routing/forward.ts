@@ -104,7 +104,7 @@ export async function forward(fetchFn: Fetch, url: string, req: UpstreamRequest)
  * The upstream response is the init, so its headers are copied once, into
  * the new response's own (`{ headers: new Headers(...) }` copies them twice).
  * `websocket`: the request was a WebSocket handshake, whose 101 carries the socket.
- * `body`: the body to send in place of the upstream's (one a timeout may cut off, see bodyWithDeadline).
+ * `body`: the body to send in place of the upstream's (one watched to its end, see watchedBody).
  */
 export function downstreamResponse(upstream: Response, websocket = false, body: ReadableStream<Uint8Array> | null = upstream.body): Response {
   // `webSocket` is a native getter: read only for a handshake.

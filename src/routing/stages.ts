@@ -303,7 +303,7 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
     return reply;
   }
   record.flags.push(...result.flags);
-  if (result.body) record.bodyDeadline = true;
+  if (result.bodyMayBeCut) record.bodyDeadline = true;
 
   ctx.routeHeadersApplied = true;
   record.upstreamServiceTimeMs = Math.max(0, Math.round(deps.now() - started));

@@ -312,7 +312,7 @@ export const SMALL_BODY_BYTES = 65_536;
  * wait for (no body, or a small one).
  *
  * - A body of declared length up to SMALL_BODY_BYTES is not wrapped at all
- *   (unless `mayBeCut`: a timeout still runs over it, see bodyWithDeadline):
+ *   (unless `mayBeCut`: a timeout still runs over it, see watchedBody):
  *   it follows the headers at once, so the request is reported when the
  *   response starts, with the declared size (a disconnect during it is not
  *   seen). Wrapping it cost about 0.1 ms of workerd CPU per request.

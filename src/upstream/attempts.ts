@@ -11,6 +11,8 @@
  *   upload time does not count against it.
  * - `perTryTimeout` bounds each attempt, from the same point (and the
  *   response body of the last one, as the route timeout does).
+ * - A request slot of `http2MaxRequests` is held until the response body
+ *   has been sent, as Envoy holds it until the stream ends.
  * - Every attempt carries `x-envoy-attempt-count`, and its result feeds
  *   the cluster's outlier detector.
  * - A retry goes to an endpoint not tried yet when one is available
@@ -30,7 +32,7 @@ import type { Fetch } from "../routing/forward.ts";
 import type { Ejection, Observation } from "./outlier.ts";
 import { pickEndpoint } from "./picker.ts";
 import { withDeclaredLength, type UpstreamBody } from "./request-body.ts";
-import { bodyWithDeadline } from "./response-deadline.ts";
+import { watchedBody, type BodyWatch } from "./response-body.ts";
 import { parseLength } from "../gateway/content-length.ts";
 import { backoffMs, excludedLevels, retriable, type AttemptOutcome } from "./retry-policy.ts";
 import type { UpstreamState } from "./state.ts";
@@ -93,10 +95,13 @@ export type AttemptsResult =
       attempts: number;
       flags: ResponseFlag[];
       /**
-       * The body to send in place of `response.body` when a timeout still
-       * runs over it (bodyWithDeadline); absent: `response.body` as it is.
+       * The body to send in place of `response.body` when it is watched to
+       * its end (watchedBody: a timeout still runs over it, or a circuit
+       * breaker slot is held until it ends); absent: `response.body` as it is.
        */
       body?: ReadableStream<Uint8Array>;
+      /** A timeout runs over `body`: it may yet be cut off (flag UT). */
+      bodyMayBeCut?: boolean;
       /** When the last attempt's per-try timeout passes (ms since the epoch), if it was running. */
       perTryDeadline?: number;
     }
@@ -143,12 +148,17 @@ export async function sendWithRetries(input: AttemptsInput): Promise<AttemptsRes
       routeTimer = undefined;
       routeDeadline = undefined;
     }
+    // The request slot is held until the response body ends when a request limit counts it.
+    let handedOver = false;
     try {
       const result = await attempts(input, routeSignal, (c) => (current = c), startClock);
-      if (result.ok && (routeDeadline !== undefined || result.perTryDeadline !== undefined)) boundBody(result, routeDeadline, input.bodyExpired);
+      const holdSlot = input.cluster.connectionPool?.maxRequests !== undefined;
+      if (result.ok && (holdSlot || routeDeadline !== undefined || result.perTryDeadline !== undefined)) {
+        handedOver = watchBody(result, routeDeadline, input.bodyExpired, holdSlot ? () => limits.release() : undefined, input.waitUntil);
+      }
       return result;
     } finally {
-      limits.release();
+      if (!handedOver) limits.release();
     }
   } finally {
     settled = true;
@@ -157,18 +167,36 @@ export async function sendWithRetries(input: AttemptsInput): Promise<AttemptsRes
 }
 
 /**
- * Lets the earlier of the route deadline and the last attempt's per-try
- * deadline run over the response body. A WebSocket's 101 is exempt: Envoy
- * starts its timeouts at the end of the downstream request, which an
- * upgraded connection never has.
+ * Sets `result.body` to the response body watched to its end: the earlier
+ * of the route deadline and the last attempt's per-try deadline runs over
+ * it, and `release` (the circuit breaker's request slot) is called when it
+ * ends. Returns whether `release` was handed over. A response without a
+ * body and a WebSocket's 101 are not watched: Envoy starts its timeouts at
+ * the end of the downstream request, which an upgraded connection never has.
  */
-function boundBody(result: AttemptsResult & { ok: true }, routeDeadline: number | undefined, expired: (() => void) | undefined): void {
+function watchBody(
+  result: AttemptsResult & { ok: true },
+  routeDeadline: number | undefined,
+  expired: (() => void) | undefined,
+  release: (() => void) | undefined,
+  waitUntil: (promise: Promise<unknown>) => void,
+): boolean {
   const { response } = result;
   const body = response.body;
-  if (!body || response.status === 101) return;
+  if (!body || response.status === 101) return false;
   const deadline = Math.min(routeDeadline ?? Infinity, result.perTryDeadline ?? Infinity);
   const length = parseLength(response.headers.get("content-length"));
-  result.body = bodyWithDeadline(body, Math.max(0, deadline - Date.now()), length, expired ?? (() => {}));
+  const watch: BodyWatch = { ended: release };
+  if (deadline !== Infinity) {
+    watch.deadlineMs = Math.max(0, deadline - Date.now());
+    watch.expired = expired;
+    result.bodyMayBeCut = true;
+  }
+  const watched = watchedBody(body, length, watch);
+  // Without it the runtime may end the request with the last byte, before `ended` runs: a slot would leak.
+  waitUntil(watched.done);
+  result.body = watched.body;
+  return release !== undefined;
 }
 
 async function attempts(

@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../helpers/gateway.ts";
-import { echoAs, failWith, hang, resetConnection, startOrigin, type Origin } from "../helpers/origin.ts";
+import { echoAs, failWith, hang, resetConnection, startOrigin, type Origin, type OriginHandler } from "../helpers/origin.ts";
 import { send, type Reply } from "../helpers/http.ts";
 import { request as httpRequest } from "node:http";
 import { serviceEntry, virtualService } from "../helpers/istio-yaml.ts";
@@ -75,6 +75,9 @@ const config = () =>
     service("trickle", ["trickle"]),
     route("body-timeout", "body-timeout.example.com", "trickle", { timeout: "600ms", retries: "{attempts: 0}" }),
     route("body-per-try", "body-per-try.example.com", "trickle", { retries: "{attempts: 1, perTryTimeout: 600ms, retryOn: 5xx}" }),
+    service("held", ["trickle"]),
+    route("held", "held.example.com", "held"),
+    destinationRule("held", "    connectionPool: {http: {http2MaxRequests: 1}}"),
 
     service("hashed", ["h1", "h2", "h3"]),
     route("hashed", "hashed.example.com", "hashed"),
@@ -281,43 +284,65 @@ describe("timeouts", () => {
   }, 30_000);
 });
 
-describe("the route timeout covers the response body, as Envoy's does (§1.8)", () => {
-  /** Whether the origin got to finish each response it started. */
-  const finished: boolean[] = [];
-  beforeAll(() => {
-    // Headers at once, then four 1 KiB parts `gap` ms apart (the path says how long), with or without a Content-Length.
-    o.trickle!.respond((req, res) => {
-      const url = new URL(req.url, "http://origin");
-      const gap = Number(url.searchParams.get("gap"));
-      res.writeHead(200, url.searchParams.has("length") ? { "content-length": "4096", "x-origin": "trickle" } : { "x-origin": "trickle" });
-      let sent = 0;
-      const next = () => {
-        res.write("x".repeat(1024));
-        if (++sent === 4) res.end();
-        else timer = setTimeout(next, gap);
-      };
-      let timer = setTimeout(next, 0);
-      res.on("close", () => {
-        clearTimeout(timer);
-        finished.push(res.writableFinished);
-      });
+/** Whether the trickle origin got to finish each response it started. */
+const finished: boolean[] = [];
+
+/** Headers at once, then four 1 KiB parts `gap` ms apart (the path says how long), with or without a Content-Length. */
+const trickle: OriginHandler = (req, res) => {
+  const url = new URL(req.url, "http://origin");
+  const gap = Number(url.searchParams.get("gap"));
+  res.writeHead(200, url.searchParams.has("length") ? { "content-length": "4096", "x-origin": "trickle" } : { "x-origin": "trickle" });
+  let sent = 0;
+  const next = () => {
+    res.write("x".repeat(1024));
+    if (++sent === 4) res.end();
+    else timer = setTimeout(next, gap);
+  };
+  let timer = setTimeout(next, 0);
+  res.on("close", () => {
+    clearTimeout(timer);
+    finished.push(res.writableFinished);
+  });
+};
+
+/** GETs `path` and reads the body to its end or until the gateway cuts it off. */
+const download = (host: string, path: string) =>
+  new Promise<{ status: number; bytes: number; complete: boolean; ms: number }>((resolve, reject) => {
+    const started = Date.now();
+    const url = new URL(gw.url);
+    const req = httpRequest({ host: url.hostname, port: url.port, path, headers: { host } }, (res) => {
+      let bytes = 0;
+      res.on("data", (c: Buffer) => (bytes += c.length));
+      res.on("error", () => {});
+      res.on("close", () => resolve({ status: res.statusCode ?? 0, bytes, complete: res.complete, ms: Date.now() - started }));
     });
+    req.on("error", reject);
+    req.end();
   });
 
-  /** GETs `path` and reads the body to its end or until the gateway cuts it off. */
-  const download = (host: string, path: string) =>
-    new Promise<{ status: number; bytes: number; complete: boolean; ms: number }>((resolve, reject) => {
-      const started = Date.now();
-      const url = new URL(gw.url);
-      const req = httpRequest({ host: url.hostname, port: url.port, path, headers: { host } }, (res) => {
-        let bytes = 0;
-        res.on("data", (c: Buffer) => (bytes += c.length));
-        res.on("error", () => {});
-        res.on("close", () => resolve({ status: res.statusCode ?? 0, bytes, complete: res.complete, ms: Date.now() - started }));
-      });
-      req.on("error", reject);
-      req.end();
-    });
+describe("a circuit breaker's request slot is held until the response body ends, as Envoy's is", () => {
+  beforeAll(() => {
+    o.trickle!.respond(trickle);
+  });
+
+  it("refuses a second request while the first one's body is still streaming (http2MaxRequests: 1)", async () => {
+    const first = download("held.example.com", "/?gap=300");
+    await new Promise((r) => setTimeout(r, 150));
+    // The first response's headers arrived long ago; its body has ~750 ms to go.
+    const second = await send(gw.url, "/", { host: "held.example.com" });
+    expect([second.status, second.body]).toEqual([503, "upstream connect error or disconnect/reset before headers. reset reason: overflow"]);
+    expect((await first).complete).toBe(true);
+    // Once it has ended, the slot is free again (the gateway learns it just after the client has the last byte).
+    await new Promise((r) => setTimeout(r, 100));
+    const third = await download("held.example.com", "/?gap=0");
+    expect([third.status, third.complete]).toEqual([200, true]);
+  }, 30_000);
+});
+
+describe("the route timeout covers the response body, as Envoy's does (§1.8)", () => {
+  beforeAll(() => {
+    o.trickle!.respond(trickle);
+  });
 
   it("sends a body that ends within the timeout whole (4 parts over 150 ms, timeout 600 ms)", async () => {
     for (const path of ["/?gap=50", "/?gap=50&length"]) {
