@@ -7,7 +7,7 @@
  */
 import type { KeyPartDef } from "../config/snapshot.ts";
 import type { RequestFacts } from "../gateway/facts.ts";
-import { requestHeaderReader } from "../gateway/request-header.ts";
+import { isHttpToken, PSEUDO_HEADERS, requestHeaderReader } from "../gateway/request-header.ts";
 import { Generations } from "./generations.ts";
 
 /** One value per key part; null is a missing part counted under the shared bucket (`missingKey: SHARED`). */
@@ -27,10 +27,8 @@ export function keyReader(part: KeyPartDef): KeyReader {
   switch (part.attribute) {
     case "remote.ip":
       return (i) => i.facts.remoteIp || undefined;
-    case "request.headers": {
-      const read = requestHeaderReader(typeof part.key === "string" ? part.key : "");
-      return (i) => read(i.facts);
-    }
+    case "request.headers":
+      return headerKeyReader(typeof part.key === "string" ? part.key : "");
     case "request.auth.principal":
       // Istio's request.auth.principal needs both iss and sub.
       return (i) => (i.facts.auth?.iss && i.facts.auth.sub ? i.facts.auth.principal : undefined);
@@ -47,6 +45,32 @@ export function keyReader(part: KeyPartDef): KeyReader {
     case "route":
       return (i) => i.route || undefined;
   }
+}
+
+/**
+ * A header key part. workerd joins repeated lines of a header with ", " and
+ * cannot give the lines apart, so `x-api-key: K` plus `x-api-key: r1` is
+ * counted as "K, r1", while the origin would get both lines and most read
+ * the first (K): a second line with a fresh value each time would be a
+ * fresh bucket for K. Envoy keys on the first line only; what a Worker can
+ * do is make the origin receive what was counted: a value with a comma (two
+ * lines give one) is set back as one line of the forwarded headers. The
+ * other choices were worse: refusing a comma refuses legitimate values
+ * (many headers carry lists), and charging every member multiplies bucket
+ * lookups. Cost: a scan for a comma per keyed header, and a set only when
+ * one is there.
+ */
+function headerKeyReader(name: string): KeyReader {
+  if (PSEUDO_HEADERS.has(name) || !isHttpToken(name)) {
+    const read = requestHeaderReader(name);
+    return (i) => read(i.facts);
+  }
+  return (i) => {
+    const value = i.facts.headers.get(name);
+    if (value === null) return undefined;
+    if (value.includes(",")) i.facts.headers.set(name, value);
+    return value;
+  };
 }
 
 /**

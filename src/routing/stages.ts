@@ -10,7 +10,7 @@ import { DEFAULT_SETTINGS } from "../config/defaults.ts";
 import { sendWithRetries } from "../upstream/attempts.ts";
 import { pickEndpoint } from "../upstream/picker.ts";
 import { requestHash } from "../upstream/hash-key.ts";
-import { NO_UPSTREAM_BODY, replayableBody, sendsNoBody, type UpstreamBody } from "../upstream/request-body.ts";
+import { NO_UPSTREAM_BODY, replayableBody, sendsNoBody, type UnreadableBody, type UpstreamBody } from "../upstream/request-body.ts";
 import { ISTIO_DEFAULT_RETRY } from "../upstream/retry-on.ts";
 import { upstreamsOf } from "../upstream/state.ts";
 import { applyHeaderOps, orderedOps } from "./header-ops.ts";
@@ -251,7 +251,7 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
   const policy = rule.def.retry ?? ctx.settings.defaultRetry ?? ISTIO_DEFAULT_RETRY;
   const limits = ctx.settings.limits;
   // A request without a body (every GET) is not awaited: no turn of the microtask queue for nothing.
-  const upstreamBody: UpstreamBody =
+  const upstreamBody: UpstreamBody | UnreadableBody =
     body === null
       ? NO_UPSTREAM_BODY
       : policy.attempts > 0
@@ -265,6 +265,9 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
   const bodyRead = upstreamBody.type === "stream" && facts.bodyLength === undefined ? (size: number) => (facts.bodyLength = size) : undefined;
   const hashKey = cluster.consistentHash ? requestHash(cluster.consistentHash.key, facts, deps.random) : {};
 
+  // Malformed chunked framing, or a client gone (or half-closed) mid-body: Envoy's codec answers the first 400 (DPE)
+  // and logs the second DC; workerd fails the read alike for both, so both get the 400 (never the catch-all's 500).
+  if (upstreamBody.type === "unreadable") return localReply(badRequest(400, "bad request"), record);
   const started = deps.now();
   const result = await sendWithRetries({
     cluster,

@@ -5,7 +5,7 @@
  * request buffer limit for the same reason); a larger body is streamed and
  * the request gets one attempt.
  */
-import { concatBytes, readAtMost, replay } from "../gateway/bytes.ts";
+import { concatBytes, readAtMost, replay, type BodyHead } from "../gateway/bytes.ts";
 
 export type UpstreamBody =
   | { type: "none" }
@@ -30,18 +30,37 @@ export function sendsNoBody(method: string): boolean {
 }
 
 /**
+ * What `replayableBody` gives for a body that failed while it was read:
+ * malformed chunked framing, or a client that went away (or half-closed)
+ * before the body's end. workerd rejects the read with the same error
+ * ("Network connection lost") for both, so the two cannot be told apart.
+ */
+export interface UnreadableBody {
+  type: "unreadable";
+}
+
+const UNREADABLE_BODY: UnreadableBody = Object.freeze({ type: "unreadable" });
+
+/**
  * Buffers `body` when it is at most `cap` bytes. Without a Content-Length
  * it reads up to `cap`; if the body goes on, the bytes read so far are put
- * back in front of the rest and the result is a stream.
+ * back in front of the rest and the result is a stream. A body that fails
+ * while it is read gives `{ type: "unreadable" }` (the caller answers it; Envoy's
+ * codec answers a malformed body 400 with flag DPE).
  *
  * @example
  * const body = await replayableBody(request.body, "POST", 12, 65_536); // { type: "bytes", ... }
  */
-export async function replayableBody(body: ReadableStream<Uint8Array> | null, method: string, contentLength: number | undefined, cap: number): Promise<UpstreamBody> {
+export async function replayableBody(body: ReadableStream<Uint8Array> | null, method: string, contentLength: number | undefined, cap: number): Promise<UpstreamBody | UnreadableBody> {
   if (body === null || NO_BODY.has(method)) return NO_UPSTREAM_BODY;
   if (contentLength !== undefined && contentLength > cap) return { type: "stream", stream: body, length: contentLength };
   const reader = body.getReader();
-  const head = await readAtMost(reader, cap);
+  let head: BodyHead;
+  try {
+    head = await readAtMost(reader, cap);
+  } catch {
+    return UNREADABLE_BODY;
+  }
   return head.done ? { type: "bytes", bytes: concatBytes(head.chunks, head.size) } : { type: "stream", stream: replay(head.chunks, reader) };
 }
 

@@ -75,20 +75,28 @@ export function retriable(policy: RetryDef, outcome: AttemptOutcome, method: str
     case "connect-failure":
       return on.has("connect-failure") || on.has("reset") || on.has("reset-before-request") || on.has("5xx") || on.has("gateway-error");
     case "per-try-timeout":
-      return on.has("5xx") || on.has("gateway-error") || on.has("reset") || (on.has("retriable-status-codes") && (policy.statusCodes?.includes(504) ?? false));
-    case "response": {
-      const status = outcome.status;
-      if (isCloudflareConnectError(status, outcome.headers) && (on.has("connect-failure") || on.has("reset-before-request"))) return true;
-      if (on.has("5xx") && status >= 500) return true;
-      if (on.has("gateway-error") && (status === 502 || status === 503 || status === 504)) return true;
-      if (on.has("retriable-4xx") && status === 409) return true;
-      if (on.has("retriable-status-codes") && policy.statusCodes?.includes(status)) return true;
+      // Envoy resets the attempt and asks wouldRetryFromReset (LocalReset): only reset, 5xx and gateway-error match,
+      // not a listed 504, which is a status the origin sends.
+      return on.has("5xx") || on.has("gateway-error") || on.has("reset");
+    case "response":
+      // A response an upstream Envoy rate-limited is retried only under envoy-ratelimited, whatever its status
+      // (Envoy's RetryStateImpl::wouldRetryFromHeaders): retrying it under 5xx would press a limiter that said stop.
+      // The header is looked at only when it can change the answer, not on every response.
       if (on.has("envoy-ratelimited") && outcome.headers.has("x-envoy-ratelimited")) return true;
-      const grpc = outcome.headers.get("grpc-status");
-      const token = grpc !== null ? GRPC_TOKENS[grpc.trim()] : undefined;
-      return token !== undefined && on.has(token);
-    }
+      return retriableResponse(policy, on, outcome.status, outcome.headers) && !outcome.headers.has("x-envoy-ratelimited");
   }
+}
+
+/** Whether a response's status or gRPC status is retriable under `on` (x-envoy-ratelimited aside). */
+function retriableResponse(policy: RetryDef, on: ReadonlySet<string>, status: number, headers: Headers): boolean {
+  if (isCloudflareConnectError(status, headers) && (on.has("connect-failure") || on.has("reset-before-request"))) return true;
+  if (on.has("5xx") && status >= 500) return true;
+  if (on.has("gateway-error") && (status === 502 || status === 503 || status === 504)) return true;
+  if (on.has("retriable-4xx") && status === 409) return true;
+  if (on.has("retriable-status-codes") && policy.statusCodes?.includes(status)) return true;
+  const grpc = headers.get("grpc-status");
+  const token = grpc !== null ? GRPC_TOKENS[grpc.trim()] : undefined;
+  return token !== undefined && on.has(token);
 }
 
 /**

@@ -4,16 +4,22 @@
  * real Node origin. Each case has its own namespace, host and policy; a
  * refused request must never reach the origin.
  */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../helpers/gateway.ts";
 import { startIdp, type Idp } from "../helpers/idp.ts";
-import { send, type Reply } from "../helpers/http.ts";
+import { send, sendRaw, type Reply } from "../helpers/http.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 import { requestAuthentication, routedService } from "../helpers/istio-yaml.ts";
 
 let gw: Gateway;
 let app: Origin;
 let idp: Idp;
+/** An origin that records each request's x-api-key lines as sent (Node's req.headers would join them). */
+let keys: Server;
+let keysPort = 0;
+const keyLines: string[][] = [];
 
 /** One namespace per case: `<ns>.rl.test` → `svc.<ns>.internal`, with the policy spec given (YAML, indented under spec). */
 const CASES: Record<string, string> = {
@@ -59,6 +65,12 @@ const CASES: Record<string, string> = {
     limits: [{requests: 2, unit: hour}]
     overrides: [{values: ["vip-*"], limits: [{requests: 4, unit: hour}]}]
     decisionTimeout: 10s`,
+  apikey: `
+  rules:
+  - name: per-key
+    key: ["request.headers[x-api-key]"]
+    limits: [{requests: 2, unit: day}]
+    decisionTimeout: 10s`,
 };
 
 function config(): string {
@@ -70,19 +82,28 @@ function config(): string {
 kind: RateLimitPolicy
 metadata: {name: limits, namespace: ${ns}}
 spec:${spec}`);
-    docs.push(routedService({ hosts: `${ns}.rl.test`, name: "svc", namespace: ns, virtualServiceName: "vs", endpoints: [app.port] }));
+    docs.push(routedService({ hosts: `${ns}.rl.test`, name: "svc", namespace: ns, virtualServiceName: "vs", endpoints: [ns === "apikey" ? keysPort : app.port] }));
   }
   return docs.join("\n---\n");
 }
 
 beforeAll(async () => {
   [app, idp] = await Promise.all([startOrigin("app"), startIdp()]);
+  keys = createServer((req, res) => {
+    const lines: string[] = [];
+    for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]?.toLowerCase() === "x-api-key") lines.push(req.rawHeaders[i + 1] ?? "");
+    keyLines.push(lines);
+    res.end("ok");
+  });
+  await new Promise<void>((resolve) => keys.listen(0, "127.0.0.1", resolve));
+  keysPort = (keys.address() as AddressInfo).port;
   gw = await startGateway(config());
 }, 180_000);
 
 afterAll(async () => {
   await gw?.stop();
   await Promise.all([app, idp].map((s) => s?.close()));
+  await new Promise<void>((resolve) => (keys ? keys.close(() => resolve()) : resolve()));
 });
 
 const reached = (ns: string) => app.received.filter((r) => r.headers["x-forwarded-host"] === `${ns}.rl.test`).length;
@@ -168,5 +189,20 @@ describe("rate limiting through the gateway", () => {
     expect(await run("vip-erin", 5)).toEqual([200, 200, 200, 200, 429]);
     // Without a token the key is missing: not counted.
     for (let i = 0; i < 3; i++) expect((await get("tenants")).status).toBe(200);
+  });
+
+  it("does not let a second header line take a key past its limit: the origin receives the value counted, on one line", async () => {
+    const status = async (lines: string[]) => {
+      const reply = await sendRaw(gw.url, `GET / HTTP/1.1\r\nHost: apikey.rl.test\r\n${lines.map((v) => `x-api-key: ${v}\r\n`).join("")}Connection: close\r\n\r\n`);
+      return Number(reply.split(" ")[1]);
+    };
+    const alone: number[] = [];
+    for (let i = 0; i < 3; i++) alone.push(await status(["K1"]));
+    expect(alone).toEqual([200, 200, 429]);
+    // workerd counts "K1, r<i>" (its Headers join the lines); the origin must not see K1 on a line of its own.
+    for (let i = 0; i < 3; i++) await status(["K1", `r${i}`]);
+    expect(keyLines.filter((lines) => lines.length !== 1)).toEqual([]);
+    expect(keyLines.filter((lines) => lines[0] === "K1").length).toBe(2);
+    expect(keyLines.slice(2)).toEqual([["K1, r0"], ["K1, r1"], ["K1, r2"]]);
   });
 });

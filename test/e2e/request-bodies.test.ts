@@ -7,7 +7,7 @@
  * resets the upstream stream.
  */
 import { createServer, request, type IncomingHttpHeaders, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { connect, type AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startGateway, type Gateway } from "../helpers/gateway.ts";
 import { serviceEntry, virtualService } from "../helpers/istio-yaml.ts";
@@ -51,6 +51,11 @@ spec:
     serviceEntry({ name: "store", namespace: "edge", endpoints: [port] }),
     virtualService({ name: "store", namespace: "edge", hosts: "store.example.com", destination: "store.edge.internal" }),
     virtualService({ name: "once", namespace: "edge", hosts: "once.example.com", destination: "store.edge.internal", routeFields: { retries: "{attempts: 0}" } }),
+    `apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  accessLogging: [{providers: [{name: envoy}]}]`,
   ].join("\n---\n");
   gw = await startGateway(config, { command: "serve" });
 }, 150_000);
@@ -124,5 +129,63 @@ describe("a streamed request body", () => {
     const paths = ["/abandoned-declared", "/abandoned-chunked", "/abandoned-once", "/abandoned-passthrough"];
     await until(() => paths.every((p) => upload(p)?.outcome !== undefined));
     expect(paths.map((p) => [p, upload(p)?.outcome])).toEqual(paths.map((p) => [p, "aborted"]));
+  });
+});
+
+/** Writes `bytes` on a fresh connection (then half-closes it when asked) and returns the status line and body read until close. */
+function raw(bytes: string, halfClose = false): Promise<{ statusLine: string; body: string }> {
+  const url = new URL(gw.url);
+  return new Promise((resolve) => {
+    const socket = connect(Number(url.port), url.hostname, () => {
+      socket.write(bytes);
+      if (halfClose) socket.end();
+    });
+    let out = "";
+    const timer = setTimeout(() => socket.destroy(), 10_000);
+    socket.setEncoding("latin1");
+    socket.on("data", (d: string) => (out += d));
+    socket.on("error", () => {});
+    socket.on("close", () => {
+      clearTimeout(timer);
+      resolve({ statusLine: out.split("\r\n")[0] ?? "", body: out.split("\r\n\r\n")[1] ?? "" });
+    });
+  });
+}
+
+/** The gateway's access log lines (Istio's JSON) for `path`. */
+const logged = (path: string) =>
+  gw
+    .output()
+    .split("\n")
+    .filter((l) => l.startsWith("{") && l.includes('"start_time"'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => l.path === path);
+
+describe("a request body that cannot be read", () => {
+  it("is answered 400 with flag DPE, never 500, and logged: malformed chunked framing, a short Content-Length body, a truncated chunked body", async () => {
+    const head = (path: string, framing: string) => `POST ${path} HTTP/1.1\r\nHost: store.example.com\r\n${framing}\r\n`;
+    const chunked = "Transfer-Encoding: chunked\r\n";
+    const cases: [string, string, boolean][] = [
+      ["/bad-lf", `${head("/bad-lf", `${chunked}Connection: close\r\n`)}5\nhello\n0\n\n`, false],
+      ["/bad-overflow", `${head("/bad-overflow", `${chunked}Connection: close\r\n`)}FFFFFFFFFFFFFFFFF5\r\nhello\r\n0\r\n\r\n`, false],
+      ["/bad-hex", `${head("/bad-hex", `${chunked}Connection: close\r\n`)}zz\r\nhello\r\n0\r\n\r\n`, false],
+      ["/short-length", `${head("/short-length", "Content-Length: 100\r\n")}0123456789`, true],
+      ["/short-chunked", `${head("/short-chunked", chunked)}5\r\nhel`, true],
+    ];
+    const replies = await Promise.all(cases.map(([, bytes, halfClose]) => raw(bytes, halfClose)));
+    // The body is sent chunked (a size line, "bad request", the last chunk).
+    expect(replies.map((r, i) => [cases[i]?.[0], r.statusLine, r.body.includes("bad request")])).toEqual(cases.map(([path]) => [path, "HTTP/1.1 400 Bad Request", true]));
+    // Through the pipeline's result, not the catch-all: the access log has each, with Envoy's codec-error flag.
+    await until(() => cases.every(([path]) => logged(path).length > 0));
+    for (const [path] of cases) expect([path, logged(path)[0]?.response_code, logged(path)[0]?.response_flags]).toEqual([path, 400, "DPE"]);
+    expect(gw.output()).not.toContain("internal error");
+    // None reached the origin as a request.
+    expect(cases.filter(([path]) => upload(path)?.outcome === "complete")).toEqual([]);
+  });
+
+  it("is never a 500 where the body is streamed (a route without retries)", async () => {
+    const reply = await raw("POST /bad-streamed HTTP/1.1\r\nHost: once.example.com\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\nzz\r\n");
+    expect(reply.statusLine).not.toMatch(/ 500 /);
+    expect(upload("/bad-streamed")?.outcome).not.toBe("complete");
   });
 });

@@ -47,17 +47,32 @@ describe("retryOn", () => {
     expect([400, 409, 429].map((s) => retriable(c4, response(s), "GET", false))).toEqual([false, true, false]);
   });
 
-  it("retriable-status-codes retries the listed statuses (504 also covers per-try timeouts)", () => {
+  it("retriable-status-codes retries the listed statuses; a listed 504 does not cover per-try timeouts (Envoy retries those as resets)", () => {
     const p = policy(["retriable-status-codes"], { statusCodes: [429, 504] });
     expect(retriable(p, response(429), "GET", false)).toBe(true);
+    expect(retriable(p, response(504), "GET", false)).toBe(true);
     expect(retriable(p, response(503), "GET", false)).toBe(false);
-    expect(retriable(p, perTry, "GET", false)).toBe(true);
+    expect(retriable(p, perTry, "GET", false)).toBe(false);
+    // Per-try timeouts are retried under reset, 5xx and gateway-error only.
+    expect(["reset", "5xx", "gateway-error", "connect-failure", "reset-before-request"].map((t) => retriable(policy([t]), perTry, "GET", false))).toEqual([true, true, true, false, false]);
   });
 
   it("envoy-ratelimited retries a response carrying x-envoy-ratelimited", () => {
     const p = policy(["envoy-ratelimited"]);
     expect(retriable(p, response(429, { "x-envoy-ratelimited": "true" }), "GET", false)).toBe(true);
+    expect(retriable(p, response(503, { "x-envoy-ratelimited": "true" }), "GET", false)).toBe(true);
     expect(retriable(p, response(429), "GET", false)).toBe(false);
+  });
+
+  it("never retries a response carrying x-envoy-ratelimited without envoy-ratelimited, whatever its status (Envoy's wouldRetryFromHeaders)", () => {
+    const limited = (status: number) => response(status, { "x-envoy-ratelimited": "true" });
+    expect(retriable(policy(["5xx"]), limited(503), "GET", false)).toBe(false);
+    expect(retriable(policy(["gateway-error"]), limited(503), "GET", false)).toBe(false);
+    expect(retriable(policy(["retriable-status-codes"], { statusCodes: [429, 503] }), limited(429), "GET", false)).toBe(false);
+    expect(retriable(policy(["unavailable"]), response(200, { "x-envoy-ratelimited": "true", "grpc-status": "14" }), "GET", false)).toBe(false);
+    // The same responses without the header are retried.
+    expect(retriable(policy(["5xx"]), response(503), "GET", false)).toBe(true);
+    expect(retriable(policy(["5xx", "envoy-ratelimited"]), limited(503), "GET", false)).toBe(true);
   });
 
   it("never matches what a Worker cannot observe: refused-stream, http3-post-connect-failure, retriable-headers", () => {
