@@ -15,7 +15,7 @@ export interface StageTiming {
   attributes: Record<string, string | number | boolean>;
 }
 
-export type AttemptOutcome = "response" | "connect-failure" | "per-try-timeout" | "route-timeout" | "body-too-large";
+export type AttemptOutcome = "response" | "connect-failure" | "per-try-timeout" | "route-timeout" | "body-too-large" | "body-unreadable";
 
 /** One upstream attempt (1 + retries). */
 export interface AttemptTiming {

@@ -78,7 +78,7 @@ export interface AttemptsInput {
 }
 
 /** What one attempt ended with. */
-export type AttemptEnd = { status: number } | { failure: "connect-failure" | "per-try-timeout" | "route-timeout" | "body-too-large" };
+export type AttemptEnd = { status: number } | { failure: "connect-failure" | "per-try-timeout" | "route-timeout" | "body-too-large" | "body-unreadable" };
 
 export interface AttemptObserver {
   /** Just before an attempt is sent; may add headers to it (trace context). */
@@ -110,7 +110,9 @@ export type AttemptsResult =
 type Sent =
   | { kind: "attempt"; outcome: AttemptOutcome; response?: Response; perTryDeadline?: number }
   | { kind: "route-timeout" }
-  | { kind: "body-too-large" };
+  | { kind: "body-too-large" }
+  /** The client's streamed body failed mid-way (malformed framing, or the client left): not the endpoint's fault. */
+  | { kind: "body-unreadable" };
 
 export async function sendWithRetries(input: AttemptsInput): Promise<AttemptsResult> {
   // Abort signals cost workerd real work per fetch, so they exist only when something can abort:
@@ -271,6 +273,12 @@ async function attempts(
       await replace({ reply: badRequest(413, "payload too large"), endpoint });
       return finish();
     }
+    if (sent.kind === "body-unreadable") {
+      // As a buffered body that fails (replayableBody): 400, and no mark against the endpoint's health.
+      input.observer?.ended(attempt, { failure: "body-unreadable" }, undefined);
+      await replace({ reply: badRequest(400, "bad request"), endpoint });
+      return finish();
+    }
     const outcome = sent.outcome;
     const ejection = state.observe(cluster, endpoint, observationOf(outcome), input.waitUntil, input.version);
     input.observer?.ended(attempt, outcome.type === "response" ? { status: outcome.status } : { failure: outcome.type }, ejection);
@@ -308,6 +316,7 @@ async function sendOnce(
 ): Promise<Sent> {
   let perTryTimedOut = false;
   let tooLarge = false;
+  let unreadable = false;
   let over = false;
   const perTryMs = perTryTimeoutOf(input.policy);
   let perTry: ReturnType<typeof setTimeout> | undefined;
@@ -340,8 +349,11 @@ async function sendOnce(
         bodyEnded?.();
         input.bodyRead?.(size);
       },
-      // The client went away mid-upload: reset the upstream request rather than let it look complete.
-      onFailed: () => controller?.abort(),
+      // The client went away mid-upload (or its framing broke): reset the upstream request rather than let it look complete.
+      onFailed: () => {
+        unreadable = true;
+        controller?.abort();
+      },
     });
     body = withDeclaredLength(limited, input.body.length);
   } else startPerTry?.();
@@ -356,6 +368,7 @@ async function sendOnce(
     return { kind: "attempt", outcome: { type: "response", status: response.status, headers: response.headers }, response, perTryDeadline };
   } catch {
     if (tooLarge) return { kind: "body-too-large" };
+    if (unreadable) return { kind: "body-unreadable" };
     if (routeSignal?.aborted) return { kind: "route-timeout" };
     if (perTryTimedOut) return { kind: "attempt", outcome: { type: "per-try-timeout" } };
     return { kind: "attempt", outcome: { type: "connect-failure" } };
