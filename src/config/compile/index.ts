@@ -32,8 +32,8 @@ export async function compile(resources: readonly AnyResource[]): Promise<Compil
 
   const settings = compileSettings(of("GatewayConfig"), diag);
   const gatewayConfig = of("GatewayConfig")[0];
-  const services = new ServiceRegistry(of("ServiceEntry"), of("DestinationRule"), diag, gatewayConfig?.spec.credentials);
   const edge = { labels: gatewayLabels(gatewayConfig, of("Gateway")), namespace: gatewayConfig?.namespace ?? settings.rootNamespace };
+  const services = new ServiceRegistry(of("ServiceEntry"), of("DestinationRule"), diag, gatewayConfig?.spec.credentials, { gateway: edge.namespace, root: settings.rootNamespace });
   const { hosts, virtualHosts, rules } = buildVirtualHosts(of("VirtualService"), of("Gateway"), gatewayConfig?.spec.gatewayLabels, services, diag, edge);
   const security = compileSecurity(
     {

@@ -17,6 +17,7 @@ import { takesEverything } from "./catch-all.ts";
 import { compileCohort, compileCors, compileFault, compileMirrors } from "./route-extras.ts";
 import { compileRetry } from "./retries.ts";
 import type { ServiceRegistry } from "./services.ts";
+import { resolveGatewayName } from "./gateway-names.ts";
 
 export interface CompiledRoute {
   name: string;
@@ -88,7 +89,7 @@ function compileRule(vs: Resource<"VirtualService">, route: HTTPRoute, index: nu
       return;
     }
     const entry: CompiledRoute = { name: routeName(route.name, m.name), match: compiled };
-    if (m.gateways?.length) entry.gateways = m.gateways.map((g) => (g === "mesh" || g.includes("/") ? g : `${vs.namespace}/${g}`));
+    if (m.gateways?.length) entry.gateways = m.gateways.map((g) => resolveGatewayName(g, vs.namespace));
     matches.push(entry);
   });
   if (matches.length === 0 && !(route.match && route.match.length > 0)) matches.push({ name: route.name ?? "", match: {} });

@@ -2,6 +2,14 @@
  * The service registry: ServiceEntry hosts, their ports and endpoints, and
  * the DestinationRules that shape them, resolved into clusters named the
  * way Istio names them (`outbound|<port>|<subset>|<host>`).
+ *
+ * A service's DestinationRules are found as an Istio gateway finds them
+ * (PushContext.destinationRule): in the gateway's namespace (unless that is
+ * the root namespace), else the service's namespace, else the root
+ * namespace; within the first namespace that has one, the most specific
+ * host wins, and that host's rules merge oldest first. A rule in any other
+ * namespace does not apply. `exportTo` is ignored, so every rule counts as
+ * exported everywhere (Istio's default).
  */
 import type { ClusterDef, EndpointDef } from "../snapshot.ts";
 import type { TrafficPolicy } from "../schema/networking.ts";
@@ -10,6 +18,7 @@ import type { Diagnostics, FieldPath } from "./diagnostics.ts";
 import { canonicalHost, expandShortName, hostMatches, specificity } from "./hosts.ts";
 import { localityProblem } from "../../upstream/locality.ts";
 import { checkTrafficPolicy, credentialResolver, upstreamPolicy, type CredentialResolver, type PolicyParts } from "./upstream-policy.ts";
+import { byCreationTime } from "./creation-order.ts";
 
 export interface ServicePort {
   number: number;
@@ -27,6 +36,14 @@ export interface Service {
   wildcard: boolean;
 }
 
+/** Where DestinationRules are looked up besides the service's own namespace. */
+export interface RuleNamespaces {
+  /** The gateway's namespace: the GatewayConfig's, else the root namespace. */
+  gateway: string;
+  /** GatewayConfig `rootNamespace`. */
+  root: string;
+}
+
 interface MergedRule {
   resources: Resource<"DestinationRule">[];
   trafficPolicy?: TrafficPolicy;
@@ -37,7 +54,9 @@ const TLS_PROTOCOLS = new Set(["HTTPS", "TLS"]);
 
 export class ServiceRegistry {
   private readonly services = new Map<string, Service>();
-  private readonly rules: Resource<"DestinationRule">[];
+  /** DestinationRules by namespace, oldest first, with their expanded hosts. */
+  private readonly rulesByNamespace = new Map<string, { rule: Resource<"DestinationRule">; host: string }[]>();
+  private readonly namespaces: RuleNamespaces;
   private readonly mergedRules = new Map<string, MergedRule | undefined>();
   readonly clusters: Record<string, ClusterDef> = {};
 
@@ -47,17 +66,25 @@ export class ServiceRegistry {
   /**
    * @param credentials GatewayConfig `credentials`: DestinationRule
    *   credentialName → the Worker binding presenting the client certificate.
+   * @param namespaces the gateway's and the root namespace, where
+   *   DestinationRules are looked up besides the service's namespace.
    */
   constructor(
     entries: Resource<"ServiceEntry">[],
     rules: Resource<"DestinationRule">[],
     diag: Diagnostics,
-    credentials?: { credentialName: string; binding: string }[],
+    credentials: { credentialName: string; binding: string }[] | undefined,
+    namespaces: RuleNamespaces,
   ) {
     this.diag = diag;
-    this.rules = rules;
+    this.namespaces = namespaces;
     this.credentials = credentialResolver(credentials);
     for (const entry of entries) this.addEntry(entry);
+    for (const rule of [...rules].sort(byCreationTime)) {
+      const list = this.rulesByNamespace.get(rule.namespace) ?? [];
+      list.push({ rule, host: expandShortName(rule.spec.host, rule.namespace) });
+      this.rulesByNamespace.set(rule.namespace, list);
+    }
     for (const rule of rules) this.checkRule(rule);
   }
 
@@ -220,9 +247,14 @@ export class ServiceRegistry {
 
   private checkRule(rule: Resource<"DestinationRule">): void {
     const host = expandShortName(rule.spec.host, rule.namespace);
-    const matches = [...this.services.values()].some((s) => hostMatches(host, s.host) || hostMatches(s.host, host));
-    if (!matches) {
+    const matching = [...this.services.values()].filter((s) => hostMatches(host, s.host) || hostMatches(s.host, host));
+    const { gateway, root } = this.namespaces;
+    if (matching.length === 0) {
       this.diag.warn(rule, ["spec", "host"], `no ServiceEntry host matches ${host}; this DestinationRule has no effect`);
+    } else if (rule.namespace !== gateway && rule.namespace !== root && !matching.some((s) => s.namespace === rule.namespace)) {
+      const homes = `the service's namespace (${[...new Set(matching.map((s) => s.namespace))].join(", ")})`;
+      const where = gateway === root ? `${homes} and the root namespace (${root}, its own)` : `its own namespace (${gateway}), ${homes} and the root namespace (${root})`;
+      this.diag.warn(rule, ["metadata", "namespace"], `this DestinationRule has no effect: as in Istio, the gateway looks up DestinationRules in ${where}; move it to one of them`);
     }
     rule.spec.subsets?.forEach((s, i) => {
       if (rule.spec.subsets?.findIndex((o) => o.name === s.name) !== i) {
@@ -243,11 +275,31 @@ export class ServiceRegistry {
   /** The DestinationRules for a service merged as Istio merges them. */
   private ruleFor(service: Service): MergedRule | undefined {
     if (this.mergedRules.has(service.host)) return this.mergedRules.get(service.host);
-    const candidates = this.rules
-      .map((r) => ({ r, host: expandShortName(r.spec.host, r.namespace) }))
-      .filter(({ host }) => hostMatches(host, service.host));
-    const best = Math.max(-1, ...candidates.map((c) => specificity(c.host)));
-    const chosen = candidates.filter((c) => specificity(c.host) === best).map((c) => c.r);
+    const merged = this.merge(service, this.rulesFor(service));
+    this.mergedRules.set(service.host, merged);
+    return merged;
+  }
+
+  /**
+   * Istio's PushContext.destinationRule: the gateway's namespace (skipped
+   * when it is the root namespace, whose rules count as exported and come
+   * last), then the service's, then the root namespace; in the first with a
+   * match, the rules for the most specific matching host, oldest first.
+   */
+  private rulesFor(service: Service): Resource<"DestinationRule">[] {
+    const { gateway, root } = this.namespaces;
+    const order = gateway === root ? [service.namespace, root] : [gateway, service.namespace, root];
+    for (const namespace of new Set(order)) {
+      const candidates = (this.rulesByNamespace.get(namespace) ?? []).filter((c) => hostMatches(c.host, service.host));
+      if (candidates.length === 0) continue;
+      const best = candidates.reduce((a, b) => (specificity(b.host) > specificity(a.host) ? b : a));
+      return candidates.filter((c) => c.host === best.host).map((c) => c.rule);
+    }
+    return [];
+  }
+
+  /** Istio's mergeDestinationRule: the first rule's top-level policy and the first definition of each subset win. */
+  private merge(service: Service, chosen: Resource<"DestinationRule">[]): MergedRule | undefined {
     let merged: MergedRule | undefined;
     for (const rule of chosen) {
       if (!merged) {
@@ -273,7 +325,6 @@ export class ServiceRegistry {
         merged?.subsets.set(s.name, subset);
       });
     }
-    this.mergedRules.set(service.host, merged);
     return merged;
   }
 }

@@ -56,6 +56,15 @@ export function checkTrafficPolicy(
     const v = http?.[field];
     if (v !== undefined && v < 0) error([...path, "connectionPool", "http", field], "expected a number >= 0");
   }
+  // Requests only wait for a free http2MaxRequests slot here: Envoy's HTTP/1 pool makes them wait for one of
+  // tcp.maxConnections connections, which a Worker does not have (Istio's circuit-breaking task relies on that).
+  if ((http?.http1MaxPendingRequests ?? 0) > 0 && !((http?.http2MaxRequests ?? 0) > 0)) {
+    const tcp = policy.connectionPool?.tcp?.maxConnections;
+    warn(
+      [...path, "connectionPool", "http", "http1MaxPendingRequests"],
+      `has no effect without connectionPool.http.http2MaxRequests: at the edge requests wait only for a free http2MaxRequests slot, as a Worker has no connection pool${tcp ? ` (tcp.maxConnections is ignored)` : ""}; set http2MaxRequests to the number of requests allowed in flight${tcp ? ` (${tcp}, to match Envoy's one request per HTTP/1.1 connection)` : ""}`,
+    );
+  }
   const od = policy.outlierDetection;
   if (od) {
     for (const field of ["interval", "baseEjectionTime"] as const) {

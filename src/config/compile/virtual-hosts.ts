@@ -8,8 +8,9 @@
  * - A Gateway whose selector GatewayConfig `gatewayLabels` does not cover is
  *   left out with a warning, as is a VirtualService bound only to such
  *   Gateways.
- * - Several VirtualServices for one host merge: their rules keep their own
- *   order, and catch-all routes move to the end (Istio's gateway merge).
+ * - Several VirtualServices for one host merge oldest first (creation
+ *   time, then name, then namespace): their rules keep their own order, and
+ *   catch-all routes move to the end (Istio's gateway merge).
  * - A MESH_EXTERNAL ServiceEntry host (Istio's default location) that no
  *   VirtualService covers gets Istio's default route to that service, which
  *   is how the edge serves egress. MESH_INTERNAL hosts are origins behind
@@ -22,6 +23,8 @@ import { configuredGatewayLabels } from "./security-targets.ts";
 import { expandShortName, hostMatches, intersectHosts, specificity } from "./hosts.ts";
 import { matchesEveryRequest, reachableRules } from "./catch-all.ts";
 import { compileHttpRules, type CompiledRule, type EdgeWorkload } from "./rules.ts";
+import { MESH_GATEWAY, resolveGatewayName } from "./gateway-names.ts";
+import { byCreationTime } from "./creation-order.ts";
 import type { Service, ServiceRegistry } from "./services.ts";
 
 interface ServerBinding {
@@ -63,12 +66,8 @@ export function buildVirtualHosts(
     return e;
   };
 
-  // Order VirtualServices by creation time when known, then by where they were written.
-  const ordered = [...virtualServices].sort((a, b) => {
-    const ta = a.metadata.creationTimestamp ?? "";
-    const tb = b.metadata.creationTimestamp ?? "";
-    return ta === tb ? 0 : ta < tb ? -1 : 1;
-  });
+  // Istio merges a host's VirtualServices oldest first, ties broken by name, then namespace.
+  const ordered = [...virtualServices].sort(byCreationTime);
 
   for (const vs of ordered) {
     const hosts = edgeHosts(vs, gateways, applied, servers, diag);
@@ -199,19 +198,20 @@ function edgeHosts(
   if (allGateways.length === 0) return vsHosts.map((host) => ({ host, httpsRedirect: false, through: new Set<string>() }));
 
   const refs = vs.spec.gateways ?? [];
-  if (refs.length === 0 || refs.every((r) => r === "mesh")) {
+  if (refs.length === 0 || refs.every((r) => r === MESH_GATEWAY)) {
     diag.warn(vs, ["spec", "gateways"], "not bound to a Gateway (no gateways means mesh only); ignored at the edge");
     return [];
   }
   const bound: Resource<"Gateway">[] = [];
   const unselected: string[] = [];
-  refs.forEach((ref, i) => {
-    if (ref === "mesh") return;
-    const [ns, name] = ref.includes("/") ? (ref.split("/", 2) as [string, string]) : [vs.namespace, ref];
-    const gateway = applied.find((g) => g.namespace === ns && g.name === name);
+  const named = (g: Resource<"Gateway">, ref: string) => `${g.namespace}/${g.name}` === ref;
+  refs.forEach((raw, i) => {
+    if (raw === MESH_GATEWAY) return;
+    const ref = resolveGatewayName(raw, vs.namespace);
+    const gateway = applied.find((g) => named(g, ref));
     if (gateway) bound.push(gateway);
-    else if (allGateways.some((g) => g.namespace === ns && g.name === name)) unselected.push(`${ns}/${name}`);
-    else diag.warn(vs, ["spec", "gateways", i], `no Gateway ${ns}/${name} is defined; this binding is ignored`);
+    else if (allGateways.some((g) => named(g, ref))) unselected.push(ref);
+    else diag.warn(vs, ["spec", "gateways", i], `no Gateway ${ref}${raw.includes(".") ? ` (from "${raw}")` : ""} is defined; this binding is ignored`);
   });
   if (bound.length === 0 && unselected.length > 0) {
     diag.warn(vs, ["spec", "gateways"], `bound only to Gateways GatewayConfig gatewayLabels does not select (${unselected.join(", ")}); ignored at the edge`);

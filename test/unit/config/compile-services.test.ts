@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { effectivePolicy } from "../../../src/config/compile/services.ts";
 import type { TrafficPolicy } from "../../../src/config/schema/networking.ts";
 import type { RuleDef } from "../../../src/config/snapshot.ts";
-import { build, doc, errors, serviceEntry, snapshotOf, virtualService, warnings } from "../support.ts";
+import { build, doc, errors, serviceEntry, snapshotOf, virtualService, warnings, type Doc } from "../support.ts";
 
 const destinationsOf = (rule: RuleDef | undefined) => (rule?.action.type === "route" ? rule.action.destinations : []);
 
@@ -276,5 +276,64 @@ describe("traffic policies", () => {
   it("warns about a DestinationRule whose host no ServiceEntry declares", async () => {
     const result = await build(se, doc("DestinationRule", "ghost", { host: "ghost.example.com" }));
     expect(warnings(result)).toEqual([expect.stringMatching(/DestinationRule\/default\/ghost: spec\.host: no ServiceEntry host matches ghost\.example\.com; this DestinationRule has no effect$/)]);
+  });
+});
+
+describe("DestinationRule lookup across namespaces (Istio's PushContext.destinationRule)", () => {
+  const se = serviceEntry("svc", ["svc.edge.internal"], {
+    location: "MESH_INTERNAL",
+    resolution: "STATIC",
+    endpoints: [
+      { address: "10.0.0.1", labels: { v: "a" } },
+      { address: "10.0.0.2", labels: { v: "b" } },
+    ],
+  }, "edge");
+  const route = virtualService("v", ["app.example.com"], [{ route: [{ destination: { host: "svc.edge.internal", subset: "pick" } }] }], {}, "edge");
+  /** A DestinationRule defining subset `pick` as the endpoints labelled `v`. */
+  const pick = (name: string, namespace: string, v: string, host = "svc.edge.internal") => doc("DestinationRule", name, { host, subsets: [{ name: "pick", labels: { v } }] }, namespace);
+  const picked = async (...docs: Doc[]) => (await snapshotOf(se, route, ...docs)).clusters["outbound|80|pick|svc.edge.internal"]?.endpoints.map((e) => e.address);
+
+  it("prefers the service's namespace to the root namespace, whatever the file order, without merging them", async () => {
+    const result = await build(se, route, pick("root-dr", "istio-system", "a"), pick("svc-dr", "edge", "b"));
+    expect(warnings(result)).toEqual([]);
+    expect(result.snapshot?.clusters["outbound|80|pick|svc.edge.internal"]?.endpoints.map((e) => e.address)).toEqual(["10.0.0.2"]);
+    // The root namespace's rule applies when the service's namespace has none.
+    expect(await picked(pick("root-dr", "istio-system", "a"))).toEqual(["10.0.0.1"]);
+  });
+
+  it("merges the rules of one namespace oldest first (creation time, then name), not in file order", async () => {
+    const created = (d: Doc, creationTimestamp: string): Doc => ({ ...d, metadata: { ...d.metadata, creationTimestamp } });
+    const result = await build(se, route, created(pick("newer", "edge", "a"), "2025-06-01T00:00:00Z"), created(pick("older", "edge", "b"), "2024-01-01T00:00:00Z"));
+    expect(warnings(result)).toEqual([
+      expect.stringMatching(/DestinationRule\/edge\/newer: spec\.subsets\[0\]: ignored: subset "pick" of svc\.edge\.internal is already defined \(Istio keeps the first\)$/),
+    ]);
+    expect(result.snapshot?.clusters["outbound|80|pick|svc.edge.internal"]?.endpoints.map((e) => e.address)).toEqual(["10.0.0.2"]);
+    expect(await picked(pick("zz", "edge", "a"), pick("aa", "edge", "b"))).toEqual(["10.0.0.2"]);
+  });
+
+  it("takes the most specific host within the first namespace that has a match, even a wildcard over another namespace's exact host", async () => {
+    expect(await picked(pick("exact-root", "istio-system", "a"), pick("wild-svc", "edge", "b", "*.edge.internal"))).toEqual(["10.0.0.2"]);
+    expect(await picked(pick("wild", "edge", "a", "*.edge.internal"), pick("exact", "edge", "b"))).toEqual(["10.0.0.2"]);
+  });
+
+  it("looks in the gateway's namespace (the GatewayConfig's) first when it is not the root namespace", async () => {
+    const config = doc("GatewayConfig", "gw", {}, "ingress");
+    expect(await picked(config, pick("svc-dr", "edge", "a"), pick("gw-dr", "ingress", "b"))).toEqual(["10.0.0.2"]);
+    // Without a GatewayConfig the gateway is in the root namespace, whose rules come after the service's.
+    expect(await picked(pick("svc-dr", "edge", "a"), pick("gw-dr", "istio-system", "b"))).toEqual(["10.0.0.1"]);
+  });
+
+  it("ignores, with a warning, a rule in a namespace that is neither the gateway's, the service's nor the root", async () => {
+    const foreign = doc("DestinationRule", "foreign", { host: "svc.edge.internal", trafficPolicy: { connectionPool: { http: { http2MaxRequests: 1 } } } }, "team");
+    const result = await build(se, virtualService("v", ["app.example.com"], [{ route: [{ destination: { host: "svc.edge.internal" } }] }], {}, "edge"), foreign);
+    expect(warnings(result)).toEqual([
+      expect.stringMatching(
+        /DestinationRule\/team\/foreign: metadata\.namespace: this DestinationRule has no effect: as in Istio, the gateway looks up DestinationRules in the service's namespace \(edge\) and the root namespace \(istio-system, its own\); move it to one of them$/,
+      ),
+    ]);
+    expect(result.snapshot?.clusters["outbound|80||svc.edge.internal"]?.connectionPool).toBeUndefined();
+    expect(warnings(await build(se, doc("GatewayConfig", "gw", {}, "ingress"), foreign))).toEqual([
+      expect.stringMatching(/in its own namespace \(ingress\), the service's namespace \(edge\) and the root namespace \(istio-system\); move it/),
+    ]);
   });
 });

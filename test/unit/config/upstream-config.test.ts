@@ -236,6 +236,25 @@ spec:
     ]);
   });
 
+  it("warns that http1MaxPendingRequests does nothing without http2MaxRequests (Istio's circuit-breaking task DestinationRule)", async () => {
+    const problems = await messages(
+      service,
+      route(),
+      rule(`  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 1}
+      http: {http1MaxPendingRequests: 1, maxRequestsPerConnection: 1}
+  subsets:
+  - name: v1
+    trafficPolicy:
+      connectionPool: {http: {http1MaxPendingRequests: 2}}`),
+    );
+    expect(problems.filter((p) => p.includes("http1MaxPendingRequests"))).toEqual([
+      "warning spec.trafficPolicy.connectionPool.http.http1MaxPendingRequests: has no effect without connectionPool.http.http2MaxRequests: at the edge requests wait only for a free http2MaxRequests slot, as a Worker has no connection pool (tcp.maxConnections is ignored); set http2MaxRequests to the number of requests allowed in flight (1, to match Envoy's one request per HTTP/1.1 connection)",
+      "warning spec.subsets[0].trafficPolicy.connectionPool.http.http1MaxPendingRequests: has no effect without connectionPool.http.http2MaxRequests: at the edge requests wait only for a free http2MaxRequests slot, as a Worker has no connection pool; set http2MaxRequests to the number of requests allowed in flight",
+    ]);
+  });
+
   it("no longer warns that these fields are not enforced", async () => {
     const problems = await messages(
       service,

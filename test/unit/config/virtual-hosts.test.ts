@@ -4,6 +4,7 @@
  * ServiceEntry default routes.
  */
 import { describe, expect, it } from "vitest";
+import { resolveGatewayName } from "../../../src/config/compile/gateway-names.ts";
 import { hostMatches, intersectHosts } from "../../../src/config/compile/hosts.ts";
 import type { Snapshot } from "../../../src/config/snapshot.ts";
 import { runPipeline } from "../../../src/gateway/pipeline.ts";
@@ -71,6 +72,30 @@ describe("with Gateway resources", () => {
     );
     expect(served(result.snapshot!)).toEqual({ "a.example.com": ["a"], "b.example.com": ["b"] });
     expect(warnings(result)).toEqual([expect.stringMatching(/VirtualService\/apps\/wrongns: spec\.gateways\[0\]: no Gateway apps\/gw is defined; this binding is ignored$/)]);
+  });
+
+  it("resolves ./name and the legacy name.ns[.svc.cluster.local] forms in gateways and match.gateways, as Istio does", async () => {
+    const result = await build(
+      gateway("public", ["shop.example.com"], "shop"),
+      virtualService("dot", ["shop.example.com"], [direct("dot", { match: [{ uri: { prefix: "/dot" } }] })], { gateways: ["./public"] }, "shop"),
+      virtualService("fqdn", ["shop.example.com"], [direct("fqdn", { match: [{ uri: { prefix: "/fqdn" } }] })], { gateways: ["public.shop.svc.cluster.local"] }, "other"),
+      virtualService("matches", ["shop.example.com"], [
+        direct("match dot", { match: [{ uri: { prefix: "/m1" }, gateways: ["./public"] }] }),
+        direct("match fqdn", { match: [{ uri: { prefix: "/m2" }, gateways: ["public.shop.svc.cluster.local"] }] }),
+        direct("match elsewhere", { match: [{ uri: { prefix: "/m3" }, gateways: ["./other"] }] }),
+      ], { gateways: ["public"] }, "shop"),
+      virtualService("short", ["shop.example.com"], [direct("short", { match: [{ uri: { prefix: "/short" } }] })], { gateways: ["public.shop"] }, "other"),
+    );
+    expect(warnings(result)).toEqual([]);
+    expect(served(result.snapshot!)).toEqual({ "shop.example.com": ["dot", "fqdn", "match dot", "match fqdn", "short"] });
+  });
+
+  it("names the resolved Gateway and what was written when a dotted reference finds none", async () => {
+    const result = await build(gateway("public", ["*"], "shop"), virtualService("v", ["a.example.com"], [direct("v")], { gateways: ["./nope", "public.other.svc.cluster.local"] }, "shop"));
+    expect(warnings(result)).toEqual([
+      expect.stringMatching(/VirtualService\/shop\/v: spec\.gateways\[0\]: no Gateway shop\/nope \(from "\.\/nope"\) is defined; this binding is ignored$/),
+      expect.stringMatching(/spec\.gateways\[1\]: no Gateway other\/public \(from "public\.other\.svc\.cluster\.local"\) is defined/),
+    ]);
   });
 
   it("serves only the hosts the VirtualService shares with the Gateway's servers", async () => {
@@ -164,6 +189,8 @@ describe("with Gateway resources", () => {
 });
 
 describe("several VirtualServices for one host", () => {
+  const at = (d: Doc, creationTimestamp: string): Doc => ({ ...d, metadata: { ...d.metadata, creationTimestamp } });
+
   it("merge in creation order, each keeping its own order, with catch-all routes moved last", async () => {
     const older = virtualService("older", ["app.example.com"], [direct("older /a", { match: [{ uri: { prefix: "/a" } }] }), direct("older catch-all")]);
     const newer = virtualService("newer", ["app.example.com"], [direct("newer /b", { match: [{ uri: { prefix: "/b" } }] }), direct("newer /c", { match: [{ uri: { exact: "/c" } }] })]);
@@ -171,6 +198,32 @@ describe("several VirtualServices for one host", () => {
     (newer.metadata as Record<string, unknown>).creationTimestamp = "2024-06-01T00:00:00Z";
     const snapshot = await snapshotOf(newer, older);
     expect(served(snapshot)).toEqual({ "app.example.com": ["older /a", "newer /b", "newer /c", "older catch-all"] });
+  });
+
+  it("break creation-time ties by name, then namespace, not by file order (Istio's sortConfigByCreationTime)", async () => {
+    const same = "2024-01-01T00:00:00Z";
+    const snapshot = await snapshotOf(
+      at(virtualService("b", ["app.example.com"], [direct("b", { match: [{ uri: { prefix: "/b" } }] })], {}, "x"), same),
+      at(virtualService("a", ["app.example.com"], [direct("a in y", { match: [{ uri: { prefix: "/ay" } }] })], {}, "y"), same),
+      at(virtualService("a", ["app.example.com"], [direct("a in x", { match: [{ uri: { prefix: "/ax" } }] })], {}, "x"), same),
+    );
+    expect(served(snapshot)).toEqual({ "app.example.com": ["a in x", "a in y", "b"] });
+    // Without timestamps (zero time in Istio) the name decides too.
+    const untimed = await snapshotOf(
+      virtualService("z", ["app.example.com"], [direct("z", { match: [{ uri: { prefix: "/z" } }] })]),
+      virtualService("m", ["app.example.com"], [direct("m", { match: [{ uri: { prefix: "/m" } }] })]),
+    );
+    expect(served(untimed)).toEqual({ "app.example.com": ["m", "z"] });
+  });
+
+  it("compare creation times as times, not as strings", async () => {
+    const snapshot = await snapshotOf(
+      // 00:00:00.5Z is later than 00:00:00Z, though "." sorts before "Z"; 01:00:00+02:00 is 23:00 the day before.
+      at(virtualService("a", ["app.example.com"], [direct("fraction", { match: [{ uri: { prefix: "/f" } }] })]), "2024-01-01T00:00:00.5Z"),
+      at(virtualService("b", ["app.example.com"], [direct("whole", { match: [{ uri: { prefix: "/w" } }] })]), "2024-01-01T00:00:00Z"),
+      at(virtualService("c", ["app.example.com"], [direct("offset", { match: [{ uri: { prefix: "/o" } }] })]), "2024-01-01T01:00:00+02:00"),
+    );
+    expect(served(snapshot)).toEqual({ "app.example.com": ["offset", "whole", "fraction"] });
   });
 
   it("moves only the catch-all match of a rule, not its other match blocks (Istio sorts Envoy routes)", async () => {
@@ -235,6 +288,17 @@ describe("the host table", () => {
       ["api.", "api.*"],
     ]);
     expect(name(snapshot.hosts.any)).toBe("*");
+  });
+});
+
+describe("gateway references", () => {
+  it("resolveGatewayName: name, ./name, ns/name, name.ns, name.ns.svc.cluster.local and mesh", () => {
+    expect(resolveGatewayName("public", "shop")).toBe("shop/public");
+    expect(resolveGatewayName("./public", "shop")).toBe("shop/public");
+    expect(resolveGatewayName("edge/public", "shop")).toBe("edge/public");
+    expect(resolveGatewayName("public.edge", "shop")).toBe("edge/public");
+    expect(resolveGatewayName("public.edge.svc.cluster.local", "shop")).toBe("edge/public");
+    expect(resolveGatewayName("mesh", "shop")).toBe("mesh");
   });
 });
 
