@@ -167,6 +167,8 @@ export interface DestinationDef {
   cluster: string;
   weight: number;
   headers?: HeadersDef;
+  /** The destination's own authority rewrite (`host` in its request `set`); the rule's `rewrite.authority` wins. */
+  authority?: string;
 }
 
 export interface RedirectDef {

@@ -50,6 +50,17 @@ export function badRequest(status: 400 | 413 | 414 | 431, reason: string): Local
 const NULL_BODY_STATUS = new Set([101, 204, 205, 304]);
 
 /**
+ * True when a response with this status cannot carry a body: the body of a
+ * reply (or a direct response) with it is dropped, as the HTTP codec drops it.
+ *
+ * @example
+ * isNullBodyStatus(204) // true
+ */
+export function isNullBodyStatus(status: number): boolean {
+  return NULL_BODY_STATUS.has(status);
+}
+
+/**
  * The client response for a local reply. A reply with a body and no
  * Content-Type of its own gets `text/plain` (Envoy's local-reply rule): an
  * external authorizer's JSON or HTML denial keeps its type. Repeated

@@ -32,8 +32,10 @@ export function decideCors(cors: Cors, method: string, headers: Headers): CorsDe
   const preflight = method === "OPTIONS" && !!requestedMethod;
   const d = cors.def;
   if (preflight) {
-    if (!allowed) return d.unmatchedPreflights === "IGNORE" ? { type: "preflight", headers: {} } : { type: "none" };
-    const out: Record<string, string> = { "access-control-allow-origin": origin };
+    if (!allowed && d.unmatchedPreflights !== "IGNORE") return { type: "none" };
+    // Envoy's cors_filter answers an unmatched preflight it does not forward with every header but
+    // Access-Control-Allow-Origin (credentials, methods, headers, max age), so the browser still refuses it.
+    const out: Record<string, string> = allowed ? { "access-control-allow-origin": origin } : {};
     if (d.allowCredentials) out["access-control-allow-credentials"] = "true";
     if (d.allowMethods) out["access-control-allow-methods"] = d.allowMethods === "*" ? requestedMethod : d.allowMethods;
     if (d.allowHeaders) {

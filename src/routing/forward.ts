@@ -41,11 +41,22 @@ export interface UpstreamRequest {
 
 export type ForwardResult = { ok: true; response: Response } | { ok: false; reply: LocalReply };
 
-/** The URL for an endpoint; a dynamic cluster connects to the request's own host. */
+/**
+ * The URL for an endpoint; a dynamic cluster connects to the request's own host.
+ * The path always starts with `/`: a rewrite can leave one without (`^/api(.*)$` → `\1`),
+ * and pasted after the port, `@other:81/x` would turn the endpoint into userinfo and send
+ * the request to another origin. Envoy always connects to the cluster's endpoint whatever
+ * the `:path`; the `/` keeps it so.
+ *
+ * @example
+ * endpointUrl(httpCluster, { address: "10.0.0.1", port: 8080, labels: {}, weight: 1 }, "a.test", "@evil:81/x", "q=1")
+ * // "http://10.0.0.1:8080/@evil:81/x?q=1"
+ */
 export function endpointUrl(cluster: ClusterDef, endpoint: EndpointDef, requestHost: string, path: string, query: string): string {
   const address = cluster.dynamicAddress ? requestHost : endpoint.address;
   const host = address.includes(":") && !address.startsWith("[") ? `[${address}]` : address;
-  return `${cluster.scheme}://${host}:${endpoint.port}${path}${query ? `?${query}` : ""}`;
+  const rooted = path.charCodeAt(0) === 47 ? path : `/${path}`;
+  return `${cluster.scheme}://${host}:${endpoint.port}${rooted}${query ? `?${query}` : ""}`;
 }
 
 /**

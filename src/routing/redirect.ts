@@ -13,8 +13,9 @@ const DEFAULT_PORT: Record<string, number> = { http: 80, https: 443 };
 export function redirectLocation(r: RedirectDef, facts: RequestFacts, uriMatch: StringMatchDef | undefined): string {
   const scheme = r.scheme ?? facts.scheme;
   let host = facts.host;
-  let port: number | undefined = facts.authority.includes(":") && !facts.authority.endsWith("]") ? facts.port : undefined;
-  if (r.authority !== undefined) {
+  // The Host header's port (facts.port is the listener's, which only FROM_REQUEST_PORT uses, as Istio's ApplyRedirect).
+  let port: number | undefined = facts.authority.includes(":") && !facts.authority.endsWith("]") ? Number(facts.authority.slice(facts.authority.lastIndexOf(":") + 1)) : undefined;
+  if (r.authority) {
     const colon = r.authority.lastIndexOf(":");
     if (colon > 0 && !r.authority.endsWith("]") && /^\d+$/.test(r.authority.slice(colon + 1))) {
       host = r.authority.slice(0, colon);
@@ -24,16 +25,21 @@ export function redirectLocation(r: RedirectDef, facts: RequestFacts, uriMatch: 
       port = undefined;
     }
   }
+  // FROM_PROTOCOL_DEFAULT sets no port_redirect in Istio (ApplyRedirect), so Envoy keeps the
+  // Host's port as it does with no port setting at all (processRequestHost).
   if (r.port !== undefined) port = r.port;
-  else if (r.derivePort === "FROM_PROTOCOL_DEFAULT") port = undefined;
   else if (r.derivePort === "FROM_REQUEST_PORT") port = facts.port;
   else if (scheme !== facts.scheme && port === DEFAULT_PORT[facts.scheme]) port = undefined;
   if (port === DEFAULT_PORT[scheme]) port = undefined;
 
-  const path = r.uri ?? (r.prefixRewrite !== undefined ? replacePrefix(facts.path, uriMatch, r.prefixRewrite) : facts.path);
+  // An empty uri or prefixRewrite is no rewrite, as in Envoy (empty path_redirect / prefix_rewrite).
+  const path = r.uri ? r.uri : r.prefixRewrite ? replacePrefix(facts.path, uriMatch, r.prefixRewrite) : facts.path;
   // Envoy's path_redirect: a query string in the redirect uri replaces the request's.
   const query = r.uri?.includes("?") || !facts.query ? "" : `?${facts.query}`;
-  return `${scheme}://${host}${port !== undefined ? `:${port}` : ""}${path}${query}`;
+  // Envoy's newUri puts a `/` before a path without one: pasted after the host, `uri: new` or a
+  // rewritten `@evil.example/x` would otherwise change the Location's host.
+  const rooted = path.charCodeAt(0) === 47 ? path : `/${path}`;
+  return `${scheme}://${host}${port !== undefined ? `:${port}` : ""}${rooted}${query}`;
 }
 
 /**

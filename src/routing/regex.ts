@@ -72,6 +72,9 @@ function wrap(re: RE2JS): Regex {
     fullMatch: (input) => re.matches(input),
     replaceAll: (input, template) => {
       const parts = parseTemplate(template);
+      // RE2's GlobalReplace refuses a group the pattern lacks and Envoy keeps the path (the
+      // CLI refuses such a config; this is for a Snapshot written by something else).
+      if (highestGroup(parts) > re.groupCount()) return input;
       return re.matcher(input).replaceAll((...args: unknown[]) => {
         let out = "";
         for (const part of parts) out += typeof part === "string" ? part : String(args[part] ?? "");
@@ -121,6 +124,28 @@ export function regexError(pattern: string): string | undefined {
   } catch (e) {
     return e instanceof Error ? e.message : String(e);
   }
+}
+
+/**
+ * Why an Envoy regex substitution cannot be used with a pattern, or undefined
+ * when it can: a `\N` beyond the pattern's capture groups (RE2's Rewrite
+ * check; Envoy would leave every path unchanged). Assumes a valid pattern.
+ *
+ * @example
+ * substitutionError("^/g/([^/]+)$", "/new/\\2") // "\\2 names capture group 2, but the pattern has 1"
+ * substitutionError("^/g/([^/]+)$", "/new/\\1") // undefined
+ */
+export function substitutionError(pattern: string, template: string): string | undefined {
+  const highest = highestGroup(parseTemplate(template));
+  const groups = RE2JS.compile(pattern).groupCount();
+  if (highest <= groups) return undefined;
+  return `\\${highest} names capture group ${highest}, but the pattern has ${groups === 0 ? "none" : groups}`;
+}
+
+function highestGroup(parts: readonly (string | number)[]): number {
+  let highest = 0;
+  for (const part of parts) if (typeof part === "number" && part > highest) highest = part;
+  return highest;
 }
 
 /** Splits an Envoy substitution (`/v2/\1`) into literals and group numbers. */

@@ -3,7 +3,7 @@
  * actions, upstream selection and forwarding.
  */
 import { localReply, type PipelineDeps, type PipelineResult, type RequestContext } from "../gateway/context.ts";
-import { badRequest, REPLIES } from "../gateway/local-reply.ts";
+import { badRequest, isNullBodyStatus, REPLIES } from "../gateway/local-reply.ts";
 import type { ClusterDef, DestinationDef, EndpointDef } from "../config/snapshot.ts";
 import type { Rule } from "./hydrate.ts";
 import { DEFAULT_SETTINGS } from "../config/defaults.ts";
@@ -83,7 +83,7 @@ export function selectRouteStage(ctx: RequestContext): PipelineResult | undefine
 export function injectFault(ctx: RequestContext): PipelineResult | undefined | Promise<PipelineResult | undefined> {
   const fault = ctx.route?.rule.def.fault;
   if (!fault) return undefined;
-  const decision = decideFault(fault, ctx.deps.random);
+  const decision = decideFault(fault, ctx.deps.random, ctx.facts.headers);
   const abort = decision.abort;
   const answer = () => (abort ? localReply(abort, ctx.record) : undefined);
   if (decision.delayMs === undefined) return answer();
@@ -96,8 +96,11 @@ export function injectFault(ctx: RequestContext): PipelineResult | undefined | P
  * requests get the CORS headers on whatever response later stages produce.
  */
 export function applyCors(ctx: RequestContext): PipelineResult | undefined {
-  const cors = ctx.route?.rule.cors;
-  if (!cors) return undefined;
+  const rule = ctx.route?.rule;
+  const cors = rule?.cors;
+  // Envoy's CORS filter does nothing without a route entry, which a redirect or a direct response lacks:
+  // the router answers even a preflight with the redirect or the direct response, without CORS headers.
+  if (!cors || rule.def.action.type !== "route") return undefined;
   const decision = decideCors(cors, ctx.facts.method, ctx.facts.headers);
   if (decision.type === "preflight") {
     // Envoy's CORS filter answers a preflight without the route's header operations.
@@ -123,9 +126,12 @@ export function answerAtEdge(ctx: RequestContext): PipelineResult | undefined {
     const location = redirectLocation(action.redirect, ctx.facts, route.uri);
     result = localReply({ status: action.redirect.status, body: "", headers: { location } }, ctx.record);
   } else if (action.type === "direct") {
-    const body = action.bodyBase64 !== undefined ? base64Bytes(action.bodyBase64) : action.body;
-    const response = new Response(body ?? null, { status: action.status });
-    if (body !== undefined && body.length > 0) response.headers.set("content-type", "text/plain");
+    const raw = action.bodyBase64 !== undefined ? base64Bytes(action.bodyBase64) : action.body;
+    // Istio accepts a body on a 204, 205 or 304, which cannot carry one (a Response with one throws): it is
+    // dropped. An empty body is no body: `new Response("")` would add a Content-Type Envoy does not send.
+    const body = raw !== undefined && raw.length > 0 && !isNullBodyStatus(action.status) ? raw : null;
+    const response = new Response(body, { status: action.status });
+    if (body !== null) response.headers.set("content-type", "text/plain");
     // Envoy's router gives a direct 201 or 3xx the request's own URL as its Location.
     if (action.status === 201 || (action.status >= 300 && action.status < 400)) {
       const f = ctx.facts;
@@ -198,7 +204,7 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
   const headers = facts.headers;
   // Envoy's router records the path of a route that rewrites it (with the query), as an Istio gateway sends it (envoy headers are on).
   if (rule.def.rewrite?.uri !== undefined || rule.def.rewrite?.uriRegex) headers.set("x-envoy-original-path", pathWithQuery(facts));
-  headers.set("x-forwarded-host", rule.def.rewrite?.authority ?? facts.authority);
+  headers.set("x-forwarded-host", rule.def.rewrite?.authority ?? destination.authority ?? facts.authority);
   for (const ops of orderedOps("request", rule.def.headers, destination.headers, weighted)) applyHeaderOps(headers, ops);
 
   const fetchFn = clusterFetch(cluster, deps);
@@ -259,15 +265,15 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
         : sendsNoBody(facts.method)
           ? NO_UPSTREAM_BODY
           : { type: "stream", stream: body, length: contentLength };
+  // Malformed chunked framing, or a client gone (or half-closed) mid-body: Envoy's codec answers the first 400 (DPE)
+  // and logs the second DC; workerd fails the read alike for both, so both get the 400 (never the catch-all's 500).
+  if (upstreamBody.type === "unreadable") return localReply(badRequest(400, "bad request"), record);
   if (upstreamBody.type === "bytes" && upstreamBody.bytes.byteLength > limits.maxRequestBodyBytes) return localReply(badRequest(413, "payload too large"), record);
   // A body sent without Content-Length is measured as it is read, for telemetry's request size.
   if (upstreamBody.type === "bytes") facts.bodyLength ??= upstreamBody.bytes.byteLength;
   const bodyRead = upstreamBody.type === "stream" && facts.bodyLength === undefined ? (size: number) => (facts.bodyLength = size) : undefined;
   const hashKey = cluster.consistentHash ? requestHash(cluster.consistentHash.key, facts, deps.random) : {};
 
-  // Malformed chunked framing, or a client gone (or half-closed) mid-body: Envoy's codec answers the first 400 (DPE)
-  // and logs the second DC; workerd fails the read alike for both, so both get the 400 (never the catch-all's 500).
-  if (upstreamBody.type === "unreadable") return localReply(badRequest(400, "bad request"), record);
   const started = deps.now();
   const result = await sendWithRetries({
     cluster,

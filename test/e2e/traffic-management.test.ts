@@ -165,6 +165,16 @@ spec:
     match: [{uri: {exact: /grpc-abort}}]
     fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 100}}}
     route: [{destination: {host: app, subset: v1}}]
+  - name: strip-regex
+    match: [{uri: {prefix: /strip}}]
+    rewrite: {uriRegexRewrite: {match: "^/strip(.*)$", rewrite: "\\\\1"}}
+    route: [{destination: {host: app, subset: v1}}]
+  - name: redirect-relative
+    match: [{uri: {exact: /relative}}]
+    redirect: {uri: next}
+  - name: direct-no-content
+    match: [{uri: {exact: /no-content}}]
+    directResponse: {status: 204, body: {string: "dropped"}}
   - name: cors
     match: [{uri: {prefix: /cors}}]
     corsPolicy:
@@ -177,7 +187,7 @@ spec:
     route: [{destination: {host: app, subset: v1}}]
   - name: cors-ignore
     match: [{uri: {prefix: /cignore}}]
-    corsPolicy: {allowOrigins: [{exact: "https://app.example"}], unmatchedPreflights: IGNORE}
+    corsPolicy: {allowOrigins: [{exact: "https://app.example"}], allowMethods: [GET, POST], maxAge: 1m, unmatchedPreflights: IGNORE}
     route: [{destination: {host: app, subset: v1}}]
   - name: cors-any
     match: [{uri: {prefix: /cany}}]
@@ -395,6 +405,23 @@ describe("rewrite, redirect and direct response", () => {
     expect(res.headers.location).toBe("https://api.example.com/v2/orders/9");
   });
 
+  it("never lets a rewritten path pick the upstream: /strip@host:port/x stays on the route's origin", async () => {
+    const [before1, before2] = [v1.received.length, v2.received.length];
+    const res = await get(`/strip@127.0.0.1:${v2.port}/secret`);
+    expect(res.headers["x-origin"]).toBe("v1");
+    expect(v1.received[before1]?.url).toBe(`/@127.0.0.1:${v2.port}/secret`);
+    expect(v2.received.length).toBe(before2);
+  });
+
+  it("puts a / before a redirect uri without one, so it cannot change the Location's host", async () => {
+    expect((await get("/relative")).headers.location).toBe("http://shop.example.com/next");
+  });
+
+  it("answers a directResponse 204 configured with a body as a bodiless 204, not a 500", async () => {
+    const res = await get("/no-content");
+    expect([res.status, res.body]).toEqual([204, ""]);
+  });
+
   it("redirects to an explicit port", async () => {
     expect((await get("/port")).headers.location).toBe("https://shop.example.com:8443/port");
   });
@@ -487,10 +514,15 @@ describe("fault injection", () => {
   });
 
   it("aborts gRPC with a trailers-only response carrying grpc-status", async () => {
-    const res = await get("/grpc-abort");
+    const res = await send(gw.url, "/grpc-abort", { host: HOST, method: "POST", headers: { "content-type": "application/grpc" }, body: "" });
     expect(res.status).toBe(200);
     expect(res.headers["grpc-status"]).toBe("14");
     expect(res.headers["content-type"]).toBe("application/grpc");
+  });
+
+  it("answers a grpcStatus abort to a client that is not gRPC with a plain 200, as Envoy's local reply", async () => {
+    const res = await get("/grpc-abort");
+    expect([res.status, res.body, res.headers["grpc-status"]]).toEqual([200, "fault filter abort", undefined]);
   });
 });
 
@@ -535,6 +567,8 @@ describe("CORS (§1.12)", () => {
     const res = await send(gw.url, "/cignore", { host: HOST, method: "OPTIONS", headers: { origin: "https://evil.example", "access-control-request-method": "POST" } });
     expect(res.status).toBe(200);
     expect(res.headers["access-control-allow-origin"]).toBeUndefined();
+    // Envoy's cors filter still sends the other headers it has (the browser refuses the preflight for the missing origin).
+    expect([res.headers["access-control-allow-methods"], res.headers["access-control-max-age"]]).toEqual(["GET,POST", "60"]);
     expect(v1.received.length).toBe(before);
   });
 

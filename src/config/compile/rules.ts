@@ -8,7 +8,7 @@ import { durationMs } from "../duration.ts";
 import type { Headers as HeadersSchema, HTTPRoute } from "../schema/networking.ts";
 import type { ActionDef, DestinationDef, HeaderOpsDef, HeadersDef, MatchDef, RedirectDef, RuleDef } from "../snapshot.ts";
 import type { Resource } from "../validate.ts";
-import { regexError } from "../../routing/regex.ts";
+import { regexError, substitutionError } from "../../routing/regex.ts";
 import { isHttpToken } from "../../gateway/request-header.ts";
 import type { Diagnostics, FieldPath } from "./diagnostics.ts";
 import { compileMatch } from "./matchers.ts";
@@ -101,17 +101,26 @@ function compileRule(vs: Resource<"VirtualService">, route: HTTPRoute, index: nu
   if (route.rewrite) {
     const rw = route.rewrite;
     rule.rewrite = {};
-    if (rw.uri !== undefined) rule.rewrite.uri = rw.uri;
+    // Istio reads an empty uri or authority as unset (its translation tests `!= ""`), and its
+    // validateHTTPRewrite refuses a rewrite that sets nothing.
+    if (!rw.uri && !rw.uriRegexRewrite && !rw.authority) fail([...path, "rewrite"], "expected a non-empty uri, uriRegexRewrite or authority (an empty string sets nothing, as in Istio)");
+    if (rw.uri) rule.rewrite.uri = rw.uri;
     if (rw.uriRegexRewrite) {
-      const problem = regexError(rw.uriRegexRewrite.match);
-      if (problem) fail([...path, "rewrite", "uriRegexRewrite", "match"], `expected an RE2 regular expression: ${problem}`);
-      rule.rewrite.uriRegex = { match: rw.uriRegexRewrite.match, rewrite: rw.uriRegexRewrite.rewrite };
+      const at: FieldPath = [...path, "rewrite", "uriRegexRewrite"];
+      const { match, rewrite } = rw.uriRegexRewrite;
+      const problem = regexError(match);
+      if (problem) fail([...at, "match"], `expected an RE2 regular expression: ${problem}`);
+      else if (match === "") fail([...at, "match"], "expected a non-empty RE2 regular expression (Istio requires both match and rewrite)");
+      if (rewrite === "") fail([...at, "rewrite"], "expected a non-empty substitution (Istio requires both match and rewrite)");
+      const groups = problem ? undefined : substitutionError(match, rewrite);
+      if (groups) fail([...at, "rewrite"], `expected capture groups the match pattern has: ${groups} (Envoy would leave every path unchanged)`);
+      rule.rewrite.uriRegex = { match, rewrite };
     }
-    if (rw.authority !== undefined) rule.rewrite.authority = rw.authority;
+    if (rw.authority) rule.rewrite.authority = rw.authority;
   }
   // Istio's validateHTTPRedirect wants prefix matches for a redirect's prefixRewrite. A rewrite.uri has no such
   // rule: with a regex match Envoy's prefix_rewrite replaces the whole path (the regex matched all of it).
-  if (route.redirect?.prefixRewrite !== undefined) {
+  if (route.redirect?.prefixRewrite) {
     (route.match ?? []).forEach((m, j) => {
       if (m.uri?.regex !== undefined) {
         fail([...path, "match", j, "uri"], "a redirect's prefixRewrite needs exact or prefix uri matches (Istio refuses it with a regex match)");
@@ -142,7 +151,11 @@ function compileRule(vs: Resource<"VirtualService">, route: HTTPRoute, index: nu
   }
   if (route.corsPolicy) {
     const cors = compileCors(route.corsPolicy, [...path, "corsPolicy"], fail);
-    if (cors) rule.cors = cors;
+    // Envoy's cors filter skips a route with no route entry: a redirect or a direct response answers a
+    // preflight itself and gets no CORS headers, so the policy is not kept.
+    if (cors && (route.redirect || route.directResponse)) {
+      diag.warn(vs, [...path, "corsPolicy"], `has no effect on a ${route.redirect ? "redirect" : "directResponse"} rule (Envoy's CORS filter only runs for routes to a destination)`);
+    } else if (cors) rule.cors = cors;
   }
   const mirrors = compileMirrors(vs, route, path, services, fail);
   if (mirrors) rule.mirrors = mirrors;
@@ -202,15 +215,16 @@ function compileAction(
 ): ActionDef | undefined {
   if (route.redirect) {
     const r = route.redirect;
-    if (r.uri === undefined && r.authority === undefined && r.scheme === undefined && r.port === undefined && r.prefixRewrite === undefined && r.derivePort === undefined) {
-      fail([...path, "redirect"], "expected at least one of uri, prefixRewrite, authority, scheme, port or derivePort");
+    // Istio reads an empty uri or authority as unset (Envoy ignores an empty path_redirect or host_redirect).
+    if (!r.uri && !r.authority && r.scheme === undefined && r.port === undefined && !r.prefixRewrite && r.derivePort === undefined) {
+      fail([...path, "redirect"], "expected at least one of uri, prefixRewrite, authority (non-empty), scheme, port or derivePort");
     }
     if (r.scheme !== undefined && r.scheme !== "http" && r.scheme !== "https") fail([...path, "redirect", "scheme"], `expected http or https, got "${r.scheme}"`);
     const status = r.redirectCode ?? 301;
     if (!REDIRECT_CODES.has(status)) fail([...path, "redirect", "redirectCode"], `expected one of 301, 302, 303, 307, 308, got ${status}`);
     const redirect: RedirectDef = { status };
     for (const key of ["uri", "prefixRewrite", "authority", "scheme", "port", "derivePort"] as const) {
-      if (r[key] !== undefined) (redirect as unknown as Record<string, unknown>)[key] = r[key];
+      if (r[key] !== undefined && r[key] !== "") (redirect as unknown as Record<string, unknown>)[key] = r[key];
     }
     return { type: "redirect", redirect };
   }
@@ -272,9 +286,12 @@ function compileDestinations(
     const def: DestinationDef = { host: service.wildcard ? d.destination.host.toLowerCase() : service.host, port: port.number, cluster: cluster.name, weight };
     if (subset !== undefined) def.subset = subset;
     const headers = compileHeaders(d.headers, [...path, i, "headers"], fail);
-    if (headers && (headers.request || headers.response)) {
-      if (takeAuthority(headers) !== undefined) fail([...path, i, "headers"], "set the authority with rewrite.authority; per-destination host rewrites are not supported");
-      def.headers = headers;
+    if (headers) {
+      // Istio sets host_rewrite_literal per destination (processDestination, processWeightedDestination);
+      // the route's own authority rewrite wins over it in both.
+      const authority = takeAuthority(headers);
+      if (authority) def.authority = authority;
+      if (headers.request || headers.response) def.headers = headers;
     }
     destinations.push(def);
   });

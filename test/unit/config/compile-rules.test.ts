@@ -70,8 +70,17 @@ describe("redirect", () => {
   });
 
   it("needs something to change and a scheme of http or https", async () => {
-    expect(await fieldErrors({ redirect: { redirectCode: 302 } })).toEqual(["spec.http[0].redirect: expected at least one of uri, prefixRewrite, authority, scheme, port or derivePort"]);
+    expect(await fieldErrors({ redirect: { redirectCode: 302 } })).toEqual(["spec.http[0].redirect: expected at least one of uri, prefixRewrite, authority (non-empty), scheme, port or derivePort"]);
     expect(await fieldErrors({ redirect: { scheme: "ftp" } })).toEqual(['spec.http[0].redirect.scheme: expected http or https, got "ftp"']);
+  });
+
+  it("reads an empty uri, prefixRewrite or authority as unset, as Istio does", async () => {
+    const snapshot = await compileRules({ match: [{ uri: { prefix: "/r" } }], redirect: { uri: "", authority: "b.example.com" } }, { redirect: { prefixRewrite: "", scheme: "https" } });
+    expect(action(snapshot.rules[0])).toEqual({ type: "redirect", redirect: { status: 301, authority: "b.example.com" } });
+    expect(action(snapshot.rules[1])).toEqual({ type: "redirect", redirect: { status: 301, scheme: "https" } });
+    for (const redirect of [{ uri: "" }, { prefixRewrite: "" }, { authority: "", uri: "" }]) {
+      expect(await fieldErrors({ redirect })).toEqual(["spec.http[0].redirect: expected at least one of uri, prefixRewrite, authority (non-empty), scheme, port or derivePort"]);
+    }
   });
 
   it("rejects a redirect's prefixRewrite on a rule that matches by regex (Istio's validation), but not rewrite.uri", async () => {
@@ -124,6 +133,19 @@ describe("conflicting actions", () => {
     ]);
   });
 
+  it("warns that a corsPolicy does nothing on a redirect or directResponse rule, and drops it (Envoy's cors filter needs a route entry)", async () => {
+    const cors = { allowOrigins: [{ exact: "https://app.example" }] };
+    const result = await buildRules({ match: [{ uri: { prefix: "/r" } }], redirect: { uri: "/x" }, corsPolicy: cors }, { directResponse: { status: 200 }, corsPolicy: cors });
+    expect(errors(result)).toEqual([]);
+    expect(warnings(result)).toEqual([
+      expect.stringMatching(/VirtualService\/default\/v: spec\.http\[0\]\.corsPolicy: has no effect on a redirect rule \(Envoy's CORS filter only runs for routes to a destination\)$/),
+      expect.stringMatching(/VirtualService\/default\/v: spec\.http\[1\]\.corsPolicy: has no effect on a directResponse rule /),
+    ]);
+    expect(result.snapshot?.rules.map((r) => r.cors)).toEqual([undefined, undefined]);
+    const routed = await compileRules({ corsPolicy: cors, route: [dest()] });
+    expect(routed.rules[0]?.cors).toBeDefined();
+  });
+
   it("rejects mirror together with mirrors, and delegate", async () => {
     expect(await fieldErrors({ route: [dest()], mirror: { host: "b.example.com" }, mirrors: [{ destination: { host: "b.example.com" } }] })).toEqual([
       "spec.http[0].mirrors: expected only one of mirror and mirrors",
@@ -143,6 +165,30 @@ describe("rewrite and timeout", () => {
     expect(await fieldErrors({ rewrite: { uriRegexRewrite: { match: "(?<=v)1", rewrite: "2" } }, route: [dest()] })).toEqual([
       expect.stringMatching(/^spec\.http\[0\]\.rewrite\.uriRegexRewrite\.match: expected an RE2 regular expression: /),
     ]);
+  });
+
+  it("reads an empty uri or authority as unset and refuses a rewrite that sets nothing (Istio's validateHTTPRewrite)", async () => {
+    const snapshot = await compileRules({ match: [{ uri: { prefix: "/e" } }], rewrite: { uri: "", authority: "x.internal" }, route: [dest()] });
+    expect(snapshot.rules[0]?.rewrite).toEqual({ authority: "x.internal" });
+    for (const rewrite of [{ uri: "" }, { uri: "", authority: "" }, {}]) {
+      expect(await fieldErrors({ rewrite, route: [dest()] })).toEqual([
+        "spec.http[0].rewrite: expected a non-empty uri, uriRegexRewrite or authority (an empty string sets nothing, as in Istio)",
+      ]);
+    }
+  });
+
+  it("refuses a regex substitution naming a capture group the pattern lacks, or an empty match or substitution", async () => {
+    const rw = (match: string, rewrite: string) => fieldErrors({ rewrite: { uriRegexRewrite: { match, rewrite } }, route: [dest()] });
+    expect(await rw("^/g/([^/]+)$", "/new/\\2")).toEqual([
+      "spec.http[0].rewrite.uriRegexRewrite.rewrite: expected capture groups the match pattern has: \\2 names capture group 2, but the pattern has 1 (Envoy would leave every path unchanged)",
+    ]);
+    expect(await rw("^/g/.*$", "/new/\\1")).toEqual([
+      "spec.http[0].rewrite.uriRegexRewrite.rewrite: expected capture groups the match pattern has: \\1 names capture group 1, but the pattern has none (Envoy would leave every path unchanged)",
+    ]);
+    // \0 is the whole match; an escaped backslash is a literal.
+    expect(await rw("^/g/([^/]+)$", "/new/\\1\\0\\\\2")).toEqual([]);
+    expect(await rw("^/g$", "")).toEqual(["spec.http[0].rewrite.uriRegexRewrite.rewrite: expected a non-empty substitution (Istio requires both match and rewrite)"]);
+    expect(await rw("", "/x")).toEqual(["spec.http[0].rewrite.uriRegexRewrite.match: expected a non-empty RE2 regular expression (Istio requires both match and rewrite)"]);
   });
 
   it("turns timeout into milliseconds; absent or 0s means no timeout", async () => {
@@ -216,13 +262,19 @@ describe("header operations", () => {
     expect(await fieldErrors({ route: [dest()], headers: { request: { add: { "x-a": "one\r\nx-b: two" } } } })).toEqual(['spec.http[0].headers.request.add["x-a"]: expected a value without CR, LF or NUL']);
   });
 
-  it("keeps per-destination operations on the destination and refuses a per-destination host rewrite", async () => {
-    const snapshot = await compileRules({ route: [dest("a.example.com", { weight: 1, headers: { request: { set: { "x-d": "a" } } } }), dest("b.example.com", { weight: 1 })] });
+  it("keeps per-destination operations and a per-destination host rewrite on the destination (Istio's host_rewrite_literal per destination)", async () => {
+    const snapshot = await compileRules({
+      route: [dest("a.example.com", { weight: 1, headers: { request: { set: { "x-d": "a", host: "v1.internal" } } } }), dest("b.example.com", { weight: 1, headers: { request: { set: { Host: "v2.internal" } } } })],
+    });
     const a = action(snapshot.rules[0]);
-    expect(a?.type === "route" && a.destinations[0]?.headers).toEqual({ request: { set: [["x-d", "a"]] } });
-    expect(await fieldErrors({ route: [dest("a.example.com", { headers: { request: { set: { host: "x" } } } })] })).toEqual([
-      "spec.http[0].route[0].headers: set the authority with rewrite.authority; per-destination host rewrites are not supported",
+    expect(a?.type === "route" && a.destinations.map((d) => [d.authority, d.headers])).toEqual([
+      ["v1.internal", { request: { set: [["x-d", "a"]] } }],
+      ["v2.internal", undefined],
     ]);
+    const single = await compileRules({ route: [dest("a.example.com", { headers: { request: { add: { host: "x.internal" } } } })] });
+    const s = action(single.rules[0]);
+    expect(s?.type === "route" && s.destinations[0]?.authority).toBe("x.internal");
+    expect(single.rules[0]?.rewrite).toBeUndefined();
   });
 });
 

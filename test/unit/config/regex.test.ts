@@ -72,7 +72,8 @@ describe("compileRegex", () => {
     expect(compileRegex("^/v([0-9]+)/(.*)$").replaceAll("/v2/users/7", "/api/\\2?version=\\1")).toBe("/api/users/7?version=2");
     expect(compileRegex("-").replaceAll("/a-b-c", "_")).toBe("/a_b_c");
     expect(compileRegex("/old").replaceAll("/old/x", "\\\\new")).toBe("\\new/x");
-    expect(compileRegex("/(x)").replaceAll("/x", "[\\5]")).toBe("[]");
+    // A group the pattern lacks: RE2's GlobalReplace refuses the rewrite, so Envoy keeps the path.
+    expect(compileRegex("/(x)").replaceAll("/x", "[\\5]")).toBe("/x");
   });
 
   it("returns the capture groups of a full match", () => {

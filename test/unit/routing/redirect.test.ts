@@ -13,7 +13,8 @@ const request = (url: string) => {
   return facts({
     scheme,
     host: u.hostname,
-    port: u.port ? Number(u.port) : scheme === "https" ? 443 : 80,
+    // The listener's port, as ingress sets it: a port in the Host header is in the authority only.
+    port: scheme === "https" ? 443 : 80,
     authority: explicitPort ? `${u.hostname}:${u.port || (scheme === "https" ? 443 : 80)}` : u.hostname,
     path: u.pathname,
     query: u.search.slice(1),
@@ -48,8 +49,11 @@ describe("redirectLocation", () => {
   });
 
   it("derives the port from the protocol default or from the request", () => {
-    expect(location({ derivePort: "FROM_PROTOCOL_DEFAULT", scheme: "https" }, "http://app.example.com:8080/x")).toBe("https://app.example.com/x");
-    expect(location({ derivePort: "FROM_REQUEST_PORT", scheme: "https" }, "http://app.example.com:8080/x")).toBe("https://app.example.com:8080/x");
+    // FROM_PROTOCOL_DEFAULT is no port setting: Istio sets no port_redirect, and Envoy keeps a non-default port the client sent.
+    expect(location({ derivePort: "FROM_PROTOCOL_DEFAULT", scheme: "https" }, "http://app.example.com:8080/x")).toBe("https://app.example.com:8080/x");
+    expect(location({ derivePort: "FROM_PROTOCOL_DEFAULT", scheme: "https" }, "http://app.example.com:80/x")).toBe("https://app.example.com/x");
+    // FROM_REQUEST_PORT is the listener's port (Istio's ApplyRedirect sets port_redirect to it), not the Host header's.
+    expect(location({ derivePort: "FROM_REQUEST_PORT", scheme: "https" }, "http://app.example.com:8080/x")).toBe("https://app.example.com:80/x");
     // The request port is the listener port, even when the client did not write it.
     expect(location({ derivePort: "FROM_REQUEST_PORT", scheme: "https" }, "http://app.example.com/x")).toBe("https://app.example.com:80/x");
     expect(location({ derivePort: "FROM_REQUEST_PORT" }, "http://app.example.com/x")).toBe("http://app.example.com/x");
@@ -68,6 +72,18 @@ describe("redirectLocation", () => {
     expect(redirectLocation({ status: 301, uri: "/b" }, f, undefined)).toBe("http://[::1]:8080/b");
     const noPort = facts({ host: "[::1]", port: 80, authority: "[::1]", path: "/a", query: "" });
     expect(redirectLocation({ status: 301, scheme: "https" }, noPort, undefined)).toBe("https://[::1]/a");
+  });
+
+  it("puts a / before a path without one, so the path never changes the Location's host (Envoy's newUri)", () => {
+    expect(location({ uri: "new" }, "http://a.example.com/rel?q=1")).toBe("http://a.example.com/new?q=1");
+    expect(location({ prefixRewrite: "x" }, "http://a.example.com/old/@evil.example/phish", { type: "prefix", value: "/old/" })).toBe("http://a.example.com/x@evil.example/phish");
+    expect(location({ prefixRewrite: "@evil.example" }, "http://a.example.com/old/phish", { type: "prefix", value: "/old/" })).toBe("http://a.example.com/@evil.examplephish");
+  });
+
+  it("reads an empty uri, prefixRewrite or authority as unset: the path and host are kept", () => {
+    expect(location({ uri: "", authority: "b.example.com" }, "http://a.example.com/r/x?q=1")).toBe("http://b.example.com/r/x?q=1");
+    expect(location({ prefixRewrite: "" }, "http://a.example.com/old/@evil.example/phish", { type: "prefix", value: "/old/" })).toBe("http://a.example.com/old/@evil.example/phish");
+    expect(location({ authority: "", scheme: "https" }, "http://a.example.com/x")).toBe("https://a.example.com/x");
   });
 
   it("rewrites the matched prefix and keeps the query", () => {
