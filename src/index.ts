@@ -122,6 +122,19 @@ export default {
       return plainText("isthmus: internal error\n", 500);
     }
   },
+
+  /**
+   * A CONNECT request, which workerd (`isthmus serve`) hands here rather
+   * than to fetch; Cloudflare's edge never sends one to a Worker. The
+   * gateway tunnels nothing (Envoy, with no CONNECT route, answers 404), but
+   * workerd has already answered 200 before it calls this handler and has no
+   * way to refuse with a status: the connection is closed at once, with
+   * nothing read or forwarded. Without the handler workerd answers 500 and
+   * logs an uncaught exception for every CONNECT, a log any client can fill.
+   */
+  async connect(socket) {
+    await socket.close().catch(() => {});
+  },
 } satisfies ExportedHandler<Env>;
 
 /**

@@ -10,9 +10,14 @@ export interface RequestFacts {
   scheme: "http" | "https";
   /** Lower-case host without port or trailing dot. */
   host: string;
-  /** The port the client addressed (explicit, else 80/443 by scheme). */
+  /**
+   * The port the request came in on, as Envoy's listener port: 80 for http, 443 for https
+   * (`LISTENER_PORT`). What `match.port`, AuthorizationPolicy `ports` and `destination.port`,
+   * and `derivePort: FROM_REQUEST_PORT` see. Never the Host header's port, which the client
+   * chooses: that one is only in `authority`.
+   */
   port: number;
-  /** `host` plus `:port` when the client sent one: what `authority` matches see. */
+  /** `host` plus the Host header's `:port` when the client sent one: what `authority` matches see. */
   authority: string;
   /** Normalized path without the query string. */
   path: string;
@@ -52,6 +57,30 @@ export interface RequestFacts {
   auth?: RequestIdentity;
   /** The client certificate (request.cf.tlsClientAuth), once peer authentication ran. */
   peer?: PeerIdentity;
+}
+
+/**
+ * The port of the listener a request came in on, by the scheme of its
+ * connection: Cloudflare's edge, and the http and https sockets of
+ * `isthmus serve`, play an Istio Gateway's servers on ports 80 and 443.
+ * A Worker cannot see its socket's port; the scheme is set by the runtime
+ * from the connection, so a client cannot choose it as it can a Host port.
+ */
+export const LISTENER_PORT = { http: 80, https: 443 } as const;
+
+/**
+ * The port a request's authority (its Host header) names, undefined when
+ * it names none. Where the request is sent on or pointed back to (an
+ * ALLOW_ANY passthrough, a redirect that keeps the Host's port), never
+ * what policies or routes match (`RequestFacts.port`).
+ *
+ * @example
+ * authorityPort({ authority: "app.example.com:8080" }) // 8080
+ * authorityPort({ authority: "[2001:db8::1]" }) // undefined
+ */
+export function authorityPort(r: { authority: string }): number | undefined {
+  const colon = r.authority.lastIndexOf(":");
+  return colon < 0 || r.authority.endsWith("]") ? undefined : Number(r.authority.slice(colon + 1));
 }
 
 /**

@@ -5,13 +5,16 @@
  */
 import type { GatewaySettings } from "../config/snapshot.ts";
 import type { PipelineDeps } from "./context.ts";
-import type { RequestFacts } from "./facts.ts";
+import { LISTENER_PORT, type RequestFacts } from "./facts.ts";
 import { sanitizeRequest } from "./hygiene.ts";
 import { badRequest, type LocalReply } from "./local-reply.ts";
 import { normalizeHost, normalizePath } from "./normalize.ts";
 import { parseIp } from "../authz/policy/cidr.ts";
 
 export type IngressResult = { ok: true; facts: RequestFacts } | { ok: false; reply: LocalReply };
+
+/** Envoy's answer to a request whose path does not start with "/" (an empty 404, details absolute_path_rejected). */
+const NOT_A_PATH: LocalReply = { status: 404, body: "" };
 
 /**
  * @param injected lower-case names of headers Isthmus itself sets from verified identities
@@ -24,8 +27,12 @@ export function ingress(request: Request, settings: GatewaySettings, deps: Pipel
 
   // request.url is already serialized by the runtime's URL parser: split it, not parse it again.
   const parts = urlParts(request.url);
+  // workerd hands the asterisk-form target of `OPTIONS *` (and `GET *`) on as `http://host*`:
+  // a path not starting with "/", which Envoy answers 404 (absolute_path_rejected). No host
+  // name ends with "*", and a request with a path always has its "/" after the authority.
+  if (parts.authority.charCodeAt(parts.authority.length - 1) === 42 /* * */) return { ok: false, reply: NOT_A_PATH };
   const scheme = parts.scheme;
-  const host = normalizeHost(clean.host ?? parts.authority, scheme);
+  const host = normalizeHost(clean.host ?? parts.authority);
   if (!host.ok) return { ok: false, reply: badRequest(400, host.reason) };
   const path = normalizePath(parts.path, settings.pathNormalization);
   if (!path.ok) return { ok: false, reply: badRequest(400, path.reason) };
@@ -41,7 +48,9 @@ export function ingress(request: Request, settings: GatewaySettings, deps: Pipel
     method: request.method,
     scheme,
     host: host.host,
-    port: host.port,
+    // The listener's port, not the Host header's (which stays in `authority`): a client must not
+    // pick the port that AuthorizationPolicy `ports` and route `match.port` compare.
+    port: LISTENER_PORT[scheme],
     authority: host.authority,
     path: path.path,
     query: parts.query,

@@ -54,13 +54,18 @@ export function removeDotSegments(path: string): string {
   return joined.startsWith("/") ? joined : `/${joined}`;
 }
 
-export type HostResult = { ok: true; host: string; port: number; authority: string } | { ok: false; reason: string };
+export type HostResult = { ok: true; host: string; authority: string } | { ok: false; reason: string };
 
 /**
- * Splits and canonicalizes a Host header: lower case, no trailing dot, port
- * kept separately (default 80/443 by scheme).
+ * Splits and canonicalizes a Host header: lower case, no trailing dot; a
+ * port the client wrote is checked and kept in the authority only. The port
+ * that policies and routes match is the listener's (RequestFacts.port),
+ * which a client cannot choose as it can the Host header's.
+ *
+ * @example
+ * normalizeHost("App.Example.COM.:08080") // { ok: true, host: "app.example.com", authority: "app.example.com:8080" }
  */
-export function normalizeHost(hostHeader: string, scheme: "http" | "https"): HostResult {
+export function normalizeHost(hostHeader: string): HostResult {
   const raw = hostHeader.trim().toLowerCase();
   if (!raw) return { ok: false, reason: "missing Host header" };
   let host = raw;
@@ -83,10 +88,7 @@ export function normalizeHost(hostHeader: string, scheme: "http" | "https"): Hos
   }
   while (host.endsWith(".")) host = host.slice(0, -1);
   if (!host || !/^(\[[0-9a-f:.]+\]|[a-z0-9_.-]+)$/.test(host)) return { ok: false, reason: "invalid Host header" };
-  let port = scheme === "https" ? 443 : 80;
-  if (portText !== undefined) {
-    if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) return { ok: false, reason: "invalid port in Host header" };
-    port = Number(portText);
-  }
-  return { ok: true, host, port, authority: portText !== undefined ? `${host}:${port}` : host };
+  if (portText === undefined) return { ok: true, host, authority: host };
+  if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) return { ok: false, reason: "invalid port in Host header" };
+  return { ok: true, host, authority: `${host}:${Number(portText)}` };
 }

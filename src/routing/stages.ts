@@ -23,7 +23,7 @@ import { cohortDraw } from "./cohort.ts";
 import { planMirrors, selectMirrors } from "./mirror.ts";
 import { passthroughVia, VIA_HEADER } from "./passthrough-mark.ts";
 import { attemptObserver, mirrorDecorator } from "../telemetry/tracing.ts";
-import { pathWithQuery } from "../gateway/facts.ts";
+import { authorityPort, pathWithQuery } from "../gateway/facts.ts";
 
 /** Mirrors without a route timeout give up after this long (ctx.waitUntil has ~30 s after the response). */
 const MIRROR_TIMEOUT_MS = 25_000;
@@ -369,8 +369,10 @@ async function passthrough(ctx: RequestContext): Promise<PipelineResult> {
   if (via === undefined) return localReply(REPLIES.loopDetected, record);
   facts.headers.set(VIA_HEADER, via);
   const url = `${facts.scheme}://${facts.authority}${pathWithQuery(facts)}`;
+  // Sent to the Host header's port (facts.port is the listener's).
+  const port = authorityPort(facts) ?? facts.port;
   const observer = attemptObserver(ctx);
-  observer?.sending(1, { address: facts.host, port: facts.port, labels: {}, weight: 1 }, url, facts.headers);
+  observer?.sending(1, { address: facts.host, port, labels: {}, weight: 1 }, url, facts.headers);
   const result = await forward(ctx.deps.fetch, url, {
     method: facts.method,
     headers: facts.headers,
@@ -380,7 +382,7 @@ async function passthrough(ctx: RequestContext): Promise<PipelineResult> {
     bodyRead: (size) => (facts.bodyLength ??= size),
   });
   observer?.ended(1, result.ok ? { status: result.response.status } : { failure: result.reply.flag === "UT" ? "route-timeout" : "connect-failure" }, undefined);
-  record.upstreamHost = `${facts.host}:${facts.port}`;
+  record.upstreamHost = `${facts.host}:${port}`;
   if (!result.ok) return localReply(result.reply, record);
   return { response: downstreamResponse(result.response, facts.websocket), record };
 }

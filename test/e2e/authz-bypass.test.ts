@@ -6,6 +6,8 @@
  *   /public/*: every encoding, dot segment, fragment, slash and host
  *   variant is denied, and whatever is allowed reaches the origin with
  *   exactly the path that was authorized;
+ * - ports: AuthorizationPolicy `ports`, `notPorts` and `destination.port`
+ *   see the listener's port, never one the client writes in its Host header;
  * - which policies apply: gateway-wide policies (root namespace, or a
  *   selector matching the gateway) and the destination's policies must
  *   both allow; gateway policies also cover direct responses and
@@ -46,6 +48,23 @@ metadata: {name: public-only, namespace: public-only}
 spec:
   rules:
   - to: [{operation: {paths: ["/public/*"]}}]`,
+    // Ports: the listener's (80 here, plain HTTP), which a Host header's port must not stand in for.
+    routedService({ hosts: "ports.bypass.test", name: "svc", namespace: "https-only", virtualServiceName: "ports", endpoints: [app.port] }),
+    `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: https-only, namespace: https-only}
+spec:
+  rules:
+  - to: [{operation: {ports: ["443"]}}]
+  - when: [{key: "destination.port", values: ["443"]}]`,
+    routedService({ hosts: "notports.bypass.test", name: "svc", namespace: "secure-https", virtualServiceName: "notports", endpoints: [app.port] }),
+    `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: secure-only-on-https, namespace: secure-https}
+spec:
+  action: DENY
+  rules:
+  - to: [{operation: {notPorts: ["443"], paths: ["/secure/*"]}}]`,
     // Layers: a root-namespace ALLOW for layers.test, a gateway-selected DENY, a namespace ALLOW.
     serviceEntry({ name: "svc", namespace: "layers", endpoints: [app.port] }),
     `apiVersion: networking.istio.io/v1
@@ -196,6 +215,21 @@ describe("a policy that allows only /public/*", () => {
   it("allows /public/* and forwards the normalized path it authorized", async () => {
     expect(await raw("/public/ok", "public.bypass.test")).toEqual({ status: 200, upstream: "/public/ok" });
     expect(await raw("/public/./a//b/../c?q=1", "PUBLIC.bypass.test.")).toEqual({ status: 200, upstream: "/public/a/c?q=1" });
+  });
+});
+
+describe("ports a client cannot choose", () => {
+  it("matches ports and destination.port against the listener (80 on plain HTTP), so Host: …:443 does not pass an ALLOW for 443", async () => {
+    for (const host of ["ports.bypass.test", "ports.bypass.test:443", "PORTS.bypass.test.:443"]) {
+      expect(await raw("/x", host), host).toEqual({ status: 403 });
+    }
+  });
+
+  it("does not let Host: …:443 escape a DENY notPorts: [\"443\"] on plain HTTP", async () => {
+    for (const host of ["notports.bypass.test", "notports.bypass.test:443"]) {
+      expect(await raw("/secure/x", host), host).toEqual({ status: 403 });
+    }
+    expect(await raw("/open", "notports.bypass.test:443")).toEqual({ status: 200, upstream: "/open" });
   });
 });
 

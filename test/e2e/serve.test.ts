@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, startGateway, type Gateway } from "../helpers/gateway.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
-import { send } from "../helpers/http.ts";
+import { send, sendRaw } from "../helpers/http.ts";
 import { serviceEntry } from "../helpers/istio-yaml.ts";
 import { main } from "../../src/cli/main.ts";
 import { openDirectoryStore } from "../../src/cli/stores.ts";
@@ -132,6 +132,34 @@ describe("isthmus serve", () => {
     expect((await send(gw.url, "/admin/users", { host: "app.example.com" })).status).toBe(403);
     expect((await send(gw.url, "/admin/users", { host: "app.example.com", headers: { "cf-connecting-ip": "203.0.113.9", "x-forwarded-for": "203.0.113.9" } })).status).toBe(403);
     expect((await send(gw.url, "/api/users", { host: "app.example.com" })).status).toBe(200);
+  });
+
+  it("closes a CONNECT at once: nothing tunnelled, no 500 and no uncaught-exception log per request", async () => {
+    const before = blue.received.length;
+    const started = Date.now();
+    // workerd answers 200 itself before the Worker's connect() runs (it offers no way to refuse with a status).
+    const out = await sendRaw(gw.url, "CONNECT app.example.com:80 HTTP/1.1\r\nHost: app.example.com:80\r\n\r\nGET /api HTTP/1.1\r\nHost: app.example.com\r\n\r\n");
+    expect(Date.now() - started).toBeLessThan(2_500);
+    expect(out.match(/^HTTP\/1\.1 \d{3}/gm)).toEqual(["HTTP/1.1 200"]);
+    expect(blue.received.length).toBe(before);
+    // Still serving, and the CONNECT left nothing in the log.
+    expect((await send(gw.url, "/api", { host: "app.example.com" })).status).toBe(200);
+    expect(gw.output()).not.toMatch(/connect\(\)|Uncaught/);
+  });
+
+  it("answers OPTIONS * with Envoy's 404 instead of forwarding it as a request for /", async () => {
+    const before = blue.received.length;
+    const out = await sendRaw(gw.url, "OPTIONS * HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n");
+    expect(out).toMatch(/^HTTP\/1\.1 404 /);
+    expect(blue.received.length).toBe(before);
+  });
+
+  it("counts each line of a repeated header against the 60 KiB header limit (workerd joins them into one entry)", async () => {
+    const before = blue.received.length;
+    const out = await sendRaw(gw.url, `GET /api HTTP/1.1\r\nHost: app.example.com\r\n${"X-A: b\r\n".repeat(12_000)}Connection: close\r\n\r\n`);
+    // The gateway's own 431 (Node's origin would answer one too, past its 16 KiB, had the gateway sent the lines on).
+    expect(out).toMatch(/^HTTP\/1\.1 431 [^]*\r\n\r\nrequest headers too large$/);
+    expect(blue.received.length).toBe(before);
   });
 
   it("re-applies an edited file, and keeps serving when the edit is invalid", async () => {

@@ -1,7 +1,8 @@
 /**
  * sanitizeRequest after its single-pass rewrite: the headers that pass are
  * exactly the client's minus hop-by-hop, Connection-named, spoofable and
- * injected ones; the URL limit counts UTF-8 bytes.
+ * injected ones; the URL limit counts UTF-8 bytes; the values are searched
+ * for repeated lines only when those could pass the byte limit.
  */
 import { describe, expect, it } from "vitest";
 import { sanitizeRequest } from "../../src/gateway/hygiene.ts";
@@ -58,5 +59,25 @@ describe("sanitizeRequest", () => {
     expect(tooMany.ok ? 0 : tooMany.reply.status).toBe(431);
     many.delete("h0");
     expect(sanitizeRequest(new Request("http://app.example.com/", { headers: many }), { limits }).ok).toBe(true);
+  });
+
+  it("searches the values for repeated lines in a second pass only when they could take the block past maxRequestHeadersKb", () => {
+    const passes = (headers: Headers) => {
+      const request = new Request("http://app.example.com/", { headers });
+      const seen = request.headers;
+      let calls = 0;
+      const forEach = seen.forEach;
+      seen.forEach = function (this: Headers, ...args: Parameters<Headers["forEach"]>) {
+        calls++;
+        return forEach.apply(this, args);
+      };
+      const result = sanitizeRequest(request, { limits });
+      return [calls, result.ok ? 200 : result.reply.status];
+    };
+    const browser = new Headers({ accept: "text/html, application/xhtml+xml, application/xml;q=0.9, */*;q=0.8", "accept-language": "en-GB, en;q=0.9", cookie: "session=abc; theme=dark".repeat(40) });
+    expect(passes(browser)).toEqual([1, 200]);
+    const repeated = new Headers();
+    for (let i = 0; i < 12_000; i++) repeated.append("x-a", "b");
+    expect(passes(repeated)).toEqual([2, 431]);
   });
 });

@@ -32,6 +32,29 @@ describe("limits", () => {
     expect(rejected(check(big, { maxRequestHeadersBytes: 4096 }))).toBe("accepted");
   });
 
+  it("counts the lines of a repeated header against maxRequestHeadersKb, which the runtime joins into one entry with \", \"", () => {
+    const repeated = (lines: number, value = "b") => {
+      const headers = new Headers();
+      for (let i = 0; i < lines; i++) headers.append("x-a", value);
+      return new Request("http://a.example.com/", { headers });
+    };
+    // 12,000 lines of `X-A: b` are 96,000 bytes on the wire, one 36,000-byte entry here: Envoy's 60 KiB stops them.
+    expect(rejected(check(repeated(12_000)))).toBe("431 request headers too large DPE");
+    expect(rejected(check(repeated(1_500, "v".repeat(40))))).toBe("431 request headers too large DPE");
+    // Each line counted as sent: 1,000 lines of `x-a: b` are 8,000 bytes.
+    expect(rejected(check(repeated(1_000), { maxRequestHeadersBytes: 8_100 }))).toBe("accepted");
+    expect(rejected(check(repeated(1_000), { maxRequestHeadersBytes: 7_900 }))).toBe("431 request headers too large DPE");
+    // Still one header for maxHeadersCount: a comma list on one line (Accept) cannot be told from joined lines.
+    expect(rejected(check(repeated(500), { maxHeadersCount: 1 }))).toBe("accepted");
+  });
+
+  it("keeps ordinary comma-rich headers well inside the limits, and reports the bytes of the entries as received", () => {
+    const accept = "text/html, application/xhtml+xml, application/xml;q=0.9, image/avif, image/webp, */*;q=0.8";
+    const result = check(new Request("http://a.example.com/", { headers: { accept, "accept-language": "en-GB, en;q=0.9, fr;q=0.8", cookie: "a=1; ".repeat(800) } }));
+    expect(result.ok).toBe(true);
+    if (result.ok) expect(result.bytes).toBe(`accept: ${accept}\r\naccept-language: en-GB, en;q=0.9, fr;q=0.8\r\ncookie: ${"a=1; ".repeat(800).trim()}\r\n`.length);
+  });
+
   it("answers 413 for a declared body over the limit and 400 for a malformed Content-Length", () => {
     const post = (contentLength: string) => new Request("http://a.example.com/", { method: "POST", body: "hello", headers: { "content-length": contentLength } });
     expect(rejected(check(post("5"), { maxRequestBodyBytes: 5 }))).toBe("accepted");

@@ -28,7 +28,22 @@ const factsOf = (url: string, init: RequestInit = {}, mode?: PathNormalization) 
 describe("ingress", () => {
   it("builds the facts from the Host header, the normalized path and the raw query", () => {
     const f = factsOf("http://app.example.com//api/%2Fv1?b=2&a=%2F", { method: "POST", headers: { host: "App.Example.com:8080" } });
-    expect(f).toMatchObject({ method: "POST", scheme: "http", host: "app.example.com", port: 8080, authority: "app.example.com:8080", path: "/api/v1", query: "b=2&a=%2F" });
+    expect(f).toMatchObject({ method: "POST", scheme: "http", host: "app.example.com", port: 80, authority: "app.example.com:8080", path: "/api/v1", query: "b=2&a=%2F" });
+  });
+
+  it("takes the port from the listener (the scheme), never from the Host header, which keeps it in the authority only", () => {
+    // A client on plain HTTP that writes :443 must not match `ports: ["443"]` (nor escape `notPorts: ["443"]`).
+    expect(factsOf("http://ports.test/x", { headers: { host: "ports.test:443" } })).toMatchObject({ scheme: "http", port: 80, authority: "ports.test:443" });
+    expect(factsOf("https://ports.test/x", { headers: { host: "ports.test:8080" } })).toMatchObject({ scheme: "https", port: 443, authority: "ports.test:8080" });
+    expect(factsOf("http://ports.test:8080/x")).toMatchObject({ port: 80, authority: "ports.test:8080" });
+  });
+
+  it("answers an asterisk-form target (OPTIONS *, which workerd hands on as http://host*) with Envoy's empty 404, not as a request for /", () => {
+    for (const method of ["OPTIONS", "GET"]) {
+      const result = enter("http://a.example.com*", { method, headers: { host: "a.example.com" } });
+      expect(result.ok ? 200 : [result.reply.status, result.reply.body]).toEqual([404, ""]);
+    }
+    expect(factsOf("http://a.example.com/*", { method: "OPTIONS" }).path).toBe("/*");
   });
 
   it("uses the URL's host when there is no Host header, and https defaults", () => {

@@ -75,23 +75,24 @@ describe("removeDotSegments", () => {
 });
 
 describe("normalizeHost", () => {
-  const host = (raw: string, scheme: "http" | "https" = "http") => normalizeHost(raw, scheme);
+  const host = (raw: string) => normalizeHost(raw);
 
   it("lower-cases and drops a trailing dot", () => {
-    expect(host("App.Example.COM")).toEqual({ ok: true, host: "app.example.com", port: 80, authority: "app.example.com" });
-    expect(host("example.com.")).toEqual({ ok: true, host: "example.com", port: 80, authority: "example.com" });
-    expect(host("example.com.:8080")).toEqual({ ok: true, host: "example.com", port: 8080, authority: "example.com:8080" });
+    expect(host("App.Example.COM")).toEqual({ ok: true, host: "app.example.com", authority: "app.example.com" });
+    expect(host("example.com.")).toEqual({ ok: true, host: "example.com", authority: "example.com" });
+    expect(host("example.com.:8080")).toEqual({ ok: true, host: "example.com", authority: "example.com:8080" });
   });
 
-  it("splits off the port, defaulting by scheme, and keeps an explicit one in the authority", () => {
-    expect(host("example.com", "https")).toEqual({ ok: true, host: "example.com", port: 443, authority: "example.com" });
-    expect(host("example.com:8443", "https")).toEqual({ ok: true, host: "example.com", port: 8443, authority: "example.com:8443" });
-    expect(host("example.com:80")).toEqual({ ok: true, host: "example.com", port: 80, authority: "example.com:80" });
+  it("splits off a port and keeps it in the authority only (the port matched is the listener's: ingress)", () => {
+    expect(host("example.com")).toEqual({ ok: true, host: "example.com", authority: "example.com" });
+    expect(host("example.com:8443")).toEqual({ ok: true, host: "example.com", authority: "example.com:8443" });
+    expect(host("example.com:80")).toEqual({ ok: true, host: "example.com", authority: "example.com:80" });
+    expect(host("example.com:08080")).toEqual({ ok: true, host: "example.com", authority: "example.com:8080" });
   });
 
   it("understands IPv6 literals with and without a port", () => {
-    expect(host("[2001:DB8::1]:8443")).toEqual({ ok: true, host: "[2001:db8::1]", port: 8443, authority: "[2001:db8::1]:8443" });
-    expect(host("[::1]", "https")).toEqual({ ok: true, host: "[::1]", port: 443, authority: "[::1]" });
+    expect(host("[2001:DB8::1]:8443")).toEqual({ ok: true, host: "[2001:db8::1]", authority: "[2001:db8::1]:8443" });
+    expect(host("[::1]")).toEqual({ ok: true, host: "[::1]", authority: "[::1]" });
   });
 
   it("rejects what is not a host", () => {
