@@ -11,6 +11,10 @@
  *
  * Istio runs CUSTOM ext_authz before jwt_authn; Isthmus runs it after
  * request authentication (see docs/ARCHITECTURE.md, Security).
+ *
+ * Stage 7 also decides whether the route's mirrored copies may reach their
+ * destinations (mirrorAdmission): a copy is a request to another cluster,
+ * whose own security would refuse it as the sidecar there would.
  */
 import { localReply, type PipelineResult, type RequestContext } from "../gateway/context.ts";
 import type { RequestFacts } from "../gateway/facts.ts";
@@ -88,6 +92,7 @@ export function authorize(ctx: RequestContext): PipelineResult | undefined | Pro
 }
 
 function authorized(ctx: RequestContext, start: number | undefined, result: PipelineResult | undefined): PipelineResult | undefined {
+  if (!result) judgeMirrors(ctx);
   endStage(ctx, "authorization", start, () => {
     const deniedBy = ctx.record.authz?.deniedBy;
     return {
@@ -257,6 +262,75 @@ function destinationScope(ctx: RequestContext, sec: RuntimeSecurity): SecuritySc
   return (name !== undefined ? sec.clusterScopes.get(name) : undefined) ?? sec.gateway;
 }
 
+/** Per request, the verdict on each mirror destination whose security differs from the destination's. */
+const mirrorVerdicts = new WeakMap<RequestContext, Map<string, boolean | Promise<boolean>>>();
+
+/**
+ * Decides, once the request is authorized, whether copies may go to the
+ * route's mirror clusters. A cluster whose scope is the destination's own
+ * needs nothing (the request just passed it); nor does a route without
+ * mirrors, or a snapshot whose clusters all share one scope, so this costs
+ * nothing unless a mirror leads somewhere with other policies. The request
+ * is judged as authorization saw it (before the route's header operations
+ * and rewrite), as it would be if it were routed to the mirror cluster.
+ */
+function judgeMirrors(ctx: RequestContext): void {
+  const mirrors = ctx.route?.rule.def.mirrors;
+  const sec = ctx.snapshot.security;
+  if (!mirrors || !sec || sec.scopes.length === 1) return;
+  const primary = destinationScope(ctx, sec);
+  let verdicts: Map<string, boolean | Promise<boolean>> | undefined;
+  for (const m of mirrors) {
+    const scope = sec.clusterScopes.get(m.cluster) ?? sec.gateway;
+    if (scope === primary || verdicts?.has(m.cluster)) continue;
+    (verdicts ??= new Map()).set(m.cluster, admitsCopy(ctx, primary, scope));
+  }
+  if (verdicts) mirrorVerdicts.set(ctx, verdicts);
+}
+
+/**
+ * Whether a mirrored copy may go to a cluster (true, or a promise of the
+ * answer while the mirror cluster's own JWT rules are checked), decided by
+ * stage 7; undefined when every copy may go. A copy goes through the same
+ * per-cluster security as a request routed there: the PeerAuthentication
+ * mode, the cluster's JWT rules (an invalid token skips it) and its DENY
+ * and ALLOW policies. No external authorizer is asked on a copy's behalf:
+ * a CUSTOM policy of the mirror cluster that the request was not already
+ * checked against, and that matches, skips the copy. AUDIT and dry-run
+ * policies are not logged for copies.
+ *
+ * @example
+ * const admit = mirrorAdmission(ctx);
+ * if (admit && !(await admit(mirror.cluster))) skip(mirror);
+ */
+export function mirrorAdmission(ctx: RequestContext): ((cluster: string) => boolean | Promise<boolean>) | undefined {
+  const verdicts = mirrorVerdicts.get(ctx);
+  return verdicts && ((cluster) => verdicts.get(cluster) ?? true);
+}
+
+/** The verdict on a copy to a cluster of scope `scope`, for a request its destination's scope `primary` allowed. */
+function admitsCopy(ctx: RequestContext, primary: SecurityScope, scope: SecurityScope): boolean | Promise<boolean> {
+  const peer = effectivePeer(scope, ctx.facts.peer);
+  if (scope.peerMode === "STRICT" && !peer) return false;
+  // The identity the mirror cluster would see: its own JWT rules' when they differ from what
+  // established the request's identity (the gateway's rules, or the destination's).
+  if (!(scope.destinationJwt || primary.destinationJwt) || isCorsPreflight(ctx.facts)) return admitsWith(ctx.facts, peer, ctx.facts.auth, primary, scope);
+  // Kept now: the copy is judged later, after the route's header operations have changed the request's headers.
+  const facts: RequestFacts = { ...ctx.facts, headers: new Headers(ctx.facts.headers) };
+  const source: RequestFacts = { ...ctx.facts, headers: ctx.preAuthHeaders ?? ctx.facts.headers };
+  return Promise.resolve(authenticate(scope.plan, source, authnEnv(ctx))).then(
+    (outcome) => outcome.ok && admitsWith(facts, peer, identityOf(outcome.verified), primary, scope),
+    () => false,
+  );
+}
+
+function admitsWith(facts: RequestFacts, peer: PolicyInput["peer"], identity: PolicyInput["identity"], primary: SecurityScope, scope: SecurityScope): boolean {
+  if (scope.layers.length === 0) return true;
+  const input = policyInput(facts, peer, identity, undefined);
+  if (scope.custom.some((p) => !primary.custom.includes(p) && p.matches(input))) return false;
+  return verdict(scope.layers, input) === undefined;
+}
+
 /** The peer identity that counts for this destination: none under DISABLE, only verified certificates otherwise. */
 function effectivePeer(scope: SecurityScope, peer: PeerIdentity | undefined): PeerIdentity | undefined {
   if (scope.peerMode === "DISABLE" || !peer?.verified) return undefined;
@@ -271,9 +345,13 @@ function setIdentity(ctx: RequestContext, verified: readonly VerifiedToken[]): v
   ctx.record.requestPrincipal = identity.principal;
 }
 
-/** jwt_authn lets CORS preflights through unauthenticated (Istio sets bypass_cors_preflight). */
+/**
+ * jwt_authn lets CORS preflights through unauthenticated (Istio sets bypass_cors_preflight).
+ * Envoy's isCorsPreflightRequest, like the cors filter (routing/cors.ts), wants both headers
+ * non-empty: an empty one makes an ordinary OPTIONS whose token is verified.
+ */
 function isCorsPreflight(facts: RequestFacts): boolean {
-  return facts.method === "OPTIONS" && facts.headers.has("origin") && facts.headers.has("access-control-request-method");
+  return facts.method === "OPTIONS" && !!facts.headers.get("origin") && !!facts.headers.get("access-control-request-method");
 }
 
 const fallbackJwks = new WeakMap<object, JwksCache>();

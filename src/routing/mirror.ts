@@ -7,6 +7,10 @@
  * A request body is teed: the mirror's branch is read eagerly into memory
  * (so it never slows the primary stream) up to `maxBodyBytes`; past that
  * the mirror is skipped. A Content-Length over the cap skips it up front.
+ *
+ * A copy the mirror cluster's own security would refuse (its namespace's
+ * policies stand in for the sidecar there) is skipped too: `admit`,
+ * decided by the authorization stage (authz/stages.ts mirrorAdmission).
  */
 import type { ClusterDef, EndpointDef, MirrorDef } from "../config/snapshot.ts";
 import type { Balancer } from "./balancer.ts";
@@ -17,7 +21,7 @@ import { sendsNoBody } from "../upstream/request-body.ts";
 /** Marks a mirrored request so the shadow service can tell; clients cannot set it (x-isthmus-* is stripped). */
 export const MIRROR_HEADER = "x-isthmus-mirror";
 
-export type MirrorOutcome = { cluster: string; outcome: "sent"; status: number } | { cluster: string; outcome: "skipped-body-too-large" | "failed" | "no-endpoint" };
+export type MirrorOutcome = { cluster: string; outcome: "sent"; status: number } | { cluster: string; outcome: "skipped-body-too-large" | "skipped-denied" | "failed" | "no-endpoint" };
 
 export interface MirrorPlan {
   /** The body the primary request must use (a tee branch when mirrors need the body). */
@@ -51,6 +55,8 @@ export interface MirrorInput {
   timeoutMs: number;
   /** Adds headers to the copy sent to the i-th mirror (trace context); each mirror then gets its own headers. */
   decorate?: (headers: Headers, index: number) => void;
+  /** Whether the mirror cluster's security lets a copy in (absent: every copy may go). */
+  admit?: (cluster: string) => boolean | Promise<boolean>;
 }
 
 /** Prepares mirrors for one request: tees the body if needed. */
@@ -76,6 +82,7 @@ export function planMirrors(input: MirrorInput): MirrorPlan {
       return Promise.all(
         input.mirrors.map(async (m, index): Promise<MirrorOutcome> => {
           if (body === "too-large") return { cluster: m.cluster, outcome: "skipped-body-too-large" };
+          if (input.admit && !(await input.admit(m.cluster))) return { cluster: m.cluster, outcome: "skipped-denied" };
           const cluster = input.clusters.get(m.cluster);
           const endpoint = cluster ? input.pick(cluster) : undefined;
           if (!cluster || !endpoint) return { cluster: m.cluster, outcome: "no-endpoint" };

@@ -21,6 +21,7 @@ import { decideFault } from "./fault.ts";
 import { decideCors } from "./cors.ts";
 import { cohortDraw } from "./cohort.ts";
 import { planMirrors, selectMirrors } from "./mirror.ts";
+import { mirrorAdmission } from "../authz/stages.ts";
 import { passthroughVia, VIA_HEADER } from "./passthrough-mark.ts";
 import { attemptObserver, mirrorDecorator } from "../telemetry/tracing.ts";
 import { authorityPort, pathWithQuery } from "../gateway/facts.ts";
@@ -219,6 +220,8 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
   const client = ctx.snapshot.locality.resolveFor(ctx.request);
   if (mirrors.length > 0) {
     const decorate = mirrorDecorator(ctx);
+    // Copies the mirror cluster's own security refuses are skipped (decided at authorization).
+    const admit = mirrorAdmission(ctx);
     const plan = planMirrors({
       mirrors,
       clusters: ctx.snapshot.clusters,
@@ -244,6 +247,7 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
       maxBodyBytes: ctx.settings.limits.maxMirrorBodyBytes,
       timeoutMs: rule.def.timeoutMs ?? MIRROR_TIMEOUT_MS,
       ...(decorate ? { decorate } : {}),
+      ...(admit ? { admit } : {}),
     });
     body = plan.primaryBody;
     if (observer) record.mirrorsStarted = deps.now();

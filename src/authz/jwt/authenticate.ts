@@ -139,7 +139,7 @@ async function verifyWithRule(jwt: ParsedJwt, rule: JwtRule, token: string, env:
     if (!result.ok) return JWT_STATUS.fetchFailed;
     keys = result.keys;
   }
-  const status = await signatureStatus(jwt, keys, env.now());
+  const status = await signatureStatus(jwt, keys);
   if (!status) rule.tokens.set(token, jwt, keys, env.now(), CLOCK_SKEW_SECONDS * 1000);
   return status;
 }

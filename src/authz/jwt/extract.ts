@@ -4,7 +4,9 @@
  * (case-sensitive; a header without the prefix holds no token), then the
  * run of JWT characters after it; query parameters; cookies. Every token
  * found is returned (they must all verify), and each one is checked
- * against the size cap before any decoding.
+ * against the size cap before any decoding. A parameter or cookie that is
+ * present with an empty value is a token too, as in Envoy: it fails as
+ * malformed (401), rather than passing as a request without a token.
  */
 import { decodeQueryPart, queryParam, type RequestFacts } from "../../gateway/facts.ts";
 
@@ -97,7 +99,7 @@ export function extractTokens<R>(plan: ExtractionPlan<R>, facts: RequestFacts, m
   for (const p of plan.params) {
     for (const value of queryParams(facts, p.name)) {
       if (value.length > maxBytes) return { ok: false, tooLarge: true };
-      if (value) tokens.push({ token: value, rules: p.rules, param: p.name });
+      tokens.push({ token: value, rules: p.rules, param: p.name });
     }
   }
   if (plan.cookies.length > 0) {
@@ -106,7 +108,7 @@ export function extractTokens<R>(plan: ExtractionPlan<R>, facts: RequestFacts, m
       const value = cookies.get(c.name);
       if (value === undefined) continue;
       if (value.length > maxBytes) return { ok: false, tooLarge: true };
-      if (value) tokens.push({ token: value, rules: c.rules });
+      tokens.push({ token: value, rules: c.rules });
     }
   }
   return { ok: true, tokens };

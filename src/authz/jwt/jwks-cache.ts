@@ -80,7 +80,8 @@ export class JwksCache {
       const fresh = entry.keys !== undefined && this.now() - entry.fetchedAt < policy.maxAgeMs;
       return fresh ? { ok: true, keys: entry.keys as KeySet } : { ok: false };
     }
-    if (kid !== undefined && !(entry.keys as KeySet).kids.has(kid) && now - entry.attemptAt >= policy.unknownKidCooldownMs) {
+    // An empty kid names no key (it tries them all, as jwt_verify_lib does): no refetch for it.
+    if (kid && !(entry.keys as KeySet).kids.has(kid) && now - entry.attemptAt >= policy.unknownKidCooldownMs) {
       await this.fetchInto(entry, source, timeoutMs);
       return { ok: true, keys: entry.keys as KeySet };
     }

@@ -1,7 +1,8 @@
 /**
  * A parsed JSON Web Key Set and the keys it yields for a token. Keys are
  * selected the way jwt_verify_lib selects them: a key is a candidate when
- * its `kid` (if both have one) equals the token's, its `alg` (if set)
+ * its `kid` (if both have a non-empty one: an empty `kid` on either side
+ * matches every key) equals the token's, its `alg` (if set)
  * equals the token's, and its type fits the algorithm. `kid` is only ever
  * an exact-match lookup into keys already in memory: it never names a
  * file, a URL or a query. Each (key, algorithm) pair is imported into a
@@ -34,7 +35,7 @@ export class KeySet {
   candidates(alg: string, kid: string | undefined): number[] {
     const out: number[] = [];
     this.keys.forEach((key, i) => {
-      if (kid !== undefined && typeof key.kid === "string" && key.kid !== kid) return;
+      if (kid && typeof key.kid === "string" && key.kid !== "" && key.kid !== kid) return;
       if (typeof key.alg === "string" && key.alg !== alg) return;
       if (key.use !== undefined && key.use !== "sig") return;
       if (fits(key, alg)) out.push(i);

@@ -73,7 +73,8 @@ export class VerifiedTokens {
   }
 
   set(token: string, jwt: ParsedJwt, keys: KeySet, now: number, skewMs: number): void {
-    const expiresAt = Math.min(jwt.exp !== undefined ? jwt.exp * 1000 + skewMs : Infinity, now + MAX_TTL_MS);
+    // `exp: 0` means no expiry (jwt_verify_lib), like an absent exp.
+    const expiresAt = Math.min(jwt.exp ? jwt.exp * 1000 + skewMs : Infinity, now + MAX_TTL_MS);
     if (expiresAt <= now) return;
     const key = keyOf(token);
     this.entries.delete(key);

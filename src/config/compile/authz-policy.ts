@@ -19,13 +19,21 @@ import { check, conditionCheck, isUnusable, MESH_IDENTITY, operationChecks, vali
 
 type Action = PolicyDef["action"];
 
+const DRY_RUN = "istio.io/dry-run";
+
+/** Go's strconv.ParseBool spellings: Istio reads the dry-run annotation with it, and its validation rejects any other value. */
+const PARSE_BOOL: Readonly<Record<string, boolean>> = {
+  "1": true, t: true, T: true, TRUE: true, true: true, True: true,
+  "0": false, f: false, F: false, FALSE: false, false: false, False: false,
+};
+
 class Unusable extends Error {}
 
 /** Compiles one AuthorizationPolicy; undefined when it has errors or is ignored. */
 export function compileAuthorizationPolicy(ap: Resource<"AuthorizationPolicy">, providers: ReadonlySet<string>, diag: Diagnostics): PolicyDef | undefined {
   const action: Action = ap.spec.action ?? "ALLOW";
-  const dryRun = ap.metadata.annotations?.["istio.io/dry-run"] === "true";
   const errorsBefore = diag.problems.filter((p) => p.severity === "error").length;
+  const dryRun = dryRunOf(ap, diag);
   const def: PolicyDef = { source: ap.id, action, dryRun, rules: [] };
 
   if (action === "CUSTOM") {
@@ -54,7 +62,45 @@ export function compileAuthorizationPolicy(ap: Resource<"AuthorizationPolicy">, 
   return errorsAfter > errorsBefore ? undefined : def;
 }
 
+/**
+ * The `istio.io/dry-run` annotation, read as Istio reads it (strconv.ParseBool);
+ * any other value is an error, as Istio's validation makes it.
+ *
+ * @example
+ * dryRunOf(policyAnnotated("True"), diag); // true
+ * dryRunOf(policyAnnotated("yes"), diag);  // false, and an error naming the annotation
+ */
+export function dryRunOf(ap: Resource<"AuthorizationPolicy">, diag: Diagnostics): boolean {
+  const value = ap.metadata.annotations?.[DRY_RUN];
+  if (value === undefined) return false;
+  if (Object.hasOwn(PARSE_BOOL, value)) return PARSE_BOOL[value] as boolean;
+  diag.error(ap, ["metadata", "annotations", DRY_RUN], `expected a boolean (1, t, T, TRUE, true, True, 0, f, F, FALSE, false or False, as Istio parses it), got "${value}"`);
+  return false;
+}
+
+/**
+ * Istio's validation of a rule's shape (ValidateAuthorizationPolicy): a
+ * `from` or `to` that is present must list something, and each source or
+ * operation must set a field with values. Each of these would otherwise
+ * match every request, turning an ALLOW into allow-all. (An empty list
+ * counts as absent, as in the proto, so `paths: []` alone is empty.)
+ */
+function checkRuleShape(ap: Resource<"AuthorizationPolicy">, rule: Rule, at: FieldPath, diag: Diagnostics): void {
+  const hasValues = (fields: object) => Object.values(fields).some((v) => Array.isArray(v) && v.length > 0);
+  if (rule.from?.length === 0) diag.error(ap, [...at, "from"], "expected at least one source (Istio rejects an empty from; leave it out to match any source)");
+  rule.from?.forEach((f, i) => {
+    if (!f.source) diag.error(ap, [...at, "from", i], "expected a source (Istio rejects a from entry without one)");
+    else if (!hasValues(f.source)) diag.error(ap, [...at, "from", i, "source"], "expected at least one field with values (Istio rejects an empty source: it would match every request)");
+  });
+  if (rule.to?.length === 0) diag.error(ap, [...at, "to"], "expected at least one operation (Istio rejects an empty to; leave it out to match any operation)");
+  rule.to?.forEach((t, i) => {
+    if (!t.operation) diag.error(ap, [...at, "to", i], "expected an operation (Istio rejects a to entry without one)");
+    else if (!hasValues(t.operation)) diag.error(ap, [...at, "to", i, "operation"], "expected at least one field with values (Istio rejects an empty operation: it would match every request)");
+  });
+}
+
 function compileRule(ap: Resource<"AuthorizationPolicy">, rule: Rule, at: FieldPath, action: Action, diag: Diagnostics): PolicyRuleDef {
+  checkRuleShape(ap, rule, at, diag);
   const when: PolicyCheckDef[] = [];
   rule.when?.forEach((c, i) => {
     const path = [...at, "when", i];

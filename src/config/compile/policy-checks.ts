@@ -139,6 +139,11 @@ export function bracketed(text: string): string[] | undefined {
 export function validateValues(resource: AnyResource, attribute: PolicyAttribute, c: PolicyCheckDef, path: FieldPath, diag: Diagnostics): void {
   const all = [...(c.values ?? []), ...(c.notValues ?? [])];
   for (const v of all) {
+    // Istio's CheckEmptyValues: an empty value is a mistake (a dropped variable, a stray `""`), never a pattern.
+    if (v === "") {
+      diag.error(resource, path, 'expected a non-empty value, got "" (Istio rejects empty values)');
+      continue;
+    }
     switch (attribute) {
       case "source.ip":
       case "remote.ip":

@@ -3,8 +3,11 @@
  * AuthorizationPolicy, PeerAuthentication) to traffic:
  *
  * - root namespace, no selector          → all traffic (gateway and every destination)
- * - selector matching the gateway labels → all traffic, as a gateway policy
- *   (also `targetRef` kind Gateway)
+ * - selector matching the gateway labels → all traffic, as a gateway policy, when the
+ *   resource is in the gateway's namespace or the root namespace (Istio searches
+ *   a selector's workloads in the resource's own namespace only)
+ * - `targetRef(s)` kind Gateway naming a served Gateway of the resource's own
+ *   namespace → all traffic, as a gateway policy
  * - another namespace, no selector       → traffic routed to services of that namespace
  * - a selector                           → traffic routed to clusters with an endpoint whose
  *   labels match (in the policy's namespace; any namespace for the root namespace)
@@ -13,7 +16,8 @@
  * The gateway labels are GatewayConfig `gatewayLabels` when set (`{}` counts
  * as unset), else the labels of Istio's default ingress gateway plus the
  * selectors of the Gateway resources, so `selector: {istio: ingressgateway}`
- * policies copied from a mesh keep protecting the edge.
+ * policies copied from a mesh keep protecting the edge. The gateway's
+ * namespace is the GatewayConfig's, else the root namespace.
  */
 import type { ClusterDef } from "../snapshot.ts";
 import type { AnyResource, Resource } from "../validate.ts";
@@ -35,7 +39,23 @@ export interface Attachment {
   workload: boolean;
 }
 
-export type GatewayLabels = Map<string, Set<string>>;
+/**
+ * The gateway workload as policies select it: its labels (name → values),
+ * the namespace it runs in and the Gateways it serves. A Map of its labels,
+ * so code that only matches labels reads it as one.
+ */
+export class GatewayLabels extends Map<string, Set<string>> {
+  /** The GatewayConfig's namespace; undefined means the root namespace. */
+  readonly namespace: string | undefined;
+  /** `namespace/name` of every Gateway resource the edge serves. */
+  readonly gateways: ReadonlySet<string>;
+
+  constructor(namespace: string | undefined = undefined, gateways: ReadonlySet<string> = new Set()) {
+    super();
+    this.namespace = namespace;
+    this.gateways = gateways;
+  }
+}
 
 /** Labels of Istio's default ingress gateway deployment. */
 const ISTIO_INGRESS_LABELS: Record<string, string> = { app: "istio-ingressgateway", istio: "ingressgateway" };
@@ -58,13 +78,15 @@ export function configuredGatewayLabels(labels: Record<string, string> | undefin
  * else Istio's default ingress gateway labels plus every Gateway's selector.
  */
 export function gatewayLabels(config: Resource<"GatewayConfig"> | undefined, gateways: Resource<"Gateway">[]): GatewayLabels {
-  const labels: GatewayLabels = new Map();
+  const configured = configuredGatewayLabels(config?.spec.gatewayLabels);
+  // The Gateways the edge serves: with gatewayLabels set, those whose selector they satisfy (virtual-hosts.ts).
+  const served = gateways.filter((g) => !configured || Object.entries(g.spec.selector ?? {}).every(([k, v]) => configured[k] === v));
+  const labels = new GatewayLabels(config?.namespace, new Set(served.map((g) => `${g.namespace}/${g.name}`)));
   const add = (k: string, v: string) => {
     let set = labels.get(k);
     if (!set) labels.set(k, (set = new Set()));
     set.add(v);
   };
-  const configured = configuredGatewayLabels(config?.spec.gatewayLabels);
   if (configured) {
     for (const [k, v] of Object.entries(configured)) add(k, v);
     return labels;
@@ -117,18 +139,29 @@ export function attachmentOf(
       diag.error(resource, selectorPath, "expected either selector or targetRef(s), not both (Istio rejects both)");
       return none;
     }
-    return targetRefAttachment(resource, refs, diag);
+    return targetRefAttachment(resource, refs, root, labels, diag);
   }
   if (!selector) {
     if (root) return { all: true, gateway: false, cluster: () => false, namespaceWide: false, workload: false };
     const ns = resource.namespace;
     return { all: false, gateway: false, cluster: (c) => c.namespace === ns, namespaceWide: true, workload: false };
   }
-  const gateway = Object.entries(selector).every(([k, v]) => labels.get(k)?.has(v) === true);
   const ns = resource.namespace;
+  const gatewayNamespace = labels.namespace ?? rootNamespace;
+  const gatewayLabelled = Object.entries(selector).every(([k, v]) => labels.get(k)?.has(v) === true);
+  // Istio looks for a selector's workloads in the resource's own namespace only (the root namespace's
+  // reach every namespace): a tenant's copy of `istio: ingressgateway` must not become an edge policy.
+  const gateway = gatewayLabelled && (root || ns === gatewayNamespace);
   const matches = (c: ClusterDef) =>
     (root || c.namespace === ns) && c.endpoints.some((e) => Object.entries(selector).every(([k, v]) => e.labels[k] === v));
-  if (!gateway && !clusters.some(matches)) {
+  const selectsDestination = clusters.some(matches);
+  if (gatewayLabelled && !gateway) {
+    diag.warn(
+      resource,
+      selectorPath,
+      `matches the gateway's labels, but the gateway runs in namespace ${gatewayNamespace} (the GatewayConfig's namespace, else the root namespace) and, as in Istio, a selector only selects workloads of its own namespace (${ns}); it does not apply at the gateway (put it in ${gatewayNamespace === rootNamespace ? gatewayNamespace : `${gatewayNamespace} or the root namespace ${rootNamespace}`} for that)${selectsDestination ? "" : "; it selects no destination either, so it has no effect at the edge"}`,
+    );
+  } else if (!gateway && !selectsDestination) {
     diag.warn(
       resource,
       selectorPath,
@@ -145,7 +178,14 @@ export interface TargetRef {
   namespace?: string;
 }
 
-function targetRefAttachment(resource: AnyResource, refs: { ref: TargetRef; path: (string | number)[] }[], diag: Diagnostics): Attachment {
+/**
+ * `targetRef(s)`: as in Istio, a reference attaches only within the
+ * resource's own namespace. A Gateway reference selects the edge when it
+ * names a Gateway the edge serves in that namespace; a GatewayClass one only
+ * from the root namespace (Istio attaches GatewayClass references from there
+ * alone), since either makes the resource a policy for all traffic.
+ */
+function targetRefAttachment(resource: AnyResource, refs: { ref: TargetRef; path: (string | number)[] }[], root: boolean, labels: GatewayLabels, diag: Diagnostics): Attachment {
   let gateway = false;
   const services = new Set<string>();
   const entries = new Set<string>();
@@ -154,8 +194,19 @@ function targetRefAttachment(resource: AnyResource, refs: { ref: TargetRef; path
       diag.error(resource, [...field, "namespace"], `expected the policy's own namespace (${resource.namespace}); cross-namespace targetRef is not allowed`);
       return;
     }
-    if (ref.kind === "Gateway" || ref.kind === "GatewayClass") gateway = true;
-    else if (ref.kind === "Service") services.add(`${ref.name}.${resource.namespace}.svc.cluster.local`);
+    if (ref.kind === "Gateway") {
+      if (labels.gateways.has(`${resource.namespace}/${ref.name}`)) gateway = true;
+      else {
+        diag.warn(
+          resource,
+          [...field, "name"],
+          `expected a Gateway of namespace ${resource.namespace} that the edge serves, got "${ref.name}" (as in Istio, a targetRef names a Gateway of the resource's own namespace); this reference selects nothing`,
+        );
+      }
+    } else if (ref.kind === "GatewayClass") {
+      if (root) gateway = true;
+      else diag.warn(resource, [...field, "kind"], "a GatewayClass targetRef only applies from the root namespace (as in Istio); this reference selects nothing");
+    } else if (ref.kind === "Service") services.add(`${ref.name}.${resource.namespace}.svc.cluster.local`);
     else if (ref.kind === "ServiceEntry") entries.add(`ServiceEntry/${resource.namespace}/${ref.name}`);
     else diag.error(resource, [...field, "kind"], `expected Gateway, Service or ServiceEntry, got ${ref.kind}`);
   });

@@ -89,6 +89,25 @@ describe("authenticate", () => {
     expect(await later).toEqual({ ok: false, status: JWT_STATUS.expired, httpStatus: 401 });
   });
 
+  it("accepts a token until exp + 60 s and refuses it a second later, as jwt_verify_lib does (now > exp + 60)", async () => {
+    const exp = Math.floor(Date.now() / 1000) - 3600;
+    const token = await sign("bea", exp);
+    // A fresh authenticator each time: no verified-token cache, the full path with the signature.
+    expect(await authenticator(() => (exp + 60) * 1000 + 999)(facts(`Bearer ${token}`))).toMatchObject({ ok: true, verified: [{ jwt: { sub: "bea" } }] });
+    expect(await authenticator(() => (exp + 61) * 1000)(facts(`Bearer ${token}`))).toEqual({ ok: false, status: JWT_STATUS.expired, httpStatus: 401 });
+  });
+
+  it("reads exp 0 as no expiry, and tries every key for an empty kid (jwt_verify_lib)", async () => {
+    const never = await new SignJWT({ exp: 0 }).setProtectedHeader({ alg: "RS256", kid: "k1" }).setIssuer(ISSUER).setSubject("cleo").setAudience("api").sign(privateKey);
+    expect(await authenticator()(facts(`Bearer ${never}`))).toMatchObject({ ok: true, verified: [{ jwt: { sub: "cleo", exp: 0 } }] });
+    const emptyKid = await new SignJWT({}).setProtectedHeader({ alg: "RS256", kid: "" }).setIssuer(ISSUER).setSubject("dora").setAudience("api").setExpirationTime(inAnHour).sign(privateKey);
+    expect(await authenticator()(facts(`Bearer ${emptyKid}`))).toMatchObject({ ok: true, verified: [{ jwt: { sub: "dora" } }] });
+  });
+
+  it("fails an empty access_token parameter as a malformed token (401), not as a request without one", async () => {
+    expect(await authenticator()(facts(undefined, "access_token="))).toEqual({ ok: false, status: JWT_STATUS.badFormat, httpStatus: 401 });
+  });
+
   it("verifies the tokens after a cache hit in order, every one of them", async () => {
     const check = authenticator();
     const cached = await sign("carol", inAnHour);

@@ -163,6 +163,133 @@ spec:
     expect(errors(both.problems)[0]).toMatchObject({ resource: "AuthorizationPolicy/a/both", field: "spec.selector", line: 6 });
   });
 
+  describe("a policy selects the gateway only from the gateway's namespace or the root namespace (tenant isolation)", () => {
+    const EDGE = `
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: edge-jwt, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  jwtRules: [{issuer: "https://a.example", jwksUri: "https://a.example/jwks"}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: edge-require-jwt, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  rules: [{from: [{source: {requestPrincipals: ["*"]}}]}]
+`;
+    const gatewayLayer = (r: Awaited<ReturnType<typeof build>>) => {
+      const sec = r.snapshot?.security;
+      return { policies: (sec?.scopes[0]?.layers[0] ?? []).map((i) => sec?.policies[i]?.source), issuers: (sec?.scopes[0]?.jwtRules ?? []).map((i) => sec?.jwtRules[i]?.issuer) };
+    };
+
+    it("ignores, with a warning, another namespace's selector that copies the gateway's labels", async () => {
+      const r = await build(`${SERVICE("team-b")}
+---
+${EDGE}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: tenant-open, namespace: team-b}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  rules: [{}]
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: tenant-idp, namespace: team-b}
+spec:
+  selector: {matchLabels: {app: istio-ingressgateway}}
+  jwtRules: [{issuer: "https://b.example", jwksUri: "https://b.example/jwks"}]
+`);
+      expect(errors(r.problems)).toEqual([]);
+      expect(gatewayLayer(r)).toEqual({ policies: ["AuthorizationPolicy/istio-system/edge-require-jwt"], issuers: ["https://a.example"] });
+      const w = warnings(r.problems);
+      expect(w).toEqual([
+        expect.objectContaining({ resource: "AuthorizationPolicy/team-b/tenant-open", field: "spec.selector", message: expect.stringMatching(/^matches the gateway's labels, but the gateway runs in namespace istio-system .* a selector only selects workloads of its own namespace \(team-b\); it does not apply at the gateway .*it selects no destination either/) }),
+        expect.objectContaining({ resource: "RequestAuthentication/team-b/tenant-idp", field: "spec.selector", message: expect.stringMatching(/^matches the gateway's labels/) }),
+      ]);
+    });
+
+    it("applies a selector from the GatewayConfig's namespace at the gateway", async () => {
+      const r = await build(`
+apiVersion: isthmus.dev/v1alpha1
+kind: GatewayConfig
+metadata: {name: c, namespace: edge}
+spec: {}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: in-edge, namespace: edge}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/x"]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: in-root, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/y"]}}]}]
+`);
+      expect(errors(r.problems)).toEqual([]);
+      expect(gatewayLayer(r).policies).toEqual(["AuthorizationPolicy/edge/in-edge", "AuthorizationPolicy/istio-system/in-root"]);
+    });
+
+    it("attaches a Gateway targetRef only to a served Gateway of the policy's own namespace", async () => {
+      const r = await build(`${EDGE}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: shared, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: own, namespace: team-b}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["team-b/*"]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: tenant-deny, namespace: team-b}
+spec:
+  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: whatever}, {kind: Gateway, name: shared}]
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/x"]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: by-class, namespace: team-b}
+spec:
+  targetRef: {kind: GatewayClass, name: istio}
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/y"]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: own-gateway, namespace: team-b}
+spec:
+  targetRef: {kind: Gateway, name: own}
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/z"]}}]}]
+`);
+      expect(errors(r.problems)).toEqual([]);
+      expect(gatewayLayer(r).policies).toEqual(["AuthorizationPolicy/istio-system/edge-require-jwt", "AuthorizationPolicy/team-b/own-gateway"]);
+      expect(warnings(r.problems).map((p) => [p.resource, p.field, p.message])).toEqual([
+        ["AuthorizationPolicy/team-b/tenant-deny", "spec.targetRefs[0].name", expect.stringMatching(/^expected a Gateway of namespace team-b that the edge serves, got "whatever"/)],
+        ["AuthorizationPolicy/team-b/tenant-deny", "spec.targetRefs[1].name", expect.stringMatching(/got "shared"/)],
+        ["AuthorizationPolicy/team-b/by-class", "spec.targetRef.kind", expect.stringMatching(/only applies from the root namespace/)],
+      ]);
+    });
+  });
+
   it("composes PeerAuthentication modes mesh → namespace → workload → port", async () => {
     const r = await build(`${SERVICE("a")}
 ---
@@ -284,6 +411,118 @@ spec:
       /unknown attribute "request.user"/,
     ],
     [
+      "an empty from (Istio: `from` must not be empty)",
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: ns}
+spec:
+  rules:
+  - from: []`,
+      "spec.rules[0].from",
+      /expected at least one source/,
+    ],
+    [
+      "a from entry without a source",
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: ns}
+spec:
+  rules:
+  - from: [{}]`,
+      "spec.rules[0].from[0]",
+      /expected a source/,
+    ],
+    [
+      "a source whose only field is an empty list (it would match every request)",
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: ns}
+spec:
+  rules:
+  - from: [{source: {requestPrincipals: []}}]`,
+      "spec.rules[0].from[0].source",
+      /empty source: it would match every request/,
+    ],
+    [
+      "an empty to",
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: ns}
+spec:
+  rules:
+  - to: []`,
+      "spec.rules[0].to",
+      /expected at least one operation/,
+    ],
+    [
+      "an operation whose only field is an empty list",
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: ns}
+spec:
+  rules:
+  - to: [{operation: {paths: []}}]`,
+      "spec.rules[0].to[0].operation",
+      /empty operation: it would match every request/,
+    ],
+    [
+      "an empty operation",
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: ns}
+spec:
+  rules:
+  - to: [{operation: {}}]`,
+      "spec.rules[0].to[0].operation",
+      /empty operation/,
+    ],
+    [
+      "an empty value in an operation (Istio's CheckEmptyValues)",
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: ns}
+spec:
+  rules:
+  - to: [{operation: {paths: [""]}}]`,
+      "spec.rules[0].to[0].operation.paths",
+      /expected a non-empty value, got ""/,
+    ],
+    [
+      "an empty value in a source",
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: ns}
+spec:
+  rules:
+  - from: [{source: {notRequestPrincipals: ["a/b", ""]}}]`,
+      "spec.rules[0].from[0].source.requestPrincipals",
+      /non-empty value/,
+    ],
+    [
+      "an empty value in a condition",
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: ns}
+spec:
+  rules:
+  - when: [{key: "request.headers[x-team]", values: [""]}]`,
+      "spec.rules[0].when[0].values",
+      /non-empty value/,
+    ],
+    [
+      "an istio.io/dry-run value that is not a boolean",
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: p
+  namespace: ns
+  annotations: {istio.io/dry-run: "yes"}
+spec:
+  rules: [{}]`,
+      'metadata.annotations["istio.io/dry-run"]',
+      /expected a boolean \(1, t, T, TRUE, true, True, 0, f, F, FALSE, false or False, as Istio parses it\), got "yes"/,
+    ],
+    [
       "portLevelMtls without a selector",
       `apiVersion: security.istio.io/v1
 kind: PeerAuthentication
@@ -371,6 +610,26 @@ spec:
     expect(sec?.policies[0]?.rules).toEqual([]);
     expect(sec?.policies[1]?.rules[0]?.when).toEqual([]);
     expect(warnings(r.problems).map((p) => p.message).join("\n")).toMatch(/ALLOW rule is dropped[\s\S]*condition is dropped/);
+  });
+
+  it("reads istio.io/dry-run as Istio does (strconv.ParseBool)", async () => {
+    const values = ["true", "True", "TRUE", "t", "T", "1", "false", "False", "FALSE", "f", "F", "0"];
+    const r = await build(
+      values
+        .map(
+          (v, i) => `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: p${i}
+  namespace: ns
+  annotations: {istio.io/dry-run: "${v}"}
+spec:
+  rules: [{to: [{operation: {paths: ["/x"]}}]}]`,
+        )
+        .join("\n---\n"),
+    );
+    expect(errors(r.problems)).toEqual([]);
+    expect(r.snapshot?.security?.policies.map((p) => p.dryRun)).toEqual(values.map((_, i) => i < 6));
   });
 
   it("warns that a lower-case method never matches (methods are case-sensitive, §7.20)", async () => {

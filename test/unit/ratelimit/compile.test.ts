@@ -201,7 +201,7 @@ spec:
       policy({ rules: [rule({ name: "everyone" })] }, "istio-system", "root"),
       policy({ rules: [rule({ name: "shop-wide" })] }, "shop", "ns"),
       policy({ selector: { matchLabels: { app: "pay" } }, rules: [rule({ name: "payments" })] }, "shop", "sel"),
-      policy({ selector: { matchLabels: { istio: "ingressgateway" } }, rules: [rule({ name: "edge" })] }, "web", "gw"),
+      policy({ selector: { matchLabels: { istio: "ingressgateway" } }, rules: [rule({ name: "edge" })] }, "istio-system", "gw"),
     );
     const rl = snapshot.rateLimits!;
     const names = (scope: number) => rl.scopes[scope]?.map((i) => rl.rules[i]?.name);
