@@ -131,7 +131,15 @@ export interface MatchDef {
   /** `withoutHeaders` on `@request.auth.claims`: the claim must not match (a request without it passes), as Istio's inverted metadata matcher. */
   withoutClaims?: ClaimMatchDef[];
   queryParams?: { name: string; match: StringMatchDef }[];
+  /** The listener's port: 80 for http, 443 for https (RequestFacts.port). */
   port?: number;
+  /**
+   * The port the Host header names (the listener's when it names none):
+   * Istio's default route to a service with several ports takes the one
+   * the client addressed, as a sidecar's listener would. Never written in
+   * a VirtualService (`port` is the listener's).
+   */
+  hostPort?: number;
   /**
    * Ports an earlier catch-all of the same VirtualService took (a block with
    * only `port`): Istio's table for such a port never has this route.

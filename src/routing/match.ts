@@ -10,7 +10,7 @@
  * when `ignoreCase` asks for it.
  */
 import type { ClaimMatchDef, HeaderMatchDef, MatchDef, StringMatchDef } from "../config/snapshot.ts";
-import { rawQueryParam, type RequestFacts } from "../gateway/facts.ts";
+import { authorityPort, rawQueryParam, type RequestFacts } from "../gateway/facts.ts";
 import { lazyRegex, type Regex } from "./regex.ts";
 
 /** Each regex definition's compiled pattern, for as long as the definition lives. */
@@ -64,6 +64,7 @@ export function matchesRequest(def: MatchDef, f: RequestFacts): boolean {
   if (def.authority && !matchesString(def.authority, f.authority)) return false;
   if (def.port !== undefined && f.port !== def.port) return false;
   if (def.exceptPorts !== undefined && def.exceptPorts.includes(f.port)) return false;
+  if (def.hostPort !== undefined && (authorityPort(f) ?? f.port) !== def.hostPort) return false;
   if (def.headers) for (const h of def.headers) if (!matchesHeader(h, f)) return false;
   if (def.withoutHeaders) for (const h of def.withoutHeaders) if (!lacksHeader(h, f)) return false;
   if (def.claims) for (const c of def.claims) if (!matchesClaim(c, f)) return false;

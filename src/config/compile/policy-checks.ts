@@ -14,6 +14,10 @@ import type { Diagnostics, FieldPath } from "./diagnostics.ts";
 import { parseCidr } from "../../authz/policy/cidr.ts";
 import { isPathTemplate, pathTemplateProblem } from "../../authz/policy/path-template.ts";
 
+/** Why a port other than 80 or 443 never matches at the edge (RequestFacts.port). */
+export const LISTENER_PORTS_NOTE =
+  "at the edge a request's port is the listener's, 80 for http and 443 for https, whatever port its Host header names";
+
 export const MESH_IDENTITY =
   "matches mesh (SPIFFE) identities; the edge identifies clients by their certificate (subject DN or SHA-256 fingerprint), which contains no namespace or service account, so this only matches if that principal does";
 
@@ -151,6 +155,7 @@ export function validateValues(resource: AnyResource, attribute: PolicyAttribute
         break;
       case "destination.port":
         if (!/^\d{1,5}$/.test(v) || Number(v) > 65535) diag.error(resource, path, `expected a port number (0-65535), got "${v}"`);
+        else if (v !== "80" && v !== "443") diag.warn(resource, path, `${LISTENER_PORTS_NOTE}; ${v} is never one`);
         break;
       case "request.path":
         if (isPathTemplate(v)) {

@@ -18,6 +18,7 @@ import { compileCohort, compileCors, compileFault, compileMirrors } from "./rout
 import { compileRetry } from "./retries.ts";
 import type { ServiceRegistry } from "./services.ts";
 import { resolveGatewayName } from "./gateway-names.ts";
+import { LISTENER_PORTS_NOTE } from "./policy-checks.ts";
 
 export interface CompiledRoute {
   name: string;
@@ -83,6 +84,9 @@ function compileRule(vs: Resource<"VirtualService">, route: HTTPRoute, index: nu
   (route.match ?? []).forEach((m, j) => {
     const compiled = compileMatch(m, [...path, "match", j], fail);
     if (!compiled) return;
+    if (m.port !== undefined && m.port !== 80 && m.port !== 443) {
+      diag.warn(vs, [...path, "match", j, "port"], `never matches: ${LISTENER_PORTS_NOTE}`);
+    }
     const elsewhere = m.gateways?.length ? undefined : notFromEdge(m, edge);
     if (elsewhere) {
       diag.warn(vs, [...path, "match", j], `never matches at the edge: ${elsewhere}, so this block is skipped, as an Istio gateway skips it`);

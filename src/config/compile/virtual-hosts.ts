@@ -239,7 +239,9 @@ function edgeHosts(
 /**
  * Istio's default route for a service with no VirtualService: every
  * request for the host goes to the service, on the port the client used
- * (or the only port).
+ * (or the only port). The client says which in its Host header
+ * (`api.example.com:8443`): that port chooses a destination, it grants
+ * nothing, unlike the listener's port that policies compare.
  */
 function defaultRoutes(service: Service, services: ServiceRegistry): CompiledRule[] {
   const ports = service.ports;
@@ -250,7 +252,7 @@ function defaultRoutes(service: Service, services: ServiceRegistry): CompiledRul
       index: i,
       action: { type: "route", destinations: [{ host: service.host, port: port.number, cluster: cluster.name, weight: 100 }] },
     };
-    const match = ports.length === 1 ? {} : { port: port.number };
+    const match = ports.length === 1 ? {} : { hostPort: port.number };
     return { rule, routes: [{ name: "", match }] };
   });
 }

@@ -93,6 +93,25 @@ spec:
   });
 });
 
+describe("ports", () => {
+  it("warns that a port other than 80 or 443 never matches at the edge (the listener's port, not the Host header's)", async () => {
+    const r = await build(`${SERVICE("a")}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ports, namespace: a}
+spec:
+  rules:
+  - to: [{operation: {ports: ["443", "8443"]}}]
+    when: [{key: destination.port, values: ["80", "9090"]}]
+`);
+    expect(warnings(r.problems).map((p) => [p.field, p.message])).toEqual([
+      ["spec.rules[0].to[0].operation.ports", expect.stringMatching(/listener's, 80 for http and 443 for https.*; 8443 is never one$/)],
+      ["spec.rules[0].when[0].values", expect.stringMatching(/; 9090 is never one$/)],
+    ]);
+  });
+});
+
 describe("the edge mapping", () => {
   it("scopes namespace policies to services of that namespace and selector policies to matching endpoints", async () => {
     const r = await build(`${SERVICE("a")}

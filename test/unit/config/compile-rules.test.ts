@@ -146,6 +146,11 @@ describe("conflicting actions", () => {
     expect(routed.rules[0]?.cors).toBeDefined();
   });
 
+  it("warns that a match port other than 80 or 443 never matches at the edge", async () => {
+    const result = await buildRules({ match: [{ port: 80 }, { port: 8080 }], route: [dest()] });
+    expect(warnings(result)).toEqual([expect.stringMatching(/spec\.http\[0\]\.match\[1\]\.port: never matches: at the edge a request's port is the listener's/)]);
+  });
+
   it("rejects mirror together with mirrors, and delegate", async () => {
     expect(await fieldErrors({ route: [dest()], mirror: { host: "b.example.com" }, mirrors: [{ destination: { host: "b.example.com" } }] })).toEqual([
       "spec.http[0].mirrors: expected only one of mirror and mirrors",

@@ -263,13 +263,13 @@ describe("ServiceEntry default routes", () => {
     expect(served(snapshot)).toEqual({ "api.example.com": ["→app.internal"], "*.example.org": ["→app.internal"] });
   });
 
-  it("match the port for a multi-port service, and connect to the request's host for a wildcard one", async () => {
+  it("match the port the client addressed (its Host header's) for a multi-port service, and connect to the request's host for a wildcard one", async () => {
     const snapshot = await snapshotOf(
       serviceEntry("multi", ["multi.example.com"], { ports: [{ number: 80, name: "http" }, { number: 443, name: "https", protocol: "HTTPS" }] }),
       serviceEntry("wild", ["*.wild.example.com"]),
     );
     const multi = snapshot.virtualHosts.find((v) => v.name === "multi.example.com");
-    expect(multi?.routes.map((r) => r.match)).toEqual([{ port: 80 }, { port: 443 }]);
+    expect(multi?.routes.map((r) => r.match)).toEqual([{ hostPort: 80 }, { hostPort: 443 }]);
     expect(snapshot.clusters["outbound|80||*.wild.example.com"]).toMatchObject({ dynamicAddress: true, endpoints: [{ address: "", port: 80, labels: {}, weight: 1 }] });
   });
 });

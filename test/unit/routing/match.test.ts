@@ -77,6 +77,17 @@ describe("matchesRequest", () => {
     expect(m({ ...ok, query: "" })).toBe(false);
   });
 
+  it("compares a default route's hostPort with the Host header's port (the listener's when it names none), and port with the listener's only", () => {
+    const m = requestMatcher({ hostPort: 8443 });
+    const on443 = facts({ scheme: "https", authority: "api.example.com:8443", port: 443 });
+    expect(m(on443)).toBe(true);
+    expect(m({ ...on443, authority: "api.example.com:9443" })).toBe(false);
+    expect(m({ ...on443, authority: "api.example.com" })).toBe(false);
+    expect(requestMatcher({ hostPort: 443 })({ ...on443, authority: "api.example.com" })).toBe(true);
+    // A VirtualService's `port` is the listener's: the Host header's port cannot stand in for it.
+    expect(requestMatcher({ port: 8443 })(on443)).toBe(false);
+  });
+
   it("matches several values of one header as the comma-joined list", () => {
     const headers = new Headers();
     headers.append("x-group", "a");
