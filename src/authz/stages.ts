@@ -198,7 +198,7 @@ async function runCustom(ctx: RequestContext, sec: RuntimeSecurity, matched: rea
     // upstream, which never gets it either): its check goes without, as if it had none.
     if (provider.includeRequestBody && !sendsNoBody(ctx.facts.method)) {
       const buffered = await bufferBody(ctx.request.body, provider.includeRequestBody.maxBytes, provider.includeRequestBody.allowPartial);
-      if (!buffered.ok) return localReply(badRequest(413, "payload too large"), ctx.record);
+      if (!buffered.ok) return localReply("unreadable" in buffered ? badRequest(400, "bad request") : badRequest(413, "payload too large"), ctx.record);
       body = buffered.check;
       ctx.request = new Request(ctx.request.url, { method: ctx.request.method, headers: ctx.request.headers, body: buffered.replay });
     }

@@ -175,16 +175,24 @@ async function readCapped(response: Response, max: number): Promise<string> {
 /**
  * Reads up to `max` bytes of the request body for the check and returns
  * them with a stream that replays the whole body upstream.
- * `tooLarge` when the body is longer and partial messages are not allowed.
+ * `tooLarge` when the body is longer and partial messages are not allowed;
+ * `unreadable` when it fails while it is read (answered 400, as the route's
+ * own body read is).
  */
 export async function bufferBody(
   body: ReadableStream<Uint8Array> | null,
   max: number,
   allowPartial: boolean,
-): Promise<{ ok: true; check: Uint8Array; replay: ReadableStream<Uint8Array> | null } | { ok: false; tooLarge: true }> {
+): Promise<{ ok: true; check: Uint8Array; replay: ReadableStream<Uint8Array> | null } | { ok: false; tooLarge: true } | { ok: false; unreadable: true }> {
   if (!body) return { ok: true, check: new Uint8Array(0), replay: null };
   const reader = body.getReader();
-  const head = await readAtMost(reader, max);
+  let head: Awaited<ReturnType<typeof readAtMost>>;
+  try {
+    head = await readAtMost(reader, max);
+  } catch {
+    // Malformed framing, or the client left mid-body (workerd fails the read alike for both).
+    return { ok: false, unreadable: true };
+  }
   if (head.size > max && !allowPartial) {
     await reader.cancel();
     return { ok: false, tooLarge: true };

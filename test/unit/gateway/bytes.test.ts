@@ -82,6 +82,19 @@ describe("the body sent to an external authorizer", () => {
     expect(cancelled()).not.toBe("not cancelled");
   });
 
+  it("reports a body that fails while it is read (malformed framing, a client gone) instead of throwing", async () => {
+    let sent = false;
+    const failing = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (!sent) {
+          sent = true;
+          controller.enqueue(new TextEncoder().encode("he"));
+        } else controller.error(new Error("Network connection lost."));
+      },
+    });
+    expect(await bufferBody(failing, 1_024, false)).toEqual({ ok: false, unreadable: true });
+  });
+
   it("takes a body of exactly maxRequestBytes whole", async () => {
     const buffered = await bufferBody(chunked("hello", " w").stream, 7, false);
     if (!buffered.ok) throw new Error("refused");
