@@ -61,7 +61,13 @@ export type PolicyAttribute =
   | "destination.port"
   | "connection.sni"
   /** The route name (RateLimitPolicy `match.routes`; not an AuthorizationPolicy attribute). */
-  | "route.name";
+  | "route.name"
+  /**
+   * RateLimitPolicy `match.hosts`: as `request.host`, except that a value
+   * without a port also matches the host with any port (not an
+   * AuthorizationPolicy attribute).
+   */
+  | "request.hostname";
 
 /**
  * One field of a rule: the attribute must match one of `values` (when

@@ -217,6 +217,12 @@ function attributeTest(def: PolicyCheckDef): Test {
         const m = anyValue(values, true);
         return (i) => m(i.facts.authority);
       };
+    case "request.hostname":
+      return (values) => {
+        const m = anyValue(values, true);
+        // The authority first (a value with a port), then the host alone (any port).
+        return (i) => m(i.facts.authority) || (i.facts.authority !== i.facts.host && m(i.facts.host));
+      };
     case "request.method":
       return strings((i) => i.facts.method);
     case "request.path":

@@ -145,7 +145,11 @@ function countErrors(diag: Diagnostics): number {
 }
 
 function compileRule(policy: Resource<"RateLimitPolicy">, rule: RateLimitRule, at: FieldPath, routeNames: ReadonlySet<string>, diag: Diagnostics): Omit<RateLimitRuleDef, "headers"> {
-  const match: PolicyCheckDef[] = rule.match ? operationChecks(policy, rule.match, [...at, "match"], diag) : [];
+  // `hosts: [api.example.com]` also holds for `Host: api.example.com:80`: AuthorizationPolicy's rule (a Host
+  // with a port only matches a value with that port) would let any client step around a limit by naming a port.
+  const match: PolicyCheckDef[] = (rule.match ? operationChecks(policy, rule.match, [...at, "match"], diag) : []).map((c) =>
+    c.attribute === "request.host" ? { ...c, attribute: "request.hostname" } : c,
+  );
   const routes = check("route.name", rule.match?.routes, rule.match?.notRoutes);
   if (routes) {
     match.push(routes);

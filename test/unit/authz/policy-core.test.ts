@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { cidrContains, parseCidr, parseIp } from "../../../src/authz/policy/cidr.ts";
 import { anyValue, istioValue } from "../../../src/authz/policy/value-match.ts";
 import { isPathTemplate, pathTemplateProblem, pathTemplateRegex } from "../../../src/authz/policy/path-template.ts";
-import { compilePolicy, NO_ALLOW_MATCHED, requestPrincipalMatcher, verdict, type PolicyInput } from "../../../src/authz/policy/engine.ts";
+import { compileCheck, compilePolicy, NO_ALLOW_MATCHED, requestPrincipalMatcher, verdict, type PolicyInput } from "../../../src/authz/policy/engine.ts";
 import type { PolicyDef } from "../../../src/config/snapshot.ts";
 import type { RequestIdentity } from "../../../src/authz/identity.ts";
 
@@ -219,5 +219,22 @@ describe("the engine", () => {
     const direct = input({ remoteIp: "198.51.100.7" });
     expect(check("remote.ip").matches(direct)).toBe(true);
     expect(check("source.ip").matches(direct)).toBe(true);
+  });
+});
+
+describe("request.hostname (RateLimitPolicy match.hosts)", () => {
+  const input = (authority: string, host: string) => ({ facts: { authority, host } }) as unknown as PolicyInput;
+  it("matches a value without a port on any port, a value with one on that port only; request.host keeps Istio's rule", () => {
+    const hostname = compileCheck({ attribute: "request.hostname", values: ["rl.test", "*.api.test", "pinned.test:8080"] });
+    expect(hostname(input("rl.test", "rl.test"))).toBe(true);
+    expect(hostname(input("rl.test:80", "rl.test"))).toBe(true);
+    expect(hostname(input("a.api.test:443", "a.api.test"))).toBe(true);
+    expect(hostname(input("pinned.test:8080", "pinned.test"))).toBe(true);
+    expect(hostname(input("pinned.test", "pinned.test"))).toBe(false);
+    expect(hostname(input("other.test:80", "other.test"))).toBe(false);
+    const notHosts = compileCheck({ attribute: "request.hostname", notValues: ["rl.test"] });
+    expect(notHosts(input("rl.test:80", "rl.test"))).toBe(false);
+    // AuthorizationPolicy hosts, as Istio: a Host with a port only matches a value with that port.
+    expect(compileCheck({ attribute: "request.host", values: ["rl.test"] })(input("rl.test:80", "rl.test"))).toBe(false);
   });
 });

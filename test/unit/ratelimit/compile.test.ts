@@ -60,7 +60,7 @@ describe("RateLimitPolicy compile", () => {
     );
     const r = snapshot.rateLimits?.rules[0];
     expect(r?.match).toEqual([
-      { attribute: "request.host", values: ["a.test"] },
+      { attribute: "request.hostname", values: ["a.test"] },
       { attribute: "request.method", values: ["POST"] },
       { attribute: "request.path", notValues: ["/health"] },
       { attribute: "destination.port", values: ["443"] },
