@@ -5,8 +5,9 @@
  * by the workload policy (selector), whose portLevelMtls overrides it for
  * the matching workload (endpoint) ports. UNSET inherits from the level
  * above; with nothing set the mode is PERMISSIVE. When several policies
- * exist at one level the oldest (creationTimestamp, then file order) wins.
+ * exist at one level the oldest (creationTimestamp, then name, then namespace) wins.
  */
+import { byCreationTime } from "./creation-order.ts";
 import type { ClusterDef, PeerMode } from "../snapshot.ts";
 import type { Resource } from "../validate.ts";
 import type { Diagnostics } from "./diagnostics.ts";
@@ -22,10 +23,8 @@ export class PeerModes {
   private readonly workloads: PA[] = [];
 
   constructor(policies: PA[], rootNamespace: string, gatewayMatches: (labels: Record<string, string>) => boolean, diag: Diagnostics) {
-    const ordered = policies
-      .map((p, i) => ({ p, i }))
-      .sort((a, b) => cmp(a.p.metadata.creationTimestamp ?? "", b.p.metadata.creationTimestamp ?? "") || a.i - b.i)
-      .map(({ p }) => p);
+    // Istio's order: oldest first, then name, then namespace (not the order of the files).
+    const ordered = policies.slice().sort(byCreationTime);
     let mesh: PA | undefined;
     for (const pa of ordered) {
       const selector = pa.spec.selector?.matchLabels;
@@ -98,10 +97,6 @@ export class PeerModes {
 
 function settle(mode: Mode, parent: PeerMode): PeerMode {
   return mode === undefined || mode === "UNSET" ? parent : mode;
-}
-
-function cmp(a: string, b: string): number {
-  return a === b ? 0 : a < b ? -1 : 1;
 }
 
 /** Acknowledges that a mesh-wide STRICT policy is meant to require client certificates at the edge. */

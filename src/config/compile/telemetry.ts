@@ -19,6 +19,7 @@
  * Istio's `defaultProviders` become the providers' `signals`: a provider
  * receives the signals it lists unless a Telemetry names other providers.
  */
+import { byCreationTime } from "./creation-order.ts";
 import { durationMs } from "../duration.ts";
 import type {
   AccessLogPlanDef,
@@ -199,10 +200,8 @@ class Levels {
 
   constructor(inputs: TelemetryInputs, clusters: readonly ClusterDef[], diag: Diagnostics) {
     const labels = gatewayLabels(inputs.gatewayConfig, inputs.gateways);
-    const ordered = inputs.telemetries
-      .map((t, i) => ({ t, i }))
-      .sort((a, b) => cmp(a.t.metadata.creationTimestamp ?? "", b.t.metadata.creationTimestamp ?? "") || a.i - b.i)
-      .map(({ t }) => t);
+    // Istio's order: oldest first, then name, then namespace (not the order of the files).
+    const ordered = inputs.telemetries.slice().sort(byCreationTime);
     const older = (t: T, kept: T, level: string) => diag.warn(t, ["metadata", "name"], `ignored: ${kept.id} is the older ${level} Telemetry (Istio applies only the oldest one per level)`);
     for (const t of ordered) {
       const at = attachment(t, inputs.rootNamespace, labels, clusters, diag);

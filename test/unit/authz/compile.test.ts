@@ -93,6 +93,22 @@ spec:
   });
 });
 
+describe("PeerAuthentication order", () => {
+  it("keeps the oldest mesh-wide policy, breaking a creation-time tie by name as Istio does (not by file order)", async () => {
+    const pa = (name: string, mode: string) => `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: ${name}, namespace: istio-system, creationTimestamp: "2024-01-01T00:00:00Z"}
+spec: {mtls: {mode: ${mode}}}`;
+    const r = await build(`${SERVICE("a")}
+---
+${pa("zeta", "STRICT")}
+---
+${pa("alpha", "DISABLE")}
+`);
+    expect(warnings(r.problems).map((p) => `${p.resource}: ${p.message}`)).toContainEqual(expect.stringMatching(/^PeerAuthentication\/istio-system\/zeta: ignored: PeerAuthentication\/istio-system\/alpha is the older mesh-wide/));
+  });
+});
+
 describe("ports", () => {
   it("warns that a port other than 80 or 443 never matches at the edge (the listener's port, not the Host header's)", async () => {
     const r = await build(`${SERVICE("a")}

@@ -121,6 +121,14 @@ describe("Telemetry compile: precedence", () => {
     expect(warnings(result).join("\n")).toMatch(/Telemetry\/istio-system\/b: metadata\.name: ignored: Telemetry\/istio-system\/a is the older mesh-wide/);
   });
 
+  it("breaks a creation-time tie by name, as Istio does, not by file order", async () => {
+    const at = "2024-01-01T00:00:00Z";
+    const zeta = { ...telemetry("zeta", { tracing: [{ randomSamplingPercentage: 80 }] }), metadata: { name: "zeta", namespace: "istio-system", creationTimestamp: at } };
+    const alpha = { ...telemetry("alpha", { tracing: [{ randomSamplingPercentage: 20 }] }), metadata: { name: "alpha", namespace: "istio-system", creationTimestamp: at } };
+    const result = await build(gatewayConfig(), ...traffic, zeta, alpha);
+    expect(planOf(result.snapshot as Snapshot).tracing?.samplingPercent).toBe(20);
+  });
+
   it("a Telemetry selecting the gateway's labels applies to all traffic", async () => {
     const snapshot = await snapshotOf(gatewayConfig(), ...traffic, telemetry("gw", { selector: { matchLabels: { istio: "ingressgateway" } }, tracing: [{ randomSamplingPercentage: 100 }] }));
     expect(planOf(snapshot).tracing?.samplingPercent).toBe(100);
