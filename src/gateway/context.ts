@@ -2,6 +2,7 @@
  * The per-request context the pipeline stages share, and the dependencies
  * (fetch, randomness, clocks, ids) injected into them so tests are exact.
  */
+import type { BodyEnd } from "../upstream/response-body.ts";
 import type { ClusterDef, DestinationDef, EndpointDef, GatewaySettings } from "../config/snapshot.ts";
 import type { JwksCache } from "../authz/jwt/jwks-cache.ts";
 import type { Balancer } from "../routing/balancer.ts";
@@ -78,8 +79,8 @@ export interface RequestRecord {
   upstreamServiceTimeMs?: number;
   /** Envoy's RESPONSE_CODE_DETAILS for replies the gateway made, when the flag does not say it. */
   details?: string;
-  /** A timeout still runs over the response body (it may yet be cut off, flag UT): reported once the body ends. */
-  bodyDeadline?: boolean;
+  /** The response body is watched to its end (upstream/response-body.ts): telemetry takes its size from here. */
+  bodyDone?: Promise<BodyEnd>;
 }
 
 /**
@@ -112,7 +113,7 @@ export function newRecord(startedAt: number): RequestRecord {
     mirrorsEnded: undefined,
     upstreamServiceTimeMs: undefined,
     details: undefined,
-    bodyDeadline: undefined,
+    bodyDone: undefined,
   };
 }
 

@@ -278,6 +278,7 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
   const bodyRead = upstreamBody.type === "stream" && facts.bodyLength === undefined ? (size: number) => (facts.bodyLength = size) : undefined;
   const hashKey = cluster.consistentHash ? requestHash(cluster.consistentHash.key, facts, deps.random) : {};
 
+  const telemetryActive = ctx.snapshot.telemetry?.planFor(cluster.name).active === true;
   const started = deps.now();
   const result = await sendWithRetries({
     cluster,
@@ -303,7 +304,8 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
     // Every field written, present or not (a conditional spread would give each combination its own shape).
     observer,
     // Only a route with a timeout can run out of time over the response body (a rare event: one closure per such request).
-    bodyExpired: rule.def.timeoutMs !== undefined || policy.perTryTimeoutMs !== undefined ? () => record.flags.push("UT") : undefined,
+    bodyExpired: rule.def.timeoutMs !== undefined ? () => record.flags.push("UT") : undefined,
+    countBody: telemetryActive,
   });
   record.attempts = result.attempts;
   if (result.endpoint) {
@@ -316,7 +318,7 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
     return reply;
   }
   record.flags.push(...result.flags);
-  if (result.bodyMayBeCut) record.bodyDeadline = true;
+  record.bodyDone = result.bodyDone;
 
   ctx.routeHeadersApplied = true;
   record.upstreamServiceTimeMs = Math.max(0, Math.round(deps.now() - started));
@@ -324,7 +326,7 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
   const ops = orderedOps("response", rule.def.headers, destination.headers, weighted);
   // Telemetry counts the response's head in the pass that drops its hop-by-hop headers, when nothing
   // below changes them but the service time, whose bytes are added here; else it reads them at the end.
-  if (ctx.snapshot.telemetry?.planFor(cluster.name).active && ops.every((o) => o === undefined) && !hashKey.setCookie) {
+  if (telemetryActive && ops.every((o) => o === undefined) && !hashKey.setCookie) {
     const { response, head } = countedDownstreamResponse(result.response, facts.websocket, result.body);
     response.headers.set(UPSTREAM_SERVICE_TIME, serviceTime);
     head.bytes += UPSTREAM_SERVICE_TIME.length + serviceTime.length + 4;

@@ -76,6 +76,8 @@ export interface ResponseHead {
   grpcStatus: string;
   /** `content-length`, null when absent. */
   contentLength: string | null;
+  /** `content-encoding`, "" when absent (a body fetch() decoded: its length is not the declared one). */
+  contentEncoding: string;
 }
 
 /**
@@ -118,7 +120,7 @@ export function responseHeadWithout(response: Response, dropped: ReadonlySet<str
 function scan(headers: Headers, status: number, dropped?: ReadonlySet<string>, present?: string[]): ResponseHead {
   // Created whole: an object that gains a field later goes through a map V8 holds weakly, and
   // code optimized on it is thrown away at each major GC (bench/NOTES.md, tenth and twelfth passes).
-  const head: ResponseHead = { status, bytes: 0, contentType: "", grpcStatus: "", contentLength: null };
+  const head: ResponseHead = { status, bytes: 0, contentType: "", grpcStatus: "", contentLength: null, contentEncoding: "" };
   headers.forEach((value, name) => {
     if (dropped?.has(name)) {
       present?.push(name);
@@ -128,6 +130,7 @@ function scan(headers: Headers, status: number, dropped?: ReadonlySet<string>, p
     if (name === "content-type") head.contentType = value;
     else if (name === "content-length") head.contentLength = value;
     else if (name === "grpc-status") head.grpcStatus = value;
+    else if (name === "content-encoding") head.contentEncoding = value;
   });
   return head;
 }

@@ -10,6 +10,7 @@
  * const telemetry = new Telemetry({ fetch, now: Date.now, sleep, random: Math.random, secret: (n) => env[n], log });
  * return telemetry.observe(request, result, snapshot, (p) => ctx.waitUntil(p));
  */
+import type { BodyEnd } from "../upstream/response-body.ts";
 import type { PipelineResult } from "../gateway/context.ts";
 import { parseLength } from "../gateway/content-length.ts";
 import type { RuntimeSnapshot } from "../routing/hydrate.ts";
@@ -82,7 +83,9 @@ export class Telemetry {
     // The response is final here: its status and headers are read once, for the meter and the report
     // (or were counted when it was copied from the upstream's, see countedDownstreamResponse).
     const head = result.context?.responseHead ?? responseHead(result.response);
-    const metered = meterBody(result.response, head, result.record.bodyDeadline);
+    // A body the upstream stage watches to its end is not piped again (workerd cannot chain two TransformStreams).
+    const bodyDone = result.record.bodyDone;
+    const metered = bodyDone ? watchedMeter(result.response, head, bodyDone) : meterBody(result.response, head);
     const { response } = metered;
     /** Reports the request; returns the export to keep alive, if one is due. A failure is logged, never thrown. */
     const finish = (sent: Sent): Promise<void> | undefined => {
@@ -306,13 +309,23 @@ function known(response: Response, sent: Sent): Metered {
 export const SMALL_BODY_BYTES = 65_536;
 
 /**
+ * The meter of a body the upstream stage already watches (watchedBody): its
+ * end and size come from there. A body cut off by the route timeout ends
+ * incomplete; completeRequest reads that as the timeout (flag UT), not as
+ * the client going away.
+ */
+function watchedMeter(response: Response, head: Pick<ResponseHead, "contentLength">, bodyDone: Promise<BodyEnd>): Metered {
+  const declared = parseLength(head.contentLength);
+  return { response, done: bodyDone.then((end) => ({ bytes: end.bytes ?? (end.completed ? (declared ?? 0) : 0), disconnected: !end.completed })) };
+}
+
+/**
  * Lets telemetry know when the body has been sent. `done` settles when it
  * has (or at once without a body), with its size and whether the client
  * went away first; `sent` holds the same at once when nothing is left to
  * wait for (no body, or a small one).
  *
- * - A body of declared length up to SMALL_BODY_BYTES is not wrapped at all
- *   (unless `mayBeCut`: a timeout still runs over it, see watchedBody):
+ * - A body of declared length up to SMALL_BODY_BYTES is not wrapped at all:
  *   it follows the headers at once, so the request is reported when the
  *   response starts, with the declared size (a disconnect during it is not
  *   seen). Wrapping it cost about 0.1 ms of workerd CPU per request.
@@ -322,13 +335,23 @@ export const SMALL_BODY_BYTES = 65_536;
  * - Other bodies (chunked, or outside workerd) are counted by a JavaScript
  *   TransformStream (about 0.5 ms per request; bench/NOTES.md).
  */
-export function meterBody(response: Response, head: Pick<ResponseHead, "status" | "contentLength"> = responseHead(response), mayBeCut = false): Metered {
+export function meterBody(response: Response, head: Pick<ResponseHead, "status" | "contentLength" | "contentEncoding"> = responseHead(response)): Metered {
   const body = response.body;
   // A WebSocket upgrade keeps its own Response (its socket would be lost in a copy). workerd refuses a
   // WebSocket on any other status, so the status says it without reading `webSocket` (a native getter).
   if (head.status === 101 || !body) return known(response, { bytes: 0, disconnected: false });
   const declared = parseLength(head.contentLength);
-  if (declared !== undefined && declared <= SMALL_BODY_BYTES && !mayBeCut) return known(response, { bytes: declared, disconnected: false });
+  if (declared !== undefined && declared <= SMALL_BODY_BYTES) return known(response, { bytes: declared, disconnected: false });
+  // An encoded body (gzip, br) comes out of fetch() decoded, longer than its Content-Length: a
+  // FixedLengthStream of that length would refuse it. The declared (encoded) size is what is reported.
+  if (declared !== undefined && head.contentEncoding !== "" && head.contentEncoding !== "identity" && typeof IdentityTransformStream === "function") {
+    const pipe = new IdentityTransformStream();
+    const done = body.pipeTo(pipe.writable).then(
+      () => ({ bytes: declared, disconnected: false }),
+      () => ({ bytes: 0, disconnected: true }),
+    );
+    return { response: new Response(pipe.readable, response), done };
+  }
   if (declared !== undefined && typeof FixedLengthStream === "function") {
     const pipe = new FixedLengthStream(declared);
     const done = body.pipeTo(pipe.writable).then(

@@ -9,8 +9,8 @@
  *   still arriving when it passes is cut off (`bodyExpired`). Like Envoy's,
  *   it runs from the end of the downstream request: a streamed body's
  *   upload time does not count against it.
- * - `perTryTimeout` bounds each attempt, from the same point (and the
- *   response body of the last one, as the route timeout does).
+ * - `perTryTimeout` bounds each attempt, from the same point, until its
+ *   response headers (Envoy ignores it once the response has started).
  * - A request slot of `http2MaxRequests` is held until the response body
  *   has been sent, as Envoy holds it until the stream ends.
  * - Every attempt carries `x-envoy-attempt-count`, and its result feeds
@@ -32,7 +32,7 @@ import type { Fetch } from "../routing/forward.ts";
 import type { Ejection, Observation } from "./outlier.ts";
 import { pickEndpoint } from "./picker.ts";
 import { withDeclaredLength, type UpstreamBody } from "./request-body.ts";
-import { watchedBody, type BodyWatch } from "./response-body.ts";
+import { watchedBody, type BodyEnd, type BodyWatch } from "./response-body.ts";
 import { parseLength } from "../gateway/content-length.ts";
 import { backoffMs, excludedLevels, retriable, type AttemptOutcome } from "./retry-policy.ts";
 import type { UpstreamState } from "./state.ts";
@@ -73,8 +73,10 @@ export interface AttemptsInput {
   version: string;
   /** Told about each attempt (telemetry: timings, trace context headers); absent costs nothing. */
   observer?: AttemptObserver;
-  /** Called when a timeout passes while the response body is still arriving (the body is then cut off). */
+  /** Called when the route timeout passes while the response body is still arriving (the body is then cut off). */
   bodyExpired?: () => void;
+  /** A watched body's bytes are counted (telemetry reports them); else only a declared length is known. */
+  countBody?: boolean;
 }
 
 /** What one attempt ended with. */
@@ -100,15 +102,13 @@ export type AttemptsResult =
        * breaker slot is held until it ends); absent: `response.body` as it is.
        */
       body?: ReadableStream<Uint8Array>;
-      /** A timeout runs over `body`: it may yet be cut off (flag UT). */
-      bodyMayBeCut?: boolean;
-      /** When the last attempt's per-try timeout passes (ms since the epoch), if it was running. */
-      perTryDeadline?: number;
+      /** Settles when `body` has ended, with its size when known (telemetry waits for it instead of piping the body again). */
+      bodyDone?: Promise<BodyEnd>;
     }
   | { ok: false; reply: LocalReply; endpoint?: EndpointDef; attempts: number; flags: ResponseFlag[] };
 
 type Sent =
-  | { kind: "attempt"; outcome: AttemptOutcome; response?: Response; perTryDeadline?: number }
+  | { kind: "attempt"; outcome: AttemptOutcome; response?: Response }
   | { kind: "route-timeout" }
   | { kind: "body-too-large" }
   /** The client's streamed body failed mid-way (malformed framing, or the client left): not the endpoint's fault. */
@@ -155,8 +155,8 @@ export async function sendWithRetries(input: AttemptsInput): Promise<AttemptsRes
     try {
       const result = await attempts(input, routeSignal, (c) => (current = c), startClock);
       const holdSlot = input.cluster.connectionPool?.maxRequests !== undefined;
-      if (result.ok && (holdSlot || routeDeadline !== undefined || result.perTryDeadline !== undefined)) {
-        handedOver = watchBody(result, routeDeadline, input.bodyExpired, holdSlot ? () => limits.release() : undefined, input.waitUntil);
+      if (result.ok && (holdSlot || routeDeadline !== undefined)) {
+        handedOver = watchBody(result, routeDeadline, input, holdSlot ? () => limits.release() : undefined);
       }
       return result;
     } finally {
@@ -169,35 +169,33 @@ export async function sendWithRetries(input: AttemptsInput): Promise<AttemptsRes
 }
 
 /**
- * Sets `result.body` to the response body watched to its end: the earlier
- * of the route deadline and the last attempt's per-try deadline runs over
- * it, and `release` (the circuit breaker's request slot) is called when it
- * ends. Returns whether `release` was handed over. A response without a
- * body and a WebSocket's 101 are not watched: Envoy starts its timeouts at
- * the end of the downstream request, which an upgraded connection never has.
+ * Sets `result.body` to the response body watched to its end: the route
+ * deadline runs over it, and `release` (the circuit breaker's request slot)
+ * is called when it ends. Returns whether `release` was handed over. A
+ * response without a body and a WebSocket's 101 are not watched: Envoy
+ * starts its timeouts at the end of the downstream request, which an
+ * upgraded connection never has. The last attempt's per-try timeout is
+ * over once the response has started (Envoy lets it continue up to the
+ * route timeout).
  */
-function watchBody(
-  result: AttemptsResult & { ok: true },
-  routeDeadline: number | undefined,
-  expired: (() => void) | undefined,
-  release: (() => void) | undefined,
-  waitUntil: (promise: Promise<unknown>) => void,
-): boolean {
+function watchBody(result: AttemptsResult & { ok: true }, routeDeadline: number | undefined, input: AttemptsInput, release: (() => void) | undefined): boolean {
   const { response } = result;
   const body = response.body;
   if (!body || response.status === 101) return false;
-  const deadline = Math.min(routeDeadline ?? Infinity, result.perTryDeadline ?? Infinity);
-  const length = parseLength(response.headers.get("content-length"));
-  const watch: BodyWatch = { ended: release };
-  if (deadline !== Infinity) {
-    watch.deadlineMs = Math.max(0, deadline - Date.now());
-    watch.expired = expired;
-    result.bodyMayBeCut = true;
+  const headers = response.headers;
+  // fetch() hands over an encoded body decoded, while its Content-Length counts the encoded bytes.
+  const encoding = headers.get("content-encoding");
+  const length = encoding === null || encoding === "identity" ? parseLength(headers.get("content-length")) : undefined;
+  const watch: BodyWatch = { ended: release, count: input.countBody === true };
+  if (routeDeadline !== undefined) {
+    watch.deadlineMs = Math.max(0, routeDeadline - Date.now());
+    watch.expired = input.bodyExpired;
   }
   const watched = watchedBody(body, length, watch);
   // Without it the runtime may end the request with the last byte, before `ended` runs: a slot would leak.
-  waitUntil(watched.done);
+  input.waitUntil(watched.done);
   result.body = watched.body;
+  result.bodyDone = watched.done;
   return release !== undefined;
 }
 
@@ -213,17 +211,17 @@ async function attempts(
   const tried = new Set<number>();
   const levels: number[] = [];
   const flags: ResponseFlag[] = [];
-  let last: { response?: Response; reply?: LocalReply; endpoint: EndpointDef; perTryDeadline?: number } | undefined;
+  let last: { response?: Response; reply?: LocalReply; endpoint: EndpointDef } | undefined;
   let holdingRetry = false;
 
   const finish = (extra?: ResponseFlag): AttemptsResult => {
     if (holdingRetry) limits.endRetry();
     if (extra) flags.push(extra);
     const made = levels.length;
-    if (last?.response) return { ok: true, response: last.response, endpoint: last.endpoint, attempts: made, flags, perTryDeadline: last.perTryDeadline };
+    if (last?.response) return { ok: true, response: last.response, endpoint: last.endpoint, attempts: made, flags };
     return { ok: false, reply: last?.reply ?? REPLIES.noHealthyUpstream, endpoint: last?.endpoint, attempts: made, flags };
   };
-  const replace = async (next: { response?: Response; reply?: LocalReply; endpoint: EndpointDef; perTryDeadline?: number }) => {
+  const replace = async (next: { response?: Response; reply?: LocalReply; endpoint: EndpointDef }) => {
     await discard(last?.response);
     last = next;
   };
@@ -282,7 +280,7 @@ async function attempts(
     const outcome = sent.outcome;
     const ejection = state.observe(cluster, endpoint, observationOf(outcome), input.waitUntil, input.version);
     input.observer?.ended(attempt, outcome.type === "response" ? { status: outcome.status } : { failure: outcome.type }, ejection);
-    if (sent.response) await replace({ response: sent.response, endpoint, perTryDeadline: sent.perTryDeadline });
+    if (sent.response) await replace({ response: sent.response, endpoint });
     else await replace({ reply: outcome.type === "per-try-timeout" ? REPLIES.timeout : attempt > 1 ? REPLIES.retriedConnectFailure : REPLIES.connectFailure, endpoint });
 
     if (!retriable(policy, outcome, input.method, input.retryAnyMethod)) return finish();
@@ -320,12 +318,10 @@ async function sendOnce(
   let over = false;
   const perTryMs = perTryTimeoutOf(input.policy);
   let perTry: ReturnType<typeof setTimeout> | undefined;
-  let perTryDeadline: number | undefined;
   const startPerTry =
     perTryMs === undefined
       ? undefined
       : () => {
-          perTryDeadline = Date.now() + perTryMs;
           perTry = setTimeout(() => {
             perTryTimedOut = true;
             controller?.abort();
@@ -365,7 +361,7 @@ async function sendOnce(
       await discard(response);
       return { kind: "body-too-large" };
     }
-    return { kind: "attempt", outcome: { type: "response", status: response.status, headers: response.headers }, response, perTryDeadline };
+    return { kind: "attempt", outcome: { type: "response", status: response.status, headers: response.headers }, response };
   } catch {
     if (tooLarge) return { kind: "body-too-large" };
     if (unreadable) return { kind: "body-unreadable" };

@@ -74,7 +74,6 @@ const config = () =>
 
     service("trickle", ["trickle"]),
     route("body-timeout", "body-timeout.example.com", "trickle", { timeout: "600ms", retries: "{attempts: 0}" }),
-    route("body-per-try", "body-per-try.example.com", "trickle", { retries: "{attempts: 1, perTryTimeout: 600ms, retryOn: 5xx}" }),
     service("held", ["trickle"]),
     route("held", "held.example.com", "held"),
     destinationRule("held", "    connectionPool: {http: {http2MaxRequests: 1}}"),
@@ -361,14 +360,6 @@ describe("the route timeout covers the response body, as Envoy's does (§1.8)", 
       expect(res.ms).toBeLessThan(1_150);
       await expect.poll(() => finished, { timeout: 3_000 }).toEqual([false]);
     }
-  }, 30_000);
-
-  it("cuts off the last attempt's body at its perTryTimeout too", async () => {
-    finished.length = 0;
-    const res = await download("body-per-try.example.com", "/?gap=400");
-    expect([res.status, res.complete]).toEqual([200, false]);
-    expect(res.ms).toBeLessThan(1_150);
-    await expect.poll(() => finished, { timeout: 3_000 }).toEqual([false]);
   }, 30_000);
 });
 

@@ -62,6 +62,7 @@ describe("the response head counted as the upstream's response is copied", () =>
       contentType: "application/json",
       grpcStatus: "",
       contentLength: "9",
+      contentEncoding: "",
     });
 
     const copied = countedDownstreamResponse(response);

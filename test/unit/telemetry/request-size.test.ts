@@ -44,11 +44,12 @@ describe("request size on the wire", () => {
       contentType: "application/grpc",
       grpcStatus: "14",
       contentLength: "1",
+      contentEncoding: "",
     });
     let iterated = 0;
     for (const [name, value] of headers) iterated += name.length + value.length + 4;
     expect(headerBytes(headers)).toBe(iterated);
-    expect(responseHead(new Response(null, { status: 204 }))).toEqual({ status: 204, bytes: 0, contentType: "", grpcStatus: "", contentLength: null });
+    expect(responseHead(new Response(null, { status: 204 }))).toEqual({ status: 204, bytes: 0, contentType: "", grpcStatus: "", contentLength: null, contentEncoding: "" });
 
     const request = new Request("http://app.example.com/svc.Echo/Say", { method: "POST" });
     const grpc = completeRequest({ request, record: { flags: [] }, response: new Response("x", { headers }), end: 1, responseBodyBytes: 1, disconnected: false });

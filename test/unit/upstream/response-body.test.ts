@@ -101,4 +101,19 @@ describe("watchedBody", () => {
     await expect.poll(() => ended, { timeout: 1_000 }).toBe(3);
     expect(abandoned.state.cancelled).toBe(true);
   });
+
+  it("reports how the body ended: its length, the bytes counted when asked to count, or none; and whether it went through whole", async () => {
+    const fixed = watchedBody(trickle(["ab", "cd"], 5).body, 4, {});
+    await readAll(fixed.body);
+    expect(await fixed.done).toEqual({ bytes: 4, completed: true });
+    const counted = watchedBody(trickle(["abc", "de"], 5).body, undefined, { count: true });
+    await readAll(counted.body);
+    expect(await counted.done).toEqual({ bytes: 5, completed: true });
+    const uncounted = watchedBody(trickle(["abc", "de"], 5).body, undefined, {});
+    await readAll(uncounted.body);
+    expect(await uncounted.done).toEqual({ bytes: undefined, completed: true });
+    const cut = watchedBody(trickle(["a", "b", "c"], 100).body, undefined, { count: true, deadlineMs: 50, expired: () => {} });
+    await readAll(cut.body);
+    expect((await cut.done).completed).toBe(false);
+  });
 });
