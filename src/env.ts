@@ -32,3 +32,10 @@ export interface Env {
    */
   PROMETHEUS_SCRAPE?: string;
 }
+
+/**
+ * The bindings the gateway itself uses. None may serve as a client
+ * certificate (DestinationRule `tls.credentialName`): a cluster fetching
+ * through CONFIG_STORE would serve the configuration store to clients.
+ */
+export const GATEWAY_BINDINGS: ReadonlySet<string> = new Set(["CONFIG", "CONFIG_STORE", "ADMIN_TOKEN", "UPSTREAM_HEALTH", "RATE_LIMITER", "CLUSTER_PORT", "PROMETHEUS_SCRAPE"]);

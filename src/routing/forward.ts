@@ -2,6 +2,7 @@
  * Forwarding to one endpoint: builds the upstream request, enforces the
  * route timeout, and maps failures to Envoy's local replies.
  */
+import { GATEWAY_BINDINGS } from "../env.ts";
 import type { ClusterDef, EndpointDef } from "../config/snapshot.ts";
 import { deleteConnectionOptions, headerTokens, HOP_BY_HOP, limitBody } from "../gateway/hygiene.ts";
 import { badRequest, REPLIES, type LocalReply } from "../gateway/local-reply.ts";
@@ -23,6 +24,8 @@ export type Fetch = (url: string, init: RequestInit) => Promise<Response>;
  * const viaCert = bindingFetch(env, cluster.mtlsBinding); // undefined: not in wrangler.toml
  */
 export function bindingFetch(env: object, name: string): Fetch | undefined {
+  // A snapshot compiled before they were refused could still name one of the gateway's own bindings.
+  if (GATEWAY_BINDINGS.has(name)) return undefined;
   const b = (env as Record<string, unknown>)[name] as { fetch?: unknown } | undefined;
   return typeof b?.fetch === "function" ? (url, init) => (b as Fetcher).fetch(url, init) : undefined;
 }

@@ -361,6 +361,8 @@ export function effectivePolicy(top: TrafficPolicy | undefined, subset: TrafficP
 
 function schemeOf(port: ServicePort, policy: PolicyParts): "http" | "https" {
   const mode = policy.tls?.mode;
+  // An explicit DISABLE means plaintext, whatever the port's protocol (Istio's DestinationRule: no TLS to the endpoint).
+  if (mode === "DISABLE") return "http";
   return TLS_PROTOCOLS.has(port.protocol) || mode === "SIMPLE" || mode === "MUTUAL" ? "https" : "http";
 }
 

@@ -8,6 +8,7 @@
  * messages name the DestinationRule field); `upstreamPolicy` converts the
  * merged policy of a cluster and never reports problems.
  */
+import { GATEWAY_BINDINGS } from "../../env.ts";
 import type { z } from "zod";
 import { durationMs } from "../duration.ts";
 import type { ConnectionPoolSettings, LoadBalancerSettings, LocalityLoadBalancerSetting, OutlierDetection, TrafficPolicy } from "../schema/networking.ts";
@@ -26,8 +27,15 @@ export const MAX_MAGLEV_TABLE = 65_537;
 /** The parts of a traffic policy that merge per field (Istio's MergeTrafficPolicy). */
 export type PolicyParts = Pick<TrafficPolicy, "loadBalancer" | "connectionPool" | "outlierDetection" | "tls" | "retryBudget">;
 
-/** Maps DestinationRule `tls.credentialName` to the Worker binding that presents the certificate. */
-export type CredentialResolver = (credentialName: string) => string | undefined;
+/**
+ * Maps DestinationRule `tls.credentialName` to the Worker binding that
+ * presents the certificate (undefined: none can); `reserved` says when the
+ * name would have been one of the gateway's own bindings.
+ */
+export interface CredentialResolver {
+  (credentialName: string): string | undefined;
+  reserved(credentialName: string): boolean;
+}
 
 const BINDING_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
@@ -37,7 +45,10 @@ const BINDING_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
  */
 export function credentialResolver(credentials: { credentialName: string; binding: string }[] | undefined): CredentialResolver {
   const map = new Map((credentials ?? []).map((c) => [c.credentialName, c.binding]));
-  return (name) => map.get(name) ?? (BINDING_NAME.test(name) ? name : undefined);
+  const named = (name: string) => map.get(name) ?? (BINDING_NAME.test(name) ? name : undefined);
+  // The gateway's own bindings are never a certificate (see GATEWAY_BINDINGS).
+  const reserved = (name: string) => GATEWAY_BINDINGS.has(named(name) ?? "");
+  return Object.assign((name: string) => (reserved(name) ? undefined : named(name)), { reserved });
 }
 
 /** Validates a traffic policy (top level, subset or port level) where it is written. */
@@ -79,6 +90,11 @@ export function checkTrafficPolicy(
   if (tls?.mode === "MUTUAL") {
     if (tls.credentialName === undefined) {
       error([...path, "tls", "credentialName"], "MUTUAL needs credentialName: the name of an mtls_certificates binding (or a GatewayConfig credentials entry) that presents the client certificate");
+    } else if (resolve.reserved(tls.credentialName)) {
+      error(
+        [...path, "tls", "credentialName"],
+        `"${tls.credentialName}" names one of the gateway's own bindings (${[...GATEWAY_BINDINGS].join(", ")}), not a client certificate: name an mtls_certificates binding, a GatewayConfig credentials entry or an isthmus serve --credentials directory`,
+      );
     } else if (resolve(tls.credentialName) === undefined) {
       error([...path, "tls", "credentialName"], `expected a GatewayConfig credentials entry for "${tls.credentialName}" (binding names are letters, digits and _)`);
     }

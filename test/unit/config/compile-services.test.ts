@@ -236,6 +236,11 @@ describe("traffic policies", () => {
     expect((await snapshotOf(se, route(8443))).clusters["outbound|8443||a.example.com"]?.scheme).toBe("https");
   });
 
+  it("sends plaintext when a DestinationRule says tls DISABLE, even to a port whose protocol is HTTPS", async () => {
+    const disable = doc("DestinationRule", "plain", { host: "a.example.com", trafficPolicy: { tls: { mode: "DISABLE" } } });
+    expect((await snapshotOf(se, disable, route(8443))).clusters["outbound|8443||a.example.com"]?.scheme).toBe("http");
+  });
+
   it("subset fields override the top level field by field; port-level settings replace the whole policy", async () => {
     const dr = doc("DestinationRule", "a", {
       host: "a.example.com",

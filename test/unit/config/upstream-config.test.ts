@@ -301,6 +301,20 @@ spec:
     ]);
     expect(await messages(service, route(), rule("  trafficPolicy:\n    tls: {mode: ISTIO_MUTUAL}"))).toEqual([expect.stringMatching(/^error spec\.trafficPolicy\.tls\.mode: ISTIO_MUTUAL uses mesh certificates/)]);
   });
+
+  it("refuses a credentialName naming one of the gateway's own bindings (CONFIG_STORE would serve the config store to clients), directly or through credentials", async () => {
+    for (const name of ["CONFIG_STORE", "CONFIG", "RATE_LIMITER", "ADMIN_TOKEN"]) {
+      expect(await messages(service, route(), mutual(name))).toEqual([expect.stringMatching(new RegExp(`^error spec\\.trafficPolicy\\.tls\\.credentialName: "${name}" names one of the gateway's own bindings`))]);
+    }
+    const viaCredentials = `
+apiVersion: isthmus.dev/v1alpha1
+kind: GatewayConfig
+metadata: {name: gw}
+spec:
+  credentials: [{credentialName: innocent, binding: CONFIG_STORE}]
+`;
+    expect(await messages(service, route(), mutual("innocent"), viaCredentials)).toEqual([expect.stringMatching(/^error spec\.trafficPolicy\.tls\.credentialName: "innocent" names one of the gateway's own bindings/)]);
+  });
 });
 
 describe("GatewayConfig locality and health checks", () => {

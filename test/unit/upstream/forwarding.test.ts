@@ -11,6 +11,7 @@ import { hydrate } from "../../../src/routing/hydrate.ts";
 import { runPipeline, type PipelineDeps } from "../../../src/gateway/pipeline.ts";
 import { Balancer } from "../../../src/routing/balancer.ts";
 import { UpstreamState } from "../../../src/upstream/state.ts";
+import { bindingFetch } from "../../../src/routing/forward.ts";
 
 type Behaviour = (request: Request, body: string) => Response | "refuse" | "hang" | Promise<Response>;
 
@@ -428,5 +429,13 @@ spec:
     const gw = await gateway(mutual, {}, { binding: () => undefined });
     const res = await gw.run("/");
     expect([res.status, res.flags]).toEqual([503, ["UF"]]);
+  });
+});
+
+describe("client-certificate bindings", () => {
+  it("never fetches through one of the gateway's own bindings, even when a stored snapshot names one", () => {
+    const fetcher = { fetch: () => Promise.resolve(new Response("store")) };
+    expect(bindingFetch({ CONFIG_STORE: fetcher, ORIGIN_CERT: fetcher }, "CONFIG_STORE")).toBeUndefined();
+    expect(bindingFetch({ CONFIG_STORE: fetcher, ORIGIN_CERT: fetcher }, "ORIGIN_CERT")).toBeTypeOf("function");
   });
 });
