@@ -120,9 +120,15 @@ function trafficPolicyCaveats(base: string): FieldRule[] {
     error(`${base}.tls.mode`, "ISTIO_MUTUAL uses mesh certificates that exist only inside the mesh; use MUTUAL with a credentialName backed by an mtls_certificates binding", (v) => v === "ISTIO_MUTUAL"),
     warn(`${base}.tls.clientCertificate`, "file paths inside a proxy do not exist at the edge; use credentialName with an mtls_certificates binding; ignored"),
     warn(`${base}.tls.privateKey`, "file paths inside a proxy do not exist at the edge; use credentialName with an mtls_certificates binding; ignored"),
-    warn(`${base}.tls.caCertificates`, "a Worker verifies origin certificates against public CAs (under isthmus serve, plus the CAs of --trusted-ca); ignored"),
+    warn(
+      `${base}.tls.caCertificates`,
+      "not enforced, so verification is weaker than Envoy's: the origin is accepted with any certificate for its host from a public CA (under isthmus serve, also from the CAs of --trusted-ca, or the ca.crt of a --credentials directory), not only from these CAs",
+    ),
     warn(`${base}.tls.caCrl`, "a Worker cannot load a CRL for origin certificates; ignored"),
-    warn(`${base}.tls.subjectAltNames`, "a Worker verifies the origin certificate against the URL host; SAN pinning is ignored"),
+    warn(
+      `${base}.tls.subjectAltNames`,
+      "not enforced, so verification is weaker than Envoy's: the origin certificate is checked against the URL host only, not against these names",
+    ),
     warn(`${base}.tls.sni`, "a Worker sends the URL host as SNI; ignored"),
     error(`${base}.tls.insecureSkipVerify`, "a Worker always verifies origin certificates; insecureSkipVerify cannot be honoured", (v) => v === true),
   ];
