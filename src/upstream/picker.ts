@@ -94,10 +94,11 @@ export function pickEndpoint(input: PickInput): Pick | undefined {
     const healthyCounts = levels.map((l) => healthyIn(l, healthy));
     let health = levels.map((l, i) => levelHealth(healthyCounts[i] as number, l.size));
     const excluded = input.excludeLevels;
-    if (excluded && excluded.size > 0 && levels.some((_, i) => !excluded.has(i))) {
-      health = health.map((h, i) => (excluded.has(i) ? 0 : h));
-    }
-    const loads = priorityLoads(health);
+    const excluding = excluded !== undefined && excluded.size > 0 && levels.some((_, i) => !excluded.has(i));
+    if (excluding) health = health.map((h, i) => (excluded.has(i) ? 0 : h));
+    // With nothing healthy anywhere, Envoy splits the traffic by the levels' sizes (total panic); excluded levels take none.
+    const sizes = health.every((h) => h === 0) ? levels.map((l, i) => (excluding && excluded.has(i) ? 0 : l.size)) : undefined;
+    const loads = priorityLoads(health, sizes);
     total = loads.total;
     levelIndex = drawIndex(loads.loads, random() * 100);
     healthyInLevel = healthyCounts[levelIndex] as number;

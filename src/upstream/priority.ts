@@ -187,17 +187,32 @@ export function levelHealth(healthy: number, total: number): number {
 /**
  * Envoy's priority load: each level takes as much of the traffic as its
  * availability allows, highest priority first; when the levels together
- * are below 100 the loads are scaled up; when nothing is available P0
- * takes everything (and panic mode decides what happens there).
+ * are below 100 the loads are scaled up. When nothing is available anywhere
+ * ("total panic", Envoy's recalculateLoadInTotalPanic) the traffic is split
+ * by the levels' endpoint counts, `sizes` (P0 takes everything without
+ * them), and panic mode decides what happens inside each level.
  *
  * @example
  * priorityLoads([70, 100]) // → { loads: [70, 30], total: 100 }
+ * priorityLoads([0, 0], [3, 1]) // → { loads: [75, 25], total: 0 }
  */
-export function priorityLoads(health: readonly number[]): { loads: number[]; total: number } {
+export function priorityLoads(health: readonly number[], sizes?: readonly number[]): { loads: number[]; total: number } {
   const total = Math.min(100, health.reduce((a, b) => a + b, 0));
   const loads = health.map(() => 0);
   if (total === 0) {
-    if (loads.length > 0) loads[0] = 100;
+    const hosts = sizes?.reduce((a, b) => a + b, 0) ?? 0;
+    if (hosts === 0) {
+      if (loads.length > 0) loads[0] = 100;
+      return { loads, total };
+    }
+    let left = 100;
+    let firstNonEmpty = -1;
+    (sizes as readonly number[]).forEach((n, i) => {
+      if (firstNonEmpty < 0 && n > 0) firstNonEmpty = i;
+      loads[i] = Math.floor((100 * n) / hosts);
+      left -= loads[i] as number;
+    });
+    loads[firstNonEmpty] = (loads[firstNonEmpty] ?? 0) + left;
     return { loads, total };
   }
   let remaining = 100;

@@ -101,6 +101,9 @@ describe("Envoy's priority load (overprovisioning factor 1.4)", () => {
     // Not enough health anywhere: loads are scaled up to 100.
     expect(priorityLoads([28, 14]).loads).toEqual([67, 33]);
     expect(priorityLoads([0, 0]).loads).toEqual([100, 0]);
+    // Nothing available anywhere (total panic): split by the levels' endpoint counts, as Envoy's recalculateLoadInTotalPanic.
+    expect(priorityLoads([0, 0], [3, 1]).loads).toEqual([75, 25]);
+    expect(priorityLoads([0, 0, 0], [0, 2, 1]).loads).toEqual([0, 67, 33]);
   });
 
   it("sends a failing locality's traffic to the next priority and back when it heals", () => {
@@ -133,6 +136,14 @@ describe("panic mode", () => {
     const c = cluster([ep("a"), ep("b"), ep("c")], undefined, 50);
     expect(Object.keys(spread(c, undefined, (a) => a === "a", 300)).sort()).toEqual(["a", "b", "c"]);
     expect(Object.keys(spread(c, undefined, (a) => a !== "c", 300)).sort()).toEqual(["a", "b"]);
+  });
+
+  it("in total panic (nothing healthy at any level) spreads traffic over every level by its endpoint count, as Envoy does", () => {
+    const c = cluster(multiCloud, { failover: true }, 50);
+    const counts = spread(c, "aws/us-east-1/us-east-1a", () => false, 5_000);
+    // Five endpoints, one each in four levels but two in the client's subzone: 2/5 there, 1/5 in each other level.
+    expect(Math.abs(((counts["aws-a1"] ?? 0) + (counts["aws-a2"] ?? 0)) / 5_000 - 0.4)).toBeLessThan(0.03);
+    for (const far of ["aws-b", "aws-west", "gcp"]) expect(Math.abs((counts[far] ?? 0) / 5_000 - 0.2)).toBeLessThan(0.03);
   });
 });
 
