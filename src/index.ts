@@ -107,6 +107,9 @@ export default {
       const key = `${prefix}|${env.ADMIN_TOKEN}`;
       if (admin?.key !== key) admin = { key, app: adminApp(prefix, env.ADMIN_TOKEN) };
       deps ??= isolateDeps(env);
+      // Tells the UpstreamHealth object which configuration is served, so its health checks start without
+      // traffic: `isthmus serve`/`dev` poll /status until a configuration is served, at start and on each apply.
+      if (snapshot) deps.upstreams?.maybeSync(snapshot.snapshot, (p) => ctx.waitUntil(p));
       return admin.app.fetch(request, { cache, snapshot, upstreams: deps.upstreams, rateLimits: deps.rateLimits });
     }
 

@@ -36,7 +36,7 @@ export interface SyncRequest {
 
 export interface SyncView {
   ejections: { cluster: string; endpoint: string; until: number }[];
-  /** Health-check keys (`service|port|address:port`) of endpoints failing their checks. */
+  /** Health-check keys (`service|port|transport|address:port`, see healthKey) of endpoints failing their checks. */
   unhealthy: string[];
   /** The Durable Object's clock when it answered. */
   at: number;
@@ -52,9 +52,32 @@ export function endpointKey(e: EndpointDef): string {
   return `${e.address}:${e.port}`;
 }
 
-/** The key of an endpoint's health-check result. */
-export function healthKey(service: string, port: number, endpoint: string): string {
-  return `${service}|${port}|${endpoint}`;
+/**
+ * How a cluster reaches its endpoints, as far as a probe's outcome goes:
+ * `http`, `https`, or `https+BINDING` with a client certificate. One
+ * endpoint reached over two transports (a plain subset and a tls SIMPLE
+ * one) has a health-check result for each.
+ *
+ * @example
+ * transportKey("https", "ORIGIN_CERT") // "https+ORIGIN_CERT"
+ */
+export function transportKey(scheme: "http" | "https", mtlsBinding: string | undefined): string {
+  return mtlsBinding === undefined ? scheme : `${scheme}+${mtlsBinding}`;
+}
+
+/**
+ * The key of an endpoint's health-check result over one transport.
+ *
+ * @example
+ * healthKey("app.shop.internal", 80, "https", "10.0.0.1:8443") // "app.shop.internal|80|https|10.0.0.1:8443"
+ */
+export function healthKey(service: string, port: number, transport: string, endpoint: string): string {
+  return `${service}|${port}|${transport}|${endpoint}`;
+}
+
+/** The key of a cluster endpoint's health-check result: over the cluster's own transport. */
+function clusterHealthKey(cluster: ClusterDef, endpoint: string): string {
+  return healthKey(cluster.service, cluster.port, transportKey(cluster.scheme, cluster.mtlsBinding), endpoint);
 }
 
 /** A sync stuck longer than this (its request's waitUntil was cut short) no longer blocks the next one. */
@@ -98,7 +121,7 @@ export class UpstreamState {
   /** Whether an endpoint may take traffic: not ejected here or elsewhere, not failing its health check. */
   healthy(cluster: ClusterDef, endpoint: EndpointDef, now = this.now()): boolean {
     const key = endpointKey(endpoint);
-    if (cluster.healthCheck !== undefined && this.unhealthy.has(healthKey(cluster.service, cluster.port, key))) return false;
+    if (cluster.healthCheck !== undefined && this.unhealthy.has(clusterHealthKey(cluster, key))) return false;
     if (!cluster.outlierDetection) return true;
     if (this.detector(cluster, now).isEjected(key, cluster.outlierDetection, now)) return false;
     const until = this.remoteEjections.get(cluster.name)?.get(key);
@@ -145,7 +168,7 @@ export class UpstreamState {
         const remote = this.remoteEjections.get(cluster.name)?.get(key);
         if (remote !== undefined && remote > now) out.ejectedElsewhereUntil = new Date(remote).toISOString();
       }
-      if (cluster.healthCheck !== undefined) out.healthCheck = this.unhealthy.has(healthKey(cluster.service, cluster.port, key)) ? "failing" : "passing";
+      if (cluster.healthCheck !== undefined) out.healthCheck = this.unhealthy.has(clusterHealthKey(cluster, key)) ? "failing" : "passing";
       return out;
     });
   }

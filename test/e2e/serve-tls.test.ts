@@ -164,12 +164,18 @@ describe("isthmus serve --credentials", () => {
   });
 
   it("is refused by the origin when the certificate comes from a CA it does not trust (Istio's generic secret layout)", async () => {
-    const refusedBefore = refused().length;
-    const res = await get("/rogue");
-    expect(res.status).toBe(503);
-    expect(seen().some((s) => s.path === "/rogue")).toBe(false);
     // One refused handshake per attempt: Istio's default retry policy retried the connection failure twice.
-    expect(refused().length - refusedBefore).toBe(3);
+    // The rogue subset's health probes (each second, with its certificate) are refused too: a count one of
+    // them fell into is taken again (a probe can only add to it).
+    const counts: number[] = [];
+    for (let i = 0; i < 3 && counts[counts.length - 1] !== 3; i++) {
+      const refusedBefore = refused().length;
+      const res = await get("/rogue");
+      expect(res.status).toBe(503);
+      counts.push(refused().length - refusedBefore);
+    }
+    expect(seen().some((s) => s.path === "/rogue")).toBe(false);
+    expect(Math.min(...counts)).toBe(3);
   });
 
   it("does not trust a private origin certificate without the credential's CA", async () => {

@@ -92,6 +92,25 @@ afterAll(async () => {
   await Promise.all(Object.values(o).map((origin) => origin.close()));
 });
 
+// First in the file: no request has reached the gateway's routes yet.
+describe("active health checks before any traffic", () => {
+  it("probes every checked endpoint from the start, and the gateway takes the failing one out before its first request", async () => {
+    const checked = [o.c1!, o.c2!, o.c3!];
+    const probed = () => checked.every((origin) => origin.received.some((r) => r.url === "/healthz"));
+    const deadline = Date.now() + 15_000;
+    while (!probed() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    expect(probed()).toBe(true);
+    expect(checked.flatMap((origin) => origin.received.filter((r) => r.url !== "/healthz"))).toEqual([]);
+    let c3: string | undefined;
+    while (c3 !== "failing" && Date.now() < deadline + 5_000) {
+      const state = (await (await gw.admin("/upstreams")).json()) as { clusters: Record<string, { endpoints: { endpoint: string; healthCheck?: string }[] }> };
+      c3 = state.clusters["outbound|80||checked.edge.internal"]?.endpoints.find((e) => e.endpoint === `127.0.0.1:${o.c3!.port}`)?.healthCheck;
+      if (c3 !== "failing") await new Promise((r) => setTimeout(r, 300));
+    }
+    expect(c3).toBe("failing");
+  }, 60_000);
+});
+
 describe("locality failover across clouds", () => {
   it("sends everything to the AWS zone the Cloudflare location maps to, none to GCP", async () => {
     const c = count(await load("shop.example.com", 200));

@@ -1,15 +1,17 @@
 /**
  * GatewayConfig's upstream parts that need the service registry:
  * `credentials` (checked here, resolved by the registry) and
- * `healthChecks`, compiled into probe targets and linked to the clusters
+ * `healthChecks`, compiled into probe targets (each endpoint over the
+ * transport of the clusters that reach it) and linked to the clusters
  * whose endpoints they cover.
  */
 import { durationMs } from "../duration.ts";
-import type { GatewaySettings, HealthCheckDef, HealthTargetDef } from "../snapshot.ts";
+import type { ClusterDef, EndpointDef, GatewaySettings, HealthCheckDef, HealthTargetDef } from "../snapshot.ts";
 import type { Resource } from "../validate.ts";
 import type { Diagnostics, FieldPath } from "./diagnostics.ts";
 import { isHttpToken } from "../../gateway/request-header.ts";
 import type { ServiceRegistry } from "./services.ts";
+import { transportKey } from "../../upstream/state.ts";
 
 const DEFAULTS = { path: "/", intervalMs: 10_000, timeoutMs: 5_000, expectedCodes: ["200"], healthyThreshold: 2, unhealthyThreshold: 2 };
 
@@ -58,12 +60,8 @@ export function compileGatewayUpstreams(config: Resource<"GatewayConfig">, setti
       else if (/[\r\n\0]/.test(value)) fail([...at, "headers", name], "expected a value without CR, LF or NUL");
       else headers.push([name.toLowerCase(), value]);
     }
-    const targets = new Map<string, HealthTargetDef>();
-    for (const e of transport.endpoints) {
-      const target: HealthTargetDef = { address: e.address, port: e.port, scheme: transport.scheme };
-      if (transport.mtlsBinding) target.mtlsBinding = transport.mtlsBinding;
-      targets.set(`${e.address}:${e.port}`, target);
-    }
+    const clusters = Object.values(services.clusters).filter((c) => c.service === service.host && c.port === port.number);
+    const targets = probeTargets(transport.endpoints, clusters, transport);
     const def: HealthCheckDef = {
       source: config.id,
       service: service.host,
@@ -74,7 +72,7 @@ export function compileGatewayUpstreams(config: Resource<"GatewayConfig">, setti
       expectedCodes,
       healthyThreshold,
       unhealthyThreshold,
-      targets: [...targets.values()],
+      targets,
     };
     if (headers.length) def.headers = headers;
     checks.push(def);
@@ -85,6 +83,44 @@ export function compileGatewayUpstreams(config: Resource<"GatewayConfig">, setti
     const index = checks.findIndex((c) => c.service === cluster.service && c.port === cluster.port);
     if (index >= 0) cluster.healthCheck = index;
   }
+}
+
+type Transport = Pick<HealthTargetDef, "scheme" | "mtlsBinding">;
+
+/**
+ * What a check probes: each endpoint over the transport of every cluster
+ * that routes to it (a subset's `trafficPolicy.tls` included), once per
+ * distinct transport, since each cluster reads the result of its own
+ * (as Envoy health-checks a host per cluster, over the cluster's transport
+ * socket). An endpoint no cluster routes to is probed over the service's
+ * transport without a subset, the cluster a route without `subset` gets.
+ *
+ * @example
+ * // endpoint a in subset "tls" (tls SIMPLE) and in the subset-less cluster (plain):
+ * probeTargets([a], [tlsCluster, plainCluster], { scheme: "http" })
+ * // [{ address: "a", port: 80, scheme: "https" }, { address: "a", port: 80, scheme: "http" }]
+ */
+export function probeTargets(endpoints: readonly EndpointDef[], clusters: readonly ClusterDef[], fallback: Transport): HealthTargetDef[] {
+  const byEndpoint = new Map<string, Transport[]>();
+  for (const cluster of [...clusters].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+    if (cluster.dynamicAddress) continue;
+    for (const e of cluster.endpoints) {
+      const key = `${e.address}:${e.port}`;
+      const list = byEndpoint.get(key) ?? [];
+      list.push(cluster.mtlsBinding ? { scheme: cluster.scheme, mtlsBinding: cluster.mtlsBinding } : { scheme: cluster.scheme });
+      byEndpoint.set(key, list);
+    }
+  }
+  const targets = new Map<string, HealthTargetDef>();
+  for (const e of endpoints) {
+    const endpoint = `${e.address}:${e.port}`;
+    for (const t of byEndpoint.get(endpoint) ?? [fallback]) {
+      const target: HealthTargetDef = { address: e.address, port: e.port, scheme: t.scheme };
+      if (t.mtlsBinding) target.mtlsBinding = t.mtlsBinding;
+      targets.set(`${transportKey(t.scheme, t.mtlsBinding)}|${endpoint}`, target);
+    }
+  }
+  return [...targets.values()];
 }
 
 /** `200`, `2xx` or `200-299` → an inclusive range. */

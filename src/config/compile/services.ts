@@ -165,7 +165,10 @@ export class ServiceRegistry {
 
   /**
    * How the gateway reaches a service port without a subset (scheme and
-   * mTLS binding), for health checks; undefined for a wildcard service.
+   * mTLS binding), and the port's endpoints; undefined for a wildcard
+   * service. Health checks probe an endpoint over this transport only when
+   * no cluster routes to it; otherwise over each such cluster's own (a
+   * subset's tls included: see probeTargets).
    */
   transport(service: Service, port: ServicePort): { scheme: "http" | "https"; mtlsBinding?: string; endpoints: EndpointDef[] } | undefined {
     if (service.wildcard) return undefined;

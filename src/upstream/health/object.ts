@@ -7,11 +7,15 @@
  *   applies maxEjectionPercent across isolates and drops ejections once
  *   they are over.
  * - It runs the GatewayConfig `healthChecks` from its alarm: every check's
- *   endpoints are probed each `interval` (at most five at a time; a Worker
- *   invocation has six connections), and an endpoint leaves the pool after
- *   `unhealthyThreshold` failures in a row and returns after
- *   `healthyThreshold` passes. The checks come from the active snapshot in
- *   the CONFIG KV namespace.
+ *   targets (an endpoint over one transport) are probed each `interval`,
+ *   from a rolling pool of five (a Worker invocation has six connections;
+ *   see pool.ts), and an endpoint leaves the pool after `unhealthyThreshold`
+ *   failures in a row and returns after `healthyThreshold` passes. The
+ *   checks come from the active snapshot in the CONFIG KV namespace, loaded
+ *   on the first `sync` that names a version it has not loaded (an isolate's
+ *   first exchange; under `isthmus serve` and `isthmus dev`, the readiness
+ *   check's, see src/index.ts) and again on every alarm, which keeps running
+ *   while the configuration has health checks, traffic or not.
  *
  * State lives in the object's SQLite-backed storage (the synchronous KV
  * API), so an eviction loses nothing.
@@ -23,8 +27,9 @@ import type { StoredSnapshot } from "../../config/snapshot-packing.ts";
 import { bindingFetch } from "../../routing/forward.ts";
 import { KEYS, type ActivePointer } from "../../config/store.ts";
 import { configSource } from "../../gateway/config-source.ts";
-import { healthKey, type SyncRequest, type SyncView } from "../state.ts";
+import { healthKey, transportKey, type SyncRequest, type SyncView } from "../state.ts";
 import { expectedStatus, nextHealth, type TargetHealth } from "./probe.ts";
+import { nextDue, runProbes, type PoolProbe } from "./pool.ts";
 
 interface StoredEjection {
   cluster: string;
@@ -36,8 +41,8 @@ interface StoredEjection {
 interface Stored {
   version?: string;
   checks: HealthCheckDef[];
-  /** Next due time per check index. */
-  due: number[];
+  /** Next due time per probe (health key); a probe without one is due now. */
+  due: Record<string, number>;
   health: Record<string, TargetHealth>;
   ejections: StoredEjection[];
 }
@@ -47,14 +52,39 @@ const STATE_KEY = "state";
 const PROBE_CONCURRENCY = 5;
 /** When isolates disagree on the version, the active pointer is read at most this often. */
 const CONFIG_RECHECK_MS = 5_000;
+/** One alarm starts probes for at most this long, then sets the alarm again (it runs on, bounded). */
+const ALARM_BUDGET_MS = 30_000;
+
+/** One probe: a check's target, under its health key. */
+interface Probe extends PoolProbe {
+  target: HealthTargetDef;
+}
+
+/** Every probe of the checks, in check and target order. */
+function probesOf(checks: readonly HealthCheckDef[]): Probe[] {
+  return checks.flatMap((check, i) => check.targets.map((target) => ({ key: targetKey(check, target), check: i, intervalMs: check.intervalMs, target })));
+}
+
+/** The health key of a check's target: the one the clusters reaching it over that transport look up. */
+function targetKey(check: HealthCheckDef, target: HealthTargetDef): string {
+  return healthKey(check.service, check.port, transportKey(target.scheme, target.mtlsBinding), `${target.address}:${target.port}`);
+}
 
 export class UpstreamHealth extends DurableObject<Env> {
   private state: Stored;
+  private probes: Probe[];
   private configCheckedAt = -Infinity;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.state = ctx.storage.kv.get<Stored>(STATE_KEY) ?? { checks: [], due: [], health: {}, ejections: [] };
+    const stored = ctx.storage.kv.get<Stored>(STATE_KEY);
+    this.state = stored ?? { checks: [], due: {}, health: {}, ejections: [] };
+    if (Array.isArray(this.state.due)) {
+      // Stored before due times were per probe (and health keys named the transport): reload the checks.
+      this.state.due = {};
+      delete this.state.version;
+    }
+    this.probes = probesOf(this.state.checks);
   }
 
   /**
@@ -96,17 +126,22 @@ export class UpstreamHealth extends DurableObject<Env> {
     return true;
   }
 
-  /** Runs the health checks that are due and schedules the next round. */
+  /**
+   * Runs the probes that are due, and those coming due while others are in
+   * flight (for up to ALARM_BUDGET_MS), then sets the alarm for the next.
+   */
   override async alarm(): Promise<void> {
-    const now = Date.now();
-    await this.loadActive(now);
-    const due = this.state.checks.flatMap((check, i) => ((this.state.due[i] ?? 0) <= now ? [i] : []));
-    const probes = due.flatMap((i) => (this.state.checks[i] as HealthCheckDef).targets.map((target) => ({ i, target })));
-    for (let start = 0; start < probes.length; start += PROBE_CONCURRENCY) {
-      await Promise.all(probes.slice(start, start + PROBE_CONCURRENCY).map(({ i, target }) => this.probe(this.state.checks[i] as HealthCheckDef, target)));
-    }
-    const finished = Date.now();
-    for (const i of due) this.state.due[i] = finished + (this.state.checks[i] as HealthCheckDef).intervalMs;
+    await this.loadActive(Date.now());
+    await runProbes(
+      async () => {
+        // A long alarm still notices a new configuration as soon as a sync would.
+        if (Date.now() - this.configCheckedAt >= CONFIG_RECHECK_MS) await this.loadActive(Date.now());
+        return { probes: this.probes, due: this.state.due };
+      },
+      (p) => this.probe(p),
+      { now: () => Date.now(), wait: (ms) => scheduler.wait(ms) },
+      { concurrency: PROBE_CONCURRENCY, budgetMs: ALARM_BUDGET_MS },
+    );
     this.save();
     await this.schedule();
   }
@@ -120,8 +155,9 @@ export class UpstreamHealth extends DurableObject<Env> {
     };
   }
 
-  private async probe(check: HealthCheckDef, target: HealthTargetDef): Promise<void> {
-    const key = healthKey(check.service, check.port, `${target.address}:${target.port}`);
+  private async probe({ key, check: index, target }: Probe): Promise<void> {
+    const check = this.state.checks[index];
+    if (!check) return;
     const host = target.address.includes(":") && !target.address.startsWith("[") ? `[${target.address}]` : target.address;
     const url = `${target.scheme}://${host}:${target.port}${check.path}`;
     let passed = false;
@@ -136,12 +172,15 @@ export class UpstreamHealth extends DurableObject<Env> {
     } catch (error) {
       last = error instanceof Error && error.name === "TimeoutError" ? "timeout" : error instanceof Error ? error.message : String(error);
     }
+    // The configuration changed while this probe was in flight and no longer has it.
+    if (this.state.checks[index] !== check) return;
     const previous = this.state.health[key];
     const next = nextHealth(previous, passed, last, check, Date.now());
-    if (previous && previous.healthy !== next.healthy) {
-      console.log(JSON.stringify({ message: `isthmus: health check ${next.healthy ? "passing" : "failing"}`, service: check.service, endpoint: `${target.address}:${target.port}`, last }));
-    }
     this.state.health[key] = next;
+    if (previous && previous.healthy !== next.healthy) {
+      console.log(JSON.stringify({ message: `isthmus: health check ${next.healthy ? "passing" : "failing"}`, service: check.service, endpoint: `${target.address}:${target.port}`, transport: transportKey(target.scheme, target.mtlsBinding), last }));
+      this.save();
+    }
   }
 
   /** Loads the health checks of the active snapshot when the version changed. */
@@ -158,10 +197,13 @@ export class UpstreamHealth extends DurableObject<Env> {
       if (text === null) return;
       const snapshot = JSON.parse(text) as StoredSnapshot;
       const checks = snapshot.settings.healthChecks ?? [];
-      const keep = new Set(checks.flatMap((c) => c.targets.map((t) => healthKey(c.service, c.port, `${t.address}:${t.port}`))));
+      const probes = probesOf(checks);
+      const keep = new Set(probes.map((p) => p.key));
       this.state.health = Object.fromEntries(Object.entries(this.state.health).filter(([key]) => keep.has(key)));
       this.state.checks = checks;
-      this.state.due = checks.map(() => now);
+      // A new configuration is probed in full at once (Envoy's first pass as a cluster warms).
+      this.state.due = {};
+      this.probes = probes;
       this.state.version = version;
       this.save();
       await this.schedule();
@@ -171,11 +213,12 @@ export class UpstreamHealth extends DurableObject<Env> {
   }
 
   private async schedule(): Promise<void> {
-    if (this.state.checks.length === 0) {
+    if (this.probes.length === 0) {
       await this.ctx.storage.deleteAlarm();
       return;
     }
-    const next = Math.min(...this.state.due);
+    const now = Date.now();
+    const next = this.probes.some((p) => (this.state.due[p.key] ?? now) <= now) ? now : (nextDue(this.probes, this.state.due, now) ?? now);
     const current = await this.ctx.storage.getAlarm();
     if (current === null || current > next) await this.ctx.storage.setAlarm(next);
   }
