@@ -121,6 +121,6 @@ describe("telemetry's per-request objects", () => {
     const attempts = result.record.upstreamAttempts ?? [];
     expect(attempts.map((a) => a.status)).toEqual([503, 200]);
     for (const a of attempts) expect(keys(a)).toEqual(ATTEMPT);
-    expect(keys(responseHead(result.response))).toEqual(["status", "bytes", "contentType", "grpcStatus", "contentLength"]);
+    expect(keys(responseHead(result.response))).toEqual(["status", "bytes", "contentType", "grpcStatus", "contentLength", "contentEncoding"]);
   });
 });
