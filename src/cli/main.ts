@@ -3,6 +3,7 @@
  */
 import { parseArgs } from "node:util";
 import { CliError } from "./files.ts";
+import { StoreFormatError } from "../config/store.ts";
 import { STORE_OPTIONS } from "./options.ts";
 import * as validateCmd from "./commands/validate.ts";
 import * as applyCmd from "./commands/apply.ts";
@@ -93,6 +94,11 @@ export async function main(argv: string[]): Promise<number> {
     if (error instanceof CliError) {
       console.error(`isthmus: ${error.message}`);
       return error.exitCode;
+    }
+    // A store key that does not parse: its message names the store and key; a stack trace would add nothing.
+    if (error instanceof StoreFormatError) {
+      console.error(`isthmus: ${error.message}`);
+      return 1;
     }
     throw error;
   }

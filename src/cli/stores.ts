@@ -11,7 +11,7 @@
  *   reads (bare workerd has no file-backed KV).
  */
 import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { randomUUID } from "node:crypto";
 import { tmpdir } from "node:os";
 import { createRequire } from "node:module";
@@ -23,6 +23,8 @@ import { CliError } from "./files.ts";
 export interface ClosableStore extends KeyValueStore {
   /** Where the store lives, for messages. */
   readonly description: string;
+  /** The file that holds `key`, for messages (directory stores only). */
+  fileOf?(key: string): string;
   close(): Promise<void>;
 }
 
@@ -142,10 +144,12 @@ export function wranglerBin(): string {
  */
 export function openDirectoryStore(dir: string): ClosableStore {
   const root = resolve(dir);
-  mkdirSync(root, { recursive: true });
-  const file = (key: string) => join(root, keyToFileName(key));
+  // A configuration can hold secrets (an inline HMAC JWKS key): only its owner reads the store.
+  makePrivateDir(root);
+  const file = (key: string) => directoryStoreFile(root, key);
   return {
     description: `directory store (${dir})`,
+    fileOf: file,
     async get(key) {
       try {
         return readFileSync(file(key), "utf8");
@@ -156,7 +160,7 @@ export function openDirectoryStore(dir: string): ClosableStore {
     },
     async put(key, value) {
       const temp = join(root, `.${keyToFileName(key)}.${randomUUID()}.tmp`);
-      writeFileSync(temp, value);
+      writeFileSync(temp, value, { mode: 0o600 });
       renameSync(temp, file(key));
     },
     async delete(key) {
@@ -164,6 +168,33 @@ export function openDirectoryStore(dir: string): ClosableStore {
     },
     close: async () => {},
   };
+}
+
+/**
+ * The file of the directory store under `dir` that holds `key`.
+ *
+ * @example
+ * directoryStoreFile("/var/lib/isthmus/config", "snapshot:3f9c2a1b0c4d") // "/var/lib/isthmus/config/snapshot_3a3f9c2a1b0c4d"
+ */
+export function directoryStoreFile(dir: string, key: string): string {
+  return join(dir, keyToFileName(key));
+}
+
+/**
+ * Creates `dir` (and missing parents) readable by its owner only, and
+ * makes an existing one so (0700; one made by an older version was 0755).
+ * Where it cannot (another user's directory), warns and goes on.
+ *
+ * @example
+ * makePrivateDir("/var/lib/isthmus/config");
+ */
+export function makePrivateDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  try {
+    chmodSync(dir, 0o700);
+  } catch (error) {
+    console.error(`isthmus: warning: ${dir}: cannot make it readable by its owner only (${(error as Error).message}); it may hold secrets`);
+  }
 }
 
 /**

@@ -7,10 +7,11 @@ import type { ChildProcess } from "node:child_process";
 import { statSync, watch, type FSWatcher } from "node:fs";
 import { basename, dirname } from "node:path";
 import { buildConfig } from "../config/build.ts";
-import { applySnapshot, readActive } from "../config/store.ts";
+import { applySnapshot, KEYS, readActive, StoreFormatError } from "../config/store.ts";
 import type { Snapshot } from "../config/snapshot.ts";
 import { CliError, readSources } from "./files.ts";
-import { openStore } from "./options.ts";
+import { openStore, stateConfigDir } from "./options.ts";
+import { directoryStoreFile } from "./stores.ts";
 import { plural, printProblems, summary } from "./output.ts";
 
 export interface Supervised {
@@ -36,6 +37,9 @@ export interface Supervised {
  */
 export async function superviseGateway(s: Supervised): Promise<number> {
   const watchers: FSWatcher[] = [];
+  // `isthmus serve`: a load error names the file of the directory store it is about.
+  const state = s.storeOptions.state;
+  const storeFile = state !== undefined ? (key: string) => directoryStoreFile(stateConfigDir(state), key) : undefined;
   const stop = () => {
     for (const w of watchers) w.close();
     stopProcess(s.gateway);
@@ -59,7 +63,7 @@ export async function superviseGateway(s: Supervised): Promise<number> {
   process.on("SIGHUP", () => shutdown(129));
 
   try {
-    await waitForVersion(s.base, s.first.adminPrefix, s.token, s.first.version, s.gateway, s.readyTimeoutMs, s.name);
+    await waitForVersion(s.base, s.first.adminPrefix, s.token, s.first.version, s.gateway, s.readyTimeoutMs, s.name, storeFile);
   } catch (error) {
     stop();
     throw error;
@@ -75,7 +79,7 @@ export async function superviseGateway(s: Supervised): Promise<number> {
         try {
           const next = await applyFiles(s.files, s.storeOptions, s.inspect);
           if (!next?.changed) return;
-          await waitForVersion(s.base, next.adminPrefix, s.token, next.version, s.gateway, 60_000, s.name);
+          await waitForVersion(s.base, next.adminPrefix, s.token, next.version, s.gateway, 60_000, s.name, storeFile);
           console.log(`isthmus: applied config ${next.version}`);
         } catch (error) {
           console.error(`isthmus: ${error instanceof Error ? error.message : String(error)}`);
@@ -117,6 +121,8 @@ export interface Applied {
   adminPrefix: string;
   /** False when the store already had this version active. */
   changed: boolean;
+  /** The active pointer's previous version: the one this apply replaced, when changed. */
+  previous?: string;
 }
 
 /**
@@ -130,17 +136,27 @@ export async function applyFiles(files: string[], storeOptions: Parameters<typeo
   const { errors } = summary(result.problems);
   const store = await openStore(storeOptions);
   try {
-    if (errors > 0 || !result.snapshot) {
-      const active = await readActive(store);
-      console.error(`isthmus: ${plural(errors, "error")}; ${active ? `still serving config ${active.version}` : "nothing applied"}`);
-      return undefined;
-    }
-    inspect?.(result.snapshot);
-    const outcome = await applySnapshot(store, result.snapshot, result.sources, new Date());
-    return { version: result.snapshot.version, adminPrefix: result.snapshot.settings.adminPathPrefix, changed: outcome.changed };
+    return await applyTo(store, result, errors, inspect);
+  } catch (error) {
+    // The active pointer or history does not parse (a hand edit, a copy cut short): name the file to look at.
+    if (!(error instanceof StoreFormatError)) throw error;
+    const file = store.fileOf?.(error.key);
+    throw new CliError(`${error.message}${file !== undefined ? ` (the file ${file}: restore it, or delete it to start from the -f files)` : ""}`);
   } finally {
     await store.close();
   }
+}
+
+/** Applies a built configuration to `store`, or reports which version stays active when it has errors. */
+async function applyTo(store: Awaited<ReturnType<typeof openStore>>, result: Awaited<ReturnType<typeof buildConfig>>, errors: number, inspect?: (snapshot: Snapshot) => void): Promise<Applied | undefined> {
+  if (errors > 0 || !result.snapshot) {
+    const active = await readActive(store);
+    console.error(`isthmus: ${plural(errors, "error")}; ${active ? `still serving config ${active.version}` : "nothing applied"}`);
+    return undefined;
+  }
+  inspect?.(result.snapshot);
+  const outcome = await applySnapshot(store, result.snapshot, result.sources, new Date());
+  return { version: result.snapshot.version, adminPrefix: result.snapshot.settings.adminPathPrefix, changed: outcome.changed, ...(outcome.previous !== undefined ? { previous: outcome.previous } : {}) };
 }
 
 export function stopProcess(child: ChildProcess): void {
@@ -162,8 +178,20 @@ function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   }
 }
 
-/** Polls the admin status endpoint until the gateway serves `version`. */
-export async function waitForVersion(base: string, prefix: string, token: string, version: string, child: ChildProcess, timeoutMs: number, name = "wrangler dev"): Promise<void> {
+/**
+ * Polls the admin status endpoint until the gateway serves `version`.
+ * `storeFile` (serve's directory store) names the file a load error is about.
+ */
+export async function waitForVersion(
+  base: string,
+  prefix: string,
+  token: string,
+  version: string,
+  child: ChildProcess,
+  timeoutMs: number,
+  name = "wrangler dev",
+  storeFile?: (key: string) => string,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = "no answer yet";
   while (Date.now() < deadline) {
@@ -174,9 +202,9 @@ export async function waitForVersion(base: string, prefix: string, token: string
     try {
       const res = await fetch(`${base}${prefix}/status`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(2_000) });
       if (res.ok) {
-        const status = (await res.json()) as { serving: string | null; lastError: { message: string } | null };
+        const status = (await res.json()) as { serving: string | null; lastError: { message: string; version?: string } | null };
         if (status.serving === version) return;
-        last = status.lastError ? `load error: ${status.lastError.message}` : `serving ${status.serving ?? "nothing"}`;
+        last = status.lastError ? `load error: ${status.lastError.message}${loadErrorFile(status.lastError.version, storeFile)}` : `serving ${status.serving ?? "nothing"}`;
       } else {
         last = `status ${res.status}`;
       }
@@ -186,4 +214,10 @@ export async function waitForVersion(base: string, prefix: string, token: string
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new CliError(`the gateway did not serve config ${version} within ${Math.round(timeoutMs / 1000)}s (${last})`);
+}
+
+/** ` in FILE` for a load error: the snapshot of the version it names, else the active pointer (where it failed before reading one). */
+function loadErrorFile(version: string | undefined, storeFile: ((key: string) => string) | undefined): string {
+  if (!storeFile) return "";
+  return ` in ${storeFile(version !== undefined ? KEYS.snapshot(version) : KEYS.active)}`;
 }

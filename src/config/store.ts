@@ -142,7 +142,8 @@ export interface ApplyOutcome {
  * Activates a snapshot: writes it (and its sources) first, then flips the
  * pointer, so a reader never sees a pointer to a missing snapshot. Older
  * versions beyond the last 20 are deleted. When the version is already
- * active, only its sources are rewritten, and only if they differ.
+ * active, only its sources are rewritten, and only if they differ, and its
+ * snapshot, only if the stored one is broken (`warn` hears about it).
  * `warn` hears about a history that was unreadable and started afresh.
  *
  * @example
@@ -155,7 +156,10 @@ export async function applySnapshot(store: KeyValueStore, snapshot: Snapshot, so
   // it (it may be a newer CLI's format, or a hand edit in progress), and without it the new pointer
   // would have no `previous` to roll back to. The history only lists versions, so see readHistoryToExtend.
   const active = await readActive(store);
-  if (active?.version === snapshot.version) return refreshSources(store, active, sources);
+  if (active?.version === snapshot.version) {
+    await repairSnapshot(store, snapshot, warn);
+    return refreshSources(store, active, sources);
+  }
   const history = await readHistoryToExtend(store, warn);
   await store.put(KEYS.snapshot(snapshot.version), JSON.stringify(packSnapshot(snapshot)));
   await store.put(KEYS.source(snapshot.version), JSON.stringify(sources));
@@ -185,6 +189,35 @@ async function readHistoryToExtend(store: KeyValueStore, warn: (message: string)
     warn(`${error.message}; starting a new history (versions applied before are no longer listed or pruned)`);
     return [];
   }
+}
+
+/**
+ * The active snapshot applied again: rewrites `snapshot:<version>` when the
+ * stored one does not parse or names another version, as the gateway would
+ * find on loading it. Without this, a snapshot truncated by a crash stays
+ * broken: every re-apply finds its version active and skips it, and the
+ * gateway never serves it. A stored one in another packing (another CLI
+ * version) is left alone: the deployed Worker may read only that one.
+ */
+async function repairSnapshot(store: KeyValueStore, snapshot: Snapshot, warn: (message: string) => void): Promise<void> {
+  const key = KEYS.snapshot(snapshot.version);
+  const stored = await store.get(key);
+  const problem = stored === null ? "is missing" : snapshotProblem(stored, snapshot.version);
+  if (problem === undefined) return;
+  await store.put(key, JSON.stringify(packSnapshot(snapshot)));
+  warn(`${store.description ?? "the config store"}: key ${key} ${problem}; wrote it again from the files`);
+}
+
+/** Why a stored snapshot cannot be the one of `version`, or undefined when it can. */
+function snapshotProblem(stored: string, version: string): string | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(stored);
+  } catch (error) {
+    return `is not valid JSON (${(error instanceof Error ? error.message : String(error)).replace(/\r?\n/g, "\\n")})`;
+  }
+  if (!isObject(value) || value.version !== version) return `is not the snapshot of ${version}`;
+  return undefined;
 }
 
 /**

@@ -5,11 +5,13 @@
 import { describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
 import { PassThrough } from "node:stream";
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileNameToKey, keyToFileName } from "../../src/config/store-files.ts";
-import { openDirectoryStore } from "../../src/cli/stores.ts";
+import { directoryStoreFile, openDirectoryStore } from "../../src/cli/stores.ts";
 import { kvBinding, workerSettings } from "../../src/cli/wrangler-config.ts";
 import { workerdConfig } from "../../src/cli/serve/workerd-config.ts";
 import { clusterArgs, clusterOptions, decisionTimeoutNotes, type ClusterFlags } from "../../src/cli/serve/cluster.ts";
@@ -54,6 +56,70 @@ describe("directory store file names", () => {
       expect(await store.get("snapshot:abc")).toBeNull();
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("a state directory holds secrets (an inline HMAC JWKS key)", () => {
+  const mode = (path: string) => statSync(path).mode & 0o777;
+
+  it("the directory store makes its directory readable by its owner only, an existing one too, and writes 0600 files", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "isthmus-dirstore-"));
+    try {
+      const fresh = openDirectoryStore(join(dir, "state", "config"));
+      expect(mode(join(dir, "state"))).toBe(0o700);
+      expect(mode(join(dir, "state", "config"))).toBe(0o700);
+      await fresh.put("snapshot:abc", '{"v":1}');
+      expect(mode(join(dir, "state", "config", "snapshot_3aabc"))).toBe(0o600);
+      // One an older version made world-readable.
+      mkdirSync(join(dir, "old"), { mode: 0o755 });
+      chmodSync(join(dir, "old"), 0o755);
+      openDirectoryStore(join(dir, "old"));
+      expect(mode(join(dir, "old"))).toBe(0o700);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("serve tightens an existing state directory, and a half-written active pointer is an error naming its file, not a stack trace", async () => {
+    const state = mkdtempSync(join(tmpdir(), "isthmus-state-"));
+    try {
+      mkdirSync(join(state, "config"), { mode: 0o755 });
+      chmodSync(state, 0o755);
+      chmodSync(join(state, "config"), 0o755);
+      writeFileSync(join(state, "config", "active"), '{"version": "3f9c');
+      const result = await isthmus(["serve", "-f", "examples/bookinfo/config", "--state", state, "--port", "21890"]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).not.toMatch(/\n\s+at /);
+      expect(result.stderr).toContain(
+        `isthmus: directory store (${join(state, "config")}): key active is not valid JSON: Unterminated string in JSON at position 17 (line 1 column 18) (the file ${join(state, "config", "active")}: restore it, or delete it to start from the -f files)`,
+      );
+      for (const dir of [state, join(state, "config"), join(state, "run")]) expect(mode(dir)).toBe(0o700);
+    } finally {
+      rmSync(state, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("serve starts from its -f files", () => {
+  it("notes when they replace an active version they did not produce (an apply or rollback --state since), naming both", async () => {
+    const state = mkdtempSync(join(tmpdir(), "isthmus-state-"));
+    try {
+      const applied = await isthmus(["apply", "--state", state, "-f", "examples/bookinfo/config/gateway.yaml"]);
+      const replaced = /applied config ([0-9a-f]{12})/.exec(applied.stdout)?.[1];
+      expect(replaced).toBeDefined();
+      // A Worker that cannot be bundled stops serve right after it has applied the files, before workerd.
+      writeFileSync(join(state, "wrangler.toml"), 'main = "missing.ts"\ncompatibility_date = "2026-11-01"\n');
+      const result = await isthmus(["serve", "-f", "examples/bookinfo/config", "--state", state, "--config", join(state, "wrangler.toml"), "--port", "21892"]);
+      const version = /-f files \(config ([0-9a-f]{12})\)/.exec(result.stderr)?.[1];
+      expect(result.stderr).toContain(`isthmus: note: the -f files (config ${version}) replace the active config ${replaced}, which they did not produce`);
+      expect(version).not.toBe(replaced);
+      // Started again on the same files: nothing to note.
+      const again = await isthmus(["serve", "-f", "examples/bookinfo/config", "--state", state, "--config", join(state, "wrangler.toml"), "--port", "21892"]);
+      expect(again.stderr).toContain("bundling missing.ts failed");
+      expect(again.stderr).not.toContain("note: the -f files");
+    } finally {
+      rmSync(state, { recursive: true, force: true });
     }
   });
 });
@@ -358,5 +424,24 @@ describe("waiting for the gateway to serve", () => {
     const started = Date.now();
     await expect(waitForVersion("http://127.0.0.1:9", "/_isthmus", "token", "abc", child, 20_000, "workerd")).rejects.toThrow("the gateway (workerd) was killed by SIGKILL before serving config abc");
     expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it("names the store's file a load error is about: the snapshot of the version it names, else the active pointer", async () => {
+    let lastError: { message: string; version?: string } = { message: "Unexpected end of JSON input", version: "abc" };
+    const server = createServer((_req, res) => res.end(JSON.stringify({ serving: null, lastError })));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const child = spawn("sleep", ["60"], { stdio: "ignore" });
+    try {
+      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const storeFile = (key: string) => directoryStoreFile("/var/lib/isthmus/config", key);
+      await expect(waitForVersion(base, "/_isthmus", "token", "abc", child, 1_000, "workerd", storeFile)).rejects.toThrow(
+        "the gateway did not serve config abc within 1s (load error: Unexpected end of JSON input in /var/lib/isthmus/config/snapshot_3aabc)",
+      );
+      lastError = { message: "the active pointer has no version" };
+      await expect(waitForVersion(base, "/_isthmus", "token", "abc", child, 1_000, "workerd", storeFile)).rejects.toThrow("(load error: the active pointer has no version in /var/lib/isthmus/config/active)");
+    } finally {
+      child.kill();
+      server.close();
+    }
   });
 });

@@ -149,6 +149,8 @@ describe("isthmus serve --https-port --tls", () => {
         [["--tls", join(tls, "tls")], "--https-port and --tls go together"],
         [["--https-port", "8787", "--tls", join(tls, "tls")], "--https-port: expected a port number other than --port, got 8787"],
         [["--https-port", "8443", "--tls", tls], `--tls: ${tls}: expected a certificate and its key (tls.crt and tls.key, or cert and key); found tls`],
+        // The certificate file itself, where its directory is expected (was: ENOTDIR and a stack trace).
+        [["--https-port", "8443", "--tls", join(tls, "tls", "tls.crt")], `--tls: ${join(tls, "tls", "tls.crt")}: expected a directory holding tls.crt and tls.key (or cert and key), got a file`],
       ];
       for (const [args, message] of cases) {
         const result = await serve(...args);

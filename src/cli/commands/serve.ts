@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, existsSync, readFileSync, mkdirSync, writeFileSync } from "node:fs";
-import { lockStateDir } from "../serve/state-lock.ts";
+import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { lockStateDir, recordWorkerd } from "../serve/state-lock.ts";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { randomUUID } from "node:crypto";
@@ -13,6 +13,7 @@ import { clusterArgs, clusterOptions, decisionTimeoutNotes, type ClusterFlags } 
 import { missingCredentials, readCaFile, readCredentials, readKeypair, type ClientCredential, type Keypair } from "../serve/credentials.ts";
 import type { Snapshot } from "../../config/snapshot.ts";
 import { applyFiles, killProcess, superviseGateway } from "../supervise.ts";
+import { makePrivateDir } from "../stores.ts";
 import { eachLine, refusalMessage, servedDeployment } from "../serve/deployments.ts";
 
 export const help = `isthmus serve -f PATH... [--port N] [--state DIR] — run the gateway on bare workerd
@@ -154,7 +155,9 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
 
   const runDir = join(state, "run");
   try {
-    mkdirSync(runDir, { recursive: true });
+    // 0700, an existing one too: the configuration (an inline JWKS key), the Durable Objects' data and the run files are private.
+    makePrivateDir(state);
+    makePrivateDir(runDir);
   } catch (error) {
     throw new CliError(`--state ${state}: ${error instanceof Error ? error.message : String(error)}`);
   }
@@ -165,11 +168,13 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   const storeOptions = { state };
   const first = await applyFiles(files, storeOptions, inspect);
   if (!first) return 1;
+  // `isthmus apply/rollback --state` while serve ran (or other files at its last start) set what the files now replace.
+  if (first.changed && first.previous !== undefined) console.error(replacedNote(first.version, first.previous));
 
   // workerd refuses to start a cluster on a disk holding objects from before it (they are not
   // imported), so a clustered instance keeps its share of the objects in a directory of its own.
   const durableObjectDir = join(state, cluster ? "cluster-durable-objects" : "durable-objects");
-  mkdirSync(durableObjectDir, { recursive: true });
+  makePrivateDir(durableObjectDir);
   try {
     await bundleWorker(entry, join(runDir, "worker.js"));
   } catch (error) {
@@ -209,6 +214,8 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   // A clustered replica's stderr passes through serve, which stops it if it serves a deployment from the bucket.
   const refuseDeployments = cluster !== undefined && cluster.allowDeployments !== true;
   const gateway = startWorkerd(configFile, [...(inspector ? [`--inspector-addr=${inspector}`] : []), ...(cluster ? clusterArgs(cluster) : [])], refuseDeployments);
+  // So that a serve started after this one is SIGKILLed finds the workerd it leaves running.
+  if (gateway.pid !== undefined) recordWorkerd(runDir, gateway.pid);
   if (refuseDeployments && gateway.stderr) {
     gateway.stderr.pipe(process.stderr);
     eachLine(gateway.stderr, (line) => {
@@ -225,6 +232,21 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   if (metricsPort !== undefined) console.log(`isthmus: Prometheus metrics on http://${host}:${metricsPort}/stats/prometheus`);
   if (https) console.log(`isthmus: HTTPS on https://${host}:${https.port} with the certificate in ${opts.tls} (expires ${https.keypair.notAfter})`);
   return superviseGateway({ files, storeOptions, first, gateway, name: "workerd", base, token, readyTimeoutMs: 30_000, inspect });
+}
+
+/**
+ * The note serve prints when its -f files replace, at start, an active
+ * version they did not produce: a rollback or apply --state since the last
+ * start is undone by a restart, which is easy to miss.
+ *
+ * @example
+ * replacedNote("3f9c2a1b0c4d", "0d6388dcf39b") // "isthmus: note: the -f files (config 3f9c2a1b0c4d) replace the active config 0d6388dcf39b ..."
+ */
+export function replacedNote(version: string, replaced: string): string {
+  return (
+    `isthmus: note: the -f files (config ${version}) replace the active config ${replaced}, which they did not produce ` +
+    `(\`isthmus apply --state\` or \`rollback --state\` set it, or other files at an earlier start): serve starts from its -f files; to keep ${replaced}, change the files to its configuration`
+  );
 }
 
 /** `--https-port N --tls DIR`: the HTTPS socket's port and certificate, or undefined without them. */

@@ -91,6 +91,8 @@ export function readKeypair(path: string, option: string): Keypair {
   const certFile = find(path, FILES.cert);
   const keyFile = find(path, FILES.key);
   if (!certFile || !keyFile) {
+    // A certificate file given where its directory is expected: say so rather than fail listing it (ENOTDIR).
+    if (existsSync(path) && !statSync(path).isDirectory()) throw new CliError(`${option}: ${path}: expected a directory holding tls.crt and tls.key (or cert and key), got a file`, 2);
     const found = existsSync(path) ? readdirSync(path).filter((f) => !f.startsWith(".")).join(", ") || "nothing" : "no such directory";
     throw new CliError(`${option}: ${path}: expected a certificate and its key (tls.crt and tls.key, or cert and key); found ${found}`, 2);
   }

@@ -72,6 +72,26 @@ describe("applySnapshot", () => {
     expect(store.log).toEqual([]);
   });
 
+  it("writes the active version's snapshot again when the stored one is truncated, names another version or is gone", async () => {
+    const store = new MemoryStore();
+    const one = await config(1);
+    const v = one.snapshot.version;
+    await applySnapshot(store, one.snapshot, one.sources, at(0));
+    const good = store.data.get(`snapshot:${v}`);
+    const pointer = await readActive(store);
+    for (const broken of ["", good!.slice(0, 40), JSON.stringify({ version: "0123456789ab" }), null]) {
+      if (broken === null) store.data.delete(`snapshot:${v}`);
+      else store.data.set(`snapshot:${v}`, broken);
+      store.log.length = 0;
+      const warnings: string[] = [];
+      expect(await applySnapshot(store, one.snapshot, one.sources, at(1), (m) => warnings.push(m))).toEqual({ version: v, changed: false });
+      expect(store.log).toEqual([`put snapshot:${v}`]);
+      expect(store.data.get(`snapshot:${v}`)).toBe(good);
+      expect(warnings).toEqual([expect.stringMatching(new RegExp(`^the config store: key snapshot:${v} (is not valid JSON \\(.+\\)|is not the snapshot of ${v}|is missing); wrote it again from the files$`))]);
+    }
+    expect(await readActive(store)).toEqual(pointer);
+  });
+
   it("rewrites the sources, and only them, when the version is already active but the resources differ (a label)", async () => {
     const store = new MemoryStore();
     const one = await config(1);
