@@ -34,6 +34,8 @@ export const REPLIES = {
   },
   clusterNotFound: { status: 503, body: "", flag: "NC" },
   timeout: { status: 504, body: "upstream request timeout", flag: "UT" },
+  /** The last attempt's per-try timeout passed: the same reply, logged with its own details (upstream_per_try_timeout). */
+  perTryTimeout: { status: 504, body: "upstream request timeout", flag: "UT" },
   rbacDenied: { status: 403, body: "RBAC: access denied" },
   rateLimited: { status: 429, body: "local_rate_limited", flag: "RL" },
   rateLimitServiceError: { status: 500, body: "", flag: "RLSE" },

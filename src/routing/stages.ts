@@ -313,6 +313,8 @@ export async function forwardUpstream(ctx: RequestContext): Promise<PipelineResu
     record.upstreamEndpoint = result.endpoint;
   }
   if (!result.ok) {
+    // Envoy's RESPONSE_CODE_DETAILS tell a per-try timeout from the route's (the flag is UT for both).
+    if (result.reply === REPLIES.perTryTimeout) record.details = "upstream_per_try_timeout";
     const reply = localReply(result.reply, record);
     record.flags.push(...result.flags);
     return reply;

@@ -281,7 +281,7 @@ async function attempts(
     const ejection = state.observe(cluster, endpoint, observationOf(outcome), input.waitUntil, input.version);
     input.observer?.ended(attempt, outcome.type === "response" ? { status: outcome.status } : { failure: outcome.type }, ejection);
     if (sent.response) await replace({ response: sent.response, endpoint });
-    else await replace({ reply: outcome.type === "per-try-timeout" ? REPLIES.timeout : attempt > 1 ? REPLIES.retriedConnectFailure : REPLIES.connectFailure, endpoint });
+    else await replace({ reply: outcome.type === "per-try-timeout" ? REPLIES.perTryTimeout : attempt > 1 ? REPLIES.retriedConnectFailure : REPLIES.connectFailure, endpoint });
 
     if (!retriable(policy, outcome, input.method, input.retryAnyMethod)) return finish();
     if (attempt > policy.attempts) return finish("URX");

@@ -57,7 +57,7 @@ async function gateway(yaml: string, behave: Record<string, Behaviour>, extra: P
   const pending: Promise<unknown>[] = [];
   const run = async (path: string, init: RequestInit & { cf?: Record<string, string> } = {}) => {
     const r = await runPipeline(new Request(`http://app.example.com${path}`, init), snapshot, deps, (p) => pending.push(p));
-    return { status: r.response.status, body: await r.response.text(), headers: r.response.headers, flags: r.record.flags, attempts: r.record.attempts };
+    return { status: r.response.status, body: await r.response.text(), headers: r.response.headers, flags: r.record.flags, attempts: r.record.attempts, details: r.record.details };
   };
   return { run, sent, deps, pending };
 }
@@ -181,6 +181,12 @@ describe("configured retries", () => {
     expect(res.status).toBe(200);
     expect(Date.now() - started).toBeGreaterThanOrEqual(45);
     expect(gw.sent.map((s) => s.host)).toEqual(["a", "b"]);
+  });
+
+  it("logs a last attempt's per-try timeout with Envoy's details upstream_per_try_timeout (504 UT, as the route timeout)", async () => {
+    const gw = await gateway(config({ route: "    retries: {attempts: 1, perTryTimeout: 30ms, retryOn: 5xx}" }), { a: () => "hang", b: () => "hang", c: () => "hang" });
+    const res = await gw.run("/");
+    expect([res.status, res.body, res.flags, res.details]).toEqual([504, "upstream request timeout", ["UT", "URX"], "upstream_per_try_timeout"]);
   });
 
   it("answers 504 UT when the route timeout passes, whatever retries remain", async () => {
