@@ -128,15 +128,21 @@ export interface Applied {
 /**
  * Validates and applies the files to the local store. On errors, reports
  * which version stays active (read from the store, which `isthmus apply`
- * may also have changed).
+ * may also have changed), or, at a start (`starting`), that nothing was
+ * started: no gateway serves anything yet.
  */
-export async function applyFiles(files: string[], storeOptions: Parameters<typeof openStore>[0], inspect?: (snapshot: Snapshot) => void): Promise<Applied | undefined> {
+export async function applyFiles(
+  files: string[],
+  storeOptions: Parameters<typeof openStore>[0],
+  inspect?: (snapshot: Snapshot) => void,
+  starting = false,
+): Promise<Applied | undefined> {
   const result = await buildConfig(readSources(files));
   printProblems(result.problems);
   const { errors } = summary(result.problems);
   const store = await openStore(storeOptions);
   try {
-    return await applyTo(store, result, errors, inspect);
+    return await applyTo(store, result, errors, inspect, starting);
   } catch (error) {
     // The active pointer or history does not parse (a hand edit, a copy cut short): name the file to look at.
     if (!(error instanceof StoreFormatError)) throw error;
@@ -148,8 +154,18 @@ export async function applyFiles(files: string[], storeOptions: Parameters<typeo
 }
 
 /** Applies a built configuration to `store`, or reports which version stays active when it has errors. */
-async function applyTo(store: Awaited<ReturnType<typeof openStore>>, result: Awaited<ReturnType<typeof buildConfig>>, errors: number, inspect?: (snapshot: Snapshot) => void): Promise<Applied | undefined> {
+async function applyTo(
+  store: Awaited<ReturnType<typeof openStore>>,
+  result: Awaited<ReturnType<typeof buildConfig>>,
+  errors: number,
+  inspect: ((snapshot: Snapshot) => void) | undefined,
+  starting: boolean,
+): Promise<Applied | undefined> {
   if (errors > 0 || !result.snapshot) {
+    if (starting) {
+      console.error(`isthmus: ${plural(errors, "error")}; not started (fix the files and start again)`);
+      return undefined;
+    }
     const active = await readActive(store);
     console.error(`isthmus: ${plural(errors, "error")}; ${active ? `still serving config ${active.version}` : "nothing applied"}`);
     return undefined;

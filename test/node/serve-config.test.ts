@@ -122,6 +122,21 @@ describe("serve starts from its -f files", () => {
       rmSync(state, { recursive: true, force: true });
     }
   });
+
+  it("says it did not start when the -f files have errors, not that it still serves the store's active version", async () => {
+    const state = mkdtempSync(join(tmpdir(), "isthmus-state-"));
+    try {
+      await isthmus(["apply", "--state", state, "-f", "examples/bookinfo/config/gateway.yaml"]);
+      const broken = join(state, "broken.yaml");
+      writeFileSync(broken, "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v, namespace: default}\nspec: {hosts: 7}\n");
+      const result = await isthmus(["serve", "-f", broken, "--state", state, "--port", "21893"]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(/isthmus: \d+ errors?; not started \(fix the files and start again\)/);
+      expect(result.stderr).not.toContain("still serving");
+    } finally {
+      rmSync(state, { recursive: true, force: true });
+    }
+  });
 });
 
 describe("workerSettings (wrangler.toml)", () => {

@@ -39,7 +39,7 @@ export async function dev(files: string[], opts: DevOptions): Promise<number> {
   const config = opts.config ?? "wrangler.toml";
   const storeOptions = { local: true, "persist-to": persistTo, config };
 
-  const first = await applyFiles(files, storeOptions);
+  const first = await applyFiles(files, storeOptions, undefined, true);
   if (!first) return 1;
 
   // Tests pin the admin token through the environment; otherwise it is random per run.

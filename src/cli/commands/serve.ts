@@ -166,7 +166,7 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
   process.once("exit", release);
 
   const storeOptions = { state };
-  const first = await applyFiles(files, storeOptions, inspect);
+  const first = await applyFiles(files, storeOptions, inspect, true);
   if (!first) return 1;
   // `isthmus apply/rollback --state` while serve ran (or other files at its last start) set what the files now replace.
   if (first.changed && first.previous !== undefined) console.error(replacedNote(first.version, first.previous));
