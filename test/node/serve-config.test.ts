@@ -249,6 +249,21 @@ describe("readiness probes (serve --health-port)", () => {
     expect(workerdConfig(base)).not.toContain(`entrypoint = "Health"`);
   });
 
+  it("names the flag of a port another process listens on, before applying anything (workerd names only its socket)", async () => {
+    const state = mkdtempSync(join(tmpdir(), "isthmus-state-"));
+    const busy = createServer();
+    await new Promise<void>((done) => busy.listen(21894, "127.0.0.1", done));
+    try {
+      const result = await isthmus(["serve", "-f", "examples/bookinfo/config", "--state", state, "--port", "21895", "--health-port", "21894"]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain("--health-port 21894: cannot listen on 127.0.0.1:21894: the address is already in use (EADDRINUSE)");
+      expect(existsSync(join(state, "config"))).toBe(false);
+    } finally {
+      await new Promise<void>((done) => busy.close(() => done()));
+      rmSync(state, { recursive: true, force: true });
+    }
+  });
+
   it("refuses a port another option already took, before applying anything", async () => {
     const state = mkdtempSync(join(tmpdir(), "isthmus-state-"));
     try {

@@ -14,6 +14,7 @@ import { missingCredentials, readCaFile, readCredentials, readKeypair, type Clie
 import type { Snapshot } from "../../config/snapshot.ts";
 import { applyFiles, killProcess, superviseGateway } from "../supervise.ts";
 import { makePrivateDir } from "../stores.ts";
+import { assertPortsFree } from "../serve/free-ports.ts";
 import { eachLine, refusalMessage, servedDeployment } from "../serve/deployments.ts";
 
 export const help = `isthmus serve -f PATH... [--port N] [--state DIR] — run the gateway on bare workerd
@@ -151,6 +152,13 @@ export async function serve(files: string[], opts: ServeOptions): Promise<number
     ["ADMIN_TOKEN", "the admin token"],
     ...Object.keys(vars).map((name): [string, string] => [name, `a variable in ${envFile}`]),
     ...settings.durableObjects.map((d): [string, string] => [d.binding, `a Durable Object binding in ${wranglerConfig}`]),
+  ]);
+
+  await assertPortsFree(ip, [
+    ["--port", port],
+    ["--https-port", https?.port],
+    ["--health-port", healthPort],
+    ["--metrics-port", metricsPort],
   ]);
 
   const runDir = join(state, "run");
