@@ -15,3 +15,16 @@ export function parseLength(value: string | null): number | undefined {
   if (value === null || !/^\d{1,15}$/.test(value)) return undefined;
   return Number(value);
 }
+
+/**
+ * True for a Content-Encoding that fetch() decodes (gzip, br, …): the body
+ * it hands over is then longer than the Content-Length, which counts the
+ * encoded bytes, so no stream of that length can carry it.
+ *
+ * @example
+ * isEncoded("gzip") // true
+ * isEncoded("identity") // false
+ */
+export function isEncoded(contentEncoding: string | null): boolean {
+  return contentEncoding !== null && contentEncoding !== "" && contentEncoding !== "identity";
+}

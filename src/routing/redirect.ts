@@ -2,7 +2,7 @@
  * VirtualService `redirect`: builds the Location Envoy would send.
  */
 import type { RedirectDef, StringMatchDef } from "../config/snapshot.ts";
-import type { RequestFacts } from "../gateway/facts.ts";
+import { authorityPort, type RequestFacts } from "../gateway/facts.ts";
 
 const DEFAULT_PORT: Record<string, number> = { http: 80, https: 443 };
 
@@ -14,7 +14,7 @@ export function redirectLocation(r: RedirectDef, facts: RequestFacts, uriMatch: 
   const scheme = r.scheme ?? facts.scheme;
   let host = facts.host;
   // The Host header's port (facts.port is the listener's, which only FROM_REQUEST_PORT uses, as Istio's ApplyRedirect).
-  let port: number | undefined = facts.authority.includes(":") && !facts.authority.endsWith("]") ? Number(facts.authority.slice(facts.authority.lastIndexOf(":") + 1)) : undefined;
+  let port: number | undefined = authorityPort(facts);
   if (r.authority) {
     const colon = r.authority.lastIndexOf(":");
     if (colon > 0 && !r.authority.endsWith("]") && /^\d+$/.test(r.authority.slice(colon + 1))) {

@@ -10,9 +10,9 @@
  * const telemetry = new Telemetry({ fetch, now: Date.now, sleep, random: Math.random, secret: (n) => env[n], log });
  * return telemetry.observe(request, result, snapshot, (p) => ctx.waitUntil(p));
  */
-import type { BodyEnd } from "../upstream/response-body.ts";
+import { countingStream, type BodyEnd } from "../upstream/response-body.ts";
 import type { PipelineResult } from "../gateway/context.ts";
-import { parseLength } from "../gateway/content-length.ts";
+import { isEncoded, parseLength } from "../gateway/content-length.ts";
 import type { RuntimeSnapshot } from "../routing/hydrate.ts";
 import type { IstioMetric, OtlpProviderDef } from "../config/snapshot-telemetry.ts";
 import { accessLogEntry, accessLogRecord } from "./access-log.ts";
@@ -342,41 +342,20 @@ export function meterBody(response: Response, head: Pick<ResponseHead, "status" 
   if (head.status === 101 || !body) return known(response, { bytes: 0, disconnected: false });
   const declared = parseLength(head.contentLength);
   if (declared !== undefined && declared <= SMALL_BODY_BYTES) return known(response, { bytes: declared, disconnected: false });
-  // An encoded body (gzip, br) comes out of fetch() decoded, longer than its Content-Length: a
-  // FixedLengthStream of that length would refuse it. The declared (encoded) size is what is reported.
-  if (declared !== undefined && head.contentEncoding !== "" && head.contentEncoding !== "identity" && typeof IdentityTransformStream === "function") {
-    const pipe = new IdentityTransformStream();
-    const done = body.pipeTo(pipe.writable).then(
-      () => ({ bytes: declared, disconnected: false }),
-      () => ({ bytes: 0, disconnected: true }),
-    );
-    return { response: new Response(pipe.readable, response), done };
-  }
   if (declared !== undefined && typeof FixedLengthStream === "function") {
-    const pipe = new FixedLengthStream(declared);
+    // An encoded body (gzip, br) comes out of fetch() decoded, longer than its Content-Length: a
+    // FixedLengthStream of that length would refuse it. The declared (encoded) size is what is reported.
+    const pipe = isEncoded(head.contentEncoding) ? new IdentityTransformStream() : new FixedLengthStream(declared);
     const done = body.pipeTo(pipe.writable).then(
       () => ({ bytes: declared, disconnected: false }),
       () => ({ bytes: 0, disconnected: true }),
     );
     return { response: new Response(pipe.readable, response), done };
   }
-  let bytes = 0;
-  // flush() runs only once the whole body went through: a pipe that ends
-  // without it was cut short by the client (workerd may then end the pipe
-  // without an error).
-  let complete = false;
-  const counter = new TransformStream<Uint8Array, Uint8Array>({
-    transform(chunk, controller) {
-      bytes += chunk.byteLength;
-      controller.enqueue(chunk);
-    },
-    flush() {
-      complete = true;
-    },
-  });
+  const counter = countingStream();
   const done = body.pipeTo(counter.writable).then(
-    () => ({ bytes, disconnected: !complete }),
-    () => ({ bytes, disconnected: true }),
+    () => ({ bytes: counter.bytes(true) ?? 0, disconnected: !counter.complete() }),
+    () => ({ bytes: counter.bytes(false) ?? 0, disconnected: true }),
   );
   return { response: new Response(counter.readable, response), done };
 }

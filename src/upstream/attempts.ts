@@ -33,7 +33,7 @@ import type { Ejection, Observation } from "./outlier.ts";
 import { pickEndpoint } from "./picker.ts";
 import { withDeclaredLength, type UpstreamBody } from "./request-body.ts";
 import { watchedBody, type BodyEnd, type BodyWatch } from "./response-body.ts";
-import { parseLength } from "../gateway/content-length.ts";
+import { isEncoded, parseLength } from "../gateway/content-length.ts";
 import { backoffMs, excludedLevels, retriable, type AttemptOutcome } from "./retry-policy.ts";
 import type { UpstreamState } from "./state.ts";
 
@@ -184,8 +184,7 @@ function watchBody(result: AttemptsResult & { ok: true }, routeDeadline: number 
   if (!body || response.status === 101) return false;
   const headers = response.headers;
   // fetch() hands over an encoded body decoded, while its Content-Length counts the encoded bytes.
-  const encoding = headers.get("content-encoding");
-  const length = encoding === null || encoding === "identity" ? parseLength(headers.get("content-length")) : undefined;
+  const length = isEncoded(headers.get("content-encoding")) ? undefined : parseLength(headers.get("content-length"));
   const watch: BodyWatch = { ended: release, count: input.countBody === true };
   if (routeDeadline !== undefined) {
     watch.deadlineMs = Math.max(0, routeDeadline - Date.now());

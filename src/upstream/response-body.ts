@@ -74,7 +74,7 @@ export function watchedBody(body: ReadableStream<Uint8Array>, length: number | u
   return { body: pipe.readable, done };
 }
 
-interface PassThrough extends ReadableWritablePair<Uint8Array, Uint8Array> {
+export interface PassThrough extends ReadableWritablePair<Uint8Array, Uint8Array> {
   /** The body's size once it has ended, when known. */
   bytes(completed: boolean): number | undefined;
   /** Whether the whole body went through (a pipe may end without an error when the client cut it short). */
@@ -90,6 +90,19 @@ function passThrough(length: number | undefined, count: boolean): PassThrough {
     const identity = new IdentityTransformStream();
     return { readable: identity.readable, writable: identity.writable, bytes: () => length, complete: () => true };
   }
+  return countingStream();
+}
+
+/**
+ * A JavaScript pass-through that counts the bytes going through it.
+ * `complete()` is true once its flush ran: a pipe that ends without it was
+ * cut short by the client (workerd may then end the pipe without an error).
+ *
+ * @example
+ * const counter = countingStream();
+ * await body.pipeTo(counter.writable); // counter.bytes(), counter.complete()
+ */
+export function countingStream(): PassThrough {
   let bytes = 0;
   let flushed = false;
   const counter = new TransformStream<Uint8Array, Uint8Array>({
