@@ -19,11 +19,15 @@ interface FieldRule {
   message: string;
   /** Only flag values for which this returns true. */
   when?: (value: unknown) => boolean;
+  /** Not for resources for which this returns true. */
+  skip?: (resource: AnyResource) => boolean;
 }
 
 const warn = (path: string, message: string, when?: (value: unknown) => boolean): FieldRule => ({ path, severity: "warning", message, when });
 const error = (path: string, message: string, when?: (value: unknown) => boolean): FieldRule => ({ path, severity: "error", message, when });
 
+/** A VirtualService without hosts is a delegate: its exportTo is honoured, and tls/tcp routes are errors (compile/delegates.ts). */
+const delegateVirtualService = (resource: AnyResource): boolean => resource.kind === "VirtualService" && !resource.spec.hosts?.length;
 const MESH_ONLY = "only selects workloads inside a mesh; at the edge every resource given to Isthmus is visible, so it is ignored";
 /** exportTo: what the edge does with the resource (`serves`, `applies`) whatever it says. */
 const exportTo = (does: string) =>
@@ -34,9 +38,9 @@ const SERVER_TLS = "Cloudflare terminates TLS for the gateway; configure certifi
 /** Fields Istio has that cannot be honoured by a Worker, per kind. */
 export const EDGE_CAVEATS: Record<Kind, FieldRule[]> = {
   VirtualService: [
-    warn("spec.exportTo", exportTo("serves")),
-    warn("spec.tls", "TLS routes need the raw TLS stream; a Worker only receives HTTP requests, so these routes are ignored"),
-    warn("spec.tcp", "TCP routes need a raw TCP listener; a Worker only receives HTTP requests, so these routes are ignored"),
+    { ...warn("spec.exportTo", exportTo("serves")), skip: delegateVirtualService },
+    { ...warn("spec.tls", "TLS routes need the raw TLS stream; a Worker only receives HTTP requests, so these routes are ignored"), skip: delegateVirtualService },
+    { ...warn("spec.tcp", "TCP routes need a raw TCP listener; a Worker only receives HTTP requests, so these routes are ignored"), skip: delegateVirtualService },
     warn("spec.http[].match[].statPrefix", "Envoy stat prefixes do not exist at the edge; Isthmus reports Istio's standard metrics; ignored"),
     error("spec.http[].fault.delay.exponentialDelay", "exponentialDelay is not supported (Istio rejects it too); use fixedDelay"),
     error("spec.http[].fault.abort.http2Error", "http2Error is not supported (Istio rejects it too); use httpStatus or grpcStatus"),
@@ -165,6 +169,7 @@ export function fieldNotes(resource: AnyResource): FieldNote[] {
   const notes: FieldNote[] = [];
   const root = { spec: resource.spec, metadata: resource.metadata };
   for (const rule of [...EDGE_CAVEATS[resource.kind], ...NOT_ENFORCED[resource.kind]]) {
+    if (rule.skip?.(resource)) continue;
     for (const { path, value } of expand(root, rule.path.split("."))) {
       if (value === undefined) continue;
       if (rule.when && !rule.when(value)) continue;

@@ -6,7 +6,13 @@ import type { AnyResource } from "../validate.ts";
 
 export type FieldPath = readonly (string | number)[];
 
-export class Diagnostics {
+/** Where compile steps report problems: the collector itself, or a view that re-attributes them (delegates.ts). */
+export interface DiagnosticsSink {
+  error(resource: AnyResource, path: FieldPath, message: string): void;
+  warn(resource: AnyResource, path: FieldPath, message: string): void;
+}
+
+export class Diagnostics implements DiagnosticsSink {
   readonly problems: Problem[] = [];
 
   error(resource: AnyResource, path: FieldPath, message: string): void {

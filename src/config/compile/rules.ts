@@ -10,7 +10,9 @@ import type { ActionDef, DestinationDef, HeaderOpsDef, HeadersDef, MatchDef, Red
 import type { Resource } from "../validate.ts";
 import { regexError, substitutionError } from "../../routing/regex.ts";
 import { isHttpToken } from "../../gateway/request-header.ts";
-import type { Diagnostics, FieldPath } from "./diagnostics.ts";
+import type { DiagnosticsSink, FieldPath } from "./diagnostics.ts";
+import { formatPath } from "../problems.ts";
+import type { Delegates, RuleInput } from "./delegates.ts";
 import { compileMatch } from "./matchers.ts";
 import type { GatewayLabels } from "./security-targets.ts";
 import { takesEverything } from "./catch-all.ts";
@@ -41,23 +43,27 @@ const REDIRECT_CODES = new Set([301, 302, 303, 307, 308]);
  * Isthmus, with a warning. Catch-alls for one port or gateway are resolved
  * per gateway binding (reachableRules, catch-all.ts).
  */
-export function compileHttpRules(vs: Resource<"VirtualService">, services: ServiceRegistry, diag: Diagnostics, edge: EdgeWorkload): CompiledRule[] {
+export function compileHttpRules(vs: Resource<"VirtualService">, services: ServiceRegistry, diag: DiagnosticsSink, edge: EdgeWorkload, delegates?: Delegates): CompiledRule[] {
   const out: CompiledRule[] = [];
-  const http = vs.spec.http ?? [];
-  for (let i = 0; i < http.length; i++) {
-    const route = http[i] as HTTPRoute;
-    const compiled = compileRule(vs, route, i, services, diag, edge);
+  // Delegating rules are replaced by the delegate's rules merged with them; Istio looks for the
+  // catch-all in that merged list.
+  const inputs: RuleInput[] = delegates ? delegates.rulesOf(vs, diag) : (vs.spec.http ?? []).map((route, index) => ({ vs, route, index, diag }));
+  for (let i = 0; i < inputs.length; i++) {
+    const input = inputs[i] as RuleInput;
+    const compiled = compileRule(input.vs, input.route, input.index, services, input.diag, edge);
     if (!compiled) continue;
     out.push(compiled);
-    if (compiled.routes.some(takesEverything) && i < http.length - 1) {
-      diag.warn(vs, ["spec", "http", i + 1], `unreachable: rule ${i} before it matches every request (Istio drops the rules after a catch-all)`);
+    const next = inputs[i + 1];
+    if (next && compiled.routes.some(takesEverything)) {
+      const before = input.vs === next.vs ? `rule ${input.index}` : `${input.vs.id} ${formatPath(["spec", "http", input.index])}`;
+      next.diag.warn(next.vs, ["spec", "http", next.index], `unreachable: ${before} before it matches every request (Istio drops the rules after a catch-all)`);
       break;
     }
   }
   return out;
 }
 
-function compileRule(vs: Resource<"VirtualService">, route: HTTPRoute, index: number, services: ServiceRegistry, diag: Diagnostics, edge: EdgeWorkload): CompiledRule | undefined {
+function compileRule(vs: Resource<"VirtualService">, route: HTTPRoute, index: number, services: ServiceRegistry, diag: DiagnosticsSink, edge: EdgeWorkload): CompiledRule | undefined {
   const path: FieldPath = ["spec", "http", index];
   let ok = true;
   const fail = (p: FieldPath, message: string) => {
@@ -78,7 +84,6 @@ function compileRule(vs: Resource<"VirtualService">, route: HTTPRoute, index: nu
     }
   }
   if (route.mirror && route.mirrors) fail([...path, "mirrors"], "expected only one of mirror and mirrors");
-  if (route.delegate) fail([...path, "delegate"], "delegate is not supported yet; inline the delegated VirtualService's rules");
 
   const matches: CompiledRoute[] = [];
   (route.match ?? []).forEach((m, j) => {

@@ -25,6 +25,7 @@ import { matchesEveryRequest, reachableRules } from "./catch-all.ts";
 import { compileHttpRules, type CompiledRule, type EdgeWorkload } from "./rules.ts";
 import { MESH_GATEWAY, resolveGatewayName } from "./gateway-names.ts";
 import { byCreationTime } from "./creation-order.ts";
+import { Delegates, isDelegate } from "./delegates.ts";
 import type { Service, ServiceRegistry } from "./services.ts";
 
 interface ServerBinding {
@@ -66,13 +67,15 @@ export function buildVirtualHosts(
     return e;
   };
 
+  // A VirtualService without hosts is a delegate: it applies only through the roots that delegate to it.
+  const delegates = new Delegates(virtualServices, diag);
   // Istio merges a host's VirtualServices oldest first, ties broken by name, then namespace.
-  const ordered = [...virtualServices].sort(byCreationTime);
+  const ordered = virtualServices.filter((vs) => !isDelegate(vs)).sort(byCreationTime);
 
   for (const vs of ordered) {
     const hosts = edgeHosts(vs, gateways, applied, servers, diag);
     if (hosts.length === 0) continue;
-    const compiled = compileHttpRules(vs, services, diag, edge);
+    const compiled = compileHttpRules(vs, services, diag, edge, delegates);
     for (const { host, httpsRedirect, through } of hosts) {
       const e = entry(host);
       e.httpsRedirect ||= httpsRedirect;
@@ -81,6 +84,8 @@ export function buildVirtualHosts(
       e.rules.push(...reachableRules(bound));
     }
   }
+
+  delegates.reportUnused();
 
   // Istio's default route for ServiceEntry hosts no VirtualService covers.
   for (const service of services.all()) {
@@ -186,10 +191,6 @@ function edgeHosts(
   diag: Diagnostics,
 ): { host: string; httpsRedirect: boolean; through: Set<string> }[] {
   const vsHosts = (vs.spec.hosts ?? []).map((h) => expandShortName(h, vs.namespace));
-  if (vsHosts.length === 0) {
-    diag.error(vs, ["spec", "hosts"], "expected at least one host (a VirtualService bound to a gateway needs hosts)");
-    return [];
-  }
   if (!(vs.spec.http?.length)) {
     if (vs.spec.tls?.length || vs.spec.tcp?.length) return [];
     diag.warn(vs, ["spec"], "no http routes; this VirtualService serves nothing at the edge");

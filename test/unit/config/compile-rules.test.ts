@@ -151,11 +151,10 @@ describe("conflicting actions", () => {
     expect(warnings(result)).toEqual([expect.stringMatching(/spec\.http\[0\]\.match\[1\]\.port: never matches: at the edge a request's port is the listener's/)]);
   });
 
-  it("rejects mirror together with mirrors, and delegate", async () => {
+  it("rejects mirror together with mirrors", async () => {
     expect(await fieldErrors({ route: [dest()], mirror: { host: "b.example.com" }, mirrors: [{ destination: { host: "b.example.com" } }] })).toEqual([
       "spec.http[0].mirrors: expected only one of mirror and mirrors",
     ]);
-    expect(await fieldErrors({ delegate: { name: "child", namespace: "x" } })).toEqual(["spec.http[0].delegate: delegate is not supported yet; inline the delegated VirtualService's rules"]);
   });
 });
 

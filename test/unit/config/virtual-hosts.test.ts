@@ -43,9 +43,10 @@ describe("without Gateway resources", () => {
     expect(Object.keys(served(snapshot))).toEqual(["reviews.prod.svc.cluster.local"]);
   });
 
-  it("needs hosts and http routes", async () => {
-    expect(errors(await build(doc("VirtualService", "v", { http: [direct("x")] })))).toEqual([
-      expect.stringMatching(/VirtualService\/default\/v: spec\.hosts: expected at least one host/),
+  it("needs hosts and http routes (without hosts, it is a delegate: see delegates.test.ts)", async () => {
+    expect(errors(await build(doc("VirtualService", "v", {})))).toEqual([expect.stringMatching(/VirtualService\/default\/v: spec\.hosts: expected at least one host/)]);
+    expect(warnings(await build(doc("VirtualService", "v", { http: [direct("x")] })))).toEqual([
+      expect.stringMatching(/VirtualService\/default\/v: spec: no VirtualService served at the edge delegates to this one/),
     ]);
     expect(warnings(await build(doc("VirtualService", "v", { hosts: ["a.example.com"] })))).toEqual([
       expect.stringMatching(/VirtualService\/default\/v: spec: no http routes; this VirtualService serves nothing at the edge$/),
