@@ -48,7 +48,7 @@ metadata: {name: public, namespace: shop}
 spec:
   servers:
   - port: {number: 80, name: http, protocol: HTTP}
-    hosts: ["shop.example.com", "cohort.example.com", "secure.example.com", "other.example.com"]
+    hosts: ["shop.example.com", "cohort.example.com", "secure.example.com", "other.example.com", "teams.example.com"]
   - port: {number: 80, name: http, protocol: HTTP}
     hosts: ["secure.example.com"]
     tls: {httpsRedirect: true}
@@ -255,6 +255,36 @@ spec:
   gateways: [public]
   http:
   - route: [{destination: {host: app, subset: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: teams, namespace: shop}
+spec:
+  hosts: [teams.example.com]
+  gateways: [public]
+  http:
+  - name: cart
+    match: [{uri: {prefix: /cart}, headers: {x-tenant: {exact: acme}}}]
+    delegate: {name: cart-routes, namespace: cart}
+    headers: {response: {set: {x-platform: lent}}}
+  - name: rest
+    route: [{destination: {host: other.shop.internal}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: cart-routes, namespace: cart}
+spec:
+  http:
+  - name: checkout
+    match: [{uri: {prefix: /cart/checkout}}]
+    route: [{destination: {host: checkout}}]
+  - name: escape
+    match: [{uri: {prefix: /admin}}]
+    route: [{destination: {host: checkout}}]
+  - name: default
+    route: [{destination: {host: app.shop.svc.cluster.local, subset: v3}}]
+---
+${serviceEntry({ name: "checkout", namespace: "cart", host: "checkout.cart.svc.cluster.local", endpoints: [v2.port] })}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -687,5 +717,24 @@ describe("mirroring", () => {
     await get("/nomirror/x");
     await new Promise((r) => setTimeout(r, 300));
     expect(shadow.received.length).toBe(before);
+  });
+});
+
+describe("delegation (http[].delegate)", () => {
+  const teams = (path: string, headers: Record<string, string> = {}) => get(path, headers, "teams.example.com");
+
+  it("routes with the delegate's rules under the root rule's match, resolving its short names in its own namespace", async () => {
+    const checkout = await teams("/cart/checkout/1", { "x-tenant": "acme" });
+    expect([checkout.status, checkout.headers["x-origin"], checkout.headers["x-platform"]]).toEqual([200, "v2", "lent"]);
+    const rest = await teams("/cart/items", { "x-tenant": "acme" });
+    expect([rest.status, rest.headers["x-origin"]]).toEqual([200, "v3"]);
+  });
+
+  it("keeps every delegate rule inside the root rule's conditions", async () => {
+    // No x-tenant: the root's header condition holds for the delegated rules too.
+    expect((await teams("/cart/checkout/1")).headers["x-origin"]).toBe("other");
+    // The delegate's /admin rule falls outside the root's /cart prefix: Istio drops it, so /admin is the root's.
+    expect((await teams("/admin", { "x-tenant": "acme" })).headers["x-origin"]).toBe("other");
+    expect(gw.output()).toMatch(/VirtualService\/cart\/cart-routes: spec\.http\[1\]\.match: never applies through VirtualService\/shop\/teams spec\.http\[0\]/);
   });
 });
