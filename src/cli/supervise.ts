@@ -4,8 +4,6 @@
  * the ready line, re-apply on change, and stop the process on Ctrl-C.
  */
 import type { ChildProcess } from "node:child_process";
-import { statSync, watch, type FSWatcher } from "node:fs";
-import { basename, dirname } from "node:path";
 import { buildConfig } from "../config/build.ts";
 import { applySnapshot, KEYS, readActive, StoreFormatError } from "../config/store.ts";
 import type { Snapshot } from "../config/snapshot.ts";
@@ -13,6 +11,7 @@ import { CliError, readSources } from "./files.ts";
 import { openStore, stateConfigDir } from "./options.ts";
 import { directoryStoreFile } from "./stores.ts";
 import { plural, printProblems, summary } from "./output.ts";
+import { watchConfigPath, type PathWatch } from "./watch.ts";
 
 export interface Supervised {
   files: string[];
@@ -36,7 +35,7 @@ export interface Supervised {
  * whenever they change until the gateway exits. Returns the exit code.
  */
 export async function superviseGateway(s: Supervised): Promise<number> {
-  const watchers: FSWatcher[] = [];
+  const watchers: PathWatch[] = [];
   // `isthmus serve`: a load error names the file of the directory store it is about.
   const state = s.storeOptions.state;
   const storeFile = state !== undefined ? (key: string) => directoryStoreFile(stateConfigDir(state), key) : undefined;
@@ -89,7 +88,7 @@ export async function superviseGateway(s: Supervised): Promise<number> {
   };
   for (const path of s.files) {
     try {
-      watchers.push(...watchPath(path, onChange));
+      watchers.push(watchConfigPath(path, onChange));
     } catch {
       console.error(`isthmus: cannot watch ${path}; changes to it will not be re-applied`);
     }
@@ -99,21 +98,6 @@ export async function superviseGateway(s: Supervised): Promise<number> {
   for (const w of watchers) w.close();
   console.error(`isthmus: the gateway (${s.name}) ${signal !== null ? `was killed by ${signal}` : `exited with code ${code}`}`);
   return code === 0 ? 0 : 1;
-}
-
-/**
- * Watchers that call `onChange` when the configuration at `path` changes.
- * A directory: a recursive watcher, plus a plain one, since Node's recursive
- * watcher on Linux misses a symlink renamed into place, which is how
- * Kubernetes updates a mounted ConfigMap (the `..data` link). A file: a
- * watcher on its directory, for that name (and Kubernetes' `..data` links),
- * since editors and `sed -i` save by renaming a new file over the old one,
- * and a watcher on the file itself stays on the old inode, deaf from then on.
- */
-function watchPath(path: string, onChange: () => void): FSWatcher[] {
-  if (statSync(path).isDirectory()) return [watch(path, { recursive: true }, onChange), watch(path, onChange)];
-  const name = basename(path);
-  return [watch(dirname(path), (_event, changed) => (changed === null || changed === name || changed.startsWith("..") ? onChange() : undefined))];
 }
 
 export interface Applied {
