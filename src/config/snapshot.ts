@@ -18,6 +18,9 @@ export const SNAPSHOT_FORMAT = 1;
 
 export type PathNormalization = "NONE" | "BASE" | "MERGE_SLASHES" | "DECODE_AND_MERGE_SLASHES";
 
+/** Envoy's `headers_with_underscores_action`: what happens to a client header whose name has a `_`. */
+export type HeadersWithUnderscoresAction = "ALLOW" | "DROP_HEADER" | "REJECT_REQUEST";
+
 export interface Snapshot {
   format: typeof SNAPSHOT_FORMAT;
   /** Content hash of the rest of the snapshot (12 hex characters). */
@@ -55,6 +58,14 @@ export interface GatewaySettings {
    * from the right of X-Forwarded-For. Absent means 0: the direct peer.
    */
   numTrustedProxies?: number;
+  /**
+   * GatewayConfig `headersWithUnderscoresAction` (Envoy's
+   * `headers_with_underscores_action`) when not ALLOW: DROP_HEADER drops
+   * every client header whose name has a `_`, REJECT_REQUEST answers 400.
+   * Absent means ALLOW (Istio's default). Whatever it says, a name that
+   * reads with `_` as `-` like one the gateway strips or sets is dropped.
+   */
+  headersWithUnderscoresAction?: HeadersWithUnderscoresAction;
   /**
    * The retry policy of routes whose VirtualService rule has no `retries`:
    * GatewayConfig `defaultHttpRetryPolicy`, else Istio's built-in default.

@@ -195,8 +195,9 @@ export interface PipelineResult {
   context?: RequestContext;
 }
 
-/** Ends the request with a local reply, recording its response flag. */
+/** Ends the request with a local reply, recording its response flag (and its details, when it has them). */
 export function localReply(reply: LocalReply, record: RequestRecord): PipelineResult {
   if (reply.flag) record.flags.push(reply.flag);
+  if (reply.details) record.details = reply.details;
   return { response: toResponse(reply), record };
 }

@@ -4,7 +4,7 @@
  * without anything a client could use to impersonate the gateway, the
  * platform or an identity the gateway vouches for.
  */
-import type { RequestLimits } from "../config/snapshot.ts";
+import type { HeadersWithUnderscoresAction, RequestLimits } from "../config/snapshot.ts";
 import { badRequest, type LocalReply } from "./local-reply.ts";
 import { isHttpToken } from "./request-header.ts";
 import { isTraceContextHeader } from "../telemetry/trace-context.ts";
@@ -35,6 +35,53 @@ export function strippedAtIngress(name: string): boolean {
 }
 
 /**
+ * Headers Cloudflare's edge (or `isthmus serve`'s socket) sets for the
+ * Worker, kept as they arrive; the platform never spells them with `_`
+ * (the names of src/cli/serve/workerd-config.ts EDGE_HEADERS).
+ */
+const PLATFORM_SET = new Set(["cf-connecting-ip", "cf-connecting-ipv6", "cf-pseudo-ipv4", "cf-ipcountry", "cf-ray", "cf-visitor", "cf-worker", "true-client-ip"]);
+
+/**
+ * A header name with every `_` read as `-`: how CGI (`HTTP_X_USER_ID`),
+ * WSGI, PHP and nginx with `underscores_in_headers on` see it. Names are
+ * lower-case already (Headers iteration lowers them).
+ *
+ * @example
+ * dashed("x_user_id") // "x-user-id"
+ */
+export function dashed(name: string): string {
+  return name.replaceAll("_", "-");
+}
+
+/** `injected` with its names dashed, built once per set (it lives as long as its snapshot). */
+const dashedSets = new WeakMap<ReadonlySet<string>, ReadonlySet<string>>();
+
+function dashedSet(names: ReadonlySet<string>): ReadonlySet<string> {
+  let out = dashedSets.get(names);
+  if (!out) {
+    out = new Set([...names].map(dashed));
+    dashedSets.set(names, out);
+  }
+  return out;
+}
+
+/**
+ * True for a client header that is another spelling of one the gateway
+ * strips or sets itself (`x_forwarded_for`, `X-Envoy_Retry_On`,
+ * `x_jwt_sub` for a claim header `x-jwt-sub`), or of what the platform
+ * sets (`cf_connecting_ip`): an origin that reads `_` as `-` would take it
+ * for the header the gateway vouches for. `name` is dashed already.
+ */
+function vouchedSpelling(name: string, injected: ReadonlySet<string> | undefined): boolean {
+  return strippedAtIngress(name) || PLATFORM_SET.has(name) || (injected?.has(name) ?? false);
+}
+
+/** Envoy's HTTP/1 codec reply to a header name with `_` under REJECT_REQUEST. */
+const UNDERSCORE_REJECTED = badRequest(400, "header name contains underscores", "http1.unexpected_underscore");
+/** Envoy's HTTP/1 codec reply to a transfer coding other than `chunked` alone (RFC 9112 §6.1: 501). */
+const TRANSFER_CODING_REFUSED = badRequest(501, "unsupported transfer encoding", "http1.invalid_transfer_encoding");
+
+/**
  * `bytes`: the HTTP/1.1 size of the header block as received (`name: value\r\n` per header).
  * `host`, `connectingIp`, `forwardedFor` and `bodyLength` are the client's
  * `Host`, `CF-Connecting-IP`, `X-Forwarded-For` (removed from `headers` all
@@ -60,12 +107,30 @@ export type HygieneResult =
 
 export interface HygieneOptions {
   limits: RequestLimits;
-  /** Extra header names to strip (headers Isthmus injects, such as JWT claim headers). */
+  /**
+   * Extra header names to strip (headers Isthmus injects, such as JWT
+   * claim headers), in any spelling that reads the same with `_` as `-`.
+   */
   injected?: ReadonlySet<string>;
+  /**
+   * GatewayConfig `headersWithUnderscoresAction` (Envoy's): what happens
+   * to any other header whose name has a `_`. Absent means ALLOW.
+   */
+  headersWithUnderscoresAction?: HeadersWithUnderscoresAction;
 }
 
 /**
- * Checks a request and returns its sanitized headers, or the 4xx to send.
+ * Checks a request and returns its sanitized headers, or the 4xx (or 501)
+ * to send.
+ *
+ * A header name with `_` that reads as one the gateway strips or sets
+ * (see vouchedSpelling) is always dropped; any other follows
+ * `headersWithUnderscoresAction`: kept (ALLOW), dropped (DROP_HEADER), or
+ * the request refused with 400 (REJECT_REQUEST, Envoy's
+ * `http1.unexpected_underscore`). A Transfer-Encoding other than `chunked`
+ * alone gets Envoy's 501 (`http1.invalid_transfer_encoding`): the runtime
+ * has removed the chunked framing, and a coding under it (`gzip, chunked`)
+ * would reach the origin as if the body were not coded.
  *
  * @example
  * const result = sanitizeRequest(request, { limits });
@@ -73,6 +138,8 @@ export interface HygieneOptions {
  */
 export function sanitizeRequest(request: Request, options: HygieneOptions): HygieneResult {
   const { limits } = options;
+  const injected = options.injected ? dashedSet(options.injected) : undefined;
+  const underscores = options.headersWithUnderscoresAction ?? "ALLOW";
   // UTF-16 code units take at most 3 UTF-8 bytes each: only a long URL needs counting.
   if (request.url.length * 3 > limits.maxUrlBytes && utf8Length(request.url) > limits.maxUrlBytes) {
     return { ok: false, reply: badRequest(414, "URI too long") };
@@ -97,7 +164,7 @@ export function sanitizeRequest(request: Request, options: HygieneOptions): Hygi
   let contentLength = null as string | null;
   let connection = null as string | null;
   let upgrade = null as string | null;
-  let transferEncoding = false as boolean;
+  let transferEncoding = null as string | null;
   let traceContext = false;
   // (The `as` types: assignments in the callback do not widen what TypeScript narrowed the initial values to.)
   request.headers.forEach((value, name) => {
@@ -127,7 +194,7 @@ export function sanitizeRequest(request: Request, options: HygieneOptions): Hygi
         upgrade = value;
         break;
       case "transfer-encoding":
-        transferEncoding = true;
+        transferEncoding = value;
         break;
       case "expect":
         // The runtime has already answered 100 Continue to the client; as Envoy without
@@ -137,7 +204,13 @@ export function sanitizeRequest(request: Request, options: HygieneOptions): Hygi
       default:
         if (isTraceContextHeader(name)) traceContext = true;
     }
-    if (strippedAtIngress(name) || options.injected?.has(name)) strip.push(name);
+    if (!name.includes("_")) {
+      if (strippedAtIngress(name) || injected?.has(name)) strip.push(name);
+    } else if (underscores === "REJECT_REQUEST") {
+      invalid ??= UNDERSCORE_REJECTED;
+    } else if (underscores === "DROP_HEADER" || vouchedSpelling(dashed(name), injected)) {
+      strip.push(name);
+    }
   });
   if (invalid) return { ok: false, reply: invalid };
   if (count > limits.maxHeadersCount) return { ok: false, reply: badRequest(431, "too many request headers") };
@@ -147,7 +220,9 @@ export function sanitizeRequest(request: Request, options: HygieneOptions): Hygi
     return { ok: false, reply: badRequest(431, "request headers too large") };
   }
 
-  if (contentLength !== null && transferEncoding) {
+  // As Envoy's codec: only `chunked` (which the runtime has decoded) may frame a request body.
+  if (transferEncoding !== null && transferEncoding.trim().toLowerCase() !== "chunked") return { ok: false, reply: TRANSFER_CODING_REFUSED };
+  if (contentLength !== null && transferEncoding !== null) {
     return { ok: false, reply: badRequest(400, "both content-length and transfer-encoding are set") };
   }
   let bodyLength: number | undefined;

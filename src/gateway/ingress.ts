@@ -18,11 +18,12 @@ const NOT_A_PATH: LocalReply = { status: 404, body: "" };
 
 /**
  * @param injected lower-case names of headers Isthmus itself sets from verified identities
- *   (JWT claim and payload headers): a client never gets to send them. (An ext-authz
+ *   (JWT claim and payload headers): a client never gets to send them, nor a spelling of
+ *   them with `_` for `-`. (An ext-authz
  *   provider's upstream headers are handled on the requests it checks: authz/ext-authz/upstream.ts.)
  */
 export function ingress(request: Request, settings: GatewaySettings, deps: PipelineDeps, injected?: ReadonlySet<string>): IngressResult {
-  const clean = sanitizeRequest(request, injected ? { limits: settings.limits, injected } : { limits: settings.limits });
+  const clean = sanitizeRequest(request, { limits: settings.limits, injected, headersWithUnderscoresAction: settings.headersWithUnderscoresAction });
   if (!clean.ok) return clean;
 
   // request.url is already serialized by the runtime's URL parser: split it, not parse it again.

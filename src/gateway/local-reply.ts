@@ -10,6 +10,8 @@ export interface LocalReply {
   status: number;
   body: string;
   flag?: ResponseFlag;
+  /** Envoy's RESPONSE_CODE_DETAILS, when the flag alone does not say it (e.g. `http1.unexpected_underscore`). */
+  details?: string;
   /** One value per name, or a list of pairs whose repeated names (several `set-cookie`) are all sent. */
   headers?: Record<string, string> | readonly (readonly [string, string])[];
 }
@@ -43,9 +45,16 @@ export const REPLIES = {
   loopDetected: { status: 508, body: "request loop detected" },
 } as const satisfies Record<string, LocalReply>;
 
-/** A 4xx for a malformed request, with Envoy's downstream-protocol-error flag. */
-export function badRequest(status: 400 | 413 | 414 | 431, reason: string): LocalReply {
-  return { status, body: reason, flag: "DPE" };
+/**
+ * A 4xx for a malformed request (or Envoy's 501 for a transfer coding it
+ * cannot decode), with Envoy's downstream-protocol-error flag and, when
+ * given, the codec's RESPONSE_CODE_DETAILS (else `http1.codec_error`).
+ *
+ * @example
+ * badRequest(400, "invalid header name") // { status: 400, body: "invalid header name", flag: "DPE" }
+ */
+export function badRequest(status: 400 | 413 | 414 | 431 | 501, reason: string, details?: string): LocalReply {
+  return details ? { status, body: reason, flag: "DPE", details } : { status, body: reason, flag: "DPE" };
 }
 
 /** Statuses whose responses cannot have a body (a `Response` with one throws). */

@@ -183,6 +183,21 @@ describe("a request body that cannot be read", () => {
     expect(cases.filter(([path]) => upload(path)?.outcome === "complete")).toEqual([]);
   });
 
+  it("is answered Envoy's 501 (http1.invalid_transfer_encoding) when a coding other than chunked frames it (gzip, chunked), which would reach the origin decoded of its chunking only", async () => {
+    const coded = (path: string, te: string) => `POST ${path} HTTP/1.1\r\nHost: store.example.com\r\nTransfer-Encoding: ${te}\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n`;
+    const refused = ["/te-gzip", "/te-gzip-tight", "/te-twice"];
+    const replies = await Promise.all([raw(coded("/te-gzip", "gzip, chunked")), raw(coded("/te-gzip-tight", "GZIP,chunked")), raw(coded("/te-twice", "chunked\r\nTransfer-Encoding: chunked"))]);
+    expect(replies.map((r) => r.statusLine)).toEqual(refused.map(() => "HTTP/1.1 501 Not Implemented"));
+    await until(() => refused.every((path) => logged(path).length > 0));
+    for (const path of refused) {
+      expect([path, logged(path)[0]?.response_code, logged(path)[0]?.response_flags, logged(path)[0]?.response_code_details]).toEqual([path, 501, "DPE", "http1.invalid_transfer_encoding"]);
+    }
+    expect(refused.filter((path) => upload(path) !== undefined)).toEqual([]);
+    // Control: chunked alone (in any case) is the one transfer coding that passes.
+    expect((await raw(coded("/te-chunked", "Chunked"))).statusLine).toBe("HTTP/1.1 200 OK");
+    expect(upload("/te-chunked")?.bytes).toBe(5);
+  });
+
   it("is answered 400 where the body is streamed too (a route without retries), not taken for the endpoint's connection failure", async () => {
     const reply = await raw("POST /bad-streamed HTTP/1.1\r\nHost: once.example.com\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\nzz\r\n");
     // A 503 UF would count against the endpoint's health (outlier detection): a client could get endpoints ejected.

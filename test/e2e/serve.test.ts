@@ -13,6 +13,7 @@ import { freePort, startGateway, type Gateway } from "../helpers/gateway.ts";
 import { startOrigin, type Origin } from "../helpers/origin.ts";
 import { send, sendRaw } from "../helpers/http.ts";
 import { serviceEntry } from "../helpers/istio-yaml.ts";
+import { startIdp } from "../helpers/idp.ts";
 import { main } from "../../src/cli/main.ts";
 import { openDirectoryStore } from "../../src/cli/stores.ts";
 import { readActive, readHistory } from "../../src/config/store.ts";
@@ -244,6 +245,62 @@ spec:
     expect(blue.received[before]?.headers["x-forwarded-for"]).toBe("198.51.100.7, 203.0.113.9, 127.0.0.1");
     // ipBlocks is the direct peer (127.0.0.1 here), whatever X-Forwarded-For says.
     expect((await from("/peer/orders", "198.51.100.7")).status).toBe(200);
+  });
+
+  it("never passes a spelling with _ of a header it sets or strips (x_user_id next to the claim header x-user-id); headersWithUnderscoresAction drops or refuses the others, as Envoy's", async () => {
+    const idp = await startIdp();
+    try {
+      const withJwt = (action?: string) =>
+        config(blue, `---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: edge-jwt, namespace: istio-system}
+spec:
+  jwtRules:
+  - issuer: ${idp.issuer}
+    jwksUri: ${idp.jwksUri}
+    outputClaimToHeaders: [{header: x-user-id, claim: sub}]
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  accessLogging: [{providers: [{name: envoy}]}]
+`).replace("configRefreshInterval: 1s", `configRefreshInterval: 1s${action ? `\n  headersWithUnderscoresAction: ${action}` : ""}`);
+      const token = await idp.sign({}, { subject: "alice" });
+      const spoofed = { x_user_id: "admin", X_Forwarded_For: "203.0.113.9", X_Request_Id: "mine", "X-Envoy_Retry_On": "5xx", X_Isthmus_Mirror: "1", cf_connecting_ip: "203.0.113.9" };
+      const call = async (path: string, headers: Record<string, string>) => {
+        const before = blue.received.length;
+        const res = await send(gw.url, path, { host: "app.example.com", headers: { ...headers, authorization: `Bearer ${token}` } });
+        return { status: res.status, seen: blue.received.length > before ? blue.received[before]?.headers : undefined };
+      };
+      const underscored = (headers: object | undefined) => Object.keys(headers ?? {}).filter((n) => n.includes("_"));
+
+      // ALLOW (Istio's default): only the header the gateway vouches for arrives, the client's spellings of it never.
+      await gw.reconfigure(withJwt());
+      const allowed = await call("/api/underscores", { ...spoofed, x_custom: "kept" });
+      expect(allowed.status).toBe(200);
+      expect(allowed.seen?.["x-user-id"]).toBe("alice");
+      expect(allowed.seen?.["x-forwarded-for"]).toBe("127.0.0.1");
+      expect(allowed.seen?.["x-request-id"]).not.toBe("mine");
+      expect(underscored(allowed.seen)).toEqual(["x_custom"]);
+
+      // DROP_HEADER: no name with _ reaches the origin.
+      await gw.reconfigure(withJwt("DROP_HEADER"));
+      const dropped = await call("/api/underscores", { ...spoofed, x_custom: "kept" });
+      expect([dropped.status, dropped.seen?.["x-user-id"], underscored(dropped.seen)]).toEqual([200, "alice", []]);
+
+      // REJECT_REQUEST: 400, never forwarded, logged with the details Envoy's HTTP/1 codec gives.
+      await gw.reconfigure(withJwt("REJECT_REQUEST"));
+      const refused = await call("/api/refused", { x_custom: "v" });
+      expect([refused.status, refused.seen]).toEqual([400, undefined]);
+      const line = () => gw.output().split("\n").find((l) => l.startsWith("{") && l.includes('"/api/refused"'));
+      await until(async () => line() !== undefined);
+      expect(JSON.parse(line() as string)).toMatchObject({ response_code: 400, response_flags: "DPE", response_code_details: "http1.unexpected_underscore" });
+      expect((await call("/api/plain", {})).status).toBe(200);
+    } finally {
+      await idp.close();
+    }
   });
 });
 

@@ -8,7 +8,9 @@
  * - a client header that pattern names and the authorizer did not return is
  *   removed (an Isthmus addition: it is the authorizer's output, so an
  *   origin that trusts `x-auth-request-user` never gets one a client made
- *   up), except what the check itself was sent or the gateway set:
+ *   up), in any spelling that reads the same with `_` as `-`
+ *   (`x_auth_request_user`, which CGI, WSGI and PHP read as that header),
+ *   except what the check itself was sent or the gateway set:
  *   `Authorization`, the `includeRequestHeadersInCheck` names, the
  *   credentials `Cookie` and `Proxy-Authorization`, `Host` and the
  *   `Content-*` headers, headers ingress already takes from every client
@@ -18,7 +20,7 @@
  * Requests no CUSTOM provider is asked about are untouched, as in Envoy.
  */
 import type { ExtAuthzDef } from "../../config/snapshot.ts";
-import { strippedAtIngress } from "../../gateway/hygiene.ts";
+import { dashed, strippedAtIngress } from "../../gateway/hygiene.ts";
 import { headerPatterns, planOf } from "./client.ts";
 
 /** Client headers never removed for being an authorizer output: credentials and the request's own framing. */
@@ -47,9 +49,10 @@ export function vouchUpstream(headers: Headers, provider: ExtAuthzDef, outputs: 
 function removableBy(provider: ExtAuthzDef): (name: string) => boolean {
   let remove = removable.get(provider);
   if (!remove) {
-    const outputs = headerPatterns(provider.headersToUpstreamOnAllow.filter((p) => p !== "*"));
+    // Patterns and names compared with `_` read as `-`: `x_auth_user` is the origin's `x-auth-user`.
+    const outputs = headerPatterns(provider.headersToUpstreamOnAllow.filter((p) => p !== "*").map(dashed));
     const checked = planOf(provider).include;
-    remove = (name) => outputs(name) && !checked(name) && !NEVER_REMOVED.has(name) && !strippedAtIngress(name);
+    remove = (name) => outputs(dashed(name)) && !checked(name) && !NEVER_REMOVED.has(name) && !strippedAtIngress(name);
     removable.set(provider, remove);
   }
   return remove;

@@ -51,6 +51,8 @@ export function compileSettings(configs: Resource<"GatewayConfig">[], diag: Diag
   if (labels) settings.gatewayLabels = labels;
   const trusted = spec.gatewayTopology?.numTrustedProxies;
   if (trusted) settings.numTrustedProxies = trusted;
+  const underscores = spec.headersWithUnderscoresAction;
+  if (underscores && underscores !== "ALLOW") settings.headersWithUnderscoresAction = underscores;
   return settings;
 }
 

@@ -137,6 +137,8 @@ export const GatewayConfigSpec = z.strictObject({
   healthSyncInterval: Duration.optional(),
   /** Istio's ProxyConfig `gatewayTopology`: how many proxies in front of the gateway append to X-Forwarded-For. */
   gatewayTopology: z.strictObject({ numTrustedProxies: UInt.optional() }).optional(),
+  /** Envoy's HttpProtocolOptions `headers_with_underscores_action` for client request headers (Istio leaves it ALLOW). */
+  headersWithUnderscoresAction: z.enum(["ALLOW", "DROP_HEADER", "REJECT_REQUEST"]).optional(),
   credentials: z
     .array(
       z.strictObject({

@@ -102,6 +102,19 @@ describe("headersToUpstreamOnAllow", () => {
     expect(vouched.upstream?.headers.get("x-auth-user")).toBe("alice");
   });
 
+  it("removes the client's spellings of the authorizer's outputs with _ for - (x_auth_user), which CGI, WSGI and PHP read as the same header", async () => {
+    const runtime = await gateway();
+    const spoof = { x_auth_user: "mallory", "X_Auth-Group_Admin": "yes", x_unrelated: "kept" };
+    const vouched = await run(runtime, "http://app.test/checked/a", spoof, { status: 200, headers: [["x-auth-user", "alice"]] });
+    expect(vouched.response.status).toBe(200);
+    expect([...(vouched.upstream?.headers.keys() ?? [])].filter((n) => n.includes("auth") || n.includes("_"))).toEqual(["x-auth-user", "x_unrelated"]);
+    expect(vouched.upstream?.headers.get("x-auth-user")).toBe("alice");
+    // Patterns written with _ match either spelling.
+    const underscored = await gateway({ ...OAUTH, headersToUpstreamOnAllow: ["x_auth_user"] });
+    const both = await run(underscored, "http://app.test/checked/a", { "x-auth-user": "mallory", x_auth_user: "mallory" }, { status: 200 });
+    expect([both.upstream?.headers.get("x-auth-user"), both.upstream?.headers.get("x_auth_user")]).toEqual([null, null]);
+  });
+
   it("never strips a name at ingress, so JWT authentication and the check still see it", async () => {
     const result = await build(gatewayConfig(OAUTH), serviceEntry("authz", ["authz.auth.internal"], { ports: [{ number: 9000, name: "http", protocol: "HTTP" }] }, "auth"), doc("AuthorizationPolicy", "ext", { action: "CUSTOM", provider: { name: "oauth" }, rules: [{}] }, "auth"));
     expect(result.snapshot?.security?.injectedHeaders).toEqual([]);

@@ -50,6 +50,16 @@ describe("gateway settings", () => {
     ]);
   });
 
+  it("takes headersWithUnderscoresAction as Envoy spells it, leaves ALLOW (the default) out of the snapshot, and rejects other values", async () => {
+    const action = async (value: string) => (await snapshotOf(vs, doc("GatewayConfig", "isthmus", { headersWithUnderscoresAction: value }, "istio-system"))).settings.headersWithUnderscoresAction;
+    expect(await action("REJECT_REQUEST")).toBe("REJECT_REQUEST");
+    expect(await action("DROP_HEADER")).toBe("DROP_HEADER");
+    expect((await snapshotOf(vs, doc("GatewayConfig", "isthmus", { headersWithUnderscoresAction: "ALLOW" }, "istio-system"))).settings).toEqual(DEFAULT_SETTINGS);
+    expect(errors(await build(vs, doc("GatewayConfig", "g", { headersWithUnderscoresAction: "reject" })))).toEqual([
+      expect.stringMatching(/GatewayConfig\/default\/g: spec\.headersWithUnderscoresAction: .*ALLOW.*DROP_HEADER.*REJECT_REQUEST/),
+    ]);
+  });
+
   it("rejects a refresh interval under one second and a second GatewayConfig", async () => {
     expect(errors(await build(vs, doc("GatewayConfig", "g", { configRefreshInterval: "500ms" })))).toEqual([
       expect.stringMatching(/GatewayConfig\/default\/g: spec\.configRefreshInterval: expected at least 1s \(each check is a KV read\)$/),

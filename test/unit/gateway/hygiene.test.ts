@@ -121,6 +121,15 @@ describe("request smuggling shapes", () => {
     expect(rejected(check(request))).toBe("400 both content-length and transfer-encoding are set DPE");
   });
 
+  it("answers Envoy's 501 (http1.invalid_transfer_encoding) for a transfer coding under chunked, which the runtime decoded and the origin would never hear of", () => {
+    const post = (te: string) => new Request("http://a.example.com/", { method: "POST", body: "hello", headers: { "transfer-encoding": te } });
+    for (const te of ["gzip, chunked", "gzip,chunked", "deflate, chunked", "chunked, chunked"]) {
+      const result = check(post(te));
+      expect([te, rejected(result), result.ok ? undefined : result.reply.details]).toEqual([te, "501 unsupported transfer encoding DPE", "http1.invalid_transfer_encoding"]);
+    }
+    for (const te of ["chunked", "Chunked", " chunked "]) expect([te, rejected(check(post(te)))]).toEqual([te, "accepted"]);
+  });
+
   it("relies on the runtime to refuse CR, LF and NUL inside header values (checked again here as defence in depth)", () => {
     for (const value of ["a\r\nx-injected: 1", "a\rb", "a\nb", "a\0b"]) {
       expect(() => new Headers({ "x-v": value })).toThrow(TypeError);
@@ -193,6 +202,50 @@ describe("the forwarded header set", () => {
 
   it("strips headers Isthmus injects itself", () => {
     expect(forwarded({ "x-jwt-sub": "admin", "x-ok": "1" }, new Set(["x-jwt-sub"]))).toEqual({ "x-ok": "1" });
+  });
+
+  it("always strips a spelling with _ of a header the gateway strips or sets, which CGI, WSGI, PHP and nginx read as that header", () => {
+    const spoofed = {
+      x_user_id: "admin",
+      X_Forwarded_For: "10.0.0.1",
+      "x-forwarded_host": "admin.internal",
+      X_Request_Id: "client-chosen",
+      "X-Envoy_Retry_On": "5xx",
+      x_envoy_original_path: "/admin",
+      X_Isthmus_Mirror: "1",
+      x_forwarded_client_cert: "By=spiffe://x",
+      client_cert: ":abc:",
+      client_cert_chain: ":abc:",
+      x_real_ip: "10.0.0.1",
+      transfer_encoding: "gzip",
+      keep_alive: "timeout=5",
+      cf_connecting_ip: "10.0.0.1",
+      true_client_ip: "10.0.0.1",
+    };
+    const kept = { x_custom: "kept", "x-ok": "kept", x_userid: "kept" };
+    for (const action of [undefined, "ALLOW", "DROP_HEADER"] as const) {
+      const result = sanitizeRequest(new Request("http://a.example.com/", { headers: { ...spoofed, ...kept } }), { limits: limits(), injected: new Set(["x-user-id"]), headersWithUnderscoresAction: action });
+      if (!result.ok) throw new Error(rejected(result));
+      expect([action, Object.fromEntries(result.headers)]).toEqual([action, action === "DROP_HEADER" ? { "x-ok": "kept" } : kept]);
+    }
+    // An injected name written with _ is matched either way too.
+    expect(forwarded({ "x-tenant-id": "root", x_tenant_id: "root", "x-ok": "1" }, new Set(["x_tenant_id"]))).toEqual({ "x-ok": "1" });
+  });
+
+  it("applies headersWithUnderscoresAction to any other name with _: ALLOW keeps it, DROP_HEADER drops it, REJECT_REQUEST answers 400 as Envoy's codec (http1.unexpected_underscore)", () => {
+    const request = () => new Request("http://a.example.com/", { headers: { "x-ok": "1", x_custom: "v" } });
+    const headers = (action?: "ALLOW" | "DROP_HEADER") => {
+      const result = sanitizeRequest(request(), { limits: limits(), headersWithUnderscoresAction: action });
+      return result.ok ? Object.fromEntries(result.headers) : rejected(result);
+    };
+    expect(headers()).toEqual({ "x-ok": "1", x_custom: "v" });
+    expect(headers("ALLOW")).toEqual({ "x-ok": "1", x_custom: "v" });
+    expect(headers("DROP_HEADER")).toEqual({ "x-ok": "1" });
+    const refused = sanitizeRequest(request(), { limits: limits(), headersWithUnderscoresAction: "REJECT_REQUEST" });
+    expect([rejected(refused), refused.ok ? undefined : refused.reply.details]).toEqual(["400 header name contains underscores DPE", "http1.unexpected_underscore"]);
+    // Names without _ are untouched by it.
+    const plain = sanitizeRequest(new Request("http://a.example.com/", { headers: { "x-ok": "1" } }), { limits: limits(), headersWithUnderscoresAction: "REJECT_REQUEST" });
+    expect(plain.ok && Object.fromEntries(plain.headers)).toEqual({ "x-ok": "1" });
   });
 
   it("keeps repeated headers as the comma-joined value", () => {

@@ -80,6 +80,32 @@ describe("runPipeline", () => {
     expect(record).toMatchObject({ flags: [], routeName: "orders", cluster: "outbound|8080||api.internal", upstreamHost: "10.0.0.1:8080" });
   });
 
+  it("never sends the origin a spelling with _ of a header the gateway sets (x_user_id next to a claim header x-user-id), and applies GatewayConfig headersWithUnderscoresAction", async () => {
+    const docs = (action?: string) => [
+      origin("api", "10.0.0.1"),
+      virtualService("v", ["shop.example.com"], [{ route: [{ destination: { host: "api.internal" } }] }]),
+      doc("RequestAuthentication", "jwt", { jwtRules: [{ issuer: "https://idp.example.com", jwksUri: "https://idp.example.com/jwks", outputClaimToHeaders: [{ header: "x-user-id", claim: "sub" }] }] }, "istio-system"),
+      ...(action ? [doc("GatewayConfig", "isthmus", { headersWithUnderscoresAction: action }, "istio-system")] : []),
+    ];
+    const spoofed = { x_user_id: "admin", X_Forwarded_For: "10.0.0.9", X_Request_Id: "mine", "X-Envoy_Retry_On": "5xx", X_Isthmus_Mirror: "1", x_custom: "v" };
+    const allowed = await send(docs(), "http://shop.example.com/", { headers: spoofed });
+    expect(allowed.response.status).toBe(200);
+    expect([...(allowed.sent[0]?.headers.keys() ?? [])].filter((n) => n.includes("_"))).toEqual(["x_custom"]);
+    expect(allowed.sent[0]?.headers.get("x-request-id")).toBe("rid-1");
+
+    const dropped = await send(docs("DROP_HEADER"), "http://shop.example.com/", { headers: spoofed });
+    expect([...(dropped.sent[0]?.headers.keys() ?? [])].filter((n) => n.includes("_"))).toEqual([]);
+
+    const rejected = await send(docs("REJECT_REQUEST"), "http://shop.example.com/", { headers: { x_custom: "v" } });
+    expect([rejected.response.status, rejected.record.flags, rejected.record.details, rejected.sent.length]).toEqual([400, ["DPE"], "http1.unexpected_underscore", 0]);
+  });
+
+  it("answers Envoy's 501 for a transfer coding under chunked, without calling the origin", async () => {
+    const docs = [origin("api", "10.0.0.1"), virtualService("v", ["shop.example.com"], [{ route: [{ destination: { host: "api.internal" } }] }])];
+    const { response, record, sent } = await send(docs, "http://shop.example.com/", { method: "POST", body: "hello", headers: { "transfer-encoding": "gzip, chunked" } });
+    expect([response.status, record.flags, record.details, sent.length]).toEqual([501, ["DPE"], "http1.invalid_transfer_encoding", 0]);
+  });
+
   it("applies a regex rewrite with capture groups", async () => {
     const { sent } = await send(
       [origin("api", "10.0.0.1"), virtualService("v", ["shop.example.com"], [{ rewrite: { uriRegexRewrite: { match: "^/v([0-9]+)/(.*)$", rewrite: "/\\2/version/\\1" } }, route: [{ destination: { host: "api.internal" } }] }])],
