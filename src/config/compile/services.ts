@@ -142,7 +142,10 @@ export class ServiceRegistry {
     const rule = this.ruleFor(service);
     const subsetDef = subset === undefined ? undefined : rule?.subsets.get(subset);
     const policy = effectivePolicy(rule?.trafficPolicy, subsetDef?.trafficPolicy, port.number);
-    const dynamic = service.wildcard && (host.startsWith("*.") || host.endsWith(".*") || host === "*");
+    // A wildcard host names no address: without endpoints (resolution NONE or
+    // DYNAMIC_DNS) each request's host is the address; with endpoints, they are.
+    const spec = service.resource.spec;
+    const dynamic = service.wildcard && isWildcard(host) && !spec.endpoints?.length && spec.resolution !== "STATIC";
     const endpoints = this.endpoints(service, port, host).filter((e) =>
       Object.entries(subsetDef?.labels ?? {}).every(([k, v]) => e.labels[k] === v),
     );
@@ -204,6 +207,7 @@ export class ServiceRegistry {
 
   private addEntry(entry: Resource<"ServiceEntry">): void {
     const spec = entry.spec;
+    checkServiceEntry(entry, this.diag);
     const ports: ServicePort[] = (spec.ports ?? []).map((p) => {
       const port: ServicePort = { number: p.number, protocol: (p.protocol ?? "HTTP").toUpperCase() };
       if (p.name) port.name = p.name;
@@ -233,6 +237,7 @@ export class ServiceRegistry {
     }
     spec.hosts.forEach((raw, i) => {
       const host = expandShortName(raw, entry.namespace);
+      if (host === "*") return; // an error (checkServiceEntry)
       const previous = this.services.get(host);
       if (previous) {
         this.diag.error(entry, ["spec", "hosts", i], `host ${host} is already defined by ${previous.resource.id} (${previous.resource.file}:${previous.resource.line})`);
@@ -243,7 +248,7 @@ export class ServiceRegistry {
         namespace: entry.namespace,
         resource: entry,
         ports,
-        wildcard: host === "*" || host.startsWith("*.") || host.endsWith(".*"),
+        wildcard: isWildcard(host),
       });
     });
   }
@@ -360,6 +365,73 @@ export function effectivePolicy(top: TrafficPolicy | undefined, subset: TrafficP
     }
   }
   return merged;
+}
+
+/** Ports whose protocol makes Istio's proxy speak HTTP/2 to the endpoints (Istio's Instance.IsHTTP2). */
+const HTTP2_PROTOCOLS = new Set(["HTTP2", "GRPC", "GRPC-WEB"]);
+
+function isWildcard(host: string): boolean {
+  return host === "*" || host.startsWith("*.") || host.endsWith(".*");
+}
+
+/**
+ * The checks of Istio's ValidateServiceEntry that concern the edge, with
+ * Istio's words: what Istio refuses is an error here too. An unset
+ * `resolution` is NONE, Istio's default. Called once per ServiceEntry, so
+ * each problem is reported once.
+ */
+function checkServiceEntry(entry: Resource<"ServiceEntry">, diag: Diagnostics): void {
+  const spec = entry.spec;
+  const resolution = spec.resolution ?? "NONE";
+  const endpoints = spec.endpoints ?? [];
+  const error = (path: FieldPath, message: string) => diag.error(entry, path, message);
+
+  spec.hosts.forEach((raw, i) => {
+    const host = expandShortName(raw, entry.namespace);
+    if (host === "*") {
+      error(["spec", "hosts", i], "invalid host *: a ServiceEntry may not declare the full wildcard (Istio refuses it; at the edge it would forward every Host a client sends); expected a host name or a wildcard such as *.example.com");
+    } else if ((resolution === "DNS" || resolution === "DNS_ROUND_ROBIN") && endpoints.length === 0 && isWildcard(host)) {
+      error(["spec", "hosts", i], `hosts must be FQDN if no endpoints are provided for resolution mode ${resolution}, got ${host}; to connect to each request's host, use resolution: NONE`);
+    }
+  });
+
+  spec.addresses?.forEach((address, i) => {
+    if (address.includes("/") && resolution !== "NONE" && resolution !== "STATIC") {
+      error(["spec", "addresses", i], `CIDR addresses are allowed only for NONE/STATIC resolution types, got ${address} with resolution ${resolution}`);
+    }
+  });
+
+  const numbers = new Map<number, number>();
+  const names = new Map<string, number>();
+  spec.ports?.forEach((port, i) => {
+    const sameNumber = numbers.get(port.number);
+    if (sameNumber === undefined) numbers.set(port.number, i);
+    else error(["spec", "ports", i, "number"], `service entry port ${port.number} already defined (spec.ports[${sameNumber}])`);
+    if (port.name !== undefined) {
+      const sameName = names.get(port.name);
+      if (sameName === undefined) names.set(port.name, i);
+      else error(["spec", "ports", i, "name"], `service entry port name "${port.name}" already defined (spec.ports[${sameName}])`);
+    }
+    const protocol = (port.protocol ?? "").toUpperCase();
+    if (HTTP2_PROTOCOLS.has(protocol)) {
+      diag.warn(
+        entry,
+        ["spec", "ports", i, "protocol"],
+        `${protocol} is reached over HTTP/1.1: Istio's proxy would speak HTTP/2 to this port, but a Worker's fetch() speaks HTTP/1.1 to plaintext origins (HTTP/2 cleartext, h2c, is not possible), so an origin that accepts only HTTP/2, such as a plaintext gRPC server, cannot be reached (503); under isthmus serve (workerd) TLS origins get HTTP/1.1 as well`,
+      );
+    }
+  });
+
+  if (spec.workloadSelector !== undefined && endpoints.length > 0) {
+    error(["spec", "workloadSelector"], "only one of workloadSelector or endpoints is allowed in a ServiceEntry");
+  }
+  if (resolution === "NONE" && endpoints.length > 0) {
+    const unset = spec.resolution === undefined ? " (resolution is unset, and NONE is its default)" : "";
+    error(["spec", "endpoints"], `no endpoints should be provided for resolution type NONE${unset}; expected resolution: STATIC for IP addresses or DNS for host names`);
+  }
+  if (resolution === "DNS_ROUND_ROBIN" && endpoints.length > 1) {
+    error(["spec", "endpoints"], `there must only be 0 or 1 endpoint for resolution mode DNS_ROUND_ROBIN, got ${endpoints.length}; use resolution: DNS for several`);
+  }
 }
 
 function schemeOf(port: ServicePort, policy: PolicyParts): "http" | "https" {

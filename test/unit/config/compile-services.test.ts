@@ -55,8 +55,8 @@ describe("destination hosts", () => {
 
   it("resolves through a wildcard ServiceEntry, the most specific one winning, and connects to the concrete host", async () => {
     const snapshot = await snapshotOf(
-      serviceEntry("wide", ["*.example.com"]),
-      serviceEntry("narrow", ["*.api.example.com"], { ports: [{ number: 8080, name: "http" }] }),
+      serviceEntry("wide", ["*.example.com"], { resolution: "NONE" }),
+      serviceEntry("narrow", ["*.api.example.com"], { resolution: "NONE", ports: [{ number: 8080, name: "http" }] }),
       virtualService("v", ["app.example.com"], [
         { match: [{ uri: { prefix: "/a" } }], route: [{ destination: { host: "files.example.com" } }] },
         { route: [{ destination: { host: "v1.api.example.com" } }] },
@@ -340,5 +340,97 @@ describe("DestinationRule lookup across namespaces (Istio's PushContext.destinat
     expect(warnings(await build(se, doc("GatewayConfig", "gw", {}, "ingress"), foreign))).toEqual([
       expect.stringMatching(/in its own namespace \(ingress\), the service's namespace \(edge\) and the root namespace \(istio-system\); move it/),
     ]);
+  });
+});
+
+describe("Istio's ServiceEntry validation (ValidateServiceEntry)", () => {
+  type Result = Parameters<typeof errors>[0];
+  const strip = (lines: string[]) => lines.map((l) => l.replace(/^config\.yaml:\d+: (error|warning): ServiceEntry\/default\/[\w-]+: /, ""));
+  const errs = (result: Result) => strip(errors(result));
+  const warns = (result: Result) => strip(warnings(result));
+
+  it('rejects the full wildcard host "*", which would forward every Host a client sends', async () => {
+    for (const resolution of ["NONE", "DNS", "STATIC"]) {
+      const result = await build(serviceEntry("any", ["api.example.com", "*"], { resolution, ...(resolution === "STATIC" ? { endpoints: [{ address: "10.0.0.1" }] } : {}) }));
+      expect(errs(result)).toEqual([
+        "spec.hosts[1]: invalid host *: a ServiceEntry may not declare the full wildcard (Istio refuses it; at the edge it would forward every Host a client sends); expected a host name or a wildcard such as *.example.com",
+      ]);
+      expect(result.snapshot).toBeUndefined();
+    }
+  });
+
+  it("warns once per port that GRPC, GRPC-WEB and HTTP2 ports are reached over HTTP/1.1, however many routes use them", async () => {
+    const se = serviceEntry("rpc", ["rpc.example.com"], {
+      ports: [
+        { number: 9000, name: "grpc", protocol: "GRPC" },
+        { number: 9001, name: "grpc-web", protocol: "grpc-web" },
+        { number: 9002, name: "h2", protocol: "HTTP2" },
+        { number: 80, name: "http", protocol: "HTTP" },
+        { number: 443, name: "https", protocol: "HTTPS" },
+      ],
+    });
+    const route = (port: number) => ({ route: [{ destination: { host: "rpc.example.com", port: { number: port } } }] });
+    const result = await build(se, virtualService("a", ["a.example.com"], [route(9000)]), virtualService("b", ["b.example.com"], [route(9000)]));
+    const caveat = "is reached over HTTP/1.1: Istio's proxy would speak HTTP/2 to this port, but a Worker's fetch() speaks HTTP/1.1 to plaintext origins (HTTP/2 cleartext, h2c, is not possible), so an origin that accepts only HTTP/2, such as a plaintext gRPC server, cannot be reached (503); under isthmus serve (workerd) TLS origins get HTTP/1.1 as well";
+    expect(warns(result)).toEqual([`spec.ports[0].protocol: GRPC ${caveat}`, `spec.ports[1].protocol: GRPC-WEB ${caveat}`, `spec.ports[2].protocol: HTTP2 ${caveat}`]);
+    expect(result.snapshot?.clusters["outbound|9000||rpc.example.com"]?.scheme).toBe("http");
+  });
+
+  it("rejects endpoints with resolution NONE, Istio's default when resolution is unset", async () => {
+    const none = await build(serviceEntry("a", ["a.example.com"], { resolution: "NONE", endpoints: [{ address: "10.0.0.1" }] }));
+    expect(errs(none)).toEqual(["spec.endpoints: no endpoints should be provided for resolution type NONE; expected resolution: STATIC for IP addresses or DNS for host names"]);
+    const unset = await build(doc("ServiceEntry", "a", { hosts: ["a.example.com"], ports: [{ number: 80, name: "http" }], endpoints: [{ address: "10.0.0.1" }] }));
+    expect(errs(unset)).toEqual([
+      "spec.endpoints: no endpoints should be provided for resolution type NONE (resolution is unset, and NONE is its default); expected resolution: STATIC for IP addresses or DNS for host names",
+    ]);
+  });
+
+  it("rejects a wildcard host with DNS resolution and no endpoints; NONE connects to each request's host", async () => {
+    for (const resolution of ["DNS", "DNS_ROUND_ROBIN"]) {
+      const result = await build(serviceEntry("wild", ["api.example.com", "*.example.org"], { resolution }));
+      expect(errs(result)).toEqual([`spec.hosts[1]: hosts must be FQDN if no endpoints are provided for resolution mode ${resolution}, got *.example.org; to connect to each request's host, use resolution: NONE`]);
+    }
+    for (const resolution of ["NONE", "DYNAMIC_DNS", undefined]) {
+      const snapshot = await snapshotOf(serviceEntry("wild", ["*.example.org"], { resolution }));
+      expect(snapshot.clusters["outbound|80||*.example.org"]).toMatchObject({ dynamicAddress: true, endpoints: [{ address: "", port: 80 }] });
+    }
+  });
+
+  it("sends a wildcard host's default route to its endpoints when it has some, not to each request's host", async () => {
+    for (const [resolution, address] of [["STATIC", "10.0.0.1"], ["DNS", "proxy.example.org"]] as const) {
+      const snapshot = await snapshotOf(serviceEntry("wild", ["*.example.org"], { resolution, endpoints: [{ address }] }));
+      const cluster = snapshot.clusters["outbound|80||*.example.org"];
+      expect(cluster?.dynamicAddress).toBeUndefined();
+      expect(cluster?.endpoints).toEqual([{ address, port: 80, labels: {}, weight: 1 }]);
+    }
+    const empty = await build(serviceEntry("wild", ["*.example.org"], { resolution: "STATIC" }));
+    expect(empty.snapshot?.clusters["outbound|80||*.example.org"]).toMatchObject({ endpoints: [] });
+    expect(empty.snapshot?.clusters["outbound|80||*.example.org"]?.dynamicAddress).toBeUndefined();
+  });
+
+  it("rejects a port number or name defined twice", async () => {
+    const result = await build(
+      serviceEntry("a", ["a.example.com"], {
+        ports: [
+          { number: 80, name: "http" },
+          { number: 80, name: "web" },
+          { number: 8080, name: "http" },
+        ],
+      }),
+    );
+    expect(errs(result)).toEqual(["spec.ports[1].number: service entry port 80 already defined (spec.ports[0])", 'spec.ports[2].name: service entry port name "http" already defined (spec.ports[0])']);
+  });
+
+  it("rejects workloadSelector with endpoints, CIDR addresses without NONE or STATIC resolution, and several DNS_ROUND_ROBIN endpoints", async () => {
+    const selector = await build(serviceEntry("a", ["a.example.com"], { workloadSelector: { labels: { app: "a" } }, endpoints: [{ address: "a.internal" }] }));
+    expect(errs(selector)).toEqual(["spec.workloadSelector: only one of workloadSelector or endpoints is allowed in a ServiceEntry"]);
+
+    const cidr = await build(serviceEntry("a", ["a.example.com"], { addresses: ["10.1.0.0/16", "10.2.0.1"] }));
+    expect(errs(cidr)).toEqual(["spec.addresses[0]: CIDR addresses are allowed only for NONE/STATIC resolution types, got 10.1.0.0/16 with resolution DNS"]);
+    expect(errors(await build(serviceEntry("a", ["a.example.com"], { resolution: "NONE", addresses: ["10.1.0.0/16"] })))).toEqual([]);
+
+    const roundRobin = await build(serviceEntry("a", ["a.example.com"], { resolution: "DNS_ROUND_ROBIN", endpoints: [{ address: "a1.internal" }, { address: "a2.internal" }] }));
+    expect(errs(roundRobin)).toEqual(["spec.endpoints: there must only be 0 or 1 endpoint for resolution mode DNS_ROUND_ROBIN, got 2; use resolution: DNS for several"]);
+    expect(errors(await build(serviceEntry("a", ["a.example.com"], { resolution: "DNS_ROUND_ROBIN", endpoints: [{ address: "a1.internal" }] })))).toEqual([]);
   });
 });

@@ -267,7 +267,7 @@ describe("ServiceEntry default routes", () => {
   it("match the port the client addressed (its Host header's) for a multi-port service, and connect to the request's host for a wildcard one", async () => {
     const snapshot = await snapshotOf(
       serviceEntry("multi", ["multi.example.com"], { ports: [{ number: 80, name: "http" }, { number: 443, name: "https", protocol: "HTTPS" }] }),
-      serviceEntry("wild", ["*.wild.example.com"]),
+      serviceEntry("wild", ["*.wild.example.com"], { resolution: "NONE" }),
     );
     const multi = snapshot.virtualHosts.find((v) => v.name === "multi.example.com");
     expect(multi?.routes.map((r) => r.match)).toEqual([{ hostPort: 80 }, { hostPort: 443 }]);
