@@ -89,6 +89,7 @@ spec:
     tls: {httpsRedirect: true}
   - port: {number: 443, name: https, protocol: HTTPS}
     hosts: [payments.example.com, shop.example.com]
+    tls: {mode: SIMPLE}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService

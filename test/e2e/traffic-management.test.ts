@@ -49,7 +49,7 @@ spec:
   servers:
   - port: {number: 80, name: http, protocol: HTTP}
     hosts: ["shop.example.com", "cohort.example.com", "secure.example.com", "other.example.com", "teams.example.com"]
-  - port: {number: 80, name: http, protocol: HTTP}
+  - port: {number: 80, name: http-secure, protocol: HTTP}
     hosts: ["secure.example.com"]
     tls: {httpsRedirect: true}
 ---

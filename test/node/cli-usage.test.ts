@@ -94,10 +94,12 @@ describe("isthmus validate", () => {
     expect(code).toBe(1);
     expect(stdout).toBe("");
     expect(linesOf(stderr)).toEqual([
+      // The misspelt field leaves the VirtualService without routes, which Istio refuses too.
+      "bad/routes.yaml:5: error: VirtualService/default/app: spec: expected http, tcp or tls routes: a VirtualService without any routes serves nothing",
       'bad/routes.yaml:7: error: VirtualService/default/app: spec.htpp: unknown field "htpp" (did you mean "http"?)',
       'bad/services.yml:6: error: ServiceEntry/edge/api: spec.location: expected one of MESH_EXTERNAL, MESH_INTERNAL, got "OUTSIDE"',
       "bad/services.yml:9: warning: Sidecar/default/default: ignored: Sidecar configures in-mesh sidecar proxies; an edge gateway has none",
-      "isthmus: 2 errors, 1 warning; nothing applied",
+      "isthmus: 3 errors, 1 warning; nothing applied",
     ]);
   });
 

@@ -52,7 +52,6 @@ export class Delegates {
       if (vs.spec.gateways?.length) diag.error(vs, ["spec", "gateways"], "a delegate VirtualService (one without hosts) must have no gateways: the root VirtualService that delegates to it decides where it applies");
       if (vs.spec.tls?.length) diag.error(vs, ["spec", "tls"], "a delegate VirtualService (one without hosts) must have no tls routes");
       if (vs.spec.tcp?.length) diag.error(vs, ["spec", "tcp"], "a delegate VirtualService (one without hosts) must have no tcp routes");
-      if (!vs.spec.http?.length && !vs.spec.tls?.length && !vs.spec.tcp?.length) diag.error(vs, ["spec", "hosts"], "expected at least one host (a VirtualService without hosts is a delegate, and then needs http rules)");
       vs.spec.http?.forEach((route, i) => {
         if (route.delegate) diag.error(vs, ["spec", "http", i, "delegate"], "a delegate VirtualService cannot delegate again (Istio allows one level of delegation)");
       });

@@ -191,11 +191,9 @@ function edgeHosts(
   diag: Diagnostics,
 ): { host: string; httpsRedirect: boolean; through: Set<string> }[] {
   const vsHosts = (vs.spec.hosts ?? []).map((h) => expandShortName(h, vs.namespace));
-  if (!(vs.spec.http?.length)) {
-    if (vs.spec.tls?.length || vs.spec.tcp?.length) return [];
-    diag.warn(vs, ["spec"], "no http routes; this VirtualService serves nothing at the edge");
-    return [];
-  }
+  // A VirtualService with no routes at all is refused by its schema (as Istio's webhook does);
+  // one with only tcp or tls routes serves nothing here.
+  if (!(vs.spec.http?.length)) return [];
   if (allGateways.length === 0) return vsHosts.map((host) => ({ host, httpsRedirect: false, through: new Set<string>() }));
 
   const refs = vs.spec.gateways ?? [];

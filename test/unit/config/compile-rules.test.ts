@@ -195,23 +195,31 @@ describe("rewrite and timeout", () => {
     expect(await rw("", "/x")).toEqual(["spec.http[0].rewrite.uriRegexRewrite.match: expected a non-empty RE2 regular expression (Istio requires both match and rewrite)"]);
   });
 
-  it("turns timeout into milliseconds; absent or 0s means no timeout", async () => {
+  it("turns timeout into milliseconds; absent means no timeout", async () => {
     const snapshot = await compileRules(
       { match: [{ uri: { prefix: "/a" } }], timeout: "1.5s", route: [dest()] },
       { match: [{ uri: { prefix: "/b" } }], timeout: "1m30s", route: [dest()] },
-      { match: [{ uri: { prefix: "/c" } }], timeout: "0s", route: [dest()] },
       { route: [dest()] },
     );
-    expect(snapshot.rules.map((r) => r.timeoutMs)).toEqual([1500, 90_000, undefined, undefined]);
+    expect(snapshot.rules.map((r) => r.timeoutMs)).toEqual([1500, 90_000, undefined]);
+  });
+
+  it("refuses a timeout under 1ms or finer than a millisecond, as Istio's ValidateDuration does (0s included)", async () => {
+    for (const timeout of ["0s", "0.5ns", "999us"]) {
+      expect(await fieldErrors({ timeout, route: [dest()] })).toEqual([`spec.http[0].timeout: expected a duration of at least 1ms, got ${timeout}`]);
+    }
+    expect(await fieldErrors({ timeout: "1.5ms5us", route: [dest()] })).toEqual([
+      "spec.http[0].timeout: expected whole milliseconds (Istio supports durations only to ms precision), got 1.5ms5us",
+    ]);
   });
 });
 
 describe("header operations", () => {
-  it("sorts set and add by lower-cased name and drops pseudo-headers", async () => {
+  it("sorts set and add by lower-cased name", async () => {
     const snapshot = await compileRules({
       route: [dest()],
       headers: {
-        request: { set: { "X-B": "2", "x-a": "1", ":path": "/evil" }, add: { "X-Trace": "t" }, remove: ["X-Remove-Me", ":method", "Host"] },
+        request: { set: { "X-B": "2", "x-a": "1" }, add: { "X-Trace": "t" }, remove: ["X-Remove-Me"] },
         response: { set: { "Cache-Control": "no-store" }, remove: ["server"] },
       },
     });
@@ -237,10 +245,25 @@ describe("header operations", () => {
     expect(both.rules[0]?.rewrite).toEqual({ authority: "set.example.com" });
   });
 
-  it("drops host and :authority from response operations instead of emitting invalid header names", async () => {
-    const snapshot = await compileRules({ route: [dest()], headers: { response: { set: { ":authority": "x", host: "y", "x-ok": "1" }, add: { Host: "z" } } } });
-    expect(snapshot.rules[0]?.headers).toEqual({ response: { set: [["x-ok", "1"]] } });
-    expect(snapshot.rules[0]?.rewrite).toBeUndefined();
+  it("refuses pseudo-headers other than a request :authority, and removing Host (Istio's header operation name checks)", async () => {
+    expect(await fieldErrors({ route: [dest()], headers: { request: { set: { ":path": "/evil", "x-ok": "1" }, add: { ":method": "PUT" }, remove: [":method", "Host"] } } })).toEqual([
+      'spec.http[0].headers.request.set[":path"]: header ":path" cannot have a ":" prefix: pseudo-headers cannot be set (only :authority, which rewrites the host)',
+      'spec.http[0].headers.request.add[":method"]: header ":method" cannot have a ":" prefix: pseudo-headers cannot be added (only :authority, which rewrites the host)',
+      'spec.http[0].headers.request.remove[0]: header ":method" cannot have a ":" prefix: pseudo-headers cannot be removed',
+      "spec.http[0].headers.request.remove[1]: cannot remove the Host header",
+    ]);
+    // A destination's operations are checked alike.
+    expect(await fieldErrors({ route: [dest("a.example.com", { headers: { request: { set: { ":scheme": "http" } } } })] })).toEqual([
+      'spec.http[0].route[0].headers.request.set[":scheme"]: header ":scheme" cannot have a ":" prefix: pseudo-headers cannot be set (only :authority, which rewrites the host)',
+    ]);
+  });
+
+  it("refuses host and :authority in response operations instead of dropping them", async () => {
+    expect(await fieldErrors({ route: [dest()], headers: { response: { set: { ":authority": "x", host: "y", "x-ok": "1" }, add: { Host: "z" } } } })).toEqual([
+      'spec.http[0].headers.response.set[":authority"]: header ":authority" cannot have a ":" prefix: pseudo-headers cannot be set',
+      "spec.http[0].headers.response.set.host: cannot set the Host header of a response",
+      "spec.http[0].headers.response.add.Host: cannot add the Host header of a response",
+    ]);
   });
 
   it("rejects setting the authority twice", async () => {

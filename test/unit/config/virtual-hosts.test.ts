@@ -43,14 +43,18 @@ describe("without Gateway resources", () => {
     expect(Object.keys(served(snapshot))).toEqual(["reviews.prod.svc.cluster.local"]);
   });
 
-  it("needs hosts and http routes (without hosts, it is a delegate: see delegates.test.ts)", async () => {
-    expect(errors(await build(doc("VirtualService", "v", {})))).toEqual([expect.stringMatching(/VirtualService\/default\/v: spec\.hosts: expected at least one host/)]);
+  it("needs hosts and routes (without hosts, it is a delegate: see delegates.test.ts)", async () => {
+    expect(errors(await build(doc("VirtualService", "v", {})))).toEqual([expect.stringMatching(/VirtualService\/default\/v: spec: expected http, tcp or tls routes/)]);
     expect(warnings(await build(doc("VirtualService", "v", { http: [direct("x")] })))).toEqual([
       expect.stringMatching(/VirtualService\/default\/v: spec: no VirtualService served at the edge delegates to this one/),
     ]);
-    expect(warnings(await build(doc("VirtualService", "v", { hosts: ["a.example.com"] })))).toEqual([
-      expect.stringMatching(/VirtualService\/default\/v: spec: no http routes; this VirtualService serves nothing at the edge$/),
+    // Istio's "http, tcp or tls must be provided in virtual service": an error, no longer a warning
+    // (a half-written file would otherwise be applied and answer 404).
+    const result = await build(doc("VirtualService", "v", { hosts: ["a.example.com"] }));
+    expect(errors(result)).toEqual([
+      "config.yaml:6: error: VirtualService/default/v: spec: expected http, tcp or tls routes: a VirtualService without any routes serves nothing",
     ]);
+    expect(result.snapshot).toBeUndefined();
   });
 });
 
@@ -102,13 +106,15 @@ describe("with Gateway resources", () => {
   it("serves only the hosts the VirtualService shares with the Gateway's servers", async () => {
     const result = await build(
       gateway("gw", ["*.example.com", "exact.other.com"]),
-      virtualService("v", ["api.example.com", "exact.other.com", "nope.org", "*.other.com"], [direct("v")], { gateways: ["edge/gw"] }),
+      virtualService("v", ["api.example.com", "exact.other.com", "nope.org"], [direct("v")], { gateways: ["edge/gw"] }),
+      // In a VirtualService of its own: Istio refuses hosts of one VirtualService that overlap.
+      virtualService("star", ["*.other.com"], [direct("star")], { gateways: ["edge/gw"] }, "s"),
       virtualService("wide", ["*"], [direct("wide")], { gateways: ["edge/gw"] }, "w"),
       virtualService("none", ["x.org"], [direct("none")], { gateways: ["edge/gw"] }, "n"),
     );
     expect(served(result.snapshot!)).toEqual({
       "api.example.com": ["v"],
-      "exact.other.com": ["v", "wide"],
+      "exact.other.com": ["star", "v", "wide"],
       "*.example.com": ["wide"],
     });
     expect(warnings(result)).toEqual([expect.stringMatching(/VirtualService\/n\/none: spec\.hosts: none of these hosts is served by Gateway edge\/gw; ignored at the edge$/)]);
@@ -124,7 +130,9 @@ describe("with Gateway resources", () => {
   });
 
   it("rejects a malformed namespace/host server host", async () => {
-    expect(errors(await build(gateway("gw", ["prod/"])))).toEqual([expect.stringMatching(/Gateway\/edge\/gw: spec\.servers\[0\]\.hosts\[0\]: expected "host" or "namespace\/host", got "prod\/"$/)]);
+    expect(errors(await build(gateway("gw", ["prod/"])))).toEqual([
+      expect.stringMatching(/Gateway\/edge\/gw: spec\.servers\[0\]\.hosts\[0\]: expected "host" or "namespace\/host" with a fully qualified host such as app\.example\.com or \*\.example\.com, got "prod\/"$/),
+    ]);
   });
 
   it("carries the server's httpsRedirect to the virtual host", async () => {
@@ -277,7 +285,9 @@ describe("ServiceEntry default routes", () => {
 
 describe("the host table", () => {
   it("files exact, suffix and prefix patterns and *, longest wildcard first", async () => {
-    const snapshot = await snapshotOf(virtualService("v", ["*", "a.example.com", "*.example.com", "*.api.example.com", "api.*", "api.v1.*"], [direct("v")]));
+    // One VirtualService per host: Istio refuses hosts of one VirtualService that overlap ("*" covers them all).
+    const hosts = ["*", "a.example.com", "*.example.com", "*.api.example.com", "api.*", "api.v1.*"];
+    const snapshot = await snapshotOf(...hosts.map((h, i) => virtualService(`v${i}`, [h], [direct(`v${i}`)])));
     const name = (i: number | undefined) => (i === undefined ? undefined : snapshot.virtualHosts[i]?.name);
     expect(Object.fromEntries(Object.entries(snapshot.hosts.exact).map(([k, v]) => [k, name(v)]))).toEqual({ "a.example.com": "a.example.com" });
     expect(snapshot.hosts.suffix.map(([s, i]) => [s, name(i)])).toEqual([

@@ -176,18 +176,19 @@ spec:
     expect(ids).toEqual(["istio-system/edge/configPatches[0]", "EnvoyFilter/istio-system/edge/configPatches[0]"]);
   });
 
-  it("refuses two rules with one id, and control characters in rule names: they name buckets", async () => {
-    const result = await build(
-      policy({ rules: [rule({ name: "b/c" }), rule({ name: "r\u0000" }), rule({ name: "line\nbreak" }), rule({ name: "del\u007f" })] }, "ns", "a"),
-      policy({ rules: [rule({ name: "c" })] }, "ns", "a/b"),
-    );
+  it("refuses control characters in rule names, and a policy name that would give two rules one id: they name buckets", async () => {
+    const result = await build(policy({ rules: [rule({ name: "b/c" }), rule({ name: "r\u0000" }), rule({ name: "line\nbreak" }), rule({ name: "del\u007f" })] }, "ns", "a"));
     expect(errors(result).map((e) => e.replace(/^config\.yaml:\d+: error: /, ""))).toEqual([
       'RateLimitPolicy/ns/a: spec.rules[1].name: expected a rule name without control characters, got "r\\u0000": the name is part of the bucket\'s identity and of response fields',
       'RateLimitPolicy/ns/a: spec.rules[2].name: expected a rule name without control characters, got "line\\nbreak": the name is part of the bucket\'s identity and of response fields',
       'RateLimitPolicy/ns/a: spec.rules[3].name: expected a rule name without control characters, got "del\\u007f": the name is part of the bucket\'s identity and of response fields',
-      'RateLimitPolicy/ns/a/b: spec.rules[0].name: this rule\'s id "ns/a/b/c" is also the id of RateLimitPolicy/ns/a spec.rules[0]; rules with one id would share their buckets: rename one of them',
     ]);
     expect(result.snapshot).toBeUndefined();
+    // Policy "a/b"'s rule "c" would have the id of policy "a"'s rule "b/c" (ns/a/b/c): a Kubernetes name has no "/".
+    const clash = await build(policy({ rules: [rule({ name: "b/c" })] }, "ns", "a"), policy({ rules: [rule({ name: "c" })] }, "ns", "a/b"));
+    expect(errors(clash).map((e) => e.replace(/^config\.yaml:\d+: error: /, ""))).toEqual([
+      'RateLimitPolicy/ns/a/b: metadata.name: expected a name of lowercase letters, digits, \'-\' and \'.\' (a DNS-1123 subdomain, starting and ending with a letter or digit), got "a/b"',
+    ]);
   });
 
   it("maps policies onto traffic as the security kinds are: root namespace, namespace, selector, gateway selector", async () => {
