@@ -83,11 +83,58 @@ export function readSources(paths: readonly string[]): SourceFile[] {
   return files.map((file) => {
     const path = displayPath(file);
     try {
-      return { path, text: readFileSync(file, "utf8") };
+      return { path, text: decodeUtf8(readFileSync(file), path) };
     } catch (err) {
+      if (err instanceof CliError) throw err;
       throw fileError(path, file, err);
     }
   });
+}
+
+// ignoreBOM keeps a byte order mark in the text, as readFileSync(…, "utf8") did (the YAML parser skips it).
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * A config file's text. Bytes that are not UTF-8 are an error naming the
+ * line, as kubectl's YAML decoder refuses them: decoding them leniently
+ * would put U+FFFD into the configuration without a word (a Latin-1 `é` in
+ * a direct response body).
+ *
+ * @example
+ * decodeUtf8(Buffer.from([0x61, 0x3a, 0x20, 0xe9, 0x0a]), "a.yaml") // throws CliError "a.yaml:1: not UTF-8 ..."
+ */
+export function decodeUtf8(bytes: Uint8Array, shown: string): string {
+  try {
+    return UTF8.decode(bytes);
+  } catch {
+    if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) {
+      throw new CliError(`${shown}: the file is UTF-16; save it as UTF-8`);
+    }
+    const at = firstInvalidUtf8(bytes);
+    let line = 1;
+    for (let i = 0; i < at; i++) if (bytes[i] === 0x0a) line++;
+    const byte = (bytes[at] ?? 0).toString(16).padStart(2, "0");
+    throw new CliError(`${shown}:${line}: not UTF-8 (byte 0x${byte} at offset ${at}); save the file as UTF-8`);
+  }
+}
+
+/** The offset of the first byte that does not start or continue a valid UTF-8 sequence. */
+function firstInvalidUtf8(bytes: Uint8Array): number {
+  let i = 0;
+  while (i < bytes.length) {
+    const b = bytes[i] as number;
+    const length = b < 0x80 ? 1 : b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3 : b >= 0xf0 && b <= 0xf4 ? 4 : 0;
+    if (length === 0) return i;
+    if (length > 1) {
+      try {
+        UTF8.decode(bytes.subarray(i, i + length));
+      } catch {
+        return i;
+      }
+    }
+    i += length;
+  }
+  return bytes.length;
 }
 
 /** `<shown>: <reason>` for a file system error on `path`, e.g. `config/a.yaml: permission denied`. */

@@ -3,10 +3,10 @@
  * once however it is reached, and one-line errors (never a stack trace)
  * for files that cannot be read.
  */
-import { symlinkSync } from "node:fs";
+import { symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { CliError, expandPaths, readSources } from "../../src/cli/files.ts";
+import { CliError, decodeUtf8, expandPaths, readSources } from "../../src/cli/files.ts";
 import { linesOf, project } from "./support.ts";
 
 const GATEWAY = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec: {servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ['*']}]}\n";
@@ -90,5 +90,21 @@ describe("-f directories", () => {
     symlinkSync("loop1.yaml", join(p.dir, "unreadable", "loop2.yaml"));
     expect(() => readSources([join(p.dir, "unreadable")])).toThrow(CliError);
     expect(() => readSources([join(p.dir, "unreadable")])).toThrow(/unreadable\/loop1\.yaml: too many symbolic links/);
+  });
+
+  it("refuses a file that is not UTF-8, naming its line, rather than turning the bytes into U+FFFD", async () => {
+    p.write("latin1/gw.yaml", GATEWAY);
+    // A Latin-1 "café" on line 2 of a direct response body.
+    const body = Buffer.concat([Buffer.from("# menu\nbody: caf"), Buffer.from([0xe9]), Buffer.from("\n")]);
+    writeFileSync(join(p.dir, "latin1", "body.yaml"), body);
+    const { code, stdout, stderr } = await p.run("validate", "-f", "latin1");
+    expect([code, stdout, stderr]).toEqual([1, "", "isthmus: latin1/body.yaml:2: not UTF-8 (byte 0xe9 at offset 16); save the file as UTF-8\n"]);
+  });
+
+  it("names UTF-16 as such, and reads UTF-8 with or without a byte order mark", () => {
+    expect(() => decodeUtf8(Buffer.from("\ufeffkind: Gateway", "utf16le"), "w.yaml")).toThrow("w.yaml: the file is UTF-16; save it as UTF-8");
+    expect(decodeUtf8(Buffer.from("\ufeffkind: Gatewäy", "utf8"), "u.yaml")).toBe("\ufeffkind: Gatewäy");
+    // A sequence cut short at the end of the file is not UTF-8 either.
+    expect(() => decodeUtf8(Buffer.from([0x61, 0x0a, 0xe2, 0x82]), "t.yaml")).toThrow("t.yaml:2: not UTF-8 (byte 0xe2 at offset 2); save the file as UTF-8");
   });
 });
