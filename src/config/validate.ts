@@ -204,8 +204,28 @@ function describeIssue(issue: z.core.$ZodIssue, root: unknown, path: (string | n
         .filter((i): i is z.core.$ZodIssueInvalidType => i?.code === "invalid_type")
         .map((i) => article(i.expected))
         .join(" or ") || "a different value"}, got ${describeValue(valueAt(root, path))}`;
+    case "too_small":
+    case "too_big":
+      return issue.message.startsWith("Too ") ? describeBound(issue, valueAt(root, path)) : issue.message;
     default:
       return issue.message;
+  }
+}
+
+/** zod's default "Too small: expected string to have >=1 characters", said as the other messages say things. */
+function describeBound(issue: z.core.$ZodIssueTooSmall | z.core.$ZodIssueTooBig, actual: unknown): string {
+  const small = issue.code === "too_small";
+  const limit = Number(small ? issue.minimum : issue.maximum);
+  const bound = `${small ? ">" : "<"}${issue.inclusive === false ? "" : "="} ${limit}`;
+  const got = describeValue(actual);
+  switch (issue.origin) {
+    case "string":
+      return small && limit === 1 ? `expected a non-empty string, got ${got}` : `expected a string of ${small ? "at least" : "at most"} ${limit} characters, got ${got}`;
+    case "array":
+    case "set":
+      return small && limit === 1 ? "expected at least one entry, got none" : `expected ${small ? "at least" : "at most"} ${limit} entries`;
+    default:
+      return `expected a number ${bound}, got ${got}`;
   }
 }
 

@@ -304,6 +304,34 @@ describe("schemas", () => {
     ]);
   });
 
+  it("says what a length or size bound expected in the same words as the other messages, not zod's", () => {
+    const { lines } = validate(
+      [
+        "apiVersion: security.istio.io/v1",
+        "kind: RequestAuthentication",
+        "metadata: {name: r}",
+        "spec:",
+        "  jwtRules:",
+        "  - issuer: https://idp.example.com",
+        "    fromHeaders: [{name: ''}]",
+        "    fromParams: ['']",
+        "---",
+        "apiVersion: isthmus.dev/v1alpha1",
+        "kind: GatewayConfig",
+        "metadata: {name: g}",
+        "spec:",
+        "  limits: {maxHeadersCount: 0, maxRequestHeadersKb: 200}",
+        "",
+      ].join("\n"),
+    );
+    expect(lines).toEqual([
+      'config.yaml:7: error: RequestAuthentication/default/r: spec.jwtRules[0].fromHeaders[0].name: expected a non-empty string, got ""',
+      'config.yaml:8: error: RequestAuthentication/default/r: spec.jwtRules[0].fromParams[0]: expected a non-empty string, got ""',
+      "config.yaml:14: error: GatewayConfig/default/g: spec.limits.maxRequestHeadersKb: expected a number <= 128, got 200",
+      "config.yaml:14: error: GatewayConfig/default/g: spec.limits.maxHeadersCount: expected a number >= 1, got 0",
+    ]);
+  });
+
   it("reports a value outside an enum, listing the allowed ones", () => {
     const { lines } = validate(
       [
