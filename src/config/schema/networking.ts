@@ -32,10 +32,18 @@ const atMostOne =
 
 export const PortSelector = z.strictObject({ number: PortNumber.optional() });
 
-/** Istio's validateSubsetName: a subset name is a DNS-1123 label. */
+/**
+ * Istio's labels.IsDNS1123Label, which (unlike Kubernetes' for object names)
+ * takes upper-case letters too: `[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?`.
+ */
+function isIstioLabel(value: string): boolean {
+  return isDns1123Label(value.toLowerCase());
+}
+
+/** Istio's validateSubsetName: a subset name is a DNS-1123 label (either case, as Istio's check takes). */
 const SubsetName = z.string().superRefine((name, ctx) => {
-  if (!isDns1123Label(name)) {
-    ctx.addIssue({ code: "custom", message: `expected a subset name of lowercase letters, digits and '-' (a DNS-1123 label, at most 63 characters), got ${JSON.stringify(name)}` });
+  if (!isIstioLabel(name)) {
+    ctx.addIssue({ code: "custom", message: `expected a subset name of letters, digits and '-' (a DNS-1123 label, at most 63 characters), got ${JSON.stringify(name)}` });
   }
 });
 
@@ -154,7 +162,8 @@ export const HTTPRetry = z.strictObject({
 });
 
 /** Istio's supportedMethods for CORS allowMethods (Go's net/http method constants; case-sensitive). */
-const CORS_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE"];
+// Istio's supportedCORSMethods, `*` included (Isthmus echoes the requested method for it).
+const CORS_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE", "*"];
 
 /** Istio's validateAllowOrigins: an origin match must name a non-empty exact, prefix or regex. */
 const AllowOrigin = StringMatch.superRefine((m, ctx) => {
@@ -510,11 +519,11 @@ function wildcardDomainProblem(host: string): string | undefined {
   if (host.length > 255) return "is longer than 255 characters";
   const labels = host.split(".");
   const first = labels[0] ?? "";
-  if (!(first === "*" || (first.length <= 63 && /^(\*|\*-)?[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(first)))) return `has an invalid label ${JSON.stringify(first)}`;
+  if (!(first === "*" || (first.length <= 63 && /^(\*|\*-)?[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$/.test(first)))) return `has an invalid label ${JSON.stringify(first)}`;
   const rest = labels.slice(1);
   if (rest.length > 0 && rest[rest.length - 1] === "") rest.pop(); // a trailing dot (`istio.io.`) is allowed
   if (rest.length > 0 && /^\d+$/.test(rest[rest.length - 1] ?? "")) return "has an all-numeric top-level domain";
-  const bad = rest.find((l) => !isDns1123Label(l));
+  const bad = rest.find((l) => !isIstioLabel(l));
   return bad === undefined ? undefined : `has an invalid label ${JSON.stringify(bad)}`;
 }
 
@@ -530,13 +539,13 @@ export function gatewayHostProblem(raw: string): string | undefined {
   const host = slash >= 0 ? raw.slice(slash + 1) : raw;
   if (namespace !== undefined) {
     if (namespace === "" || host === "") return `${expected}, got ${JSON.stringify(raw)}`;
-    if (namespace !== "*" && namespace !== "." && !isDns1123Label(namespace)) {
+    if (namespace !== "*" && namespace !== "." && !isIstioLabel(namespace)) {
       return `${expected}, got ${JSON.stringify(raw)} (namespace ${JSON.stringify(namespace)} is not "*", "." or a DNS-1123 label)`;
     }
   }
   if (host === "*" || isIpAddress(host)) return undefined;
   // Isthmus also serves Envoy's prefix patterns (`api.*`), which Istio's validation has no form for.
-  if (host.endsWith(".*") && !host.slice(0, -2).includes("*") && host.slice(0, -2).split(".").every(isDns1123Label)) return undefined;
+  if (host.endsWith(".*") && !host.slice(0, -2).includes("*") && host.slice(0, -2).split(".").every(isIstioLabel)) return undefined;
   const domain = wildcardDomainProblem(host);
   if (domain) return `${expected}, got ${JSON.stringify(raw)} (${JSON.stringify(host)} ${domain})`;
   if (!host.includes(".")) return `${expected}, got ${JSON.stringify(raw)} (short names are not allowed)`;

@@ -79,10 +79,10 @@ describe("durations (Istio's ValidateDuration: at least 1ms, whole milliseconds)
 });
 
 describe("VirtualService", () => {
-  it("refuses CORS methods outside Istio's supported list (case-sensitive)", async () => {
-    expect(await rule({ corsPolicy: { allowOrigins: [{ exact: "https://a.example.com" }], allowMethods: ["GET", "get", "FETCH"] } })).toEqual([
-      `${rule0}.corsPolicy.allowMethods[1]: expected one of GET, HEAD, POST, PUT, PATCH, DELETE, CONNECT, OPTIONS, TRACE, got "get"`,
-      `${rule0}.corsPolicy.allowMethods[2]: expected one of GET, HEAD, POST, PUT, PATCH, DELETE, CONNECT, OPTIONS, TRACE, got "FETCH"`,
+  it("refuses CORS methods outside Istio's supported list (case-sensitive), which has *", async () => {
+    expect(await rule({ corsPolicy: { allowOrigins: [{ exact: "https://a.example.com" }], allowMethods: ["GET", "get", "FETCH", "*"] } })).toEqual([
+      `${rule0}.corsPolicy.allowMethods[1]: expected one of GET, HEAD, POST, PUT, PATCH, DELETE, CONNECT, OPTIONS, TRACE, *, got "get"`,
+      `${rule0}.corsPolicy.allowMethods[2]: expected one of GET, HEAD, POST, PUT, PATCH, DELETE, CONNECT, OPTIONS, TRACE, *, got "FETCH"`,
     ]);
   });
 
@@ -110,10 +110,11 @@ describe("VirtualService", () => {
 
   it("refuses a subset name that is not a DNS-1123 label, in a destination and in a DestinationRule", async () => {
     expect(await rule({ route: [{ destination: { host: "a.example.com", subset: "V1_beta" } }] })).toEqual([
-      `${rule0}.route[0].destination.subset: expected a subset name of lowercase letters, digits and '-' (a DNS-1123 label, at most 63 characters), got "V1_beta"`,
+      `${rule0}.route[0].destination.subset: expected a subset name of letters, digits and '-' (a DNS-1123 label, at most 63 characters), got "V1_beta"`,
     ]);
-    expect(await problems(se, doc("DestinationRule", "d", { host: "a.example.com", subsets: [{ name: "v1" }, { name: "v2.0" }] }))).toEqual([
-      `spec.subsets[1].name: expected a subset name of lowercase letters, digits and '-' (a DNS-1123 label, at most 63 characters), got "v2.0"`,
+    // Istio's labels.IsDNS1123Label takes upper case.
+    expect(await problems(se, doc("DestinationRule", "d", { host: "a.example.com", subsets: [{ name: "v1" }, { name: "v2.0" }, { name: "V3" }] }))).toEqual([
+      `spec.subsets[1].name: expected a subset name of letters, digits and '-' (a DNS-1123 label, at most 63 characters), got "v2.0"`,
     ]);
   });
 });
@@ -158,16 +159,16 @@ describe("Gateway servers", () => {
   });
 
   it("refuses server hosts Istio's ValidateNamespaceSlashWildcardHostname refuses", async () => {
-    expect(await gateway({ servers: [server({ hosts: ["bad host!", "*.*.foo", "ns/a/b", "Ns/a.example.com", "api", "foo*.example.com", "a.example.123"] })] })).toEqual([
+    expect(await gateway({ servers: [server({ hosts: ["bad host!", "*.*.foo", "ns/a/b", "n_s/a.example.com", "api", "foo*.example.com", "a.example.123"] })] })).toEqual([
       'spec.servers[0].hosts[0]: expected "host" or "namespace/host" with a fully qualified host such as app.example.com or *.example.com, got "bad host!" ("bad host!" has an invalid label "bad host!")',
       'spec.servers[0].hosts[1]: expected "host" or "namespace/host" with a fully qualified host such as app.example.com or *.example.com, got "*.*.foo" ("*.*.foo" has an invalid label "*")',
       'spec.servers[0].hosts[2]: expected "host" or "namespace/host" with a fully qualified host such as app.example.com or *.example.com, got "ns/a/b" ("a/b" has an invalid label "a/b")',
-      'spec.servers[0].hosts[3]: expected "host" or "namespace/host" with a fully qualified host such as app.example.com or *.example.com, got "Ns/a.example.com" (namespace "Ns" is not "*", "." or a DNS-1123 label)',
+      'spec.servers[0].hosts[3]: expected "host" or "namespace/host" with a fully qualified host such as app.example.com or *.example.com, got "n_s/a.example.com" (namespace "n_s" is not "*", "." or a DNS-1123 label)',
       'spec.servers[0].hosts[4]: expected "host" or "namespace/host" with a fully qualified host such as app.example.com or *.example.com, got "api" (short names are not allowed)',
       'spec.servers[0].hosts[5]: expected "host" or "namespace/host" with a fully qualified host such as app.example.com or *.example.com, got "foo*.example.com" ("foo*.example.com" has an invalid label "foo*")',
       'spec.servers[0].hosts[6]: expected "host" or "namespace/host" with a fully qualified host such as app.example.com or *.example.com, got "a.example.123" ("a.example.123" has an all-numeric top-level domain)',
     ]);
-    for (const host of ["*", "a.example.com", "*.example.com", "prod/*.example.com", "./a.example.com", "*/a.example.com", "*/*", "10.0.0.1", "::1", "istio.io.", "api.*", "prod/api.v1.*"]) {
+    for (const host of ["*", "a.example.com", "*.example.com", "prod/*.example.com", "./a.example.com", "*/a.example.com", "*/*", "10.0.0.1", "::1", "istio.io.", "api.*", "prod/api.v1.*", "App.Example.com", "Prod/*.example.com"]) {
       expect(gatewayHostProblem(host), host).toBeUndefined();
     }
   });
