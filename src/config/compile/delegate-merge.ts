@@ -9,7 +9,7 @@
  *   block that fits no root block is dropped whole.
  * - The root rule lends the delegate rule the fields it leaves unset:
  *   rewrite, timeout, retries, fault, mirroring, corsPolicy and headers
- *   (not rewrite, fault or corsPolicy to a redirect or direct response).
+ *   (not rewrite or corsPolicy to a redirect or direct response).
  * - Names join as `root-delegate`.
  *
  * Gateway names in both rules must already be resolved to `namespace/name`
@@ -60,11 +60,12 @@ export function mergeRoute(root: HTTPRoute, delegate: HTTPRoute): MergedRoute | 
   };
   const name = joinNames(root.name, delegate.name);
   if (name !== undefined) route.name = name;
-  // A redirect or direct response has no upstream request to rewrite, fault or answer CORS for: Envoy
-  // ignores a rewrite there, and Istio's validation refuses these fields on such rules.
+  // A redirect or direct response has no upstream request to rewrite, and Envoy's CORS filter skips such
+  // routes: they are lent no rewrite or corsPolicy. A fault is lent to them, as Istio lends it: it is per
+  // route, and Envoy's fault filter runs before the router answers.
   const local = delegate.redirect !== undefined || delegate.directResponse !== undefined;
   for (const key of LENT) {
-    if (!(local && (key === "rewrite" || key === "fault" || key === "corsPolicy"))) lend(key);
+    if (!(local && (key === "rewrite" || key === "corsPolicy"))) lend(key);
   }
   // Mirroring. Istio lends mirror, mirrorPercent and mirrorPercentage one by one (not mirrors, which its
   // merge predates); Isthmus lends the root's mirroring whole when the delegate rule mirrors nothing, so
@@ -123,10 +124,17 @@ export function matchConflict(root: HTTPMatch, leaf: HTTPMatch): boolean {
   for (const key of ["uri", "scheme", "method", "authority"] as const) {
     if (stringMatchConflict(root[key], leaf[key])) return true;
   }
-  for (const key of ["headers", "withoutHeaders", "queryParams"] as const) {
+  for (const key of ["headers", "queryParams"] as const) {
     for (const [name, value] of Object.entries(leaf[key] ?? {})) {
       if (stringMatchConflict(root[key]?.[name], value)) return true;
     }
+  }
+  // A withoutHeaders condition excludes requests: a narrower value excludes fewer, so a delegate that
+  // restates one of the root's differently would let through what the root keeps out (Istio's hasConflict
+  // applies the narrowing test here too; Isthmus requires the same condition).
+  for (const [name, value] of Object.entries(leaf.withoutHeaders ?? {})) {
+    const parent = root.withoutHeaders?.[name];
+    if (parent !== undefined && !sameStringMatch(parent, value)) return true;
   }
   if ((root.ignoreUriCase ?? false) !== (leaf.ignoreUriCase ?? false)) return true;
   if (root.port && leaf.port && root.port !== leaf.port) return true;
@@ -140,6 +148,10 @@ export function matchConflict(root: HTTPMatch, leaf: HTTPMatch): boolean {
     if (leaf.gateways.some((g) => !parents.has(g))) return true;
   }
   return false;
+}
+
+function sameStringMatch(a: StringMatch, b: StringMatch): boolean {
+  return a.exact === b.exact && a.prefix === b.prefix && a.regex === b.regex;
 }
 
 /**

@@ -27,6 +27,8 @@ export interface RuleInput {
   route: HTTPRoute;
   index: number;
   diag: DiagnosticsSink;
+  /** Fields a root rule lent this delegated rule (delegate-merge.ts). */
+  lent?: ReadonlySet<keyof HTTPRoute>;
 }
 
 /** Annotations a rule reads from its VirtualService; a delegate's own value wins over its root's. */
@@ -95,7 +97,7 @@ export class Delegates {
           );
           return;
         }
-        out.push({ vs: context, route: merged.route, index: j, diag: new DelegatedDiagnostics(diag, { vs, index, route }, { vs: delegate, index: j, route: own }, merged, seen) });
+        out.push({ vs: context, route: merged.route, index: j, lent: merged.inherited, diag: new DelegatedDiagnostics(diag, { vs, index, route }, { vs: delegate, index: j, route: own }, merged, seen) });
       });
     });
     return out;
@@ -104,12 +106,14 @@ export class Delegates {
   private lookup(vs: VirtualService, route: HTTPRoute, index: number, diag: DiagnosticsSink): VirtualService | undefined {
     const at: FieldPath = ["spec", "http", index];
     const ref = route.delegate ?? {};
-    // Istio's validation of a root rule: the delegate's rules are its action.
-    const actions = (["route", "redirect", "directResponse"] as const).filter((k) => route[k] !== undefined);
+    // Istio's validation of a root rule (validateHTTPRouteConflict): the delegate's rules are its action, so
+    // route and redirect are refused; a directResponse passes validation and the merge ignores it.
+    const actions = (["route", "redirect"] as const).filter((k) => route[k] !== undefined);
     if (actions.length > 0) {
       diag.error(vs, [...at, actions[0] as string], `expected only one of route, redirect, directResponse or delegate, got delegate and ${actions.join(" and ")}`);
       return undefined;
     }
+    if (route.directResponse !== undefined) diag.warn(vs, [...at, "directResponse"], "ignored next to delegate: the delegate's rules answer (Istio's merge drops it too)");
     if (!ref.name) {
       diag.error(vs, [...at, "delegate", "name"], "expected the name of the VirtualService to delegate to");
       return undefined;

@@ -50,7 +50,7 @@ export function compileHttpRules(vs: Resource<"VirtualService">, services: Servi
   const inputs: RuleInput[] = delegates ? delegates.rulesOf(vs, diag) : (vs.spec.http ?? []).map((route, index) => ({ vs, route, index, diag }));
   for (let i = 0; i < inputs.length; i++) {
     const input = inputs[i] as RuleInput;
-    const compiled = compileRule(input.vs, input.route, input.index, services, input.diag, edge);
+    const compiled = compileRule(input.vs, input.route, input.index, services, input.diag, edge, input.lent);
     if (!compiled) continue;
     out.push(compiled);
     const next = inputs[i + 1];
@@ -63,7 +63,15 @@ export function compileHttpRules(vs: Resource<"VirtualService">, services: Servi
   return out;
 }
 
-function compileRule(vs: Resource<"VirtualService">, route: HTTPRoute, index: number, services: ServiceRegistry, diag: DiagnosticsSink, edge: EdgeWorkload): CompiledRule | undefined {
+function compileRule(
+  vs: Resource<"VirtualService">,
+  route: HTTPRoute,
+  index: number,
+  services: ServiceRegistry,
+  diag: DiagnosticsSink,
+  edge: EdgeWorkload,
+  lent: ReadonlySet<keyof HTTPRoute> = new Set(),
+): CompiledRule | undefined {
   const path: FieldPath = ["spec", "http", index];
   let ok = true;
   const fail = (p: FieldPath, message: string) => {
@@ -80,7 +88,8 @@ function compileRule(vs: Resource<"VirtualService">, route: HTTPRoute, index: nu
   if (route.redirect || route.directResponse) {
     const kind = route.redirect ? "redirect" : "directResponse";
     for (const other of ["rewrite", "fault"] as const) {
-      if (route[other] !== undefined) fail([...path, other], `${other} cannot be combined with ${kind}`);
+      // A root rule's fault applies to the redirects and direct responses it delegates, as in Istio.
+      if (route[other] !== undefined && !lent.has(other)) fail([...path, other], `${other} cannot be combined with ${kind}`);
     }
   }
   if (route.mirror && route.mirrors) fail([...path, "mirrors"], "expected only one of mirror and mirrors");

@@ -173,6 +173,18 @@ describe("match merging", () => {
     for (const [parent, leaf, conflict] of cases) expect([parent, leaf, stringMatchConflict(parent, leaf)]).toEqual([parent, leaf, conflict]);
   });
 
+  it("keeps the root's withoutHeaders exclusions: a delegate may not restate one more narrowly", async () => {
+    expect(matchConflict({ withoutHeaders: { "x-env": { prefix: "prod" } } }, { withoutHeaders: { "x-env": { prefix: "prod-eu" } } })).toBe(true);
+    expect(matchConflict({ withoutHeaders: { "x-env": { prefix: "prod" } } }, { withoutHeaders: { "x-env": { prefix: "prod" } } })).toBe(false);
+    expect(matchConflict({ withoutHeaders: { "x-env": { prefix: "prod" } } }, { withoutHeaders: { "x-other": { exact: "1" } } })).toBe(false);
+    const snapshot = await snapshotOf(
+      root([{ match: [{ ...prefix("/"), withoutHeaders: { "x-env": { prefix: "prod" } } }], delegate: { name: "d", namespace: "team" } }, direct("root")]),
+      delegate("d", [direct("narrowed", { match: [{ withoutHeaders: { "x-env": { prefix: "prod-eu" } } }] }), direct("delegate")]),
+    );
+    expect(await get(snapshot, "/", { "x-env": "prod-us" })).toBe("200 root");
+    expect(await get(snapshot, "/", { "x-env": "dev" })).toBe("200 delegate");
+  });
+
   it("needs the same ignoreUriCase, a port and gateways within the root's, and the root's source conditions", () => {
     expect(matchConflict({ ignoreUriCase: true }, {})).toBe(true);
     expect(matchConflict({ port: 80 }, { port: 443 })).toBe(true);
@@ -237,7 +249,13 @@ describe("finding the delegate", () => {
 });
 
 describe("Istio's validation of roots and delegates", () => {
-  it("refuses a delegating rule with its own route, redirect or direct response, and one without a name", async () => {
+  it("ignores a delegating rule's direct response with a warning, as Istio's merge drops it", async () => {
+    const result = await build(root([{ delegate: { name: "d", namespace: "team" }, directResponse: { status: 404 } }]), delegate("d", [direct("d")]));
+    expect(served(result.snapshot!)).toEqual(["d"]);
+    expect(warnings(result)).toEqual([expect.stringMatching(/VirtualService\/edge\/root: spec\.http\[0\]\.directResponse: ignored next to delegate/)]);
+  });
+
+  it("refuses a delegating rule with its own route or redirect, and one without a name", async () => {
     const result = await build(
       root([
         { delegate: { name: "d", namespace: "team" }, route: [{ destination: { host: "a.example.com" } }] },
@@ -294,12 +312,13 @@ describe("problems in merged rules", () => {
     ]);
   });
 
-  it("leave out what a redirect or direct response cannot carry (rewrite, fault, CORS)", async () => {
+  it("leave out what a redirect or direct response cannot carry (rewrite, CORS), and lend them the fault, as Istio does", async () => {
     const snapshot = await snapshotOf(
       root([{ delegate: { name: "d", namespace: "team" }, rewrite: { uri: "/b" }, fault: { abort: { httpStatus: 503, percentage: { value: 100 } } }, corsPolicy: { allowOrigins: [{ exact: "https://a.example" }] }, timeout: "2s" }]),
       delegate("d", [direct("d", { match: [prefix("/d")] }), { redirect: { uri: "/elsewhere" } }]),
     );
-    for (const rule of snapshot.rules) expect([rule.rewrite, rule.fault, rule.cors, rule.timeoutMs]).toEqual([undefined, undefined, undefined, 2000]);
-    expect(await get(snapshot, "/d")).toBe("200 d");
+    for (const rule of snapshot.rules) expect([rule.rewrite, rule.cors, rule.timeoutMs, rule.fault?.abort?.status]).toEqual([undefined, undefined, 2000, 503]);
+    // A platform's abort on the root rule stops the delegated direct responses too.
+    expect(await get(snapshot, "/d")).toBe("503 fault filter abort");
   });
 });
