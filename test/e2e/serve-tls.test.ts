@@ -157,11 +157,19 @@ const getTls = (path: string, host: string) =>
 
 describe("isthmus serve --credentials", () => {
   it("presents the credential's client certificate to the origin, which verifies it; the origin is verified with the credential's CA", async () => {
-    const refusedBefore = refused().length;
-    const res = await get("/charge");
-    expect({ status: res.status, body: res.body }).toEqual({ status: 200, body: "hello isthmus-gateway" });
-    expect(seen().filter((s) => s.path === "/charge")).toEqual([{ path: "/charge", clientCn: "isthmus-gateway", host: `localhost:${port}`, proto: "http" }]);
-    expect(refused().length).toBe(refusedBefore);
+    // No handshake is refused for it. The rogue subset's health probes (each second, with a certificate the
+    // origin refuses) can fall into the count: one that did is taken again (a probe can only add to it).
+    const added: number[] = [];
+    for (let i = 0; i < 3 && added[added.length - 1] !== 0; i++) {
+      const refusedBefore = refused().length;
+      const res = await get("/charge");
+      expect({ status: res.status, body: res.body }).toEqual({ status: 200, body: "hello isthmus-gateway" });
+      added.push(refused().length - refusedBefore);
+    }
+    expect(Math.min(...added)).toBe(0);
+    const charges = seen().filter((s) => s.path === "/charge");
+    expect(charges.length).toBe(added.length);
+    for (const charge of charges) expect(charge).toEqual({ path: "/charge", clientCn: "isthmus-gateway", host: `localhost:${port}`, proto: "http" });
   });
 
   it("is refused by the origin when the certificate comes from a CA it does not trust (Istio's generic secret layout)", async () => {
