@@ -66,7 +66,6 @@ export const EDGE_CAVEATS: Record<Kind, FieldRule[]> = {
   Gateway: [
     warn("spec.servers[].bind", "the edge has no listener address to bind; ignored"),
     warn("spec.servers[].defaultEndpoint", "sidecar ingress listeners do not exist at the edge; ignored"),
-    warn("spec.servers[].port.targetPort", "the edge listens where Cloudflare receives traffic; ignored"),
     warn("spec.servers[].tls.mode", SERVER_TLS, (v) => v !== "SIMPLE" && v !== undefined),
     warn("spec.servers[].tls.serverCertificate", SERVER_TLS),
     warn("spec.servers[].tls.privateKey", SERVER_TLS),

@@ -60,9 +60,8 @@ export function compileRetry(retry: z.infer<typeof HTTPRetry>, path: FieldPath, 
     if (codes.length > 0) out.statusCodes = codes;
   }
   if (retry.perTryTimeout !== undefined) {
-    const ms = durationMs(retry.perTryTimeout);
-    if (ms < 1) fail([...path, "perTryTimeout"], "expected a duration of at least 1ms");
-    else out.perTryTimeoutMs = ms;
+    // At least 1ms, whole milliseconds: the schema (ProxyDuration) refuses anything else.
+    out.perTryTimeoutMs = durationMs(retry.perTryTimeout);
   }
   if (retry.backoff !== undefined) {
     const ms = durationMs(retry.backoff);

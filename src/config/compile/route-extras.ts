@@ -53,8 +53,7 @@ export function compileFault(fault: z.infer<typeof HTTPFaultInjection>, path: Fi
     if (d.fixedDelay === undefined) {
       if (d.exponentialDelay === undefined) fail([...path, "delay", "fixedDelay"], "expected fixedDelay");
     } else {
-      const ms = durationMs(d.fixedDelay);
-      if (ms < 1) fail([...path, "delay", "fixedDelay"], "expected a delay of at least 1ms");
+      const ms = durationMs(d.fixedDelay); // at least 1ms: the schema (ProxyDuration) refuses less
       const p = percent(d.percentage?.value ?? d.percent, [...path, "delay", "percentage"], fail) ?? 0;
       if (p > 0) out.delay = { ms, percent: p };
     }

@@ -43,11 +43,11 @@ const REDIRECT_CODES = new Set([301, 302, 303, 307, 308]);
  * Isthmus, with a warning. Catch-alls for one port or gateway are resolved
  * per gateway binding (reachableRules, catch-all.ts).
  */
-export function compileHttpRules(vs: Resource<"VirtualService">, services: ServiceRegistry, diag: DiagnosticsSink, edge: EdgeWorkload, delegates?: Delegates): CompiledRule[] {
+export function compileHttpRules(vs: Resource<"VirtualService">, services: ServiceRegistry, diag: DiagnosticsSink, edge: EdgeWorkload, delegates: Delegates): CompiledRule[] {
   const out: CompiledRule[] = [];
   // Delegating rules are replaced by the delegate's rules merged with them; Istio looks for the
   // catch-all in that merged list.
-  const inputs: RuleInput[] = delegates ? delegates.rulesOf(vs, diag) : (vs.spec.http ?? []).map((route, index) => ({ vs, route, index, diag }));
+  const inputs = delegates.rulesOf(vs, diag);
   for (let i = 0; i < inputs.length; i++) {
     const input = inputs[i] as RuleInput;
     const compiled = compileRule(input.vs, input.route, input.index, services, input.diag, edge, input.lent);

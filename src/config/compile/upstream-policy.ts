@@ -78,10 +78,6 @@ export function checkTrafficPolicy(
   }
   const od = policy.outlierDetection;
   if (od) {
-    for (const field of ["interval", "baseEjectionTime"] as const) {
-      const v = od[field];
-      if (v !== undefined && durationMs(v) < 1) error([...path, "outlierDetection", field], "expected a duration of at least 1ms");
-    }
     if (od.consecutiveErrors !== undefined) {
       warn([...path, "outlierDetection", "consecutiveErrors"], "deprecated and ignored (as in current Istio); use consecutiveGatewayErrors or consecutive5xxErrors");
     }
